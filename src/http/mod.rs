@@ -1,0 +1,1 @@
+//! IO-free HTTP/1.1.

@@ -1,0 +1,1 @@
+//! IO-free WebSocket codec.
