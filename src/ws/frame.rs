@@ -83,7 +83,7 @@ pub fn close(code: u16, reason: &str) -> Bytes {
 
 /// A text frame whose payload is written by `f` straight into the frame's buffer.
 ///
-/// Reserves [`HEADER_MAX`] bytes in front, lets `f` append the payload (e.g. with
+/// Reserves the largest header (10 bytes) in front, lets `f` append the payload (e.g. with
 /// `serde_json::to_writer`), then writes the real header right-aligned before the payload
 /// and returns the frame sliced to start at it: one allocation, no copy. `f` must write
 /// valid UTF-8 and must only append.
