@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// Data directory [default: ./data].
     #[arg(long, env = "ROOMCAST_DATA_DIR", value_name = "PATH")]
     pub data_dir: Option<PathBuf>,
-    /// HS256 secret [default: contents of <data-dir>/jwt_secret, created if absent].
+    /// HS256 secret [default: contents of DATA_DIR/jwt_secret, created if absent].
     #[arg(long, env = "ROOMCAST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// RSA public key PEM file; enables RS256 tokens.
@@ -262,7 +262,7 @@ pub struct TokenArgs {
     /// Data directory holding `jwt_secret` [default: ./data].
     #[arg(long, env = "ROOMCAST_DATA_DIR", value_name = "PATH")]
     pub data_dir: Option<PathBuf>,
-    /// HS256 secret [default: contents of <data-dir>/jwt_secret].
+    /// HS256 secret [default: contents of DATA_DIR/jwt_secret].
     #[arg(long, env = "ROOMCAST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// TOML config file (for `data_dir` / `jwt_secret`).
