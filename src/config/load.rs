@@ -1,0 +1,316 @@
+//! Building a [`Config`] from flags, `ROOMCAST_*` environment variables and a
+//! TOML file, plus the `roomcast token` arguments.
+//!
+//! Invariants: clap resolves flag > env into [`ServeArgs`] (every field is an
+//! `Option`, `None` = not given); [`merge`] is pure and applies
+//! args > TOML > default, then validates; [`load`] only adds reading the file.
+//! Limits: the TOML file is read whole; keys are top-level only.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::builder::BoolishValueParser;
+use serde::Deserialize;
+
+use super::{Config, Durability};
+use crate::auth::{self, AuthSettings, MintClaims};
+
+/// Flags of `roomcast serve`; each also readable from its `ROOMCAST_*` variable.
+#[derive(clap::Args, Clone, Default, PartialEq, Eq)]
+pub struct ServeArgs {
+    /// TOML config file (same keys as the flags, snake_case).
+    #[arg(long, env = "ROOMCAST_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "ROOMCAST_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Shard threads, at most 64; 0 = one per core [default: 0].
+    #[arg(long, env = "ROOMCAST_SHARDS")]
+    pub shards: Option<usize>,
+    /// Data directory [default: ./data].
+    #[arg(long, env = "ROOMCAST_DATA_DIR", value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+    /// HS256 secret [default: contents of DATA_DIR/jwt_secret, created if absent].
+    #[arg(long, env = "ROOMCAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// RSA public key PEM file; enables RS256 tokens.
+    #[arg(long, env = "ROOMCAST_JWT_RSA_PUBLIC_KEY", value_name = "PATH")]
+    pub jwt_rsa_public_key: Option<PathBuf>,
+    /// EC P-256 public key PEM file; enables ES256 tokens.
+    #[arg(long, env = "ROOMCAST_JWT_EC_PUBLIC_KEY", value_name = "PATH")]
+    pub jwt_ec_public_key: Option<PathBuf>,
+    /// Token clock-skew tolerance in seconds [default: 60].
+    #[arg(long, env = "ROOMCAST_JWT_LEEWAY_S")]
+    pub jwt_leeway_s: Option<u64>,
+    /// Serve a plain WebSocket echo at this path (conformance runs only).
+    #[arg(long, env = "ROOMCAST_ECHO_ENDPOINT", value_name = "PATH")]
+    pub echo_endpoint: Option<String>,
+    /// Do not pin shard threads to CPUs (`--no-pin-cpus` or `--no-pin-cpus=false`).
+    #[arg(
+        long,
+        env = "ROOMCAST_NO_PIN_CPUS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub no_pin_cpus: Option<bool>,
+    /// fsync before acknowledging writes, or not [default: fsync].
+    #[arg(long, env = "ROOMCAST_DURABILITY", value_enum)]
+    pub durability: Option<Durability>,
+    /// Largest WebSocket frame payload, bytes [default: 65536].
+    #[arg(long, env = "ROOMCAST_FRAME_BYTES_MAX")]
+    pub frame_bytes_max: Option<usize>,
+    /// Largest WebSocket message, bytes [default: 65536].
+    #[arg(long, env = "ROOMCAST_MESSAGE_BYTES_MAX")]
+    pub message_bytes_max: Option<usize>,
+    /// Largest HTTP request head, bytes [default: 8192].
+    #[arg(long, env = "ROOMCAST_HTTP_HEAD_BYTES_MAX")]
+    pub http_head_bytes_max: Option<usize>,
+    /// Largest REST request body, bytes [default: 1048576].
+    #[arg(long, env = "ROOMCAST_REST_BODY_BYTES_MAX")]
+    pub rest_body_bytes_max: Option<usize>,
+    /// Most bytes queued for one client, bytes [default: 1048576].
+    #[arg(long, env = "ROOMCAST_OUTBOUND_BYTES_MAX")]
+    pub outbound_bytes_max: Option<usize>,
+    /// Handshake deadline, ms [default: 10000].
+    #[arg(long, env = "ROOMCAST_HANDSHAKE_TIMEOUT_MS")]
+    pub handshake_timeout_ms: Option<u64>,
+    /// Idle connection timeout, ms [default: 60000].
+    #[arg(long, env = "ROOMCAST_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Ping interval, ms [default: 20000].
+    #[arg(long, env = "ROOMCAST_PING_INTERVAL_MS")]
+    pub ping_interval_ms: Option<u64>,
+    /// Sustained actions per second per connection [default: 100].
+    #[arg(long, env = "ROOMCAST_ACTIONS_PER_SECOND")]
+    pub actions_per_second: Option<u32>,
+    /// Action burst per connection [default: 200].
+    #[arg(long, env = "ROOMCAST_ACTIONS_BURST")]
+    pub actions_burst: Option<u32>,
+    /// Connections per shard [default: 100000].
+    #[arg(long, env = "ROOMCAST_CONNECTIONS_PER_SHARD_MAX")]
+    pub connections_per_shard_max: Option<usize>,
+    /// Mesh ring capacity, slots, power of two [default: 4096].
+    #[arg(long, env = "ROOMCAST_RING_SLOTS")]
+    pub ring_slots: Option<usize>,
+    /// Rooms per shard [default: 1000000].
+    #[arg(long, env = "ROOMCAST_ROOMS_PER_SHARD_MAX")]
+    pub rooms_per_shard_max: Option<usize>,
+    /// In-memory history window per room, messages [default: 10000].
+    #[arg(long, env = "ROOMCAST_HISTORY_PER_ROOM_MAX")]
+    pub history_per_room_max: Option<usize>,
+    /// Members per room [default: 100000].
+    #[arg(long, env = "ROOMCAST_MEMBERS_PER_ROOM_MAX")]
+    pub members_per_room_max: Option<usize>,
+    /// Initial read buffer per connection, bytes [default: 512].
+    #[arg(long, env = "ROOMCAST_READ_BUFFER_BYTES_INITIAL")]
+    pub read_buffer_bytes_initial: Option<usize>,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    /// Prints only the config path: the args may hold the JWT secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The TOML file: the [`Config`] field names, all optional, nothing else.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    shards: Option<usize>,
+    data_dir: Option<PathBuf>,
+    jwt_secret: Option<String>,
+    jwt_rsa_public_key: Option<PathBuf>,
+    jwt_ec_public_key: Option<PathBuf>,
+    jwt_leeway_s: Option<u64>,
+    echo_endpoint: Option<String>,
+    pin_cpus: Option<bool>,
+    durability: Option<Durability>,
+    frame_bytes_max: Option<usize>,
+    message_bytes_max: Option<usize>,
+    http_head_bytes_max: Option<usize>,
+    rest_body_bytes_max: Option<usize>,
+    outbound_bytes_max: Option<usize>,
+    handshake_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    ping_interval_ms: Option<u64>,
+    actions_per_second: Option<u32>,
+    actions_burst: Option<u32>,
+    connections_per_shard_max: Option<usize>,
+    ring_slots: Option<usize>,
+    rooms_per_shard_max: Option<usize>,
+    history_per_room_max: Option<usize>,
+    members_per_room_max: Option<usize>,
+    read_buffer_bytes_initial: Option<usize>,
+}
+
+/// Copies every field that is `Some` in `$src` (a [`FileConfig`] or
+/// [`ServeArgs`]) onto `$cfg`. `pin_cpus` differs between the two and is
+/// handled by the callers.
+macro_rules! overlay {
+    ($cfg:expr, $src:expr) => {
+        overlay!(@plain $cfg, $src,
+            listen, shards, data_dir, jwt_leeway_s, durability,
+            frame_bytes_max, message_bytes_max, http_head_bytes_max,
+            rest_body_bytes_max, outbound_bytes_max, handshake_timeout_ms,
+            idle_timeout_ms, ping_interval_ms, actions_per_second, actions_burst,
+            connections_per_shard_max, ring_slots, rooms_per_shard_max,
+            history_per_room_max, members_per_room_max, read_buffer_bytes_initial);
+        overlay!(@optional $cfg, $src,
+            jwt_secret, jwt_rsa_public_key, jwt_ec_public_key, echo_endpoint);
+    };
+    (@plain $cfg:expr, $src:expr, $($field:ident),+) => {
+        $( if let Some(v) = $src.$field.clone() { $cfg.$field = v; } )+
+    };
+    (@optional $cfg:expr, $src:expr, $($field:ident),+) => {
+        $( if let Some(v) = $src.$field.clone() { $cfg.$field = Some(v); } )+
+    };
+}
+
+/// Pure merge: `args` over the TOML text `toml_text` (if any) over
+/// [`Config::default`], then [`Config::validate`]. `args.config` is ignored
+/// here (the caller has already read that file into `toml_text`).
+pub fn merge(args: &ServeArgs, toml_text: Option<&str>) -> Result<Config, String> {
+    let file: FileConfig = match toml_text {
+        Some(text) => toml::from_str(text).map_err(|e| format!("config file: {e}"))?,
+        None => FileConfig::default(),
+    };
+    let mut config = Config::default();
+    overlay!(config, file);
+    if let Some(pin) = file.pin_cpus {
+        config.pin_cpus = pin;
+    }
+    overlay!(config, args);
+    if let Some(no_pin) = args.no_pin_cpus {
+        config.pin_cpus = !no_pin;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Loads the configuration: reads the TOML file named by `--config` /
+/// `ROOMCAST_CONFIG` (if any) and [`merge`]s it under `cli`.
+pub fn load(cli: ServeArgs) -> Result<Config, String> {
+    let text = match &cli.config {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    merge(&cli, text.as_deref()).map_err(|e| match &cli.config {
+        Some(path) => format!("{e} (config file {})", path.display()),
+        None => e,
+    })
+}
+
+/// The HS256 secret: the configured `jwt_secret` (created = false), else
+/// [`auth::load_or_create_secret`] on `data_dir`.
+pub fn resolve_secret(config: &Config) -> io::Result<(Vec<u8>, bool)> {
+    match &config.jwt_secret {
+        Some(secret) => Ok((secret.as_bytes().to_vec(), false)),
+        None => auth::load_or_create_secret(&config.data_dir),
+    }
+}
+
+/// Everything a [`auth::Verifier`] needs: the resolved secret, the PEM files'
+/// contents and the leeway. The bool is `true` when the secret file was created.
+pub fn auth_settings(config: &Config) -> io::Result<(AuthSettings, bool)> {
+    let (secret, created) = resolve_secret(config)?;
+    let settings = AuthSettings {
+        hs256_secret: Some(secret),
+        rsa_public_pem: read_optional(config.jwt_rsa_public_key.as_deref())?,
+        ec_public_pem: read_optional(config.jwt_ec_public_key.as_deref())?,
+        leeway_s: config.jwt_leeway_s,
+    };
+    Ok((settings, created))
+}
+
+/// Reads `path` if given, naming the path in any error.
+fn read_optional(path: Option<&Path>) -> io::Result<Option<Vec<u8>>> {
+    path.map(|p| {
+        std::fs::read(p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+    })
+    .transpose()
+}
+
+/// Arguments of `roomcast token` (mints an HS256 token with the server's secret).
+#[derive(clap::Args, Clone, PartialEq, Eq)]
+pub struct TokenArgs {
+    /// User id to put in `sub`.
+    #[arg(long, value_name = "ID")]
+    pub user: String,
+    /// Role claim, e.g. `service`.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    pub ttl: u64,
+    /// Session id claim (`sid`).
+    #[arg(long, value_name = "ID")]
+    pub sid: Option<String>,
+    /// Comma-separated scopes [default: none in the token, i.e. all].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub scopes: Option<Vec<String>>,
+    /// Data directory holding `jwt_secret` [default: ./data].
+    #[arg(long, env = "ROOMCAST_DATA_DIR", value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+    /// HS256 secret [default: contents of DATA_DIR/jwt_secret].
+    #[arg(long, env = "ROOMCAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// TOML config file (for `data_dir` / `jwt_secret`).
+    #[arg(long, env = "ROOMCAST_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for TokenArgs {
+    /// Omits the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenArgs")
+            .field("user", &self.user)
+            .field("role", &self.role)
+            .field("ttl", &self.ttl)
+            .field("sid", &self.sid)
+            .field("scopes", &self.scopes)
+            .field("data_dir", &self.data_dir)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenArgs {
+    /// The serve arguments these imply, for [`load`] (only `config`,
+    /// `data_dir` and `jwt_secret` are carried over).
+    pub fn serve_args(&self) -> ServeArgs {
+        ServeArgs {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            jwt_secret: self.jwt_secret.clone(),
+            ..ServeArgs::default()
+        }
+    }
+
+    /// The claims to mint (empty scope items dropped).
+    pub fn mint_claims(&self) -> MintClaims {
+        MintClaims {
+            sub: self.user.clone(),
+            role: self.role.clone(),
+            sid: self.sid.clone(),
+            scopes: self.scopes.as_ref().map(|list| {
+                list.iter()
+                    .map(|s| s.trim())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
+            ttl_s: self.ttl,
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Every runtime setting and bound of the server, in one [`Config`].
+//!
+//! # What this module owns
+//! - [`Config`] with its defaults ([`Config::default`]) and consistency rules
+//!   ([`Config::validate`]); the rest of the server reads limits from here only.
+//! - Loading ([`load`], [`merge`]): flag > `ROOMCAST_*` environment variable >
+//!   TOML file (`--config` / `ROOMCAST_CONFIG`) > default. Flags and env are
+//!   both parsed by clap into [`ServeArgs`]; the file uses the same field names
+//!   (snake_case, top level) and unknown keys are an error naming the key.
+//! - The `roomcast token` arguments ([`TokenArgs`]) and [`resolve_secret`].
+//!
+//! # Invariants (enforced by [`Config::validate`], which [`load`] always runs)
+//! - Every limit is non-zero (`shards` may be 0 = one per core; `jwt_leeway_s`
+//!   may be 0); `shards <= 64`; `frame_bytes_max <= message_bytes_max`;
+//!   `ring_slots` is a power of two; `ping_interval_ms < idle_timeout_ms`;
+//!   `echo_endpoint` starts with `/`; a configured `jwt_secret` is non-empty.
+//!
+//! # Limits
+//! - Relative paths (`data_dir`, key files) are relative to the working
+//!   directory, not to the config file.
+//! - `Debug` output redacts `jwt_secret`.
+
+mod load;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use load::{auth_settings, load, merge, resolve_secret, ServeArgs, TokenArgs};
+
+/// Most shards (threads) a server may run.
+pub const SHARDS_MAX: usize = 64;
+
+/// Whether acknowledged writes wait for `fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Writes are fsynced before they are acknowledged (default).
+    #[default]
+    Fsync,
+    /// No fsync: faster, but acknowledged writes can be lost on a crash.
+    None,
+}
+
+/// All runtime settings. Field names carry their unit.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address the server listens on.
+    pub listen: SocketAddr,
+    /// Shard (thread) count; 0 = one per available core (see [`Config::shard_count`]).
+    pub shards: usize,
+    /// Directory for persistent state and the `jwt_secret` file.
+    pub data_dir: PathBuf,
+    /// HS256 secret given directly; `None` = use/create `data_dir/jwt_secret`.
+    pub jwt_secret: Option<String>,
+    /// PEM file with an RSA public key enabling RS256 tokens.
+    pub jwt_rsa_public_key: Option<PathBuf>,
+    /// PEM file with an EC P-256 public key enabling ES256 tokens.
+    pub jwt_ec_public_key: Option<PathBuf>,
+    /// Clock-skew tolerance for token `exp`/`nbf`, in seconds (may be 0).
+    pub jwt_leeway_s: u64,
+    /// Path of a plain WebSocket echo endpoint (e.g. `/echo`), for conformance runs only.
+    pub echo_endpoint: Option<String>,
+    /// Pin each shard thread to one CPU.
+    pub pin_cpus: bool,
+    /// Whether writes are fsynced before acknowledgement.
+    pub durability: Durability,
+    /// Largest accepted WebSocket frame payload, in bytes.
+    pub frame_bytes_max: usize,
+    /// Largest accepted (reassembled) WebSocket message, in bytes.
+    pub message_bytes_max: usize,
+    /// Largest accepted HTTP request head, in bytes.
+    pub http_head_bytes_max: usize,
+    /// Largest accepted REST request body, in bytes.
+    pub rest_body_bytes_max: usize,
+    /// Most bytes queued for one slow client before it is dropped.
+    pub outbound_bytes_max: usize,
+    /// Time allowed from accept to a completed WebSocket handshake, in ms.
+    pub handshake_timeout_ms: u64,
+    /// A connection silent for this long is closed, in ms.
+    pub idle_timeout_ms: u64,
+    /// Interval between server pings on a quiet connection, in ms.
+    pub ping_interval_ms: u64,
+    /// Sustained per-connection action rate (token-bucket refill per second).
+    pub actions_per_second: u32,
+    /// Per-connection action burst (token-bucket capacity).
+    pub actions_burst: u32,
+    /// Most concurrent connections on one shard.
+    pub connections_per_shard_max: usize,
+    /// Capacity of each inter-shard mesh ring, in slots (power of two).
+    pub ring_slots: usize,
+    /// Most rooms owned by one shard.
+    pub rooms_per_shard_max: usize,
+    /// Messages kept per room in the in-memory history window.
+    pub history_per_room_max: usize,
+    /// Most members of one room.
+    pub members_per_room_max: usize,
+    /// Initial size of a connection's read buffer, in bytes.
+    pub read_buffer_bytes_initial: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            shards: 0,
+            data_dir: PathBuf::from("./data"),
+            jwt_secret: None,
+            jwt_rsa_public_key: None,
+            jwt_ec_public_key: None,
+            jwt_leeway_s: 60,
+            echo_endpoint: None,
+            pin_cpus: true,
+            durability: Durability::Fsync,
+            frame_bytes_max: 65_536,
+            message_bytes_max: 65_536,
+            http_head_bytes_max: 8_192,
+            rest_body_bytes_max: 1 << 20,
+            outbound_bytes_max: 1 << 20,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            ping_interval_ms: 20_000,
+            actions_per_second: 100,
+            actions_burst: 200,
+            connections_per_shard_max: 100_000,
+            ring_slots: 4_096,
+            rooms_per_shard_max: 1_000_000,
+            history_per_room_max: 10_000,
+            members_per_room_max: 100_000,
+            read_buffer_bytes_initial: 512,
+        }
+    }
+}
+
+/// Returns `Err("<field> must be greater than 0")` for the first zero field.
+macro_rules! require_nonzero {
+    ($cfg:expr, $($field:ident),+ $(,)?) => {
+        $(
+            if $cfg.$field == 0 {
+                return Err(format!("{} must be greater than 0", stringify!($field)));
+            }
+        )+
+    };
+}
+
+impl Config {
+    /// Checks bounds and relationships; the message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        require_nonzero!(
+            self,
+            frame_bytes_max,
+            message_bytes_max,
+            http_head_bytes_max,
+            rest_body_bytes_max,
+            outbound_bytes_max,
+            handshake_timeout_ms,
+            idle_timeout_ms,
+            ping_interval_ms,
+            actions_per_second,
+            actions_burst,
+            connections_per_shard_max,
+            ring_slots,
+            rooms_per_shard_max,
+            history_per_room_max,
+            members_per_room_max,
+            read_buffer_bytes_initial,
+        );
+        if self.shards > SHARDS_MAX {
+            return Err(format!(
+                "shards must be at most {SHARDS_MAX} (0 = one per core)"
+            ));
+        }
+        if self.frame_bytes_max > self.message_bytes_max {
+            return Err("frame_bytes_max must not exceed message_bytes_max".into());
+        }
+        if !self.ring_slots.is_power_of_two() {
+            return Err("ring_slots must be a power of two".into());
+        }
+        if self.ping_interval_ms >= self.idle_timeout_ms {
+            return Err("ping_interval_ms must be less than idle_timeout_ms".into());
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err("data_dir must not be empty".into());
+        }
+        if self.jwt_secret.as_deref().is_some_and(str::is_empty) {
+            return Err("jwt_secret must not be empty when given".into());
+        }
+        if let Some(path) = &self.echo_endpoint {
+            if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                return Err("echo_endpoint must be a path starting with '/'".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The shard count to run: `shards`, or one per available core when 0
+    /// (1 if unknown), never more than [`SHARDS_MAX`].
+    pub fn shard_count(&self) -> usize {
+        let n = match self.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        n.clamp(1, SHARDS_MAX)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = self.jwt_secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("shards", &self.shards)
+            .field("data_dir", &self.data_dir)
+            .field("jwt_secret", &secret)
+            .field("jwt_rsa_public_key", &self.jwt_rsa_public_key)
+            .field("jwt_ec_public_key", &self.jwt_ec_public_key)
+            .field("jwt_leeway_s", &self.jwt_leeway_s)
+            .field("echo_endpoint", &self.echo_endpoint)
+            .field("pin_cpus", &self.pin_cpus)
+            .field("durability", &self.durability)
+            .field("frame_bytes_max", &self.frame_bytes_max)
+            .field("message_bytes_max", &self.message_bytes_max)
+            .field("http_head_bytes_max", &self.http_head_bytes_max)
+            .field("rest_body_bytes_max", &self.rest_body_bytes_max)
+            .field("outbound_bytes_max", &self.outbound_bytes_max)
+            .field("handshake_timeout_ms", &self.handshake_timeout_ms)
+            .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("ping_interval_ms", &self.ping_interval_ms)
+            .field("actions_per_second", &self.actions_per_second)
+            .field("actions_burst", &self.actions_burst)
+            .field("connections_per_shard_max", &self.connections_per_shard_max)
+            .field("ring_slots", &self.ring_slots)
+            .field("rooms_per_shard_max", &self.rooms_per_shard_max)
+            .field("history_per_room_max", &self.history_per_room_max)
+            .field("members_per_room_max", &self.members_per_room_max)
+            .field("read_buffer_bytes_initial", &self.read_buffer_bytes_initial)
+            .finish()
+    }
+}

@@ -1,0 +1,363 @@
+//! Tests for [`crate::config`]: defaults, precedence (flags/env via
+//! [`ServeArgs`] > TOML > default), TOML strictness, validation, clap wiring.
+//!
+//! Env precedence is tested by constructing [`ServeArgs`] directly (that is
+//! what clap produces from `ROOMCAST_*`), never by mutating the process env.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser};
+
+use super::*;
+
+#[derive(Parser)]
+struct ServeCli {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+#[derive(Parser)]
+struct TokenCli {
+    #[command(flatten)]
+    args: TokenArgs,
+}
+
+/// A change applied to a default [`Config`] in validation tests.
+type Mutation = fn(&mut Config);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+#[test]
+fn defaults_match_the_documented_numbers() {
+    let c = Config::default();
+    assert_eq!(c.listen, addr("127.0.0.1:8080"));
+    assert_eq!(c.shards, 0);
+    assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert_eq!(
+        (c.jwt_secret.as_deref(), c.echo_endpoint.as_deref()),
+        (None, None)
+    );
+    assert_eq!(
+        (&c.jwt_rsa_public_key, &c.jwt_ec_public_key),
+        (&None, &None)
+    );
+    assert_eq!(c.jwt_leeway_s, 60);
+    assert!(c.pin_cpus);
+    assert_eq!(c.durability, Durability::Fsync);
+    assert_eq!(c.frame_bytes_max, 65_536);
+    assert_eq!(c.message_bytes_max, 65_536);
+    assert_eq!(c.http_head_bytes_max, 8_192);
+    assert_eq!(c.rest_body_bytes_max, 1_048_576);
+    assert_eq!(c.outbound_bytes_max, 1_048_576);
+    assert_eq!(c.handshake_timeout_ms, 10_000);
+    assert_eq!(c.idle_timeout_ms, 60_000);
+    assert_eq!(c.ping_interval_ms, 20_000);
+    assert_eq!(c.actions_per_second, 100);
+    assert_eq!(c.actions_burst, 200);
+    assert_eq!(c.connections_per_shard_max, 100_000);
+    assert_eq!(c.ring_slots, 4_096);
+    assert_eq!(c.rooms_per_shard_max, 1_000_000);
+    assert_eq!(c.history_per_room_max, 10_000);
+    assert_eq!(c.members_per_room_max, 100_000);
+    assert_eq!(c.read_buffer_bytes_initial, 512);
+    assert_eq!(c.validate(), Ok(()));
+    assert_eq!(merge(&ServeArgs::default(), None), Ok(c));
+}
+
+#[test]
+fn toml_overrides_defaults() {
+    let toml = r#"
+        listen = "0.0.0.0:9000"
+        shards = 4
+        data_dir = "/var/lib/roomcast"
+        jwt_secret = "s3cret"
+        jwt_rsa_public_key = "/etc/rc/rsa.pem"
+        echo_endpoint = "/echo"
+        pin_cpus = false
+        durability = "none"
+        frame_bytes_max = 16384
+        ring_slots = 1024
+        actions_burst = 50
+    "#;
+    let c = merge(&ServeArgs::default(), Some(toml)).expect("valid toml");
+    assert_eq!(c.listen, addr("0.0.0.0:9000"));
+    assert_eq!(c.shards, 4);
+    assert_eq!(c.data_dir, PathBuf::from("/var/lib/roomcast"));
+    assert_eq!(c.jwt_secret.as_deref(), Some("s3cret"));
+    assert_eq!(c.jwt_rsa_public_key, Some(PathBuf::from("/etc/rc/rsa.pem")));
+    assert_eq!(c.echo_endpoint.as_deref(), Some("/echo"));
+    assert!(!c.pin_cpus);
+    assert_eq!(c.durability, Durability::None);
+    assert_eq!(
+        (c.frame_bytes_max, c.ring_slots, c.actions_burst),
+        (16_384, 1_024, 50)
+    );
+    assert_eq!(
+        c.message_bytes_max, 65_536,
+        "untouched fields keep defaults"
+    );
+}
+
+#[test]
+fn args_and_env_override_toml() {
+    let toml = "listen = \"0.0.0.0:9000\"\nshards = 4\npin_cpus = true\nidle_timeout_ms = 90000";
+    let args = ServeArgs {
+        listen: Some(addr("10.0.0.1:7000")),
+        shards: Some(2),
+        no_pin_cpus: Some(true),
+        durability: Some(Durability::None),
+        ..ServeArgs::default()
+    };
+    let c = merge(&args, Some(toml)).expect("valid");
+    assert_eq!(c.listen, addr("10.0.0.1:7000"));
+    assert_eq!(c.shards, 2);
+    assert!(!c.pin_cpus);
+    assert_eq!(c.durability, Durability::None);
+    assert_eq!(c.idle_timeout_ms, 90_000, "TOML still beats default");
+
+    let keep_pinning = ServeArgs {
+        no_pin_cpus: Some(false),
+        ..ServeArgs::default()
+    };
+    let c = merge(&keep_pinning, Some("pin_cpus = false")).expect("valid");
+    assert!(c.pin_cpus, "--no-pin-cpus=false beats the file");
+}
+
+#[test]
+fn unknown_toml_key_is_an_error_naming_it() {
+    let err = merge(
+        &ServeArgs::default(),
+        Some("listen = \"127.0.0.1:1\"\nshard = 3"),
+    )
+    .expect_err("unknown key");
+    assert!(err.contains("unknown field `shard`"), "{err}");
+    let err = merge(&ServeArgs::default(), Some("[limits]\nframe_bytes_max = 1"))
+        .expect_err("tables are not keys");
+    assert!(err.contains("unknown field `limits`"), "{err}");
+    let err = merge(&ServeArgs::default(), Some("shards = \"four\"")).expect_err("bad type");
+    assert!(err.contains("shards"), "{err}");
+    let err = merge(&ServeArgs::default(), Some("durability = \"sometimes\""));
+    assert!(err.is_err());
+}
+
+#[test]
+fn validate_rejects_zero_bounds() {
+    let zeroed: [Mutation; 16] = [
+        |c| c.frame_bytes_max = 0,
+        |c| c.message_bytes_max = 0,
+        |c| c.http_head_bytes_max = 0,
+        |c| c.rest_body_bytes_max = 0,
+        |c| c.outbound_bytes_max = 0,
+        |c| c.handshake_timeout_ms = 0,
+        |c| c.idle_timeout_ms = 0,
+        |c| c.ping_interval_ms = 0,
+        |c| c.actions_per_second = 0,
+        |c| c.actions_burst = 0,
+        |c| c.connections_per_shard_max = 0,
+        |c| c.ring_slots = 0,
+        |c| c.rooms_per_shard_max = 0,
+        |c| c.history_per_room_max = 0,
+        |c| c.members_per_room_max = 0,
+        |c| c.read_buffer_bytes_initial = 0,
+    ];
+    for (i, zero) in zeroed.iter().enumerate() {
+        let mut c = Config::default();
+        zero(&mut c);
+        let err = c.validate().expect_err("zero bound refused");
+        assert!(err.contains("must be greater than 0"), "case {i}: {err}");
+    }
+    let args = ServeArgs {
+        ring_slots: Some(0),
+        ..ServeArgs::default()
+    };
+    assert!(merge(&args, None)
+        .expect_err("merge validates")
+        .contains("ring_slots"));
+}
+
+#[test]
+fn validate_checks_relationships() {
+    let bad: [(Mutation, &str); 7] = [
+        (|c| c.shards = 65, "shards"),
+        (
+            |c| c.frame_bytes_max = c.message_bytes_max + 1,
+            "frame_bytes_max",
+        ),
+        (|c| c.ring_slots = 1000, "ring_slots"),
+        (
+            |c| c.ping_interval_ms = c.idle_timeout_ms,
+            "ping_interval_ms",
+        ),
+        (|c| c.echo_endpoint = Some("echo".into()), "echo_endpoint"),
+        (|c| c.jwt_secret = Some(String::new()), "jwt_secret"),
+        (|c| c.data_dir = PathBuf::new(), "data_dir"),
+    ];
+    for (mutate, field) in bad {
+        let mut c = Config::default();
+        mutate(&mut c);
+        let err = c.validate().expect_err(field);
+        assert!(err.contains(field), "{field}: {err}");
+    }
+    let ok = Config {
+        shards: 64,
+        frame_bytes_max: 1024,
+        jwt_leeway_s: 0,
+        ..Config::default()
+    };
+    assert_eq!(ok.validate(), Ok(()));
+}
+
+#[test]
+fn shard_count_resolves_zero_to_cores() {
+    let auto = Config::default().shard_count();
+    assert!((1..=SHARDS_MAX).contains(&auto));
+    assert_eq!(
+        Config {
+            shards: 3,
+            ..Config::default()
+        }
+        .shard_count(),
+        3
+    );
+}
+
+#[test]
+fn clap_flags_are_kebab_case_field_names() {
+    ServeCli::command().debug_assert();
+    TokenCli::command().debug_assert();
+    let cli = ServeCli::try_parse_from([
+        "serve",
+        "--listen=0.0.0.0:1",
+        "--shards=2",
+        "--data-dir=/tmp/x",
+        "--durability=none",
+        "--no-pin-cpus",
+        "--echo-endpoint=/echo",
+        "--frame-bytes-max=1000",
+        "--read-buffer-bytes-initial=256",
+        "--connections-per-shard-max=10",
+    ])
+    .expect("flags parse");
+    let c = merge(&cli.args, None).expect("valid");
+    assert_eq!(c.listen, addr("0.0.0.0:1"));
+    assert_eq!(c.durability, Durability::None);
+    assert!(!c.pin_cpus);
+    assert_eq!(c.frame_bytes_max, 1000);
+    assert_eq!(c.read_buffer_bytes_initial, 256);
+    assert_eq!(c.connections_per_shard_max, 10);
+    assert!(ServeCli::try_parse_from(["serve", "--durability=maybe"]).is_err());
+    assert!(ServeCli::try_parse_from(["serve", "--shards=-1"]).is_err());
+}
+
+#[test]
+fn token_args_parse_and_map_to_claims() {
+    let cli = TokenCli::try_parse_from([
+        "token", "--user", "42", "--role", "service", "--scopes", "a, b,,c", "--sid", "s1",
+    ])
+    .expect("token flags parse");
+    assert_eq!(cli.args.ttl, 86_400);
+    let claims = cli.args.mint_claims();
+    assert_eq!(claims.sub, "42");
+    assert_eq!(claims.role.as_deref(), Some("service"));
+    assert_eq!(claims.sid.as_deref(), Some("s1"));
+    assert_eq!(
+        claims.scopes,
+        Some(vec!["a".into(), "b".into(), "c".into()])
+    );
+    assert_eq!(claims.ttl_s, 86_400);
+    assert!(
+        TokenCli::try_parse_from(["token", "--ttl", "5"]).is_err(),
+        "--user required"
+    );
+
+    let with_secret =
+        TokenCli::try_parse_from(["token", "--user=u", "--jwt-secret=k"]).expect("parse");
+    let serve = with_secret.args.serve_args();
+    assert_eq!(serve.jwt_secret.as_deref(), Some("k"));
+    assert!(!format!("{:?}", with_secret.args).contains("\"k\""));
+}
+
+#[test]
+fn resolve_secret_prefers_configured_then_file() {
+    let configured = Config {
+        jwt_secret: Some("direct".into()),
+        ..Config::default()
+    };
+    let (secret, created) = resolve_secret(&configured).expect("configured secret");
+    assert_eq!((secret.as_slice(), created), (&b"direct"[..], false));
+
+    let dir = std::env::temp_dir().join(format!(
+        "roomcast-config-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let from_file = Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
+    let (first, created) = resolve_secret(&from_file).expect("created");
+    assert!(created);
+    let (settings, created) = auth_settings(&from_file).expect("settings");
+    assert!(!created);
+    assert_eq!(settings.hs256_secret, Some(first));
+    assert_eq!(settings.leeway_s, 60);
+    let missing_pem = Config {
+        jwt_rsa_public_key: Some(dir.join("nope.pem")),
+        ..from_file
+    };
+    let err = auth_settings(&missing_pem).expect_err("missing PEM file");
+    assert!(err.to_string().contains("nope.pem"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn debug_redacts_the_secret() {
+    let c = Config {
+        jwt_secret: Some("hunter2".into()),
+        ..Config::default()
+    };
+    assert!(!format!("{c:?}").contains("hunter2"));
+    let a = ServeArgs {
+        jwt_secret: Some("hunter2".into()),
+        ..ServeArgs::default()
+    };
+    assert!(!format!("{a:?}").contains("hunter2"));
+}
+
+#[test]
+fn load_reads_the_config_file() {
+    let dir = std::env::temp_dir().join(format!(
+        "roomcast-load-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("roomcast.toml");
+    std::fs::write(&path, "shards = 5\nhistory_per_room_max = 7\n").expect("write");
+    let args = ServeArgs {
+        config: Some(path.clone()),
+        shards: Some(6),
+        ..ServeArgs::default()
+    };
+    let c = load(args).expect("load");
+    assert_eq!((c.shards, c.history_per_room_max), (6, 7));
+    std::fs::write(&path, "bogus_key = 1\n").expect("write");
+    let err = load(ServeArgs {
+        config: Some(path.clone()),
+        ..ServeArgs::default()
+    })
+    .expect_err("unknown key");
+    assert!(
+        err.contains("bogus_key") && err.contains("roomcast.toml"),
+        "{err}"
+    );
+    let missing = ServeArgs {
+        config: Some(dir.join("absent.toml")),
+        ..ServeArgs::default()
+    };
+    assert!(load(missing).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
