@@ -1,12 +1,37 @@
 //! roomcast: a thread-per-core io_uring WebSocket chat event server.
 //!
+//! One shard per core, each a pinned thread running one single-threaded tokio-uring loop that
+//! owns a slice of the connections, rooms and users; shards talk only through the SPSC mesh.
+//! A room's owner renders each event once per dialect into complete frames and sends one
+//! shared bundle to each shard holding subscribers, which queues it on every local subscriber.
+//!
 //! # Layout
 //! - [`config`]: every runtime setting and bound, from flags, `ROOMCAST_*` env and a TOML file.
 //! - [`auth`]: JWT verification and minting; the secret file in the data directory.
+//! - [`model`]: the core event model — rooms, messages, events — as pure data and transitions.
+//! - [`shard`]: a core's state, the owner pipeline, the inbox task, start and shutdown.
+//! - [`mesh`]: SPSC rings between shards, eventfd doorbells, the `Command` enum.
+//! - [`fanout`]: bundles of pre-rendered frames and each shard's room subscriptions.
+//! - [`net`]: accept loop, HTTP serving, WebSocket sessions, outbound queues and writers.
 //! - [`ws`]: IO-free WebSocket codec on our own buffers (RFC 6455).
 //! - [`http`]: IO-free HTTP/1.1 request-head parsing, responses, and the WebSocket upgrade.
+//! - [`dialect`]: the wire protocols clients speak (Virola today).
+//! - [`rest`]: the REST API.
+//! - [`store`]: the persistence seam (in memory until the durable store lands).
+//! - [`metrics`]: per-shard counters and the Prometheus endpoint.
 
 pub mod auth;
 pub mod config;
+pub mod dialect;
+pub mod fanout;
 pub mod http;
+pub mod mesh;
+pub mod metrics;
+pub mod model;
+pub mod net;
+pub mod rest;
+pub mod shard;
+pub mod store;
 pub mod ws;
+
+pub use shard::{start, ServerHandle};

@@ -1,1 +1,96 @@
-fn main() {}
+//! The `roomcast` binary: `serve` runs the server, `token` mints a JWT. No logic lives here.
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A thread-per-core io_uring WebSocket chat event server.
+#[derive(Parser)]
+#[command(name = "roomcast", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Box<roomcast::config::ServeArgs>),
+    /// Print a signed JWT for a user (or a service with --role service).
+    Token(roomcast::config::TokenArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ROOMCAST_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Serve(args) => serve(*args),
+        Command::Token(args) => token(args),
+    };
+    if let Err(message) = result {
+        eprintln!("roomcast: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
+    let config = roomcast::config::load(args)?;
+    if config.durability == roomcast::config::Durability::None {
+        tracing::warn!("durability = none: for benchmarks only");
+    }
+    let data_dir = config.data_dir.clone();
+    let secret_configured = config.jwt_secret.is_some();
+    let handle = roomcast::start(config)?;
+    if !secret_configured {
+        tracing::info!(
+            "JWT secret file: {}",
+            data_dir.join(roomcast::auth::SECRET_FILE_NAME).display()
+        );
+    }
+    println!(
+        "roomcast listening on http://{} with {} shard(s)",
+        handle.addr, handle.shard_count
+    );
+    println!(
+        "state is in memory (the durable store is not built yet): a restart forgets everything"
+    );
+    println!(
+        "mint a token: cargo run --release -- token --user alice --data-dir {}",
+        data_dir.display()
+    );
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("signal handler: {e}"))?;
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "shutting down: closing every connection with 1001");
+    }
+    handle.shutdown();
+    Ok(())
+}
+
+fn token(args: roomcast::config::TokenArgs) -> Result<(), String> {
+    let config = roomcast::config::load(args.serve_args())?;
+    let (secret, created) =
+        roomcast::config::resolve_secret(&config).map_err(|e| format!("jwt secret: {e}"))?;
+    if created {
+        eprintln!(
+            "generated a new JWT secret in {}",
+            config
+                .data_dir
+                .join(roomcast::auth::SECRET_FILE_NAME)
+                .display()
+        );
+    }
+    let token =
+        roomcast::auth::mint_hs256(&secret, &args.mint_claims()).map_err(|e| e.to_string())?;
+    println!("{token}");
+    Ok(())
+}

@@ -174,11 +174,16 @@ pub fn parse_head(
     let mut req = httparse::Request::new(&mut slots);
     // A complete head within the limit is always found in this prefix.
     let window = &buf[..buf.len().min(head_bytes_max)];
+    // httparse reports some cut-off heads (a header value without its line end) as errors, so
+    // a window without the blank line that ends a head is treated as incomplete.
+    let has_end = window.windows(4).any(|w| w == b"\r\n\r\n");
     let len = match req.parse(window) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() <= head_bytes_max => return Ok(None),
         Ok(httparse::Status::Partial) => return Err(too_large("request head too large")),
         Err(httparse::Error::TooManyHeaders) => return Err(too_large("too many headers")),
+        Err(_) if !has_end && buf.len() <= head_bytes_max => return Ok(None),
+        Err(_) if !has_end => return Err(too_large("request head too large")),
         Err(e) => return Err(bad_request(&format!("malformed request head: {e}"))),
     };
     let target = req.path.unwrap_or_default();
@@ -286,6 +291,20 @@ mod tests {
         assert_eq!(
             parse(&with_body).map(|r| r.map(|(_, n)| n)),
             Ok(Some(raw.len()))
+        );
+    }
+
+    #[test]
+    fn a_cut_off_header_value_is_incomplete_not_malformed() {
+        let long = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Long: {}", "a".repeat(2000));
+        assert!(matches!(parse_head(long.as_bytes(), 8192), Ok(None)));
+        let over = format!("{long}{}", "a".repeat(8000));
+        assert_eq!(
+            parse_head(over.as_bytes(), 8192)
+                .map(|_| ())
+                .unwrap_err()
+                .status,
+            431
         );
     }
 

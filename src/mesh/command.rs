@@ -1,0 +1,102 @@
+//! Every message that crosses shards. Commands are plain owned data or `Arc`s of immutable
+//! frames; nothing else is shared between shards.
+
+use std::sync::Arc;
+
+use crate::fanout::Bundle;
+use crate::model::{RoomId, ShardId, UserId};
+use crate::shard::request::{Request, Response};
+
+/// A cross-shard message, pushed into the SPSC ring from one shard to another.
+#[derive(Debug)]
+pub enum Command {
+    /// Ask the owner shard to execute `request` and answer `from` with `token`.
+    Request {
+        /// The asking shard.
+        from: ShardId,
+        /// The asker's pending-reply slot.
+        token: usize,
+        /// What to do.
+        request: Request,
+    },
+    /// The owner's answer to a `Request`.
+    Response {
+        /// The asker's pending-reply slot.
+        token: usize,
+        /// The answer.
+        response: Response,
+    },
+    /// Room owner → subscriber shard: hand `bundle` to every local subscriber of `room`.
+    Deliver {
+        /// The room.
+        room: RoomId,
+        /// The frames, rendered once.
+        bundle: Arc<Bundle>,
+    },
+    /// Room owner → a shard holding `user`'s connections: subscribe them to `room`, then hand
+    /// them `bundle` (e.g. RoomCreated on joining).
+    Subscribe {
+        /// The room.
+        room: RoomId,
+        /// The member.
+        user: UserId,
+        /// Frames for that user only, after subscribing.
+        bundle: Option<Arc<Bundle>>,
+    },
+    /// Room owner → a shard holding `user`'s connections: hand them `bundle` (e.g. RoomDeleted),
+    /// then unsubscribe them from `room`.
+    Unsubscribe {
+        /// The room.
+        room: RoomId,
+        /// The former member.
+        user: UserId,
+        /// Frames for that user only, before unsubscribing.
+        bundle: Option<Arc<Bundle>>,
+    },
+    /// Room owner → subscriber shards: the room is deleted; deliver `bundle` and drop its topic.
+    RoomGone {
+        /// The room.
+        room: RoomId,
+        /// RoomDeleted frames.
+        bundle: Arc<Bundle>,
+    },
+    /// Connection shard → user owner: `user` has connections on `shard` now (first one opened).
+    UserAttach {
+        /// The user.
+        user: UserId,
+        /// The shard.
+        shard: ShardId,
+    },
+    /// Connection shard → user owner: `user`'s last connection on `shard` closed.
+    UserDetach {
+        /// The user.
+        user: UserId,
+        /// The shard.
+        shard: ShardId,
+    },
+    /// Room owner → user owner: `user` is now a member of `room`.
+    RoomJoined {
+        /// The user.
+        user: UserId,
+        /// The room.
+        room: RoomId,
+    },
+    /// Room owner → user owner: `user` is no longer a member of `room`.
+    RoomLeft {
+        /// The user.
+        user: UserId,
+        /// The room.
+        room: RoomId,
+    },
+    /// User owner → room owner: the shards holding `user`'s connections changed.
+    MemberShards {
+        /// The room.
+        room: RoomId,
+        /// The user.
+        user: UserId,
+        /// One bit per shard with connections of the user.
+        mask: u64,
+    },
+    /// Main thread → every shard: close every connection with 1001 and stop.
+    Shutdown,
+}

@@ -1,0 +1,191 @@
+//! The mesh: one bounded lock-free SPSC ring per ordered pair of shards, plus one doorbell per
+//! shard. It is the only door between shards.
+//!
+//! Invariants: each ring has exactly one producer (the sending shard) and one consumer (the
+//! receiving shard); a full ring never drops and never blocks the loop: the command is parked
+//! in the sender's local queue and retried on the next pass. Parked queues are bounded by
+//! admission control: new client actions are refused (503) while a peer's parked queue is over
+//! `parked_max`, but commands produced by actions already admitted are always kept.
+
+pub mod command;
+pub mod doorbell;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use command::Command;
+pub use doorbell::Doorbell;
+
+use crate::model::ShardId;
+
+/// Ring occupancy gauges shared with the metrics endpoint: `[from * n + to]`.
+#[derive(Debug)]
+pub struct RingGauges {
+    /// Slots in use at the last push, per ordered pair.
+    pub occupancy: Vec<AtomicU64>,
+    /// Highest occupancy seen, per ordered pair.
+    pub occupancy_max: Vec<AtomicU64>,
+    /// Commands parked because the ring was full, per sending shard.
+    pub parked: Vec<AtomicU64>,
+    /// Slots per ring.
+    pub slots: usize,
+    /// Number of shards.
+    pub shard_count: usize,
+}
+
+/// One shard's side of the mesh: producers to every peer, consumers from every peer.
+pub struct MeshEndpoint {
+    shard: ShardId,
+    producers: Vec<Option<rtrb::Producer<Command>>>,
+    consumers: Vec<(ShardId, rtrb::Consumer<Command>)>,
+    doorbells: Arc<Vec<Doorbell>>,
+    parked: Vec<VecDeque<Command>>,
+    gauges: Arc<RingGauges>,
+}
+
+/// The built mesh: one endpoint per shard, every shard's doorbell, and the shared gauges.
+pub struct Built {
+    /// Endpoint `i` belongs to shard `i`.
+    pub endpoints: Vec<MeshEndpoint>,
+    /// Doorbell `i` wakes shard `i` (the main thread rings them all at shutdown).
+    pub doorbells: Arc<Vec<Doorbell>>,
+    /// Occupancy gauges for `/metrics`.
+    pub gauges: Arc<RingGauges>,
+}
+
+/// Builds the full mesh for `shard_count` shards with `slots` commands per ring.
+pub fn build(shard_count: usize, slots: usize) -> std::io::Result<Built> {
+    let doorbells = Arc::new(
+        (0..shard_count)
+            .map(|_| Doorbell::new())
+            .collect::<std::io::Result<Vec<_>>>()?,
+    );
+    let pairs = shard_count * shard_count;
+    let gauges = Arc::new(RingGauges {
+        occupancy: (0..pairs).map(|_| AtomicU64::new(0)).collect(),
+        occupancy_max: (0..pairs).map(|_| AtomicU64::new(0)).collect(),
+        parked: (0..shard_count).map(|_| AtomicU64::new(0)).collect(),
+        slots,
+        shard_count,
+    });
+    let mut endpoints: Vec<MeshEndpoint> = (0..shard_count)
+        .map(|shard| MeshEndpoint {
+            shard,
+            producers: (0..shard_count).map(|_| None).collect(),
+            consumers: Vec::new(),
+            doorbells: doorbells.clone(),
+            parked: (0..shard_count).map(|_| VecDeque::new()).collect(),
+            gauges: gauges.clone(),
+        })
+        .collect();
+    for from in 0..shard_count {
+        for to in 0..shard_count {
+            if from == to {
+                continue;
+            }
+            let (producer, consumer) = rtrb::RingBuffer::new(slots);
+            endpoints[from].producers[to] = Some(producer);
+            endpoints[to].consumers.push((from, consumer));
+        }
+    }
+    Ok(Built {
+        endpoints,
+        doorbells,
+        gauges,
+    })
+}
+
+impl MeshEndpoint {
+    /// This endpoint's shard.
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// This shard's own doorbell.
+    pub fn own_doorbell(&self) -> &Doorbell {
+        &self.doorbells[self.shard]
+    }
+
+    /// Sends `command` to peer `to` (never to self): pushes it, or parks it when the ring is full
+    /// or earlier commands are parked (order per peer is kept). Returns false when it was parked.
+    pub fn send(&mut self, to: ShardId, command: Command) -> bool {
+        debug_assert_ne!(to, self.shard, "self-sends go through the local inbox");
+        if !self.parked[to].is_empty() {
+            self.parked[to].push_back(command);
+            self.gauges.parked[self.shard].fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let Some(producer) = self.producers[to].as_mut() else {
+            return false;
+        };
+        match producer.push(command) {
+            Ok(()) => {
+                self.note_occupancy(to);
+                self.doorbells[to].ring();
+                true
+            }
+            Err(rtrb::PushError::Full(command)) => {
+                self.parked[to].push_back(command);
+                self.gauges.parked[self.shard].fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    fn note_occupancy(&self, to: ShardId) {
+        let Some(producer) = self.producers[to].as_ref() else {
+            return;
+        };
+        let used = (producer.buffer().capacity() - producer.slots()) as u64;
+        let index = self.shard * self.gauges.shard_count + to;
+        self.gauges.occupancy[index].store(used, Ordering::Relaxed);
+        self.gauges.occupancy_max[index].fetch_max(used, Ordering::Relaxed);
+    }
+
+    /// Retries parked commands in order; returns how many are still parked.
+    pub fn retry_parked(&mut self) -> usize {
+        let mut left = 0;
+        for to in 0..self.parked.len() {
+            let mut moved = 0u64;
+            while let Some(command) = self.parked[to].pop_front() {
+                let Some(producer) = self.producers[to].as_mut() else {
+                    break;
+                };
+                match producer.push(command) {
+                    Ok(()) => moved += 1,
+                    Err(rtrb::PushError::Full(command)) => {
+                        self.parked[to].push_front(command);
+                        break;
+                    }
+                }
+            }
+            if moved > 0 {
+                self.gauges.parked[self.shard].fetch_sub(moved, Ordering::Relaxed);
+                self.note_occupancy(to);
+                self.doorbells[to].ring();
+            }
+            left += self.parked[to].len();
+        }
+        left
+    }
+
+    /// Commands parked for peer `to`.
+    pub fn parked_for(&self, to: ShardId) -> usize {
+        self.parked.get(to).map_or(0, VecDeque::len)
+    }
+
+    /// Pops up to `budget` commands from every peer's ring into `out`; returns how many.
+    pub fn drain(&mut self, out: &mut Vec<Command>, budget: usize) -> usize {
+        let before = out.len();
+        for (_, consumer) in &mut self.consumers {
+            while out.len() - before < budget {
+                match consumer.pop() {
+                    Ok(command) => out.push(command),
+                    Err(_) => break,
+                }
+            }
+        }
+        out.len() - before
+    }
+}

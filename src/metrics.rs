@@ -1,0 +1,143 @@
+//! Per-shard counters and gauges, and their Prometheus text rendering for `GET /metrics`.
+//!
+//! Each shard writes only its own `ShardMetrics` (relaxed atomics, no contention); any shard
+//! renders all of them on request.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::mesh::RingGauges;
+
+macro_rules! shard_metrics {
+    ($($(#[doc = $doc:literal])* $name:ident: $kind:literal;)*) => {
+        /// Counters and gauges of one shard.
+        #[derive(Debug, Default)]
+        pub struct ShardMetrics {
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
+        }
+
+        impl ShardMetrics {
+            fn render_into(all: &[Arc<ShardMetrics>], out: &mut String) {
+                $(
+                    let help = concat!($($doc),*).trim();
+                    let _ = writeln!(out, "# HELP roomcast_{} {}", stringify!($name), help);
+                    let _ = writeln!(out, "# TYPE roomcast_{} {}", stringify!($name), $kind);
+                    for (shard, m) in all.iter().enumerate() {
+                        let _ = writeln!(out, "roomcast_{}{{shard=\"{}\"}} {}", stringify!($name), shard, m.$name.load(Ordering::Relaxed));
+                    }
+                )*
+            }
+        }
+    };
+}
+
+shard_metrics! {
+    /// Open connections (HTTP and WebSocket).
+    connections: "gauge";
+    /// Open WebSocket connections.
+    websockets: "gauge";
+    /// Connections accepted since start.
+    connections_accepted_total: "counter";
+    /// Connections refused because the shard was at its connection limit.
+    connections_refused_total: "counter";
+    /// WebSocket frames received.
+    frames_in_total: "counter";
+    /// WebSocket frames queued for sending.
+    frames_out_total: "counter";
+    /// Bytes received on all connections.
+    bytes_in_total: "counter";
+    /// Bytes written on all connections.
+    bytes_out_total: "counter";
+    /// writev calls made by connection writers.
+    writev_total: "counter";
+    /// Event frames handed to subscribed connections.
+    events_delivered_total: "counter";
+    /// Connections closed because their outbound queue passed its bound.
+    slow_consumer_closes_total: "counter";
+    /// HTTP requests served.
+    http_requests_total: "counter";
+    /// Upgrades or requests refused for a missing or bad token.
+    auth_failures_total: "counter";
+    /// Client actions refused by the per-connection rate limit.
+    rate_limited_total: "counter";
+    /// Connections closed for a WebSocket protocol error.
+    protocol_errors_total: "counter";
+    /// Connections closed for missing pongs or handshake timeouts.
+    timeouts_total: "counter";
+    /// Rooms owned by this shard.
+    rooms: "gauge";
+    /// Users owned by this shard with connections or rooms.
+    users: "gauge";
+}
+
+/// All shards' metrics plus the mesh gauges.
+#[derive(Debug)]
+pub struct Registry {
+    /// One entry per shard, indexed by shard id.
+    pub shards: Vec<Arc<ShardMetrics>>,
+    /// Ring occupancy and parked commands.
+    pub rings: Arc<RingGauges>,
+}
+
+impl Registry {
+    /// Renders everything in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        ShardMetrics::render_into(&self.shards, &mut out);
+        let n = self.rings.shard_count;
+        let _ = writeln!(
+            out,
+            "# HELP roomcast_mesh_ring_slots Capacity of each mesh ring."
+        );
+        let _ = writeln!(out, "# TYPE roomcast_mesh_ring_slots gauge");
+        let _ = writeln!(out, "roomcast_mesh_ring_slots {}", self.rings.slots);
+        for (name, values) in [
+            ("mesh_ring_occupancy", &self.rings.occupancy),
+            ("mesh_ring_occupancy_max", &self.rings.occupancy_max),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP roomcast_{name} Commands queued in the ring from one shard to another."
+            );
+            let _ = writeln!(out, "# TYPE roomcast_{name} gauge");
+            for from in 0..n {
+                for to in (0..n).filter(|&to| to != from) {
+                    let v = values[from * n + to].load(Ordering::Relaxed);
+                    let _ = writeln!(out, "roomcast_{name}{{from=\"{from}\",to=\"{to}\"}} {v}");
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP roomcast_mesh_parked Commands waiting because a ring was full."
+        );
+        let _ = writeln!(out, "# TYPE roomcast_mesh_parked gauge");
+        for (shard, v) in self.rings.parked.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "roomcast_mesh_parked{{shard=\"{shard}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+/// Adds one to a counter.
+#[inline]
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `n` to a counter.
+#[inline]
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Subtracts one from a gauge.
+#[inline]
+pub fn dec(gauge: &AtomicU64) {
+    gauge.fetch_sub(1, Ordering::Relaxed);
+}

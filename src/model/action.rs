@@ -1,0 +1,108 @@
+//! What a client asks a room's owner to do, independent of the dialect or REST call it came from.
+
+use super::ids::{MessageId, UserId};
+use super::room::{Role, RoomKind};
+
+/// Who is acting: an application backend (service token) or a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Viewer {
+    /// A backend that may act for any user and administer every room.
+    Service,
+    /// A user, limited to the rooms it belongs to.
+    User(UserId),
+}
+
+impl Viewer {
+    /// The user, when the viewer is one.
+    pub fn user(&self) -> Option<&UserId> {
+        match self {
+            Viewer::Service => None,
+            Viewer::User(u) => Some(u),
+        }
+    }
+}
+
+/// The fields of a new room.
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    /// Room kind (group, direct, public, announce).
+    pub kind: RoomKind,
+    /// Display name.
+    pub name: String,
+    /// Free-text description.
+    pub description: String,
+    /// Dialect extras, as a JSON object text.
+    pub attributes: String,
+    /// Initial members with their roles.
+    pub members: Vec<(UserId, Role)>,
+}
+
+/// The fields of a new message.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The author (the viewer, or any user when a service posts for it).
+    pub author: UserId,
+    /// Message text.
+    pub text: String,
+    /// Parent message id for comments, 0 for top-level messages.
+    pub parent_id: MessageId,
+    /// The client's own id for deduplication and echo, if it sent one.
+    pub client_message_id: Option<String>,
+    /// Message kind (e.g. "Regular").
+    pub kind: String,
+    /// Attachments as a JSON array text.
+    pub attachments: String,
+    /// Dialect extras as a JSON object text.
+    pub attributes: String,
+}
+
+/// Changes to a room; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct RoomPatch {
+    /// New display name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New attributes (JSON object text).
+    pub attributes: Option<String>,
+}
+
+/// Every action a room's owner executes.
+#[derive(Debug, Clone)]
+pub enum RoomAction {
+    /// Read the room.
+    Get,
+    /// Change name, description or attributes.
+    Update(RoomPatch),
+    /// Delete the room and everything in it.
+    Delete,
+    /// Add a member or change its role.
+    PutMember {
+        /// The member.
+        user: UserId,
+        /// Its role.
+        role: Role,
+    },
+    /// Remove a member.
+    RemoveMember(UserId),
+    /// Post a message.
+    Post(NewMessage),
+    /// Read messages: ascending ids strictly between `after` and `before`.
+    History {
+        /// Only ids greater than this.
+        after: Option<MessageId>,
+        /// Only ids smaller than this.
+        before: Option<MessageId>,
+        /// At most this many (the newest ones when only `before` is given).
+        limit: usize,
+    },
+    /// Edit a message's text.
+    Edit {
+        /// The message.
+        message: MessageId,
+        /// Its new text.
+        text: String,
+    },
+    /// Delete a message.
+    DeleteMessage(MessageId),
+}

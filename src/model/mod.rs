@@ -1,0 +1,66 @@
+//! The core event model: rooms, members, messages, users, and the events every dialect renders.
+//!
+//! Pure data and pure transitions: nothing here does IO, knows JSON framing or a wire protocol.
+//! A room is only ever mutated by its owner shard (see `shard`), which calls [`room::Room::apply`].
+
+pub mod action;
+pub mod event;
+pub mod ids;
+pub mod room;
+
+pub use action::{RoomAction, Viewer};
+pub use event::{Event, LastMessage, Message, RoomView};
+pub use ids::{MessageId, RoomId, Seq, ShardId, UserId};
+pub use room::{Member, Role, Room, RoomKind};
+
+/// Why the model refused an action; each maps to one HTTP status and dialect error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The room or message does not exist (or the viewer may not know it exists).
+    NotFound(&'static str),
+    /// The viewer may see the object but not do this to it.
+    Forbidden(&'static str),
+    /// The request itself is malformed or out of range.
+    Invalid(String),
+    /// The request conflicts with the current state.
+    Conflict(String),
+    /// A configured bound would be exceeded.
+    Full(&'static str),
+    /// The server cannot take the action now (backpressure, store failure); retry later.
+    Unavailable(&'static str),
+}
+
+impl Refusal {
+    /// The HTTP status for this refusal.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::NotFound(_) => 404,
+            Refusal::Forbidden(_) => 403,
+            Refusal::Invalid(_) => 400,
+            Refusal::Conflict(_) => 409,
+            Refusal::Full(_) => 429,
+            Refusal::Unavailable(_) => 503,
+        }
+    }
+
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotFound(_) => "not_found",
+            Refusal::Forbidden(_) => "forbidden",
+            Refusal::Invalid(_) => "invalid_request",
+            Refusal::Conflict(_) => "conflict",
+            Refusal::Full(_) => "limit_exceeded",
+            Refusal::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// A human-readable explanation.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::NotFound(s) | Refusal::Forbidden(s) | Refusal::Full(s) => (*s).to_string(),
+            Refusal::Unavailable(s) => (*s).to_string(),
+            Refusal::Invalid(s) | Refusal::Conflict(s) => s.clone(),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Serving one accepted connection: HTTP/1.1 requests with keep-alive (the REST API), until it
+//! asks for a WebSocket upgrade, which hands the socket to a dialect's session.
+//!
+//! Limits: the first request head must arrive within `handshake_timeout_ms`, later ones within
+//! `idle_timeout_ms`; heads are at most `http_head_bytes_max` (431), bodies at most
+//! `rest_body_bytes_max` (413) and only with Content-Length (chunked: 411).
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio_uring::net::TcpStream;
+
+use crate::auth::Identity;
+use crate::dialect::{virola, DialectKind};
+use crate::http::head::{parse_head, RequestHead};
+use crate::http::query::{bearer, cookie, query_param};
+use crate::http::{response, upgrade};
+use crate::metrics;
+use crate::model::UserId;
+use crate::net::conn::Conn;
+use crate::shard::Shard;
+
+/// Serves the connection until it closes or upgrades.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    metrics::inc(&shard.metrics.connections);
+    let stream = Rc::new(stream);
+    serve_requests(&shard, stream).await;
+    metrics::dec(&shard.metrics.connections);
+}
+
+async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) {
+    let config = shard.config.clone();
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut wait = Duration::from_millis(config.handshake_timeout_ms);
+    loop {
+        let head = loop {
+            match parse_head(&buf, config.http_head_bytes_max) {
+                Ok(Some((head, consumed))) => {
+                    buf.advance(consumed);
+                    break head;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = write(&stream, e.render(false)).await;
+                    return;
+                }
+            }
+            buf = match read_more(shard, &stream, buf, wait).await {
+                Some(buf) => buf,
+                None => return,
+            };
+        };
+        metrics::inc(&shard.metrics.http_requests_total);
+        if upgrade::is_websocket_upgrade(&head) {
+            upgrade_to_websocket(shard, stream, head, buf).await;
+            return;
+        }
+        let Some(body) = read_body(shard, &stream, &head, &mut buf, wait).await else {
+            return;
+        };
+        let keep_alive = head.keep_alive && !shard.shutting_down.get();
+        let reply = crate::rest::handle(shard, &head, body, keep_alive).await;
+        if !write(&stream, reply).await || !keep_alive {
+            return;
+        }
+        wait = Duration::from_millis(config.idle_timeout_ms);
+    }
+}
+
+/// Reads more bytes into `buf` within `wait`; `None` on EOF, error or timeout.
+async fn read_more(
+    shard: &Shard,
+    stream: &TcpStream,
+    mut buf: BytesMut,
+    wait: Duration,
+) -> Option<BytesMut> {
+    if buf.capacity() - buf.len() < 512 {
+        buf.reserve(buf.len().max(1024));
+    }
+    match tokio::time::timeout(wait, crate::net::read_appending(stream, buf)).await {
+        Err(_) => {
+            metrics::inc(&shard.metrics.timeouts_total);
+            None
+        }
+        Ok((Ok(0) | Err(_), _)) => None,
+        Ok((Ok(n), buf)) => {
+            metrics::add(&shard.metrics.bytes_in_total, n as u64);
+            Some(buf)
+        }
+    }
+}
+
+/// Reads a Content-Length body; answers and returns `None` when it is refused or never comes.
+async fn read_body(
+    shard: &Shard,
+    stream: &TcpStream,
+    head: &RequestHead,
+    buf: &mut BytesMut,
+    wait: Duration,
+) -> Option<Bytes> {
+    if head.chunked {
+        let _ = write(
+            stream,
+            response::json_error(411, "length_required", "send a Content-Length body", false),
+        )
+        .await;
+        return None;
+    }
+    if head.content_length > shard.config.rest_body_bytes_max {
+        let message = format!(
+            "the body is over {} bytes",
+            shard.config.rest_body_bytes_max
+        );
+        let _ = write(
+            stream,
+            response::json_error(413, "body_too_large", &message, false),
+        )
+        .await;
+        return None;
+    }
+    while buf.len() < head.content_length {
+        let taken = std::mem::take(buf);
+        *buf = read_more(shard, stream, taken, wait).await?;
+    }
+    Some(buf.split_to(head.content_length).freeze())
+}
+
+/// Writes a whole response; false when the socket failed.
+async fn write(stream: &TcpStream, bytes: Bytes) -> bool {
+    stream.write_all(bytes).await.0.is_ok()
+}
+
+/// The dialect served at `path`.
+fn dialect_at(shard: &Shard, path: &str) -> Option<DialectKind> {
+    match path {
+        "/api/v1/events" => Some(DialectKind::Virola),
+        p if shard.config.echo_endpoint.as_deref() == Some(p) => Some(DialectKind::Echo),
+        _ => None,
+    }
+}
+
+/// Virola's token: `Authorization: Bearer`, else `?access_token=`, else the session cookie.
+fn virola_token(head: &RequestHead) -> Option<String> {
+    if let Some(token) = bearer(head) {
+        return Some(token.to_string());
+    }
+    if let Some(token) = head
+        .query
+        .as_deref()
+        .and_then(|q| query_param(q, "access_token"))
+    {
+        return Some(token.into_owned());
+    }
+    cookie(head, virola::SESSION_COOKIE).map(str::to_string)
+}
+
+async fn upgrade_to_websocket(
+    shard: &Rc<Shard>,
+    stream: Rc<TcpStream>,
+    head: RequestHead,
+    buf: BytesMut,
+) {
+    let Some(dialect) = dialect_at(shard, &head.path) else {
+        let _ = write(
+            &stream,
+            response::json_error(
+                404,
+                "not_found",
+                "no WebSocket endpoint at this path",
+                false,
+            ),
+        )
+        .await;
+        return;
+    };
+    if shard.shutting_down.get() {
+        let _ = write(
+            &stream,
+            response::json_error(503, "shutting_down", "the server is shutting down", false),
+        )
+        .await;
+        return;
+    }
+    let identity = match dialect {
+        DialectKind::Echo => None,
+        DialectKind::Virola => match authenticate(shard, virola_token(&head).as_deref()) {
+            Ok(identity) => Some(identity),
+            Err(message) => {
+                let body =
+                    serde_json::json!({ "errorText": message, "httpStatusCode": 401 }).to_string();
+                let _ = write(
+                    &stream,
+                    response::response(401, Some("application/json"), body.as_bytes(), false, &[]),
+                )
+                .await;
+                return;
+            }
+        },
+    };
+    if shard.conns.borrow().len() >= shard.config.connections_per_shard_max {
+        metrics::inc(&shard.metrics.connections_refused_total);
+        let _ = write(
+            &stream,
+            response::json_error(503, "too_many_connections", "this server is full", false),
+        )
+        .await;
+        return;
+    }
+    let accepted = match upgrade::accept(&head) {
+        Ok(accepted) => with_shard_header(&accepted, shard.id),
+        Err(e) => {
+            let _ = write(&stream, e.render(false)).await;
+            return;
+        }
+    };
+    if !write(&stream, accepted).await {
+        return;
+    }
+    let max = shard.config.outbound_bytes_max;
+    let metrics = shard.metrics.clone();
+    let (conn, registered) = match identity {
+        None => (
+            Rc::new(Conn::new(
+                usize::MAX,
+                UserId::new(""),
+                None,
+                dialect,
+                stream,
+                max,
+                metrics,
+            )),
+            false,
+        ),
+        Some(identity) => {
+            let user = UserId::new(&identity.user);
+            let attached = shard.attach(|key| {
+                Rc::new(Conn::new(
+                    key,
+                    user,
+                    identity.session.clone(),
+                    dialect,
+                    stream.clone(),
+                    max,
+                    metrics,
+                ))
+            });
+            match attached {
+                Some(conn) => (conn, true),
+                None => {
+                    metrics::inc(&shard.metrics.connections_refused_total);
+                    return;
+                }
+            }
+        }
+    };
+    crate::net::ws_session::run(shard.clone(), conn, buf, registered).await;
+}
+
+/// Verifies a token, counting failures.
+pub fn authenticate(shard: &Shard, token: Option<&str>) -> Result<Identity, String> {
+    let result = match token {
+        None => Err("missing access token".to_string()),
+        Some(token) => shard.verifier.verify(token).map_err(|e| e.to_string()),
+    };
+    if result.is_err() {
+        shard
+            .metrics
+            .auth_failures_total
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+/// Adds `X-Roomcast-Shard` to a 101 response (tests and operators see where a socket lives).
+fn with_shard_header(accepted: &[u8], shard: usize) -> Bytes {
+    let head = accepted.strip_suffix(b"\r\n\r\n").unwrap_or(accepted);
+    let mut out = Vec::with_capacity(accepted.len() + 24);
+    out.extend_from_slice(head);
+    out.extend_from_slice(format!("\r\nX-Roomcast-Shard: {shard}\r\n\r\n").as_bytes());
+    Bytes::from(out)
+}

@@ -1,0 +1,24 @@
+//! Networking on the shard loop: accepting, HTTP/1.1 serving, WebSocket sessions, and each
+//! connection's outbound queue and writer.
+
+pub mod conn;
+pub mod http_conn;
+pub mod listener;
+pub mod sweeper;
+pub mod ws_session;
+
+use bytes::BytesMut;
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::net::TcpStream;
+
+/// Reads into the spare capacity of `buf`, after the bytes it already holds (tokio-uring's
+/// plain `read` writes from the start of the buffer). The caller reserves capacity first.
+pub async fn read_appending(
+    stream: &TcpStream,
+    buf: BytesMut,
+) -> (std::io::Result<usize>, BytesMut) {
+    let start = buf.len();
+    let end = buf.capacity();
+    let (result, slice) = stream.read(buf.slice(start..end)).await;
+    (result, slice.into_inner())
+}

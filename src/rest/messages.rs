@@ -1,0 +1,188 @@
+//! Messages: post, history, edit, delete.
+
+use std::rc::Rc;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::http::query::query_param;
+use crate::model::action::NewMessage;
+use crate::model::ids::shard_of_room;
+use crate::model::room::Reply;
+use crate::model::{RoomAction, Viewer};
+use crate::shard::{Request, Shard};
+
+use super::json::{self, parse_body};
+use super::rooms::room_action;
+use super::{parse_id, reply_of, ApiError, ApiResult, Caller};
+
+/// Most messages one history page returns.
+const HISTORY_LIMIT_MAX: usize = 500;
+/// History page size when `limit` is absent.
+const HISTORY_LIMIT_DEFAULT: usize = 50;
+/// Longest client message id, in bytes.
+const CLIENT_ID_BYTES_MAX: usize = 128;
+
+#[derive(Deserialize)]
+struct PostBody {
+    #[serde(alias = "content")]
+    text: Option<String>,
+    parent_id: Option<u64>,
+    client_message_id: Option<String>,
+    kind: Option<String>,
+    attachments: Option<Value>,
+    attributes: Option<Value>,
+    author: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    #[serde(alias = "content")]
+    text: Option<String>,
+}
+
+fn check_message_text(shard: &Shard, text: Option<String>) -> Result<String, ApiError> {
+    let text = text.ok_or_else(|| ApiError::bad_request("text is required"))?;
+    if text.len() > shard.config.message_bytes_max {
+        let message = format!("text is over {} bytes", shard.config.message_bytes_max);
+        return Err(ApiError {
+            status: 413,
+            code: "message_too_large",
+            message,
+        });
+    }
+    Ok(text)
+}
+
+fn message_reply(reply: Reply, status: u16) -> ApiResult {
+    match reply {
+        Reply::Message(m) => Ok((status, json::body(&json!({ "message": json::message(&m) })))),
+        _ => Ok((204, Vec::new())),
+    }
+}
+
+/// `POST /api/v1/rooms/{id}/messages`: a member posts; a service may post for any `author`.
+pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> ApiResult {
+    let body: PostBody = parse_body(body)?;
+    let text = check_message_text(shard, body.text)?;
+    let author = match (&caller.viewer, &body.author) {
+        (Viewer::Service, Some(author)) => json::user_id(author)?,
+        (Viewer::User(user), Some(author)) if &json::user_id(author)? != user => {
+            return Err(ApiError {
+                status: 403,
+                code: "forbidden",
+                message: "users post as themselves".into(),
+            });
+        }
+        _ => caller.user.clone(),
+    };
+    if body
+        .client_message_id
+        .as_ref()
+        .is_some_and(|c| c.len() > CLIENT_ID_BYTES_MAX)
+    {
+        return Err(ApiError::bad_request(format!(
+            "client_message_id is over {CLIENT_ID_BYTES_MAX} bytes"
+        )));
+    }
+    let new = NewMessage {
+        author,
+        text,
+        parent_id: body.parent_id.unwrap_or(0),
+        client_message_id: body.client_message_id,
+        kind: body.kind.unwrap_or_else(|| "Regular".into()),
+        attachments: json::array_text(body.attachments.as_ref(), "attachments")?,
+        attributes: json::object_text(body.attributes.as_ref(), "attributes")?,
+    };
+    message_reply(
+        room_action(shard, caller, id, RoomAction::Post(new)).await?,
+        201,
+    )
+}
+
+fn optional_u64(query: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
+    match query.and_then(|q| query_param(q, name)) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("{name} must be an integer"))),
+    }
+}
+
+/// `GET /api/v1/rooms/{id}/messages?after=&before=&limit=`: ascending ids; with only `before`,
+/// the newest `limit` messages before it; otherwise the oldest `limit` after `after`.
+pub async fn history(
+    shard: &Rc<Shard>,
+    caller: &Caller,
+    id: &str,
+    query: Option<&str>,
+) -> ApiResult {
+    let after = optional_u64(query, "after")?;
+    let before = optional_u64(query, "before")?;
+    let limit = optional_u64(query, "limit")?.map_or(HISTORY_LIMIT_DEFAULT, |l| l as usize);
+    if limit == 0 || limit > HISTORY_LIMIT_MAX {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {HISTORY_LIMIT_MAX}"
+        )));
+    }
+    match room_action(
+        shard,
+        caller,
+        id,
+        RoomAction::History {
+            after,
+            before,
+            limit,
+        },
+    )
+    .await?
+    {
+        Reply::Messages(messages) => {
+            let list: Vec<Value> = messages.iter().map(|m| json::message(m)).collect();
+            Ok((200, json::body(&json!({ "messages": list }))))
+        }
+        _ => Ok((200, json::body(&json!({ "messages": [] })))),
+    }
+}
+
+async fn message_action(
+    shard: &Rc<Shard>,
+    caller: &Caller,
+    id: &str,
+    action: RoomAction,
+) -> Result<Reply, ApiError> {
+    let message = parse_id(id, "message")?;
+    let owner = shard_of_room(message, shard.shard_count);
+    reply_of(
+        shard
+            .call(
+                owner,
+                Request::Message {
+                    message,
+                    viewer: caller.viewer.clone(),
+                    action,
+                },
+            )
+            .await,
+    )
+}
+
+/// `PATCH /api/v1/messages/{id}` with `{"text": …}`: the author edits.
+pub async fn edit(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> ApiResult {
+    let body: EditBody = parse_body(body)?;
+    let text = check_message_text(shard, body.text)?;
+    let message = parse_id(id, "message")?;
+    message_reply(
+        message_action(shard, caller, id, RoomAction::Edit { message, text }).await?,
+        200,
+    )
+}
+
+/// `DELETE /api/v1/messages/{id}`: the author or a moderator deletes.
+pub async fn delete(shard: &Rc<Shard>, caller: &Caller, id: &str) -> ApiResult {
+    let message = parse_id(id, "message")?;
+    message_action(shard, caller, id, RoomAction::DeleteMessage(message)).await?;
+    Ok((204, Vec::new()))
+}

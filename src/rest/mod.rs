@@ -1,0 +1,199 @@
+//! The REST API on the shard loops: routing `(method, path)` to handlers, bearer auth, and
+//! turning every outcome into a response with a JSON body (`{"error":{"code","message"}}` on
+//! failure). Handlers build core actions and send them to the owner shard.
+
+pub mod json;
+pub mod messages;
+pub mod ops;
+pub mod rooms;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::http::head::{Method, RequestHead};
+use crate::http::query::bearer;
+use crate::http::response;
+use crate::model::room::Reply;
+use crate::model::{Refusal, UserId, Viewer};
+use crate::shard::{Response, Shard};
+
+/// A failed request: status, code and message for the JSON error body.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 with `message`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: 400,
+            code: "invalid_request",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        ApiError {
+            status: refusal.status(),
+            code: refusal.code(),
+            message: refusal.message(),
+        }
+    }
+}
+
+/// What a handler returns: status and JSON body, or an error.
+pub type ApiResult = Result<(u16, Vec<u8>), ApiError>;
+
+/// Who is calling, from the bearer token.
+pub struct Caller {
+    /// The viewer the model checks permissions for.
+    pub viewer: Viewer,
+    /// The token's subject (a service's own id for services).
+    pub user: UserId,
+}
+
+/// Answers one request.
+pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_alive: bool) -> Bytes {
+    let segments: Vec<&str> = head.path.trim_matches('/').split('/').collect();
+    let result = route(shard, head, &segments, &body).await;
+    match result {
+        Ok((204, _)) => response::response(204, None, &[], keep_alive, &[]),
+        Ok((status, body)) if segments == ["metrics"] => response::response(
+            status,
+            Some("text/plain; version=0.0.4"),
+            &body,
+            keep_alive,
+            &[],
+        ),
+        Ok((status, body)) => {
+            response::response(status, Some("application/json"), &body, keep_alive, &[])
+        }
+        Err(e) if e.status == 401 => response::json_error_with_headers(
+            401,
+            e.code,
+            &e.message,
+            keep_alive,
+            &[("WWW-Authenticate", "Bearer")],
+        ),
+        Err(e) => response::json_error(e.status, e.code, &e.message, keep_alive),
+    }
+}
+
+async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &[u8]) -> ApiResult {
+    use Method::{Delete, Get, Patch, Post, Put};
+    let method = head.method;
+    match segments {
+        ["healthz"] => only(method, &[Get], || ops::health(shard)),
+        ["metrics"] => only(method, &[Get], || ops::metrics(shard)),
+        ["api", "v1", rest @ ..] => {
+            let caller = caller(shard, head)?;
+            match (rest, method) {
+                (["rooms"], Post) => rooms::create(shard, &caller, body),
+                (["rooms"], Get) => rooms::list(shard, &caller).await,
+                (["rooms"], _) => Err(not_allowed("GET, POST")),
+                (["rooms", id], Get) => rooms::get(shard, &caller, id).await,
+                (["rooms", id], Patch) => rooms::update(shard, &caller, id, body).await,
+                (["rooms", id], Delete) => rooms::delete(shard, &caller, id).await,
+                (["rooms", _], _) => Err(not_allowed("GET, PATCH, DELETE")),
+                (["rooms", id, "members", user], Put) => {
+                    rooms::put_member(shard, &caller, id, user, body).await
+                }
+                (["rooms", id, "members", user], Delete) => {
+                    rooms::remove_member(shard, &caller, id, user).await
+                }
+                (["rooms", _, "members", _], _) => Err(not_allowed("PUT, DELETE")),
+                (["rooms", id, "messages"], Post) => messages::post(shard, &caller, id, body).await,
+                (["rooms", id, "messages"], Get) => {
+                    messages::history(shard, &caller, id, head.query.as_deref()).await
+                }
+                (["rooms", _, "messages"], _) => Err(not_allowed("GET, POST")),
+                (["messages", id], Patch) => messages::edit(shard, &caller, id, body).await,
+                (["messages", id], Delete) => messages::delete(shard, &caller, id).await,
+                (["messages", _], _) => Err(not_allowed("PATCH, DELETE")),
+                (
+                    _,
+                    Put
+                    | Get
+                    | Post
+                    | Patch
+                    | Delete
+                    | Method::Head
+                    | Method::Options
+                    | Method::Other,
+                ) => Err(ApiError {
+                    status: 404,
+                    code: "not_found",
+                    message: format!("no route for {}", head.path),
+                }),
+            }
+        }
+        _ => Err(ApiError {
+            status: 404,
+            code: "not_found",
+            message: format!("no route for {}", head.path),
+        }),
+    }
+}
+
+fn only(method: Method, allowed: &[Method], f: impl FnOnce() -> ApiResult) -> ApiResult {
+    if allowed.contains(&method) {
+        f()
+    } else {
+        Err(not_allowed("GET"))
+    }
+}
+
+fn not_allowed(allow: &str) -> ApiError {
+    ApiError {
+        status: 405,
+        code: "method_not_allowed",
+        message: format!("allowed methods: {allow}"),
+    }
+}
+
+fn caller(shard: &Shard, head: &RequestHead) -> Result<Caller, ApiError> {
+    let identity =
+        crate::net::http_conn::authenticate(shard, bearer(head)).map_err(|message| ApiError {
+            status: 401,
+            code: "unauthorized",
+            message,
+        })?;
+    let user = UserId::new(&identity.user);
+    let viewer = if identity.is_service {
+        Viewer::Service
+    } else {
+        Viewer::User(user.clone())
+    };
+    Ok(Caller { viewer, user })
+}
+
+/// Parses a numeric path segment.
+pub fn parse_id(segment: &str, what: &'static str) -> Result<u64, ApiError> {
+    segment.parse().map_err(|_| ApiError {
+        status: 404,
+        code: "not_found",
+        message: format!("no such {what}: {segment}"),
+    })
+}
+
+/// Unwraps an owner's answer into its reply.
+pub fn reply_of(response: Response) -> Result<Reply, ApiError> {
+    match response {
+        Response::Done(reply) => Ok(reply),
+        Response::Refused(refusal) => Err(refusal.into()),
+        Response::RoomIds(_) | Response::Rooms(_) => Err(ApiError {
+            status: 500,
+            code: "internal",
+            message: "unexpected owner answer".into(),
+        }),
+    }
+}

@@ -1,0 +1,243 @@
+//! Rooms and members: create, list, read, change, delete; add and remove members.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::model::action::{NewRoom, RoomPatch};
+use crate::model::ids::{shard_of_room, shard_of_user};
+use crate::model::room::Reply;
+use crate::model::{Role, RoomAction, RoomKind, Viewer};
+use crate::shard::{Request, Response, Shard};
+
+use super::json::{self, parse_body};
+use super::{parse_id, reply_of, ApiError, ApiResult, Caller};
+
+/// Longest room name, in bytes.
+const NAME_BYTES_MAX: usize = 256;
+/// Longest room description, in bytes.
+const DESCRIPTION_BYTES_MAX: usize = 4096;
+/// Most rooms one listing returns.
+const LIST_MAX: usize = 1000;
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: Option<String>,
+    kind: Option<String>,
+    description: Option<String>,
+    members: Option<Vec<Value>>,
+    attributes: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct PatchBody {
+    name: Option<String>,
+    description: Option<String>,
+    attributes: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct PutMemberBody {
+    role: Option<String>,
+}
+
+fn check_text(value: &Option<String>, what: &str, max: usize) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.len() > max => {
+            Err(ApiError::bad_request(format!("{what} is over {max} bytes")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn parse_role(role: Option<&str>) -> Result<Role, ApiError> {
+    match role {
+        None => Ok(Role::Member),
+        Some(r) => Role::parse(r)
+            .ok_or_else(|| ApiError::bad_request("role is one of member, moderator, owner")),
+    }
+}
+
+/// A member given as `"id"`, `42` or `{"user": "id", "role": "moderator"}`.
+fn parse_member(value: &Value) -> Result<(crate::model::UserId, Role), ApiError> {
+    match value {
+        Value::Object(map) => {
+            let user = json::user_id(map.get("user").unwrap_or(&Value::Null))?;
+            Ok((user, parse_role(map.get("role").and_then(Value::as_str))?))
+        }
+        other => Ok((json::user_id(other)?, Role::Member)),
+    }
+}
+
+fn room_reply(reply: Reply, status: u16) -> ApiResult {
+    match reply {
+        Reply::Room(view) => Ok((status, json::body(&json!({ "room": json::room(&view) })))),
+        _ => Ok((204, Vec::new())),
+    }
+}
+
+/// `POST /api/v1/rooms`: any caller may create a room; a user becomes its owner.
+pub fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult {
+    let body: CreateBody = parse_body(body)?;
+    check_text(&body.name, "name", NAME_BYTES_MAX)?;
+    check_text(&body.description, "description", DESCRIPTION_BYTES_MAX)?;
+    let kind = match body.kind.as_deref() {
+        None => RoomKind::Group,
+        Some(k) => RoomKind::parse(k).ok_or_else(|| {
+            ApiError::bad_request("kind is one of group, direct, public, announce")
+        })?,
+    };
+    let members = body.members.unwrap_or_default();
+    if members.len() > shard.config.members_per_room_max {
+        return Err(ApiError {
+            status: 413,
+            code: "too_many_members",
+            message: "too many members".into(),
+        });
+    }
+    let members = members
+        .iter()
+        .map(parse_member)
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = NewRoom {
+        kind,
+        name: body.name.unwrap_or_default(),
+        description: body.description.unwrap_or_default(),
+        attributes: json::object_text(body.attributes.as_ref(), "attributes")?,
+        members,
+    };
+    room_reply(
+        reply_of(shard.execute(Request::CreateRoom {
+            viewer: caller.viewer.clone(),
+            spec,
+        }))?,
+        201,
+    )
+}
+
+/// Sends a room action to the room's owner.
+pub async fn room_action(
+    shard: &Rc<Shard>,
+    caller: &Caller,
+    id: &str,
+    action: RoomAction,
+) -> Result<Reply, ApiError> {
+    let room = parse_id(id, "room")?;
+    let owner = shard_of_room(room, shard.shard_count);
+    reply_of(
+        shard
+            .call(
+                owner,
+                Request::Room {
+                    room,
+                    viewer: caller.viewer.clone(),
+                    action,
+                },
+            )
+            .await,
+    )
+}
+
+/// `GET /api/v1/rooms/{id}`.
+pub async fn get(shard: &Rc<Shard>, caller: &Caller, id: &str) -> ApiResult {
+    room_reply(room_action(shard, caller, id, RoomAction::Get).await?, 200)
+}
+
+/// `PATCH /api/v1/rooms/{id}`.
+pub async fn update(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> ApiResult {
+    let body: PatchBody = parse_body(body)?;
+    check_text(&body.name, "name", NAME_BYTES_MAX)?;
+    check_text(&body.description, "description", DESCRIPTION_BYTES_MAX)?;
+    let attributes = match body.attributes {
+        Some(a) => Some(json::object_text(Some(&a), "attributes")?),
+        None => None,
+    };
+    let patch = RoomPatch {
+        name: body.name,
+        description: body.description,
+        attributes,
+    };
+    room_reply(
+        room_action(shard, caller, id, RoomAction::Update(patch)).await?,
+        200,
+    )
+}
+
+/// `DELETE /api/v1/rooms/{id}`.
+pub async fn delete(shard: &Rc<Shard>, caller: &Caller, id: &str) -> ApiResult {
+    room_action(shard, caller, id, RoomAction::Delete).await?;
+    Ok((204, Vec::new()))
+}
+
+/// `PUT /api/v1/rooms/{id}/members/{user}` with an optional `{"role": …}`.
+pub async fn put_member(
+    shard: &Rc<Shard>,
+    caller: &Caller,
+    id: &str,
+    user: &str,
+    body: &[u8],
+) -> ApiResult {
+    let body: PutMemberBody = parse_body(body)?;
+    let user = json::user_id(&Value::String(user.to_string()))?;
+    let role = parse_role(body.role.as_deref())?;
+    room_reply(
+        room_action(shard, caller, id, RoomAction::PutMember { user, role }).await?,
+        200,
+    )
+}
+
+/// `DELETE /api/v1/rooms/{id}/members/{user}`.
+pub async fn remove_member(shard: &Rc<Shard>, caller: &Caller, id: &str, user: &str) -> ApiResult {
+    let user = json::user_id(&Value::String(user.to_string()))?;
+    room_action(shard, caller, id, RoomAction::RemoveMember(user)).await?;
+    Ok((204, Vec::new()))
+}
+
+/// `GET /api/v1/rooms`: a user's rooms, or every room (up to 1000) for a service.
+pub async fn list(shard: &Rc<Shard>, caller: &Caller) -> ApiResult {
+    let mut by_owner: BTreeMap<usize, Option<Vec<u64>>> = BTreeMap::new();
+    match &caller.viewer {
+        Viewer::Service => (0..shard.shard_count).for_each(|s| {
+            by_owner.insert(s, None);
+        }),
+        Viewer::User(user) => {
+            let owner = shard_of_user(user, shard.shard_count);
+            let Response::RoomIds(ids) = shard
+                .call(owner, Request::UserRooms { user: user.clone() })
+                .await
+            else {
+                return Err(ApiError {
+                    status: 503,
+                    code: "unavailable",
+                    message: "user owner did not answer".into(),
+                });
+            };
+            for id in ids {
+                by_owner
+                    .entry(shard_of_room(id, shard.shard_count))
+                    .or_insert_with(|| Some(Vec::new()))
+                    .get_or_insert_with(Vec::new)
+                    .push(id);
+            }
+        }
+    }
+    let mut rooms = Vec::new();
+    for (owner, ids) in by_owner {
+        let request = Request::RoomViews {
+            rooms: ids,
+            viewer: caller.viewer.clone(),
+            limit: LIST_MAX,
+        };
+        match shard.call(owner, request).await {
+            Response::Rooms(views) => rooms.extend(views),
+            Response::Refused(refusal) => return Err(refusal.into()),
+            _ => {}
+        }
+    }
+    rooms.sort_unstable_by_key(|r| r.id);
+    rooms.truncate(LIST_MAX);
+    let rooms: Vec<Value> = rooms.iter().map(|r| json::room(r)).collect();
+    Ok((200, json::body(&json!({ "rooms": rooms }))))
+}

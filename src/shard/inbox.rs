@@ -1,0 +1,97 @@
+//! The inbox task: wakes on the shard's doorbell (peers pushed into its rings) or on a local
+//! self-send, drains commands in bounded batches, and dispatches each to its handler.
+//!
+//! Invariant: the doorbell is disarmed before the rings are drained, so no push is missed; a
+//! batch is at most `DRAIN_BUDGET` commands per ring, after which the task yields so the
+//! connection writers it woke get to submit their writes.
+
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use tokio::io::unix::AsyncFd;
+
+use crate::mesh::Command;
+
+use super::Shard;
+
+/// Commands taken from each ring per pass.
+const DRAIN_BUDGET: usize = 1024;
+
+/// Runs until the shard stops.
+pub async fn run(shard: Rc<Shard>, doorbell: AsyncFd<OwnedFd>) {
+    let mut batch: Vec<Command> = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            ready = doorbell.readable() => {
+                if let Ok(mut guard) = ready {
+                    guard.clear_ready();
+                }
+            }
+            () = shard.inbox_wake.notified() => {}
+        }
+        shard.mesh.borrow().own_doorbell().disarm();
+        if shard.stop.load(Ordering::Acquire) && !shard.shutting_down.get() {
+            shard.begin_shutdown();
+        }
+        loop {
+            batch.clear();
+            shard.mesh.borrow_mut().drain(&mut batch, DRAIN_BUDGET);
+            batch.extend(shard.inbox.borrow_mut().drain(..));
+            if batch.is_empty() {
+                break;
+            }
+            for command in batch.drain(..) {
+                handle(&shard, command);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Dispatches one command.
+fn handle(shard: &Shard, command: Command) {
+    match command {
+        Command::Request {
+            from,
+            token,
+            request,
+        } => {
+            let response = shard.execute(request);
+            shard.send(from, Command::Response { token, response });
+        }
+        Command::Response { token, response } => {
+            if let Some(waiter) = shard.pending.borrow_mut().try_remove(token) {
+                let _ = waiter.send(response);
+            }
+        }
+        Command::Deliver { room, bundle } => shard.deliver(room, &bundle),
+        Command::Subscribe { room, user, bundle } => {
+            let keys = shard.subs.borrow_mut().subscribe(room, &user);
+            if let Some(bundle) = bundle {
+                shard.deliver_to(&keys, &user, &bundle);
+            }
+        }
+        Command::Unsubscribe { room, user, bundle } => {
+            let keys = shard.subs.borrow_mut().unsubscribe(room, &user);
+            if let Some(bundle) = bundle {
+                shard.deliver_to(&keys, &user, &bundle);
+            }
+        }
+        Command::RoomGone { room, bundle } => {
+            let keys = shard.subs.borrow_mut().drop_room(room);
+            let conns = shard.conns.borrow();
+            for conn in keys.iter().filter_map(|k| conns.get(*k)) {
+                if let Some(frame) = bundle.frame_for(conn.dialect, &conn.user) {
+                    conn.send(frame.clone());
+                }
+            }
+        }
+        Command::UserAttach { user, shard: s } => shard.user_shards_changed(user, s, true),
+        Command::UserDetach { user, shard: s } => shard.user_shards_changed(user, s, false),
+        Command::RoomJoined { user, room } => shard.user_membership_changed(user, room, true),
+        Command::RoomLeft { user, room } => shard.user_membership_changed(user, room, false),
+        Command::MemberShards { room, user, mask } => shard.member_shards(room, user, mask),
+        Command::Shutdown => shard.begin_shutdown(),
+    }
+}

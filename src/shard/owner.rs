@@ -1,0 +1,459 @@
+//! The owner side of the life of a message: permission → ids → (store) → events → bundles →
+//! subscriber shards. Also the user records (rooms and connection shards per user).
+//!
+//! Invariants: only this shard mutates the rooms and users it owns; a room's `shard_counts[s]`
+//! is the number of its members whose connection mask has bit `s`, so bundles go exactly to the
+//! shards with subscribers; a removed member is unsubscribed (through the same FIFO ring as
+//! later deliveries) before any later event of the room is sent.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::dialect::render_all;
+use crate::fanout::{Alternative, Bundle};
+use crate::mesh::Command;
+use crate::model::ids::{now_ms, shard_of_room, shard_of_user, IdAllocator};
+use crate::model::room::{Outcome, Reply};
+use crate::model::{Event, Refusal, Role, Room, RoomAction, RoomId, RoomView, UserId, Viewer};
+
+use super::request::{Request, Response};
+use super::Shard;
+
+/// A user's record on its owner shard.
+#[derive(Debug, Default)]
+pub struct UserRecord {
+    /// Rooms the user is a member of.
+    pub rooms: HashSet<RoomId>,
+    /// Shards holding its connections (bit per shard).
+    pub shard_mask: u64,
+}
+
+/// A room plus what its owner needs to route its events.
+#[derive(Debug)]
+pub struct OwnedRoom {
+    /// The room.
+    pub room: Room,
+    /// Members connected per shard.
+    pub shard_counts: Vec<u32>,
+    /// Members who joined and still await their RoomCreated.
+    pub welcome_pending: HashSet<UserId>,
+}
+
+impl OwnedRoom {
+    fn shard_mask(&self) -> u64 {
+        self.shard_counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .fold(0, |m, (s, _)| m | (1 << s))
+    }
+}
+
+/// Everything one shard owns.
+#[derive(Debug)]
+pub struct Owned {
+    /// Rooms owned here.
+    pub rooms: HashMap<RoomId, OwnedRoom>,
+    /// Users owned here.
+    pub users: HashMap<UserId, UserRecord>,
+    /// Message id → room, for messages still in a room's window.
+    pub message_rooms: HashMap<u64, RoomId>,
+    /// Room id allocator.
+    pub room_ids: IdAllocator,
+    /// Message id allocator.
+    pub message_ids: IdAllocator,
+}
+
+impl Owned {
+    /// Empty state for `shard` of `shard_count`.
+    pub fn new(shard: usize, shard_count: usize) -> Self {
+        Owned {
+            rooms: HashMap::new(),
+            users: HashMap::new(),
+            message_rooms: HashMap::new(),
+            room_ids: IdAllocator::new(shard, shard_count, 0),
+            message_ids: IdAllocator::new(shard, shard_count, 0),
+        }
+    }
+}
+
+fn bit(shard: usize) -> u64 {
+    1u64 << shard
+}
+
+fn shards_in(mask: u64) -> impl Iterator<Item = usize> {
+    (0..64).filter(move |s| mask & (1 << s) != 0)
+}
+
+/// A bundle of `event` for everyone, with moderators getting their own rendering.
+fn bundle_of(event: &Event, room: Option<&RoomView>) -> Arc<Bundle> {
+    let frames = render_all(event, false);
+    let alternative = match (event, room) {
+        (Event::RoomUpdated(_) | Event::RoomCreated(_), Some(view)) => {
+            let users: HashSet<UserId> = view
+                .members
+                .iter()
+                .filter(|(_, r)| *r >= Role::Moderator)
+                .map(|(u, _)| u.clone())
+                .collect();
+            (!users.is_empty()).then(|| {
+                Box::new(Alternative {
+                    users,
+                    frames: render_all(event, true),
+                })
+            })
+        }
+        _ => None,
+    };
+    Arc::new(Bundle {
+        frames,
+        alternative,
+    })
+}
+
+/// A bundle for one user only.
+fn personal_bundle(event: &Event, moderator: bool) -> Arc<Bundle> {
+    Arc::new(Bundle {
+        frames: render_all(event, moderator),
+        alternative: None,
+    })
+}
+
+impl Shard {
+    /// Executes a request this shard owns.
+    pub fn execute(&self, request: Request) -> Response {
+        match request {
+            Request::CreateRoom { viewer, spec } => self.create_room(&viewer, spec),
+            Request::Room {
+                room,
+                viewer,
+                action,
+            } => self.apply_room(room, &viewer, action),
+            Request::Message {
+                message,
+                viewer,
+                action,
+            } => {
+                let room = self.owned.borrow().message_rooms.get(&message).copied();
+                match room {
+                    Some(room) => self.apply_room(room, &viewer, action),
+                    None => Response::Refused(Refusal::NotFound("no such message")),
+                }
+            }
+            Request::UserRooms { user } => {
+                let owned = self.owned.borrow();
+                let mut rooms: Vec<RoomId> = owned
+                    .users
+                    .get(&user)
+                    .map(|u| u.rooms.iter().copied().collect())
+                    .unwrap_or_default();
+                rooms.sort_unstable();
+                Response::RoomIds(rooms)
+            }
+            Request::RoomViews {
+                rooms,
+                viewer,
+                limit,
+            } => self.room_views(rooms, &viewer, limit),
+        }
+    }
+
+    fn room_views(&self, rooms: Option<Vec<RoomId>>, viewer: &Viewer, limit: usize) -> Response {
+        let owned = self.owned.borrow();
+        let visible = |r: &OwnedRoom| match viewer {
+            Viewer::Service => true,
+            Viewer::User(u) => r.room.members.contains_key(u),
+        };
+        let views = match rooms {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| owned.rooms.get(id))
+                .filter(|r| visible(r))
+                .take(limit)
+                .map(|r| r.room.view())
+                .collect(),
+            None => owned
+                .rooms
+                .values()
+                .filter(|r| visible(r))
+                .take(limit)
+                .map(|r| r.room.view())
+                .collect(),
+        };
+        Response::Rooms(views)
+    }
+
+    fn create_room(&self, viewer: &Viewer, spec: crate::model::action::NewRoom) -> Response {
+        let limits = &self.config;
+        let mut owned = self.owned.borrow_mut();
+        if owned.rooms.len() >= limits.rooms_per_shard_max {
+            return Response::Refused(Refusal::Full(
+                "this shard holds its maximum number of rooms",
+            ));
+        }
+        let id = owned.room_ids.next_id();
+        debug_assert_eq!(shard_of_room(id, self.shard_count), self.id);
+        let room = match Room::create(
+            id,
+            spec,
+            viewer,
+            now_ms(),
+            limits.history_per_room_max,
+            limits.members_per_room_max,
+        ) {
+            Ok(room) => room,
+            Err(refusal) => return Response::Refused(refusal),
+        };
+        let members: Vec<UserId> = room.members.keys().cloned().collect();
+        let view = room.view();
+        owned.rooms.insert(
+            id,
+            OwnedRoom {
+                room,
+                shard_counts: vec![0; self.shard_count],
+                welcome_pending: members.iter().cloned().collect(),
+            },
+        );
+        crate::metrics::inc(&self.metrics.rooms);
+        drop(owned);
+        for user in members {
+            self.send(
+                shard_of_user(&user, self.shard_count),
+                Command::RoomJoined { user, room: id },
+            );
+        }
+        Response::Done(Reply::Room(view))
+    }
+
+    fn apply_room(&self, room_id: RoomId, viewer: &Viewer, action: RoomAction) -> Response {
+        let mut guard = self.owned.borrow_mut();
+        let owned = &mut *guard;
+        let Some(entry) = owned.rooms.get_mut(&room_id) else {
+            return Response::Refused(Refusal::NotFound("no such room"));
+        };
+        let history_full = entry.room.history.len() >= entry.room.history_max;
+        let oldest = entry.room.history.front().map(|m| m.id);
+        let outcome = match entry
+            .room
+            .apply(viewer, action, &mut owned.message_ids, now_ms())
+        {
+            Ok(outcome) => outcome,
+            Err(refusal) => return Response::Refused(refusal),
+        };
+        if let (Some(stored), true) = (&outcome.stored, outcome.reply_is_new_message()) {
+            if history_full {
+                if let Some(evicted) = oldest {
+                    owned.message_rooms.remove(&evicted);
+                }
+            }
+            owned.message_rooms.insert(stored.id, room_id);
+        }
+        let Outcome {
+            reply,
+            events,
+            joined,
+            left,
+            deleted,
+            ..
+        } = outcome;
+        let mut commands: Vec<(usize, Command)> = Vec::new();
+        if let Some((user, mask)) = left {
+            for shard in shards_in(mask) {
+                entry.shard_counts[shard] = entry.shard_counts[shard].saturating_sub(1);
+                let bundle = personal_bundle(&Event::RoomDeleted { room: room_id }, false);
+                commands.push((
+                    shard,
+                    Command::Unsubscribe {
+                        room: room_id,
+                        user: user.clone(),
+                        bundle: Some(bundle),
+                    },
+                ));
+            }
+            entry.welcome_pending.remove(&user);
+            commands.push((
+                shard_of_user(&user, self.shard_count),
+                Command::RoomLeft {
+                    user,
+                    room: room_id,
+                },
+            ));
+        }
+        let mask = entry.shard_mask();
+        let view = matches!(events.first(), Some(Event::RoomUpdated(_))).then(|| entry.room.view());
+        for event in &events {
+            let bundle = bundle_of(event, view.as_deref());
+            if deleted {
+                shards_in(mask).for_each(|s| {
+                    commands.push((
+                        s,
+                        Command::RoomGone {
+                            room: room_id,
+                            bundle: bundle.clone(),
+                        },
+                    ))
+                });
+            } else {
+                shards_in(mask).for_each(|s| {
+                    commands.push((
+                        s,
+                        Command::Deliver {
+                            room: room_id,
+                            bundle: bundle.clone(),
+                        },
+                    ))
+                });
+            }
+        }
+        if let Some(user) = joined {
+            entry.welcome_pending.insert(user.clone());
+            commands.push((
+                shard_of_user(&user, self.shard_count),
+                Command::RoomJoined {
+                    user,
+                    room: room_id,
+                },
+            ));
+        }
+        if deleted {
+            if let Some(gone) = owned.rooms.remove(&room_id) {
+                for message in &gone.room.history {
+                    owned.message_rooms.remove(&message.id);
+                }
+                for user in gone.room.members.into_keys() {
+                    commands.push((
+                        shard_of_user(&user, self.shard_count),
+                        Command::RoomLeft {
+                            user,
+                            room: room_id,
+                        },
+                    ));
+                }
+                crate::metrics::dec(&self.metrics.rooms);
+            }
+        }
+        drop(guard);
+        for (shard, command) in commands {
+            self.send(shard, command);
+        }
+        Response::Done(reply)
+    }
+
+    /// User owner: a shard gained or lost `user`'s connections.
+    pub fn user_shards_changed(&self, user: UserId, shard: usize, attached: bool) {
+        let mut owned = self.owned.borrow_mut();
+        let record = owned.users.entry(user.clone()).or_default();
+        if attached {
+            record.shard_mask |= bit(shard);
+        } else {
+            record.shard_mask &= !bit(shard);
+        }
+        let mask = record.shard_mask;
+        let rooms: Vec<RoomId> = record.rooms.iter().copied().collect();
+        if mask == 0 && rooms.is_empty() {
+            owned.users.remove(&user);
+        }
+        self.metrics.users.store(
+            owned.users.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        drop(owned);
+        for room in rooms {
+            self.send(
+                shard_of_room(room, self.shard_count),
+                Command::MemberShards {
+                    room,
+                    user: user.clone(),
+                    mask,
+                },
+            );
+        }
+    }
+
+    /// User owner: `user` joined or left `room`.
+    pub fn user_membership_changed(&self, user: UserId, room: RoomId, joined: bool) {
+        let mut owned = self.owned.borrow_mut();
+        let record = owned.users.entry(user.clone()).or_default();
+        let mask = record.shard_mask;
+        if joined {
+            record.rooms.insert(room);
+        } else {
+            record.rooms.remove(&room);
+            if record.rooms.is_empty() && mask == 0 {
+                owned.users.remove(&user);
+            }
+        }
+        self.metrics.users.store(
+            owned.users.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        drop(owned);
+        if joined {
+            self.send(
+                shard_of_room(room, self.shard_count),
+                Command::MemberShards { room, user, mask },
+            );
+        }
+    }
+
+    /// Room owner: the user owner says `user`'s connections are on the shards in `mask`.
+    pub fn member_shards(&self, room_id: RoomId, user: UserId, mask: u64) {
+        let mut owned = self.owned.borrow_mut();
+        let mut commands: Vec<(usize, Command)> = Vec::new();
+        match owned.rooms.get_mut(&room_id) {
+            Some(entry) if entry.room.members.contains_key(&user) => {
+                let welcome = entry.welcome_pending.remove(&user);
+                let moderator = entry
+                    .room
+                    .members
+                    .get(&user)
+                    .is_some_and(|m| m.role >= Role::Moderator);
+                let Some(member) = entry.room.members.get_mut(&user) else {
+                    return;
+                };
+                let old = member.shard_mask;
+                member.shard_mask = mask;
+                let bundle = welcome
+                    .then(|| personal_bundle(&Event::RoomCreated(entry.room.view()), moderator));
+                for shard in shards_in(mask & !old) {
+                    entry.shard_counts[shard] += 1;
+                    commands.push((
+                        shard,
+                        Command::Subscribe {
+                            room: room_id,
+                            user: user.clone(),
+                            bundle: bundle.clone(),
+                        },
+                    ));
+                }
+                for shard in shards_in(old & !mask) {
+                    entry.shard_counts[shard] = entry.shard_counts[shard].saturating_sub(1);
+                }
+            }
+            _ => {
+                // Not (or no longer) a member: make sure no shard keeps it subscribed.
+                for shard in shards_in(mask) {
+                    commands.push((
+                        shard,
+                        Command::Unsubscribe {
+                            room: room_id,
+                            user: user.clone(),
+                            bundle: None,
+                        },
+                    ));
+                }
+            }
+        }
+        drop(owned);
+        for (shard, command) in commands {
+            self.send(shard, command);
+        }
+    }
+}
+
+impl Outcome {
+    /// True when the reply is a message this action created (so its id enters the index).
+    fn reply_is_new_message(&self) -> bool {
+        matches!(self.events.first(), Some(Event::MessageCreated(_)))
+    }
+}

@@ -1,0 +1,65 @@
+//! Requests a shard asks an owner shard to execute, and their responses.
+
+use std::sync::Arc;
+
+use crate::model::action::NewRoom;
+use crate::model::room::Reply;
+use crate::model::{MessageId, Refusal, RoomAction, RoomId, RoomView, UserId, Viewer};
+
+/// Work only an owner shard may do.
+#[derive(Debug)]
+pub enum Request {
+    /// Create a room owned by the executing shard (always executed locally).
+    CreateRoom {
+        /// Who creates it.
+        viewer: Viewer,
+        /// Its fields.
+        spec: NewRoom,
+    },
+    /// Apply an action to a room (owner: the room's shard).
+    Room {
+        /// The room.
+        room: RoomId,
+        /// Who acts.
+        viewer: Viewer,
+        /// What to do.
+        action: RoomAction,
+    },
+    /// Apply an action to the room of a message (owner: `message % shard_count`).
+    Message {
+        /// The message.
+        message: MessageId,
+        /// Who acts.
+        viewer: Viewer,
+        /// Edit or delete.
+        action: RoomAction,
+    },
+    /// The rooms `user` belongs to (owner: the user's shard).
+    UserRooms {
+        /// The user.
+        user: UserId,
+    },
+    /// Views of the given rooms owned by the executing shard that `viewer` may see; all of
+    /// them for `None` (services listing every room), at most `limit`.
+    RoomViews {
+        /// Which rooms (or all owned rooms).
+        rooms: Option<Vec<RoomId>>,
+        /// Who asks.
+        viewer: Viewer,
+        /// At most this many.
+        limit: usize,
+    },
+}
+
+/// An owner's answer.
+#[derive(Debug)]
+pub enum Response {
+    /// The action's reply.
+    Done(Reply),
+    /// Room ids.
+    RoomIds(Vec<RoomId>),
+    /// Room views.
+    Rooms(Vec<Arc<RoomView>>),
+    /// Refused.
+    Refused(Refusal),
+}

@@ -1,0 +1,230 @@
+//! Starting and stopping the server: one pinned OS thread per shard, each running one
+//! single-threaded tokio-uring runtime with its own `SO_REUSEPORT` listener on the same port.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use slab::Slab;
+use tokio::io::unix::AsyncFd;
+
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::fanout::Subscriptions;
+use crate::mesh::{self, Doorbell, MeshEndpoint};
+use crate::metrics::{Registry, ShardMetrics};
+use crate::ws::close::CLOSE_GOING_AWAY;
+
+use super::{inbox, owner, Shard};
+
+/// How long a stopping shard waits for its connections to finish their close handshakes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Shard>>> = const { RefCell::new(None) };
+}
+
+/// The shard running on this thread, if any.
+pub fn current() -> Option<Rc<Shard>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// A running server: its address, and the means to stop it.
+pub struct ServerHandle {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Number of shards.
+    pub shard_count: usize,
+    stop: Arc<AtomicBool>,
+    doorbells: Arc<Vec<Doorbell>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// Asks every shard to close its connections with 1001 and stop.
+    pub fn trigger_shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        for doorbell in self.doorbells.iter() {
+            doorbell.ring_always();
+        }
+    }
+
+    /// Stops the server and waits for every shard thread to end.
+    pub fn shutdown(mut self) {
+        self.trigger_shutdown();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+
+    /// Waits for every shard thread to end (after `trigger_shutdown`).
+    pub fn join(mut self) {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// Starts every shard and returns once all listen.
+pub fn start(config: Config) -> Result<ServerHandle, String> {
+    config.validate()?;
+    let (settings, created) =
+        crate::config::auth_settings(&config).map_err(|e| format!("jwt keys: {e}"))?;
+    if created {
+        tracing::info!(
+            "generated a new JWT secret in {}",
+            config
+                .data_dir
+                .join(crate::auth::SECRET_FILE_NAME)
+                .display()
+        );
+    }
+    let verifier = Arc::new(Verifier::new(&settings).map_err(|e| format!("jwt keys: {e}"))?);
+    let shard_count = config.shard_count();
+    let config = Arc::new(config);
+    let mesh::Built {
+        endpoints,
+        doorbells,
+        gauges: rings,
+    } = mesh::build(shard_count, config.ring_slots).map_err(|e| e.to_string())?;
+    let metrics: Vec<Arc<ShardMetrics>> = (0..shard_count).map(|_| Arc::default()).collect();
+    let registry = Arc::new(Registry {
+        shards: metrics.clone(),
+        rings,
+    });
+    let first = reuseport_listener(config.listen)
+        .map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    let addr = first.local_addr().map_err(|e| e.to_string())?;
+    let mut listeners = vec![first];
+    for _ in 1..shard_count {
+        listeners.push(reuseport_listener(addr).map_err(|e| format!("listen on {addr}: {e}"))?);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut threads = Vec::with_capacity(shard_count);
+    for (id, (endpoint, listener)) in endpoints.into_iter().zip(listeners).enumerate() {
+        let parts = ShardParts {
+            id,
+            shard_count,
+            config: config.clone(),
+            verifier: verifier.clone(),
+            metrics: metrics[id].clone(),
+            registry: registry.clone(),
+            stop: stop.clone(),
+        };
+        let core = (config.pin_cpus && !cores.is_empty()).then(|| cores[id % cores.len()]);
+        let thread = std::thread::Builder::new()
+            .name(format!("shard-{id}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                tokio_uring::start(shard_main(parts, endpoint, listener));
+            })
+            .map_err(|e| e.to_string())?;
+        threads.push(thread);
+    }
+    Ok(ServerHandle {
+        addr,
+        shard_count,
+        stop,
+        doorbells,
+        threads,
+    })
+}
+
+/// What a shard thread is given to build its `Shard`.
+struct ShardParts {
+    id: usize,
+    shard_count: usize,
+    config: Arc<Config>,
+    verifier: Arc<Verifier>,
+    metrics: Arc<ShardMetrics>,
+    registry: Arc<Registry>,
+    stop: Arc<AtomicBool>,
+}
+
+async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::net::TcpListener) {
+    let registered = endpoint.own_doorbell().try_clone_fd().and_then(|fd| {
+        // SAFETY: `fd` is an owned, open eventfd that the AsyncFd owns until it is dropped.
+        unsafe { AsyncFd::register(fd) }.map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    let doorbell = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::error!(shard = parts.id, "doorbell registration failed: {e}");
+            return;
+        }
+    };
+    let shard = Rc::new(Shard {
+        id: parts.id,
+        shard_count: parts.shard_count,
+        owned: RefCell::new(owner::Owned::new(parts.id, parts.shard_count)),
+        config: parts.config,
+        verifier: parts.verifier,
+        metrics: parts.metrics,
+        registry: parts.registry,
+        stop: parts.stop,
+        mesh: RefCell::new(endpoint),
+        inbox: RefCell::new(VecDeque::new()),
+        inbox_wake: tokio::sync::Notify::new(),
+        retry_running: Cell::new(false),
+        pending: RefCell::new(Slab::new()),
+        conns: RefCell::new(Slab::new()),
+        subs: RefCell::new(Subscriptions::default()),
+        shutting_down: Cell::new(false),
+        shutdown_wake: tokio::sync::Notify::new(),
+    });
+    CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
+    tokio_uring::spawn(inbox::run(shard.clone(), doorbell));
+    tokio_uring::spawn(crate::net::sweeper::run(shard.clone()));
+    crate::net::listener::accept_loop(shard.clone(), listener).await;
+    close_all(&shard).await;
+    CURRENT.with(|c| c.borrow_mut().take());
+}
+
+/// Closes every event connection with 1001 and waits (bounded) for them to go.
+async fn close_all(shard: &Rc<Shard>) {
+    let conns: Vec<_> = shard
+        .conns
+        .borrow()
+        .iter()
+        .map(|(_, c)| c.clone())
+        .collect();
+    for conn in conns {
+        conn.close(CLOSE_GOING_AWAY, "server shutting down");
+    }
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while shard.metrics.connections.load(Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Shard {
+    /// Stops accepting and wakes everything that waits for shutdown.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.set(true);
+        self.shutdown_wake.notify_waiters();
+    }
+}

@@ -1,0 +1,279 @@
+//! The REST API over real sockets: statuses, JSON errors, limits, permissions, history.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+fn assert_error(response: &HttpResponse, status: u16, code: &str) {
+    assert_eq!(
+        response.status,
+        status,
+        "{:?}",
+        String::from_utf8_lossy(&response.body)
+    );
+    let body = response.json();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+}
+
+#[tokio::test]
+async fn rest_errors_have_the_right_status_and_json_body() {
+    let server = start(1);
+    let addr = server.addr;
+    let service = service_token();
+    assert_error(
+        &call(addr, "GET", "/api/v1/rooms", None, None).await,
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        &call(addr, "GET", "/api/v1/rooms", Some("not-a-jwt"), None).await,
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        &call(addr, "GET", "/api/v1/nothing", Some(&service), None).await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &call(addr, "GET", "/nowhere", None, None).await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &call(addr, "PUT", "/api/v1/rooms", Some(&service), None).await,
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &call(addr, "GET", "/api/v1/rooms/12345", Some(&service), None).await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &call(addr, "GET", "/api/v1/rooms/abc", Some(&service), None).await,
+        404,
+        "not_found",
+    );
+    let bad_json = raw_request(
+        addr,
+        format!("POST /api/v1/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {service}\r\nContent-Length: 5\r\n\r\n{{bad}}").as_bytes(),
+    )
+    .await;
+    assert_error(&bad_json, 400, "invalid_request");
+    let bad_kind = call(
+        addr,
+        "POST",
+        "/api/v1/rooms",
+        Some(&service),
+        Some(json!({"name": "x", "kind": "weird"})),
+    )
+    .await;
+    assert_error(&bad_kind, 400, "invalid_request");
+    let huge = raw_request(
+        addr,
+        format!("POST /api/v1/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {service}\r\nContent-Length: 2000000\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_error(&huge, 413, "body_too_large");
+    let long_header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
+    assert_eq!(raw_request(addr, long_header.as_bytes()).await.status, 431);
+    let chunked = raw_request(
+        addr,
+        b"POST /api/v1/rooms HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(chunked.status, 411);
+    let not_upgrade = call(addr, "GET", "/api/v1/events", Some(&user_token("a")), None).await;
+    assert!(
+        not_upgrade.status == 404 || not_upgrade.status == 426,
+        "plain GET of the event endpoint: {}",
+        not_upgrade.status
+    );
+}
+
+#[tokio::test]
+async fn rest_keep_alive_serves_many_requests_on_one_connection() {
+    use tokio::io::AsyncWriteExt;
+    let server = start(1);
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    for _ in 0..3 {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let response = read_response(&mut stream).await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.json()["status"], "ok");
+    }
+}
+
+#[tokio::test]
+async fn rest_users_act_only_in_rooms_they_belong_to() {
+    let server = start(1);
+    let addr = server.addr;
+    let room = create_room(addr, "private", &["alice"]).await;
+    let mallory = user_token("mallory");
+    let post = call(
+        addr,
+        "POST",
+        &format!("/api/v1/rooms/{room}/messages"),
+        Some(&mallory),
+        Some(json!({"text": "hi"})),
+    )
+    .await;
+    assert_eq!(post.status, 404, "non-members do not learn the room exists");
+    let read = call(
+        addr,
+        "GET",
+        &format!("/api/v1/rooms/{room}/messages"),
+        Some(&mallory),
+        None,
+    )
+    .await;
+    assert_eq!(read.status, 404);
+    let join = call(
+        addr,
+        "PUT",
+        &format!("/api/v1/rooms/{room}/members/mallory"),
+        Some(&mallory),
+        None,
+    )
+    .await;
+    assert_eq!(join.status, 404);
+    let spoof = call(
+        addr,
+        "POST",
+        &format!("/api/v1/rooms/{room}/messages"),
+        Some(&user_token("alice")),
+        Some(json!({"text": "x", "author": "bob"})),
+    )
+    .await;
+    assert_eq!(spoof.status, 403, "users post as themselves");
+    let mine = call(
+        addr,
+        "GET",
+        "/api/v1/rooms",
+        Some(&user_token("alice")),
+        None,
+    )
+    .await;
+    assert_eq!(mine.status, 200);
+    let rooms = mine.json()["rooms"].as_array().unwrap().clone();
+    assert_eq!(rooms.len(), 1);
+    assert_eq!(rooms[0]["id"], json!(room));
+    assert_eq!(
+        call(addr, "GET", "/api/v1/rooms", Some(&mallory), None)
+            .await
+            .json()["rooms"],
+        json!([])
+    );
+    let too_long = call(
+        addr,
+        "POST",
+        &format!("/api/v1/rooms/{room}/messages"),
+        Some(&user_token("alice")),
+        Some(json!({"text": "x".repeat(70_000)})),
+    )
+    .await;
+    assert_eq!(too_long.status, 413);
+}
+
+#[tokio::test]
+async fn rest_history_pages_forward_and_backward_and_skips_deleted() {
+    let server = start(2);
+    let addr = server.addr;
+    let room = create_room(addr, "history", &["alice"]).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let m = post_message(addr, room, "alice", &format!("m{i}")).await;
+        assert_eq!(m["seq"], json!(i + 1), "seq counts 1, 2, 3…");
+        ids.push(m["id"].as_u64().unwrap());
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids increase within a room"
+    );
+    let token = user_token("alice");
+    let page = |q: String| {
+        let token = token.clone();
+        async move {
+            let r = call(
+                addr,
+                "GET",
+                &format!("/api/v1/rooms/{room}/messages?{q}"),
+                Some(&token),
+                None,
+            )
+            .await;
+            assert_eq!(r.status, 200);
+            r.json()["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["text"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page("limit=3".into()).await, ["m0", "m1", "m2"]);
+    assert_eq!(
+        page(format!("after={}&limit=3", ids[2])).await,
+        ["m3", "m4", "m5"]
+    );
+    assert_eq!(
+        page(format!("before={}&limit=3", ids[9])).await,
+        ["m6", "m7", "m8"]
+    );
+    let deleted = call(
+        addr,
+        "DELETE",
+        &format!("/api/v1/messages/{}", ids[4]),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(
+        page(format!("after={}&limit=3", ids[2])).await,
+        ["m3", "m5", "m6"]
+    );
+    let bad = call(
+        addr,
+        "GET",
+        &format!("/api/v1/rooms/{room}/messages?limit=501"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+}
+
+#[tokio::test]
+async fn rest_metrics_and_health_answer() {
+    let server = start(2);
+    let health = call(server.addr, "GET", "/healthz", None, None).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["shards"], 2);
+    let metrics = call(server.addr, "GET", "/metrics", None, None).await;
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8(metrics.body).unwrap();
+    for name in [
+        "roomcast_connections{shard=\"1\"}",
+        "roomcast_frames_in_total",
+        "roomcast_frames_out_total",
+        "roomcast_bytes_in_total",
+        "roomcast_bytes_out_total",
+        "roomcast_events_delivered_total",
+        "roomcast_slow_consumer_closes_total",
+        "roomcast_mesh_ring_occupancy{from=\"0\",to=\"1\"}",
+    ] {
+        assert!(text.contains(name), "metrics has {name}");
+    }
+}
