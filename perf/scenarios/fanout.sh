@@ -7,5 +7,5 @@ source "$(dirname "$0")/common.sh"
 ROOMS=${ROOMS:-10}
 MEMBERS=${MEMBERS:-1000}
 run_reps fanout --connections $((ROOMS * MEMBERS)) --rooms "$ROOMS" --publishers-per-room 1 \
-  --rate-steps "${RATES:-10,20,30,40,50,60,80,100,120,150,200,250}" --stop-p99-ms 50 \
+  --rate-steps "${RATES:-10,15,20,25,30,35,40,50,60,70,80,100,120,150,200,250,300,400}" --stop-p99-ms 50 \
   --duration "${DURATION:-2}" --warmup "${WARMUP:-1}" --payload-bytes "${PAYLOAD:-64}"
