@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod http_conn;
 pub mod listener;
+pub mod rate;
 pub mod sweeper;
 pub mod ws_session;
 
