@@ -102,7 +102,7 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
         ["api", "v1", rest @ ..] => {
             let caller = caller(shard, head)?;
             match (rest, method) {
-                (["rooms"], Post) => rooms::create(shard, &caller, body),
+                (["rooms"], Post) => rooms::create(shard, &caller, body).await,
                 (["rooms"], Get) => rooms::list(shard, &caller).await,
                 (["rooms"], _) => Err(not_allowed("GET, POST")),
                 (["rooms", id], Get) => rooms::get(shard, &caller, id).await,

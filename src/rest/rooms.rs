@@ -79,7 +79,7 @@ fn room_reply(reply: Reply, status: u16) -> ApiResult {
 }
 
 /// `POST /api/v1/rooms`: any caller may create a room; a user becomes its owner.
-pub fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult {
+pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult {
     let body: CreateBody = parse_body(body)?;
     check_text(&body.name, "name", NAME_BYTES_MAX)?;
     check_text(&body.description, "description", DESCRIPTION_BYTES_MAX)?;
@@ -109,10 +109,17 @@ pub fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult {
         members,
     };
     room_reply(
-        reply_of(shard.execute(Request::CreateRoom {
-            viewer: caller.viewer.clone(),
-            spec,
-        }))?,
+        reply_of(
+            shard
+                .call(
+                    shard.id,
+                    Request::CreateRoom {
+                        viewer: caller.viewer.clone(),
+                        spec,
+                    },
+                )
+                .await,
+        )?,
         201,
     )
 }

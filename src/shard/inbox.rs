@@ -57,8 +57,7 @@ fn handle(shard: &Shard, command: Command) {
             token,
             request,
         } => {
-            let response = shard.execute(request);
-            shard.send(from, Command::Response { token, response });
+            shard.execute(request, super::ReplyTo::Remote { from, token });
         }
         Command::Response { token, response } => {
             if let Some(waiter) = shard.pending.borrow_mut().try_remove(token) {

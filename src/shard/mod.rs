@@ -5,6 +5,7 @@
 //! `RefCell` borrow is held across an `.await`; a command to this shard itself goes through the
 //! local inbox, never a re-entrant call, so handlers never nest.
 
+pub mod commit;
 pub mod inbox;
 pub mod owner;
 pub mod request;
@@ -27,6 +28,7 @@ use crate::metrics::{Registry, ShardMetrics};
 use crate::model::{Refusal, RoomId, ShardId, UserId};
 use crate::net::conn::Conn;
 
+pub use commit::{Effects, ReplyTo};
 pub use request::{Request, Response};
 pub use spawn::{start, ServerHandle};
 
@@ -106,7 +108,14 @@ impl Shard {
     /// Asks the owner shard `to` to execute `request` and waits for its answer.
     pub async fn call(&self, to: ShardId, request: Request) -> Response {
         if to == self.id {
-            return self.execute(request);
+            let (tx, rx) = oneshot::channel();
+            self.execute(request, ReplyTo::Local(tx));
+            return match tokio::time::timeout(OWNER_REPLY_TIMEOUT, rx).await {
+                Ok(Ok(response)) => response,
+                _ => {
+                    Response::Refused(Refusal::Unavailable("the request was not answered in time"))
+                }
+            };
         }
         if self.mesh.borrow().parked_for(to) > PARKED_ADMISSION_MAX {
             return Response::Refused(Refusal::Unavailable(

@@ -16,6 +16,7 @@ use crate::model::ids::{now_ms, shard_of_room, shard_of_user, IdAllocator};
 use crate::model::room::{Outcome, Reply};
 use crate::model::{Event, Refusal, Role, Room, RoomAction, RoomId, RoomView, UserId, Viewer};
 
+use super::commit::{Effects, ReplyTo};
 use super::request::{Request, Response};
 use super::Shard;
 
@@ -120,25 +121,33 @@ fn personal_bundle(event: &Event, moderator: bool) -> Arc<Bundle> {
 }
 
 impl Shard {
-    /// Executes a request this shard owns.
-    pub fn execute(&self, request: Request) -> Response {
+    /// Executes a request this shard owns and answers `reply_to`: reads at once, writes once
+    /// their effects are committed (see `Shard::commit`).
+    pub fn execute(&self, request: Request, reply_to: ReplyTo) {
         match request {
-            Request::CreateRoom { viewer, spec } => self.create_room(&viewer, spec),
+            Request::CreateRoom { viewer, spec } => {
+                let effects = self.create_room(&viewer, spec);
+                self.commit(effects, reply_to);
+            }
             Request::Room {
                 room,
                 viewer,
                 action,
-            } => self.apply_room(room, &viewer, action),
+            } => {
+                let effects = self.apply_room(room, &viewer, action);
+                self.commit(effects, reply_to);
+            }
             Request::Message {
                 message,
                 viewer,
                 action,
             } => {
                 let room = self.owned.borrow().message_rooms.get(&message).copied();
-                match room {
+                let effects = match room {
                     Some(room) => self.apply_room(room, &viewer, action),
-                    None => Response::Refused(Refusal::NotFound("no such message")),
-                }
+                    None => Effects::refused(Refusal::NotFound("no such message")),
+                };
+                self.commit(effects, reply_to);
             }
             Request::UserRooms { user } => {
                 let owned = self.owned.borrow();
@@ -147,14 +156,18 @@ impl Shard {
                     .get(&user)
                     .map(|u| u.rooms.iter().copied().collect())
                     .unwrap_or_default();
+                drop(owned);
                 rooms.sort_unstable();
-                Response::RoomIds(rooms)
+                self.respond(reply_to, Response::RoomIds(rooms));
             }
             Request::RoomViews {
                 rooms,
                 viewer,
                 limit,
-            } => self.room_views(rooms, &viewer, limit),
+            } => {
+                let response = self.room_views(rooms, &viewer, limit);
+                self.respond(reply_to, response);
+            }
         }
     }
 
@@ -183,11 +196,11 @@ impl Shard {
         Response::Rooms(views)
     }
 
-    fn create_room(&self, viewer: &Viewer, spec: crate::model::action::NewRoom) -> Response {
+    fn create_room(&self, viewer: &Viewer, spec: crate::model::action::NewRoom) -> Effects {
         let limits = &self.config;
         let mut owned = self.owned.borrow_mut();
         if owned.rooms.len() >= limits.rooms_per_shard_max {
-            return Response::Refused(Refusal::Full(
+            return Effects::refused(Refusal::Full(
                 "this shard holds its maximum number of rooms",
             ));
         }
@@ -202,7 +215,7 @@ impl Shard {
             limits.members_per_room_max,
         ) {
             Ok(room) => room,
-            Err(refusal) => return Response::Refused(refusal),
+            Err(refusal) => return Effects::refused(refusal),
         };
         let members: Vec<UserId> = room.members.keys().cloned().collect();
         let view = room.view();
@@ -216,20 +229,26 @@ impl Shard {
         );
         crate::metrics::inc(&self.metrics.rooms);
         drop(owned);
-        for user in members {
-            self.send(
-                shard_of_user(&user, self.shard_count),
-                Command::RoomJoined { user, room: id },
-            );
+        let commands = members
+            .into_iter()
+            .map(|user| {
+                (
+                    shard_of_user(&user, self.shard_count),
+                    Command::RoomJoined { user, room: id },
+                )
+            })
+            .collect();
+        Effects {
+            response: Response::Done(Reply::Room(view)),
+            commands,
         }
-        Response::Done(Reply::Room(view))
     }
 
-    fn apply_room(&self, room_id: RoomId, viewer: &Viewer, action: RoomAction) -> Response {
+    fn apply_room(&self, room_id: RoomId, viewer: &Viewer, action: RoomAction) -> Effects {
         let mut guard = self.owned.borrow_mut();
         let owned = &mut *guard;
         let Some(entry) = owned.rooms.get_mut(&room_id) else {
-            return Response::Refused(Refusal::NotFound("no such room"));
+            return Effects::refused(Refusal::NotFound("no such room"));
         };
         let history_full = entry.room.history.len() >= entry.room.history_max;
         let oldest = entry.room.history.front().map(|m| m.id);
@@ -238,7 +257,7 @@ impl Shard {
             .apply(viewer, action, &mut owned.message_ids, now_ms())
         {
             Ok(outcome) => outcome,
-            Err(refusal) => return Response::Refused(refusal),
+            Err(refusal) => return Effects::refused(refusal),
         };
         if let (Some(stored), true) = (&outcome.stored, outcome.reply_is_new_message()) {
             if history_full {
@@ -333,10 +352,10 @@ impl Shard {
             }
         }
         drop(guard);
-        for (shard, command) in commands {
-            self.send(shard, command);
+        Effects {
+            response: Response::Done(reply),
+            commands,
         }
-        Response::Done(reply)
     }
 
     /// User owner: a shard gained or lost `user`'s connections.
