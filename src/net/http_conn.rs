@@ -23,14 +23,20 @@ use crate::net::conn::Conn;
 use crate::shard::Shard;
 
 /// Serves the connection until it closes or upgrades.
+///
+/// An upgraded connection continues in a task of its own (`ws_session::run`), sized for the
+/// session alone, so the HTTP phase's state (the request head, the REST handler's future) is
+/// freed rather than kept for the socket's whole life; that task decrements `connections`.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     metrics::inc(&shard.metrics.connections);
     let stream = Rc::new(stream);
-    serve_requests(&shard, stream).await;
-    metrics::dec(&shard.metrics.connections);
+    if !serve_requests(&shard, stream).await {
+        metrics::dec(&shard.metrics.connections);
+    }
 }
 
-async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) {
+/// Serves requests until the connection closes (false) or is upgraded (true).
+async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
     let config = shard.config.clone();
     let mut buf = BytesMut::with_capacity(1024);
     let mut wait = Duration::from_millis(config.handshake_timeout_ms);
@@ -44,26 +50,25 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) {
                 Ok(None) => {}
                 Err(e) => {
                     let _ = write(&stream, e.render(false)).await;
-                    return;
+                    return false;
                 }
             }
             buf = match read_more(shard, &stream, buf, wait).await {
                 Some(buf) => buf,
-                None => return,
+                None => return false,
             };
         };
         metrics::inc(&shard.metrics.http_requests_total);
         if upgrade::is_websocket_upgrade(&head) {
-            upgrade_to_websocket(shard, stream, head, buf).await;
-            return;
+            return upgrade_to_websocket(shard, stream, head, buf).await;
         }
         let Some(body) = read_body(shard, &stream, &head, &mut buf, wait).await else {
-            return;
+            return false;
         };
         let keep_alive = head.keep_alive && !shard.shutting_down.get();
         let reply = crate::rest::handle(shard, &head, body, keep_alive).await;
         if !write(&stream, reply).await || !keep_alive {
-            return;
+            return false;
         }
         wait = Duration::from_millis(config.idle_timeout_ms);
     }
@@ -161,7 +166,7 @@ async fn upgrade_to_websocket(
     stream: Rc<TcpStream>,
     head: RequestHead,
     buf: BytesMut,
-) {
+) -> bool {
     let Some(dialect) = dialect_at(shard, &head.path) else {
         let _ = write(
             &stream,
@@ -173,7 +178,7 @@ async fn upgrade_to_websocket(
             ),
         )
         .await;
-        return;
+        return false;
     };
     if shard.shutting_down.get() {
         let _ = write(
@@ -181,7 +186,7 @@ async fn upgrade_to_websocket(
             response::json_error(503, "shutting_down", "the server is shutting down", false),
         )
         .await;
-        return;
+        return false;
     }
     let identity = match dialect {
         DialectKind::Echo => None,
@@ -195,7 +200,7 @@ async fn upgrade_to_websocket(
                     response::response(401, Some("application/json"), body.as_bytes(), false, &[]),
                 )
                 .await;
-                return;
+                return false;
             }
         },
     };
@@ -206,17 +211,17 @@ async fn upgrade_to_websocket(
             response::json_error(503, "too_many_connections", "this server is full", false),
         )
         .await;
-        return;
+        return false;
     }
     let accepted = match upgrade::accept(&head) {
         Ok(accepted) => with_shard_header(&accepted, shard.id),
         Err(e) => {
             let _ = write(&stream, e.render(false)).await;
-            return;
+            return false;
         }
     };
     if !write(&stream, accepted).await {
-        return;
+        return false;
     }
     let max = shard.config.outbound_bytes_max;
     let metrics = shard.metrics.clone();
@@ -250,12 +255,26 @@ async fn upgrade_to_websocket(
                 Some(conn) => (conn, true),
                 None => {
                     metrics::inc(&shard.metrics.connections_refused_total);
-                    return;
+                    return false;
                 }
             }
         }
     };
-    crate::net::ws_session::run(shard.clone(), conn, buf, registered).await;
+    // The head's headers are not needed any more: free them before the long-lived session, and
+    // start the session on a small buffer unless the client already sent frames.
+    drop(head);
+    let buf = if buf.is_empty() {
+        BytesMut::with_capacity(shard.config.read_buffer_bytes_initial)
+    } else {
+        buf
+    };
+    tokio_uring::spawn(crate::net::ws_session::run(
+        shard.clone(),
+        conn,
+        buf,
+        registered,
+    ));
+    true
 }
 
 /// Verifies a token, counting failures.

@@ -23,6 +23,7 @@ use crate::ws::frame;
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the session until either side closes; `buf` holds bytes read past the HTTP head.
+/// Ends by unregistering the connection and decrementing the shard's `connections` gauge.
 pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, mut buf: BytesMut, registered: bool) {
     metrics::inc(&shard.metrics.websockets);
     let limits = WsLimits {
@@ -67,6 +68,7 @@ pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, mut buf: BytesMut, registered
         shard.detach(&conn);
     }
     shard.metrics.websockets.fetch_sub(1, Ordering::Relaxed);
+    metrics::dec(&shard.metrics.connections);
 }
 
 /// Handles one frame; false ends the session.
