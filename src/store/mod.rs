@@ -1,12 +1,288 @@
-//! The persistence seam. Today every room, membership and message lives only in its owner
-//! shard's memory (`shard::owner::Owned`), with each room's recent history bounded by
-//! `history_per_room_max`; a restart loses everything. The durable store (one redb file per
-//! shard, written by a writer thread with group commit) plugs in where the owner pipeline
-//! produces `model::room::Outcome::stored`, acknowledging only after the commit is durable.
+//! The durable embedded store: one redb file per shard (`data_dir/shard-<i>.redb`), records
+//! encoded with rkyv, written by a per-shard writer thread with group commit.
+//!
+//! A shard owns one [`Store`] handle (`Send`, used from the shard's single thread only). The
+//! handle never blocks: [`Store::submit`] pushes a batch of [`StoreOp`]s into a bounded SPSC ring
+//! (a full ring is `Err`, the caller parks the work and retries), and results come back as
+//! [`Completion`]s through a second ring, drained with [`Store::drain_completions`] after the
+//! wake-up callback (the shard's eventfd doorbell) fires.
+//!
+//! Invariants:
+//! - Writes complete in submission order, each `Written` only after the group holding it is
+//!   committed (fsynced with [`Durability::Fsync`]). A failing commit is retried forever with
+//!   backoff while [`Store::is_healthy`] reports `false`; nothing submitted is dropped.
+//! - Reads ([`Store::read_history`], [`Store::find_message_room`]) run on a second thread with
+//!   its own rings, see only committed data, and never wait behind a failing write. Their
+//!   completions are ordered among themselves, not relative to `Written` completions.
+//! - [`Store::open`] returns everything needed to rebuild the shard's memory ([`Recovered`]);
+//!   a corrupt or torn file is a [`StoreError`] naming the file, never a partial load.
+//! - The message → room index is on disk (`message_rooms`); the shard keeps only its window's
+//!   entries in memory and asks [`Store::find_message_room`] for older messages.
+//! - Dropping the [`Store`] commits everything submitted, then stops both threads.
+//!
+//! Limits: ring sizes are the caller's `ring_slots`; a group holds at most
+//! [`GROUP_BATCHES_MAX`] batches / [`GROUP_OPS_MAX`] ops; history pages at most
+//! [`HISTORY_LIMIT_MAX`] messages; redb's page cache is 64 MiB per shard file.
 
-/// Which store a server runs with.
+mod db;
+mod dir;
+mod error;
+mod record;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rtrb::{Consumer, Producer, PushError, RingBuffer};
+
+pub use crate::config::Durability;
+pub use db::HISTORY_LIMIT_MAX;
+pub use dir::{check_data_dir, shard_path, FORMAT_FILE, FORMAT_VERSION};
+pub use error::StoreError;
+pub use record::{
+    role_from_u8, role_to_u8, Completion, MessageRecord, Recovered, RecoveredRoom, RoomRecord,
+    StoreOp,
+};
+pub use worker::{Wake, GROUP_BATCHES_MAX, GROUP_OPS_MAX, SHUTDOWN_GRACE};
+
+use worker::{Batch, ReadOp, Shared};
+
+/// The read ring is full: retry on a later loop pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreKind {
-    /// In-memory only (the current default until the durable store lands).
-    Memory,
+pub struct RingFull;
+
+impl std::fmt::Display for RingFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the store's request ring is full")
+    }
+}
+
+impl std::error::Error for RingFull {}
+
+/// Counters of one shard's store, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreMetrics {
+    /// Write transactions committed.
+    pub commits: u64,
+    /// Commit attempts that failed (each is retried).
+    pub commit_failures: u64,
+    /// Batches committed (`batches / commits` is the mean group size).
+    pub batches: u64,
+    /// Ops committed.
+    pub ops: u64,
+    /// Largest group committed, in batches.
+    pub group_max_batches: u64,
+    /// Read requests served.
+    pub reads: u64,
+    /// Batches waiting in the write ring now.
+    pub write_ring_used: usize,
+    /// Requests waiting in the read ring now.
+    pub read_ring_used: usize,
+    /// Capacity of each ring.
+    pub ring_capacity: usize,
+    /// Whether commits are succeeding.
+    pub healthy: bool,
+}
+
+/// A shard's handle on its store file and threads. `Send`, not meant to be shared.
+pub struct Store {
+    writes: Producer<Batch>,
+    reads: Producer<ReadOp>,
+    written: Consumer<Completion>,
+    read_done: Consumer<Completion>,
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    reader: Option<JoinHandle<()>>,
+    ring_slots: usize,
+}
+
+impl Store {
+    /// Opens shard `shard`'s file in `data_dir` (creating it on first start), recovers its
+    /// state, and starts its writer and reader threads.
+    ///
+    /// `window` is how many newest messages per room to return in [`Recovered`] (the shard's
+    /// in-memory history bound); `ring_slots` the capacity of each ring (write batches and read
+    /// requests); `wake` is called from the store threads whenever completions are waiting.
+    /// [`check_data_dir`] must have been called for `data_dir` and `shard_count` first.
+    pub fn open(
+        data_dir: &Path,
+        shard: usize,
+        shard_count: usize,
+        durability: Durability,
+        window: usize,
+        ring_slots: usize,
+        wake: Wake,
+    ) -> Result<(Store, Recovered), StoreError> {
+        if shard >= shard_count {
+            return Err(StoreError::Invalid(format!(
+                "shard {shard} does not exist in {shard_count} shards"
+            )));
+        }
+        if ring_slots == 0 {
+            return Err(StoreError::Invalid("ring_slots must be at least 1".into()));
+        }
+        dir::verify(data_dir, shard_count)?;
+        let path = shard_path(data_dir, shard);
+        let database = db::open(&path)?;
+        let (recovered, marks) =
+            db::recover(&database, window).map_err(|e| StoreError::db(&path, e.0))?;
+        let shared = Arc::new(Shared::new(path.clone(), database));
+
+        let (writes, write_in) = RingBuffer::new(ring_slots);
+        let (write_out, written) = RingBuffer::new(ring_slots);
+        let (reads, read_in) = RingBuffer::new(ring_slots);
+        let (read_out, read_done) = RingBuffer::new(ring_slots);
+        let spawn_err = |e| StoreError::io(&path, "starting a store thread for", e);
+        let writer = {
+            let shared = shared.clone();
+            let wake = wake.clone();
+            std::thread::Builder::new()
+                .name(format!("store-w{shard}"))
+                .spawn(move || {
+                    worker::run_writer(shared, write_in, write_out, durability, marks, wake)
+                })
+                .map_err(spawn_err)?
+        };
+        let reader = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("store-r{shard}"))
+                .spawn(move || worker::run_reader(shared, read_in, read_out, wake))
+        };
+        let mut store = Store {
+            writes,
+            reads,
+            written,
+            read_done,
+            shared,
+            writer: Some(writer),
+            reader: None,
+            ring_slots,
+        };
+        // On failure `store` drops here, which stops the writer cleanly.
+        store.reader = Some(reader.map_err(spawn_err)?);
+        Ok((store, recovered))
+    }
+
+    /// Queues `ops` to be committed atomically; a `Written { token }` completion follows once
+    /// they are committed. `Err` gives the ops back when the ring is full (retry later).
+    pub fn submit(&mut self, token: u64, ops: Vec<StoreOp>) -> Result<(), Vec<StoreOp>> {
+        match self.writes.push((token, ops)) {
+            Ok(()) => {
+                if let Some(writer) = &self.writer {
+                    writer.thread().unpark();
+                }
+                Ok(())
+            }
+            Err(PushError::Full((_, ops))) => Err(ops),
+        }
+    }
+
+    /// Queues a history read of `room` from disk (see [`HISTORY_LIMIT_MAX`] and the semantics
+    /// of the in-memory window: ascending ids, strictly after `after`, strictly before `before`,
+    /// only `before` = the newest `limit` before it, otherwise the oldest `limit` after
+    /// `after`, deleted messages skipped). A `History { token }` completion follows.
+    /// `Err` when the read ring is full.
+    pub fn read_history(
+        &mut self,
+        token: u64,
+        room: u64,
+        after: Option<u64>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(), RingFull> {
+        self.push_read(ReadOp::History {
+            token,
+            room,
+            after,
+            before,
+            limit,
+        })
+    }
+
+    /// Queues a lookup of the room holding `message` in the on-disk index; a
+    /// `MessageRoom { token }` completion follows. `Err` when the read ring is full.
+    pub fn find_message_room(&mut self, token: u64, message: u64) -> Result<(), RingFull> {
+        self.push_read(ReadOp::MessageRoom { token, message })
+    }
+
+    fn push_read(&mut self, op: ReadOp) -> Result<(), RingFull> {
+        self.reads.push(op).map_err(|_| RingFull)?;
+        if let Some(reader) = &self.reader {
+            reader.thread().unpark();
+        }
+        Ok(())
+    }
+
+    /// Moves every waiting completion into `out`: write completions in submission order, then
+    /// read completions in request order.
+    pub fn drain_completions(&mut self, out: &mut Vec<Completion>) {
+        while let Ok(c) = self.written.pop() {
+            out.push(c);
+        }
+        while let Ok(c) = self.read_done.pop() {
+            out.push(c);
+        }
+    }
+
+    /// `false` while commits are failing (the writer is retrying); the shard should refuse new
+    /// writes (503) until it is `true` again.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    /// Free slots in the write ring: how many more batches [`Store::submit`] accepts now.
+    pub fn write_slots(&self) -> usize {
+        self.writes.slots()
+    }
+
+    /// Counters and ring occupancy.
+    pub fn metrics(&self) -> StoreMetrics {
+        let s = &self.shared;
+        StoreMetrics {
+            commits: s.commits.load(Ordering::Relaxed),
+            commit_failures: s.commit_failures.load(Ordering::Relaxed),
+            batches: s.batches.load(Ordering::Relaxed),
+            ops: s.ops.load(Ordering::Relaxed),
+            group_max_batches: s.group_max_batches.load(Ordering::Relaxed),
+            reads: s.reads.load(Ordering::Relaxed),
+            write_ring_used: self.ring_slots - self.writes.slots(),
+            read_ring_used: self.ring_slots - self.reads.slots(),
+            ring_capacity: self.ring_slots,
+            healthy: self.is_healthy(),
+        }
+    }
+
+    /// The shard file's path.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Test hook: the next `n` commit attempts fail as a full disk would make them.
+    #[cfg(test)]
+    pub(crate) fn fail_next_commits(&self, n: u32) {
+        self.shared.fail_commits.store(n, Ordering::Release);
+    }
+}
+
+impl Drop for Store {
+    /// Commits everything submitted (retrying a failing group for up to [`SHUTDOWN_GRACE`]),
+    /// then stops both threads. Completions not drained by then are discarded.
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        for handle in [self.writer.take(), self.reader.take()]
+            .into_iter()
+            .flatten()
+        {
+            handle.thread().unpark();
+            if handle.join().is_err() {
+                tracing::error!(path = %self.shared.path.display(), "a store thread panicked");
+            }
+        }
+    }
 }

@@ -1,0 +1,323 @@
+//! One shard's redb file: its tables, opening and schema check, recovery, applying batches of
+//! [`StoreOp`]s inside a write transaction, and the two reads (history, message → room).
+//!
+//! Tables:
+//! - `rooms`: room id → rkyv [`RoomRecord`]
+//! - `members`: (room id, user id) → role byte
+//! - `messages`: (room id, message id) → rkyv [`MessageRecord`]; message ids increase within a
+//!   room, so a room's messages are one key range in id (= seq) order
+//! - `message_rooms`: message id → room id, for lookups of messages outside the window
+//! - `meta`: `schema_version`, `max_room_id`, `max_message_id` (high-water marks, never lowered,
+//!   so deleted rooms' and messages' ids are never reused)
+//!
+//! Invariants: nothing read from the file is trusted: a record that does not validate (rkyv
+//! bytecheck) or whose key disagrees with its body is an error, never a panic or a skip.
+//! Limits: history reads return at most [`HISTORY_LIMIT_MAX`] messages; a room deletion
+//! deletes all of the room's messages in the same transaction (cost grows with the room).
+
+use std::ops::Bound;
+use std::path::Path;
+
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use rkyv::rancor;
+
+use super::record::{
+    ArchivedMessageRecord, MessageRecord, Recovered, RecoveredRoom, RoomRecord, StoreOp,
+};
+use super::StoreError;
+
+/// Most messages one history read returns.
+pub const HISTORY_LIMIT_MAX: usize = 500;
+
+/// Version of the table layout inside a shard file.
+const SCHEMA_VERSION: u64 = 1;
+
+/// redb page cache per shard file.
+const CACHE_BYTES: usize = 64 << 20;
+
+pub(super) const ROOMS: TableDefinition<u64, &[u8]> = TableDefinition::new("rooms");
+const MEMBERS: TableDefinition<(u64, &str), u8> = TableDefinition::new("members");
+const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
+const MESSAGE_ROOMS: TableDefinition<u64, u64> = TableDefinition::new("message_rooms");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const META_SCHEMA: &str = "schema_version";
+const META_MAX_ROOM: &str = "max_room_id";
+const META_MAX_MESSAGE: &str = "max_message_id";
+
+/// A failure inside the store threads: a redb error or a record that does not decode.
+#[derive(Debug)]
+pub(crate) struct Fail(pub String);
+
+macro_rules! fail_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Fail {
+            fn from(e: $t) -> Self {
+                Fail(e.to_string())
+            }
+        }
+    )*};
+}
+fail_from!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError,
+    redb::SetDurabilityError,
+    rancor::Error
+);
+
+/// High-water marks of ids ever stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Marks {
+    pub max_room_id: u64,
+    pub max_message_id: u64,
+}
+
+/// Opens (creating if absent) a shard file with the store's cache size.
+pub(crate) fn open_file(path: &Path) -> Result<Database, Fail> {
+    Ok(Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)?)
+}
+
+/// Opens a shard file, creating its tables on first use and checking its schema version.
+pub(crate) fn open(path: &Path) -> Result<Database, StoreError> {
+    let created = !path.exists();
+    let db = open_file(path).map_err(|e| StoreError::db(path, e.0))?;
+    if created {
+        if let Some(dir) = path.parent() {
+            super::dir::sync_dir(dir)?;
+        }
+    }
+    init(&db).map_err(|e| StoreError::db(path, e.0))?;
+    Ok(db)
+}
+
+fn init(db: &Database) -> Result<(), Fail> {
+    let txn = db.begin_write()?;
+    {
+        txn.open_table(ROOMS)?;
+        txn.open_table(MEMBERS)?;
+        txn.open_table(MESSAGES)?;
+        txn.open_table(MESSAGE_ROOMS)?;
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get(META_SCHEMA)?.map(|v| v.value());
+        match found {
+            None => {
+                meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(Fail(format!(
+                    "schema version {other} is not the version {SCHEMA_VERSION} this build reads"
+                )))
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn decode_room(bytes: &[u8]) -> Result<RoomRecord, Fail> {
+    Ok(rkyv::from_bytes::<RoomRecord, rancor::Error>(bytes)?)
+}
+
+fn decode_message(bytes: &[u8]) -> Result<MessageRecord, Fail> {
+    Ok(rkyv::from_bytes::<MessageRecord, rancor::Error>(bytes)?)
+}
+
+/// Everything the shard needs at start: rooms, members, the newest `window` messages per room,
+/// and the high-water marks.
+pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks), Fail> {
+    let txn = db.begin_read()?;
+    let rooms = txn.open_table(ROOMS)?;
+    let members = txn.open_table(MEMBERS)?;
+    let messages = txn.open_table(MESSAGES)?;
+    let meta = txn.open_table(META)?;
+    let mut marks = Marks {
+        max_room_id: meta.get(META_MAX_ROOM)?.map_or(0, |v| v.value()),
+        max_message_id: meta.get(META_MAX_MESSAGE)?.map_or(0, |v| v.value()),
+    };
+    let mut out = Vec::new();
+    for entry in rooms.iter()? {
+        let (key, value) = entry?;
+        let id = key.value();
+        let room = decode_room(value.value())
+            .map_err(|e| Fail(format!("room {id} does not decode: {}", e.0)))?;
+        if room.id != id {
+            return Err(Fail(format!("room under key {id} says it is {}", room.id)));
+        }
+        let mut room_members = Vec::new();
+        for entry in members.range((Bound::Included((id, "")), room_upper(id)))? {
+            let (key, role) = entry?;
+            room_members.push((key.value().1.to_string(), role.value()));
+        }
+        let mut recent = Vec::with_capacity(window.min(1024));
+        for entry in messages.range((id, 0)..=(id, u64::MAX))?.rev().take(window) {
+            let (key, value) = entry?;
+            let (_, message_id) = key.value();
+            let message = decode_message(value.value())
+                .map_err(|e| Fail(format!("message {message_id} does not decode: {}", e.0)))?;
+            if message.id != message_id || message.room != id {
+                return Err(Fail(format!(
+                    "message under key ({id}, {message_id}) says it is {} in room {}",
+                    message.id, message.room
+                )));
+            }
+            marks.max_message_id = marks.max_message_id.max(message_id);
+            recent.push(message);
+        }
+        recent.reverse();
+        marks.max_room_id = marks.max_room_id.max(id);
+        out.push(RecoveredRoom {
+            room,
+            members: room_members,
+            recent,
+        });
+    }
+    let recovered = Recovered {
+        rooms: out,
+        max_room_id: marks.max_room_id,
+        max_message_id: marks.max_message_id,
+    };
+    Ok((recovered, marks))
+}
+
+/// The exclusive upper bound of a room's member keys.
+fn room_upper(room: u64) -> Bound<(u64, &'static str)> {
+    match room.checked_add(1) {
+        Some(next) => Bound::Excluded((next, "")),
+        None => Bound::Unbounded,
+    }
+}
+
+/// Applies every batch of a group, in order, inside `txn`, and raises `marks`.
+pub(crate) fn apply<'a>(
+    txn: &WriteTransaction,
+    batches: impl Iterator<Item = &'a [StoreOp]>,
+    marks: &mut Marks,
+) -> Result<(), Fail> {
+    let mut rooms = txn.open_table(ROOMS)?;
+    let mut members = txn.open_table(MEMBERS)?;
+    let mut messages = txn.open_table(MESSAGES)?;
+    let mut message_rooms = txn.open_table(MESSAGE_ROOMS)?;
+    let before = *marks;
+    for op in batches.flatten() {
+        match op {
+            StoreOp::PutRoom(room) => {
+                let bytes = rkyv::to_bytes::<rancor::Error>(room)?;
+                rooms.insert(room.id, bytes.as_slice())?;
+                marks.max_room_id = marks.max_room_id.max(room.id);
+            }
+            StoreOp::DeleteRoom(id) => {
+                let id = *id;
+                rooms.remove(id)?;
+                members.retain_in((Bound::Included((id, "")), room_upper(id)), |_, _| false)?;
+                let mut ids = Vec::new();
+                for entry in messages.range((id, 0)..=(id, u64::MAX))? {
+                    ids.push(entry?.0.value().1);
+                }
+                messages.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+                for message in ids {
+                    message_rooms.remove(message)?;
+                }
+            }
+            StoreOp::PutMember { room, user, role } => {
+                members.insert((*room, user.as_str()), *role)?;
+            }
+            StoreOp::RemoveMember { room, user } => {
+                members.remove((*room, user.as_str()))?;
+            }
+            StoreOp::PutMessage(message) => {
+                let bytes = rkyv::to_bytes::<rancor::Error>(message)?;
+                messages.insert((message.room, message.id), bytes.as_slice())?;
+                message_rooms.insert(message.id, message.room)?;
+                marks.max_message_id = marks.max_message_id.max(message.id);
+            }
+        }
+    }
+    if *marks != before {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(META_MAX_ROOM, marks.max_room_id)?;
+        meta.insert(META_MAX_MESSAGE, marks.max_message_id)?;
+    }
+    Ok(())
+}
+
+/// One entry of a range over `messages`.
+type MessageEntry<'a> = Result<
+    (
+        redb::AccessGuard<'a, (u64, u64)>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
+/// A page of `room`'s history: ascending ids, strictly after `after` and strictly before
+/// `before`, deleted messages skipped; with only `before`, the newest `limit` before it,
+/// otherwise the oldest `limit` after `after`. `limit` is capped at [`HISTORY_LIMIT_MAX`].
+pub(crate) fn history(
+    txn: &ReadTransaction,
+    room: u64,
+    after: Option<u64>,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<Vec<MessageRecord>, Fail> {
+    let limit = limit.min(HISTORY_LIMIT_MAX);
+    let lo = match after {
+        None => 0,
+        Some(a) => match a.checked_add(1) {
+            Some(lo) => lo,
+            None => return Ok(Vec::new()),
+        },
+    };
+    let upper = match before {
+        Some(b) if b <= lo => return Ok(Vec::new()),
+        Some(b) => Bound::Excluded((room, b)),
+        None => Bound::Included((room, u64::MAX)),
+    };
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let messages = txn.open_table(MESSAGES)?;
+    let range = messages.range((Bound::Included((room, lo)), upper))?;
+    let newest_first = after.is_none() && before.is_some();
+    let mut out = Vec::with_capacity(limit);
+    let mut take = |entry: MessageEntry<'_>| -> Result<bool, Fail> {
+        let (key, value) = entry?;
+        let (_, id) = key.value();
+        let bytes = value.value();
+        let archived = rkyv::access::<ArchivedMessageRecord, rancor::Error>(bytes)
+            .map_err(|e| Fail(format!("message {id} does not decode: {e}")))?;
+        if archived.deleted_ms.is_none() {
+            out.push(rkyv::deserialize::<MessageRecord, rancor::Error>(archived)?);
+        }
+        Ok(out.len() < limit)
+    };
+    if newest_first {
+        for entry in range.rev() {
+            if !take(entry)? {
+                break;
+            }
+        }
+        out.reverse();
+    } else {
+        for entry in range {
+            if !take(entry)? {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The room holding `message`, if it is stored.
+pub(crate) fn message_room(txn: &ReadTransaction, message: u64) -> Result<Option<u64>, Fail> {
+    let table = txn.open_table(MESSAGE_ROOMS)?;
+    Ok(table.get(message)?.map(|v| v.value()))
+}

@@ -1,0 +1,573 @@
+//! Tests of the store on real files in temp directories: round trip through a restart, group
+//! commit, history paging from disk, data-directory checks, corruption, failing commits.
+//!
+//! No timing assertions: waits poll with a generous deadline and only guard against hangs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "roomcast-store-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn no_wake() -> Wake {
+    Arc::new(|| {})
+}
+
+fn open(dir: &Path, shard: usize, shards: usize, window: usize) -> (Store, Recovered) {
+    check_data_dir(dir, shards).expect("data dir");
+    Store::open(
+        dir,
+        shard,
+        shards,
+        Durability::Fsync,
+        window,
+        1024,
+        no_wake(),
+    )
+    .expect("open")
+}
+
+fn room(id: u64, name: &str, last_seq: u64) -> RoomRecord {
+    RoomRecord {
+        id,
+        kind: "group".into(),
+        name: name.into(),
+        description: format!("about {name}"),
+        attributes: r#"{"x":1}"#.into(),
+        created_ms: 1_000 + id,
+        updated_ms: 2_000 + id,
+        last_seq,
+    }
+}
+
+fn message(room: u64, id: u64, seq: u64) -> MessageRecord {
+    MessageRecord {
+        id,
+        seq,
+        room,
+        author: "alice".into(),
+        text: format!("message {id}"),
+        parent_id: 0,
+        client_message_id: (id % 2 == 0).then(|| format!("c{id}")),
+        kind: "Regular".into(),
+        attachments: "[]".into(),
+        attributes: "{}".into(),
+        comment_count: 0,
+        created_ms: 10_000 + id,
+        edited_ms: 10_000 + id,
+        modified_ms: 10_000 + id,
+        deleted_ms: None,
+    }
+}
+
+fn member(room: u64, user: &str, role: u8) -> StoreOp {
+    StoreOp::PutMember {
+        room,
+        user: user.into(),
+        role,
+    }
+}
+
+/// Drains completions until `count` have arrived (or panics after 30 s).
+fn wait(store: &mut Store, count: usize) -> Vec<Completion> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "store completions did not arrive"
+        );
+        store.drain_completions(&mut out);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(out.len(), count, "more completions than requests");
+    out
+}
+
+fn submit_all(store: &mut Store, batches: Vec<Vec<StoreOp>>) {
+    let n = batches.len();
+    for (token, ops) in batches.into_iter().enumerate() {
+        store.submit(token as u64, ops).expect("ring has room");
+    }
+    let done = wait(store, n);
+    for (i, c) in done.into_iter().enumerate() {
+        assert_eq!(
+            c,
+            Completion::Written {
+                token: i as u64,
+                result: Ok(())
+            }
+        );
+    }
+}
+
+fn history(
+    store: &mut Store,
+    room: u64,
+    after: Option<u64>,
+    before: Option<u64>,
+    limit: usize,
+) -> Vec<u64> {
+    store
+        .read_history(7, room, after, before, limit)
+        .expect("read ring has room");
+    match wait(store, 1).pop() {
+        Some(Completion::History { token: 7, result }) => {
+            result.expect("history").iter().map(|m| m.id).collect()
+        }
+        other => panic!("unexpected completion {other:?}"),
+    }
+}
+
+fn message_room(store: &mut Store, message: u64) -> Option<u64> {
+    store.find_message_room(9, message).expect("read ring");
+    match wait(store, 1).pop() {
+        Some(Completion::MessageRoom { token: 9, result }) => result.expect("lookup"),
+        other => panic!("unexpected completion {other:?}"),
+    }
+}
+
+#[test]
+fn round_trip_through_a_restart() {
+    let dir = TempDir::new("roundtrip");
+    // Shard 1 of 2 owns odd ids.
+    let (mut store, recovered) = open(dir.path(), 1, 2, 3);
+    assert_eq!(recovered, Recovered::default());
+
+    let mut edited = message(1, 103, 3);
+    edited.text = "edited".into();
+    edited.edited_ms = 20_000;
+    edited.modified_ms = 20_000;
+    let mut deleted = message(1, 104, 4);
+    deleted.text.clear();
+    deleted.deleted_ms = Some(30_000);
+    deleted.modified_ms = 30_000;
+    submit_all(
+        &mut store,
+        vec![
+            vec![
+                StoreOp::PutRoom(room(1, "one", 0)),
+                member(1, "alice", role_to_u8(crate::model::Role::Owner)),
+                member(1, "bob", 0),
+            ],
+            (1..=5)
+                .map(|s| StoreOp::PutMessage(message(1, 100 + s, s)))
+                .collect(),
+            vec![
+                StoreOp::PutRoom(room(3, "three", 2)),
+                member(3, "carol", 0),
+                StoreOp::PutMessage(message(3, 201, 1)),
+                StoreOp::PutMessage(message(3, 203, 2)),
+            ],
+            vec![StoreOp::PutRoom(room(5, "five", 0))],
+            vec![
+                StoreOp::PutMessage(edited.clone()),
+                StoreOp::PutMessage(deleted.clone()),
+                StoreOp::PutRoom(room(1, "one renamed", 5)),
+                StoreOp::RemoveMember {
+                    room: 1,
+                    user: "bob".into(),
+                },
+                member(1, "carol", 0),
+                member(1, "carol", 1),
+            ],
+            vec![StoreOp::DeleteRoom(3), StoreOp::DeleteRoom(5)],
+        ],
+    );
+    assert_eq!(message_room(&mut store, 101), Some(1));
+    assert_eq!(message_room(&mut store, 201), None);
+    let m = store.metrics();
+    assert_eq!((m.batches, m.ops, m.commit_failures), (6, 21, 0));
+    assert!(m.healthy && m.commits >= 1 && m.commits <= 6);
+    drop(store);
+
+    let (mut store, recovered) = open(dir.path(), 1, 2, 3);
+    assert_eq!(recovered.max_room_id, 5, "deleted room 5 still counts");
+    assert_eq!(
+        recovered.max_message_id, 203,
+        "deleted messages still count"
+    );
+    assert_eq!(recovered.rooms.len(), 1);
+    let r = &recovered.rooms[0];
+    assert_eq!(r.room, room(1, "one renamed", 5));
+    assert_eq!(
+        r.members,
+        vec![("alice".to_string(), 2), ("carol".to_string(), 1)]
+    );
+    assert_eq!(r.recent, vec![edited, deleted, message(1, 105, 5)]);
+    // Beyond the window, from disk; the deleted message is skipped.
+    assert_eq!(
+        history(&mut store, 1, None, None, 10),
+        vec![101, 102, 103, 105]
+    );
+    assert_eq!(message_room(&mut store, 102), Some(1));
+    assert_eq!(message_room(&mut store, 203), None);
+    let back = r.recent[0].clone().into_message();
+    assert_eq!(MessageRecord::from(&*back), r.recent[0]);
+
+    // Deleting room 3 took its members and messages with it: a record under its id (which a
+    // real allocator would never reuse) comes back bare.
+    submit_all(
+        &mut store,
+        vec![vec![StoreOp::PutRoom(room(3, "again", 0))]],
+    );
+    assert!(history(&mut store, 3, None, None, 10).is_empty());
+    drop(store);
+    let (_, recovered) = open(dir.path(), 1, 2, 3);
+    let three = recovered
+        .rooms
+        .iter()
+        .find(|r| r.room.id == 3)
+        .expect("room 3");
+    assert!(three.members.is_empty() && three.recent.is_empty());
+}
+
+#[test]
+fn the_handle_can_move_into_a_shard_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Store>();
+    assert_send::<Completion>();
+}
+
+#[test]
+fn group_commit_coalesces_back_to_back_batches() {
+    let dir = TempDir::new("group");
+    let (mut store, _) = open(dir.path(), 0, 1, 10);
+    store
+        .submit(u64::MAX, vec![StoreOp::PutRoom(room(4, "r", 0))])
+        .expect("ring");
+    assert_eq!(wait(&mut store, 1).len(), 1);
+    let total = 1_000u64;
+    let mut done = Vec::new();
+    for token in 0..total {
+        let mut ops = vec![StoreOp::PutMessage(message(4, 10 + token, token + 1))];
+        loop {
+            match store.submit(token, ops) {
+                Ok(()) => break,
+                Err(back) => {
+                    ops = back;
+                    store.drain_completions(&mut done);
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+    let rest = total as usize - done.len();
+    done.extend(wait(&mut store, rest));
+    let tokens: Vec<u64> = done
+        .iter()
+        .map(|c| match c {
+            Completion::Written { token, result } => {
+                assert_eq!(result, &Ok(()));
+                *token
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(tokens, (0..total).collect::<Vec<_>>());
+    let m = store.metrics();
+    assert_eq!(m.batches, total + 1);
+    assert!(
+        m.commits < 100,
+        "{} commits for {total} batches: no group commit",
+        m.commits
+    );
+    assert!(m.group_max_batches > 1);
+    assert_eq!((m.write_ring_used, m.ring_capacity), (0, 1024));
+    drop(store);
+    let (_, recovered) = open(dir.path(), 0, 1, 10);
+    assert_eq!(recovered.max_message_id, 10 + total - 1);
+    assert_eq!(recovered.rooms[0].recent.len(), 10);
+}
+
+/// The in-memory window's semantics, as the reference for disk paging.
+fn reference(
+    ids: &[(u64, bool)],
+    after: Option<u64>,
+    before: Option<u64>,
+    limit: usize,
+) -> Vec<u64> {
+    let limit = limit.min(HISTORY_LIMIT_MAX);
+    let live = ids.iter().filter(|(id, deleted)| {
+        !deleted && after.is_none_or(|a| *id > a) && before.is_none_or(|b| *id < b)
+    });
+    if after.is_none() && before.is_some() {
+        let mut v: Vec<u64> = live.rev().take(limit).map(|(id, _)| *id).collect();
+        v.reverse();
+        v
+    } else {
+        live.take(limit).map(|(id, _)| *id).collect()
+    }
+}
+
+#[test]
+fn history_pages_from_disk_across_the_window() {
+    let dir = TempDir::new("history");
+    let (mut store, _) = open(dir.path(), 0, 1, 3);
+    let ids: Vec<(u64, bool)> = (1..=20).map(|i| (i * 10, i == 5 || i == 15)).collect();
+    let mut ops = vec![StoreOp::PutRoom(room(7, "seven", 20))];
+    for (seq, (id, deleted)) in ids.iter().enumerate() {
+        let mut m = message(7, *id, seq as u64 + 1);
+        if *deleted {
+            m.deleted_ms = Some(1);
+        }
+        ops.push(StoreOp::PutMessage(m));
+    }
+    // A neighbouring room whose messages must never leak into room 7's pages.
+    ops.push(StoreOp::PutRoom(room(8, "eight", 1)));
+    ops.push(StoreOp::PutMessage(message(8, 15, 1)));
+    ops.push(StoreOp::PutRoom(room(6, "six", 1)));
+    ops.push(StoreOp::PutMessage(message(6, 5, 1)));
+    submit_all(&mut store, vec![ops]);
+    drop(store);
+
+    let (mut store, recovered) = open(dir.path(), 0, 1, 3);
+    let seven = recovered
+        .rooms
+        .iter()
+        .find(|r| r.room.id == 7)
+        .expect("room");
+    let window: Vec<u64> = seven.recent.iter().map(|m| m.id).collect();
+    assert_eq!(window, vec![180, 190, 200]);
+
+    assert_eq!(
+        history(&mut store, 7, None, None, 5),
+        vec![10, 20, 30, 40, 60]
+    );
+    assert_eq!(history(&mut store, 7, Some(40), None, 3), vec![60, 70, 80]);
+    assert_eq!(
+        history(&mut store, 7, None, Some(160), 4),
+        vec![110, 120, 130, 140]
+    );
+    // The page just older than the window, as a client scrolling back would ask.
+    assert_eq!(history(&mut store, 7, None, Some(180), 2), vec![160, 170]);
+    assert_eq!(history(&mut store, 7, None, None, 10_000).len(), 18);
+    assert!(history(&mut store, 7, Some(u64::MAX), None, 5).is_empty());
+    assert!(history(&mut store, 9, None, None, 5).is_empty());
+    let bounds = [
+        None,
+        Some(0),
+        Some(15),
+        Some(50),
+        Some(55),
+        Some(150),
+        Some(200),
+        Some(999),
+    ];
+    for after in bounds {
+        for before in bounds {
+            for limit in [0, 1, 2, 7, 600] {
+                assert_eq!(
+                    history(&mut store, 7, after, before, limit),
+                    reference(&ids, after, before, limit),
+                    "after {after:?} before {before:?} limit {limit}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn data_dir_records_its_shard_count() {
+    let dir = TempDir::new("shards");
+    check_data_dir(dir.path(), 2).expect("first start");
+    check_data_dir(dir.path(), 2).expect("same count");
+    std::fs::write(dir.path().join("jwt_secret"), "keep me").expect("secret");
+    let err = check_data_dir(dir.path(), 3)
+        .expect_err("other count")
+        .to_string();
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(err.contains("created with 2 shards"), "{err}");
+    assert!(err.contains("--shards 2"), "{err}");
+    assert!(err.contains('3'), "{err}");
+    let err = Store::open(dir.path(), 0, 3, Durability::Fsync, 1, 8, no_wake())
+        .err()
+        .expect("open refuses too")
+        .to_string();
+    assert!(err.contains("--shards 2"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("jwt_secret")).expect("secret"),
+        "keep me"
+    );
+
+    // Shard files without a format record are not adopted.
+    let orphan = TempDir::new("orphan");
+    std::fs::create_dir_all(orphan.path()).expect("dir");
+    std::fs::write(shard_path(orphan.path(), 0), b"x").expect("file");
+    let err = check_data_dir(orphan.path(), 1)
+        .expect_err("orphan")
+        .to_string();
+    assert!(
+        err.contains(FORMAT_FILE) && err.contains("shard-0.redb"),
+        "{err}"
+    );
+
+    // A garbled format record names itself.
+    std::fs::write(dir.path().join(FORMAT_FILE), "shards = \"many\"").expect("garble");
+    let err = check_data_dir(dir.path(), 2)
+        .expect_err("garbled")
+        .to_string();
+    assert!(err.contains(FORMAT_FILE), "{err}");
+}
+
+#[test]
+fn corrupt_files_are_errors_naming_the_file() {
+    let dir = TempDir::new("corrupt");
+    let (mut store, _) = open(dir.path(), 0, 1, 3);
+    submit_all(
+        &mut store,
+        vec![vec![
+            StoreOp::PutRoom(room(2, "r", 1)),
+            StoreOp::PutMessage(message(2, 9, 1)),
+        ]],
+    );
+    drop(store);
+    let path = shard_path(dir.path(), 0);
+
+    // A record whose bytes do not validate.
+    {
+        let db = redb::Database::create(&path).expect("raw open");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(db::ROOMS)
+            .expect("table")
+            .insert(3, &[0xff_u8; 5][..])
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let err = Store::open(dir.path(), 0, 1, Durability::Fsync, 3, 8, no_wake())
+        .err()
+        .expect("bad record refused")
+        .to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("room 3"), "{err}");
+
+    // A file whose header is overwritten.
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[..64].fill(0xa5);
+    std::fs::write(&path, &bytes).expect("write");
+    let err = Store::open(dir.path(), 0, 1, Durability::Fsync, 3, 8, no_wake())
+        .err()
+        .expect("corrupt file refused")
+        .to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn failed_commits_are_retried_until_they_succeed() {
+    let dir = TempDir::new("retry");
+    check_data_dir(dir.path(), 1).expect("dir");
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let counter = wakes.clone();
+    let (mut store, _) = Store::open(
+        dir.path(),
+        0,
+        1,
+        Durability::Fsync,
+        3,
+        2,
+        Arc::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }),
+    )
+    .expect("open");
+    store.fail_next_commits(4);
+    let batch = |t: u64| vec![StoreOp::PutMessage(message(1, 100 + t, t + 1))];
+    let mut token = 0;
+    // The writer holds its failing group; its ring of 2 fills and refuses, giving ops back.
+    let refused = loop {
+        match store.submit(token, batch(token)) {
+            Ok(()) => token += 1,
+            Err(back) => break back,
+        }
+        assert!(token < 10, "the ring never filled");
+    };
+    assert_eq!(refused, batch(token));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.is_healthy() {
+        assert!(Instant::now() < deadline, "never unhealthy");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Reads are served by their own thread meanwhile (or refused while the file reopens).
+    store.find_message_room(1, 1).expect("read ring");
+    let done = wait(&mut store, token as usize + 1);
+    let mut written: Vec<u64> = Vec::new();
+    for c in done {
+        match c {
+            Completion::Written { token, result } => {
+                assert_eq!(result, Ok(()));
+                written.push(token);
+            }
+            Completion::MessageRoom { token: 1, .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        written,
+        (0..token).collect::<Vec<_>>(),
+        "once each, in order"
+    );
+    assert!(store.is_healthy());
+    let m = store.metrics();
+    assert_eq!(m.commit_failures, 4);
+    assert_eq!(m.batches, token);
+    assert!(wakes.load(Ordering::Relaxed) > 0);
+    // The writer works normally afterwards.
+    store.submit(99, batch(99)).expect("ring");
+    assert_eq!(
+        wait(&mut store, 1),
+        vec![Completion::Written {
+            token: 99,
+            result: Ok(())
+        }]
+    );
+    drop(store);
+    let (_, recovered) = open(dir.path(), 0, 1, 100);
+    assert_eq!(recovered.max_message_id, 199);
+    assert_eq!(recovered.rooms.len(), 0, "messages only, no room record");
+}
+
+#[test]
+fn non_durable_commits_are_flushed_at_shutdown() {
+    let dir = TempDir::new("nondurable");
+    check_data_dir(dir.path(), 1).expect("dir");
+    let (mut store, _) =
+        Store::open(dir.path(), 0, 1, Durability::None, 5, 16, no_wake()).expect("open");
+    submit_all(
+        &mut store,
+        vec![vec![
+            StoreOp::PutRoom(room(3, "r", 1)),
+            StoreOp::PutMessage(message(3, 4, 1)),
+        ]],
+    );
+    drop(store);
+    let (_, recovered) = open(dir.path(), 0, 1, 5);
+    assert_eq!(recovered.rooms.len(), 1);
+    assert_eq!(recovered.rooms[0].recent, vec![message(3, 4, 1)]);
+}

@@ -1,0 +1,375 @@
+//! The two threads behind a shard's [`super::Store`]: the writer (group commit, retry with
+//! backoff, health flag) and the reader (history pages and message lookups from disk).
+//!
+//! Invariants:
+//! - The writer is the only writer of the file. It takes every batch waiting in its ring (up to
+//!   [`GROUP_BATCHES_MAX`] batches / [`GROUP_OPS_MAX`] ops), applies them in submission order in
+//!   ONE write transaction, commits, and only then pushes one `Written` completion per batch, in
+//!   submission order, and calls the wake-up callback once.
+//! - A failed commit keeps its group: the writer marks the store unhealthy, waits (10 ms
+//!   doubling to 1 s), reopens the file (redb refuses all work after an I/O error until it is
+//!   reopened) and retries the same group until it commits, then marks the store healthy.
+//!   Nothing is dropped: the only way a batch completes with `Err` is a shutdown while commits
+//!   keep failing for [`SHUTDOWN_GRACE`], and that is logged with the count.
+//! - The reader has its own rings and thread, so reads never wait behind a failing write; it
+//!   sees committed state only, and answers with an error while the writer is reopening.
+//! - Both threads sleep with `thread::park` when their ring is empty; the shard unparks them
+//!   after each push (an atomic swap unless the thread is really asleep).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redb::{Database, ReadableDatabase};
+use rtrb::{Consumer, Producer, PushError};
+
+use super::db::{self, Fail, Marks};
+use super::record::{Completion, StoreOp};
+use super::Durability;
+
+/// Most batches committed in one group.
+pub const GROUP_BATCHES_MAX: usize = 1024;
+/// Most ops committed in one group (a group always takes at least one batch).
+pub const GROUP_OPS_MAX: usize = 16 * 1024;
+/// Most reads served in one read transaction.
+const READ_BATCH_MAX: usize = 64;
+/// First retry delay after a failed commit.
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+/// Longest retry delay.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// How long a shutting-down writer keeps retrying a failing group before giving up on it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The callback that tells the shard completions are waiting.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// One submitted batch.
+pub(crate) type Batch = (u64, Vec<StoreOp>);
+
+/// A read request.
+#[derive(Debug)]
+pub(crate) enum ReadOp {
+    History {
+        token: u64,
+        room: u64,
+        after: Option<u64>,
+        before: Option<u64>,
+        limit: usize,
+    },
+    MessageRoom {
+        token: u64,
+        message: u64,
+    },
+}
+
+/// State shared by the shard-side handle and both threads.
+pub(crate) struct Shared {
+    pub path: PathBuf,
+    pub healthy: AtomicBool,
+    pub shutdown: AtomicBool,
+    pub commits: AtomicU64,
+    pub commit_failures: AtomicU64,
+    pub batches: AtomicU64,
+    pub ops: AtomicU64,
+    pub group_max_batches: AtomicU64,
+    pub reads: AtomicU64,
+    /// The open file; `None` while the writer reopens it after a failure.
+    db: Mutex<Option<Arc<Database>>>,
+    /// Test hook: how many of the next commits fail as if the disk refused them.
+    #[cfg(test)]
+    pub fail_commits: std::sync::atomic::AtomicU32,
+}
+
+impl Shared {
+    pub fn new(path: PathBuf, db: Database) -> Self {
+        Shared {
+            path,
+            healthy: AtomicBool::new(true),
+            shutdown: AtomicBool::new(false),
+            commits: AtomicU64::new(0),
+            commit_failures: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+            group_max_batches: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            db: Mutex::new(Some(Arc::new(db))),
+            #[cfg(test)]
+            fail_commits: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<Arc<Database>>> {
+        self.db.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn current(&self) -> Option<Arc<Database>> {
+        self.slot().clone()
+    }
+
+    /// Closes and reopens the file; waits for the reader to finish its current batch first.
+    fn reopen(&self) -> Result<(), Fail> {
+        let old = self.slot().take();
+        if let Some(mut old) = old {
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) => {
+                        old = still_shared;
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        let db = db::open_file(&self.path)?;
+        *self.slot() = Some(Arc::new(db));
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn injected_failure(&self) -> bool {
+        self.fail_commits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// Pushes a completion, waiting (the writer thread may block; the shard never does) while the
+/// shard has not drained its ring. Dropped only if the shard side is gone or shutting down
+/// (the data is committed; nobody is left to tell).
+fn deliver(
+    out: &mut Producer<Completion>,
+    mut completion: Completion,
+    shared: &Shared,
+    wake: &Wake,
+) {
+    loop {
+        match out.push(completion) {
+            Ok(()) => return,
+            Err(PushError::Full(back)) => {
+                if out.is_abandoned() || shared.shutdown.load(Ordering::Acquire) {
+                    return;
+                }
+                completion = back;
+                wake();
+                thread::park_timeout(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// The writer thread's body; returns when the handle shuts down and its ring is empty.
+pub(crate) fn run_writer(
+    shared: Arc<Shared>,
+    mut input: Consumer<Batch>,
+    mut output: Producer<Completion>,
+    durability: Durability,
+    mut marks: Marks,
+    wake: Wake,
+) {
+    let mut group: Vec<Batch> = Vec::new();
+    let mut given_up = false;
+    loop {
+        let mut ops = 0;
+        while group.len() < GROUP_BATCHES_MAX && ops < GROUP_OPS_MAX {
+            match input.pop() {
+                Ok(batch) => {
+                    ops += batch.1.len();
+                    group.push(batch);
+                }
+                Err(_) => break,
+            }
+        }
+        if group.is_empty() {
+            if shared.shutdown.load(Ordering::Acquire) && input.is_empty() {
+                break;
+            }
+            thread::park();
+            continue;
+        }
+        let result = if given_up {
+            Err("the store shut down while its file kept failing".to_string())
+        } else {
+            commit_with_retry(&shared, &group, ops, durability, &mut marks)
+        };
+        if let Err(e) = &result {
+            given_up = true;
+            tracing::error!(
+                path = %shared.path.display(),
+                batches = group.len(),
+                error = %e,
+                "store shutting down: batches not committed"
+            );
+        }
+        for (token, _) in group.drain(..) {
+            let completion = Completion::Written {
+                token,
+                result: result.clone(),
+            };
+            deliver(&mut output, completion, &shared, &wake);
+        }
+        wake();
+    }
+    if durability == Durability::None && !given_up {
+        if let Err(e) = flush_durably(&shared) {
+            tracing::error!(path = %shared.path.display(), error = %e.0, "store final flush failed");
+        }
+    }
+}
+
+/// A durable empty commit, which persists every earlier non-durable one.
+fn flush_durably(shared: &Shared) -> Result<(), Fail> {
+    let db = shared
+        .current()
+        .ok_or_else(|| Fail("file is closed".into()))?;
+    let txn = db.begin_write()?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Commits `group`, retrying with backoff until it succeeds or a shutdown outlasts
+/// [`SHUTDOWN_GRACE`].
+fn commit_with_retry(
+    shared: &Shared,
+    group: &[Batch],
+    ops: usize,
+    durability: Durability,
+    marks: &mut Marks,
+) -> Result<(), String> {
+    let mut delay = RETRY_FIRST;
+    let mut shutdown_seen: Option<Instant> = None;
+    loop {
+        match commit_group(shared, group, durability, marks) {
+            Ok(()) => {
+                shared.commits.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .batches
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                shared.ops.fetch_add(ops as u64, Ordering::Relaxed);
+                shared
+                    .group_max_batches
+                    .fetch_max(group.len() as u64, Ordering::Relaxed);
+                if !shared.healthy.load(Ordering::Relaxed) {
+                    tracing::warn!(path = %shared.path.display(), "store commits succeed again");
+                    shared.healthy.store(true, Ordering::Release);
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                shared.commit_failures.fetch_add(1, Ordering::Relaxed);
+                shared.healthy.store(false, Ordering::Release);
+                tracing::error!(
+                    path = %shared.path.display(),
+                    error = %e.0,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "store commit failed; keeping the group and retrying"
+                );
+                if shared.shutdown.load(Ordering::Acquire) {
+                    let since = *shutdown_seen.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= SHUTDOWN_GRACE {
+                        return Err(e.0);
+                    }
+                }
+                thread::sleep(delay);
+                delay = (delay * 2).min(RETRY_MAX);
+                if let Err(e) = shared.reopen() {
+                    tracing::error!(path = %shared.path.display(), error = %e.0, "store reopen failed");
+                }
+            }
+        }
+    }
+}
+
+/// One attempt: a write transaction holding every batch of `group`, committed.
+fn commit_group(
+    shared: &Shared,
+    group: &[Batch],
+    durability: Durability,
+    marks: &mut Marks,
+) -> Result<(), Fail> {
+    let db = shared
+        .current()
+        .ok_or_else(|| Fail("file is closed after an earlier failure".into()))?;
+    let mut txn = db.begin_write()?;
+    if durability == Durability::None {
+        txn.set_durability(redb::Durability::None)?;
+    }
+    let mut next = *marks;
+    db::apply(&txn, group.iter().map(|(_, ops)| ops.as_slice()), &mut next)?;
+    #[cfg(test)]
+    if shared.injected_failure() {
+        txn.abort()?;
+        return Err(Fail("injected commit failure".into()));
+    }
+    txn.commit()?;
+    *marks = next;
+    Ok(())
+}
+
+/// The reader thread's body; returns when the handle shuts down and its ring is empty.
+pub(crate) fn run_reader(
+    shared: Arc<Shared>,
+    mut input: Consumer<ReadOp>,
+    mut output: Producer<Completion>,
+    wake: Wake,
+) {
+    let mut batch = Vec::with_capacity(READ_BATCH_MAX);
+    loop {
+        while batch.len() < READ_BATCH_MAX {
+            match input.pop() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            if shared.shutdown.load(Ordering::Acquire) && input.is_empty() {
+                return;
+            }
+            thread::park();
+            continue;
+        }
+        shared
+            .reads
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let db = shared.current();
+        let txn = match &db {
+            Some(db) => db.begin_read().map_err(|e| e.to_string()),
+            None => Err("the store file is being reopened after a write failure".to_string()),
+        };
+        let unreadable =
+            |e: &dyn std::fmt::Display| format!("store file {}: {e}", shared.path.display());
+        for op in batch.drain(..) {
+            let completion = match op {
+                ReadOp::History {
+                    token,
+                    room,
+                    after,
+                    before,
+                    limit,
+                } => Completion::History {
+                    token,
+                    result: match &txn {
+                        Ok(txn) => db::history(txn, room, after, before, limit)
+                            .map_err(|e| unreadable(&e.0)),
+                        Err(e) => Err(unreadable(e)),
+                    },
+                },
+                ReadOp::MessageRoom { token, message } => Completion::MessageRoom {
+                    token,
+                    result: match &txn {
+                        Ok(txn) => db::message_room(txn, message).map_err(|e| unreadable(&e.0)),
+                        Err(e) => Err(unreadable(e)),
+                    },
+                },
+            };
+            deliver(&mut output, completion, &shared, &wake);
+        }
+        drop(txn);
+        drop(db);
+        wake();
+    }
+}
