@@ -100,10 +100,7 @@ fn ingest(c: &mut Criterion) {
 /// Drains completions, returning how many batches were committed.
 fn drain(store: &mut Store, buf: &mut Vec<Completion>) -> u64 {
     store.drain_completions(buf);
-    let n = buf
-        .iter()
-        .filter(|c| matches!(c, Completion::Written { result: Ok(()), .. }))
-        .count();
+    let n = buf.iter().filter(|c| matches!(c, Completion::Written { result: Ok(()), .. })).count();
     assert_eq!(n, buf.len(), "a batch failed: {buf:?}");
     buf.clear();
     n as u64

@@ -53,10 +53,7 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
             data_dir.join(roomcast::auth::SECRET_FILE_NAME).display()
         );
     }
-    println!(
-        "roomcast listening on http://{} with {} shard(s)",
-        handle.addr, handle.shard_count
-    );
+    println!("roomcast listening on http://{} with {} shard(s)", handle.addr, handle.shard_count);
     println!(
         "state is in memory (the durable store is not built yet): a restart forgets everything"
     );
@@ -83,10 +80,7 @@ fn token(args: roomcast::config::TokenArgs) -> Result<(), String> {
     if created {
         eprintln!(
             "generated a new JWT secret in {}",
-            config
-                .data_dir
-                .join(roomcast::auth::SECRET_FILE_NAME)
-                .display()
+            config.data_dir.join(roomcast::auth::SECRET_FILE_NAME).display()
         );
     }
     let token =

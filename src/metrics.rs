@@ -69,6 +69,16 @@ shard_metrics! {
     rooms: "gauge";
     /// Users owned by this shard with connections or rooms.
     users: "gauge";
+    /// Store write transactions committed (each a group of batches).
+    store_commits_total: "counter";
+    /// Store commit attempts that failed (each is retried).
+    store_commit_failures_total: "counter";
+    /// Store batches committed (one per acknowledged write).
+    store_batches_total: "counter";
+    /// 1 while the store's commits succeed, 0 while they fail.
+    store_healthy: "gauge";
+    /// Batches waiting in the store's write ring.
+    store_write_ring_used: "gauge";
 }
 
 /// All shards' metrics plus the mesh gauges.
@@ -86,10 +96,7 @@ impl Registry {
         let mut out = String::with_capacity(8192);
         ShardMetrics::render_into(&self.shards, &mut out);
         let n = self.rings.shard_count;
-        let _ = writeln!(
-            out,
-            "# HELP roomcast_mesh_ring_slots Capacity of each mesh ring."
-        );
+        let _ = writeln!(out, "# HELP roomcast_mesh_ring_slots Capacity of each mesh ring.");
         let _ = writeln!(out, "# TYPE roomcast_mesh_ring_slots gauge");
         let _ = writeln!(out, "roomcast_mesh_ring_slots {}", self.rings.slots);
         for (name, values) in [
@@ -108,10 +115,8 @@ impl Registry {
                 }
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP roomcast_mesh_parked Commands waiting because a ring was full."
-        );
+        let _ =
+            writeln!(out, "# HELP roomcast_mesh_parked Commands waiting because a ring was full.");
         let _ = writeln!(out, "# TYPE roomcast_mesh_parked gauge");
         for (shard, v) in self.rings.parked.iter().enumerate() {
             let _ = writeln!(

@@ -16,17 +16,12 @@ async fn mesh_members_on_both_shards_get_every_event_once_in_order() {
     let mut clients = Vec::new();
     let mut shards = HashSet::new();
     for user in &users {
-        let (ws, shard) = ws_connect(addr, "/api/v1/events", Auth::Header(&user_token(user)))
-            .await
-            .unwrap();
+        let (ws, shard) =
+            ws_connect(addr, "/api/v1/events", Auth::Header(&user_token(user))).await.unwrap();
         shards.insert(shard);
         clients.push(ws);
     }
-    assert_eq!(
-        shards.len(),
-        2,
-        "SO_REUSEPORT spread 16 connections over both shards"
-    );
+    assert_eq!(shards.len(), 2, "SO_REUSEPORT spread 16 connections over both shards");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     let total = 40;

@@ -6,17 +6,10 @@ use serde_json::json;
 use support::*;
 
 fn assert_error(response: &HttpResponse, status: u16, code: &str) {
-    assert_eq!(
-        response.status,
-        status,
-        "{:?}",
-        String::from_utf8_lossy(&response.body)
-    );
+    assert_eq!(response.status, status, "{:?}", String::from_utf8_lossy(&response.body));
     let body = response.json();
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"]
-        .as_str()
-        .is_some_and(|m| !m.is_empty()));
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
 }
 
 #[tokio::test]
@@ -24,11 +17,7 @@ async fn rest_errors_have_the_right_status_and_json_body() {
     let server = start(1);
     let addr = server.addr;
     let service = service_token();
-    assert_error(
-        &call(addr, "GET", "/api/v1/rooms", None, None).await,
-        401,
-        "unauthorized",
-    );
+    assert_error(&call(addr, "GET", "/api/v1/rooms", None, None).await, 401, "unauthorized");
     assert_error(
         &call(addr, "GET", "/api/v1/rooms", Some("not-a-jwt"), None).await,
         401,
@@ -39,11 +28,7 @@ async fn rest_errors_have_the_right_status_and_json_body() {
         404,
         "not_found",
     );
-    assert_error(
-        &call(addr, "GET", "/nowhere", None, None).await,
-        404,
-        "not_found",
-    );
+    assert_error(&call(addr, "GET", "/nowhere", None, None).await, 404, "not_found");
     assert_error(
         &call(addr, "PUT", "/api/v1/rooms", Some(&service), None).await,
         405,
@@ -80,10 +65,8 @@ async fn rest_errors_have_the_right_status_and_json_body() {
     )
     .await;
     assert_error(&huge, 413, "body_too_large");
-    let long_header = format!(
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n",
-        "a".repeat(9000)
-    );
+    let long_header =
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n", "a".repeat(9000));
     assert_eq!(raw_request(addr, long_header.as_bytes()).await.status, 431);
     let chunked = raw_request(
         addr,
@@ -105,10 +88,7 @@ async fn rest_keep_alive_serves_many_requests_on_one_connection() {
     let server = start(1);
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     for _ in 0..3 {
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         let response = read_response(&mut stream).await;
         assert_eq!(response.status, 200);
         assert_eq!(response.json()["status"], "ok");
@@ -130,23 +110,12 @@ async fn rest_users_act_only_in_rooms_they_belong_to() {
     )
     .await;
     assert_eq!(post.status, 404, "non-members do not learn the room exists");
-    let read = call(
-        addr,
-        "GET",
-        &format!("/api/v1/rooms/{room}/messages"),
-        Some(&mallory),
-        None,
-    )
-    .await;
+    let read =
+        call(addr, "GET", &format!("/api/v1/rooms/{room}/messages"), Some(&mallory), None).await;
     assert_eq!(read.status, 404);
-    let join = call(
-        addr,
-        "PUT",
-        &format!("/api/v1/rooms/{room}/members/mallory"),
-        Some(&mallory),
-        None,
-    )
-    .await;
+    let join =
+        call(addr, "PUT", &format!("/api/v1/rooms/{room}/members/mallory"), Some(&mallory), None)
+            .await;
     assert_eq!(join.status, 404);
     let spoof = call(
         addr,
@@ -157,22 +126,13 @@ async fn rest_users_act_only_in_rooms_they_belong_to() {
     )
     .await;
     assert_eq!(spoof.status, 403, "users post as themselves");
-    let mine = call(
-        addr,
-        "GET",
-        "/api/v1/rooms",
-        Some(&user_token("alice")),
-        None,
-    )
-    .await;
+    let mine = call(addr, "GET", "/api/v1/rooms", Some(&user_token("alice")), None).await;
     assert_eq!(mine.status, 200);
     let rooms = mine.json()["rooms"].as_array().unwrap().clone();
     assert_eq!(rooms.len(), 1);
     assert_eq!(rooms[0]["id"], json!(room));
     assert_eq!(
-        call(addr, "GET", "/api/v1/rooms", Some(&mallory), None)
-            .await
-            .json()["rooms"],
+        call(addr, "GET", "/api/v1/rooms", Some(&mallory), None).await.json()["rooms"],
         json!([])
     );
     let too_long = call(
@@ -197,10 +157,7 @@ async fn rest_history_pages_forward_and_backward_and_skips_deleted() {
         assert_eq!(m["seq"], json!(i + 1), "seq counts 1, 2, 3…");
         ids.push(m["id"].as_u64().unwrap());
     }
-    assert!(
-        ids.windows(2).all(|w| w[0] < w[1]),
-        "ids increase within a room"
-    );
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase within a room");
     let token = user_token("alice");
     let page = |q: String| {
         let token = token.clone();
@@ -223,35 +180,15 @@ async fn rest_history_pages_forward_and_backward_and_skips_deleted() {
         }
     };
     assert_eq!(page("limit=3".into()).await, ["m0", "m1", "m2"]);
-    assert_eq!(
-        page(format!("after={}&limit=3", ids[2])).await,
-        ["m3", "m4", "m5"]
-    );
-    assert_eq!(
-        page(format!("before={}&limit=3", ids[9])).await,
-        ["m6", "m7", "m8"]
-    );
-    let deleted = call(
-        addr,
-        "DELETE",
-        &format!("/api/v1/messages/{}", ids[4]),
-        Some(&token),
-        None,
-    )
-    .await;
+    assert_eq!(page(format!("after={}&limit=3", ids[2])).await, ["m3", "m4", "m5"]);
+    assert_eq!(page(format!("before={}&limit=3", ids[9])).await, ["m6", "m7", "m8"]);
+    let deleted =
+        call(addr, "DELETE", &format!("/api/v1/messages/{}", ids[4]), Some(&token), None).await;
     assert_eq!(deleted.status, 204);
-    assert_eq!(
-        page(format!("after={}&limit=3", ids[2])).await,
-        ["m3", "m5", "m6"]
-    );
-    let bad = call(
-        addr,
-        "GET",
-        &format!("/api/v1/rooms/{room}/messages?limit=501"),
-        Some(&token),
-        None,
-    )
-    .await;
+    assert_eq!(page(format!("after={}&limit=3", ids[2])).await, ["m3", "m5", "m6"]);
+    let bad =
+        call(addr, "GET", &format!("/api/v1/rooms/{room}/messages?limit=501"), Some(&token), None)
+            .await;
     assert_eq!(bad.status, 400);
 }
 

@@ -17,24 +17,13 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 #[test]
 fn tidy_every_source_file_starts_with_a_module_doc() {
     let mut files = Vec::new();
-    rust_files(
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
-        &mut files,
-    );
+    rust_files(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")), &mut files);
     assert!(files.len() > 20, "found the sources");
     let missing: Vec<_> = files
         .iter()
-        .filter(|f| {
-            !std::fs::read_to_string(f)
-                .unwrap_or_default()
-                .trim_start()
-                .starts_with("//!")
-        })
+        .filter(|f| !std::fs::read_to_string(f).unwrap_or_default().trim_start().starts_with("//!"))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "files without a leading //! doc: {missing:?}"
-    );
+    assert!(missing.is_empty(), "files without a leading //! doc: {missing:?}");
 }
 
 #[test]
@@ -47,11 +36,7 @@ fn tidy_no_ignored_or_should_panic_tests() {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         for needle in needles {
-            assert!(
-                !text.contains(needle),
-                "{} contains {needle}",
-                file.display()
-            );
+            assert!(!text.contains(needle), "{} contains {needle}", file.display());
         }
     }
 }

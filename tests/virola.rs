@@ -10,15 +10,12 @@ async fn virola_members_receive_created_message_with_exact_fields_and_non_member
     let server = start(1);
     let addr = server.addr;
     let room = create_room(addr, "general", &["101", "bob"]).await;
-    let (mut alice, _) = ws_connect(addr, "/api/v1/events", Auth::Header(&user_token("101")))
-        .await
-        .unwrap();
-    let (mut bob, _) = ws_connect(addr, "/api/v1/events", Auth::Query(&user_token("bob")))
-        .await
-        .unwrap();
-    let (mut carol, _) = ws_connect(addr, "/api/v1/events", Auth::Cookie(&user_token("carol")))
-        .await
-        .unwrap();
+    let (mut alice, _) =
+        ws_connect(addr, "/api/v1/events", Auth::Header(&user_token("101"))).await.unwrap();
+    let (mut bob, _) =
+        ws_connect(addr, "/api/v1/events", Auth::Query(&user_token("bob"))).await.unwrap();
+    let (mut carol, _) =
+        ws_connect(addr, "/api/v1/events", Auth::Cookie(&user_token("carol"))).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 
     let posted = post_message(addr, room, "101", "Build 1.4.2 is ready").await;
@@ -29,11 +26,7 @@ async fn virola_members_receive_created_message_with_exact_fields_and_non_member
         assert_eq!(event["data"]["messages"].as_array().unwrap().len(), 1);
         assert_eq!(message["messageId"], json!(id));
         assert_eq!(message["parentMessageId"], json!(0));
-        assert_eq!(
-            message["userId"],
-            json!(101),
-            "numeric user ids render as integers"
-        );
+        assert_eq!(message["userId"], json!(101), "numeric user ids render as integers");
         assert_eq!(message["roomId"], json!(room));
         assert_eq!(message["text"], json!("Build 1.4.2 is ready"));
         assert_eq!(message["messageType"], json!("Regular"));
@@ -44,10 +37,7 @@ async fn virola_members_receive_created_message_with_exact_fields_and_non_member
         assert_eq!(message["commentCount"], json!(0));
         assert_eq!(message["attachments"], json!([]));
         assert_eq!(message["readTimestamps"], json!([]));
-        assert!(
-            message["createdUtc"].as_u64().unwrap() > 1_700_000_000_000,
-            "milliseconds"
-        );
+        assert!(message["createdUtc"].as_u64().unwrap() > 1_700_000_000_000, "milliseconds");
     }
     assert_silent(&mut carol, 300).await;
 }
@@ -79,14 +69,9 @@ async fn virola_edit_and_delete_reach_members_in_order() {
     )
     .await;
     assert_eq!(forbidden.status, 403, "only the author edits");
-    let deleted = call(
-        addr,
-        "DELETE",
-        &format!("/api/v1/messages/{id}"),
-        Some(&user_token("alice")),
-        None,
-    )
-    .await;
+    let deleted =
+        call(addr, "DELETE", &format!("/api/v1/messages/{id}"), Some(&user_token("alice")), None)
+            .await;
     assert_eq!(deleted.status, 204);
 
     assert_eq!(
@@ -103,14 +88,9 @@ async fn virola_edit_and_delete_reach_members_in_order() {
         gone,
         json!({"type": "TextMessageDeleted", "data": {"parentMessageId": 0, "roomId": room, "messageId": id}})
     );
-    let again = call(
-        addr,
-        "DELETE",
-        &format!("/api/v1/messages/{id}"),
-        Some(&user_token("alice")),
-        None,
-    )
-    .await;
+    let again =
+        call(addr, "DELETE", &format!("/api/v1/messages/{id}"), Some(&user_token("alice")), None)
+            .await;
     assert_eq!(again.status, 404);
 }
 
@@ -139,19 +119,10 @@ async fn virola_membership_changes_create_and_delete_rooms_for_that_user_only() 
     assert_eq!(r["roomType"], "Private");
     assert_eq!(r["isModerator"], false);
     assert_eq!(r["lastMessage"], json!(null));
-    for key in [
-        "createdUtc",
-        "lastModifiedUtc",
-        "unreadMessageCount",
-        "isArchived",
-        "isPinned",
-    ] {
+    for key in ["createdUtc", "lastModifiedUtc", "unreadMessageCount", "isArchived", "isPinned"] {
         assert!(r.get(key).is_some(), "RoomCreated.room has {key}");
     }
-    assert_eq!(
-        next_of(&mut alice, "RoomUpdated").await["data"]["room"]["roomId"],
-        json!(room)
-    );
+    assert_eq!(next_of(&mut alice, "RoomUpdated").await["data"]["room"]["roomId"], json!(room));
 
     post_message(addr, room, "alice", "welcome dave").await;
     assert_eq!(
@@ -227,23 +198,13 @@ async fn virola_room_update_and_delete_reach_members_and_moderators_see_is_moder
     )
     .await;
     assert_eq!(bob_patch.status, 403);
-    let bob_delete = call(
-        addr,
-        "DELETE",
-        &format!("/api/v1/rooms/{room}"),
-        Some(&user_token("bob")),
-        None,
-    )
-    .await;
+    let bob_delete =
+        call(addr, "DELETE", &format!("/api/v1/rooms/{room}"), Some(&user_token("bob")), None)
+            .await;
     assert_eq!(bob_delete.status, 403);
-    let deleted = call(
-        addr,
-        "DELETE",
-        &format!("/api/v1/rooms/{room}"),
-        Some(&user_token("owner1")),
-        None,
-    )
-    .await;
+    let deleted =
+        call(addr, "DELETE", &format!("/api/v1/rooms/{room}"), Some(&user_token("owner1")), None)
+            .await;
     assert_eq!(deleted.status, 204);
     for ws in [&mut owner, &mut bob] {
         assert_eq!(
@@ -251,14 +212,8 @@ async fn virola_room_update_and_delete_reach_members_and_moderators_see_is_moder
             json!({"type": "RoomDeleted", "data": {"roomId": room}})
         );
     }
-    let gone = call(
-        addr,
-        "GET",
-        &format!("/api/v1/rooms/{room}"),
-        Some(&service_token()),
-        None,
-    )
-    .await;
+    let gone =
+        call(addr, "GET", &format!("/api/v1/rooms/{room}"), Some(&service_token()), None).await;
     assert_eq!(gone.status, 404);
 }
 
@@ -272,10 +227,7 @@ async fn virola_author_receives_own_message_on_every_connection() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     post_message(addr, room, "alice", "mine").await;
     for ws in [&mut first, &mut second] {
-        assert_eq!(
-            next_of(ws, "TextMessagesCreated").await["data"]["messages"][0]["text"],
-            "mine"
-        );
+        assert_eq!(next_of(ws, "TextMessagesCreated").await["data"]["messages"][0]["text"], "mine");
     }
 }
 
@@ -303,13 +255,7 @@ async fn virola_upgrade_refuses_missing_expired_forged_and_unsigned_tokens_with_
             b64::encode(br#"{"sub":"alice","exp":9999999999}"#)
         )
     };
-    for token in [
-        None,
-        Some(expired),
-        Some(forged),
-        Some(unsigned),
-        Some("garbage".to_string()),
-    ] {
+    for token in [None, Some(expired), Some(forged), Some(unsigned), Some("garbage".to_string())] {
         let mut request = "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n".to_string();
         if let Some(token) = &token {
             request.push_str(&format!("Authorization: Bearer {token}\r\n"));

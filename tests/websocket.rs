@@ -27,10 +27,7 @@ async fn raw_ws(addr: std::net::SocketAddr, target: &str) -> TcpStream {
     }
     let head = String::from_utf8(head).unwrap();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(
-        head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
-        "RFC 6455 accept key: {head}"
-    );
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "RFC 6455 accept key: {head}");
     stream
 }
 
@@ -109,11 +106,7 @@ async fn ws_protocol_violations_close_with_their_codes() {
         Some(1002),
         "unmasked client frame"
     );
-    assert_eq!(
-        close_code_after(&[frame(3, b"", true, true)]).await,
-        Some(1002),
-        "reserved opcode"
-    );
+    assert_eq!(close_code_after(&[frame(3, b"", true, true)]).await, Some(1002), "reserved opcode");
     assert_eq!(
         close_code_after(&[frame(0, b"x", true, true)]).await,
         Some(1002),
@@ -129,15 +122,9 @@ async fn ws_protocol_violations_close_with_their_codes() {
         Some(1009),
         "frame over 64 KiB"
     );
-    let fragments = [
-        frame(2, &vec![0u8; 40_000], false, true),
-        frame(0, &vec![0u8; 40_000], true, true),
-    ];
-    assert_eq!(
-        close_code_after(&fragments).await,
-        Some(1009),
-        "message over 64 KiB"
-    );
+    let fragments =
+        [frame(2, &vec![0u8; 40_000], false, true), frame(0, &vec![0u8; 40_000], true, true)];
+    assert_eq!(close_code_after(&fragments).await, Some(1009), "message over 64 KiB");
     assert_eq!(
         close_code_after(&[frame(8, &1000u16.to_be_bytes(), true, true)]).await,
         Some(1000),
@@ -149,19 +136,10 @@ async fn ws_protocol_violations_close_with_their_codes() {
 async fn ws_fragments_with_interleaved_ping_are_reassembled() {
     let server = start(1);
     let mut stream = raw_ws(server.addr, "/echo").await;
-    stream
-        .write_all(&frame(1, b"Hel", false, true))
-        .await
-        .unwrap();
+    stream.write_all(&frame(1, b"Hel", false, true)).await.unwrap();
     stream.write_all(&frame(9, b"p", true, true)).await.unwrap();
-    stream
-        .write_all(&frame(0, b"lo", true, true))
-        .await
-        .unwrap();
-    stream
-        .write_all(&frame(8, &1000u16.to_be_bytes(), true, true))
-        .await
-        .unwrap();
+    stream.write_all(&frame(0, b"lo", true, true)).await.unwrap();
+    stream.write_all(&frame(8, &1000u16.to_be_bytes(), true, true)).await.unwrap();
     let (code, frames) = read_until_close(&mut stream).await;
     assert_eq!(code, Some(1000));
     assert_eq!(
@@ -180,10 +158,7 @@ async fn ws_upgrade_errors_get_http_statuses() {
     )
     .await;
     assert_eq!(bad_version.status, 426);
-    assert!(bad_version
-        .head
-        .to_ascii_lowercase()
-        .contains("sec-websocket-version: 13"));
+    assert!(bad_version.head.to_ascii_lowercase().contains("sec-websocket-version: 13"));
     let no_key = raw_request(server.addr, b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n").await;
     assert_eq!(no_key.status, 400);
     let unknown = raw_request(
@@ -212,10 +187,7 @@ async fn ws_slow_consumer_is_closed_and_counted_without_slowing_the_room() {
         let mut got = 0;
         while got < count {
             let event = next_of(&mut fast, "TextMessagesCreated").await;
-            assert_eq!(
-                event["data"]["messages"][0]["text"].as_str().map(str::len),
-                Some(60_000)
-            );
+            assert_eq!(event["data"]["messages"][0]["text"].as_str().map(str::len), Some(60_000));
             got += 1;
         }
         got
@@ -223,11 +195,7 @@ async fn ws_slow_consumer_is_closed_and_counted_without_slowing_the_room() {
     for _ in 0..count {
         post_message(addr, room, "fast", &text).await;
     }
-    assert_eq!(
-        reader.await.unwrap(),
-        count,
-        "the fast member got every message"
-    );
+    assert_eq!(reader.await.unwrap(), count, "the fast member got every message");
     let metrics = String::from_utf8(call(addr, "GET", "/metrics", None, None).await.body).unwrap();
     let closes: u64 = metrics
         .lines()
@@ -240,8 +208,7 @@ async fn ws_slow_consumer_is_closed_and_counted_without_slowing_the_room() {
     let mut tail = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut tail)).await;
     assert!(
-        tail.windows(4)
-            .any(|w| w[0] == 0x88 && w[2..4] == 1008u16.to_be_bytes()),
+        tail.windows(4).any(|w| w[0] == 0x88 && w[2..4] == 1008u16.to_be_bytes()),
         "close 1008 at the end"
     );
 }
@@ -292,10 +259,7 @@ async fn ws_frame_split_across_many_reads_is_reassembled_in_order() {
         stream.flush().await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stream
-        .write_all(&frame(8, &1000u16.to_be_bytes(), true, true))
-        .await
-        .unwrap();
+    stream.write_all(&frame(8, &1000u16.to_be_bytes(), true, true)).await.unwrap();
     let (code, frames) = read_until_close(&mut stream).await;
     assert_eq!(code, Some(1000));
     assert_eq!(frames, vec![(2, payload)]);

@@ -44,10 +44,7 @@ struct WireClaims<'a> {
 
 /// Current wall-clock time in unix seconds (0 if the clock is before 1970).
 pub fn now_unix_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Signs an HS256 token for `claims` with `secret`, adding `iat`, `exp` and a
@@ -58,14 +55,10 @@ pub fn mint_hs256(secret: &[u8], claims: &MintClaims) -> Result<String, AuthErro
         return Err(AuthError::Invalid("the signing secret is empty".into()));
     }
     if claims.sub.is_empty() {
-        return Err(AuthError::Invalid(
-            "the `sub` claim must not be empty".into(),
-        ));
+        return Err(AuthError::Invalid("the `sub` claim must not be empty".into()));
     }
     if claims.ttl_s == 0 {
-        return Err(AuthError::Invalid(
-            "the token lifetime must be positive".into(),
-        ));
+        return Err(AuthError::Invalid("the token lifetime must be positive".into()));
     }
     let iat = now_unix_s();
     let wire = WireClaims {

@@ -89,11 +89,7 @@ fn publish(dir: &Path, path: &Path, contents: &[u8]) -> io::Result<()> {
 
 /// Creates `path` exclusively with mode 0600, writes `contents`, fsyncs.
 fn write_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(contents)?;
     file.sync_all()
 }

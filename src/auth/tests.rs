@@ -72,10 +72,7 @@ Hq5vJJQdK26ZCXhsOUlihlNg6nG92dM3rIqqJOvSWT+at5IbIIkCGUB7QA==
 const SECRET: &[u8] = b"test-secret-0123456789abcdef0123456789";
 
 fn hs_verifier() -> Verifier {
-    let settings = AuthSettings {
-        hs256_secret: Some(SECRET.to_vec()),
-        ..Default::default()
-    };
+    let settings = AuthSettings { hs256_secret: Some(SECRET.to_vec()), ..Default::default() };
     Verifier::new(&settings).expect("HS256 verifier")
 }
 
@@ -97,11 +94,7 @@ fn b64url(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
@@ -165,17 +158,12 @@ fn hs256_numeric_sub_jti_fallback_and_space_separated_scope() {
 #[test]
 fn hs256_defaults_without_optional_claims() {
     let token = sign_hs(&json!({"sub": "bob", "exp": in_one_hour()}));
-    let id = hs_verifier()
-        .verify(&format!("  {token}\n"))
-        .expect("valid token");
+    let id = hs_verifier().verify(&format!("  {token}\n")).expect("valid token");
     assert_eq!(id.session, None);
     assert!(!id.is_service);
     assert_eq!(id.scopes, ["*"]);
     let negative = sign_hs(&json!({"sub": -7, "exp": in_one_hour()}));
-    assert_eq!(
-        hs_verifier().verify(&negative).map(|i| i.user),
-        Ok("-7".into())
-    );
+    assert_eq!(hs_verifier().verify(&negative).map(|i| i.user), Ok("-7".into()));
 }
 
 #[test]
@@ -202,11 +190,8 @@ fn wrong_secret_and_tampered_payload_are_bad_signature() {
 
     let good = sign_hs(&json!({"sub": "a", "exp": in_one_hour()}));
     let parts: Vec<&str> = good.split('.').collect();
-    let forged_payload = b64url(
-        json!({"sub": "admin", "exp": in_one_hour()})
-            .to_string()
-            .as_bytes(),
-    );
+    let forged_payload =
+        b64url(json!({"sub": "admin", "exp": in_one_hour()}).to_string().as_bytes());
     let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
     assert_eq!(hs_verifier().verify(&forged), Err(AuthError::BadSignature));
 }
@@ -215,15 +200,9 @@ fn wrong_secret_and_tampered_payload_are_bad_signature() {
 fn alg_none_is_refused() {
     let claims = json!({"sub": "a", "exp": in_one_hour()});
     let token = hand_built(&json!({"alg": "none", "typ": "JWT"}), &claims, "");
-    assert_eq!(
-        hs_verifier().verify(&token),
-        Err(AuthError::AlgorithmNotAllowed)
-    );
+    assert_eq!(hs_verifier().verify(&token), Err(AuthError::AlgorithmNotAllowed));
     let upper = hand_built(&json!({"alg": "NONE"}), &claims, "");
-    assert_eq!(
-        hs_verifier().verify(&upper),
-        Err(AuthError::AlgorithmNotAllowed)
-    );
+    assert_eq!(hs_verifier().verify(&upper), Err(AuthError::AlgorithmNotAllowed));
 }
 
 #[test]
@@ -233,10 +212,7 @@ fn hs384_is_refused() {
         &EncodingKey::from_secret(SECRET),
         &json!({"sub": "a", "exp": in_one_hour()}),
     );
-    assert_eq!(
-        hs_verifier().verify(&token),
-        Err(AuthError::AlgorithmNotAllowed)
-    );
+    assert_eq!(hs_verifier().verify(&token), Err(AuthError::AlgorithmNotAllowed));
 }
 
 #[test]
@@ -247,11 +223,7 @@ fn rs256_accepted_with_rsa_key() {
     })
     .expect("RS256 verifier");
     let key = EncodingKey::from_rsa_pem(RSA_PRIVATE_PEM.as_bytes()).expect("RSA private key");
-    let token = sign(
-        Algorithm::RS256,
-        &key,
-        &json!({"sub": "r", "exp": in_one_hour()}),
-    );
+    let token = sign(Algorithm::RS256, &key, &json!({"sub": "r", "exp": in_one_hour()}));
     assert_eq!(verifier.verify(&token).map(|i| i.user), Ok("r".into()));
     assert_eq!(verifier.algorithms(), ["RS256"]);
 
@@ -261,24 +233,14 @@ fn rs256_accepted_with_rsa_key() {
         &EncodingKey::from_secret(RSA_PUBLIC_PEM.as_bytes()),
         &json!({"sub": "r", "exp": in_one_hour()}),
     );
-    assert_eq!(
-        verifier.verify(&confused),
-        Err(AuthError::AlgorithmNotAllowed)
-    );
+    assert_eq!(verifier.verify(&confused), Err(AuthError::AlgorithmNotAllowed));
 }
 
 #[test]
 fn rs256_refused_when_only_hs256_configured() {
     let key = EncodingKey::from_rsa_pem(RSA_PRIVATE_PEM.as_bytes()).expect("RSA private key");
-    let token = sign(
-        Algorithm::RS256,
-        &key,
-        &json!({"sub": "r", "exp": in_one_hour()}),
-    );
-    assert_eq!(
-        hs_verifier().verify(&token),
-        Err(AuthError::AlgorithmNotAllowed)
-    );
+    let token = sign(Algorithm::RS256, &key, &json!({"sub": "r", "exp": in_one_hour()}));
+    assert_eq!(hs_verifier().verify(&token), Err(AuthError::AlgorithmNotAllowed));
 }
 
 #[test]
@@ -290,11 +252,7 @@ fn es256_accepted_alongside_hs256() {
     })
     .expect("verifier");
     let key = EncodingKey::from_ec_pem(EC_PRIVATE_PEM.as_bytes()).expect("EC private key");
-    let token = sign(
-        Algorithm::ES256,
-        &key,
-        &json!({"sub": "e", "exp": in_one_hour()}),
-    );
+    let token = sign(Algorithm::ES256, &key, &json!({"sub": "e", "exp": in_one_hour()}));
     assert_eq!(verifier.verify(&token).map(|i| i.user), Ok("e".into()));
     let hs = sign_hs(&json!({"sub": "h", "exp": in_one_hour()}));
     assert_eq!(verifier.verify(&hs).map(|i| i.user), Ok("h".into()));
@@ -314,10 +272,7 @@ fn missing_or_bad_sub_and_missing_exp_are_refused() {
         json!({"sub": "a", "exp": "tomorrow"}),
     ] {
         let result = v.verify(&sign_hs(&claims));
-        assert!(
-            matches!(result, Err(AuthError::Invalid(_))),
-            "{claims}: {result:?}"
-        );
+        assert!(matches!(result, Err(AuthError::Invalid(_))), "{claims}: {result:?}");
     }
     // A structured `sub` trips the JWT library's own claim parser first.
     let structured = v.verify(&sign_hs(&json!({"sub": ["a"], "exp": exp})));
@@ -336,48 +291,22 @@ fn missing_and_malformed_tokens() {
     let header = b64url(br#"{"alg":"HS256"}"#);
     let forged = format!("{header}.%%%.sig");
     assert_eq!(v.verify(&forged), Err(AuthError::BadSignature));
-    assert_eq!(
-        v.verify(&format!("{header}.e30.%%%")),
-        Err(AuthError::Malformed)
-    );
+    assert_eq!(v.verify(&format!("{header}.e30.%%%")), Err(AuthError::Malformed));
     let huge = "A".repeat(MAX_HEADER_SEGMENT_BYTES + 4);
-    assert_eq!(
-        v.verify(&format!("{huge}.e30.x")),
-        Err(AuthError::Malformed)
-    );
+    assert_eq!(v.verify(&format!("{huge}.e30.x")), Err(AuthError::Malformed));
 }
 
 #[test]
 fn constructor_refuses_bad_configuration() {
-    assert!(matches!(
-        Verifier::new(&AuthSettings::default()),
-        Err(AuthError::Invalid(_))
-    ));
-    let empty = AuthSettings {
-        hs256_secret: Some(Vec::new()),
-        ..Default::default()
-    };
+    assert!(matches!(Verifier::new(&AuthSettings::default()), Err(AuthError::Invalid(_))));
+    let empty = AuthSettings { hs256_secret: Some(Vec::new()), ..Default::default() };
     assert!(matches!(Verifier::new(&empty), Err(AuthError::Invalid(_))));
-    let bad_pem = AuthSettings {
-        rsa_public_pem: Some(b"nope".to_vec()),
-        ..Default::default()
-    };
-    assert!(matches!(
-        Verifier::new(&bad_pem),
-        Err(AuthError::Invalid(_))
-    ));
-    let bad_ec = AuthSettings {
-        ec_public_pem: Some(b"nope".to_vec()),
-        ..Default::default()
-    };
+    let bad_pem = AuthSettings { rsa_public_pem: Some(b"nope".to_vec()), ..Default::default() };
+    assert!(matches!(Verifier::new(&bad_pem), Err(AuthError::Invalid(_))));
+    let bad_ec = AuthSettings { ec_public_pem: Some(b"nope".to_vec()), ..Default::default() };
     assert!(matches!(Verifier::new(&bad_ec), Err(AuthError::Invalid(_))));
-    let debug = format!(
-        "{:?}",
-        AuthSettings {
-            hs256_secret: Some(SECRET.to_vec()),
-            ..Default::default()
-        }
-    );
+    let debug =
+        format!("{:?}", AuthSettings { hs256_secret: Some(SECRET.to_vec()), ..Default::default() });
     assert!(!debug.contains("test-secret"), "{debug}");
 }
 
@@ -416,41 +345,17 @@ fn minted_token_round_trips() {
     let now = now_unix_s();
     assert!(id.expires_at >= now + 59 && id.expires_at <= now + 61);
     let again = mint_hs256(SECRET, &claims).expect("mint");
-    assert_ne!(
-        hs_verifier().verify(&again).map(|i| i.session),
-        Ok(Some(jti))
-    );
+    assert_ne!(hs_verifier().verify(&again).map(|i| i.session), Ok(Some(jti)));
 }
 
 #[test]
 fn minting_refuses_bad_input() {
-    let ok = MintClaims {
-        sub: "a".into(),
-        role: None,
-        sid: Some("s".into()),
-        scopes: None,
-        ttl_s: 5,
-    };
+    let ok =
+        MintClaims { sub: "a".into(), role: None, sid: Some("s".into()), scopes: None, ttl_s: 5 };
     assert!(mint_hs256(b"", &ok).is_err());
-    assert!(mint_hs256(
-        SECRET,
-        &MintClaims {
-            sub: String::new(),
-            ..ok.clone()
-        }
-    )
-    .is_err());
-    assert!(mint_hs256(
-        SECRET,
-        &MintClaims {
-            ttl_s: 0,
-            ..ok.clone()
-        }
-    )
-    .is_err());
-    let id = hs_verifier()
-        .verify(&mint_hs256(SECRET, &ok).expect("mint"))
-        .expect("verify");
+    assert!(mint_hs256(SECRET, &MintClaims { sub: String::new(), ..ok.clone() }).is_err());
+    assert!(mint_hs256(SECRET, &MintClaims { ttl_s: 0, ..ok.clone() }).is_err());
+    let id = hs_verifier().verify(&mint_hs256(SECRET, &ok).expect("mint")).expect("verify");
     assert_eq!(id.session.as_deref(), Some("s"));
 }
 
@@ -461,9 +366,7 @@ fn secret_file_is_created_private_and_reused() {
     let (first, created) = load_or_create_secret(&dir).expect("create secret");
     assert!(created);
     assert_eq!(first.len(), 64);
-    assert!(first
-        .iter()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
+    assert!(first.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
     let meta = std::fs::metadata(dir.join(SECRET_FILE_NAME)).expect("stat secret");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let (second, created) = load_or_create_secret(&dir).expect("reuse secret");
@@ -472,18 +375,9 @@ fn secret_file_is_created_private_and_reused() {
     let leftovers = std::fs::read_dir(&dir).expect("list").count();
     assert_eq!(leftovers, 1, "only the secret file remains");
 
-    let claims = MintClaims {
-        sub: "a".into(),
-        role: None,
-        sid: None,
-        scopes: None,
-        ttl_s: 5,
-    };
+    let claims = MintClaims { sub: "a".into(), role: None, sid: None, scopes: None, ttl_s: 5 };
     let token = mint_hs256(&second, &claims).expect("mint");
-    let verifier = Verifier::new(&AuthSettings {
-        hs256_secret: Some(first),
-        ..Default::default()
-    });
+    let verifier = Verifier::new(&AuthSettings { hs256_secret: Some(first), ..Default::default() });
     assert!(verifier.expect("verifier").verify(&token).is_ok());
     let _ = std::fs::remove_dir_all(dir.parent().unwrap_or(&dir));
 }

@@ -39,10 +39,7 @@ pub struct AuthSettings {
 impl fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthSettings")
-            .field(
-                "hs256_secret",
-                &self.hs256_secret.as_ref().map(|_| "<redacted>"),
-            )
+            .field("hs256_secret", &self.hs256_secret.as_ref().map(|_| "<redacted>"))
             .field("rsa_public_pem", &self.rsa_public_pem.is_some())
             .field("ec_public_pem", &self.ec_public_pem.is_some())
             .field("leeway_s", &self.leeway_s)
@@ -103,14 +100,9 @@ impl Verifier {
             })
             .transpose()?;
         if hs256.is_none() && rs256.is_none() && es256.is_none() {
-            return Err(AuthError::Invalid(
-                "no JWT verification key is configured".into(),
-            ));
+            return Err(AuthError::Invalid("no JWT verification key is configured".into()));
         }
-        let slot = |key, alg| Slot {
-            key,
-            validation: validation_for(alg, settings.leeway_s),
-        };
+        let slot = |key, alg| Slot { key, validation: validation_for(alg, settings.leeway_s) };
         Ok(Verifier {
             hs256: hs256.map(|k| slot(k, Algorithm::HS256)),
             rs256: rs256.map(|k| slot(k, Algorithm::RS256)),
@@ -120,14 +112,10 @@ impl Verifier {
 
     /// Which algorithms this verifier accepts, e.g. `["HS256", "ES256"]`.
     pub fn algorithms(&self) -> Vec<&'static str> {
-        [
-            (&self.hs256, "HS256"),
-            (&self.rs256, "RS256"),
-            (&self.es256, "ES256"),
-        ]
-        .into_iter()
-        .filter_map(|(slot, name)| slot.as_ref().map(|_| name))
-        .collect()
+        [(&self.hs256, "HS256"), (&self.rs256, "RS256"), (&self.es256, "ES256")]
+            .into_iter()
+            .filter_map(|(slot, name)| slot.as_ref().map(|_| name))
+            .collect()
     }
 
     /// Verifies `token` (compact JWS, surrounding whitespace ignored) and maps
@@ -288,11 +276,7 @@ impl RawClaims {
         // The library already required `exp` and checked it is a number.
         let expires_at = match self.exp {
             Some(ExpClaim::Number(exp)) if exp.is_finite() && exp >= 0.0 => exp as u64,
-            _ => {
-                return Err(AuthError::Invalid(
-                    "the `exp` claim has the wrong type".into(),
-                ))
-            }
+            _ => return Err(AuthError::Invalid("the `exp` claim has the wrong type".into())),
         };
         let scopes = match (self.scopes, self.scope) {
             (Some(list), _) => list,
@@ -325,10 +309,7 @@ mod unit {
             ("Zm9vYmFy", "foobar"),
         ];
         for (enc, dec) in cases {
-            assert_eq!(
-                b64url_decode(enc.as_bytes()).as_deref(),
-                Some(dec.as_bytes())
-            );
+            assert_eq!(b64url_decode(enc.as_bytes()).as_deref(), Some(dec.as_bytes()));
         }
         assert_eq!(b64url_decode(b"-_8").as_deref(), Some(&[0xfb, 0xff][..]));
         assert_eq!(b64url_decode(b"Zm9vY"), None);

@@ -113,9 +113,7 @@ pub struct ServeArgs {
 impl std::fmt::Debug for ServeArgs {
     /// Prints only the config path: the args may hold the JWT secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServeArgs")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("ServeArgs").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -304,11 +302,7 @@ impl TokenArgs {
             role: self.role.clone(),
             sid: self.sid.clone(),
             scopes: self.scopes.as_ref().map(|list| {
-                list.iter()
-                    .map(|s| s.trim())
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
+                list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(str::to_owned).collect()
             }),
             ttl_s: self.ttl,
         }

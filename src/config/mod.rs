@@ -171,9 +171,7 @@ impl Config {
             read_buffer_bytes_initial,
         );
         if self.shards > SHARDS_MAX {
-            return Err(format!(
-                "shards must be at most {SHARDS_MAX} (0 = one per core)"
-            ));
+            return Err(format!("shards must be at most {SHARDS_MAX} (0 = one per core)"));
         }
         if self.frame_bytes_max > self.message_bytes_max {
             return Err("frame_bytes_max must not exceed message_bytes_max".into());

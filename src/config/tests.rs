@@ -36,14 +36,8 @@ fn defaults_match_the_documented_numbers() {
     assert_eq!(c.listen, addr("127.0.0.1:8080"));
     assert_eq!(c.shards, 0);
     assert_eq!(c.data_dir, PathBuf::from("./data"));
-    assert_eq!(
-        (c.jwt_secret.as_deref(), c.echo_endpoint.as_deref()),
-        (None, None)
-    );
-    assert_eq!(
-        (&c.jwt_rsa_public_key, &c.jwt_ec_public_key),
-        (&None, &None)
-    );
+    assert_eq!((c.jwt_secret.as_deref(), c.echo_endpoint.as_deref()), (None, None));
+    assert_eq!((&c.jwt_rsa_public_key, &c.jwt_ec_public_key), (&None, &None));
     assert_eq!(c.jwt_leeway_s, 60);
     assert!(c.pin_cpus);
     assert_eq!(c.durability, Durability::Fsync);
@@ -91,14 +85,8 @@ fn toml_overrides_defaults() {
     assert_eq!(c.echo_endpoint.as_deref(), Some("/echo"));
     assert!(!c.pin_cpus);
     assert_eq!(c.durability, Durability::None);
-    assert_eq!(
-        (c.frame_bytes_max, c.ring_slots, c.actions_burst),
-        (16_384, 1_024, 50)
-    );
-    assert_eq!(
-        c.message_bytes_max, 65_536,
-        "untouched fields keep defaults"
-    );
+    assert_eq!((c.frame_bytes_max, c.ring_slots, c.actions_burst), (16_384, 1_024, 50));
+    assert_eq!(c.message_bytes_max, 65_536, "untouched fields keep defaults");
 }
 
 #[test]
@@ -118,21 +106,15 @@ fn args_and_env_override_toml() {
     assert_eq!(c.durability, Durability::None);
     assert_eq!(c.idle_timeout_ms, 90_000, "TOML still beats default");
 
-    let keep_pinning = ServeArgs {
-        no_pin_cpus: Some(false),
-        ..ServeArgs::default()
-    };
+    let keep_pinning = ServeArgs { no_pin_cpus: Some(false), ..ServeArgs::default() };
     let c = merge(&keep_pinning, Some("pin_cpus = false")).expect("valid");
     assert!(c.pin_cpus, "--no-pin-cpus=false beats the file");
 }
 
 #[test]
 fn unknown_toml_key_is_an_error_naming_it() {
-    let err = merge(
-        &ServeArgs::default(),
-        Some("listen = \"127.0.0.1:1\"\nshard = 3"),
-    )
-    .expect_err("unknown key");
+    let err = merge(&ServeArgs::default(), Some("listen = \"127.0.0.1:1\"\nshard = 3"))
+        .expect_err("unknown key");
     assert!(err.contains("unknown field `shard`"), "{err}");
     let err = merge(&ServeArgs::default(), Some("[limits]\nframe_bytes_max = 1"))
         .expect_err("tables are not keys");
@@ -169,28 +151,17 @@ fn validate_rejects_zero_bounds() {
         let err = c.validate().expect_err("zero bound refused");
         assert!(err.contains("must be greater than 0"), "case {i}: {err}");
     }
-    let args = ServeArgs {
-        ring_slots: Some(0),
-        ..ServeArgs::default()
-    };
-    assert!(merge(&args, None)
-        .expect_err("merge validates")
-        .contains("ring_slots"));
+    let args = ServeArgs { ring_slots: Some(0), ..ServeArgs::default() };
+    assert!(merge(&args, None).expect_err("merge validates").contains("ring_slots"));
 }
 
 #[test]
 fn validate_checks_relationships() {
     let bad: [(Mutation, &str); 7] = [
         (|c| c.shards = 65, "shards"),
-        (
-            |c| c.frame_bytes_max = c.message_bytes_max + 1,
-            "frame_bytes_max",
-        ),
+        (|c| c.frame_bytes_max = c.message_bytes_max + 1, "frame_bytes_max"),
         (|c| c.ring_slots = 1000, "ring_slots"),
-        (
-            |c| c.ping_interval_ms = c.idle_timeout_ms,
-            "ping_interval_ms",
-        ),
+        (|c| c.ping_interval_ms = c.idle_timeout_ms, "ping_interval_ms"),
         (|c| c.echo_endpoint = Some("echo".into()), "echo_endpoint"),
         (|c| c.jwt_secret = Some(String::new()), "jwt_secret"),
         (|c| c.data_dir = PathBuf::new(), "data_dir"),
@@ -201,12 +172,7 @@ fn validate_checks_relationships() {
         let err = c.validate().expect_err(field);
         assert!(err.contains(field), "{field}: {err}");
     }
-    let ok = Config {
-        shards: 64,
-        frame_bytes_max: 1024,
-        jwt_leeway_s: 0,
-        ..Config::default()
-    };
+    let ok = Config { shards: 64, frame_bytes_max: 1024, jwt_leeway_s: 0, ..Config::default() };
     assert_eq!(ok.validate(), Ok(()));
 }
 
@@ -214,14 +180,7 @@ fn validate_checks_relationships() {
 fn shard_count_resolves_zero_to_cores() {
     let auto = Config::default().shard_count();
     assert!((1..=SHARDS_MAX).contains(&auto));
-    assert_eq!(
-        Config {
-            shards: 3,
-            ..Config::default()
-        }
-        .shard_count(),
-        3
-    );
+    assert_eq!(Config { shards: 3, ..Config::default() }.shard_count(), 3);
 }
 
 #[test]
@@ -263,15 +222,9 @@ fn token_args_parse_and_map_to_claims() {
     assert_eq!(claims.sub, "42");
     assert_eq!(claims.role.as_deref(), Some("service"));
     assert_eq!(claims.sid.as_deref(), Some("s1"));
-    assert_eq!(
-        claims.scopes,
-        Some(vec!["a".into(), "b".into(), "c".into()])
-    );
+    assert_eq!(claims.scopes, Some(vec!["a".into(), "b".into(), "c".into()]));
     assert_eq!(claims.ttl_s, 86_400);
-    assert!(
-        TokenCli::try_parse_from(["token", "--ttl", "5"]).is_err(),
-        "--user required"
-    );
+    assert!(TokenCli::try_parse_from(["token", "--ttl", "5"]).is_err(), "--user required");
 
     let with_secret =
         TokenCli::try_parse_from(["token", "--user=u", "--jwt-secret=k"]).expect("parse");
@@ -282,10 +235,7 @@ fn token_args_parse_and_map_to_claims() {
 
 #[test]
 fn resolve_secret_prefers_configured_then_file() {
-    let configured = Config {
-        jwt_secret: Some("direct".into()),
-        ..Config::default()
-    };
+    let configured = Config { jwt_secret: Some("direct".into()), ..Config::default() };
     let (secret, created) = resolve_secret(&configured).expect("configured secret");
     assert_eq!((secret.as_slice(), created), (&b"direct"[..], false));
 
@@ -294,20 +244,14 @@ fn resolve_secret_prefers_configured_then_file() {
         std::process::id(),
         rand::random::<u64>()
     ));
-    let from_file = Config {
-        data_dir: dir.clone(),
-        ..Config::default()
-    };
+    let from_file = Config { data_dir: dir.clone(), ..Config::default() };
     let (first, created) = resolve_secret(&from_file).expect("created");
     assert!(created);
     let (settings, created) = auth_settings(&from_file).expect("settings");
     assert!(!created);
     assert_eq!(settings.hs256_secret, Some(first));
     assert_eq!(settings.leeway_s, 60);
-    let missing_pem = Config {
-        jwt_rsa_public_key: Some(dir.join("nope.pem")),
-        ..from_file
-    };
+    let missing_pem = Config { jwt_rsa_public_key: Some(dir.join("nope.pem")), ..from_file };
     let err = auth_settings(&missing_pem).expect_err("missing PEM file");
     assert!(err.to_string().contains("nope.pem"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -315,15 +259,9 @@ fn resolve_secret_prefers_configured_then_file() {
 
 #[test]
 fn debug_redacts_the_secret() {
-    let c = Config {
-        jwt_secret: Some("hunter2".into()),
-        ..Config::default()
-    };
+    let c = Config { jwt_secret: Some("hunter2".into()), ..Config::default() };
     assert!(!format!("{c:?}").contains("hunter2"));
-    let a = ServeArgs {
-        jwt_secret: Some("hunter2".into()),
-        ..ServeArgs::default()
-    };
+    let a = ServeArgs { jwt_secret: Some("hunter2".into()), ..ServeArgs::default() };
     assert!(!format!("{a:?}").contains("hunter2"));
 }
 
@@ -337,27 +275,14 @@ fn load_reads_the_config_file() {
     std::fs::create_dir_all(&dir).expect("mkdir");
     let path = dir.join("roomcast.toml");
     std::fs::write(&path, "shards = 5\nhistory_per_room_max = 7\n").expect("write");
-    let args = ServeArgs {
-        config: Some(path.clone()),
-        shards: Some(6),
-        ..ServeArgs::default()
-    };
+    let args = ServeArgs { config: Some(path.clone()), shards: Some(6), ..ServeArgs::default() };
     let c = load(args).expect("load");
     assert_eq!((c.shards, c.history_per_room_max), (6, 7));
     std::fs::write(&path, "bogus_key = 1\n").expect("write");
-    let err = load(ServeArgs {
-        config: Some(path.clone()),
-        ..ServeArgs::default()
-    })
-    .expect_err("unknown key");
-    assert!(
-        err.contains("bogus_key") && err.contains("roomcast.toml"),
-        "{err}"
-    );
-    let missing = ServeArgs {
-        config: Some(dir.join("absent.toml")),
-        ..ServeArgs::default()
-    };
+    let err = load(ServeArgs { config: Some(path.clone()), ..ServeArgs::default() })
+        .expect_err("unknown key");
+    assert!(err.contains("bogus_key") && err.contains("roomcast.toml"), "{err}");
+    let missing = ServeArgs { config: Some(dir.join("absent.toml")), ..ServeArgs::default() };
     assert!(load(missing).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -83,11 +83,7 @@ impl Serialize for VirolaRoom<'_> {
         let mut st = s.serialize_struct("Room", 10)?;
         st.serialize_field("roomId", &r.id)?;
         st.serialize_field("displayName", &r.name)?;
-        let room_type = if r.kind == RoomKind::Public {
-            "Public"
-        } else {
-            "Private"
-        };
+        let room_type = if r.kind == RoomKind::Public { "Public" } else { "Private" };
         st.serialize_field("roomType", room_type)?;
         st.serialize_field("createdUtc", &r.created_ms)?;
         st.serialize_field("lastModifiedUtc", &r.updated_ms)?;
@@ -197,25 +193,15 @@ fn to_frame<T: Serialize>(value: &T) -> Bytes {
 /// Renders `event` into one complete text frame; `moderator` decides the room's `isModerator`.
 pub fn render(event: &Event, moderator: bool) -> Bytes {
     match event {
-        Event::MessageCreated(m) => to_frame(&Envelope {
-            kind: "TextMessagesCreated",
-            data: Messages(m),
-        }),
-        Event::MessageUpdated(m) => to_frame(&Envelope {
-            kind: "TextMessagesUpdated",
-            data: Messages(m),
-        }),
-        Event::MessageDeleted {
-            room,
-            message,
-            parent_id,
-        } => to_frame(&Envelope {
+        Event::MessageCreated(m) => {
+            to_frame(&Envelope { kind: "TextMessagesCreated", data: Messages(m) })
+        }
+        Event::MessageUpdated(m) => {
+            to_frame(&Envelope { kind: "TextMessagesUpdated", data: Messages(m) })
+        }
+        Event::MessageDeleted { room, message, parent_id } => to_frame(&Envelope {
             kind: "TextMessageDeleted",
-            data: Deleted {
-                parent_id: *parent_id,
-                room: *room,
-                message: *message,
-            },
+            data: Deleted { parent_id: *parent_id, room: *room, message: *message },
         }),
         Event::RoomCreated(room) => to_frame(&Envelope {
             kind: "RoomCreated",
@@ -225,9 +211,8 @@ pub fn render(event: &Event, moderator: bool) -> Bytes {
             kind: "RoomUpdated",
             data: RoomData(VirolaRoom { room, moderator }),
         }),
-        Event::RoomDeleted { room } => to_frame(&Envelope {
-            kind: "RoomDeleted",
-            data: RoomIdData(*room),
-        }),
+        Event::RoomDeleted { room } => {
+            to_frame(&Envelope { kind: "RoomDeleted", data: RoomIdData(*room) })
+        }
     }
 }

@@ -73,10 +73,7 @@ impl Subscriptions {
             return SmallVec::new();
         };
         if local.rooms.insert(room) {
-            self.topics
-                .entry(room)
-                .or_default()
-                .extend(local.conns.iter().copied());
+            self.topics.entry(room).or_default().extend(local.conns.iter().copied());
         }
         local.conns.clone()
     }

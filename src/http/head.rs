@@ -72,12 +72,7 @@ pub struct HttpError {
 impl HttpError {
     /// An error without extra headers.
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            extra_headers: &[],
-        }
+        Self { status, code, message: message.into(), extra_headers: &[] }
     }
 
     /// Render as a complete JSON error response (see [`super::response::json_error`]).
@@ -124,10 +119,7 @@ pub struct RequestHead {
 impl RequestHead {
     /// Value of the first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 
     /// [`Self::header`] as UTF-8, `None` if absent or not UTF-8.
@@ -288,10 +280,7 @@ mod tests {
             assert_eq!(parse(&raw[..cut]), Ok(None), "cut at {cut}");
         }
         let with_body = format!("{raw}body");
-        assert_eq!(
-            parse(&with_body).map(|r| r.map(|(_, n)| n)),
-            Ok(Some(raw.len()))
-        );
+        assert_eq!(parse(&with_body).map(|r| r.map(|(_, n)| n)), Ok(Some(raw.len())));
     }
 
     #[test]
@@ -299,30 +288,14 @@ mod tests {
         let long = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Long: {}", "a".repeat(2000));
         assert!(matches!(parse_head(long.as_bytes(), 8192), Ok(None)));
         let over = format!("{long}{}", "a".repeat(8000));
-        assert_eq!(
-            parse_head(over.as_bytes(), 8192)
-                .map(|_| ())
-                .unwrap_err()
-                .status,
-            431
-        );
+        assert_eq!(parse_head(over.as_bytes(), 8192).map(|_| ()).unwrap_err().status, 431);
     }
 
     #[test]
     fn limits_give_431() {
         let raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
-        assert_eq!(
-            parse_head(raw.as_bytes(), raw.len() - 1)
-                .err()
-                .map(|e| e.status),
-            Some(431)
-        );
-        assert_eq!(
-            parse_head(&raw.as_bytes()[..20], 19)
-                .err()
-                .map(|e| e.status),
-            Some(431)
-        );
+        assert_eq!(parse_head(raw.as_bytes(), raw.len() - 1).err().map(|e| e.status), Some(431));
+        assert_eq!(parse_head(&raw.as_bytes()[..20], 19).err().map(|e| e.status), Some(431));
         assert_eq!(parse_head(&raw.as_bytes()[..20], 20), Ok(None));
         let many: String = (0..65).map(|i| format!("X-{i}: v\r\n")).collect();
         assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Some(431));
@@ -353,16 +326,10 @@ mod tests {
         let cases = [
             ("GET / HTTP/1.1\r\n\r\n", true),
             ("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
-            (
-                "GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n",
-                false,
-            ),
+            ("GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n", false),
             ("GET / HTTP/1.0\r\n\r\n", false),
             ("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
-            (
-                "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
-                false,
-            ),
+            ("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false),
         ];
         for (raw, keep_alive) in cases {
             assert_eq!(head(raw).keep_alive, keep_alive, "{raw:?}");
@@ -373,10 +340,7 @@ mod tests {
     fn transfer_encoding() {
         let h = head("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
         assert!(h.chunked);
-        assert_eq!(
-            status("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
-            Some(501)
-        );
+        assert_eq!(status("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), Some(501));
         let h = head("POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n");
         assert_eq!((h.chunked, h.content_length), (false, 12));
     }

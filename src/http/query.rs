@@ -71,10 +71,7 @@ pub fn cookie<'a>(head: &'a RequestHead, name: &str) -> Option<&'a str> {
         .find(|(key, _)| key.trim() == name)
         .map(|(_, value)| {
             let value = value.trim();
-            value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value)
+            value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value)
         })
 }
 
@@ -134,14 +131,8 @@ mod tests {
 
     #[test]
     fn bearer_tokens() {
-        assert_eq!(
-            bearer(&head("Authorization: Bearer abc.def\r\n")),
-            Some("abc.def")
-        );
-        assert_eq!(
-            bearer(&head("authorization: bEaReR   tok\r\n")),
-            Some("tok")
-        );
+        assert_eq!(bearer(&head("Authorization: Bearer abc.def\r\n")), Some("abc.def"));
+        assert_eq!(bearer(&head("authorization: bEaReR   tok\r\n")), Some("tok"));
         assert_eq!(bearer(&head("Authorization: Basic dXNlcg==\r\n")), None);
         assert_eq!(bearer(&head("Authorization: Bearer\r\n")), None);
         assert_eq!(bearer(&head("")), None);

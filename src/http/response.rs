@@ -102,11 +102,7 @@ pub fn json_error_with_headers(
     extra_headers: &[(&str, &str)],
 ) -> Bytes {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
-    let body = format!(
-        r#"{{"error":{{"code":{},"message":{}}}}}"#,
-        quote(code),
-        quote(message)
-    );
+    let body = format!(r#"{{"error":{{"code":{},"message":{}}}}}"#, quote(code), quote(message));
     let ct = Some("application/json");
     response(status, ct, body.as_bytes(), keep_alive, extra_headers)
 }
@@ -121,35 +117,20 @@ mod tests {
 
     #[test]
     fn plain_response_layout() {
-        let r = text(response(
-            200,
-            Some("text/plain"),
-            b"hi",
-            true,
-            &[("X-A", "1")],
-        ));
+        let r = text(response(200, Some("text/plain"), b"hi", true, &[("X-A", "1")]));
         assert_eq!(
             r,
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nhi"
         );
         let r = text(response(404, None, b"", false, &[]));
-        assert_eq!(
-            r,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
+        assert_eq!(r, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         let r = text(response(204, None, b"", true, &[]));
         assert_eq!(r, "HTTP/1.1 204 No Content\r\n\r\n");
     }
 
     #[test]
     fn header_injection_is_dropped() {
-        let r = text(response(
-            200,
-            None,
-            b"",
-            true,
-            &[("X-A", "1\r\nSet-Cookie: x=1")],
-        ));
+        let r = text(response(200, None, b"", true, &[("X-A", "1\r\nSet-Cookie: x=1")]));
         assert!(!r.contains("Set-Cookie"));
     }
 

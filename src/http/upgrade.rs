@@ -16,11 +16,8 @@ use tungstenite::handshake::derive_accept_key;
 use super::head::{HttpError, Method, RequestHead};
 
 const VERSION_HEADERS: &[(&str, &str)] = &[("Sec-WebSocket-Version", "13")];
-const UPGRADE_HEADERS: &[(&str, &str)] = &[
-    ("Upgrade", "websocket"),
-    ("Connection", "Upgrade"),
-    ("Sec-WebSocket-Version", "13"),
-];
+const UPGRADE_HEADERS: &[(&str, &str)] =
+    &[("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13")];
 
 /// Whether `head` asks for a WebSocket upgrade: `Upgrade` lists the token `websocket` and
 /// `Connection` lists `upgrade` (both case-insensitive).
@@ -40,11 +37,7 @@ pub fn accept(head: &RequestHead) -> Result<Bytes, HttpError> {
         return Err(e);
     }
     if head.version != 1 {
-        return Err(HttpError::new(
-            400,
-            "bad_request",
-            "websocket upgrade requires HTTP/1.1",
-        ));
+        return Err(HttpError::new(400, "bad_request", "websocket upgrade requires HTTP/1.1"));
     }
     if !is_websocket_upgrade(head) {
         let mut e = HttpError::new(426, "upgrade_required", "expected a websocket upgrade");
@@ -120,9 +113,7 @@ mod tests {
     fn detects_upgrade_case_insensitively() {
         let h = head("GET / HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: UPGRADE\r\n\r\n");
         assert!(is_websocket_upgrade(&h));
-        assert!(!is_websocket_upgrade(&head(
-            "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"
-        )));
+        assert!(!is_websocket_upgrade(&head("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n")));
         let h = head("GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n");
         assert!(!is_websocket_upgrade(&h));
     }
@@ -131,12 +122,7 @@ mod tests {
     fn validation_errors() {
         let no_key = SAMPLE.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
         assert_eq!(status_of(&no_key).0, 400);
-        for bad in [
-            "dGhlIHNhbXBsZSBub25jZQ",
-            "dGhlIHNhbXBsZSBub25jZR==",
-            "!!!",
-            "",
-        ] {
+        for bad in ["dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZR==", "!!!", ""] {
             let raw = SAMPLE.replace("dGhlIHNhbXBsZSBub25jZQ==", bad);
             assert_eq!(status_of(&raw).0, 400, "{bad}");
         }

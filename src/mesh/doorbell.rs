@@ -24,10 +24,7 @@ impl Doorbell {
         }
         // SAFETY: `raw` is a fresh, valid fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok(Doorbell {
-            fd,
-            armed: AtomicBool::new(false),
-        })
+        Ok(Doorbell { fd, armed: AtomicBool::new(false) })
     }
 
     /// Wakes the consumer unless a wake-up is already pending.

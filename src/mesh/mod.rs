@@ -56,11 +56,8 @@ pub struct Built {
 
 /// Builds the full mesh for `shard_count` shards with `slots` commands per ring.
 pub fn build(shard_count: usize, slots: usize) -> std::io::Result<Built> {
-    let doorbells = Arc::new(
-        (0..shard_count)
-            .map(|_| Doorbell::new())
-            .collect::<std::io::Result<Vec<_>>>()?,
-    );
+    let doorbells =
+        Arc::new((0..shard_count).map(|_| Doorbell::new()).collect::<std::io::Result<Vec<_>>>()?);
     let pairs = shard_count * shard_count;
     let gauges = Arc::new(RingGauges {
         occupancy: (0..pairs).map(|_| AtomicU64::new(0)).collect(),
@@ -89,11 +86,7 @@ pub fn build(shard_count: usize, slots: usize) -> std::io::Result<Built> {
             endpoints[to].consumers.push((from, consumer));
         }
     }
-    Ok(Built {
-        endpoints,
-        doorbells,
-        gauges,
-    })
+    Ok(Built { endpoints, doorbells, gauges })
 }
 
 impl MeshEndpoint {

@@ -79,10 +79,7 @@ pub struct RoomView {
 impl RoomView {
     /// The role of `user` in this room, if it is a member.
     pub fn role_of(&self, user: &UserId) -> Option<Role> {
-        self.members
-            .binary_search_by(|(u, _)| u.cmp(user))
-            .ok()
-            .map(|i| self.members[i].1)
+        self.members.binary_search_by(|(u, _)| u.cmp(user)).ok().map(|i| self.members[i].1)
     }
 }
 

@@ -83,11 +83,7 @@ impl IdAllocator {
     pub fn new(shard: ShardId, shard_count: usize, after: u64) -> Self {
         let n = shard_count as u64;
         let next_counter = after / n + 1;
-        IdAllocator {
-            next_counter,
-            shard,
-            shard_count,
-        }
+        IdAllocator { next_counter, shard, shard_count }
     }
 
     /// The next id; strictly greater than every id returned before.
@@ -130,10 +126,7 @@ mod tests {
     #[test]
     fn user_shard_is_stable() {
         let u = UserId::new("alice");
-        assert_eq!(
-            shard_of_user(&u, 7),
-            shard_of_user(&UserId::new("alice"), 7)
-        );
+        assert_eq!(shard_of_user(&u, 7), shard_of_user(&UserId::new("alice"), 7));
         assert!(shard_of_user(&u, 7) < 7);
     }
 }

@@ -164,30 +164,16 @@ impl Room {
     ) -> Result<Room, Refusal> {
         let mut members = HashMap::with_capacity(spec.members.len() + 1);
         for (user, role) in spec.members {
-            members.insert(
-                user,
-                Member {
-                    role,
-                    shard_mask: 0,
-                },
-            );
+            members.insert(user, Member { role, shard_mask: 0 });
         }
         if let Viewer::User(u) = creator {
-            members.insert(
-                u.clone(),
-                Member {
-                    role: Role::Owner,
-                    shard_mask: 0,
-                },
-            );
+            members.insert(u.clone(), Member { role: Role::Owner, shard_mask: 0 });
         }
         if members.len() > members_max {
             return Err(Refusal::Full("too many members"));
         }
         if spec.kind == RoomKind::Direct && members.len() > 2 {
-            return Err(Refusal::Invalid(
-                "a direct room has at most two members".into(),
-            ));
+            return Err(Refusal::Invalid("a direct room has at most two members".into()));
         }
         Ok(Room {
             id,
@@ -207,22 +193,15 @@ impl Room {
 
     /// A snapshot for events and replies.
     pub fn view(&self) -> Arc<RoomView> {
-        let mut members: Vec<(UserId, Role)> = self
-            .members
-            .iter()
-            .map(|(u, m)| (u.clone(), m.role))
-            .collect();
+        let mut members: Vec<(UserId, Role)> =
+            self.members.iter().map(|(u, m)| (u.clone(), m.role)).collect();
         members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let last_message = self
             .history
             .iter()
             .rev()
             .find(|m| m.deleted_ms.is_none())
-            .map(|m| LastMessage {
-                id: m.id,
-                created_ms: m.created_ms,
-                author: m.author.clone(),
-            });
+            .map(|m| LastMessage { id: m.id, created_ms: m.created_ms, author: m.author.clone() });
         Arc::new(RoomView {
             id: self.id,
             kind: self.kind,
@@ -265,15 +244,10 @@ impl Room {
         let role = self.check_visible(viewer)?;
         let is_moderator = role.is_some_and(|r| r >= Role::Moderator);
         match action {
-            RoomAction::Get => Ok(Outcome {
-                reply: Reply::Room(self.view()),
-                ..Outcome::default()
-            }),
-            RoomAction::History {
-                after,
-                before,
-                limit,
-            } => Ok(Outcome {
+            RoomAction::Get => {
+                Ok(Outcome { reply: Reply::Room(self.view()), ..Outcome::default() })
+            }
+            RoomAction::History { after, before, limit } => Ok(Outcome {
                 reply: Reply::Messages(self.history(after, before, limit)),
                 ..Outcome::default()
             }),
@@ -294,10 +268,7 @@ impl Room {
                 }
                 self.updated_ms = now_ms.max(self.updated_ms);
                 let view = self.view();
-                let mut out = Outcome {
-                    reply: Reply::Room(view.clone()),
-                    ..Outcome::default()
-                };
+                let mut out = Outcome { reply: Reply::Room(view.clone()), ..Outcome::default() };
                 out.events.push(Event::RoomUpdated(view));
                 Ok(out)
             }
@@ -305,17 +276,13 @@ impl Room {
                 if role != Some(Role::Owner) {
                     return Err(Refusal::Forbidden("only the owner may delete the room"));
                 }
-                let mut out = Outcome {
-                    deleted: true,
-                    ..Outcome::default()
-                };
+                let mut out = Outcome { deleted: true, ..Outcome::default() };
                 out.events.push(Event::RoomDeleted { room: self.id });
                 Ok(out)
             }
-            RoomAction::PutMember {
-                user,
-                role: new_role,
-            } => self.put_member(viewer, is_moderator, user, new_role, now_ms),
+            RoomAction::PutMember { user, role: new_role } => {
+                self.put_member(viewer, is_moderator, user, new_role, now_ms)
+            }
             RoomAction::RemoveMember(user) => {
                 self.remove_member(viewer, is_moderator, user, now_ms)
             }
@@ -339,23 +306,12 @@ impl Room {
                 && m.deleted_ms.is_none()
         };
         if after.is_none() && before.is_some() {
-            let mut newest: Vec<_> = self
-                .history
-                .iter()
-                .rev()
-                .filter(in_range)
-                .take(limit)
-                .cloned()
-                .collect();
+            let mut newest: Vec<_> =
+                self.history.iter().rev().filter(in_range).take(limit).cloned().collect();
             newest.reverse();
             newest
         } else {
-            self.history
-                .iter()
-                .filter(in_range)
-                .take(limit)
-                .cloned()
-                .collect()
+            self.history.iter().filter(in_range).take(limit).cloned().collect()
         }
     }
 
@@ -370,9 +326,7 @@ impl Room {
         let joining_self =
             viewer.user() == Some(&user) && self.kind == RoomKind::Public && role == Role::Member;
         if !is_moderator && !joining_self {
-            return Err(Refusal::Forbidden(
-                "only owners and moderators may add members",
-            ));
+            return Err(Refusal::Forbidden("only owners and moderators may add members"));
         }
         if role == Role::Owner
             && !matches!(viewer, Viewer::Service)
@@ -388,17 +342,9 @@ impl Room {
                     return Err(Refusal::Full("the room has its maximum number of members"));
                 }
                 if self.kind == RoomKind::Direct && self.members.len() >= 2 {
-                    return Err(Refusal::Conflict(
-                        "a direct room has at most two members".into(),
-                    ));
+                    return Err(Refusal::Conflict("a direct room has at most two members".into()));
                 }
-                self.members.insert(
-                    user.clone(),
-                    Member {
-                        role,
-                        shard_mask: 0,
-                    },
-                );
+                self.members.insert(user.clone(), Member { role, shard_mask: 0 });
                 out.joined = Some(user);
             }
         }
@@ -417,18 +363,13 @@ impl Room {
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
         if !is_moderator && viewer.user() != Some(&user) {
-            return Err(Refusal::Forbidden(
-                "only owners and moderators may remove other members",
-            ));
+            return Err(Refusal::Forbidden("only owners and moderators may remove other members"));
         }
         let Some(member) = self.members.remove(&user) else {
             return Err(Refusal::NotFound("no such member"));
         };
         self.updated_ms = now_ms.max(self.updated_ms);
-        let mut out = Outcome {
-            left: Some((user, member.shard_mask)),
-            ..Outcome::default()
-        };
+        let mut out = Outcome { left: Some((user, member.shard_mask)), ..Outcome::default() };
         out.events.push(Event::RoomUpdated(self.view()));
         Ok(out)
     }
@@ -442,26 +383,19 @@ impl Room {
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
         let author_role = match viewer {
-            Viewer::Service => self
-                .members
-                .get(&new.author)
-                .map(|m| m.role)
-                .or(Some(Role::Owner)),
+            Viewer::Service => self.members.get(&new.author).map(|m| m.role).or(Some(Role::Owner)),
             Viewer::User(_) => role,
         };
         let Some(author_role) = author_role else {
             return Err(Refusal::Forbidden("only members may post"));
         };
         if self.kind == RoomKind::Announce && author_role < Role::Moderator {
-            return Err(Refusal::Forbidden(
-                "only owners and moderators post in an announce room",
-            ));
+            return Err(Refusal::Forbidden("only owners and moderators post in an announce room"));
         }
         let mut out = Outcome::default();
         if new.parent_id != 0 {
-            let parent = self
-                .find_mut(new.parent_id)
-                .ok_or(Refusal::NotFound("no such parent message"))?;
+            let parent =
+                self.find_mut(new.parent_id).ok_or(Refusal::NotFound("no such parent message"))?;
             let p = Arc::make_mut(parent);
             p.comment_count += 1;
             p.modified_ms = now_ms;
@@ -508,9 +442,7 @@ impl Room {
         text: String,
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
-        let message = self
-            .find_mut(id)
-            .ok_or(Refusal::NotFound("no such message"))?;
+        let message = self.find_mut(id).ok_or(Refusal::NotFound("no such message"))?;
         if let Viewer::User(u) = viewer {
             if &message.author != u {
                 return Err(Refusal::Forbidden("only the author may edit a message"));
@@ -537,13 +469,9 @@ impl Room {
         id: MessageId,
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
-        let message = self
-            .find_mut(id)
-            .ok_or(Refusal::NotFound("no such message"))?;
+        let message = self.find_mut(id).ok_or(Refusal::NotFound("no such message"))?;
         if !is_moderator && viewer.user() != Some(&message.author) {
-            return Err(Refusal::Forbidden(
-                "only the author or a moderator may delete a message",
-            ));
+            return Err(Refusal::Forbidden("only the author or a moderator may delete a message"));
         }
         let m = Arc::make_mut(message);
         m.deleted_ms = Some(now_ms);
@@ -551,15 +479,8 @@ impl Room {
         m.text.clear();
         let parent_id = m.parent_id;
         let stored = message.clone();
-        let mut out = Outcome {
-            stored: Some(stored),
-            ..Outcome::default()
-        };
-        out.events.push(Event::MessageDeleted {
-            room: self.id,
-            message: id,
-            parent_id,
-        });
+        let mut out = Outcome { stored: Some(stored), ..Outcome::default() };
+        out.events.push(Event::MessageDeleted { room: self.id, message: id, parent_id });
         if parent_id != 0 {
             if let Some(parent) = self.find_mut(parent_id) {
                 let p = Arc::make_mut(parent);

@@ -250,15 +250,9 @@ mod tests {
 
     #[test]
     fn advance_keeps_the_unwritten_tail_in_order() {
-        let bufs = vec![
-            Bytes::from_static(b"abc"),
-            Bytes::from_static(b"defg"),
-            Bytes::from_static(b"h"),
-        ];
+        let bufs =
+            vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg"), Bytes::from_static(b"h")];
         let rest = advance(bufs, 5);
-        assert_eq!(
-            rest,
-            vec![Bytes::from_static(b"fg"), Bytes::from_static(b"h")]
-        );
+        assert_eq!(rest, vec![Bytes::from_static(b"fg"), Bytes::from_static(b"h")]);
     }
 }

@@ -114,15 +114,8 @@ async fn read_body(
         return None;
     }
     if head.content_length > shard.config.rest_body_bytes_max {
-        let message = format!(
-            "the body is over {} bytes",
-            shard.config.rest_body_bytes_max
-        );
-        let _ = write(
-            stream,
-            response::json_error(413, "body_too_large", &message, false),
-        )
-        .await;
+        let message = format!("the body is over {} bytes", shard.config.rest_body_bytes_max);
+        let _ = write(stream, response::json_error(413, "body_too_large", &message, false)).await;
         return None;
     }
     while buf.len() < head.content_length {
@@ -151,11 +144,7 @@ fn virola_token(head: &RequestHead) -> Option<String> {
     if let Some(token) = bearer(head) {
         return Some(token.to_string());
     }
-    if let Some(token) = head
-        .query
-        .as_deref()
-        .and_then(|q| query_param(q, "access_token"))
-    {
+    if let Some(token) = head.query.as_deref().and_then(|q| query_param(q, "access_token")) {
         return Some(token.into_owned());
     }
     cookie(head, virola::SESSION_COOKIE).map(str::to_string)
@@ -170,12 +159,7 @@ async fn upgrade_to_websocket(
     let Some(dialect) = dialect_at(shard, &head.path) else {
         let _ = write(
             &stream,
-            response::json_error(
-                404,
-                "not_found",
-                "no WebSocket endpoint at this path",
-                false,
-            ),
+            response::json_error(404, "not_found", "no WebSocket endpoint at this path", false),
         )
         .await;
         return false;
@@ -227,15 +211,7 @@ async fn upgrade_to_websocket(
     let metrics = shard.metrics.clone();
     let (conn, registered) = match identity {
         None => (
-            Rc::new(Conn::new(
-                usize::MAX,
-                UserId::new(""),
-                None,
-                dialect,
-                stream,
-                max,
-                metrics,
-            )),
+            Rc::new(Conn::new(usize::MAX, UserId::new(""), None, dialect, stream, max, metrics)),
             false,
         ),
         Some(identity) => {
@@ -268,12 +244,7 @@ async fn upgrade_to_websocket(
     } else {
         buf
     };
-    tokio_uring::spawn(crate::net::ws_session::run(
-        shard.clone(),
-        conn,
-        buf,
-        registered,
-    ));
+    tokio_uring::spawn(crate::net::ws_session::run(shard.clone(), conn, buf, registered));
     true
 }
 
@@ -284,10 +255,7 @@ pub fn authenticate(shard: &Shard, token: Option<&str>) -> Result<Identity, Stri
         Some(token) => shard.verifier.verify(token).map_err(|e| e.to_string()),
     };
     if result.is_err() {
-        shard
-            .metrics
-            .auth_failures_total
-            .fetch_add(1, Ordering::Relaxed);
+        shard.metrics.auth_failures_total.fetch_add(1, Ordering::Relaxed);
     }
     result
 }

@@ -15,12 +15,7 @@ pub struct RateLimit {
 impl RateLimit {
     /// A full bucket at `now_ms`.
     pub fn new(per_second: u32, burst: u32, now_ms: u64) -> Self {
-        RateLimit {
-            per_second,
-            burst,
-            milli_tokens: u64::from(burst) * 1000,
-            refilled_ms: now_ms,
-        }
+        RateLimit { per_second, burst, milli_tokens: u64::from(burst) * 1000, refilled_ms: now_ms }
     }
 
     /// Takes one token; false when the caller is over its rate (refuse the action: 429 or the

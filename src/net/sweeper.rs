@@ -20,12 +20,7 @@ pub async fn run(shard: Rc<Shard>) {
     loop {
         tokio::time::sleep(interval).await;
         let now = now_ms();
-        let conns: Vec<_> = shard
-            .conns
-            .borrow()
-            .iter()
-            .map(|(_, c)| c.clone())
-            .collect();
+        let conns: Vec<_> = shard.conns.borrow().iter().map(|(_, c)| c.clone()).collect();
         for conn in conns {
             let closing_since = conn.closing_since_ms.get();
             if closing_since != 0 {

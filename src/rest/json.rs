@@ -9,11 +9,8 @@ use super::ApiError;
 
 /// Parses a JSON body into `T`; an empty body parses as `{}`.
 pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    let mut owned = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".to_vec()
-    } else {
-        body.to_vec()
-    };
+    let mut owned =
+        if body.iter().all(u8::is_ascii_whitespace) { b"{}".to_vec() } else { body.to_vec() };
     simd_json::serde::from_slice(&mut owned)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
@@ -37,9 +34,7 @@ pub fn object_text(value: Option<&Value>, what: &str) -> Result<String, ApiError
     match value {
         None | Some(Value::Null) => Ok("{}".into()),
         Some(v @ Value::Object(_)) => Ok(v.to_string()),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "{what} must be a JSON object"
-        ))),
+        Some(_) => Err(ApiError::bad_request(format!("{what} must be a JSON object"))),
     }
 }
 
@@ -48,9 +43,7 @@ pub fn array_text(value: Option<&Value>, what: &str) -> Result<String, ApiError>
     match value {
         None | Some(Value::Null) => Ok("[]".into()),
         Some(v @ Value::Array(_)) => Ok(v.to_string()),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "{what} must be a JSON array"
-        ))),
+        Some(_) => Err(ApiError::bad_request(format!("{what} must be a JSON array"))),
     }
 }
 

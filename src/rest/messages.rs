@@ -45,11 +45,7 @@ fn check_message_text(shard: &Shard, text: Option<String>) -> Result<String, Api
     let text = text.ok_or_else(|| ApiError::bad_request("text is required"))?;
     if text.len() > shard.config.message_bytes_max {
         let message = format!("text is over {} bytes", shard.config.message_bytes_max);
-        return Err(ApiError {
-            status: 413,
-            code: "message_too_large",
-            message,
-        });
+        return Err(ApiError { status: 413, code: "message_too_large", message });
     }
     Ok(text)
 }
@@ -76,11 +72,7 @@ pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> 
         }
         _ => caller.user.clone(),
     };
-    if body
-        .client_message_id
-        .as_ref()
-        .is_some_and(|c| c.len() > CLIENT_ID_BYTES_MAX)
-    {
+    if body.client_message_id.as_ref().is_some_and(|c| c.len() > CLIENT_ID_BYTES_MAX) {
         return Err(ApiError::bad_request(format!(
             "client_message_id is over {CLIENT_ID_BYTES_MAX} bytes"
         )));
@@ -94,10 +86,7 @@ pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> 
         attachments: json::array_text(body.attachments.as_ref(), "attachments")?,
         attributes: json::object_text(body.attributes.as_ref(), "attributes")?,
     };
-    message_reply(
-        room_action(shard, caller, id, RoomAction::Post(new)).await?,
-        201,
-    )
+    message_reply(room_action(shard, caller, id, RoomAction::Post(new)).await?, 201)
 }
 
 fn optional_u64(query: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
@@ -127,18 +116,7 @@ pub async fn history(
             "limit must be between 1 and {HISTORY_LIMIT_MAX}"
         )));
     }
-    match room_action(
-        shard,
-        caller,
-        id,
-        RoomAction::History {
-            after,
-            before,
-            limit,
-        },
-    )
-    .await?
-    {
+    match room_action(shard, caller, id, RoomAction::History { after, before, limit }).await? {
         Reply::Messages(messages) => {
             let list: Vec<Value> = messages.iter().map(|m| json::message(m)).collect();
             Ok((200, json::body(&json!({ "messages": list }))))
@@ -157,14 +135,7 @@ async fn message_action(
     let owner = shard_of_room(message, shard.shard_count);
     reply_of(
         shard
-            .call(
-                owner,
-                Request::Message {
-                    message,
-                    viewer: caller.viewer.clone(),
-                    action,
-                },
-            )
+            .call(owner, Request::Message { message, viewer: caller.viewer.clone(), action })
             .await,
     )
 }
@@ -174,10 +145,7 @@ pub async fn edit(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> 
     let body: EditBody = parse_body(body)?;
     let text = check_message_text(shard, body.text)?;
     let message = parse_id(id, "message")?;
-    message_reply(
-        message_action(shard, caller, id, RoomAction::Edit { message, text }).await?,
-        200,
-    )
+    message_reply(message_action(shard, caller, id, RoomAction::Edit { message, text }).await?, 200)
 }
 
 /// `DELETE /api/v1/messages/{id}`: the author or a moderator deletes.

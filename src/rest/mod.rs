@@ -32,21 +32,13 @@ pub struct ApiError {
 impl ApiError {
     /// A 400 with `message`.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError {
-            status: 400,
-            code: "invalid_request",
-            message: message.into(),
-        }
+        ApiError { status: 400, code: "invalid_request", message: message.into() }
     }
 }
 
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
-        ApiError {
-            status: refusal.status(),
-            code: refusal.code(),
-            message: refusal.message(),
-        }
+        ApiError { status: refusal.status(), code: refusal.code(), message: refusal.message() }
     }
 }
 
@@ -67,13 +59,9 @@ pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_ali
     let result = route(shard, head, &segments, &body).await;
     match result {
         Ok((204, _)) => response::response(204, None, &[], keep_alive, &[]),
-        Ok((status, body)) if segments == ["metrics"] => response::response(
-            status,
-            Some("text/plain; version=0.0.4"),
-            &body,
-            keep_alive,
-            &[],
-        ),
+        Ok((status, body)) if segments == ["metrics"] => {
+            response::response(status, Some("text/plain; version=0.0.4"), &body, keep_alive, &[])
+        }
         Ok((status, body)) => {
             response::response(status, Some("application/json"), &body, keep_alive, &[])
         }
@@ -166,18 +154,10 @@ fn not_allowed(allow: &str) -> ApiError {
 }
 
 fn caller(shard: &Shard, head: &RequestHead) -> Result<Caller, ApiError> {
-    let identity =
-        crate::net::http_conn::authenticate(shard, bearer(head)).map_err(|message| ApiError {
-            status: 401,
-            code: "unauthorized",
-            message,
-        })?;
+    let identity = crate::net::http_conn::authenticate(shard, bearer(head))
+        .map_err(|message| ApiError { status: 401, code: "unauthorized", message })?;
     let user = UserId::new(&identity.user);
-    let viewer = if identity.is_service {
-        Viewer::Service
-    } else {
-        Viewer::User(user.clone())
-    };
+    let viewer = if identity.is_service { Viewer::Service } else { Viewer::User(user.clone()) };
     Ok(Caller { viewer, user })
 }
 

@@ -97,10 +97,7 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResul
             message: "too many members".into(),
         });
     }
-    let members = members
-        .iter()
-        .map(parse_member)
-        .collect::<Result<Vec<_>, _>>()?;
+    let members = members.iter().map(parse_member).collect::<Result<Vec<_>, _>>()?;
     let spec = NewRoom {
         kind,
         name: body.name.unwrap_or_default(),
@@ -110,15 +107,7 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResul
     };
     room_reply(
         reply_of(
-            shard
-                .call(
-                    shard.id,
-                    Request::CreateRoom {
-                        viewer: caller.viewer.clone(),
-                        spec,
-                    },
-                )
-                .await,
+            shard.call(shard.id, Request::CreateRoom { viewer: caller.viewer.clone(), spec }).await,
         )?,
         201,
     )
@@ -133,18 +122,7 @@ pub async fn room_action(
 ) -> Result<Reply, ApiError> {
     let room = parse_id(id, "room")?;
     let owner = shard_of_room(room, shard.shard_count);
-    reply_of(
-        shard
-            .call(
-                owner,
-                Request::Room {
-                    room,
-                    viewer: caller.viewer.clone(),
-                    action,
-                },
-            )
-            .await,
-    )
+    reply_of(shard.call(owner, Request::Room { room, viewer: caller.viewer.clone(), action }).await)
 }
 
 /// `GET /api/v1/rooms/{id}`.
@@ -161,15 +139,8 @@ pub async fn update(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -
         Some(a) => Some(json::object_text(Some(&a), "attributes")?),
         None => None,
     };
-    let patch = RoomPatch {
-        name: body.name,
-        description: body.description,
-        attributes,
-    };
-    room_reply(
-        room_action(shard, caller, id, RoomAction::Update(patch)).await?,
-        200,
-    )
+    let patch = RoomPatch { name: body.name, description: body.description, attributes };
+    room_reply(room_action(shard, caller, id, RoomAction::Update(patch)).await?, 200)
 }
 
 /// `DELETE /api/v1/rooms/{id}`.
@@ -189,10 +160,7 @@ pub async fn put_member(
     let body: PutMemberBody = parse_body(body)?;
     let user = json::user_id(&Value::String(user.to_string()))?;
     let role = parse_role(body.role.as_deref())?;
-    room_reply(
-        room_action(shard, caller, id, RoomAction::PutMember { user, role }).await?,
-        200,
-    )
+    room_reply(room_action(shard, caller, id, RoomAction::PutMember { user, role }).await?, 200)
 }
 
 /// `DELETE /api/v1/rooms/{id}/members/{user}`.
@@ -211,9 +179,8 @@ pub async fn list(shard: &Rc<Shard>, caller: &Caller) -> ApiResult {
         }),
         Viewer::User(user) => {
             let owner = shard_of_user(user, shard.shard_count);
-            let Response::RoomIds(ids) = shard
-                .call(owner, Request::UserRooms { user: user.clone() })
-                .await
+            let Response::RoomIds(ids) =
+                shard.call(owner, Request::UserRooms { user: user.clone() }).await
             else {
                 return Err(ApiError {
                     status: 503,
@@ -232,11 +199,8 @@ pub async fn list(shard: &Rc<Shard>, caller: &Caller) -> ApiResult {
     }
     let mut rooms = Vec::new();
     for (owner, ids) in by_owner {
-        let request = Request::RoomViews {
-            rooms: ids,
-            viewer: caller.viewer.clone(),
-            limit: LIST_MAX,
-        };
+        let request =
+            Request::RoomViews { rooms: ids, viewer: caller.viewer.clone(), limit: LIST_MAX };
         match shard.call(owner, request).await {
             Response::Rooms(views) => rooms.extend(views),
             Response::Refused(refusal) => return Err(refusal.into()),

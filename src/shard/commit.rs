@@ -1,17 +1,27 @@
 //! The last step of the owner pipeline: an action's effects (its answer and the commands it
 //! sends — deliveries, subscription changes, user-record updates) are released only once the
-//! action is durable, so nobody sees or is told about a change that a crash could undo.
+//! action's store ops are committed (fsynced with `durability = "fsync"`), so nobody is told
+//! about a change that a crash could undo.
 //!
-//! Invariant: effects are released in the order their actions were applied, so deliveries of a
-//! room stay in the room's order. Today the store is in memory and every commit is immediate.
+//! Invariants: effects are released in the order their actions were applied (the store
+//! completes writes in submission order, and `pending` is a FIFO), so deliveries of a room stay
+//! in the room's order; effects without store ops (reads, refusals) are answered at once; the
+//! number of commits waiting is bounded by `COMMITS_PENDING_MAX` through admission (`admit`).
+
+use std::collections::VecDeque;
 
 use futures_channel::oneshot;
 
 use crate::mesh::Command;
+use crate::model::room::Reply;
 use crate::model::{Refusal, ShardId};
+use crate::store::{Completion, StoreOp};
 
 use super::request::Response;
 use super::Shard;
+
+/// Commits waiting for the store above which new writes are refused with 503.
+pub const COMMITS_PENDING_MAX: usize = 65_536;
 
 /// Where an owner's answer goes.
 #[derive(Debug)]
@@ -27,23 +37,49 @@ pub enum ReplyTo {
     Local(oneshot::Sender<Response>),
 }
 
-/// What executing an action produced: the answer and the commands to send once it is durable.
+/// What executing an action produced: the answer, the commands to send, and what to store.
 #[derive(Debug)]
 pub struct Effects {
     /// The caller's answer.
     pub response: Response,
     /// Commands for other shards (or this one), in order.
     pub commands: Vec<(ShardId, Command)>,
+    /// What must be durable before anything above is released.
+    pub ops: Vec<StoreOp>,
 }
 
 impl Effects {
     /// A refusal: nothing changed, nothing to send.
     pub fn refused(refusal: Refusal) -> Self {
-        Effects {
-            response: Response::Refused(refusal),
-            commands: Vec::new(),
-        }
+        Effects { response: Response::Refused(refusal), commands: Vec::new(), ops: Vec::new() }
     }
+
+    /// An answer that changed nothing.
+    pub fn answer(response: Response) -> Self {
+        Effects { response, commands: Vec::new(), ops: Vec::new() }
+    }
+}
+
+/// One write waiting for its commit.
+#[derive(Debug)]
+pub struct PendingCommit {
+    token: u64,
+    effects: Effects,
+    reply_to: ReplyTo,
+}
+
+/// This shard's side of its store: commits waiting, ops not yet accepted by the store's ring,
+/// and history reads in flight.
+#[derive(Debug, Default)]
+pub struct Commits {
+    /// Writes waiting for their `Written` completion, in submission order.
+    pending: VecDeque<PendingCommit>,
+    /// Ops the store's ring could not take yet, in order.
+    unsubmitted: VecDeque<(u64, Vec<StoreOp>)>,
+    /// History reads in flight, by token.
+    reads: Vec<(u64, ReplyTo)>,
+    /// The next store token.
+    next_token: u64,
 }
 
 impl Shard {
@@ -59,9 +95,137 @@ impl Shard {
         }
     }
 
-    /// Releases `effects` once they are durable (at once while the store is in memory).
+    /// Refuses a new write when the store is failing or too far behind.
+    pub fn admit(&self) -> Result<(), Refusal> {
+        if !self.store.borrow().is_healthy() {
+            return Err(Refusal::Unavailable(
+                "the store is failing writes (disk full or I/O error); retry later",
+            ));
+        }
+        if self.commits.borrow().pending.len() >= COMMITS_PENDING_MAX {
+            return Err(Refusal::Unavailable(
+                "too many writes are waiting for the disk; retry later",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Releases `effects` once their ops are committed (at once when there are none).
     pub fn commit(&self, effects: Effects, reply_to: ReplyTo) {
-        self.release(effects, reply_to);
+        if effects.ops.is_empty() {
+            self.release(effects, reply_to);
+            return;
+        }
+        let mut commits = self.commits.borrow_mut();
+        let token = commits.next_token;
+        commits.next_token += 1;
+        let mut effects = effects;
+        let ops = std::mem::take(&mut effects.ops);
+        commits.pending.push_back(PendingCommit { token, effects, reply_to });
+        if commits.unsubmitted.is_empty() {
+            if let Err(ops) = self.store.borrow_mut().submit(token, ops) {
+                commits.unsubmitted.push_back((token, ops));
+            }
+        } else {
+            commits.unsubmitted.push_back((token, ops));
+        }
+    }
+
+    /// Hands ops the store's ring refused earlier to it again, in order.
+    pub fn resubmit(&self) {
+        let mut commits = self.commits.borrow_mut();
+        let mut store = self.store.borrow_mut();
+        while let Some((token, ops)) = commits.unsubmitted.pop_front() {
+            if let Err(ops) = store.submit(token, ops) {
+                commits.unsubmitted.push_front((token, ops));
+                break;
+            }
+        }
+    }
+
+    /// Queues a history read from disk; its answer goes to `reply_to`.
+    pub fn read_history_from_store(
+        &self,
+        room: u64,
+        after: Option<u64>,
+        before: Option<u64>,
+        limit: usize,
+        reply_to: ReplyTo,
+    ) {
+        let mut commits = self.commits.borrow_mut();
+        let token = commits.next_token;
+        commits.next_token += 1;
+        match self.store.borrow_mut().read_history(token, room, after, before, limit) {
+            Ok(()) => commits.reads.push((token, reply_to)),
+            Err(_) => {
+                drop(commits);
+                self.respond(
+                    reply_to,
+                    Response::Refused(Refusal::Unavailable("the store is busy; retry later")),
+                );
+            }
+        }
+    }
+
+    /// Handles the store's completions: releases committed effects, answers reads.
+    pub fn drain_store(&self) {
+        let mut completions = Vec::new();
+        self.store.borrow_mut().drain_completions(&mut completions);
+        for completion in completions {
+            match completion {
+                Completion::Written { token, result } => self.written(token, result),
+                Completion::History { token, result } => {
+                    let reply_to = {
+                        let mut commits = self.commits.borrow_mut();
+                        let index = commits.reads.iter().position(|(t, _)| *t == token);
+                        index.map(|i| commits.reads.swap_remove(i).1)
+                    };
+                    let Some(reply_to) = reply_to else { continue };
+                    let response = match result {
+                        Ok(records) => Response::Done(Reply::Messages(
+                            records.into_iter().map(|r| r.into_message()).collect(),
+                        )),
+                        Err(error) => {
+                            tracing::error!(shard = self.id, "history read failed: {error}");
+                            Response::Refused(Refusal::Unavailable("reading history failed"))
+                        }
+                    };
+                    self.respond(reply_to, response);
+                }
+                Completion::MessageRoom { .. } => {}
+            }
+        }
+        self.resubmit();
+    }
+
+    fn written(&self, token: u64, result: Result<(), String>) {
+        let pending = self.commits.borrow_mut().pending.pop_front();
+        let Some(pending) = pending else {
+            tracing::error!(shard = self.id, token, "a store completion without a pending commit");
+            return;
+        };
+        assert_eq!(pending.token, token, "store completions come in submission order");
+        match result {
+            Ok(()) => self.release(pending.effects, pending.reply_to),
+            Err(error) => {
+                tracing::error!(shard = self.id, "a write was not committed: {error}");
+                self.respond(
+                    pending.reply_to,
+                    Response::Refused(Refusal::Unavailable("the write could not be stored")),
+                );
+            }
+        }
+    }
+
+    /// Copies the store's counters into this shard's metrics.
+    pub fn note_store_metrics(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = self.store.borrow().metrics();
+        self.metrics.store_commits_total.store(m.commits, Relaxed);
+        self.metrics.store_commit_failures_total.store(m.commit_failures, Relaxed);
+        self.metrics.store_batches_total.store(m.batches, Relaxed);
+        self.metrics.store_healthy.store(u64::from(m.healthy), Relaxed);
+        self.metrics.store_write_ring_used.store(m.write_ring_used as u64, Relaxed);
     }
 
     /// Sends the effects' commands, then the answer.

@@ -34,6 +34,8 @@ pub async fn run(shard: Rc<Shard>, doorbell: AsyncFd<OwnedFd>) {
         if shard.stop.load(Ordering::Acquire) && !shard.shutting_down.get() {
             shard.begin_shutdown();
         }
+        shard.drain_store();
+        shard.note_store_metrics();
         loop {
             batch.clear();
             shard.mesh.borrow_mut().drain(&mut batch, DRAIN_BUDGET);
@@ -44,6 +46,7 @@ pub async fn run(shard: Rc<Shard>, doorbell: AsyncFd<OwnedFd>) {
             for command in batch.drain(..) {
                 handle(&shard, command);
             }
+            shard.drain_store();
             tokio::task::yield_now().await;
         }
     }
@@ -52,11 +55,7 @@ pub async fn run(shard: Rc<Shard>, doorbell: AsyncFd<OwnedFd>) {
 /// Dispatches one command.
 fn handle(shard: &Shard, command: Command) {
     match command {
-        Command::Request {
-            from,
-            token,
-            request,
-        } => {
+        Command::Request { from, token, request } => {
             shard.execute(request, super::ReplyTo::Remote { from, token });
         }
         Command::Response { token, response } => {

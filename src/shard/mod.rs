@@ -8,6 +8,7 @@
 pub mod commit;
 pub mod inbox;
 pub mod owner;
+pub mod persist;
 pub mod request;
 pub mod spawn;
 
@@ -67,6 +68,10 @@ pub struct Shard {
     pub subs: RefCell<Subscriptions>,
     /// Rooms and users owned here.
     pub owned: RefCell<owner::Owned>,
+    /// This shard's durable store (its redb file, writer and reader threads).
+    pub store: RefCell<crate::store::Store>,
+    /// Writes waiting for the store, and reads in flight.
+    pub commits: RefCell<commit::Commits>,
     /// Set by the main thread to ask every shard to stop.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
     /// Set once shutdown began: no new connections or actions.
@@ -124,21 +129,12 @@ impl Shard {
         }
         let (tx, rx) = oneshot::channel();
         let token = self.pending.borrow_mut().insert(tx);
-        self.send(
-            to,
-            Command::Request {
-                from: self.id,
-                token,
-                request,
-            },
-        );
+        self.send(to, Command::Request { from: self.id, token, request });
         match tokio::time::timeout(OWNER_REPLY_TIMEOUT, rx).await {
             Ok(Ok(response)) => response,
             _ => {
                 self.pending.borrow_mut().try_remove(token);
-                Response::Refused(Refusal::Unavailable(
-                    "the owner shard did not answer in time",
-                ))
+                Response::Refused(Refusal::Unavailable("the owner shard did not answer in time"))
             }
         }
     }
@@ -185,13 +181,7 @@ impl Shard {
         drop(conns);
         if self.subs.borrow_mut().add_conn(&conn.user, conn.key) {
             let owner = crate::model::ids::shard_of_user(&conn.user, self.shard_count);
-            self.send(
-                owner,
-                Command::UserAttach {
-                    user: conn.user.clone(),
-                    shard: self.id,
-                },
-            );
+            self.send(owner, Command::UserAttach { user: conn.user.clone(), shard: self.id });
         }
         Some(conn)
     }
@@ -200,13 +190,7 @@ impl Shard {
     pub fn detach(&self, conn: &Conn) {
         if self.subs.borrow_mut().remove_conn(&conn.user, conn.key) {
             let owner = crate::model::ids::shard_of_user(&conn.user, self.shard_count);
-            self.send(
-                owner,
-                Command::UserDetach {
-                    user: conn.user.clone(),
-                    shard: self.id,
-                },
-            );
+            self.send(owner, Command::UserDetach { user: conn.user.clone(), shard: self.id });
         }
         self.conns.borrow_mut().try_remove(conn.key);
     }

@@ -17,6 +17,7 @@ use crate::model::room::{Outcome, Reply};
 use crate::model::{Event, Refusal, Role, Room, RoomAction, RoomId, RoomView, UserId, Viewer};
 
 use super::commit::{Effects, ReplyTo};
+use super::persist;
 use super::request::{Request, Response};
 use super::Shard;
 
@@ -97,27 +98,17 @@ fn bundle_of(event: &Event, room: Option<&RoomView>) -> Arc<Bundle> {
                 .filter(|(_, r)| *r >= Role::Moderator)
                 .map(|(u, _)| u.clone())
                 .collect();
-            (!users.is_empty()).then(|| {
-                Box::new(Alternative {
-                    users,
-                    frames: render_all(event, true),
-                })
-            })
+            (!users.is_empty())
+                .then(|| Box::new(Alternative { users, frames: render_all(event, true) }))
         }
         _ => None,
     };
-    Arc::new(Bundle {
-        frames,
-        alternative,
-    })
+    Arc::new(Bundle { frames, alternative })
 }
 
 /// A bundle for one user only.
 fn personal_bundle(event: &Event, moderator: bool) -> Arc<Bundle> {
-    Arc::new(Bundle {
-        frames: render_all(event, moderator),
-        alternative: None,
-    })
+    Arc::new(Bundle { frames: render_all(event, moderator), alternative: None })
 }
 
 impl Shard {
@@ -132,16 +123,15 @@ impl Shard {
             Request::Room {
                 room,
                 viewer,
-                action,
+                action: RoomAction::History { after, before, limit },
             } => {
+                self.history(room, &viewer, (after, before, limit), reply_to);
+            }
+            Request::Room { room, viewer, action } => {
                 let effects = self.apply_room(room, &viewer, action);
                 self.commit(effects, reply_to);
             }
-            Request::Message {
-                message,
-                viewer,
-                action,
-            } => {
+            Request::Message { message, viewer, action } => {
                 let room = self.owned.borrow().message_rooms.get(&message).copied();
                 let effects = match room {
                     Some(room) => self.apply_room(room, &viewer, action),
@@ -160,11 +150,7 @@ impl Shard {
                 rooms.sort_unstable();
                 self.respond(reply_to, Response::RoomIds(rooms));
             }
-            Request::RoomViews {
-                rooms,
-                viewer,
-                limit,
-            } => {
+            Request::RoomViews { rooms, viewer, limit } => {
                 let response = self.room_views(rooms, &viewer, limit);
                 self.respond(reply_to, response);
             }
@@ -197,12 +183,13 @@ impl Shard {
     }
 
     fn create_room(&self, viewer: &Viewer, spec: crate::model::action::NewRoom) -> Effects {
+        if let Err(refusal) = self.admit() {
+            return Effects::refused(refusal);
+        }
         let limits = &self.config;
         let mut owned = self.owned.borrow_mut();
         if owned.rooms.len() >= limits.rooms_per_shard_max {
-            return Effects::refused(Refusal::Full(
-                "this shard holds its maximum number of rooms",
-            ));
+            return Effects::refused(Refusal::Full("this shard holds its maximum number of rooms"));
         }
         let id = owned.room_ids.next_id();
         debug_assert_eq!(shard_of_room(id, self.shard_count), self.id);
@@ -219,6 +206,7 @@ impl Shard {
         };
         let members: Vec<UserId> = room.members.keys().cloned().collect();
         let view = room.view();
+        let ops = persist::ops_for_new_room(&room);
         owned.rooms.insert(
             id,
             OwnedRoom {
@@ -232,16 +220,10 @@ impl Shard {
         let commands = members
             .into_iter()
             .map(|user| {
-                (
-                    shard_of_user(&user, self.shard_count),
-                    Command::RoomJoined { user, room: id },
-                )
+                (shard_of_user(&user, self.shard_count), Command::RoomJoined { user, room: id })
             })
             .collect();
-        Effects {
-            response: Response::Done(Reply::Room(view)),
-            commands,
-        }
+        Effects { response: Response::Done(Reply::Room(view)), commands, ops }
     }
 
     fn apply_room(&self, room_id: RoomId, viewer: &Viewer, action: RoomAction) -> Effects {
@@ -250,12 +232,15 @@ impl Shard {
         let Some(entry) = owned.rooms.get_mut(&room_id) else {
             return Effects::refused(Refusal::NotFound("no such room"));
         };
+        let write = persist::Write::of(&action);
+        if write.is_some() {
+            if let Err(refusal) = self.admit() {
+                return Effects::refused(refusal);
+            }
+        }
         let history_full = entry.room.history.len() >= entry.room.history_max;
         let oldest = entry.room.history.front().map(|m| m.id);
-        let outcome = match entry
-            .room
-            .apply(viewer, action, &mut owned.message_ids, now_ms())
-        {
+        let outcome = match entry.room.apply(viewer, action, &mut owned.message_ids, now_ms()) {
             Ok(outcome) => outcome,
             Err(refusal) => return Effects::refused(refusal),
         };
@@ -267,14 +252,9 @@ impl Shard {
             }
             owned.message_rooms.insert(stored.id, room_id);
         }
-        let Outcome {
-            reply,
-            events,
-            joined,
-            left,
-            deleted,
-            ..
-        } = outcome;
+        let ops =
+            write.as_ref().map(|w| persist::ops_for(&entry.room, w, &outcome)).unwrap_or_default();
+        let Outcome { reply, events, joined, left, deleted, .. } = outcome;
         let mut commands: Vec<(usize, Command)> = Vec::new();
         if let Some((user, mask)) = left {
             for shard in shards_in(mask) {
@@ -292,10 +272,7 @@ impl Shard {
             entry.welcome_pending.remove(&user);
             commands.push((
                 shard_of_user(&user, self.shard_count),
-                Command::RoomLeft {
-                    user,
-                    room: room_id,
-                },
+                Command::RoomLeft { user, room: room_id },
             ));
         }
         let mask = entry.shard_mask();
@@ -304,23 +281,11 @@ impl Shard {
             let bundle = bundle_of(event, view.as_deref());
             if deleted {
                 shards_in(mask).for_each(|s| {
-                    commands.push((
-                        s,
-                        Command::RoomGone {
-                            room: room_id,
-                            bundle: bundle.clone(),
-                        },
-                    ))
+                    commands.push((s, Command::RoomGone { room: room_id, bundle: bundle.clone() }))
                 });
             } else {
                 shards_in(mask).for_each(|s| {
-                    commands.push((
-                        s,
-                        Command::Deliver {
-                            room: room_id,
-                            bundle: bundle.clone(),
-                        },
-                    ))
+                    commands.push((s, Command::Deliver { room: room_id, bundle: bundle.clone() }))
                 });
             }
         }
@@ -328,10 +293,7 @@ impl Shard {
             entry.welcome_pending.insert(user.clone());
             commands.push((
                 shard_of_user(&user, self.shard_count),
-                Command::RoomJoined {
-                    user,
-                    room: room_id,
-                },
+                Command::RoomJoined { user, room: room_id },
             ));
         }
         if deleted {
@@ -342,19 +304,49 @@ impl Shard {
                 for user in gone.room.members.into_keys() {
                     commands.push((
                         shard_of_user(&user, self.shard_count),
-                        Command::RoomLeft {
-                            user,
-                            room: room_id,
-                        },
+                        Command::RoomLeft { user, room: room_id },
                     ));
                 }
                 crate::metrics::dec(&self.metrics.rooms);
             }
         }
         drop(guard);
-        Effects {
-            response: Response::Done(reply),
-            commands,
+        Effects { response: Response::Done(reply), commands, ops }
+    }
+
+    /// A history page: from the in-memory window when it holds the whole answer, else read
+    /// from the store off the loop.
+    fn history(
+        &self,
+        room_id: RoomId,
+        viewer: &Viewer,
+        (after, before, limit): (Option<u64>, Option<u64>, usize),
+        reply_to: ReplyTo,
+    ) {
+        let mut guard = self.owned.borrow_mut();
+        let owned = &mut *guard;
+        let Some(entry) = owned.rooms.get_mut(&room_id) else {
+            drop(guard);
+            return self.respond(reply_to, Response::Refused(Refusal::NotFound("no such room")));
+        };
+        let action = RoomAction::History { after, before, limit };
+        let outcome = match entry.room.apply(viewer, action, &mut owned.message_ids, now_ms()) {
+            Ok(outcome) => outcome,
+            Err(refusal) => {
+                drop(guard);
+                return self.respond(reply_to, Response::Refused(refusal));
+            }
+        };
+        let page = match &outcome.reply {
+            Reply::Messages(page) => page.as_slice(),
+            _ => &[],
+        };
+        let from_window = persist::window_answers(&entry.room, after, before, limit, page);
+        drop(guard);
+        if from_window {
+            self.respond(reply_to, Response::Done(outcome.reply));
+        } else {
+            self.read_history_from_store(room_id, after, before, limit, reply_to);
         }
     }
 
@@ -372,19 +364,12 @@ impl Shard {
         if mask == 0 && rooms.is_empty() {
             owned.users.remove(&user);
         }
-        self.metrics.users.store(
-            owned.users.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.metrics.users.store(owned.users.len() as u64, std::sync::atomic::Ordering::Relaxed);
         drop(owned);
         for room in rooms {
             self.send(
                 shard_of_room(room, self.shard_count),
-                Command::MemberShards {
-                    room,
-                    user: user.clone(),
-                    mask,
-                },
+                Command::MemberShards { room, user: user.clone(), mask },
             );
         }
     }
@@ -402,10 +387,7 @@ impl Shard {
                 owned.users.remove(&user);
             }
         }
-        self.metrics.users.store(
-            owned.users.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.metrics.users.store(owned.users.len() as u64, std::sync::atomic::Ordering::Relaxed);
         drop(owned);
         if joined {
             self.send(
@@ -422,11 +404,8 @@ impl Shard {
         match owned.rooms.get_mut(&room_id) {
             Some(entry) if entry.room.members.contains_key(&user) => {
                 let welcome = entry.welcome_pending.remove(&user);
-                let moderator = entry
-                    .room
-                    .members
-                    .get(&user)
-                    .is_some_and(|m| m.role >= Role::Moderator);
+                let moderator =
+                    entry.room.members.get(&user).is_some_and(|m| m.role >= Role::Moderator);
                 let Some(member) = entry.room.members.get_mut(&user) else {
                     return;
                 };
@@ -454,11 +433,7 @@ impl Shard {
                 for shard in shards_in(mask) {
                     commands.push((
                         shard,
-                        Command::Unsubscribe {
-                            room: room_id,
-                            user: user.clone(),
-                            bundle: None,
-                        },
+                        Command::Unsubscribe { room: room_id, user: user.clone(), bundle: None },
                     ));
                 }
             }

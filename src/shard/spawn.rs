@@ -71,11 +71,7 @@ impl ServerHandle {
 }
 
 fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let domain = if addr.is_ipv4() {
-        socket2::Domain::IPV4
-    } else {
-        socket2::Domain::IPV6
-    };
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
@@ -92,25 +88,40 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
     if created {
         tracing::info!(
             "generated a new JWT secret in {}",
-            config
-                .data_dir
-                .join(crate::auth::SECRET_FILE_NAME)
-                .display()
+            config.data_dir.join(crate::auth::SECRET_FILE_NAME).display()
         );
     }
     let verifier = Arc::new(Verifier::new(&settings).map_err(|e| format!("jwt keys: {e}"))?);
     let shard_count = config.shard_count();
     let config = Arc::new(config);
-    let mesh::Built {
-        endpoints,
-        doorbells,
-        gauges: rings,
-    } = mesh::build(shard_count, config.ring_slots).map_err(|e| e.to_string())?;
+    let mesh::Built { endpoints, doorbells, gauges: rings } =
+        mesh::build(shard_count, config.ring_slots).map_err(|e| e.to_string())?;
     let metrics: Vec<Arc<ShardMetrics>> = (0..shard_count).map(|_| Arc::default()).collect();
-    let registry = Arc::new(Registry {
-        shards: metrics.clone(),
-        rings,
-    });
+    let registry = Arc::new(Registry { shards: metrics.clone(), rings });
+    crate::store::check_data_dir(&config.data_dir, shard_count).map_err(|e| e.to_string())?;
+    let mut stores = Vec::with_capacity(shard_count);
+    for id in 0..shard_count {
+        let bells = doorbells.clone();
+        let wake: crate::store::Wake = Arc::new(move || bells[id].ring());
+        let (store, recovered) = crate::store::Store::open(
+            &config.data_dir,
+            id,
+            shard_count,
+            config.durability,
+            config.history_per_room_max,
+            config.ring_slots,
+            wake,
+        )
+        .map_err(|e| e.to_string())?;
+        let (owned, memberships) = super::persist::recover(
+            id,
+            shard_count,
+            recovered,
+            config.history_per_room_max,
+            config.members_per_room_max,
+        );
+        stores.push((store, owned, memberships));
+    }
     let first = reuseport_listener(config.listen)
         .map_err(|e| format!("listen on {}: {e}", config.listen))?;
     let addr = first.local_addr().map_err(|e| e.to_string())?;
@@ -121,8 +132,12 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::with_capacity(shard_count);
-    for (id, (endpoint, listener)) in endpoints.into_iter().zip(listeners).enumerate() {
+    let shard_inputs = endpoints.into_iter().zip(listeners).zip(stores);
+    for (id, ((endpoint, listener), (store, owned, memberships))) in shard_inputs.enumerate() {
         let parts = ShardParts {
+            store,
+            owned,
+            memberships,
             id,
             shard_count,
             config: config.clone(),
@@ -143,17 +158,14 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
             .map_err(|e| e.to_string())?;
         threads.push(thread);
     }
-    Ok(ServerHandle {
-        addr,
-        shard_count,
-        stop,
-        doorbells,
-        threads,
-    })
+    Ok(ServerHandle { addr, shard_count, stop, doorbells, threads })
 }
 
 /// What a shard thread is given to build its `Shard`.
 struct ShardParts {
+    store: crate::store::Store,
+    owned: owner::Owned,
+    memberships: Vec<(crate::model::UserId, crate::model::RoomId)>,
     id: usize,
     shard_count: usize,
     config: Arc<Config>,
@@ -178,7 +190,9 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
     let shard = Rc::new(Shard {
         id: parts.id,
         shard_count: parts.shard_count,
-        owned: RefCell::new(owner::Owned::new(parts.id, parts.shard_count)),
+        owned: RefCell::new(parts.owned),
+        store: RefCell::new(parts.store),
+        commits: RefCell::new(super::commit::Commits::default()),
         config: parts.config,
         verifier: parts.verifier,
         metrics: parts.metrics,
@@ -195,6 +209,11 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         shutdown_wake: tokio::sync::Notify::new(),
     });
     CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
+    shard.metrics.rooms.store(shard.owned.borrow().rooms.len() as u64, Ordering::Relaxed);
+    for (user, room) in parts.memberships {
+        let owner = crate::model::ids::shard_of_user(&user, shard.shard_count);
+        shard.send(owner, crate::mesh::Command::RoomJoined { user, room });
+    }
     tokio_uring::spawn(inbox::run(shard.clone(), doorbell));
     tokio_uring::spawn(crate::net::sweeper::run(shard.clone()));
     crate::net::listener::accept_loop(shard.clone(), listener).await;
@@ -204,12 +223,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
 
 /// Closes every event connection with 1001 and waits (bounded) for them to go.
 async fn close_all(shard: &Rc<Shard>) {
-    let conns: Vec<_> = shard
-        .conns
-        .borrow()
-        .iter()
-        .map(|(_, c)| c.clone())
-        .collect();
+    let conns: Vec<_> = shard.conns.borrow().iter().map(|(_, c)| c.clone()).collect();
     for conn in conns {
         conn.close(CLOSE_GOING_AWAY, "server shutting down");
     }

@@ -80,9 +80,7 @@ pub(crate) struct Marks {
 
 /// Opens (creating if absent) a shard file with the store's cache size.
 pub(crate) fn open_file(path: &Path) -> Result<Database, Fail> {
-    Ok(Database::builder()
-        .set_cache_size(CACHE_BYTES)
-        .create(path)?)
+    Ok(Database::builder().set_cache_size(CACHE_BYTES).create(path)?)
 }
 
 /// Opens a shard file, creating its tables on first use and checking its schema version.
@@ -174,11 +172,7 @@ pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks)
         }
         recent.reverse();
         marks.max_room_id = marks.max_room_id.max(id);
-        out.push(RecoveredRoom {
-            room,
-            members: room_members,
-            recent,
-        });
+        out.push(RecoveredRoom { room, members: room_members, recent });
     }
     let recovered = Recovered {
         rooms: out,
@@ -251,10 +245,7 @@ pub(crate) fn apply<'a>(
 
 /// One entry of a range over `messages`.
 type MessageEntry<'a> = Result<
-    (
-        redb::AccessGuard<'a, (u64, u64)>,
-        redb::AccessGuard<'a, &'static [u8]>,
-    ),
+    (redb::AccessGuard<'a, (u64, u64)>, redb::AccessGuard<'a, &'static [u8]>),
     redb::StorageError,
 >;
 

@@ -78,11 +78,7 @@ fn check_count(data_dir: &Path, recorded: usize, requested: usize) -> Result<(),
     if recorded == requested {
         Ok(())
     } else {
-        Err(StoreError::ShardCount {
-            data_dir: data_dir.to_path_buf(),
-            recorded,
-            requested,
-        })
+        Err(StoreError::ShardCount { data_dir: data_dir.to_path_buf(), recorded, requested })
     }
 }
 
@@ -108,10 +104,7 @@ fn read_format(data_dir: &Path) -> Result<Option<usize>, StoreError> {
         });
     }
     if record.shards == 0 {
-        return Err(StoreError::Format {
-            path,
-            message: "records 0 shards".into(),
-        });
+        return Err(StoreError::Format { path, message: "records 0 shards".into() });
     }
     Ok(Some(record.shards))
 }

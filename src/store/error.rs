@@ -47,18 +47,11 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn io(path: &Path, what: &'static str, source: std::io::Error) -> Self {
-        StoreError::Io {
-            path: path.to_path_buf(),
-            what,
-            source,
-        }
+        StoreError::Io { path: path.to_path_buf(), what, source }
     }
 
     pub(crate) fn db(path: &Path, err: impl fmt::Display) -> Self {
-        StoreError::Database {
-            path: path.to_path_buf(),
-            message: err.to_string(),
-        }
+        StoreError::Database { path: path.to_path_buf(), message: err.to_string() }
     }
 }
 
@@ -69,22 +62,14 @@ impl fmt::Display for StoreError {
                 write!(f, "{what} {}: {source}", path.display())
             }
             StoreError::Format { path, message } => write!(f, "{}: {message}", path.display()),
-            StoreError::ShardCount {
-                data_dir,
-                recorded,
-                requested,
-            } => write!(
+            StoreError::ShardCount { data_dir, recorded, requested } => write!(
                 f,
                 "data directory {} was created with {recorded} shards; start with --shards \
                  {recorded} (this start asked for {requested})",
                 data_dir.display()
             ),
             StoreError::Database { path, message } => {
-                write!(
-                    f,
-                    "store file {} is unreadable or corrupt: {message}",
-                    path.display()
-                )
+                write!(f, "store file {} is unreadable or corrupt: {message}", path.display())
             }
             StoreError::Invalid(message) => f.write_str(message),
         }

@@ -196,13 +196,7 @@ impl Store {
         before: Option<u64>,
         limit: usize,
     ) -> Result<(), RingFull> {
-        self.push_read(ReadOp::History {
-            token,
-            room,
-            after,
-            before,
-            limit,
-        })
+        self.push_read(ReadOp::History { token, room, after, before, limit })
     }
 
     /// Queues a lookup of the room holding `message` in the on-disk index; a
@@ -275,10 +269,7 @@ impl Drop for Store {
     /// then stops both threads. Completions not drained by then are discarded.
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
-        for handle in [self.writer.take(), self.reader.take()]
-            .into_iter()
-            .flatten()
-        {
+        for handle in [self.writer.take(), self.reader.take()].into_iter().flatten() {
             handle.thread().unpark();
             if handle.join().is_err() {
                 tracing::error!(path = %self.shared.path.display(), "a store thread panicked");

@@ -42,16 +42,7 @@ fn no_wake() -> Wake {
 
 fn open(dir: &Path, shard: usize, shards: usize, window: usize) -> (Store, Recovered) {
     check_data_dir(dir, shards).expect("data dir");
-    Store::open(
-        dir,
-        shard,
-        shards,
-        Durability::Fsync,
-        window,
-        1024,
-        no_wake(),
-    )
-    .expect("open")
+    Store::open(dir, shard, shards, Durability::Fsync, window, 1024, no_wake()).expect("open")
 }
 
 fn room(id: u64, name: &str, last_seq: u64) -> RoomRecord {
@@ -88,11 +79,7 @@ fn message(room: u64, id: u64, seq: u64) -> MessageRecord {
 }
 
 fn member(room: u64, user: &str, role: u8) -> StoreOp {
-    StoreOp::PutMember {
-        room,
-        user: user.into(),
-        role,
-    }
+    StoreOp::PutMember { room, user: user.into(), role }
 }
 
 /// Drains completions until `count` have arrived (or panics after 30 s).
@@ -100,10 +87,7 @@ fn wait(store: &mut Store, count: usize) -> Vec<Completion> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut out = Vec::new();
     while out.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "store completions did not arrive"
-        );
+        assert!(Instant::now() < deadline, "store completions did not arrive");
         store.drain_completions(&mut out);
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -118,13 +102,7 @@ fn submit_all(store: &mut Store, batches: Vec<Vec<StoreOp>>) {
     }
     let done = wait(store, n);
     for (i, c) in done.into_iter().enumerate() {
-        assert_eq!(
-            c,
-            Completion::Written {
-                token: i as u64,
-                result: Ok(())
-            }
-        );
+        assert_eq!(c, Completion::Written { token: i as u64, result: Ok(()) });
     }
 }
 
@@ -135,9 +113,7 @@ fn history(
     before: Option<u64>,
     limit: usize,
 ) -> Vec<u64> {
-    store
-        .read_history(7, room, after, before, limit)
-        .expect("read ring has room");
+    store.read_history(7, room, after, before, limit).expect("read ring has room");
     match wait(store, 1).pop() {
         Some(Completion::History { token: 7, result }) => {
             result.expect("history").iter().map(|m| m.id).collect()
@@ -177,9 +153,7 @@ fn round_trip_through_a_restart() {
                 member(1, "alice", role_to_u8(crate::model::Role::Owner)),
                 member(1, "bob", 0),
             ],
-            (1..=5)
-                .map(|s| StoreOp::PutMessage(message(1, 100 + s, s)))
-                .collect(),
+            (1..=5).map(|s| StoreOp::PutMessage(message(1, 100 + s, s))).collect(),
             vec![
                 StoreOp::PutRoom(room(3, "three", 2)),
                 member(3, "carol", 0),
@@ -191,10 +165,7 @@ fn round_trip_through_a_restart() {
                 StoreOp::PutMessage(edited.clone()),
                 StoreOp::PutMessage(deleted.clone()),
                 StoreOp::PutRoom(room(1, "one renamed", 5)),
-                StoreOp::RemoveMember {
-                    room: 1,
-                    user: "bob".into(),
-                },
+                StoreOp::RemoveMember { room: 1, user: "bob".into() },
                 member(1, "carol", 0),
                 member(1, "carol", 1),
             ],
@@ -210,23 +181,14 @@ fn round_trip_through_a_restart() {
 
     let (mut store, recovered) = open(dir.path(), 1, 2, 3);
     assert_eq!(recovered.max_room_id, 5, "deleted room 5 still counts");
-    assert_eq!(
-        recovered.max_message_id, 203,
-        "deleted messages still count"
-    );
+    assert_eq!(recovered.max_message_id, 203, "deleted messages still count");
     assert_eq!(recovered.rooms.len(), 1);
     let r = &recovered.rooms[0];
     assert_eq!(r.room, room(1, "one renamed", 5));
-    assert_eq!(
-        r.members,
-        vec![("alice".to_string(), 2), ("carol".to_string(), 1)]
-    );
+    assert_eq!(r.members, vec![("alice".to_string(), 2), ("carol".to_string(), 1)]);
     assert_eq!(r.recent, vec![edited, deleted, message(1, 105, 5)]);
     // Beyond the window, from disk; the deleted message is skipped.
-    assert_eq!(
-        history(&mut store, 1, None, None, 10),
-        vec![101, 102, 103, 105]
-    );
+    assert_eq!(history(&mut store, 1, None, None, 10), vec![101, 102, 103, 105]);
     assert_eq!(message_room(&mut store, 102), Some(1));
     assert_eq!(message_room(&mut store, 203), None);
     let back = r.recent[0].clone().into_message();
@@ -234,18 +196,11 @@ fn round_trip_through_a_restart() {
 
     // Deleting room 3 took its members and messages with it: a record under its id (which a
     // real allocator would never reuse) comes back bare.
-    submit_all(
-        &mut store,
-        vec![vec![StoreOp::PutRoom(room(3, "again", 0))]],
-    );
+    submit_all(&mut store, vec![vec![StoreOp::PutRoom(room(3, "again", 0))]]);
     assert!(history(&mut store, 3, None, None, 10).is_empty());
     drop(store);
     let (_, recovered) = open(dir.path(), 1, 2, 3);
-    let three = recovered
-        .rooms
-        .iter()
-        .find(|r| r.room.id == 3)
-        .expect("room 3");
+    let three = recovered.rooms.iter().find(|r| r.room.id == 3).expect("room 3");
     assert!(three.members.is_empty() && three.recent.is_empty());
 }
 
@@ -260,9 +215,7 @@ fn the_handle_can_move_into_a_shard_thread() {
 fn group_commit_coalesces_back_to_back_batches() {
     let dir = TempDir::new("group");
     let (mut store, _) = open(dir.path(), 0, 1, 10);
-    store
-        .submit(u64::MAX, vec![StoreOp::PutRoom(room(4, "r", 0))])
-        .expect("ring");
+    store.submit(u64::MAX, vec![StoreOp::PutRoom(room(4, "r", 0))]).expect("ring");
     assert_eq!(wait(&mut store, 1).len(), 1);
     let total = 1_000u64;
     let mut done = Vec::new();
@@ -294,11 +247,7 @@ fn group_commit_coalesces_back_to_back_batches() {
     assert_eq!(tokens, (0..total).collect::<Vec<_>>());
     let m = store.metrics();
     assert_eq!(m.batches, total + 1);
-    assert!(
-        m.commits < 100,
-        "{} commits for {total} batches: no group commit",
-        m.commits
-    );
+    assert!(m.commits < 100, "{} commits for {total} batches: no group commit", m.commits);
     assert!(m.group_max_batches > 1);
     assert_eq!((m.write_ring_used, m.ring_capacity), (0, 1024));
     drop(store);
@@ -349,38 +298,19 @@ fn history_pages_from_disk_across_the_window() {
     drop(store);
 
     let (mut store, recovered) = open(dir.path(), 0, 1, 3);
-    let seven = recovered
-        .rooms
-        .iter()
-        .find(|r| r.room.id == 7)
-        .expect("room");
+    let seven = recovered.rooms.iter().find(|r| r.room.id == 7).expect("room");
     let window: Vec<u64> = seven.recent.iter().map(|m| m.id).collect();
     assert_eq!(window, vec![180, 190, 200]);
 
-    assert_eq!(
-        history(&mut store, 7, None, None, 5),
-        vec![10, 20, 30, 40, 60]
-    );
+    assert_eq!(history(&mut store, 7, None, None, 5), vec![10, 20, 30, 40, 60]);
     assert_eq!(history(&mut store, 7, Some(40), None, 3), vec![60, 70, 80]);
-    assert_eq!(
-        history(&mut store, 7, None, Some(160), 4),
-        vec![110, 120, 130, 140]
-    );
+    assert_eq!(history(&mut store, 7, None, Some(160), 4), vec![110, 120, 130, 140]);
     // The page just older than the window, as a client scrolling back would ask.
     assert_eq!(history(&mut store, 7, None, Some(180), 2), vec![160, 170]);
     assert_eq!(history(&mut store, 7, None, None, 10_000).len(), 18);
     assert!(history(&mut store, 7, Some(u64::MAX), None, 5).is_empty());
     assert!(history(&mut store, 9, None, None, 5).is_empty());
-    let bounds = [
-        None,
-        Some(0),
-        Some(15),
-        Some(50),
-        Some(55),
-        Some(150),
-        Some(200),
-        Some(999),
-    ];
+    let bounds = [None, Some(0), Some(15), Some(50), Some(55), Some(150), Some(200), Some(999)];
     for after in bounds {
         for before in bounds {
             for limit in [0, 1, 2, 7, 600] {
@@ -400,9 +330,7 @@ fn data_dir_records_its_shard_count() {
     check_data_dir(dir.path(), 2).expect("first start");
     check_data_dir(dir.path(), 2).expect("same count");
     std::fs::write(dir.path().join("jwt_secret"), "keep me").expect("secret");
-    let err = check_data_dir(dir.path(), 3)
-        .expect_err("other count")
-        .to_string();
+    let err = check_data_dir(dir.path(), 3).expect_err("other count").to_string();
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
     assert!(err.contains("created with 2 shards"), "{err}");
     assert!(err.contains("--shards 2"), "{err}");
@@ -412,28 +340,18 @@ fn data_dir_records_its_shard_count() {
         .expect("open refuses too")
         .to_string();
     assert!(err.contains("--shards 2"), "{err}");
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("jwt_secret")).expect("secret"),
-        "keep me"
-    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("jwt_secret")).expect("secret"), "keep me");
 
     // Shard files without a format record are not adopted.
     let orphan = TempDir::new("orphan");
     std::fs::create_dir_all(orphan.path()).expect("dir");
     std::fs::write(shard_path(orphan.path(), 0), b"x").expect("file");
-    let err = check_data_dir(orphan.path(), 1)
-        .expect_err("orphan")
-        .to_string();
-    assert!(
-        err.contains(FORMAT_FILE) && err.contains("shard-0.redb"),
-        "{err}"
-    );
+    let err = check_data_dir(orphan.path(), 1).expect_err("orphan").to_string();
+    assert!(err.contains(FORMAT_FILE) && err.contains("shard-0.redb"), "{err}");
 
     // A garbled format record names itself.
     std::fs::write(dir.path().join(FORMAT_FILE), "shards = \"many\"").expect("garble");
-    let err = check_data_dir(dir.path(), 2)
-        .expect_err("garbled")
-        .to_string();
+    let err = check_data_dir(dir.path(), 2).expect_err("garbled").to_string();
     assert!(err.contains(FORMAT_FILE), "{err}");
 }
 
@@ -443,10 +361,7 @@ fn corrupt_files_are_errors_naming_the_file() {
     let (mut store, _) = open(dir.path(), 0, 1, 3);
     submit_all(
         &mut store,
-        vec![vec![
-            StoreOp::PutRoom(room(2, "r", 1)),
-            StoreOp::PutMessage(message(2, 9, 1)),
-        ]],
+        vec![vec![StoreOp::PutRoom(room(2, "r", 1)), StoreOp::PutMessage(message(2, 9, 1))]],
     );
     drop(store);
     let path = shard_path(dir.path(), 0);
@@ -455,10 +370,7 @@ fn corrupt_files_are_errors_naming_the_file() {
     {
         let db = redb::Database::create(&path).expect("raw open");
         let txn = db.begin_write().expect("txn");
-        txn.open_table(db::ROOMS)
-            .expect("table")
-            .insert(3, &[0xff_u8; 5][..])
-            .expect("insert");
+        txn.open_table(db::ROOMS).expect("table").insert(3, &[0xff_u8; 5][..]).expect("insert");
         txn.commit().expect("commit");
     }
     let err = Store::open(dir.path(), 0, 1, Durability::Fsync, 3, 8, no_wake())
@@ -528,11 +440,7 @@ fn failed_commits_are_retried_until_they_succeed() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(
-        written,
-        (0..token).collect::<Vec<_>>(),
-        "once each, in order"
-    );
+    assert_eq!(written, (0..token).collect::<Vec<_>>(), "once each, in order");
     assert!(store.is_healthy());
     let m = store.metrics();
     assert_eq!(m.commit_failures, 4);
@@ -540,13 +448,7 @@ fn failed_commits_are_retried_until_they_succeed() {
     assert!(wakes.load(Ordering::Relaxed) > 0);
     // The writer works normally afterwards.
     store.submit(99, batch(99)).expect("ring");
-    assert_eq!(
-        wait(&mut store, 1),
-        vec![Completion::Written {
-            token: 99,
-            result: Ok(())
-        }]
-    );
+    assert_eq!(wait(&mut store, 1), vec![Completion::Written { token: 99, result: Ok(()) }]);
     drop(store);
     let (_, recovered) = open(dir.path(), 0, 1, 100);
     assert_eq!(recovered.max_message_id, 199);
@@ -561,10 +463,7 @@ fn non_durable_commits_are_flushed_at_shutdown() {
         Store::open(dir.path(), 0, 1, Durability::None, 5, 16, no_wake()).expect("open");
     submit_all(
         &mut store,
-        vec![vec![
-            StoreOp::PutRoom(room(3, "r", 1)),
-            StoreOp::PutMessage(message(3, 4, 1)),
-        ]],
+        vec![vec![StoreOp::PutRoom(room(3, "r", 1)), StoreOp::PutMessage(message(3, 4, 1))]],
     );
     drop(store);
     let (_, recovered) = open(dir.path(), 0, 1, 5);

@@ -51,17 +51,8 @@ pub(crate) type Batch = (u64, Vec<StoreOp>);
 /// A read request.
 #[derive(Debug)]
 pub(crate) enum ReadOp {
-    History {
-        token: u64,
-        room: u64,
-        after: Option<u64>,
-        before: Option<u64>,
-        limit: usize,
-    },
-    MessageRoom {
-        token: u64,
-        message: u64,
-    },
+    History { token: u64, room: u64, after: Option<u64>, before: Option<u64>, limit: usize },
+    MessageRoom { token: u64, message: u64 },
 }
 
 /// State shared by the shard-side handle and both threads.
@@ -206,10 +197,7 @@ pub(crate) fn run_writer(
             );
         }
         for (token, _) in group.drain(..) {
-            let completion = Completion::Written {
-                token,
-                result: result.clone(),
-            };
+            let completion = Completion::Written { token, result: result.clone() };
             deliver(&mut output, completion, &shared, &wake);
         }
         wake();
@@ -223,9 +211,7 @@ pub(crate) fn run_writer(
 
 /// A durable empty commit, which persists every earlier non-durable one.
 fn flush_durably(shared: &Shared) -> Result<(), Fail> {
-    let db = shared
-        .current()
-        .ok_or_else(|| Fail("file is closed".into()))?;
+    let db = shared.current().ok_or_else(|| Fail("file is closed".into()))?;
     let txn = db.begin_write()?;
     txn.commit()?;
     Ok(())
@@ -246,13 +232,9 @@ fn commit_with_retry(
         match commit_group(shared, group, durability, marks) {
             Ok(()) => {
                 shared.commits.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .batches
-                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                shared.batches.fetch_add(group.len() as u64, Ordering::Relaxed);
                 shared.ops.fetch_add(ops as u64, Ordering::Relaxed);
-                shared
-                    .group_max_batches
-                    .fetch_max(group.len() as u64, Ordering::Relaxed);
+                shared.group_max_batches.fetch_max(group.len() as u64, Ordering::Relaxed);
                 if !shared.healthy.load(Ordering::Relaxed) {
                     tracing::warn!(path = %shared.path.display(), "store commits succeed again");
                     shared.healthy.store(true, Ordering::Release);
@@ -291,9 +273,8 @@ fn commit_group(
     durability: Durability,
     marks: &mut Marks,
 ) -> Result<(), Fail> {
-    let db = shared
-        .current()
-        .ok_or_else(|| Fail("file is closed after an earlier failure".into()))?;
+    let db =
+        shared.current().ok_or_else(|| Fail("file is closed after an earlier failure".into()))?;
     let mut txn = db.begin_write()?;
     if durability == Durability::None {
         txn.set_durability(redb::Durability::None)?;
@@ -332,9 +313,7 @@ pub(crate) fn run_reader(
             thread::park();
             continue;
         }
-        shared
-            .reads
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        shared.reads.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let db = shared.current();
         let txn = match &db {
             Some(db) => db.begin_read().map_err(|e| e.to_string()),
@@ -344,13 +323,7 @@ pub(crate) fn run_reader(
             |e: &dyn std::fmt::Display| format!("store file {}: {e}", shared.path.display());
         for op in batch.drain(..) {
             let completion = match op {
-                ReadOp::History {
-                    token,
-                    room,
-                    after,
-                    before,
-                    limit,
-                } => Completion::History {
+                ReadOp::History { token, room, after, before, limit } => Completion::History {
                     token,
                     result: match &txn {
                         Ok(txn) => db::history(txn, room, after, before, limit)

@@ -38,25 +38,17 @@ mod tests {
 
     #[test]
     fn autobahn_7_7_valid_codes() {
-        for code in [
-            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
-        ] {
-            assert!(
-                is_valid_close_code_from_peer(code),
-                "{code} should be valid"
-            );
+        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
+            assert!(is_valid_close_code_from_peer(code), "{code} should be valid");
         }
     }
 
     #[test]
     fn autobahn_7_9_invalid_codes() {
-        for code in [
-            0, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
-        ] {
-            assert!(
-                !is_valid_close_code_from_peer(code),
-                "{code} should be invalid"
-            );
+        for code in
+            [0, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535]
+        {
+            assert!(!is_valid_close_code_from_peer(code), "{code} should be invalid");
         }
     }
 

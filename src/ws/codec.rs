@@ -41,10 +41,7 @@ pub struct WsLimits {
 impl Default for WsLimits {
     /// 64 KiB per frame and per message.
     fn default() -> Self {
-        Self {
-            frame_bytes_max: 64 * 1024,
-            message_bytes_max: 64 * 1024,
-        }
+        Self { frame_bytes_max: 64 * 1024, message_bytes_max: 64 * 1024 }
     }
 }
 
@@ -120,12 +117,7 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder enforcing `limits`.
     pub fn new(limits: WsLimits) -> Self {
-        Self {
-            limits,
-            fragmented: None,
-            partial: BytesMut::new(),
-            utf8_checked: 0,
-        }
+        Self { limits, fragmented: None, partial: BytesMut::new(), utf8_checked: 0 }
     }
 
     /// Decode from the front of `buf`, consuming the bytes of every frame it uses.
@@ -230,12 +222,7 @@ fn copy_control(buf: &mut BytesMut, len: usize) -> Bytes {
 /// Validate a close frame payload: empty, or a valid code plus a UTF-8 reason.
 fn parse_close(payload: Bytes) -> Result<Incoming, WsError> {
     let code = match *payload {
-        [] => {
-            return Ok(Incoming::Close {
-                code: None,
-                reason: Bytes::new(),
-            })
-        }
+        [] => return Ok(Incoming::Close { code: None, reason: Bytes::new() }),
         [_] => return Err(ERR_CLOSE_LEN_1),
         [hi, lo, ..] => u16::from_be_bytes([hi, lo]),
     };
@@ -244,10 +231,7 @@ fn parse_close(payload: Bytes) -> Result<Incoming, WsError> {
     }
     let reason = payload.slice(2..);
     std::str::from_utf8(&reason).map_err(|_| ERR_CLOSE_UTF8)?;
-    Ok(Incoming::Close {
-        code: Some(code),
-        reason,
-    })
+    Ok(Incoming::Close { code: Some(code), reason })
 }
 
 #[cfg(test)]
@@ -353,15 +337,9 @@ mod tests {
             (client(FIN | 0xA, b""), vec![pong]),
             (client(FIN | 1, &long), vec![text(&long)]),
             (client(FIN | 8, b""), vec![close(None, "")]),
-            (
-                client(FIN | 8, b"\x03\xe8bye"),
-                vec![close(Some(1000), "bye")],
-            ),
+            (client(FIN | 8, b"\x03\xe8bye"), vec![close(Some(1000), "bye")]),
             (client(FIN | 8, b"\x0f\xa0"), vec![close(Some(4000), "")]),
-            (
-                cat(&[client(FIN | 9, b"p"), client(FIN | 1, b"x")]),
-                vec![ping, text(b"x")],
-            ),
+            (cat(&[client(FIN | 9, b"p"), client(FIN | 1, b"x")]), vec![ping, text(b"x")]),
         ];
         for (input, expected) in table {
             check(&input, &expected);
@@ -394,10 +372,9 @@ mod tests {
             (msb, 1002),
         ];
         for (input, code) in table {
-            for out in [
-                run_whole(&input, WsLimits::default()),
-                run_bytewise(&input, WsLimits::default()),
-            ] {
+            for out in
+                [run_whole(&input, WsLimits::default()), run_bytewise(&input, WsLimits::default())]
+            {
                 assert!(err(code)(&out), "{input:02x?} gave {out:?}, want {code}");
             }
         }
@@ -421,31 +398,18 @@ mod tests {
     #[test]
     fn utf8_across_fragments() {
         // "€" = E2 82 AC split across fragments is fine.
-        let split = cat(&[
-            client(1, b"a\xe2"),
-            client(0, b"\x82"),
-            client(FIN, b"\xac"),
-        ]);
+        let split = cat(&[client(1, b"a\xe2"), client(0, b"\x82"), client(FIN, b"\xac")]);
         check(&split, &[text("a€".as_bytes())]);
         // Message ending inside a code point.
-        check(
-            &cat(&[client(1, b"a"), client(FIN, b"\xe2\x82")]),
-            &[Err(ERR_UTF8)],
-        );
+        check(&cat(&[client(1, b"a"), client(FIN, b"\xe2\x82")]), &[Err(ERR_UTF8)]);
         // Fail fast: the error surfaces after fragment 2, before any final fragment exists.
-        check(
-            &cat(&[client(1, b"ok"), client(0, b"\xe2\x28")]),
-            &[Err(ERR_UTF8)],
-        );
+        check(&cat(&[client(1, b"ok"), client(0, b"\xe2\x28")]), &[Err(ERR_UTF8)]);
         check(&client(1, b"\xc0\xaf"), &[Err(ERR_UTF8)]);
     }
 
     #[test]
     fn too_big_from_header() {
-        let limits = WsLimits {
-            frame_bytes_max: 100,
-            message_bytes_max: 150,
-        };
+        let limits = WsLimits { frame_bytes_max: 100, message_bytes_max: 150 };
         // Only the header is present: the error must not wait for the payload.
         let header_only = &client(FIN | 2, &[0; 101])[..8];
         check_with(header_only, limits, &[Err(ERR_FRAME_TOO_BIG)]);
@@ -456,10 +420,7 @@ mod tests {
         let exact = cat(&[client(2, &[7; 100]), client(FIN, &[7; 50])]);
         check_with(&exact, limits, &[Ok(Incoming::Binary(vec![7; 150].into()))]);
         let big = vec![b'z'; 70_000];
-        let wide = WsLimits {
-            frame_bytes_max: 70_000,
-            message_bytes_max: 70_000,
-        };
+        let wide = WsLimits { frame_bytes_max: 70_000, message_bytes_max: 70_000 };
         check_with(&client(FIN | 1, &big), wide, &[text(&big)]);
     }
 

@@ -123,10 +123,7 @@ mod tests {
     }
 
     fn round_trip(frame: &Bytes) -> Incoming {
-        let limits = WsLimits {
-            frame_bytes_max: 1 << 20,
-            message_bytes_max: 1 << 20,
-        };
+        let limits = WsLimits { frame_bytes_max: 1 << 20, message_bytes_max: 1 << 20 };
         let mut buf = BytesMut::from(&mask_server_frame(frame)[..]);
         let item = Decoder::new(limits).decode(&mut buf);
         assert!(buf.is_empty());
@@ -160,10 +157,7 @@ mod tests {
         assert_eq!(code, Some(1001));
         assert_eq!(reason.len(), 122);
         let short = round_trip(&close(1000, "bye"));
-        let want = Incoming::Close {
-            code: Some(1000),
-            reason: Bytes::from_static(b"bye"),
-        };
+        let want = Incoming::Close { code: Some(1000), reason: Bytes::from_static(b"bye") };
         assert_eq!(short, want);
     }
 

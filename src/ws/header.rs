@@ -22,10 +22,7 @@ pub(crate) const OP_PONG: u8 = 0xA;
 pub(crate) const CONTROL_PAYLOAD_MAX: usize = 125;
 
 const fn protocol(reason: &'static str) -> WsError {
-    WsError {
-        close_code: CLOSE_PROTOCOL_ERROR,
-        reason,
-    }
+    WsError { close_code: CLOSE_PROTOCOL_ERROR, reason }
 }
 
 const ERR_RSV: WsError = protocol("reserved bits set");
@@ -36,14 +33,10 @@ const ERR_CONTROL_TOO_LONG: WsError = protocol("control frame too long");
 const ERR_LEN_MSB: WsError = protocol("frame length MSB set");
 const ERR_STRAY_CONTINUATION: WsError = protocol("continuation without message");
 const ERR_INTERLEAVED_DATA: WsError = protocol("new message inside fragmented message");
-pub(crate) const ERR_FRAME_TOO_BIG: WsError = WsError {
-    close_code: CLOSE_TOO_BIG,
-    reason: "frame too big",
-};
-pub(crate) const ERR_MESSAGE_TOO_BIG: WsError = WsError {
-    close_code: CLOSE_TOO_BIG,
-    reason: "message too big",
-};
+pub(crate) const ERR_FRAME_TOO_BIG: WsError =
+    WsError { close_code: CLOSE_TOO_BIG, reason: "frame too big" };
+pub(crate) const ERR_MESSAGE_TOO_BIG: WsError =
+    WsError { close_code: CLOSE_TOO_BIG, reason: "message too big" };
 
 /// Header length of an unmasked (server) frame carrying `payload_len` bytes: 2, 4 or 10.
 pub fn frame_header_len(payload_len: usize) -> usize {
@@ -128,13 +121,7 @@ pub(crate) fn parse_header(
     let Some(&[k0, k1, k2, k3]) = buf.get(header_len - 4..header_len) else {
         return Ok(None);
     };
-    Ok(Some(Header {
-        fin,
-        opcode,
-        mask: [k0, k1, k2, k3],
-        header_len,
-        payload_len,
-    }))
+    Ok(Some(Header { fin, opcode, mask: [k0, k1, k2, k3], header_len, payload_len }))
 }
 
 /// Opcode, control-frame and fragmentation-state rules (RFC 6455 §5.2, §5.4, §5.5).
@@ -177,10 +164,7 @@ mod tests {
     use super::*;
 
     const KEY: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
-    const IDLE: MessageState = MessageState {
-        in_message: false,
-        message_len: 0,
-    };
+    const IDLE: MessageState = MessageState { in_message: false, message_len: 0 };
 
     #[test]
     fn mask_matches_bytewise_xor() {
@@ -188,11 +172,7 @@ mod tests {
             let data: Vec<u8> = (0..len as u8).collect();
             let mut fast = data.clone();
             apply_mask(&mut fast, KEY);
-            let slow: Vec<u8> = data
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ KEY[i % 4])
-                .collect();
+            let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]).collect();
             assert_eq!(fast, slow);
         }
     }
@@ -208,31 +188,19 @@ mod tests {
         let limits = WsLimits::default();
         let frame = [0x82, 0x80 | 126, 0x01, 0x00, 1, 2, 3, 4];
         for cut in 0..frame.len() {
-            assert!(matches!(
-                parse_header(&frame[..cut], &limits, IDLE),
-                Ok(None)
-            ));
+            assert!(matches!(parse_header(&frame[..cut], &limits, IDLE), Ok(None)));
         }
         let Ok(Some(h)) = parse_header(&frame, &limits, IDLE) else {
             panic!("complete header");
         };
-        assert_eq!(
-            (h.fin, h.opcode, h.header_len, h.payload_len),
-            (true, 2, 8, 256)
-        );
+        assert_eq!((h.fin, h.opcode, h.header_len, h.payload_len), (true, 2, 8, 256));
         assert_eq!(h.mask, [1, 2, 3, 4]);
     }
 
     #[test]
     fn minimal_input_is_enough_to_fail() {
         let limits = WsLimits::default();
-        for two in [
-            [0xC1, 0x80],
-            [0x81, 0x00],
-            [0x83, 0x80],
-            [0x09, 0x80],
-            [0x80, 0x80],
-        ] {
+        for two in [[0xC1, 0x80], [0x81, 0x00], [0x83, 0x80], [0x09, 0x80], [0x80, 0x80]] {
             let got = parse_header(&two, &limits, IDLE);
             assert_eq!(got.map(|_| ()).map_err(|e| e.close_code), Err(1002));
         }

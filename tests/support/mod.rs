@@ -95,11 +95,7 @@ pub fn start_with(mut config: Config) -> Server {
     let dir = TempDir::new();
     config.data_dir = dir.0.clone();
     let handle = roomcast::start(config).expect("server starts");
-    Server {
-        addr: handle.addr,
-        handle: Some(handle),
-        _dir: dir,
-    }
+    Server { addr: handle.addr, handle: Some(handle), _dir: dir }
 }
 
 /// Starts a server with `shards` shards and default limits.
@@ -144,10 +140,7 @@ impl HttpResponse {
     /// The body as JSON.
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
+            panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body))
         })
     }
 }
@@ -171,25 +164,16 @@ pub async fn read_response(stream: &mut TcpStream) -> HttpResponse {
             .await
             .expect("response in time")
             .expect("read");
-        assert!(
-            n > 0,
-            "connection closed before a response: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
+        assert!(n > 0, "connection closed before a response: {:?}", String::from_utf8_lossy(&buf));
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
+    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
     let length: usize = head
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
+            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0);
     let mut body = buf[head_end..].to_vec();
@@ -231,12 +215,7 @@ pub async fn create_room(addr: SocketAddr, name: &str, members: &[&str]) -> u64 
         Some(serde_json::json!({"name": name, "members": members})),
     )
     .await;
-    assert_eq!(
-        r.status,
-        201,
-        "create room: {:?}",
-        String::from_utf8_lossy(&r.body)
-    );
+    assert_eq!(r.status, 201, "create room: {:?}", String::from_utf8_lossy(&r.body));
     r.json()["room"]["id"].as_u64().expect("room id")
 }
 
@@ -250,12 +229,7 @@ pub async fn post_message(addr: SocketAddr, room: u64, user: &str, text: &str) -
         Some(serde_json::json!({"text": text})),
     )
     .await;
-    assert_eq!(
-        r.status,
-        201,
-        "post: {:?}",
-        String::from_utf8_lossy(&r.body)
-    );
+    assert_eq!(r.status, 201, "post: {:?}", String::from_utf8_lossy(&r.body));
     r.json()["message"].clone()
 }
 
@@ -284,17 +258,14 @@ pub async fn ws_connect(
     let mut request = url.into_client_request()?;
     match auth {
         Auth::Header(token) => {
-            request.headers_mut().insert(
-                "Authorization",
-                format!("Bearer {token}").parse().expect("header"),
-            );
+            request
+                .headers_mut()
+                .insert("Authorization", format!("Bearer {token}").parse().expect("header"));
         }
         Auth::Cookie(token) => {
             request.headers_mut().insert(
                 "Cookie",
-                format!("other=1; VirolaUserSessionId={token}")
-                    .parse()
-                    .expect("header"),
+                format!("other=1; VirolaUserSessionId={token}").parse().expect("header"),
             );
         }
         _ => {}

@@ -70,12 +70,9 @@ pub async fn ws_connect(
     path: &str,
     bearer: Option<&str>,
 ) -> Result<Ws, String> {
-    let tcp = tcp_connect(addr, src)
-        .await
-        .map_err(|e| format!("tcp connect: {e}"))?;
-    let mut request = format!("ws://{addr}{path}")
-        .into_client_request()
-        .map_err(|e| format!("request: {e}"))?;
+    let tcp = tcp_connect(addr, src).await.map_err(|e| format!("tcp connect: {e}"))?;
+    let mut request =
+        format!("ws://{addr}{path}").into_client_request().map_err(|e| format!("request: {e}"))?;
     if let Some(token) = bearer {
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|e| format!("header: {e}"))?;

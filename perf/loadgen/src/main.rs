@@ -231,9 +231,7 @@ fn run(args: Args) -> Result<(), String> {
         Target::Roomcast => {
             let secret = read_secret(&args)?;
             let minter = token::Minter::new(&secret);
-            let tokens: Vec<String> = (0..n)
-                .map(|c| minter.mint(&format!("u{c}"), None))
-                .collect();
+            let tokens: Vec<String> = (0..n).map(|c| minter.mint(&format!("u{c}"), None)).collect();
             let room_ids = if args.idle {
                 Vec::new()
             } else {
@@ -262,10 +260,7 @@ fn run(args: Args) -> Result<(), String> {
                     })
                 })
                 .collect();
-            for (w, spec) in http_workers(authors, args.http_conns)
-                .into_iter()
-                .enumerate()
-            {
+            for (w, spec) in http_workers(authors, args.http_conns).into_iter().enumerate() {
                 let mut spec = spec;
                 spec.src = source_ip(n + w, args.conns_per_ip);
                 plans[w % threads].http.push(spec);
@@ -283,9 +278,7 @@ fn run(args: Args) -> Result<(), String> {
         connect_concurrency: args.connect_concurrency.div_ceil(threads),
     });
 
-    let hists: Vec<Hist> = (0..threads)
-        .map(|_| Arc::new(Mutex::new(worker::new_hist())))
-        .collect();
+    let hists: Vec<Hist> = (0..threads).map(|_| Arc::new(Mutex::new(worker::new_hist()))).collect();
     let connect_start = Instant::now();
     let handles: Vec<_> = plans
         .into_iter()
@@ -322,36 +315,25 @@ fn run(args: Args) -> Result<(), String> {
         }
         let cpu0 = server.as_ref().and_then(|s| procfs::pid_cpu_s(s.pid));
         let lg0 = procfs::own_cpu_s();
-        std::thread::sleep(Duration::from_secs_f64(
-            (args.duration - args.settle).max(0.0),
-        ));
+        std::thread::sleep(Duration::from_secs_f64((args.duration - args.settle).max(0.0)));
         let cpu = cpu0.zip(server.as_ref().and_then(|s| procfs::pid_cpu_s(s.pid)));
         let lg = procfs::own_cpu_s() - lg0;
         let report = base.report(0, 0.0, &shared, &hists, server.clone(), cpu, lg);
         print_line(&report)?;
     } else {
-        let rates = if args.rate_steps.is_empty() {
-            vec![args.rate]
-        } else {
-            args.rate_steps.clone()
-        };
+        let rates =
+            if args.rate_steps.is_empty() { vec![args.rate] } else { args.rate_steps.clone() };
         for (step, &rate) in rates.iter().enumerate() {
             let go = Instant::now() + Duration::from_millis(50);
             let window_start = go + cfg.warmup;
             let window_end = window_start + cfg.duration;
-            shared
-                .window_start
-                .store(shared.ns_of(window_start), Relaxed);
+            shared.window_start.store(shared.ns_of(window_start), Relaxed);
             shared.window_end.store(shared.ns_of(window_end), Relaxed);
             shared.reset_step();
             for h in &hists {
                 h.lock().unwrap().reset();
             }
-            shared.phase.send_replace(Phase::Go {
-                at: go,
-                step: step as u32,
-                rate,
-            });
+            shared.phase.send_replace(Phase::Go { at: go, step: step as u32, rate });
             sleep_until(window_start);
             if let Some(s) = server.as_mut() {
                 s.rss_connected_kb = procfs::pid_rss_kb(s.pid);
@@ -483,9 +465,7 @@ fn print_line(report: &Report) -> Result<(), String> {
     use std::io::Write;
     let line = serde_json::to_string(report).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")
-        .and_then(|_| out.flush())
-        .map_err(|e| e.to_string())
+    writeln!(out, "{line}").and_then(|_| out.flush()).map_err(|e| e.to_string())
 }
 
 /// Splits the authors over at most `conns` HTTP workers sharing the total rate.
@@ -534,10 +514,8 @@ fn read_secret(args: &Args) -> Result<String, String> {
     if let Some(s) = &args.secret {
         return Ok(s.trim().to_string());
     }
-    let path = args
-        .secret_file
-        .as_ref()
-        .ok_or("--target roomcast needs --secret-file or --secret")?;
+    let path =
+        args.secret_file.as_ref().ok_or("--target roomcast needs --secret-file or --secret")?;
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|e| format!("{}: {e}", path.display()))

@@ -17,10 +17,7 @@ pub fn create_rooms(
     parallel: usize,
     shared: &Arc<Shared>,
 ) -> Vec<Option<u64>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let parallel = parallel.clamp(1, members.len().max(1));
     rt.block_on(async {
         let mut tasks = Vec::new();
@@ -41,10 +38,7 @@ pub fn create_rooms(
                             conn = HttpConn::connect(addr, source_ip(lane, 1)).await.ok();
                         }
                         let Some(c) = conn.as_mut() else { break };
-                        match c
-                            .request("POST", "/api/v1/rooms", &token, body.as_bytes())
-                            .await
-                        {
+                        match c.request("POST", "/api/v1/rooms", &token, body.as_bytes()).await {
                             Ok((status, resp)) if (200..300).contains(&status) => {
                                 id = room_id(&resp);
                                 break;

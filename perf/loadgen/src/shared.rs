@@ -31,17 +31,10 @@ pub struct Errors {
 
 impl Errors {
     pub fn total(&self) -> u64 {
-        [
-            &self.connect,
-            &self.closed,
-            &self.http,
-            &self.http_io,
-            &self.send,
-            &self.setup,
-        ]
-        .iter()
-        .map(|c| c.load(Relaxed))
-        .sum()
+        [&self.connect, &self.closed, &self.http, &self.http_io, &self.send, &self.setup]
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .sum()
     }
 }
 

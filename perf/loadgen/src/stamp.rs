@@ -74,9 +74,7 @@ mod tests {
         for_each_roomcast(frame, |n| got.push(n));
         assert_eq!(got, vec![42, 7]);
         let mut none = Vec::new();
-        for_each_roomcast(r#"{"type":"RoomCreated","data":{"text":"t=1;"}}"#, |n| {
-            none.push(n)
-        });
+        for_each_roomcast(r#"{"type":"RoomCreated","data":{"text":"t=1;"}}"#, |n| none.push(n));
         assert!(none.is_empty());
     }
 }

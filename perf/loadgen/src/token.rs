@@ -30,10 +30,7 @@ pub struct Minter {
 impl Minter {
     /// Builds a minter from the secret text (already trimmed by the caller or not: it is trimmed).
     pub fn new(secret: &str) -> Self {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Self {
             key: EncodingKey::from_secret(secret.trim().as_bytes()),
             header: Header::default(),

@@ -99,10 +99,7 @@ pub fn new_hist() -> Histogram<u64> {
 
 /// Runs one thread's plan until the run stops.
 pub fn run_thread(plan: ThreadPlan, cfg: Arc<Config>, shared: Arc<Shared>, hist: Hist) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let gate = Rc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
@@ -203,9 +200,7 @@ where
                     shared.deliveries_all.fetch_add(1, Relaxed);
                     if shared.in_window(sent) {
                         shared.deliveries.fetch_add(1, Relaxed);
-                        hist.lock()
-                            .unwrap()
-                            .saturating_record(now.saturating_sub(sent).max(1));
+                        hist.lock().unwrap().saturating_record(now.saturating_sub(sent).max(1));
                     }
                 };
                 match target {
@@ -261,13 +256,7 @@ impl Slots {
         } else {
             Duration::ZERO
         };
-        Self {
-            go,
-            end: go + cfg.warmup + cfg.duration,
-            rate,
-            offset,
-            next: 0,
-        }
+        Self { go, end: go + cfg.warmup + cfg.duration, rate, offset, next: 0 }
     }
 
     /// Sleeps until the next slot is due and returns its number, or `None` when past the end.
@@ -328,11 +317,7 @@ async fn publish_ws<S>(
         let mut slots = Slots::new(go, rate, &cfg, schedule);
         while slots.next(&shared).await.is_some() {
             let sent = shared.now_ns();
-            if sink
-                .send(Message::text(stamp::text(sent, cfg.payload)))
-                .await
-                .is_err()
-            {
+            if sink.send(Message::text(stamp::text(sent, cfg.payload))).await.is_err() {
                 if !shared.stopping.load(Relaxed) {
                     shared.errors.send.fetch_add(1, Relaxed);
                 }
@@ -363,10 +348,7 @@ async fn http_worker(spec: HttpWorkerSpec, cfg: Arc<Config>, shared: Arc<Shared>
             };
             let sent = shared.now_ns();
             let body = serde_json::json!({ "text": stamp::text(sent, cfg.payload) }).to_string();
-            match c
-                .request("POST", &target.path, &target.token, body.as_bytes())
-                .await
-            {
+            match c.request("POST", &target.path, &target.token, body.as_bytes()).await {
                 Ok((status, _)) if (200..300).contains(&status) => {
                     count_sent(&shared, sent, target.room_size)
                 }

@@ -1,0 +1,178 @@
+//! What the owner pipeline writes to its store for each change, and how it rebuilds its rooms
+//! from what the store recovered at start.
+//!
+//! Invariant: every change a caller is told about is covered by the ops returned here (room
+//! record, membership, every created or changed message), so a restart recovers exactly what
+//! was acknowledged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::model::ids::IdAllocator;
+use crate::model::room::Outcome;
+use crate::model::{Event, Member, Role, Room, RoomAction, RoomId, UserId};
+use crate::store::{role_from_u8, role_to_u8, MessageRecord, Recovered, RoomRecord, StoreOp};
+
+use super::owner::{Owned, OwnedRoom};
+
+/// What kind of write an action is, captured before `Room::apply` consumes it.
+#[derive(Debug)]
+pub enum Write {
+    /// Room fields changed.
+    Room,
+    /// The room was deleted.
+    Delete,
+    /// A member was added or its role changed.
+    PutMember(UserId, Role),
+    /// A member was removed.
+    RemoveMember,
+    /// A message was posted, edited or deleted.
+    Message,
+}
+
+impl Write {
+    /// The write an action performs, or `None` for reads.
+    pub fn of(action: &RoomAction) -> Option<Write> {
+        match action {
+            RoomAction::Get | RoomAction::History { .. } => None,
+            RoomAction::Update(_) => Some(Write::Room),
+            RoomAction::Delete => Some(Write::Delete),
+            RoomAction::PutMember { user, role } => Some(Write::PutMember(user.clone(), *role)),
+            RoomAction::RemoveMember(_) => Some(Write::RemoveMember),
+            RoomAction::Post(_) | RoomAction::Edit { .. } | RoomAction::DeleteMessage(_) => {
+                Some(Write::Message)
+            }
+        }
+    }
+}
+
+/// The store ops that make `outcome` of `write` on `room` durable.
+pub fn ops_for(room: &Room, write: &Write, outcome: &Outcome) -> Vec<StoreOp> {
+    let mut ops = Vec::with_capacity(3);
+    match write {
+        Write::Delete => return vec![StoreOp::DeleteRoom(room.id)],
+        Write::PutMember(user, role) => {
+            ops.push(StoreOp::PutMember {
+                room: room.id,
+                user: user.as_str().to_string(),
+                role: role_to_u8(*role),
+            });
+        }
+        Write::RemoveMember => {
+            if let Some((user, _)) = &outcome.left {
+                ops.push(StoreOp::RemoveMember { room: room.id, user: user.as_str().to_string() });
+            }
+        }
+        Write::Room | Write::Message => {}
+    }
+    let mut written: HashSet<u64> = HashSet::new();
+    if let Some(message) = &outcome.stored {
+        written.insert(message.id);
+        ops.push(StoreOp::PutMessage(MessageRecord::from(message.as_ref())));
+    }
+    for event in &outcome.events {
+        if let Event::MessageCreated(m) | Event::MessageUpdated(m) = event {
+            if written.insert(m.id) {
+                ops.push(StoreOp::PutMessage(MessageRecord::from(m.as_ref())));
+            }
+        }
+    }
+    ops.push(StoreOp::PutRoom(RoomRecord::from_room(room)));
+    ops
+}
+
+/// The ops that store a newly created room with its members.
+pub fn ops_for_new_room(room: &Room) -> Vec<StoreOp> {
+    let mut ops = Vec::with_capacity(room.members.len() + 1);
+    ops.push(StoreOp::PutRoom(RoomRecord::from_room(room)));
+    for (user, member) in &room.members {
+        ops.push(StoreOp::PutMember {
+            room: room.id,
+            user: user.as_str().to_string(),
+            role: role_to_u8(member.role),
+        });
+    }
+    ops
+}
+
+/// Rebuilds a shard's owned rooms from its store; ids resume above everything ever stored.
+/// Returns the state and every (member, room) pair, which the user owners must be told about.
+pub fn recover(
+    shard: usize,
+    shard_count: usize,
+    recovered: Recovered,
+    history_max: usize,
+    members_max: usize,
+) -> (Owned, Vec<(UserId, RoomId)>) {
+    let mut owned = Owned::new(shard, shard_count);
+    owned.room_ids = IdAllocator::new(shard, shard_count, recovered.max_room_id);
+    owned.message_ids = IdAllocator::new(shard, shard_count, recovered.max_message_id);
+    let mut memberships = Vec::new();
+    for entry in recovered.rooms {
+        let record = entry.room;
+        let Some(kind) = record.room_kind() else {
+            tracing::error!(shard, room = record.id, kind = %record.kind, "skipping a stored room of unknown kind");
+            continue;
+        };
+        let mut members = HashMap::with_capacity(entry.members.len());
+        for (user, role) in entry.members {
+            let user = UserId::new(&user);
+            memberships.push((user.clone(), record.id));
+            members.insert(
+                user,
+                Member { role: role_from_u8(role).unwrap_or(Role::Member), shard_mask: 0 },
+            );
+        }
+        let history: std::collections::VecDeque<_> =
+            entry.recent.into_iter().map(MessageRecord::into_message).collect();
+        for message in &history {
+            owned.message_rooms.insert(message.id, record.id);
+        }
+        let room = Room {
+            id: record.id,
+            kind,
+            name: record.name,
+            description: record.description,
+            attributes: record.attributes,
+            members,
+            created_ms: record.created_ms,
+            updated_ms: record.updated_ms,
+            last_seq: record.last_seq,
+            history,
+            history_max,
+            members_max,
+        };
+        owned.rooms.insert(
+            room.id,
+            OwnedRoom { room, shard_counts: vec![0; shard_count], welcome_pending: HashSet::new() },
+        );
+    }
+    (owned, memberships)
+}
+
+/// True when older messages of `room` exist only in the store (not in the in-memory window).
+pub fn has_older_on_disk(room: &Room) -> bool {
+    match room.history.front() {
+        Some(oldest) => oldest.seq > 1,
+        None => room.last_seq > 0,
+    }
+}
+
+/// Whether a history page computed from the window is the same the store would give.
+pub fn window_answers(
+    room: &Room,
+    after: Option<u64>,
+    before: Option<u64>,
+    limit: usize,
+    page: &[Arc<crate::model::Message>],
+) -> bool {
+    if !has_older_on_disk(room) {
+        return true;
+    }
+    let oldest = room.history.front().map_or(u64::MAX, |m| m.id);
+    match (after, before) {
+        (Some(after), _) => after >= oldest,
+        (None, Some(_)) => page.len() == limit,
+        (None, None) => false,
+    }
+}
