@@ -17,7 +17,7 @@
 //! - [`http`]: IO-free HTTP/1.1 request-head parsing, responses, and the WebSocket upgrade.
 //! - [`dialect`]: the wire protocols clients speak (Virola today).
 //! - [`rest`]: the REST API.
-//! - [`store`]: the persistence seam (in memory until the durable store lands).
+//! - [`store`]: the durable store: a redb file per shard, group commit off the loop.
 //! - [`metrics`]: per-shard counters and the Prometheus endpoint.
 
 pub mod auth;

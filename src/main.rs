@@ -45,6 +45,7 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
         tracing::warn!("durability = none: for benchmarks only");
     }
     let data_dir = config.data_dir.clone();
+    let durability = config.durability;
     let secret_configured = config.jwt_secret.is_some();
     let handle = roomcast::start(config)?;
     if !secret_configured {
@@ -54,9 +55,7 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
         );
     }
     println!("roomcast listening on http://{} with {} shard(s)", handle.addr, handle.shard_count);
-    println!(
-        "state is in memory (the durable store is not built yet): a restart forgets everything"
-    );
+    println!("data directory: {} (durability: {:?})", data_dir.display(), durability);
     println!(
         "mint a token: cargo run --release -- token --user alice --data-dir {}",
         data_dir.display()
