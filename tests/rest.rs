@@ -214,3 +214,49 @@ async fn rest_metrics_and_health_answer() {
         assert!(text.contains(name), "metrics has {name}");
     }
 }
+
+#[tokio::test]
+async fn rest_user_writes_over_the_rate_get_429_and_services_are_exempt() {
+    let mut config = config(1);
+    config.actions_per_second = 1;
+    config.actions_burst = 3;
+    let server = start_with(config);
+    let addr = server.addr;
+    let room = create_room(addr, "limited", &["alice"]).await;
+    let token = user_token("alice");
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = call(
+            addr,
+            "POST",
+            &format!("/api/v1/rooms/{room}/messages"),
+            Some(&token),
+            Some(json!({"text": format!("m{i}")})),
+        )
+        .await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert_error(&r, 429, "rate_limited");
+        }
+    }
+    assert_eq!(statuses, [201, 201, 201, 429, 429], "burst of 3, then refused");
+    let reads =
+        call(addr, "GET", &format!("/api/v1/rooms/{room}/messages"), Some(&token), None).await;
+    assert_eq!(reads.status, 200, "reads are not limited");
+    assert_eq!(
+        reads.json()["messages"].as_array().unwrap().len(),
+        3,
+        "refused posts were not stored"
+    );
+    for _ in 0..5 {
+        let r = call(
+            addr,
+            "POST",
+            &format!("/api/v1/rooms/{room}/messages"),
+            Some(&service_token()),
+            Some(json!({"text": "svc", "author": "alice"})),
+        )
+        .await;
+        assert_eq!(r.status, 201, "services are exempt");
+    }
+}

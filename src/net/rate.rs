@@ -18,6 +18,13 @@ impl RateLimit {
         RateLimit { per_second, burst, milli_tokens: u64::from(burst) * 1000, refilled_ms: now_ms }
     }
 
+    /// True when the bucket would be full at `now_ms` (its owner has been idle).
+    pub fn is_full(&self, now_ms: u64, burst: u32) -> bool {
+        let elapsed = now_ms.saturating_sub(self.refilled_ms);
+        self.milli_tokens.saturating_add(elapsed.saturating_mul(u64::from(self.per_second)))
+            >= u64::from(burst) * 1000
+    }
+
     /// Takes one token; false when the caller is over its rate (refuse the action: 429 or the
     /// dialect's error).
     pub fn take(&mut self, now_ms: u64) -> bool {

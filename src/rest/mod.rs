@@ -89,6 +89,17 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
         }),
         ["api", "v1", rest @ ..] => {
             let caller = caller(shard, head)?;
+            let writes = matches!(method, Post | Put | Patch | Delete);
+            if writes && caller.viewer != Viewer::Service && !shard.take_user_action(&caller.user) {
+                return Err(ApiError {
+                    status: 429,
+                    code: "rate_limited",
+                    message: format!(
+                        "over {} actions per second (burst {}); slow down",
+                        shard.config.actions_per_second, shard.config.actions_burst
+                    ),
+                });
+            }
             match (rest, method) {
                 (["rooms"], Post) => rooms::create(shard, &caller, body).await,
                 (["rooms"], Get) => rooms::list(shard, &caller).await,

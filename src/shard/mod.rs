@@ -35,6 +35,8 @@ pub use spawn::{start, ServerHandle};
 
 /// How long a caller waits for an owner shard's answer before giving up with 503.
 const OWNER_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Users with a rate-limit bucket on one shard above which idle buckets are dropped.
+const USER_RATES_MAX: usize = 65_536;
 /// Parked commands for one peer above which new client actions are refused (503).
 const PARKED_ADMISSION_MAX: usize = 65_536;
 
@@ -72,6 +74,8 @@ pub struct Shard {
     pub store: RefCell<crate::store::Store>,
     /// Writes waiting for the store, and reads in flight.
     pub commits: RefCell<commit::Commits>,
+    /// Per-user token buckets for REST writes on this shard (bounded by `USER_RATES_MAX`).
+    pub user_rates: RefCell<std::collections::HashMap<UserId, crate::net::rate::RateLimit>>,
     /// Set by the main thread to ask every shard to stop.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
     /// Set once shutdown began: no new connections or actions.
@@ -137,6 +141,26 @@ impl Shard {
                 Response::Refused(Refusal::Unavailable("the owner shard did not answer in time"))
             }
         }
+    }
+
+    /// Takes one action token for `user`; false when the user is over its rate.
+    pub fn take_user_action(&self, user: &UserId) -> bool {
+        let now = crate::model::ids::now_ms();
+        let mut rates = self.user_rates.borrow_mut();
+        if rates.len() >= USER_RATES_MAX && !rates.contains_key(user) {
+            // Drop the buckets that have refilled completely: their users were idle.
+            let burst = self.config.actions_burst;
+            rates.retain(|_, limit| !limit.is_full(now, burst));
+        }
+        let (per_second, burst) = (self.config.actions_per_second, self.config.actions_burst);
+        let allowed = rates
+            .entry(user.clone())
+            .or_insert_with(|| crate::net::rate::RateLimit::new(per_second, burst, now))
+            .take(now);
+        if !allowed {
+            crate::metrics::inc(&self.metrics.rate_limited_total);
+        }
+        allowed
     }
 
     /// Hands `bundle` to every local subscriber of `room`.

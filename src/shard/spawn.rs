@@ -203,6 +203,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         inbox_wake: tokio::sync::Notify::new(),
         retry_running: Cell::new(false),
         pending: RefCell::new(Slab::new()),
+        user_rates: RefCell::new(std::collections::HashMap::new()),
         conns: RefCell::new(Slab::new()),
         subs: RefCell::new(Subscriptions::default()),
         shutting_down: Cell::new(false),
