@@ -269,34 +269,21 @@ async fn durability_history_pages_from_disk_across_restarts_with_edits_and_delet
 
     let server = spawn_server(&dir.0, 1, &window).unwrap();
     let addr = server.addr;
-    let texts = |v: Value| -> Vec<String> {
-        v["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["text"].as_str().unwrap().to_string())
-            .collect()
-    };
-    let get = |q: String| {
-        let token = token.clone();
-        async move {
-            let r = call(
-                addr,
-                "GET",
-                &format!("/api/v1/rooms/{room}/messages?{q}"),
-                Some(&token),
-                None,
-            )
-            .await;
-            assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
-            r.json()
-        }
-    };
-    assert_eq!(texts(get("limit=3".into()).await), ["m0", "m1", "m2"], "oldest page, from disk");
-    assert_eq!(texts(get(format!("after={}&limit=4", ids[9])).await), ["m10", "m11", "m12", "m13"]);
-    assert_eq!(texts(get(format!("before={}&limit=3", ids[20])).await), ["m17", "m18", "m19"]);
     assert_eq!(
-        texts(get(format!("after={}&limit=10", ids[25])).await),
+        history_texts(addr, room, &token, "limit=3").await,
+        ["m0", "m1", "m2"],
+        "oldest page, from disk"
+    );
+    assert_eq!(
+        history_texts(addr, room, &token, &format!("after={}&limit=4", ids[9])).await,
+        ["m10", "m11", "m12", "m13"]
+    );
+    assert_eq!(
+        history_texts(addr, room, &token, &format!("before={}&limit=3", ids[20])).await,
+        ["m17", "m18", "m19"]
+    );
+    assert_eq!(
+        history_texts(addr, room, &token, &format!("after={}&limit=10", ids[25])).await,
         ["m26", "m28 edited", "m29"],
         "edit and deletion survived"
     );

@@ -332,3 +332,16 @@ pub async fn close(mut ws: Ws) {
     let _ = ws.send(Message::Close(None)).await;
     while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {}
 }
+
+/// The texts of one history page (`GET /api/v1/rooms/{room}/messages?{query}`), asserting 200.
+pub async fn history_texts(addr: SocketAddr, room: u64, token: &str, query: &str) -> Vec<String> {
+    let r = call(addr, "GET", &format!("/api/v1/rooms/{room}/messages?{query}"), Some(token), None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    r.json()["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["text"].as_str().expect("text").to_string())
+        .collect()
+}
