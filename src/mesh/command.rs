@@ -15,14 +15,14 @@ pub enum Command {
         /// The asking shard.
         from: ShardId,
         /// The asker's pending-reply slot.
-        token: usize,
+        token: u64,
         /// What to do.
         request: Request,
     },
     /// The owner's answer to a `Request`.
     Response {
         /// The asker's pending-reply slot.
-        token: usize,
+        token: u64,
         /// The answer.
         response: Response,
     },

@@ -31,7 +31,7 @@ pub enum ReplyTo {
         /// The calling shard.
         from: ShardId,
         /// The caller's pending slot.
-        token: usize,
+        token: u64,
     },
     /// A caller on this shard.
     Local(oneshot::Sender<Response>),

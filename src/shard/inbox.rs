@@ -59,7 +59,7 @@ fn handle(shard: &Shard, command: Command) {
             shard.execute(request, super::ReplyTo::Remote { from, token });
         }
         Command::Response { token, response } => {
-            if let Some(waiter) = shard.pending.borrow_mut().try_remove(token) {
+            if let Some(waiter) = shard.pending.borrow_mut().remove(&token) {
                 let _ = waiter.send(response);
             }
         }

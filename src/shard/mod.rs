@@ -62,8 +62,11 @@ pub struct Shard {
     inbox_wake: tokio::sync::Notify,
     /// Whether the parked-retry task is running.
     retry_running: Cell<bool>,
-    /// Callers waiting for owner answers, by token.
-    pending: RefCell<Slab<oneshot::Sender<Response>>>,
+    /// Callers waiting for owner answers, by token. Tokens are never reused, so a late answer
+    /// to a caller that gave up cannot reach another caller.
+    pending: RefCell<std::collections::HashMap<u64, oneshot::Sender<Response>>>,
+    /// The next caller token.
+    next_call_token: Cell<u64>,
     /// Open connections that receive events, by key.
     pub conns: RefCell<Slab<Rc<Conn>>>,
     /// Local room subscriptions.
@@ -132,12 +135,14 @@ impl Shard {
             ));
         }
         let (tx, rx) = oneshot::channel();
-        let token = self.pending.borrow_mut().insert(tx);
+        let token = self.next_call_token.get();
+        self.next_call_token.set(token + 1);
+        self.pending.borrow_mut().insert(token, tx);
         self.send(to, Command::Request { from: self.id, token, request });
         match tokio::time::timeout(OWNER_REPLY_TIMEOUT, rx).await {
             Ok(Ok(response)) => response,
             _ => {
-                self.pending.borrow_mut().try_remove(token);
+                self.pending.borrow_mut().remove(&token);
                 Response::Refused(Refusal::Unavailable("the owner shard did not answer in time"))
             }
         }
