@@ -1,6 +1,7 @@
 //! Dialects: the wire protocols clients speak. Each renders core events into complete frames
 //! (pure functions) and keeps its per-connection protocol state.
 
+pub mod osu;
 pub mod virola;
 
 use crate::fanout::Frames;
@@ -13,17 +14,25 @@ pub enum DialectKind {
     Virola = 0,
     /// The conformance echo endpoint (receives no events).
     Echo = 1,
+    /// osu! notification websocket `/notifications`.
+    Osu = 2,
 }
 
 impl DialectKind {
     /// Number of dialects, the length of a bundle's frame array.
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 3;
 }
 
 /// Renders `event` into frames for every dialect that receives events, as a viewer who is
 /// (`moderator = true`) or is not a moderator of the room sees it.
+///
+/// osu! frames that depend on the viewer (channel join/part) are rendered by the owner for
+/// each viewer (`osu::channel_event`); here osu gets only `chat.message.new`.
 pub fn render_all(event: &Event, moderator: bool) -> Frames {
     let mut frames: Frames = Default::default();
     frames[DialectKind::Virola as usize] = Some(virola::render(event, moderator));
+    if let Event::MessageCreated(m) = event {
+        frames[DialectKind::Osu as usize] = Some(osu::message_new(m));
+    }
     frames
 }

@@ -4,5 +4,5 @@
 pub mod bundle;
 pub mod topic;
 
-pub use bundle::{Alternative, Bundle, Frames};
+pub use bundle::{Alternative, Bundle, EventClass, Frames, OsuRouting};
 pub use topic::Subscriptions;

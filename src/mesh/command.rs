@@ -97,6 +97,40 @@ pub enum Command {
         /// One bit per shard with connections of the user.
         mask: u64,
     },
+    /// User owner → a shard holding `user`'s connections: hand `bundle` to each of them
+    /// (notifications, read marks).
+    DeliverToUser {
+        /// The user.
+        user: UserId,
+        /// The frames, rendered once.
+        bundle: Arc<Bundle>,
+    },
+    /// User owner → every shard: session `sid` is logged out until `expires_at` (unix s):
+    /// refuse its token and close its connections (osu!: `logout` first).
+    RevokeSession {
+        /// The session id (JWT `sid`, else `jti`).
+        sid: String,
+        /// When its tokens expire anyway, unix seconds; the entry is pruned after.
+        expires_at: u64,
+    },
+    /// Connection shard → user owner: a connection of `user` opened with session `sid`
+    /// (so the user may later log that session out by id).
+    SessionSeen {
+        /// The user.
+        user: UserId,
+        /// The session id.
+        sid: String,
+        /// The token's `exp`, unix seconds.
+        expires_at: u64,
+    },
+    /// Any shard → a shard: answer `Response { token, Done(Empty) }` to `from`. Sent after
+    /// other commands on the same ring, its answer proves they were handled.
+    Barrier {
+        /// The asking shard.
+        from: ShardId,
+        /// The asker's pending-reply slot.
+        token: usize,
+    },
     /// Main thread → every shard: close every connection with 1001 and stop.
     Shutdown,
 }

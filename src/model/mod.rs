@@ -6,11 +6,13 @@
 pub mod action;
 pub mod event;
 pub mod ids;
+pub mod notification;
 pub mod room;
 
 pub use action::{RoomAction, Viewer};
 pub use event::{Event, LastMessage, Message, RoomView};
 pub use ids::{MessageId, RoomId, Seq, ShardId, UserId};
+pub use notification::Notification;
 pub use room::{Member, Role, Room, RoomKind};
 
 /// Why the model refused an action; each maps to one HTTP status and dialect error.

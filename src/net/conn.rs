@@ -55,6 +55,8 @@ pub struct Conn {
     pub last_seen_ms: Cell<u64>,
     /// When the server started closing it, ms (0 while open).
     pub closing_since_ms: Cell<u64>,
+    /// Dialect protocol state bits (osu!: `dialect::osu::{CHAT_ACTIVE, SCOPE_ALL}`).
+    pub flags: Cell<u8>,
     flushed: tokio::sync::Notify,
     metrics: Arc<ShardMetrics>,
 }
@@ -80,6 +82,7 @@ impl Conn {
             outbound_bytes_max,
             last_seen_ms: Cell::new(now_ms()),
             closing_since_ms: Cell::new(0),
+            flags: Cell::new(0),
             flushed: tokio::sync::Notify::new(),
             metrics,
         }

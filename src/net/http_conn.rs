@@ -13,7 +13,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio_uring::net::TcpStream;
 
 use crate::auth::Identity;
-use crate::dialect::{virola, DialectKind};
+use crate::dialect::{osu, virola, DialectKind};
 use crate::http::head::{parse_head, RequestHead};
 use crate::http::query::{bearer, cookie, query_param};
 use crate::http::{response, upgrade};
@@ -134,6 +134,7 @@ async fn write(stream: &TcpStream, bytes: Bytes) -> bool {
 fn dialect_at(shard: &Shard, path: &str) -> Option<DialectKind> {
     match path {
         "/api/v1/events" => Some(DialectKind::Virola),
+        p if p == "/notifications" || p.starts_with("/notifications/") => Some(DialectKind::Osu),
         p if shard.config.echo_endpoint.as_deref() == Some(p) => Some(DialectKind::Echo),
         _ => None,
     }
@@ -148,6 +149,33 @@ fn virola_token(head: &RequestHead) -> Option<String> {
         return Some(token.into_owned());
     }
     cookie(head, virola::SESSION_COOKIE).map(str::to_string)
+}
+
+/// osu!'s token: `Authorization: Bearer`, else `?access_token=` only when no `Authorization`
+/// header was sent at all (as the real server does).
+fn osu_token(head: &RequestHead) -> Option<String> {
+    if head.header("authorization").is_some() {
+        return bearer(head).map(str::to_string);
+    }
+    head.query.as_deref().and_then(|q| query_param(q, "access_token")).map(|t| t.into_owned())
+}
+
+/// osu!'s refusal: the handshake completes, one `{"error":"authentication failed"}` frame,
+/// then the TCP connection is dropped (no close frame), as the real server does.
+async fn refuse_osu(stream: &TcpStream, head: &RequestHead, shard: usize) -> bool {
+    let accepted = match upgrade::accept(head) {
+        Ok(accepted) => with_shard_header(&accepted, shard),
+        Err(e) => {
+            let _ = write(stream, e.render(false)).await;
+            return false;
+        }
+    };
+    let mut out = Vec::with_capacity(accepted.len() + 40);
+    out.extend_from_slice(&accepted);
+    out.extend_from_slice(&osu::authentication_failed());
+    let _ = write(stream, Bytes::from(out)).await;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    false
 }
 
 async fn upgrade_to_websocket(
@@ -172,8 +200,19 @@ async fn upgrade_to_websocket(
         .await;
         return false;
     }
+    let mut flags = 0;
     let identity = match dialect {
         DialectKind::Echo => None,
+        DialectKind::Osu => {
+            let verified = authenticate(shard, osu_token(&head).as_deref()).ok();
+            match verified.and_then(|id| osu::scope_flags(&id.scopes).map(|f| (id, f))) {
+                Some((identity, scope)) => {
+                    flags = scope;
+                    Some(identity)
+                }
+                None => return refuse_osu(&stream, &head, shard.id).await,
+            }
+        }
         DialectKind::Virola => match authenticate(shard, virola_token(&head).as_deref()) {
             Ok(identity) => Some(identity),
             Err(message) => {
@@ -228,7 +267,11 @@ async fn upgrade_to_websocket(
                 ))
             });
             match attached {
-                Some(conn) => (conn, true),
+                Some(conn) => {
+                    conn.flags.set(flags);
+                    after_attach(shard, &conn, identity.expires_at);
+                    (conn, true)
+                }
                 None => {
                     metrics::inc(&shard.metrics.connections_refused_total);
                     return false;
@@ -248,11 +291,40 @@ async fn upgrade_to_websocket(
     true
 }
 
-/// Verifies a token, counting failures.
+/// After an event connection registered: tell the user owner its session (so the user can
+/// log it out by id); osu! connections get `connection.ready` once the user owner has handled
+/// the attach (a barrier through the same ring), i.e. once user-directed events reach them.
+fn after_attach(shard: &Rc<Shard>, conn: &Rc<Conn>, expires_at: u64) {
+    let owner = crate::model::ids::shard_of_user(&conn.user, shard.shard_count);
+    if let Some(sid) = &conn.session {
+        let seen = crate::mesh::Command::SessionSeen {
+            user: conn.user.clone(),
+            sid: sid.clone(),
+            expires_at,
+        };
+        shard.send(owner, seen);
+    }
+    if conn.dialect == DialectKind::Osu {
+        let (shard, conn) = (shard.clone(), conn.clone());
+        tokio_uring::spawn(async move {
+            if shard.barrier(owner).await {
+                conn.send(osu::connection_ready());
+            }
+        });
+    }
+}
+
+/// Verifies a token and refuses logged-out sessions, counting failures.
 pub fn authenticate(shard: &Shard, token: Option<&str>) -> Result<Identity, String> {
     let result = match token {
         None => Err("missing access token".to_string()),
-        Some(token) => shard.verifier.verify(token).map_err(|e| e.to_string()),
+        Some(token) => match shard.verifier.verify(token) {
+            Ok(identity) if identity.session.as_deref().is_some_and(|s| shard.is_revoked(s)) => {
+                Err("the session was logged out".to_string())
+            }
+            Ok(identity) => Ok(identity),
+            Err(e) => Err(e.to_string()),
+        },
     };
     if result.is_err() {
         shard.metrics.auth_failures_total.fetch_add(1, Ordering::Relaxed);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use crate::dialect::DialectKind;
+use crate::dialect::{osu, DialectKind};
 use crate::metrics;
 use crate::model::ids::now_ms;
 use crate::net::conn::Conn;
@@ -87,6 +87,9 @@ fn on_frame(conn: &Rc<Conn>, incoming: Incoming) -> bool {
             if conn.dialect == DialectKind::Echo {
                 conn.send(frame::text(&payload));
             }
+            if conn.dialect == DialectKind::Osu {
+                on_osu_text(conn, &payload);
+            }
             // Virola is receive-only: client text is ignored, as the protocol sheet says.
             true
         }
@@ -96,5 +99,16 @@ fn on_frame(conn: &Rc<Conn>, incoming: Incoming) -> bool {
             }
             true
         }
+    }
+}
+
+/// osu!: `chat.start` / `chat.end` toggle the connection's chat flag; anything else (not JSON,
+/// unknown events) is ignored without a reply, as the real server does.
+fn on_osu_text(conn: &Conn, payload: &[u8]) {
+    let flags = conn.flags.get();
+    match osu::decode(payload) {
+        osu::ClientCommand::ChatStart => conn.flags.set(flags | osu::CHAT_ACTIVE),
+        osu::ClientCommand::ChatEnd => conn.flags.set(flags & !osu::CHAT_ACTIVE),
+        osu::ClientCommand::Ignored => {}
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod json;
 pub mod messages;
+pub mod notifications;
 pub mod ops;
 pub mod rooms;
+pub mod sessions;
 
 use std::rc::Rc;
 
@@ -51,6 +53,10 @@ pub struct Caller {
     pub viewer: Viewer,
     /// The token's subject (a service's own id for services).
     pub user: UserId,
+    /// The token's session (`sid`, else `jti`).
+    pub session: Option<String>,
+    /// The token's `exp`, unix s.
+    pub expires_at: u64,
 }
 
 /// Answers one request.
@@ -82,7 +88,7 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
     match segments {
         ["healthz"] => only(method, &[Get], || ops::health(shard)),
         ["metrics"] => only(method, &[Get], || ops::metrics(shard)),
-        ["api", "v1", "events"] => Err(ApiError {
+        ["api", "v1", "events"] | ["notifications", ..] => Err(ApiError {
             status: 426,
             code: "upgrade_required",
             message: "this is a WebSocket endpoint: send an upgrade request".into(),
@@ -123,6 +129,20 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
                 (["messages", id], Patch) => messages::edit(shard, &caller, id, body).await,
                 (["messages", id], Delete) => messages::delete(shard, &caller, id).await,
                 (["messages", _], _) => Err(not_allowed("PATCH, DELETE")),
+                (["rooms", id, "ack"], Post) => rooms::ack(shard, &caller, id).await,
+                (["rooms", _, "ack"], _) => Err(not_allowed("POST")),
+                (["users", user, "notifications"], Post) => {
+                    notifications::create(shard, &caller, user, body).await
+                }
+                (["users", _, "notifications"], _) => Err(not_allowed("POST")),
+                (["notifications", "read"], Post) => {
+                    notifications::read(shard, &caller, body).await
+                }
+                (["notifications", "read"], _) => Err(not_allowed("POST")),
+                (["sessions", sid], Delete) => {
+                    sessions::delete(shard, &caller, sid, head.query.as_deref()).await
+                }
+                (["sessions", _], _) => Err(not_allowed("DELETE")),
                 (
                     _,
                     Put
@@ -169,7 +189,7 @@ fn caller(shard: &Shard, head: &RequestHead) -> Result<Caller, ApiError> {
         .map_err(|message| ApiError { status: 401, code: "unauthorized", message })?;
     let user = UserId::new(&identity.user);
     let viewer = if identity.is_service { Viewer::Service } else { Viewer::User(user.clone()) };
-    Ok(Caller { viewer, user })
+    Ok(Caller { viewer, user, session: identity.session, expires_at: identity.expires_at })
 }
 
 /// Parses a numeric path segment.
@@ -186,7 +206,7 @@ pub fn reply_of(response: Response) -> Result<Reply, ApiError> {
     match response {
         Response::Done(reply) => Ok(reply),
         Response::Refused(refusal) => Err(refusal.into()),
-        Response::RoomIds(_) | Response::Rooms(_) => Err(ApiError {
+        Response::RoomIds(_) | Response::Rooms(_) | Response::Notifications(_) => Err(ApiError {
             status: 500,
             code: "internal",
             message: "unexpected owner answer".into(),

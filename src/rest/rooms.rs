@@ -212,3 +212,14 @@ pub async fn list(shard: &Rc<Shard>, caller: &Caller) -> ApiResult {
     let rooms: Vec<Value> = rooms.iter().map(|r| json::room(r)).collect();
     Ok((200, json::body(&json!({ "rooms": rooms }))))
 }
+
+/// `POST /api/v1/rooms/{id}/ack`: the osu! chat keepalive; a member of a public room keeps
+/// receiving its messages on osu! sockets for 60 s. Acks for the calling user (204); 403 for a
+/// non-member of a public room, 404 for an unknown or invisible room.
+pub async fn ack(shard: &Rc<Shard>, caller: &Caller, id: &str) -> ApiResult {
+    let room = parse_id(id, "room")?;
+    let owner = shard_of_room(room, shard.shard_count);
+    let user = caller.user.clone();
+    reply_of(shard.call(owner, Request::RoomAck { room, user }).await)?;
+    Ok((204, Vec::new()))
+}

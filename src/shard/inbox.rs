@@ -80,7 +80,8 @@ fn handle(shard: &Shard, command: Command) {
             let keys = shard.subs.borrow_mut().drop_room(room);
             let conns = shard.conns.borrow();
             for conn in keys.iter().filter_map(|k| conns.get(*k)) {
-                if let Some(frame) = bundle.frame_for(conn.dialect, &conn.user) {
+                if let Some(frame) = bundle.frame_gated(conn.dialect, &conn.user, conn.flags.get())
+                {
                     conn.send(frame.clone());
                 }
             }
@@ -90,6 +91,19 @@ fn handle(shard: &Shard, command: Command) {
         Command::RoomJoined { user, room } => shard.user_membership_changed(user, room, true),
         Command::RoomLeft { user, room } => shard.user_membership_changed(user, room, false),
         Command::MemberShards { room, user, mask } => shard.member_shards(room, user, mask),
+        Command::DeliverToUser { user, bundle } => {
+            let keys: Vec<usize> = shard.subs.borrow().conns_of(&user).to_vec();
+            shard.deliver_to(&keys, &user, &bundle);
+        }
+        Command::RevokeSession { sid, expires_at } => shard.revoke_local(&sid, expires_at),
+        Command::SessionSeen { user, sid, expires_at } => shard.session_seen(user, sid, expires_at),
+        Command::Barrier { from, token } => shard.send(
+            from,
+            Command::Response {
+                token,
+                response: super::Response::Done(crate::model::room::Reply::Empty),
+            },
+        ),
         Command::Shutdown => shard.begin_shutdown(),
     }
 }

@@ -10,7 +10,9 @@ pub mod inbox;
 pub mod owner;
 pub mod persist;
 pub mod request;
+pub mod sessions;
 pub mod spawn;
+pub mod users;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -71,6 +73,8 @@ pub struct Shard {
     pub conns: RefCell<Slab<Rc<Conn>>>,
     /// Local room subscriptions.
     pub subs: RefCell<Subscriptions>,
+    /// Logged-out sessions (a replica on every shard), refused by `authenticate`.
+    pub revoked: RefCell<sessions::Revoked>,
     /// Rooms and users owned here.
     pub owned: RefCell<owner::Owned>,
     /// This shard's durable store (its redb file, writer and reader threads).
@@ -175,7 +179,8 @@ impl Shard {
         let mut delivered = 0u64;
         for key in subs.topic(room) {
             if let Some(conn) = conns.get(*key) {
-                if let Some(frame) = bundle.frame_for(conn.dialect, &conn.user) {
+                if let Some(frame) = bundle.frame_gated(conn.dialect, &conn.user, conn.flags.get())
+                {
                     conn.send(frame.clone());
                     delivered += 1;
                 }
@@ -189,7 +194,7 @@ impl Shard {
         let conns = self.conns.borrow();
         for key in keys {
             if let Some(conn) = conns.get(*key) {
-                if let Some(frame) = bundle.frame_for(conn.dialect, user) {
+                if let Some(frame) = bundle.frame_gated(conn.dialect, user, conn.flags.get()) {
                     conn.send(frame.clone());
                     crate::metrics::inc(&self.metrics.events_delivered_total);
                 }

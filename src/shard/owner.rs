@@ -6,15 +6,18 @@
 //! shards with subscribers; a removed member is unsubscribed (through the same FIFO ring as
 //! later deliveries) before any later event of the room is sent.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::dialect::render_all;
-use crate::fanout::{Alternative, Bundle};
+use crate::dialect::{osu, render_all, DialectKind};
+use crate::fanout::{Alternative, Bundle, EventClass, OsuRouting};
 use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user, IdAllocator};
 use crate::model::room::{Outcome, Reply};
-use crate::model::{Event, Refusal, Role, Room, RoomAction, RoomId, RoomView, UserId, Viewer};
+use crate::model::{
+    Event, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomKind, RoomView, UserId,
+    Viewer,
+};
 
 use super::commit::{Effects, ReplyTo};
 use super::persist;
@@ -28,6 +31,20 @@ pub struct UserRecord {
     pub rooms: HashSet<RoomId>,
     /// Shards holding its connections (bit per shard).
     pub shard_mask: u64,
+    /// Its notifications by id, at most `users::NOTIFICATIONS_PER_USER_MAX` (oldest evicted).
+    pub notifications: BTreeMap<u64, Notification>,
+    /// Sessions its connections showed (id → token expiry, unix s), bounded.
+    pub sessions: HashMap<String, u64>,
+}
+
+impl UserRecord {
+    /// True when nothing needs the record (it may be dropped).
+    pub fn is_idle(&self) -> bool {
+        self.shard_mask == 0
+            && self.rooms.is_empty()
+            && self.notifications.is_empty()
+            && self.sessions.is_empty()
+    }
 }
 
 /// A room plus what its owner needs to route its events.
@@ -39,6 +56,9 @@ pub struct OwnedRoom {
     pub shard_counts: Vec<u32>,
     /// Members who joined and still await their RoomCreated.
     pub welcome_pending: HashSet<UserId>,
+    /// Public rooms: when each member was last active (posted, joined, acked), ms; entries
+    /// older than `users::ACTIVE_WINDOW_MS` are pruned.
+    pub active: HashMap<UserId, u64>,
 }
 
 impl OwnedRoom {
@@ -64,6 +84,8 @@ pub struct Owned {
     pub room_ids: IdAllocator,
     /// Message id allocator.
     pub message_ids: IdAllocator,
+    /// Notification id allocator (for users owned here).
+    pub notification_ids: IdAllocator,
 }
 
 impl Owned {
@@ -75,6 +97,7 @@ impl Owned {
             message_rooms: HashMap::new(),
             room_ids: IdAllocator::new(shard, shard_count, 0),
             message_ids: IdAllocator::new(shard, shard_count, 0),
+            notification_ids: IdAllocator::new(shard, shard_count, 0),
         }
     }
 }
@@ -87,8 +110,13 @@ fn shards_in(mask: u64) -> impl Iterator<Item = usize> {
     (0..64).filter(move |s| mask & (1 << s) != 0)
 }
 
-/// A bundle of `event` for everyone, with moderators getting their own rendering.
-fn bundle_of(event: &Event, room: Option<&RoomView>) -> Arc<Bundle> {
+/// A bundle of `event` for everyone, with moderators getting their own rendering; osu!
+/// connections get chat messages only when their user is in `osu_only` (if given).
+fn bundle_of(
+    event: &Event,
+    room: Option<&RoomView>,
+    osu_only: Option<&HashSet<UserId>>,
+) -> Arc<Bundle> {
     let frames = render_all(event, false);
     let alternative = match (event, room) {
         (Event::RoomUpdated(_) | Event::RoomCreated(_), Some(view)) => {
@@ -103,12 +131,48 @@ fn bundle_of(event: &Event, room: Option<&RoomView>) -> Arc<Bundle> {
         }
         _ => None,
     };
-    Arc::new(Bundle { frames, alternative })
+    let (class, osu) = match event {
+        Event::MessageCreated(_) => (
+            EventClass::Chat,
+            osu_only.map(|only| {
+                Box::new(OsuRouting { only: Some(only.clone()), ..Default::default() })
+            }),
+        ),
+        _ => (EventClass::Room, None),
+    };
+    Arc::new(Bundle { frames, alternative, class, osu })
 }
 
-/// A bundle for one user only.
-fn personal_bundle(event: &Event, moderator: bool) -> Arc<Bundle> {
-    Arc::new(Bundle { frames: render_all(event, moderator), alternative: None })
+/// A bundle for one user only; `osu` adds its osu! frame (a channel join/part) as a chat event.
+fn personal_bundle(event: &Event, moderator: bool, osu: Option<bytes::Bytes>) -> Arc<Bundle> {
+    let mut frames = render_all(event, moderator);
+    let class = if osu.is_some() { EventClass::Chat } else { EventClass::Room };
+    if osu.is_some() {
+        frames[DialectKind::Osu as usize] = osu;
+    }
+    Arc::new(Bundle { frames, alternative: None, class, osu: None })
+}
+
+/// The RoomDeleted bundle of a deleted room: osu! connections get `chat.channel.part`, a PM
+/// rendered for each of its (at most two) members.
+fn room_gone_bundle(room: RoomId, view: &RoomView) -> Arc<Bundle> {
+    let mut frames = render_all(&Event::RoomDeleted { room }, false);
+    let mut routing = OsuRouting::default();
+    if view.kind == RoomKind::Direct {
+        routing.per_viewer = view
+            .members
+            .iter()
+            .map(|(u, _)| (u.clone(), osu::channel_event(false, view, u)))
+            .collect();
+    } else {
+        frames[DialectKind::Osu as usize] = Some(osu::channel_event(false, view, &UserId::new("")));
+    }
+    Arc::new(Bundle {
+        frames,
+        alternative: None,
+        class: EventClass::Chat,
+        osu: Some(Box::new(routing)),
+    })
 }
 
 impl Shard {
@@ -152,6 +216,22 @@ impl Shard {
             }
             Request::RoomViews { rooms, viewer, limit } => {
                 let response = self.room_views(rooms, &viewer, limit);
+                self.respond(reply_to, response);
+            }
+            Request::Notify { notification } => {
+                let effects = self.notify(*notification);
+                self.commit(effects, reply_to);
+            }
+            Request::ReadNotifications { user, ids } => {
+                let effects = self.read_notifications(&user, &ids);
+                self.commit(effects, reply_to);
+            }
+            Request::RevokeSession { user, sid, expires_at, known_only } => {
+                let effects = self.revoke_session(&user, sid, expires_at, known_only);
+                self.commit(effects, reply_to);
+            }
+            Request::RoomAck { room, user } => {
+                let response = self.room_ack(room, &user);
                 self.respond(reply_to, response);
             }
         }
@@ -213,6 +293,7 @@ impl Shard {
                 room,
                 shard_counts: vec![0; self.shard_count],
                 welcome_pending: members.iter().cloned().collect(),
+                active: HashMap::new(),
             },
         );
         crate::metrics::inc(&self.metrics.rooms);
@@ -256,10 +337,14 @@ impl Shard {
             write.as_ref().map(|w| persist::ops_for(&entry.room, w, &outcome)).unwrap_or_default();
         let Outcome { reply, events, joined, left, deleted, .. } = outcome;
         let mut commands: Vec<(usize, Command)> = Vec::new();
+        let osu_only = super::users::note_activity(entry, &events, joined.as_ref(), now_ms());
         if let Some((user, mask)) = left {
+            entry.active.remove(&user);
+            let part = (mask != 0).then(|| osu::channel_event(false, &entry.room.view(), &user));
             for shard in shards_in(mask) {
                 entry.shard_counts[shard] = entry.shard_counts[shard].saturating_sub(1);
-                let bundle = personal_bundle(&Event::RoomDeleted { room: room_id }, false);
+                let bundle =
+                    personal_bundle(&Event::RoomDeleted { room: room_id }, false, part.clone());
                 commands.push((
                     shard,
                     Command::Unsubscribe {
@@ -276,9 +361,16 @@ impl Shard {
             ));
         }
         let mask = entry.shard_mask();
-        let view = matches!(events.first(), Some(Event::RoomUpdated(_))).then(|| entry.room.view());
+        let view =
+            matches!(events.first(), Some(Event::RoomUpdated(_)) | Some(Event::RoomDeleted { .. }))
+                .then(|| entry.room.view());
         for event in &events {
-            let bundle = bundle_of(event, view.as_deref());
+            let bundle = match (event, view.as_deref()) {
+                (Event::RoomDeleted { room }, Some(view)) if deleted => {
+                    room_gone_bundle(*room, view)
+                }
+                _ => bundle_of(event, view.as_deref(), osu_only.as_ref()),
+            };
             if deleted {
                 shards_in(mask).for_each(|s| {
                     commands.push((s, Command::RoomGone { room: room_id, bundle: bundle.clone() }))
@@ -361,7 +453,7 @@ impl Shard {
         }
         let mask = record.shard_mask;
         let rooms: Vec<RoomId> = record.rooms.iter().copied().collect();
-        if mask == 0 && rooms.is_empty() {
+        if record.is_idle() {
             owned.users.remove(&user);
         }
         self.metrics.users.store(owned.users.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -383,7 +475,7 @@ impl Shard {
             record.rooms.insert(room);
         } else {
             record.rooms.remove(&room);
-            if record.rooms.is_empty() && mask == 0 {
+            if record.is_idle() {
                 owned.users.remove(&user);
             }
         }
@@ -411,8 +503,11 @@ impl Shard {
                 };
                 let old = member.shard_mask;
                 member.shard_mask = mask;
-                let bundle = welcome
-                    .then(|| personal_bundle(&Event::RoomCreated(entry.room.view()), moderator));
+                let bundle = welcome.then(|| {
+                    let view = entry.room.view();
+                    let join = osu::channel_event(true, &view, &user);
+                    personal_bundle(&Event::RoomCreated(view), moderator, Some(join))
+                });
                 for shard in shards_in(mask & !old) {
                     entry.shard_counts[shard] += 1;
                     commands.push((

@@ -107,6 +107,12 @@ pub fn recover(
     let mut owned = Owned::new(shard, shard_count);
     owned.room_ids = IdAllocator::new(shard, shard_count, recovered.max_room_id);
     owned.message_ids = IdAllocator::new(shard, shard_count, recovered.max_message_id);
+    owned.notification_ids = IdAllocator::new(shard, shard_count, recovered.max_notification_id);
+    for record in recovered.notifications {
+        let notification = record.into_notification();
+        let user = owned.users.entry(notification.user.clone()).or_default();
+        user.notifications.insert(notification.id, notification);
+    }
     let mut memberships = Vec::new();
     for entry in recovered.rooms {
         let record = entry.room;
@@ -144,7 +150,12 @@ pub fn recover(
         };
         owned.rooms.insert(
             room.id,
-            OwnedRoom { room, shard_counts: vec![0; shard_count], welcome_pending: HashSet::new() },
+            OwnedRoom {
+                room,
+                shard_counts: vec![0; shard_count],
+                welcome_pending: HashSet::new(),
+                active: HashMap::new(),
+            },
         );
     }
     (owned, memberships)

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use crate::model::action::NewRoom;
 use crate::model::room::Reply;
-use crate::model::{MessageId, Refusal, RoomAction, RoomId, RoomView, UserId, Viewer};
+use crate::model::{
+    MessageId, Notification, Refusal, RoomAction, RoomId, RoomView, UserId, Viewer,
+};
 
 /// Work only an owner shard may do.
 #[derive(Debug)]
@@ -49,6 +51,36 @@ pub enum Request {
         /// At most this many.
         limit: usize,
     },
+    /// Post a notification to `user` (owner: the user's shard).
+    Notify {
+        /// The notification; its id and time are set by the owner.
+        notification: Box<Notification>,
+    },
+    /// Mark `user`'s notifications `ids` read (owner: the user's shard).
+    ReadNotifications {
+        /// The user.
+        user: UserId,
+        /// Which notifications.
+        ids: Vec<u64>,
+    },
+    /// Log session `sid` of `user` out (owner: the user's shard).
+    RevokeSession {
+        /// The user.
+        user: UserId,
+        /// The session.
+        sid: String,
+        /// Its tokens' expiry when the caller knows it, unix s.
+        expires_at: Option<u64>,
+        /// Refuse unless the owner saw this session (a user logging out another of its own).
+        known_only: bool,
+    },
+    /// `user` is active in `room` now (osu! chat keepalive; owner: the room's shard).
+    RoomAck {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        user: UserId,
+    },
 }
 
 /// An owner's answer.
@@ -60,6 +92,8 @@ pub enum Response {
     RoomIds(Vec<RoomId>),
     /// Room views.
     Rooms(Vec<Arc<RoomView>>),
+    /// Notifications (created, or marked read).
+    Notifications(Vec<Notification>),
     /// Refused.
     Refused(Refusal),
 }

@@ -100,6 +100,7 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
     let registry = Arc::new(Registry { shards: metrics.clone(), rings });
     crate::store::check_data_dir(&config.data_dir, shard_count).map_err(|e| e.to_string())?;
     let mut stores = Vec::with_capacity(shard_count);
+    let mut revoked: Vec<crate::store::RevokedRecord> = Vec::new();
     for id in 0..shard_count {
         let bells = doorbells.clone();
         let wake: crate::store::Wake = Arc::new(move || bells[id].ring());
@@ -113,6 +114,7 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
             wake,
         )
         .map_err(|e| e.to_string())?;
+        revoked.extend(recovered.revoked.iter().cloned());
         let (owned, memberships) = super::persist::recover(
             id,
             shard_count,
@@ -133,8 +135,15 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::with_capacity(shard_count);
     let shard_inputs = endpoints.into_iter().zip(listeners).zip(stores);
+    let now_s = crate::auth::now_unix_s();
     for (id, ((endpoint, listener), (store, owned, memberships))) in shard_inputs.enumerate() {
+        // Every shard refuses every logged-out session from its first accept on.
+        let mut replica = super::sessions::Revoked::default();
+        for record in &revoked {
+            replica.insert(&record.sid, record.expires_at, now_s);
+        }
         let parts = ShardParts {
+            revoked: replica,
             store,
             owned,
             memberships,
@@ -163,6 +172,7 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
 
 /// What a shard thread is given to build its `Shard`.
 struct ShardParts {
+    revoked: super::sessions::Revoked,
     store: crate::store::Store,
     owned: owner::Owned,
     memberships: Vec<(crate::model::UserId, crate::model::RoomId)>,
@@ -207,6 +217,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         user_rates: RefCell::new(std::collections::HashMap::new()),
         conns: RefCell::new(Slab::new()),
         subs: RefCell::new(Subscriptions::default()),
+        revoked: RefCell::new(parts.revoked),
         shutting_down: Cell::new(false),
         shutdown_wake: tokio::sync::Notify::new(),
     });

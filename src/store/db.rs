@@ -7,6 +7,8 @@
 //! - `messages`: (room id, message id) → rkyv [`MessageRecord`]; message ids increase within a
 //!   room, so a room's messages are one key range in id (= seq) order
 //! - `message_rooms`: message id → room id, for lookups of messages outside the window
+//! - `notifications`: (user id, notification id) → rkyv [`NotificationRecord`]
+//! - `revoked_sessions`: session id → (user id, expiry unix s) of a logged-out session
 //! - `meta`: `schema_version`, `max_room_id`, `max_message_id` (high-water marks, never lowered,
 //!   so deleted rooms' and messages' ids are never reused)
 //!
@@ -24,7 +26,8 @@ use redb::{
 use rkyv::rancor;
 
 use super::record::{
-    ArchivedMessageRecord, MessageRecord, Recovered, RecoveredRoom, RoomRecord, StoreOp,
+    ArchivedMessageRecord, MessageRecord, NotificationRecord, Recovered, RecoveredRoom,
+    RevokedRecord, RoomRecord, StoreOp,
 };
 use super::StoreError;
 
@@ -42,6 +45,8 @@ const MEMBERS: TableDefinition<(u64, &str), u8> = TableDefinition::new("members"
 const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
 const MESSAGE_ROOMS: TableDefinition<u64, u64> = TableDefinition::new("message_rooms");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NOTIFICATIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("notifications");
+const REVOKED: TableDefinition<&str, (&str, u64)> = TableDefinition::new("revoked_sessions");
 
 const META_SCHEMA: &str = "schema_version";
 const META_MAX_ROOM: &str = "max_room_id";
@@ -103,6 +108,8 @@ fn init(db: &Database) -> Result<(), Fail> {
         txn.open_table(MEMBERS)?;
         txn.open_table(MESSAGES)?;
         txn.open_table(MESSAGE_ROOMS)?;
+        txn.open_table(NOTIFICATIONS)?;
+        txn.open_table(REVOKED)?;
         let mut meta = txn.open_table(META)?;
         let found = meta.get(META_SCHEMA)?.map(|v| v.value());
         match found {
@@ -174,10 +181,39 @@ pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks)
         marks.max_room_id = marks.max_room_id.max(id);
         out.push(RecoveredRoom { room, members: room_members, recent });
     }
+    let mut notifications_out = Vec::new();
+    let mut max_notification_id = 0;
+    for entry in txn.open_table(NOTIFICATIONS)?.iter()? {
+        let (key, value) = entry?;
+        let (user, id) = key.value();
+        let n = rkyv::from_bytes::<NotificationRecord, rancor::Error>(value.value())
+            .map_err(|e| Fail(format!("notification {id} does not decode: {e}")))?;
+        if n.id != id || n.user != user {
+            return Err(Fail(format!("notification under key ({user}, {id}) says it is {}", n.id)));
+        }
+        max_notification_id = max_notification_id.max(id);
+        notifications_out.push(n);
+    }
+    let now = crate::auth::now_unix_s();
+    let mut revoked = Vec::new();
+    for entry in txn.open_table(REVOKED)?.iter()? {
+        let (key, value) = entry?;
+        let (user, expires_at) = value.value();
+        if expires_at >= now {
+            revoked.push(RevokedRecord {
+                sid: key.value().to_string(),
+                user: user.to_string(),
+                expires_at,
+            });
+        }
+    }
     let recovered = Recovered {
         rooms: out,
         max_room_id: marks.max_room_id,
         max_message_id: marks.max_message_id,
+        notifications: notifications_out,
+        max_notification_id,
+        revoked,
     };
     Ok((recovered, marks))
 }
@@ -200,6 +236,8 @@ pub(crate) fn apply<'a>(
     let mut members = txn.open_table(MEMBERS)?;
     let mut messages = txn.open_table(MESSAGES)?;
     let mut message_rooms = txn.open_table(MESSAGE_ROOMS)?;
+    let mut notifications = txn.open_table(NOTIFICATIONS)?;
+    let mut revoked = txn.open_table(REVOKED)?;
     let before = *marks;
     for op in batches.flatten() {
         match op {
@@ -232,6 +270,16 @@ pub(crate) fn apply<'a>(
                 messages.insert((message.room, message.id), bytes.as_slice())?;
                 message_rooms.insert(message.id, message.room)?;
                 marks.max_message_id = marks.max_message_id.max(message.id);
+            }
+            StoreOp::PutNotification(n) => {
+                let bytes = rkyv::to_bytes::<rancor::Error>(n)?;
+                notifications.insert((n.user.as_str(), n.id), bytes.as_slice())?;
+            }
+            StoreOp::DeleteNotification { user, id } => {
+                notifications.remove((user.as_str(), *id))?;
+            }
+            StoreOp::RevokeSession { sid, user, expires_at } => {
+                revoked.insert(sid.as_str(), (user.as_str(), *expires_at))?;
             }
         }
     }

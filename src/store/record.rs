@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::model::{Message, Role, Room, RoomKind, UserId};
+use crate::model::{Message, Notification, Role, Room, RoomKind, UserId};
 
 /// A room as stored: everything of [`Room`] except members (stored apart) and history.
 #[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
@@ -71,6 +71,77 @@ pub struct MessageRecord {
     pub deleted_ms: Option<u64>,
 }
 
+/// A notification as stored; field for field the core [`Notification`].
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    /// Notification id (`id % shard_count` is the owner shard of its user).
+    pub id: u64,
+    /// The user it is for.
+    pub user: String,
+    /// Event name.
+    pub name: String,
+    /// Identity category.
+    pub category: String,
+    /// Object type.
+    pub object_type: String,
+    /// Object id.
+    pub object_id: u64,
+    /// Who caused it.
+    pub source_user: Option<String>,
+    /// Details, JSON object text.
+    pub details: String,
+    /// Creation time, ms.
+    pub created_ms: u64,
+    /// Marked read.
+    pub read: bool,
+}
+
+impl From<&Notification> for NotificationRecord {
+    fn from(n: &Notification) -> Self {
+        NotificationRecord {
+            id: n.id,
+            user: n.user.as_str().to_string(),
+            name: n.name.clone(),
+            category: n.category.clone(),
+            object_type: n.object_type.clone(),
+            object_id: n.object_id,
+            source_user: n.source_user.as_ref().map(|u| u.as_str().to_string()),
+            details: n.details.clone(),
+            created_ms: n.created_ms,
+            read: n.read,
+        }
+    }
+}
+
+impl NotificationRecord {
+    /// The core notification.
+    pub fn into_notification(self) -> Notification {
+        Notification {
+            id: self.id,
+            user: UserId::new(&self.user),
+            name: self.name,
+            category: self.category,
+            object_type: self.object_type,
+            object_id: self.object_id,
+            source_user: self.source_user.as_deref().map(UserId::new),
+            details: self.details,
+            created_ms: self.created_ms,
+            read: self.read,
+        }
+    }
+}
+
+/// A logged-out session as stored by its user's owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedRecord {
+    /// The session id.
+    pub sid: String,
+    /// Its user.
+    pub user: String,
+    /// When its tokens expire, unix s (the record is dropped at recovery after that).
+    pub expires_at: u64,
+}
+
 /// One change, applied in order within its batch; a batch is committed atomically.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOp {
@@ -97,6 +168,24 @@ pub enum StoreOp {
     },
     /// Insert or overwrite a message (new, edited, deleted, comment count changed).
     PutMessage(MessageRecord),
+    /// Insert or overwrite a notification (new, marked read).
+    PutNotification(NotificationRecord),
+    /// Remove a notification (absent is fine).
+    DeleteNotification {
+        /// Its user.
+        user: String,
+        /// Its id.
+        id: u64,
+    },
+    /// Record a logged-out session until `expires_at` (unix s).
+    RevokeSession {
+        /// The session id.
+        sid: String,
+        /// Its user.
+        user: String,
+        /// When its tokens expire, unix s.
+        expires_at: u64,
+    },
 }
 
 /// A result coming back from the store threads; see [`super::Store::drain_completions`].
@@ -147,6 +236,12 @@ pub struct Recovered {
     pub max_room_id: u64,
     /// The highest message id ever stored, deleted messages included (0 if none).
     pub max_message_id: u64,
+    /// Every stored notification, by (user, id).
+    pub notifications: Vec<NotificationRecord>,
+    /// The highest notification id ever stored (0 if none).
+    pub max_notification_id: u64,
+    /// Logged-out sessions whose tokens have not expired yet.
+    pub revoked: Vec<RevokedRecord>,
 }
 
 /// The store's encoding of a [`Role`]: member 0, moderator 1, owner 2.

@@ -470,3 +470,50 @@ fn non_durable_commits_are_flushed_at_shutdown() {
     assert_eq!(recovered.rooms.len(), 1);
     assert_eq!(recovered.rooms[0].recent, vec![message(3, 4, 1)]);
 }
+
+#[test]
+fn notifications_and_revoked_sessions_survive_a_restart() {
+    let dir = TempDir::new("osu");
+    let (mut store, _) = open(dir.path(), 0, 1, 3);
+    let note = |id: u64, read: bool| NotificationRecord {
+        id,
+        user: "1001".into(),
+        name: "channel_message".into(),
+        category: "channel".into(),
+        object_type: "channel".into(),
+        object_id: 7,
+        source_user: Some("2002".into()),
+        details: "{}".into(),
+        created_ms: 5,
+        read,
+    };
+    let now = crate::auth::now_unix_s();
+    submit_all(
+        &mut store,
+        vec![
+            vec![
+                StoreOp::PutNotification(note(3, false)),
+                StoreOp::PutNotification(note(4, false)),
+            ],
+            vec![
+                StoreOp::PutNotification(note(4, true)),
+                StoreOp::DeleteNotification { user: "1001".into(), id: 3 },
+                StoreOp::RevokeSession {
+                    sid: "a".into(),
+                    user: "1001".into(),
+                    expires_at: now + 60,
+                },
+                StoreOp::RevokeSession { sid: "old".into(), user: "1001".into(), expires_at: 1 },
+            ],
+        ],
+    );
+    drop(store);
+    let (_store, recovered) = open(dir.path(), 0, 1, 3);
+    assert_eq!(recovered.notifications, vec![note(4, true)]);
+    assert_eq!(recovered.max_notification_id, 4);
+    assert_eq!(
+        recovered.revoked,
+        vec![RevokedRecord { sid: "a".into(), user: "1001".into(), expires_at: now + 60 }],
+        "expired revocations are skipped"
+    );
+}

@@ -1,0 +1,123 @@
+//! Notifications: a backend posts one to a user; a user marks its notifications read. Both go
+//! to the user's owner shard, which stores them and tells the user's osu! connections.
+
+use std::rc::Rc;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::dialect::osu;
+use crate::model::ids::shard_of_user;
+use crate::model::{Notification, UserId, Viewer};
+use crate::shard::{Request, Response, Shard};
+
+use super::json::{self, parse_body};
+use super::{ApiError, ApiResult, Caller};
+
+/// Longest notification name, category or object type, in bytes.
+const NAME_BYTES_MAX: usize = 128;
+/// Largest details object, in bytes of JSON.
+const DETAILS_BYTES_MAX: usize = 16 * 1024;
+/// Most ids one read call marks.
+const READ_IDS_MAX: usize = 1000;
+
+#[derive(Deserialize)]
+struct NewBody {
+    name: Option<String>,
+    category: Option<String>,
+    object_type: Option<String>,
+    object_id: Option<u64>,
+    source_user_id: Option<Value>,
+    details: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ReadBody {
+    ids: Option<Vec<u64>>,
+    user: Option<Value>,
+}
+
+fn short(value: Option<String>, what: &str, required: bool) -> Result<String, ApiError> {
+    match value {
+        None if required => Err(ApiError::bad_request(format!("{what} is required"))),
+        None => Ok(String::new()),
+        Some(v) if v.len() > NAME_BYTES_MAX => {
+            Err(ApiError::bad_request(format!("{what} is over {NAME_BYTES_MAX} bytes")))
+        }
+        Some(v) => Ok(v),
+    }
+}
+
+fn notifications_of(response: Response) -> Result<Vec<Notification>, ApiError> {
+    match response {
+        Response::Notifications(list) => Ok(list),
+        Response::Refused(refusal) => Err(refusal.into()),
+        _ => Err(ApiError { status: 500, code: "internal", message: "unexpected answer".into() }),
+    }
+}
+
+/// `POST /api/v1/users/{user}/notifications` (service only): `{"name", "object_type",
+/// "object_id", "source_user_id"?, "details"?, "category"?}` → 201 `{"notification": …}`.
+pub async fn create(shard: &Rc<Shard>, caller: &Caller, user: &str, body: &[u8]) -> ApiResult {
+    if caller.viewer != Viewer::Service {
+        return Err(ApiError {
+            status: 403,
+            code: "forbidden",
+            message: "only a service posts notifications".into(),
+        });
+    }
+    let user = json::user_id(&Value::String(user.to_string()))?;
+    let body: NewBody = parse_body(body)?;
+    let name = short(body.name, "name", true)?;
+    let object_type = short(body.object_type, "object_type", true)?;
+    let category = short(body.category, "category", false)?;
+    let category = if category.is_empty() { object_type.clone() } else { category };
+    let details = json::object_text(body.details.as_ref(), "details")?;
+    if details.len() > DETAILS_BYTES_MAX {
+        return Err(ApiError::bad_request(format!("details is over {DETAILS_BYTES_MAX} bytes")));
+    }
+    let source_user = match body.source_user_id {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(json::user_id(&v)?),
+    };
+    let notification = Notification {
+        id: 0,
+        user: user.clone(),
+        name,
+        category,
+        object_type,
+        object_id: body.object_id.unwrap_or(0),
+        source_user,
+        details,
+        created_ms: 0,
+        read: false,
+    };
+    let owner = shard_of_user(&user, shard.shard_count);
+    let request = Request::Notify { notification: Box::new(notification) };
+    let created = notifications_of(shard.call(owner, request).await)?;
+    let Some(n) = created.first() else {
+        return Err(ApiError { status: 500, code: "internal", message: "nothing created".into() });
+    };
+    Ok((201, json::body(&json!({ "notification": osu::notification_rest(n) }))))
+}
+
+/// `POST /api/v1/notifications/read` `{"ids": [...]}` (a service adds `"user"`) → 200
+/// `{"read": [ids marked now]}`.
+pub async fn read(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult {
+    let body: ReadBody = parse_body(body)?;
+    let user: UserId = match (&caller.viewer, &body.user) {
+        (Viewer::Service, Some(user)) => json::user_id(user)?,
+        (Viewer::Service, None) => {
+            return Err(ApiError::bad_request("a service names the user: {\"user\": …}"))
+        }
+        (Viewer::User(user), _) => user.clone(),
+    };
+    let ids = body.ids.ok_or_else(|| ApiError::bad_request("ids is required"))?;
+    if ids.len() > READ_IDS_MAX {
+        return Err(ApiError::bad_request(format!("at most {READ_IDS_MAX} ids")));
+    }
+    let owner = shard_of_user(&user, shard.shard_count);
+    let read = notifications_of(shard.call(owner, Request::ReadNotifications { user, ids }).await)?;
+    let ids: Vec<u64> = read.iter().map(|n| n.id).collect();
+    Ok((200, json::body(&json!({ "read": ids }))))
+}

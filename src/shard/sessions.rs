@@ -1,0 +1,204 @@
+//! Sessions: logging one out (`DELETE /api/v1/sessions/{sid}`), the replica of logged-out
+//! sessions every shard checks at authentication, and the registry of sessions a user owner
+//! has seen (so a user may log out its other sessions by id).
+//!
+//! Invariants: a revocation is stored by the user's owner (its store's `revoked_sessions`)
+//! before any shard is told; every shard keeps the same `Revoked` replica (broadcast through the
+//! mesh, rebuilt at start from every owner's store), each entry kept until its tokens expire;
+//! closing a session's connections walks this shard's connections once per revocation (rare).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_channel::oneshot;
+
+use crate::auth::now_unix_s;
+use crate::dialect::{osu, DialectKind};
+use crate::mesh::Command;
+use crate::model::{Refusal, ShardId, UserId};
+use crate::ws::close::CLOSE_POLICY;
+
+use super::Shard;
+
+/// How long a revocation is kept when the session's token expiry is unknown (a service logging
+/// out a session no connection showed us), seconds.
+pub const REVOCATION_DEFAULT_TTL_S: u64 = 30 * 86_400;
+/// Sessions remembered per user (for logging out by id); the soonest-expiring is forgotten.
+pub const SESSIONS_PER_USER_MAX: usize = 64;
+/// How long `barrier` waits for its answer.
+const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Logged-out sessions: session id → expiry of its tokens (unix s).
+#[derive(Debug, Default)]
+pub struct Revoked {
+    sessions: HashMap<String, u64>,
+    prune_at: usize,
+}
+
+impl Revoked {
+    /// Records `sid` as logged out until `expires_at`; prunes expired entries as it grows.
+    pub fn insert(&mut self, sid: &str, expires_at: u64, now_s: u64) {
+        let entry = self.sessions.entry(sid.to_string()).or_insert(expires_at);
+        *entry = (*entry).max(expires_at);
+        if self.sessions.len() >= self.prune_at {
+            self.sessions.retain(|_, exp| *exp >= now_s);
+            self.prune_at = (self.sessions.len() * 2).max(1024);
+        }
+    }
+
+    /// True when `sid` is logged out (and its tokens have not expired anyway).
+    pub fn contains(&self, sid: &str, now_s: u64) -> bool {
+        self.sessions.get(sid).is_some_and(|exp| *exp >= now_s)
+    }
+
+    /// How many entries are kept.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// True when nothing is revoked.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+/// Remembers `sid` (expiring at `expires_at`) in a user's bounded session registry.
+pub fn remember(sessions: &mut HashMap<String, u64>, sid: String, expires_at: u64, now_s: u64) {
+    sessions.retain(|_, exp| *exp >= now_s);
+    if sessions.len() >= SESSIONS_PER_USER_MAX && !sessions.contains_key(&sid) {
+        if let Some(soonest) = sessions.iter().min_by_key(|(_, e)| **e).map(|(s, _)| s.clone()) {
+            sessions.remove(&soonest);
+        }
+    }
+    let entry = sessions.entry(sid).or_insert(expires_at);
+    *entry = (*entry).max(expires_at);
+}
+
+impl Shard {
+    /// True when `sid` was logged out.
+    pub fn is_revoked(&self, sid: &str) -> bool {
+        let revoked = self.revoked.borrow();
+        !revoked.is_empty() && revoked.contains(sid, now_unix_s())
+    }
+
+    /// Applies a revocation on this shard: refuse the session from now on and close its
+    /// connections here (osu!: `{"event":"logout"}`, then a close frame without a code).
+    pub fn revoke_local(&self, sid: &str, expires_at: u64) {
+        self.revoked.borrow_mut().insert(sid, expires_at, now_unix_s());
+        let victims: Vec<_> = self
+            .conns
+            .borrow()
+            .iter()
+            .filter(|(_, c)| c.session.as_deref() == Some(sid))
+            .map(|(_, c)| c.clone())
+            .collect();
+        for conn in victims {
+            if conn.dialect == DialectKind::Osu {
+                conn.send(osu::logout());
+                // The relay closes without a status code (peers see 1005).
+                conn.answer_close(None);
+            } else {
+                conn.close(CLOSE_POLICY, "session logged out");
+            }
+        }
+    }
+
+    /// User owner: a connection of `user` opened with session `sid`.
+    pub fn session_seen(&self, user: UserId, sid: String, expires_at: u64) {
+        let mut owned = self.owned.borrow_mut();
+        let record = owned.users.entry(user).or_default();
+        remember(&mut record.sessions, sid, expires_at, now_unix_s());
+    }
+
+    /// User owner: logs `sid` of `user` out. `known_only` (a user logging out by id) refuses
+    /// a session this owner never saw for the user. Stores the revocation, then broadcasts it.
+    pub fn revoke_session(
+        &self,
+        user: &UserId,
+        sid: String,
+        expires_at: Option<u64>,
+        known_only: bool,
+    ) -> super::Effects {
+        let now = now_unix_s();
+        let known = {
+            let owned = self.owned.borrow();
+            owned.users.get(user).and_then(|r| r.sessions.get(&sid).copied())
+        };
+        if known_only && known.is_none() && expires_at.is_none() {
+            return super::Effects::refused(Refusal::NotFound("no such session"));
+        }
+        if let Err(refusal) = self.admit() {
+            return super::Effects::refused(refusal);
+        }
+        let expires_at = match (expires_at, known) {
+            (Some(a), Some(b)) => a.max(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => now + REVOCATION_DEFAULT_TTL_S,
+        };
+        if let Some(record) = self.owned.borrow_mut().users.get_mut(user) {
+            record.sessions.remove(&sid);
+        }
+        let ops = vec![crate::store::StoreOp::RevokeSession {
+            sid: sid.clone(),
+            user: user.as_str().to_string(),
+            expires_at,
+        }];
+        let commands = (0..self.shard_count)
+            .map(|s| (s, Command::RevokeSession { sid: sid.clone(), expires_at }))
+            .collect();
+        super::Effects {
+            response: super::Response::Done(crate::model::room::Reply::Empty),
+            commands,
+            ops,
+        }
+    }
+
+    /// Waits until shard `to` has handled every command this shard sent it before (the answer
+    /// travels the same FIFO rings). False on timeout.
+    pub async fn barrier(&self, to: ShardId) -> bool {
+        let (tx, rx) = oneshot::channel();
+        let token = self.pending.borrow_mut().insert(tx);
+        self.send(to, Command::Barrier { from: self.id, token });
+        match tokio::time::timeout(BARRIER_TIMEOUT, rx).await {
+            Ok(Ok(_)) => true,
+            _ => {
+                self.pending.borrow_mut().try_remove(token);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoked_entries_expire_and_are_pruned() {
+        let mut r = Revoked::default();
+        r.insert("a", 100, 50);
+        assert!(r.contains("a", 100));
+        assert!(!r.contains("a", 101));
+        assert!(!r.contains("b", 0));
+        for i in 0..2000 {
+            r.insert(&format!("s{i}"), 10, 5);
+        }
+        for i in 0..3000 {
+            r.insert(&format!("t{i}"), 1000, 500);
+        }
+        assert!(r.len() < 4000, "expired entries were pruned: {}", r.len());
+        assert!(r.contains("t0", 600));
+    }
+
+    #[test]
+    fn the_session_registry_is_bounded() {
+        let mut s = HashMap::new();
+        for i in 0..(SESSIONS_PER_USER_MAX as u64 + 10) {
+            remember(&mut s, format!("s{i}"), 1000 + i, 0);
+        }
+        assert_eq!(s.len(), SESSIONS_PER_USER_MAX);
+        assert!(s.contains_key(&format!("s{}", SESSIONS_PER_USER_MAX + 9)));
+        remember(&mut s, "x".into(), 5, 2000);
+        assert_eq!(s.len(), 1, "expired sessions are forgotten");
+    }
+}
