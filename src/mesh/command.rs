@@ -129,7 +129,7 @@ pub enum Command {
         /// The asking shard.
         from: ShardId,
         /// The asker's pending-reply slot.
-        token: usize,
+        token: u64,
     },
     /// Main thread → every shard: close every connection with 1001 and stop.
     Shutdown,

@@ -121,6 +121,15 @@ impl Shard {
         });
     }
 
+    /// A fresh, never reused token and the receiver its answer will arrive on.
+    pub fn expect_answer(&self) -> (u64, oneshot::Receiver<Response>) {
+        let (tx, rx) = oneshot::channel();
+        let token = self.next_call_token.get();
+        self.next_call_token.set(token + 1);
+        self.pending.borrow_mut().insert(token, tx);
+        (token, rx)
+    }
+
     /// Asks the owner shard `to` to execute `request` and waits for its answer.
     pub async fn call(&self, to: ShardId, request: Request) -> Response {
         if to == self.id {
@@ -138,10 +147,7 @@ impl Shard {
                 "the server is overloaded; retry later",
             ));
         }
-        let (tx, rx) = oneshot::channel();
-        let token = self.next_call_token.get();
-        self.next_call_token.set(token + 1);
-        self.pending.borrow_mut().insert(token, tx);
+        let (token, rx) = self.expect_answer();
         self.send(to, Command::Request { from: self.id, token, request });
         match tokio::time::timeout(OWNER_REPLY_TIMEOUT, rx).await {
             Ok(Ok(response)) => response,

@@ -10,8 +10,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures_channel::oneshot;
-
 use crate::auth::now_unix_s;
 use crate::dialect::{osu, DialectKind};
 use crate::mesh::Command;
@@ -156,13 +154,12 @@ impl Shard {
     /// Waits until shard `to` has handled every command this shard sent it before (the answer
     /// travels the same FIFO rings). False on timeout.
     pub async fn barrier(&self, to: ShardId) -> bool {
-        let (tx, rx) = oneshot::channel();
-        let token = self.pending.borrow_mut().insert(tx);
+        let (token, rx) = self.expect_answer();
         self.send(to, Command::Barrier { from: self.id, token });
         match tokio::time::timeout(BARRIER_TIMEOUT, rx).await {
             Ok(Ok(_)) => true,
             _ => {
-                self.pending.borrow_mut().try_remove(token);
+                self.pending.borrow_mut().remove(&token);
                 false
             }
         }
