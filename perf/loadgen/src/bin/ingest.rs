@@ -25,6 +25,8 @@ use tokio::net::TcpStream;
 
 /// Largest latency the histogram holds, in µs (60 s).
 const HIST_MAX_US: u64 = 60_000_000;
+/// How long after the window closes an unanswered request is given up (counted `unanswered`).
+const DRAIN: Duration = Duration::from_secs(2);
 /// Largest response (head + body) buffered.
 const MAX_RESPONSE: usize = 1 << 20;
 
@@ -95,6 +97,7 @@ struct Report {
     acked_per_s: f64,
     latency_us: Latency,
     errors: u64,
+    errors_window: u64,
     error_kinds: ErrorKinds,
     loadgen_cpu_s: f64,
     loadgen_cpu_window_s: f64,
@@ -112,6 +115,8 @@ struct Latency {
     mean: f64,
 }
 
+/// Errors over the whole run (set-up, warm-up, window and drain); `errors_window` in the report
+/// counts only the answers that arrived inside the window.
 #[derive(Serialize, Default, Clone)]
 struct ErrorKinds {
     /// Non-201 answers by status code.
@@ -122,11 +127,20 @@ struct ErrorKinds {
     connect: u64,
     /// Rooms that could not be created.
     setup: u64,
+    /// Requests still unanswered `DRAIN` after the window closed (the poster gives up).
+    unanswered: u64,
+    /// Error answers or failures that arrived inside the window.
+    #[serde(skip)]
+    window: u64,
 }
 
 impl ErrorKinds {
     fn total(&self) -> u64 {
-        self.http_status.values().sum::<u64>() + self.io + self.connect + self.setup
+        self.http_status.values().sum::<u64>()
+            + self.io
+            + self.connect
+            + self.setup
+            + self.unanswered
     }
 
     fn merge(&mut self, other: &ErrorKinds) {
@@ -136,6 +150,8 @@ impl ErrorKinds {
         self.io += other.io;
         self.connect += other.connect;
         self.setup += other.setup;
+        self.unanswered += other.unanswered;
+        self.window += other.window;
     }
 }
 
@@ -278,6 +294,7 @@ fn run(args: &Args) -> Result<Report, String> {
             mean: hist.mean(),
         },
         errors: errors.total(),
+        errors_window: errors.window,
         error_kinds: errors,
         loadgen_cpu_s,
         loadgen_cpu_window_s: cpu_close - cpu_open,
@@ -414,9 +431,7 @@ async fn poster(
             match HttpConn::connect(addr).await {
                 Ok(c) => conn = Some(c),
                 Err(err) => {
-                    if Instant::now() >= window.open {
-                        tally.errors.connect += 1;
-                    }
+                    tally.errors.connect += 1;
                     if diagnostics < 3 {
                         diagnostics += 1;
                         eprintln!("poster {index}: connect: {err}");
@@ -430,7 +445,14 @@ async fn poster(
         let body = message_body(index, n, payload_bytes);
         n += 1;
         let sent = Instant::now();
-        let result = c.request(&path, &token, body.as_bytes()).await;
+        let deadline = (window.close + DRAIN).into();
+        let Ok(result) =
+            tokio::time::timeout_at(deadline, c.request(&path, &token, body.as_bytes())).await
+        else {
+            tally.errors.unanswered += 1;
+            eprintln!("poster {index}: no answer {DRAIN:?} after the window closed; giving up");
+            break;
+        };
         let done = Instant::now();
         // An answer counts when it arrives inside the window.
         let counted = done >= window.open && done < window.close;
@@ -443,9 +465,8 @@ async fn poster(
                 }
             }
             Ok(status) => {
-                if counted {
-                    *tally.errors.http_status.entry(status).or_default() += 1;
-                }
+                *tally.errors.http_status.entry(status).or_default() += 1;
+                tally.errors.window += u64::from(counted);
                 if diagnostics < 3 {
                     diagnostics += 1;
                     eprintln!("poster {index}: HTTP {status}: {}", lossy(&c.body));
@@ -455,9 +476,8 @@ async fn poster(
                 }
             }
             Err(err) => {
-                if counted {
-                    tally.errors.io += 1;
-                }
+                tally.errors.io += 1;
+                tally.errors.window += u64::from(counted);
                 if diagnostics < 3 {
                     diagnostics += 1;
                     eprintln!("poster {index}: {err}");
