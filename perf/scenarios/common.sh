@@ -11,6 +11,9 @@ REPS=${REPS:-3}
 PORT_BASE=${PORT_BASE:-19100}
 SERVER_CPU=${SERVER_CPU:-1}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
+SHARDS=${SHARDS:-1}            # roomcast only: --shards
+RC_ARGS=${RC_ARGS:-}           # roomcast only: extra `serve` flags
+LABEL=${LABEL:-$SERVER}        # row name in the summary table
 OUT_DIR=${OUT_DIR:-$ROOT/perf/out/$(date +%Y%m%d-%H%M%S)-$$}
 mkdir -p "$OUT_DIR"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -45,7 +48,7 @@ start_server() {
     roomcast)
       DATA_DIR=$(mktemp -d)
       taskset -c "$SERVER_CPU" "$BIN/roomcast" serve --listen "127.0.0.1:$port" --data-dir "$DATA_DIR" \
-        --durability none --shards 1 >"$SERVER_LOG" 2>&1 &
+        --durability none --shards "$SHARDS" $RC_ARGS >"$SERVER_LOG" 2>&1 &
       ;;
   esac
   SERVER_PID=$!
@@ -92,13 +95,13 @@ run_reps() {
   local rep files=()
   for rep in $(seq 1 "$REPS"); do
     local port=$((PORT_BASE + rep))
-    log "$scenario SERVER=$SERVER rep $rep/$REPS"
+    log "$scenario SERVER=$LABEL rep $rep/$REPS"
     start_server "$port"
-    local f="$OUT_DIR/$scenario-$SERVER-$rep.jsonl"
+    local f="$OUT_DIR/$scenario-$LABEL-$rep.jsonl"
     if loadgen "$f" "$@"; then files+=("$f"); fi
     stop_server
     sleep 1 # let the closed sockets leave the kernel before the next repetition
   done
   if [[ ${HEADER:-1} == 1 ]]; then python3 "$SCEN_DIR/summarize.py" "$scenario" --header; fi
-  python3 "$SCEN_DIR/summarize.py" "$scenario" "$SERVER" "${files[@]}"
+  python3 "$SCEN_DIR/summarize.py" "$scenario" "$LABEL" "${files[@]}"
 }
