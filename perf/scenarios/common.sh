@@ -5,7 +5,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SCEN_DIR="$ROOT/perf/scenarios"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+# BIN: where the built binaries are; point it at a private copy when the target dir is shared
+# (another build can replace target/release/roomcast in the middle of a run).
+BIN=${BIN:-"${CARGO_TARGET_DIR:-$ROOT/target}/release"}
 SERVER=${SERVER:-tt}
 REPS=${REPS:-3}
 PORT_BASE=${PORT_BASE:-19100}
@@ -64,7 +66,10 @@ start_server() {
     if [[ $i == 200 ]]; then echo "server $SERVER not ready on port $port" >&2; return 1; fi
   done
   case $SERVER in
-    roomcast) LG_TARGET=(--target roomcast --url "http://127.0.0.1:$port" --secret-file "$DATA_DIR/jwt_secret") ;;
+    # Publishing over REST is closed-loop per HTTP connection (one request in flight each), so
+    # the connection count caps the publish rate: HTTP_CONNS (128) keep-alive connections.
+    roomcast) LG_TARGET=(--target roomcast --url "http://127.0.0.1:$port" --secret-file "$DATA_DIR/jwt_secret"
+      --http-conns "${HTTP_CONNS:-128}") ;;
     *) LG_TARGET=(--target plain --url "ws://127.0.0.1:$port") ;;
   esac
   sleep 0.3 # let the server's RSS settle before the loadgen samples it
@@ -82,7 +87,7 @@ loadgen() {
   local out=$1
   shift
   taskset -c "$LOADGEN_CPU" timeout "${LOADGEN_TIMEOUT:-300}" "$BIN/loadgen" "${LG_TARGET[@]}" \
-    --threads 1 --server-pid "$SERVER_PID" "$@" >"$out" 2>"$out.err" || {
+    --threads 1 --server-pid "$SERVER_PID" ${LG_ARGS:-} "$@" >"$out" 2>"$out.err" || {
     echo "loadgen failed (exit $?); stderr:" >&2; tail -5 "$out.err" >&2; return 1
   }
 }
