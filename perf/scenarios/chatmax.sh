@@ -5,6 +5,7 @@
 # Usage: SERVER=roomcast|tt|tt-tuned|node perf/scenarios/chatmax.sh   (REPS, RATES, DURATION, WARMUP)
 source "$(dirname "$0")/common.sh"
 ROOMS=${ROOMS:-5000}
+HTTP_CONNS=${HTTP_CONNS:-128} # roomcast: enough keep-alive connections for 30 000 requests/s
 run_reps chatmax --connections $((ROOMS * 2)) --rooms "$ROOMS" --publishers-per-room 1 \
   --rate-steps "${RATES:-5000,7500,10000,12500,15000,20000,25000,30000}" \
   --stop-p99-ms "${P99_LIMIT_MS:-50}" --duration "${DURATION:-2}" --warmup "${WARMUP:-1}" \

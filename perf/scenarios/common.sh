@@ -67,9 +67,9 @@ start_server() {
   done
   case $SERVER in
     # Publishing over REST is closed-loop per HTTP connection (one request in flight each), so
-    # the connection count caps the publish rate: HTTP_CONNS (128) keep-alive connections.
+    # the connection count caps the publish rate: HTTP_CONNS (32; chatmax.sh 128) connections.
     roomcast) LG_TARGET=(--target roomcast --url "http://127.0.0.1:$port" --secret-file "$DATA_DIR/jwt_secret"
-      --http-conns "${HTTP_CONNS:-128}") ;;
+      --http-conns "${HTTP_CONNS:-32}") ;;
     *) LG_TARGET=(--target plain --url "ws://127.0.0.1:$port") ;;
   esac
   sleep 0.3 # let the server's RSS settle before the loadgen samples it
