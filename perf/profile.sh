@@ -3,11 +3,13 @@
 # a flame graph with inferno, then syscall and io_uring counts per delivery with perf stat.
 #
 # Usage: perf/profile.sh   (RATE 20 msg/s, ROOMS 10, MEMBERS 1000, PERF_S 5, STAT_S 5,
-#                           CALLGRAPH "fp" (-g, frame pointers) or "dwarf", SHARDS 1, SVG path)
+#                           CALLGRAPH "fp" (-g, frame pointers) or "dwarf", SHARDS 1, SVG path,
+#                           SERVER roomcast; a peer (tt-tuned, …) works too: its deliveries are
+#                           then taken as RATE x MEMBERS x seconds, nominal, as it has no metrics)
 # Needs `perf` (Debian: apt-get install linux-perf) and inferno (cargo install inferno).
 # Writes perf/out/profile-*/{perf.data,folded.txt,report-*.txt,stat.txt,metrics-*.txt} and the
 # SVG (default perf/flamegraph-fanout.svg). roomcast runs on CPU 1, the loadgen on CPU 0.
-SERVER=roomcast
+SERVER=${SERVER:-roomcast}
 source "$(dirname "$0")/scenarios/common.sh"
 RATE=${RATE:-20}
 ROOMS=${ROOMS:-10}
@@ -15,8 +17,8 @@ MEMBERS=${MEMBERS:-1000}
 PERF_S=${PERF_S:-5}
 STAT_S=${STAT_S:-5}
 CALLGRAPH=${CALLGRAPH:-fp}
-SVG=${SVG:-$ROOT/perf/flamegraph-fanout.svg}
-OUT_DIR="$ROOT/perf/out/profile-$(date +%Y%m%d-%H%M%S)"
+OUT_DIR="$ROOT/perf/out/profile-$SERVER-$(date +%Y%m%d-%H%M%S)"
+if [[ $SERVER == roomcast ]]; then SVG=${SVG:-$ROOT/perf/flamegraph-fanout.svg}; else SVG=${SVG:-$OUT_DIR/flamegraph.svg}; fi
 mkdir -p "$OUT_DIR"
 INFERNO_BIN=${INFERNO_BIN:-$HOME/.cargo/bin}
 command -v perf >/dev/null || { echo "perf is missing: apt-get install -y linux-perf" >&2; exit 1; }
@@ -42,7 +44,7 @@ done
 log "connected: $(established) sockets; publishing warms up"
 sleep 2
 
-metrics() { curl -s "http://127.0.0.1:$port/metrics" | grep -E '^roomcast_[a-z_]+(\{[^}]*\})? ' >"$1"; }
+metrics() { [[ $SERVER == roomcast ]] || { : >"$1"; return; }; curl -s "http://127.0.0.1:$port/metrics" | grep -E '^roomcast_[a-z_]+(\{[^}]*\})? ' >"$1"; }
 # counter NAME FILE: the counter summed over shards.
 counter() { awk -v n="roomcast_$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { print s + 0 }' "$2"; }
 
@@ -60,6 +62,7 @@ log "perf stat syscalls and io_uring for ${STAT_S}s"
 perf stat -x, -e 'syscalls:sys_enter_*' -e 'io_uring:io_uring_submit_req' \
   -e 'io_uring:io_uring_complete' -e 'io_uring:io_uring_task_work_run' \
   -e 'io_uring:io_uring_local_work_run' -e 'io_uring:io_uring_short_write' \
+  -e 'io_uring:io_uring_cqe_overflow' -e 'io_uring:io_uring_queue_async_work' \
   -p "$SERVER_PID" -o "$OUT_DIR/stat.csv" -- sleep "$STAT_S" 2>"$OUT_DIR/stat.err" >/dev/null
 metrics "$OUT_DIR/metrics-2.txt"
 wait "$LG_PID" || true
@@ -70,6 +73,10 @@ wait "$LG_PID" || true
   for c in events_delivered_total frames_out_total writev_total http_requests_total bytes_out_total; do
     echo "metric $c during perf stat: $(($(counter $c "$OUT_DIR/metrics-2.txt") - $(counter $c "$OUT_DIR/metrics-1.txt")))"
   done
+  if [[ $SERVER != roomcast ]]; then
+    d1=$((RATE * MEMBERS * PERF_S)) d2=$((RATE * MEMBERS * STAT_S))
+    echo "($SERVER has no metrics: deliveries below are nominal, RATE x MEMBERS x seconds)"
+  fi
   echo "deliveries during perf record: $d1 (${PERF_S}s), during perf stat: $d2 (${STAT_S}s)"
   echo "event,count,per_delivery (perf stat -p $SERVER_PID, ${STAT_S}s, nonzero only)"
   awk -F, -v d="$d2" '$1 ~ /^[0-9]+$/ && $1 > 0 { printf "%s,%d,%.4f\n", $3, $1, (d > 0 ? $1 / d : 0) }' \
@@ -78,7 +85,7 @@ wait "$LG_PID" || true
 
 log "folding and rendering"
 perf script -i "$OUT_DIR/perf.data" 2>/dev/null | "$INFERNO_BIN/inferno-collapse-perf" >"$OUT_DIR/folded.txt"
-"$INFERNO_BIN/inferno-flamegraph" --title "roomcast fan-out ($ROOMS x $MEMBERS, $RATE msg/s, --shards ${SHARDS}, cpu-clock, $CALLGRAPH)" \
+"$INFERNO_BIN/inferno-flamegraph" --title "$SERVER fan-out ($ROOMS x $MEMBERS, $RATE msg/s, --shards ${SHARDS}, cpu-clock, $CALLGRAPH)" \
   --width 1600 <"$OUT_DIR/folded.txt" >"$SVG"
 perf report -i "$OUT_DIR/perf.data" --no-children --sort sym --stdio 2>/dev/null |
   grep -E '^ +[0-9]' | head -60 >"$OUT_DIR/report-self.txt"
