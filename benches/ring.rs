@@ -67,5 +67,9 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The allocator the server binary uses (src/main.rs), so allocation costs match.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 criterion_group!(benches, bench);
 criterion_main!(benches);

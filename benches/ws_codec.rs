@@ -53,15 +53,45 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// What `frame::text` does with one allocation sized for header + payload up front (the
+/// current code allocates the header, then `reserve_exact`s the payload: a second allocation
+/// and a copy). A bench-local comparison, not server code.
+fn text_one_alloc(payload: &[u8]) -> bytes::Bytes {
+    let len = payload.len();
+    let mut out = Vec::with_capacity(10 + len);
+    out.push(0x81);
+    match len {
+        0..=125 => out.push(len as u8),
+        126..=65535 => {
+            out.push(126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    bytes::Bytes::from(out)
+}
+
 fn encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("ws_encode_text");
     for (name, len) in [("100B", 100usize), ("4KiB", 4096)] {
         let payload = vec![b'x'; len];
+        assert_eq!(frame::text(&payload), text_one_alloc(&payload));
         group.throughput(Throughput::Bytes(len as u64));
         group.bench_function(name, |b| b.iter(|| frame::text(black_box(&payload))));
+        group.bench_function(format!("{name}_one_alloc_variant"), |b| {
+            b.iter(|| text_one_alloc(black_box(&payload)))
+        });
     }
     group.finish();
 }
+
+/// The allocator the server binary uses (src/main.rs), so allocation costs match.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 criterion_group!(benches, decode, encode);
 criterion_main!(benches);
