@@ -5,12 +5,17 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SCEN_DIR="$ROOT/perf/scenarios"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+# BIN: where the built binaries are; point it at a private copy when the target dir is shared
+# (another build can replace target/release/roomcast in the middle of a run).
+BIN=${BIN:-"${CARGO_TARGET_DIR:-$ROOT/target}/release"}
 SERVER=${SERVER:-tt}
 REPS=${REPS:-3}
 PORT_BASE=${PORT_BASE:-19100}
 SERVER_CPU=${SERVER_CPU:-1}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
+SHARDS=${SHARDS:-1}            # roomcast only: --shards
+RC_ARGS=${RC_ARGS:-}           # roomcast only: extra `serve` flags
+LABEL=${LABEL:-$SERVER}        # row name in the summary table
 OUT_DIR=${OUT_DIR:-$ROOT/perf/out/$(date +%Y%m%d-%H%M%S)-$$}
 mkdir -p "$OUT_DIR"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -45,7 +50,7 @@ start_server() {
     roomcast)
       DATA_DIR=$(mktemp -d)
       taskset -c "$SERVER_CPU" "$BIN/roomcast" serve --listen "127.0.0.1:$port" --data-dir "$DATA_DIR" \
-        --durability none --shards 1 >"$SERVER_LOG" 2>&1 &
+        --durability none --shards "$SHARDS" $RC_ARGS >"$SERVER_LOG" 2>&1 &
       ;;
   esac
   SERVER_PID=$!
@@ -61,7 +66,10 @@ start_server() {
     if [[ $i == 200 ]]; then echo "server $SERVER not ready on port $port" >&2; return 1; fi
   done
   case $SERVER in
-    roomcast) LG_TARGET=(--target roomcast --url "http://127.0.0.1:$port" --secret-file "$DATA_DIR/jwt_secret") ;;
+    # Publishing over REST is closed-loop per HTTP connection (one request in flight each), so
+    # the connection count caps the publish rate: HTTP_CONNS (32; chatmax.sh 128) connections.
+    roomcast) LG_TARGET=(--target roomcast --url "http://127.0.0.1:$port" --secret-file "$DATA_DIR/jwt_secret"
+      --http-conns "${HTTP_CONNS:-32}") ;;
     *) LG_TARGET=(--target plain --url "ws://127.0.0.1:$port") ;;
   esac
   sleep 0.3 # let the server's RSS settle before the loadgen samples it
@@ -79,7 +87,7 @@ loadgen() {
   local out=$1
   shift
   taskset -c "$LOADGEN_CPU" timeout "${LOADGEN_TIMEOUT:-300}" "$BIN/loadgen" "${LG_TARGET[@]}" \
-    --threads 1 --server-pid "$SERVER_PID" "$@" >"$out" 2>"$out.err" || {
+    --threads 1 --server-pid "$SERVER_PID" ${LG_ARGS:-} "$@" >"$out" 2>"$out.err" || {
     echo "loadgen failed (exit $?); stderr:" >&2; tail -5 "$out.err" >&2; return 1
   }
 }
@@ -92,13 +100,13 @@ run_reps() {
   local rep files=()
   for rep in $(seq 1 "$REPS"); do
     local port=$((PORT_BASE + rep))
-    log "$scenario SERVER=$SERVER rep $rep/$REPS"
+    log "$scenario SERVER=$LABEL rep $rep/$REPS"
     start_server "$port"
-    local f="$OUT_DIR/$scenario-$SERVER-$rep.jsonl"
+    local f="$OUT_DIR/$scenario-$LABEL-$rep.jsonl"
     if loadgen "$f" "$@"; then files+=("$f"); fi
     stop_server
     sleep 1 # let the closed sockets leave the kernel before the next repetition
   done
   if [[ ${HEADER:-1} == 1 ]]; then python3 "$SCEN_DIR/summarize.py" "$scenario" --header; fi
-  python3 "$SCEN_DIR/summarize.py" "$scenario" "$SERVER" "${files[@]}"
+  python3 "$SCEN_DIR/summarize.py" "$scenario" "$LABEL" "${files[@]}"
 }

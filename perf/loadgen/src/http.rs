@@ -17,6 +17,22 @@ pub struct HttpConn {
     host: String,
     buf: Vec<u8>,
     out: Vec<u8>,
+    /// Response bytes read for the request in flight (0: the server said nothing yet).
+    got: usize,
+}
+
+/// True for an I/O error that means the server had closed an idle keep-alive connection
+/// before this request: EOF, reset or broken pipe with no response byte read. The request was
+/// not processed, so it is safe to send it again on a fresh connection.
+pub fn is_stale(err: &io::Error, got: usize) -> bool {
+    got == 0
+        && matches!(
+            err.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionAborted
+        )
 }
 
 impl HttpConn {
@@ -28,7 +44,13 @@ impl HttpConn {
             host: addr.to_string(),
             buf: Vec::with_capacity(4096),
             out: Vec::with_capacity(1024),
+            got: 0,
         })
+    }
+
+    /// Response bytes read for the last request (see [`is_stale`]).
+    pub fn response_bytes(&self) -> usize {
+        self.got
     }
 
     /// Sends one request and reads its response: `(status, body)`.
@@ -49,6 +71,7 @@ impl HttpConn {
             body.len()
         )?;
         self.out.extend_from_slice(body);
+        self.got = self.buf.len();
         self.stream.write_all(&self.out).await?;
         self.read_response().await
     }
@@ -81,6 +104,7 @@ impl HttpConn {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         self.buf.extend_from_slice(&chunk[..n]);
+        self.got += n;
         Ok(())
     }
 }

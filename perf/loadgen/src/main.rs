@@ -165,6 +165,7 @@ struct Report {
     latency_us: Latency,
     publish_lag: u64,
     publish_skipped: u64,
+    http_reopened: u64,
     errors: u64,
     error_kinds: ErrorKinds,
     loadgen_cpu_s: f64,
@@ -444,6 +445,7 @@ impl Base<'_> {
             },
             publish_lag: shared.publish_lag.load(Relaxed),
             publish_skipped: shared.publish_skipped.load(Relaxed),
+            http_reopened: shared.http_reopened.load(Relaxed),
             errors: e.total(),
             error_kinds: ErrorKinds {
                 connect: e.connect.load(Relaxed),

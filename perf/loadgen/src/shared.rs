@@ -58,6 +58,9 @@ pub struct Shared {
     /// Sends that left more than `LAG_NS` after their slot, and slots given up as hopeless.
     pub publish_lag: AtomicU64,
     pub publish_skipped: AtomicU64,
+    /// roomcast: requests sent again because the server had closed the idle keep-alive
+    /// connection they met (not errors; the server never read them). Cumulative over the run.
+    pub http_reopened: AtomicU64,
     pub errors: Errors,
 }
 
@@ -78,6 +81,7 @@ impl Shared {
             sent_all: AtomicU64::new(0),
             publish_lag: AtomicU64::new(0),
             publish_skipped: AtomicU64::new(0),
+            http_reopened: AtomicU64::new(0),
             errors: Errors::default(),
         }
     }

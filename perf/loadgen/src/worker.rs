@@ -348,7 +348,26 @@ async fn http_worker(spec: HttpWorkerSpec, cfg: Arc<Config>, shared: Arc<Shared>
             };
             let sent = shared.now_ns();
             let body = serde_json::json!({ "text": stamp::text(sent, cfg.payload) }).to_string();
-            match c.request("POST", &target.path, &target.token, body.as_bytes()).await {
+            let mut result = c
+                .request("POST", &target.path, &target.token, body.as_bytes())
+                .await;
+            // The server closes keep-alive connections that stay idle too long; a request that
+            // met such a closed connection was never read, so send it once more on a new one.
+            if let Err(err) = &result {
+                if crate::http::is_stale(err, c.response_bytes()) {
+                    shared.http_reopened.fetch_add(1, Relaxed);
+                    match HttpConn::connect(cfg.addr, spec.src).await {
+                        Ok(fresh) => {
+                            *c = fresh;
+                            result = c
+                                .request("POST", &target.path, &target.token, body.as_bytes())
+                                .await;
+                        }
+                        Err(e) => result = Err(e),
+                    }
+                }
+            }
+            match result {
                 Ok((status, _)) if (200..300).contains(&status) => {
                     count_sent(&shared, sent, target.room_size)
                 }

@@ -1,0 +1,79 @@
+//! Virola dialect rendering: `roomcast::dialect::virola::render` of a MessageCreated event
+//! (64 B text) and a RoomUpdated event, from `roomcast::model` values built directly.
+//! Each render is one JSON serialisation into one complete WebSocket text frame, done once per
+//! event by the room's owner (not once per recipient).
+//!
+//! `cargo bench --bench render -- --warm-up-time 1 --measurement-time 3`
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use roomcast::dialect::virola::render;
+use roomcast::model::{Event, LastMessage, Message, Role, RoomKind, RoomView, UserId};
+use std::hint::black_box;
+
+const NOW: u64 = 1_795_000_000_000;
+
+fn message() -> Message {
+    Message {
+        id: 4_294_967_311,
+        seq: 1234,
+        room: 17,
+        author: UserId::new("u1234"),
+        text: format!("t={};{}", 123_456_789_u64, "x".repeat(64 - 12)),
+        parent_id: 0,
+        client_message_id: None,
+        kind: "Regular".into(),
+        attachments: "[]".into(),
+        attributes: "{}".into(),
+        comment_count: 0,
+        created_ms: NOW,
+        edited_ms: NOW,
+        modified_ms: NOW,
+        deleted_ms: None,
+    }
+}
+
+fn room(members: usize) -> RoomView {
+    let mut list: Vec<(UserId, Role)> = (0..members)
+        .map(|i| (UserId::new(&format!("u{i}")), Role::Member))
+        .collect();
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    RoomView {
+        id: 17,
+        kind: RoomKind::Group,
+        name: "room-17".into(),
+        description: String::new(),
+        attributes: "{}".into(),
+        members: list,
+        created_ms: NOW,
+        updated_ms: NOW,
+        last_seq: 1234,
+        last_message: Some(LastMessage {
+            id: 4_294_967_311,
+            created_ms: NOW,
+            author: UserId::new("42"),
+        }),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let created = Event::MessageCreated(Arc::new(message()));
+    let frame = render(&created, false);
+    eprintln!("MessageCreated frame: {} bytes", frame.len());
+    c.bench_function("virola_render/MessageCreated_64B", |b| {
+        b.iter(|| render(black_box(&created), false))
+    });
+    let updated = Event::RoomUpdated(Arc::new(room(1000)));
+    eprintln!("RoomUpdated frame: {} bytes", render(&updated, false).len());
+    c.bench_function("virola_render/RoomUpdated", |b| {
+        b.iter(|| render(black_box(&updated), true))
+    });
+}
+
+/// The allocator the server binary uses (src/main.rs), so allocation costs match.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
