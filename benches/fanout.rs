@@ -82,7 +82,10 @@ fn drain(slab: &Slab<FakeConn>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let text = format!("{{\"type\":\"TextMessagesCreated\",\"data\":{{\"messages\":[{{\"text\":\"{}\"}}]}}}}", "x".repeat(64));
+    let text = format!(
+        "{{\"type\":\"TextMessagesCreated\",\"data\":{{\"messages\":[{{\"text\":\"{}\"}}]}}}}",
+        "x".repeat(64)
+    );
     let mut bundle = Bundle::default();
     bundle.frames[DialectKind::Virola as usize] = Some(frame::text(text.as_bytes()));
 

@@ -35,9 +35,8 @@ fn message() -> Message {
 }
 
 fn room(members: usize) -> RoomView {
-    let mut list: Vec<(UserId, Role)> = (0..members)
-        .map(|i| (UserId::new(&format!("u{i}")), Role::Member))
-        .collect();
+    let mut list: Vec<(UserId, Role)> =
+        (0..members).map(|i| (UserId::new(&format!("u{i}")), Role::Member)).collect();
     list.sort_by(|a, b| a.0.cmp(&b.0));
     RoomView {
         id: 17,
@@ -66,9 +65,7 @@ fn bench(c: &mut Criterion) {
     });
     let updated = Event::RoomUpdated(Arc::new(room(1000)));
     eprintln!("RoomUpdated frame: {} bytes", render(&updated, false).len());
-    c.bench_function("virola_render/RoomUpdated", |b| {
-        b.iter(|| render(black_box(&updated), true))
-    });
+    c.bench_function("virola_render/RoomUpdated", |b| b.iter(|| render(black_box(&updated), true)));
 }
 
 /// The allocator the server binary uses (src/main.rs), so allocation costs match.

@@ -348,9 +348,7 @@ async fn http_worker(spec: HttpWorkerSpec, cfg: Arc<Config>, shared: Arc<Shared>
             };
             let sent = shared.now_ns();
             let body = serde_json::json!({ "text": stamp::text(sent, cfg.payload) }).to_string();
-            let mut result = c
-                .request("POST", &target.path, &target.token, body.as_bytes())
-                .await;
+            let mut result = c.request("POST", &target.path, &target.token, body.as_bytes()).await;
             // The server closes keep-alive connections that stay idle too long; a request that
             // met such a closed connection was never read, so send it once more on a new one.
             if let Err(err) = &result {
