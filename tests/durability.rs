@@ -7,6 +7,8 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -105,6 +107,7 @@ async fn poster(
     room: u64,
     user: &'static str,
     round: usize,
+    acked: Arc<AtomicUsize>,
 ) -> Vec<(u64, String)> {
     let token = user_token(user);
     let mut acknowledged = Vec::new();
@@ -125,6 +128,7 @@ async fn poster(
             (201, body) => {
                 let v: Value = serde_json::from_slice(&body).unwrap();
                 acknowledged.push((v["message"]["id"].as_u64().unwrap(), text));
+                acked.fetch_add(1, Ordering::Relaxed);
             }
             (status, _) => panic!("unexpected status {status}"),
         }
@@ -157,7 +161,8 @@ async fn durability_kill_9_mid_stream_keeps_every_acknowledged_message_exactly_o
     let mut room = None;
     let mut acknowledged: HashMap<u64, String> = HashMap::new();
     let mut max_id_before_restart = 0u64;
-    for (round, kill_after_ms) in [60u64, 180, 400].into_iter().enumerate() {
+    // Kill points: after this many acknowledgements in the round, with posts still in flight.
+    for (round, kill_after_acks) in [20usize, 80, 200].into_iter().enumerate() {
         let mut server = spawn_server(&dir.0, 2, &[]).expect("server starts");
         let addr = server.addr;
         let room_id = match room {
@@ -168,9 +173,17 @@ async fn durability_kill_9_mid_stream_keeps_every_acknowledged_message_exactly_o
                 id
             }
         };
-        let tasks: Vec<_> =
-            posters.iter().map(|p| tokio::spawn(poster(addr, room_id, p, round))).collect();
-        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        let acked = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = posters
+            .iter()
+            .map(|p| tokio::spawn(poster(addr, room_id, p, round, acked.clone())))
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while acked.load(Ordering::Relaxed) < kill_after_acks
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         kill9(&mut server);
         let mut round_ids = Vec::new();
         for task in tasks {

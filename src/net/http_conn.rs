@@ -40,6 +40,7 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
     let config = shard.config.clone();
     let mut buf = BytesMut::with_capacity(1024);
     let mut wait = Duration::from_millis(config.handshake_timeout_ms);
+    let mut verified = VerifiedToken::default();
     loop {
         let head = loop {
             match parse_head(&buf, config.http_head_bytes_max) {
@@ -66,7 +67,7 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
             return false;
         };
         let keep_alive = head.keep_alive && !shard.shutting_down.get();
-        let reply = crate::rest::handle(shard, &head, body, keep_alive).await;
+        let reply = crate::rest::handle(shard, &head, body, keep_alive, &mut verified).await;
         if !write(&stream, reply).await || !keep_alive {
             return false;
         }
@@ -330,6 +331,38 @@ pub fn authenticate(shard: &Shard, token: Option<&str>) -> Result<Identity, Stri
         shard.metrics.auth_failures_total.fetch_add(1, Ordering::Relaxed);
     }
     result
+}
+
+/// The last token verified on one keep-alive connection. A client that sends the same bearer
+/// with every request pays for the signature check once; the cached identity is reused only
+/// while it is unexpired and its session is not logged out.
+#[derive(Default)]
+pub struct VerifiedToken {
+    token: String,
+    identity: Option<Identity>,
+}
+
+impl VerifiedToken {
+    /// `authenticate`, skipping the signature check when `token` is the one verified last.
+    pub fn authenticate(&mut self, shard: &Shard, token: Option<&str>) -> Result<Identity, String> {
+        if let (Some(token), Some(identity)) = (token, &self.identity) {
+            let live = identity.expires_at > crate::auth::now_unix_s()
+                && !identity.session.as_deref().is_some_and(|s| shard.is_revoked(s));
+            if live && token == self.token {
+                return Ok(identity.clone());
+            }
+        }
+        let result = authenticate(shard, token);
+        match (&result, token) {
+            (Ok(identity), Some(token)) => {
+                self.token.clear();
+                self.token.push_str(token);
+                self.identity = Some(identity.clone());
+            }
+            _ => self.identity = None,
+        }
+        result
+    }
 }
 
 /// Adds `X-Roomcast-Shard` to a 101 response (tests and operators see where a socket lives).

@@ -60,9 +60,15 @@ pub struct Caller {
 }
 
 /// Answers one request.
-pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_alive: bool) -> Bytes {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: Bytes,
+    keep_alive: bool,
+    verified: &mut crate::net::http_conn::VerifiedToken,
+) -> Bytes {
     let segments: Vec<&str> = head.path.trim_matches('/').split('/').collect();
-    let result = route(shard, head, &segments, &body).await;
+    let result = route(shard, head, &segments, &body, verified).await;
     match result {
         Ok((204, _)) => response::response(204, None, &[], keep_alive, &[]),
         Ok((status, body)) if segments == ["metrics"] => {
@@ -82,7 +88,13 @@ pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_ali
     }
 }
 
-async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &[u8]) -> ApiResult {
+async fn route(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    segments: &[&str],
+    body: &[u8],
+    verified: &mut crate::net::http_conn::VerifiedToken,
+) -> ApiResult {
     use Method::{Delete, Get, Patch, Post, Put};
     let method = head.method;
     match segments {
@@ -94,7 +106,7 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
             message: "this is a WebSocket endpoint: send an upgrade request".into(),
         }),
         ["api", "v1", rest @ ..] => {
-            let caller = caller(shard, head)?;
+            let caller = caller(shard, head, verified)?;
             let writes = matches!(method, Post | Put | Patch | Delete);
             if writes && caller.viewer != Viewer::Service && !shard.take_user_action(&caller.user) {
                 return Err(ApiError {
@@ -184,9 +196,16 @@ fn not_allowed(allow: &str) -> ApiError {
     }
 }
 
-fn caller(shard: &Shard, head: &RequestHead) -> Result<Caller, ApiError> {
-    let identity = crate::net::http_conn::authenticate(shard, bearer(head))
-        .map_err(|message| ApiError { status: 401, code: "unauthorized", message })?;
+fn caller(
+    shard: &Shard,
+    head: &RequestHead,
+    verified: &mut crate::net::http_conn::VerifiedToken,
+) -> Result<Caller, ApiError> {
+    let identity = verified.authenticate(shard, bearer(head)).map_err(|message| ApiError {
+        status: 401,
+        code: "unauthorized",
+        message,
+    })?;
     let user = UserId::new(&identity.user);
     let viewer = if identity.is_service { Viewer::Service } else { Viewer::User(user.clone()) };
     Ok(Caller { viewer, user, session: identity.session, expires_at: identity.expires_at })
