@@ -192,25 +192,38 @@ async fn ws_slow_consumer_is_closed_and_counted_without_slowing_the_room() {
         }
         got
     });
-    for _ in 0..count {
-        post_message(addr, room, "fast", &text).await;
+    let posting = tokio::spawn(async move {
+        for _ in 0..count {
+            post_message(addr, room, "fast", &text).await;
+        }
+    });
+    // Start reading the slow socket as soon as the server gives up on it: its close frame
+    // follows the write still in flight, which needs the client to read. (A client that
+    // stays silent for 5 s more is dropped without one.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while slow_consumer_closes(addr).await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the slow consumer was never closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(reader.await.unwrap(), count, "the fast member got every message");
-    let metrics = String::from_utf8(call(addr, "GET", "/metrics", None, None).await.body).unwrap();
-    let closes: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with("roomcast_slow_consumer_closes_total{"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert_eq!(closes, 1, "the slow consumer was closed once");
-    // The slow socket ends with a 1008 close after whatever frames were already written.
     let mut tail = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut tail)).await;
     assert!(
         tail.windows(4).any(|w| w[0] == 0x88 && w[2..4] == 1008u16.to_be_bytes()),
         "close 1008 at the end"
     );
+    posting.await.unwrap();
+    assert_eq!(reader.await.unwrap(), count, "the fast member got every message");
+    assert_eq!(slow_consumer_closes(addr).await, 1, "the slow consumer was closed once");
+}
+
+async fn slow_consumer_closes(addr: std::net::SocketAddr) -> u64 {
+    let metrics = String::from_utf8(call(addr, "GET", "/metrics", None, None).await.body).unwrap();
+    metrics
+        .lines()
+        .find(|l| l.starts_with("roomcast_slow_consumer_closes_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
 }
 
 #[tokio::test]
