@@ -6,6 +6,7 @@ pub mod virola;
 
 use crate::fanout::Frames;
 use crate::model::Event;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Which wire protocol a connection speaks; indexes a bundle's frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,29 @@ impl DialectKind {
     pub const COUNT: usize = 3;
 }
 
+/// Open event connections per dialect, process-wide. An owner renders a dialect's frames only
+/// while this is non-zero ("once per dialect in use"). A connection counts from before it is
+/// registered with its user's owner until it is dropped, so it never misses an event it is
+/// subscribed to; the count is shared by every server in the process (tests), which can only
+/// over-render.
+static CONNECTIONS: [AtomicU64; DialectKind::COUNT] =
+    [const { AtomicU64::new(0) }; DialectKind::COUNT];
+
+/// Counts a new connection of `dialect`.
+pub fn connection_opened(dialect: DialectKind) {
+    CONNECTIONS[dialect as usize].fetch_add(1, Ordering::AcqRel);
+}
+
+/// Counts a closed connection of `dialect`.
+pub fn connection_closed(dialect: DialectKind) {
+    CONNECTIONS[dialect as usize].fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Whether any connection of `dialect` is open.
+pub fn in_use(dialect: DialectKind) -> bool {
+    CONNECTIONS[dialect as usize].load(Ordering::Acquire) > 0
+}
+
 /// Renders `event` into frames for every dialect that receives events, as a viewer who is
 /// (`moderator = true`) or is not a moderator of the room sees it.
 ///
@@ -30,9 +54,13 @@ impl DialectKind {
 /// each viewer (`osu::channel_event`); here osu gets only `chat.message.new`.
 pub fn render_all(event: &Event, moderator: bool) -> Frames {
     let mut frames: Frames = Default::default();
-    frames[DialectKind::Virola as usize] = Some(virola::render(event, moderator));
+    if in_use(DialectKind::Virola) {
+        frames[DialectKind::Virola as usize] = Some(virola::render(event, moderator));
+    }
     if let Event::MessageCreated(m) = event {
-        frames[DialectKind::Osu as usize] = Some(osu::message_new(m));
+        if in_use(DialectKind::Osu) {
+            frames[DialectKind::Osu as usize] = Some(osu::message_new(m));
+        }
     }
     frames
 }

@@ -72,6 +72,7 @@ impl Conn {
         outbound_bytes_max: usize,
         metrics: Arc<ShardMetrics>,
     ) -> Conn {
+        crate::dialect::connection_opened(dialect);
         Conn {
             key,
             user,
@@ -172,6 +173,12 @@ impl Conn {
         out.frames.clear();
         drop(out);
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        crate::dialect::connection_closed(self.dialect);
     }
 }
 

@@ -1,9 +1,10 @@
 //! JSON of the REST API: request bodies (parsed with simd-json) and the views it returns.
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
-use crate::model::{Message, RoomView, UserId};
+use crate::model::{Message, Role, RoomView, UserId};
 
 use super::ApiError;
 
@@ -48,52 +49,108 @@ pub fn array_text(value: Option<&Value>, what: &str) -> Result<String, ApiError>
     }
 }
 
-fn raw(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
+/// Stored JSON text (validated on the way in) embedded as is; `fallback` if it is not JSON.
+struct Raw<'a>(&'a str, &'static str);
+
+impl Serialize for Raw<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::from_str::<&RawValue>(self.0)
+            .or_else(|_| serde_json::from_str::<&RawValue>(self.1))
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+/// A member as the REST API shows it.
+#[derive(Serialize)]
+struct MemberView<'a> {
+    user: &'a str,
+    role: &'static str,
+}
+
+/// A room as the REST API shows it: serialized straight from the view, no `Value` tree.
+#[derive(Serialize)]
+pub struct RoomJson<'a> {
+    id: u64,
+    kind: &'static str,
+    name: &'a str,
+    description: &'a str,
+    attributes: Raw<'a>,
+    #[serde(serialize_with = "members")]
+    members: &'a [(UserId, Role)],
+    created_ms: u64,
+    updated_ms: u64,
+    last_seq: u64,
+    last_message_id: Option<u64>,
+}
+
+fn members<S: Serializer>(list: &&[(UserId, Role)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(list.iter().map(|(u, r)| MemberView { user: u.as_str(), role: r.as_str() }))
 }
 
 /// A room as the REST API shows it.
-pub fn room(view: &RoomView) -> Value {
-    let members: Vec<Value> = view
-        .members
-        .iter()
-        .map(|(u, r)| json!({ "user": u.as_str(), "role": r.as_str() }))
-        .collect();
-    json!({
-        "id": view.id,
-        "kind": view.kind.as_str(),
-        "name": view.name,
-        "description": view.description,
-        "attributes": raw(&view.attributes),
-        "members": members,
-        "created_ms": view.created_ms,
-        "updated_ms": view.updated_ms,
-        "last_seq": view.last_seq,
-        "last_message_id": view.last_message.as_ref().map(|m| m.id),
-    })
+pub fn room(view: &RoomView) -> RoomJson<'_> {
+    RoomJson {
+        id: view.id,
+        kind: view.kind.as_str(),
+        name: &view.name,
+        description: &view.description,
+        attributes: Raw(&view.attributes, "{}"),
+        members: &view.members,
+        created_ms: view.created_ms,
+        updated_ms: view.updated_ms,
+        last_seq: view.last_seq,
+        last_message_id: view.last_message.as_ref().map(|m| m.id),
+    }
+}
+
+/// A message as the REST API shows it: serialized straight from the message.
+#[derive(Serialize)]
+pub struct MessageJson<'a> {
+    id: u64,
+    seq: u64,
+    room_id: u64,
+    author: &'a str,
+    text: &'a str,
+    parent_id: u64,
+    client_message_id: Option<&'a str>,
+    kind: &'a str,
+    attachments: Raw<'a>,
+    attributes: Raw<'a>,
+    comment_count: u32,
+    created_ms: u64,
+    edited_ms: u64,
+    deleted_ms: Option<u64>,
 }
 
 /// A message as the REST API shows it.
-pub fn message(m: &Message) -> Value {
-    json!({
-        "id": m.id,
-        "seq": m.seq,
-        "room_id": m.room,
-        "author": m.author.as_str(),
-        "text": m.text,
-        "parent_id": m.parent_id,
-        "client_message_id": m.client_message_id,
-        "kind": m.kind,
-        "attachments": raw(&m.attachments),
-        "attributes": raw(&m.attributes),
-        "comment_count": m.comment_count,
-        "created_ms": m.created_ms,
-        "edited_ms": m.edited_ms,
-        "deleted_ms": m.deleted_ms,
-    })
+pub fn message(m: &Message) -> MessageJson<'_> {
+    MessageJson {
+        id: m.id,
+        seq: m.seq,
+        room_id: m.room,
+        author: m.author.as_str(),
+        text: &m.text,
+        parent_id: m.parent_id,
+        client_message_id: m.client_message_id.as_deref(),
+        kind: &m.kind,
+        attachments: Raw(&m.attachments, "[]"),
+        attributes: Raw(&m.attributes, "{}"),
+        comment_count: m.comment_count,
+        created_ms: m.created_ms,
+        edited_ms: m.edited_ms,
+        deleted_ms: m.deleted_ms,
+    }
+}
+
+/// `{"<key>": value}` as a response body.
+pub fn wrapped<T: Serialize>(key: &'static str, value: T) -> Vec<u8> {
+    let mut map = std::collections::BTreeMap::new();
+    map.insert(key, value);
+    serde_json::to_vec(&map).unwrap_or_default()
 }
 
 /// Serializes a response body.
-pub fn body(value: &Value) -> Vec<u8> {
+pub fn body<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::http::query::query_param;
 use crate::model::action::NewMessage;
@@ -52,7 +52,7 @@ fn check_message_text(shard: &Shard, text: Option<String>) -> Result<String, Api
 
 fn message_reply(reply: Reply, status: u16) -> ApiResult {
     match reply {
-        Reply::Message(m) => Ok((status, json::body(&json!({ "message": json::message(&m) })))),
+        Reply::Message(m) => Ok((status, json::wrapped("message", json::message(&m)))),
         _ => Ok((204, Vec::new())),
     }
 }
@@ -118,10 +118,10 @@ pub async fn history(
     }
     match room_action(shard, caller, id, RoomAction::History { after, before, limit }).await? {
         Reply::Messages(messages) => {
-            let list: Vec<Value> = messages.iter().map(|m| json::message(m)).collect();
-            Ok((200, json::body(&json!({ "messages": list }))))
+            let list: Vec<_> = messages.iter().map(|m| json::message(m)).collect();
+            Ok((200, json::wrapped("messages", list)))
         }
-        _ => Ok((200, json::body(&json!({ "messages": [] })))),
+        _ => Ok((200, json::wrapped("messages", [(); 0]))),
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::model::action::{NewRoom, RoomPatch};
 use crate::model::ids::{shard_of_room, shard_of_user};
@@ -73,7 +73,7 @@ fn parse_member(value: &Value) -> Result<(crate::model::UserId, Role), ApiError>
 
 fn room_reply(reply: Reply, status: u16) -> ApiResult {
     match reply {
-        Reply::Room(view) => Ok((status, json::body(&json!({ "room": json::room(&view) })))),
+        Reply::Room(view) => Ok((status, json::wrapped("room", json::room(&view)))),
         _ => Ok((204, Vec::new())),
     }
 }
@@ -209,8 +209,8 @@ pub async fn list(shard: &Rc<Shard>, caller: &Caller) -> ApiResult {
     }
     rooms.sort_unstable_by_key(|r| r.id);
     rooms.truncate(LIST_MAX);
-    let rooms: Vec<Value> = rooms.iter().map(|r| json::room(r)).collect();
-    Ok((200, json::body(&json!({ "rooms": rooms }))))
+    let rooms: Vec<_> = rooms.iter().map(|r| json::room(r)).collect();
+    Ok((200, json::wrapped("rooms", rooms)))
 }
 
 /// `POST /api/v1/rooms/{id}/ack`: the osu! chat keepalive; a member of a public room keeps
