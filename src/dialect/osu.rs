@@ -9,6 +9,7 @@
 //! Everything here is pure: rendering returns one complete WebSocket frame, decoding returns a
 //! command. Per-connection state is two bits of `Conn::flags` ([`CHAT_ACTIVE`], [`SCOPE_ALL`]).
 
+use serde::Serialize;
 use std::borrow::Cow;
 
 use bytes::Bytes;
@@ -104,25 +105,6 @@ fn profile(attributes: Option<&Value>, user: &UserId) -> (String, Option<String>
     (name.unwrap_or(user.as_str()).to_string(), avatar.map(str::to_string))
 }
 
-/// A UserCompact (sheet §7.3) for `user`; we know no more than its id.
-fn user_compact(user: &UserId) -> Value {
-    json!({
-        "avatar_url": "",
-        "country_code": "",
-        "default_group": "default",
-        "id": user_json(user),
-        "is_active": true,
-        "is_bot": false,
-        "is_deleted": false,
-        "is_online": true,
-        "is_supporter": false,
-        "last_visit": null,
-        "pm_friends_only": false,
-        "profile_colour": null,
-        "username": user.as_str(),
-    })
-}
-
 fn to_frame(value: &Value) -> Bytes {
     frame::text_from_writer(|out| {
         // Serializing a Value into a Vec cannot fail.
@@ -145,25 +127,101 @@ pub fn logout() -> Bytes {
     frame::text(br#"{"event":"logout"}"#)
 }
 
-/// `chat.message.new` for a posted message: one message, its sender in `users`.
+/// A user id as osu! shows it, serialized without building a `Value`.
+struct UserIdJson<'a>(&'a UserId);
+
+impl Serialize for UserIdJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_u64() {
+            Some(n) => s.serialize_u64(n),
+            None => s.serialize_str(self.0.as_str()),
+        }
+    }
+}
+
+/// `chat.message.new`, fields in the same (sorted) order `json!` gave.
+#[derive(Serialize)]
+struct MessageNew<'a> {
+    data: MessageNewData<'a>,
+    event: &'static str,
+}
+
+#[derive(Serialize)]
+struct MessageNewData<'a> {
+    messages: [ChatMessage<'a>; 1],
+    users: [UserCompactJson<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    channel_id: u64,
+    content: &'a str,
+    is_action: bool,
+    message_id: u64,
+    sender_id: UserIdJson<'a>,
+    timestamp: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uuid: Option<&'a str>,
+}
+
+/// A UserCompact (sheet §7.3) for a user of whom we know no more than its id.
+#[derive(Serialize)]
+struct UserCompactJson<'a> {
+    avatar_url: &'static str,
+    country_code: &'static str,
+    default_group: &'static str,
+    id: UserIdJson<'a>,
+    is_active: bool,
+    is_bot: bool,
+    is_deleted: bool,
+    is_online: bool,
+    is_supporter: bool,
+    last_visit: Option<()>,
+    pm_friends_only: bool,
+    profile_colour: Option<()>,
+    username: &'a str,
+}
+
+/// `chat.message.new` for a posted message: one message, its sender in `users`. Rendered once
+/// per message for every osu! recipient, so it serializes borrowed structs (no `Value` tree).
 pub fn message_new(m: &Message) -> Bytes {
     let is_action = m.kind == "action";
-    let mut message = json!({
-        "channel_id": m.room,
-        "content": m.text,
-        "is_action": is_action,
-        "message_id": m.id,
-        "sender_id": user_json(&m.author),
-        "timestamp": iso8601(m.created_ms),
-        "type": if is_action { "action" } else { "plain" },
-    });
-    if let (Some(uuid), Value::Object(map)) = (&m.client_message_id, &mut message) {
-        map.insert("uuid".into(), json!(uuid));
-    }
-    to_frame(&json!({
-        "event": "chat.message.new",
-        "data": { "messages": [message], "users": [user_compact(&m.author)] },
-    }))
+    let event = MessageNew {
+        data: MessageNewData {
+            messages: [ChatMessage {
+                channel_id: m.room,
+                content: &m.text,
+                is_action,
+                message_id: m.id,
+                sender_id: UserIdJson(&m.author),
+                timestamp: iso8601(m.created_ms),
+                kind: if is_action { "action" } else { "plain" },
+                uuid: m.client_message_id.as_deref(),
+            }],
+            users: [UserCompactJson {
+                avatar_url: "",
+                country_code: "",
+                default_group: "default",
+                id: UserIdJson(&m.author),
+                is_active: true,
+                is_bot: false,
+                is_deleted: false,
+                is_online: true,
+                is_supporter: false,
+                last_visit: None,
+                pm_friends_only: false,
+                profile_colour: None,
+                username: m.author.as_str(),
+            }],
+        },
+        event: "chat.message.new",
+    };
+    frame::text_from_writer(|out| {
+        // Serializing plain structs into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, &event);
+    })
 }
 
 /// The osu! channel type of a room kind.
