@@ -55,6 +55,14 @@ shard_metrics! {
     events_delivered_total: "counter";
     /// Connections closed because their outbound queue passed its bound.
     slow_consumer_closes_total: "counter";
+    /// BIG requests answered (responses and error replies).
+    big_requests_total: "counter";
+    /// BIG requests refused as duplicates of a recent request id.
+    big_duplicate_requests_total: "counter";
+    /// BIG chat-list refreshes dropped because too many were pending on the shard.
+    big_chats_dropped_total: "counter";
+    /// BIG connections closed after `big_silence_ms` without a frame.
+    big_silence_closes_total: "counter";
     /// HTTP requests served.
     http_requests_total: "counter";
     /// Upgrades or requests refused for a missing or bad token.

@@ -86,6 +86,8 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     /// Interval between server pings on a quiet connection, in ms.
     pub ping_interval_ms: u64,
+    /// A BIG connection that sent no frame for this long is closed (`offline`), in ms.
+    pub big_silence_ms: u64,
     /// Sustained per-connection action rate (token-bucket refill per second).
     pub actions_per_second: u32,
     /// Per-connection action burst (token-bucket capacity).
@@ -125,6 +127,7 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             ping_interval_ms: 20_000,
+            big_silence_ms: 20_000,
             actions_per_second: 100,
             actions_burst: 200,
             connections_per_shard_max: 100_000,
@@ -161,6 +164,7 @@ impl Config {
             handshake_timeout_ms,
             idle_timeout_ms,
             ping_interval_ms,
+            big_silence_ms,
             actions_per_second,
             actions_burst,
             connections_per_shard_max,
@@ -228,6 +232,7 @@ impl fmt::Debug for Config {
             .field("outbound_bytes_max", &self.outbound_bytes_max)
             .field("handshake_timeout_ms", &self.handshake_timeout_ms)
             .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("big_silence_ms", &self.big_silence_ms)
             .field("ping_interval_ms", &self.ping_interval_ms)
             .field("actions_per_second", &self.actions_per_second)
             .field("actions_burst", &self.actions_burst)

@@ -1,6 +1,7 @@
 //! Dialects: the wire protocols clients speak. Each renders core events into complete frames
 //! (pure functions) and keeps its per-connection protocol state.
 
+pub mod big;
 pub mod osu;
 pub mod virola;
 
@@ -16,18 +17,21 @@ pub enum DialectKind {
     Echo = 1,
     /// osu! notification websocket `/notifications`.
     Osu = 2,
+    /// BIG messenger `/websocket`.
+    Big = 3,
 }
 
 impl DialectKind {
     /// Number of dialects, the length of a bundle's frame array.
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 4;
 }
 
 /// Renders `event` into frames for every dialect that receives events, as a viewer who is
 /// (`moderator = true`) or is not a moderator of the room sees it.
 ///
 /// osu! frames that depend on the viewer (channel join/part) are rendered by the owner for
-/// each viewer (`osu::channel_event`); here osu gets only `chat.message.new`.
+/// each viewer (`osu::channel_event`); here osu gets only `chat.message.new`. BIG frames depend
+/// on the room's kind and members, so the owner renders them (`shard::big`).
 pub fn render_all(event: &Event, moderator: bool) -> Frames {
     let mut frames: Frames = Default::default();
     frames[DialectKind::Virola as usize] = Some(virola::render(event, moderator));

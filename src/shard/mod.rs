@@ -5,6 +5,7 @@
 //! `RefCell` borrow is held across an `.await`; a command to this shard itself goes through the
 //! local inbox, never a re-entrant call, so handlers never nest.
 
+pub mod big;
 pub mod commit;
 pub mod inbox;
 pub mod owner;
@@ -77,6 +78,8 @@ pub struct Shard {
     pub revoked: RefCell<sessions::Revoked>,
     /// Rooms and users owned here.
     pub owned: RefCell<owner::Owned>,
+    /// BIG dialect state of the users owned here.
+    pub big: RefCell<big::BigOwned>,
     /// This shard's durable store (its redb file, writer and reader threads).
     pub store: RefCell<crate::store::Store>,
     /// Writes waiting for the store, and reads in flight.

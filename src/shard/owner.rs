@@ -140,7 +140,7 @@ fn bundle_of(
         ),
         _ => (EventClass::Room, None),
     };
-    Arc::new(Bundle { frames, alternative, class, osu })
+    Arc::new(Bundle { frames, alternative, class, osu, big: None })
 }
 
 /// A bundle for one user only; `osu` adds its osu! frame (a channel join/part) as a chat event.
@@ -150,7 +150,7 @@ fn personal_bundle(event: &Event, moderator: bool, osu: Option<bytes::Bytes>) ->
     if osu.is_some() {
         frames[DialectKind::Osu as usize] = osu;
     }
-    Arc::new(Bundle { frames, alternative: None, class, osu: None })
+    Arc::new(Bundle { frames, alternative: None, class, osu: None, big: None })
 }
 
 /// The RoomDeleted bundle of a deleted room: osu! connections get `chat.channel.part`, a PM
@@ -172,6 +172,7 @@ fn room_gone_bundle(room: RoomId, view: &RoomView) -> Arc<Bundle> {
         alternative: None,
         class: EventClass::Chat,
         osu: Some(Box::new(routing)),
+        big: None,
     })
 }
 
@@ -229,6 +230,10 @@ impl Shard {
             Request::RevokeSession { user, sid, expires_at, known_only } => {
                 let effects = self.revoke_session(&user, sid, expires_at, known_only);
                 self.commit(effects, reply_to);
+            }
+            Request::MessageBySeq { room, viewer, seq } => {
+                let response = self.message_by_seq(room, &viewer, seq);
+                self.respond(reply_to, response);
             }
             Request::RoomAck { room, user } => {
                 let response = self.room_ack(room, &user);
@@ -335,7 +340,7 @@ impl Shard {
         }
         let ops =
             write.as_ref().map(|w| persist::ops_for(&entry.room, w, &outcome)).unwrap_or_default();
-        let Outcome { reply, events, joined, left, deleted, .. } = outcome;
+        let Outcome { reply, events, joined, left, deleted, stored } = outcome;
         let mut commands: Vec<(usize, Command)> = Vec::new();
         let osu_only = super::users::note_activity(entry, &events, joined.as_ref(), now_ms());
         if let Some((user, mask)) = left {
@@ -371,6 +376,8 @@ impl Shard {
                 }
                 _ => bundle_of(event, view.as_deref(), osu_only.as_ref()),
             };
+            let bundle =
+                super::big::with_big(bundle, &entry.room, event, stored.as_ref(), viewer.user());
             if deleted {
                 shards_in(mask).for_each(|s| {
                     commands.push((s, Command::RoomGone { room: room_id, bundle: bundle.clone() }))
@@ -481,6 +488,9 @@ impl Shard {
         }
         self.metrics.users.store(owned.users.len() as u64, std::sync::atomic::Ordering::Relaxed);
         drop(owned);
+        if mask != 0 {
+            self.big_chats_changed(user.clone());
+        }
         if joined {
             self.send(
                 shard_of_room(room, self.shard_count),

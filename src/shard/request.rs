@@ -74,6 +74,16 @@ pub enum Request {
         /// Refuse unless the owner saw this session (a user logging out another of its own).
         known_only: bool,
     },
+    /// BIG: the message of `room` with per-room `seq`, from the owner's window (owner: the
+    /// room's shard).
+    MessageBySeq {
+        /// The room.
+        room: RoomId,
+        /// Who asks (must be a member).
+        viewer: Viewer,
+        /// The message's seq.
+        seq: u64,
+    },
     /// `user` is active in `room` now (osu! chat keepalive; owner: the room's shard).
     RoomAck {
         /// The room.
