@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::dialect::big::{self, ClientFrame};
 use crate::metrics;
 use crate::model::action::{NewMessage, NewRoom};
-use crate::model::ids::{now_ms, shard_of_room};
+use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
 use crate::model::room::Reply;
 use crate::model::{Refusal, Role, RoomAction, RoomId, RoomKind, UserId, Viewer};
 use crate::net::conn::Conn;
@@ -217,6 +217,12 @@ async fn resolve(
     let request = Request::CreateRoom { viewer: Viewer::User(user.clone()), spec };
     match shard.call(shard.id, request).await {
         Response::Done(Reply::Room(view)) => {
+            // The members' owners heard of the room (RoomJoined) on the same FIFO rings as these
+            // barriers, and told this shard, the room's owner, where they are connected before
+            // answering: so the first message is delivered to the peer's live sockets.
+            for member in [user.clone(), UserId::new(chat_id)] {
+                shard.barrier(shard_of_user(&member, shard.shard_count)).await;
+            }
             let mut chats = state.chats.borrow_mut();
             if chats.len() < CHATS_MAX {
                 chats.insert(chat_id.to_string(), view.id);

@@ -1,0 +1,356 @@
+//! BIG messenger `/websocket` end to end: real tokio-tungstenite clients, exact wire JSON;
+//! auth (401 body), ping/pong, request/response framing, duplicate ids and the error form,
+//! dialogs (`chatId` = peer id) and groups, history, edits and deletions, the `chats` event,
+//! cross-dialect delivery with Virola and osu!, the silence close, and two shards.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Opens a BIG socket for `user`.
+async fn big(addr: SocketAddr, user: &str) -> Ws {
+    ws_connect(addr, "/websocket", Auth::Header(&user_token(user))).await.expect("big connect").0
+}
+
+async fn send(ws: &mut Ws, value: Value) {
+    ws.send(Message::text(value.to_string())).await.expect("send");
+}
+
+/// Sends a request and returns its response (or error object), skipping events.
+async fn request(ws: &mut Ws, id: &str, payload_type: &str, payload: Value) -> Value {
+    send(ws, json!({"type": "request", "id": id, "payloadType": payload_type, "payload": payload}))
+        .await;
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == "response" && frame["id"] == id {
+            return frame;
+        }
+        if frame.get("error").is_some() {
+            return frame;
+        }
+    }
+}
+
+/// The payload of a successful response.
+async fn ok(ws: &mut Ws, id: &str, payload_type: &str, payload: Value) -> Value {
+    let r = request(ws, id, payload_type, payload).await;
+    assert_eq!(r["type"], "response", "{r}");
+    assert!(r["timestamp"].as_u64().is_some(), "{r}");
+    r["payload"].clone()
+}
+
+/// The next server event of `event_type`, skipping others.
+async fn next_event(ws: &mut Ws, event_type: &str) -> Value {
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == "event" && frame["eventType"] == event_type {
+            assert!(frame["id"].as_str().is_some_and(|id| !id.is_empty()), "{frame}");
+            assert!(frame["timestamp"].as_u64().is_some(), "{frame}");
+            return frame;
+        }
+    }
+}
+
+/// Asserts no event of `event_type` arrives within `ms`.
+async fn no_event(ws: &mut Ws, event_type: &str, ms: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let v: Value = serde_json::from_str(&text).expect("JSON");
+                assert_ne!(v["eventType"], event_type, "unexpected {text}");
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("stream ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn missing_or_bad_token_gets_401_with_bigs_body_before_upgrade() {
+    let server = start(1);
+    for auth in ["", "Authorization: Bearer nope\r\n"] {
+        let request = format!(
+            "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{auth}\r\n"
+        );
+        let r = raw_request(server.addr, request.as_bytes()).await;
+        assert_eq!(r.status, 401, "{}", r.head);
+        let body = r.json();
+        assert_eq!(body["error"], "Unauthorized");
+        assert_eq!(body["status"], 401);
+        assert!(body["timestamp"].as_u64().is_some_and(|t| t > 1_600_000_000_000));
+    }
+    // A query token is not BIG's: still 401.
+    let token = user_token("alice");
+    assert!(ws_connect(server.addr, "/websocket", Auth::Query(&token)).await.is_err());
+}
+
+#[tokio::test]
+async fn short_frames_are_pings_and_get_pong() {
+    let server = start(1);
+    let mut ws = big(server.addr, "alice").await;
+    for ping in ["ping", "1", "\t", "abcde"] {
+        ws.send(Message::text(ping)).await.unwrap();
+        assert_eq!(next_json(&mut ws).await, json!({"event": "pong"}));
+    }
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(next_json(&mut ws).await, json!({"event": "pong"}));
+    close(ws).await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_the_real_error_form_and_duplicate_ids_are_refused_unexecuted() {
+    let server = start(1);
+    let mut alice = big(server.addr, "alice").await;
+    ws_send_text(&mut alice, "this is not json").await;
+    let e = next_json(&mut alice).await;
+    assert_eq!(e["error"]["incomingMessage"], "this is not json");
+    assert!(e["error"]["exception"].as_str().is_some());
+
+    let r = request(&mut alice, "7", "nonsense", json!({})).await;
+    assert!(r["error"]["exception"].as_str().unwrap().contains("nonsense"), "{r}");
+
+    let new = json!({"chatId": "bob", "message": "once", "clientMessageId": "c-1"});
+    let first = ok(&mut alice, "1", "new", new.clone()).await;
+    assert_eq!(first["messageId"], 1);
+    assert_eq!(first["clientMessageId"], "c-1");
+    let dup = request(&mut alice, "1", "new", new).await;
+    assert_eq!(
+        dup,
+        json!({"error": {"id": "1", "type": "warning", "exception": "Duplicate request id"}})
+    );
+    // Not executed: one message in the dialog.
+    let history = ok(&mut alice, "2", "messages", json!({"chatId": "bob"})).await;
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    // An unknown message id is the real server's exception.
+    let r = request(
+        &mut alice,
+        "3",
+        "edit",
+        json!({"chatId": "bob", "originalMessageId": 99,
+        "message": "x"}),
+    )
+    .await;
+    assert_eq!(r["error"]["exception"], "messageId is not exists", "{r}");
+    close(alice).await;
+}
+
+async fn ws_send_text(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.expect("send");
+}
+
+async fn dialog_both_ways(shards: usize) {
+    let server = start(shards);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    assert_eq!(ok(&mut bob, "0", "chats", json!({})).await, json!([]));
+
+    let sent = ok(
+        &mut alice,
+        "1",
+        "new",
+        json!({"chatId": "bob", "message": "hi bob", "clientMessageId": "u-1"}),
+    )
+    .await;
+    assert_eq!(sent["messageId"], 1);
+    assert_eq!(sent["clientMessageId"], "u-1");
+
+    // Bob: the dialog appears (chats) and the message arrives, with chatId = alice (BIG events
+    // may arrive in any order).
+    let (mut chats, mut new) = (Value::Null, Value::Null);
+    while chats.is_null() || new.is_null() {
+        let frame = next_json(&mut bob).await;
+        match frame["eventType"].as_str() {
+            Some("chats") => chats = frame,
+            Some("new") => new = frame,
+            _ => {}
+        }
+    }
+    assert_eq!(chats["payload"][0]["type"], "dialog");
+    assert_eq!(chats["payload"][0]["id"], "alice");
+    let p = &new["payload"];
+    assert_eq!(p["chatId"], "alice");
+    assert_eq!(p["sender"], "alice");
+    assert_eq!(p["messageId"], 1);
+    assert_eq!(p["clientMessageId"], "u-1");
+    assert_eq!(p["message"], "hi bob");
+    assert_eq!(p["timestamp"], sent["timestamp"]);
+
+    // Alice gets her chat list too, but no echo of her own message.
+    let chats = next_event(&mut alice, "chats").await;
+    assert_eq!(chats["payload"][0]["id"], "bob");
+    no_event(&mut alice, "new", 300).await;
+
+    // Bob answers in the same dialog: alice sees chatId = bob, messageId 2.
+    let reply = ok(&mut bob, "1", "new", json!({"chatId": "alice", "message": "hi alice"})).await;
+    assert_eq!(reply["messageId"], 2);
+    let new = next_event(&mut alice, "new").await;
+    assert_eq!(new["payload"]["chatId"], "bob");
+    assert_eq!(new["payload"]["messageId"], 2);
+
+    // Chat and chat list as each side sees them.
+    let chat = ok(&mut alice, "2", "chat", json!({"chatId": "bob"})).await;
+    assert_eq!(chat["chatId"], "bob");
+    assert_eq!(chat["type"], "dialog");
+    assert_eq!(chat["lastMessageId"], 2);
+    let list = ok(&mut bob, "2", "chats", json!({})).await;
+    assert_eq!(list[0]["id"], "alice");
+    assert_eq!(list[0]["lastMessageId"], 2);
+    assert_eq!(list[0]["lastMessageAuthor"], "bob");
+    assert_eq!(list[0]["isMine"], true);
+
+    // Edit, then history shows the new text; delete reaches the other side.
+    let edited = ok(
+        &mut alice,
+        "3",
+        "edit",
+        json!({"chatId": "bob", "originalMessageId": 1, "message": "hey"}),
+    )
+    .await;
+    assert_eq!(edited["messageId"], 1);
+    let history = ok(&mut bob, "3", "messages", json!({"chatId": "alice"})).await;
+    let texts: Vec<&str> =
+        history.as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["hey", "hi alice"]);
+    assert_eq!(history[0]["sender"], "alice");
+    assert_eq!(history[0]["messageId"], 1);
+    assert!(history[0]["updatedAt"].as_u64().is_some());
+
+    ok(&mut alice, "4", "delete", json!({"chatId": "bob", "originalMessageId": 1})).await;
+    let deleted = next_event(&mut bob, "delete").await;
+    assert_eq!(deleted["payload"]["chatId"], "alice");
+    assert_eq!(deleted["payload"]["originalMessageId"], 1);
+    no_event(&mut alice, "delete", 300).await;
+    let history = ok(&mut bob, "4", "messages", json!({"chatId": "alice"})).await;
+    assert_eq!(history.as_array().unwrap().len(), 1);
+    close(alice).await;
+    close(bob).await;
+}
+
+#[tokio::test]
+async fn dialog_messages_go_both_ways_with_the_peer_as_chat_id() {
+    dialog_both_ways(1).await;
+}
+
+#[tokio::test]
+async fn dialog_works_across_two_shards() {
+    dialog_both_ways(2).await;
+}
+
+#[tokio::test]
+async fn history_pages_by_start_id_end_id_and_count() {
+    let server = start(1);
+    let mut alice = big(server.addr, "alice").await;
+    for i in 1..=6 {
+        ok(
+            &mut alice,
+            &format!("n{i}"),
+            "new",
+            json!({"chatId": "bob", "message": format!("m{i}")}),
+        )
+        .await;
+    }
+    let seqs = |v: &Value| -> Vec<u64> {
+        v.as_array().unwrap().iter().map(|m| m["messageId"].as_u64().unwrap()).collect()
+    };
+    let newest = ok(&mut alice, "a", "messages", json!({"chatId": "bob", "count": 2})).await;
+    assert_eq!(seqs(&newest), [5, 6]);
+    let from =
+        ok(&mut alice, "b", "messages", json!({"chatId": "bob", "startId": 3, "count": 2})).await;
+    assert_eq!(seqs(&from), [3, 4]);
+    let until =
+        ok(&mut alice, "c", "messages", json!({"chatId": "bob", "endId": 3, "count": 5})).await;
+    assert_eq!(seqs(&until), [1, 2, 3]);
+    let r = request(&mut alice, "d", "messages", json!({"chatId": "bob", "count": 501})).await;
+    assert!(r["error"]["exception"].as_str().unwrap().contains("count"), "{r}");
+    close(alice).await;
+}
+
+#[tokio::test]
+async fn group_messages_reach_virola_and_osu_and_back() {
+    let server = start(2);
+    let room = create_room(server.addr, "team", &["alice", "carol", "dave"]).await;
+    let mut alice = big(server.addr, "alice").await;
+    let mut carol = virola(server.addr, "carol").await;
+    let osu_token = user_token("dave");
+    let (mut dave, _) =
+        ws_connect(server.addr, "/notifications", Auth::Header(&osu_token)).await.unwrap();
+    assert_eq!(next_json(&mut dave).await["event"], "connection.ready");
+    dave.send(Message::text(r#"{"event":"chat.start"}"#)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let chats = ok(&mut alice, "1", "chats", json!({})).await;
+    assert_eq!(chats[0]["id"], room.to_string());
+    assert_eq!(chats[0]["type"], "group");
+    assert_eq!(chats[0]["name"], "team");
+
+    // BIG → Virola and osu!.
+    let sent = ok(
+        &mut alice,
+        "2",
+        "new",
+        json!({"chatId": room.to_string(), "message": "from big", "clientMessageId": "b-1"}),
+    )
+    .await;
+    assert_eq!(sent["messageId"], 1);
+    let v = next_of(&mut carol, "TextMessagesCreated").await;
+    assert_eq!(v.to_string().contains("from big"), true, "{v}");
+    let o = loop {
+        let e = next_json(&mut dave).await;
+        if e["event"] == "chat.message.new" {
+            break e;
+        }
+    };
+    assert_eq!(o["data"]["messages"][0]["content"], "from big");
+    assert_eq!(o["data"]["messages"][0]["uuid"], "b-1");
+
+    // REST (the Virola user) → BIG: chatId = room id, messageId = the room's seq.
+    post_message(server.addr, room, "carol", "from virola").await;
+    let new = next_event(&mut alice, "new").await;
+    assert_eq!(new["payload"]["chatId"], room.to_string());
+    assert_eq!(new["payload"]["sender"], "carol");
+    assert_eq!(new["payload"]["messageId"], 2);
+    assert_eq!(new["payload"]["message"], "from virola");
+    close(alice).await;
+    close(carol).await;
+    close(dave).await;
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_and_pings_keep_it_open() {
+    let mut config = support::config(1);
+    config.big_silence_ms = 600;
+    let server = start_with(config);
+    let mut quiet = big(server.addr, "alice").await;
+    let mut chatty = big(server.addr, "bob").await;
+    let started = std::time::Instant::now();
+    let mut closed_code = None;
+    while started.elapsed() < Duration::from_secs(3) {
+        chatty.send(Message::text("ping")).await.unwrap();
+        assert_eq!(next_json(&mut chatty).await, json!({"event": "pong"}));
+        match tokio::time::timeout(Duration::from_millis(200), quiet.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                closed_code = Some(frame.map(|f| u16::from(f.code)));
+                break;
+            }
+            Ok(None | Some(Err(_))) => {
+                closed_code = Some(None);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(closed_code, Some(Some(1011)), "the silent socket is closed with 1011");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    // The chatty one is still served.
+    assert_eq!(ok(&mut chatty, "1", "chats", json!({})).await, json!([]));
+    close(chatty).await;
+}
