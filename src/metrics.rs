@@ -63,6 +63,14 @@ shard_metrics! {
     big_chats_dropped_total: "counter";
     /// BIG connections closed after `big_silence_ms` without a frame.
     big_silence_closes_total: "counter";
+    /// Users with unacknowledged BIG events kept on this shard (their owner).
+    big_unacked_users: "gauge";
+    /// Unacknowledged BIG events re-sent.
+    big_resent_total: "counter";
+    /// Users whose BIG connections were closed for too many unacknowledged events.
+    big_unacked_overflows_total: "counter";
+    /// BIG events not kept because too many users had unacknowledged events.
+    big_unacked_dropped_total: "counter";
     /// HTTP requests served.
     http_requests_total: "counter";
     /// Upgrades or requests refused for a missing or bad token.

@@ -354,3 +354,131 @@ async fn a_silent_connection_is_closed_and_pings_keep_it_open() {
     assert_eq!(ok(&mut chatty, "1", "chats", json!({})).await, json!([]));
     close(chatty).await;
 }
+
+/// A server whose unacknowledged BIG events are re-sent every `resend_ms`.
+fn server_resending(shards: usize, resend_ms: u64, unacked_max: usize) -> Server {
+    let mut config = support::config(shards);
+    config.big_resend_ms = resend_ms;
+    config.big_unacked_max = unacked_max;
+    start_with(config)
+}
+
+/// Every event frame arriving within `ms`.
+async fn events_within(ws: &mut Ws, ms: u64) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    let mut events = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return events,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let v: Value = serde_json::from_str(&text).expect("JSON");
+                if v["type"] == "event" {
+                    events.push(v);
+                }
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("stream ended: {other:?}"),
+        }
+    }
+}
+
+async fn ack(ws: &mut Ws, id: &Value) {
+    send(ws, json!({"type": "ack", "id": id})).await;
+}
+
+#[tokio::test]
+async fn events_are_resent_until_acknowledged() {
+    let server = server_resending(2, 300, 256);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    ok(&mut alice, "1", "new", json!({"chatId": "bob", "message": "one"})).await;
+    let first = next_event(&mut bob, "new").await;
+    // Not acknowledged: the same event (same id) comes again, and again.
+    let again = next_event(&mut bob, "new").await;
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["payload"], first["payload"]);
+    let chats = next_event(&mut bob, "chats").await;
+    // Acknowledge both: nothing comes back any more.
+    ack(&mut bob, &first["id"]).await;
+    ack(&mut bob, &chats["id"]).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let later = events_within(&mut bob, 900).await;
+    assert!(later.is_empty(), "acknowledged events are not re-sent: {later:?}");
+    // The sender's own `chats` event is re-sent to her until she acknowledges it too.
+    let hers = next_event(&mut alice, "chats").await;
+    let hers_again = next_event(&mut alice, "chats").await;
+    assert_eq!(hers["id"], hers_again["id"]);
+    close(alice).await;
+    close(bob).await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_user_gets_its_unacknowledged_events_at_once() {
+    // Resending every 30 s: what arrives quickly comes from the reconnect, not the interval.
+    let server = server_resending(2, 30_000, 256);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    ok(&mut alice, "1", "new", json!({"chatId": "bob", "message": "while you were here"})).await;
+    let first = next_event(&mut bob, "new").await;
+    close(bob).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut bob = big(server.addr, "bob").await;
+    let again = next_event(&mut bob, "new").await;
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["payload"]["message"], "while you were here");
+    close(alice).await;
+    close(bob).await;
+}
+
+#[tokio::test]
+async fn chat_list_events_are_coalesced_per_user() {
+    let server = server_resending(1, 400, 256);
+    let mut bob = big(server.addr, "bob").await;
+    for name in ["g1", "g2", "g3"] {
+        create_room(server.addr, name, &["bob"]).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Skip what was sent live; then every re-sent list is the newest one, once per interval.
+    let _ = events_within(&mut bob, 300).await;
+    let resent = events_within(&mut bob, 1300).await;
+    let lists: Vec<&Value> = resent.iter().filter(|e| e["eventType"] == "chats").collect();
+    assert!(!lists.is_empty() && lists.len() <= 4, "one list per resend: {}", lists.len());
+    for list in &lists {
+        assert_eq!(list["id"], lists[0]["id"]);
+        assert_eq!(list["payload"].as_array().unwrap().len(), 3, "{list}");
+    }
+    close(bob).await;
+}
+
+#[tokio::test]
+async fn too_many_unacknowledged_events_close_the_connection() {
+    let server = server_resending(1, 60_000, 3);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    for i in 0..5 {
+        ok(&mut alice, &i.to_string(), "new", json!({"chatId": "bob", "message": format!("m{i}")}))
+            .await;
+    }
+    let mut told = false;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(5), bob.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["error"]["type"] == "overflow" {
+                    told = true;
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no close: {other:?}"),
+        }
+    };
+    assert!(told, "the connection is told before it is closed");
+    assert_eq!(code, Some(1008));
+    // A fresh connection starts with an empty store and works.
+    let mut bob = big(server.addr, "bob").await;
+    assert_eq!(ok(&mut bob, "x", "chats", json!({})).await[0]["id"], "alice");
+    close(alice).await;
+    close(bob).await;
+}

@@ -121,6 +121,14 @@ pub fn duplicate(id: &Value) -> Bytes {
     )
 }
 
+/// The notice a user's connections get before they are closed for too many unacknowledged
+/// events.
+pub fn overflow() -> Bytes {
+    to_frame(
+        &json!({ "error": { "type": "overflow", "exception": "too many unacknowledged events" } }),
+    )
+}
+
 /// A server event.
 pub fn event(id: &str, now_ms: u64, event_type: &str, payload: Value) -> Bytes {
     to_frame(&json!({

@@ -131,6 +131,29 @@ pub enum Command {
         /// The asker's pending-reply slot.
         token: u64,
     },
+    /// Connection shard → user owner: `user`'s BIG connections here were sent event `id` as
+    /// `frame`; keep it for resending until acknowledged.
+    BigPending {
+        /// The user.
+        user: UserId,
+        /// The event id.
+        id: Arc<str>,
+        /// The exact frame the user got.
+        frame: bytes::Bytes,
+    },
+    /// Connection shard → user owner: `user` acknowledged BIG event `id`.
+    BigAck {
+        /// The user.
+        user: UserId,
+        /// The event id.
+        id: String,
+    },
+    /// User owner → a shard holding `user`'s connections: too many events are unacknowledged;
+    /// tell its BIG connections and close them.
+    BigOverflow {
+        /// The user.
+        user: UserId,
+    },
     /// Main thread → every shard: close every connection with 1001 and stop.
     Shutdown,
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::dialect::big::{self, ClientFrame};
+use crate::mesh::Command;
 use crate::metrics;
 use crate::model::action::{NewMessage, NewRoom};
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
@@ -71,8 +72,15 @@ pub fn on_text(conn: &Rc<Conn>, state: &Rc<BigConn>, payload: &[u8]) {
     match big::decode(&text) {
         ClientFrame::Ping => conn.send(big::pong()),
         ClientFrame::Invalid(exception) => conn.send(big::error(&text, &exception)),
-        // Events are not kept for resending yet, so an ack has nothing to release.
-        ClientFrame::Ack(_) => {}
+        ClientFrame::Ack(id) => {
+            let Some(shard) = crate::shard::spawn::current() else {
+                return;
+            };
+            if id.len() <= ID_BYTES_MAX {
+                let owner = shard_of_user(&conn.user, shard.shard_count);
+                shard.send(owner, Command::BigAck { user: conn.user.clone(), id });
+            }
+        }
         ClientFrame::Event { .. } => {}
         ClientFrame::Request { id, payload_type, payload } => {
             let Some(shard) = crate::shard::spawn::current() else {
@@ -113,6 +121,17 @@ pub fn on_text(conn: &Rc<Conn>, state: &Rc<BigConn>, payload: &[u8]) {
 /// A binary frame: the real server counts any as a ping.
 pub fn on_binary(conn: &Rc<Conn>) {
     conn.send(big::pong());
+}
+
+/// A BIG connection opened on `shard` (it now notes BIG deliveries for the user owners).
+pub fn opened(shard: &Shard) {
+    shard.big.borrow_mut().local_conns += 1;
+}
+
+/// A BIG connection of `shard` ended.
+pub fn closed(shard: &Shard) {
+    let mut big = shard.big.borrow_mut();
+    big.local_conns = big.local_conns.saturating_sub(1);
 }
 
 /// Closes `conn` once it has sent no frame for `big_silence_ms` (code 1011, as the real

@@ -318,6 +318,7 @@ fn after_attach(shard: &Rc<Shard>, conn: &Rc<Conn>, expires_at: u64) {
         shard.send(owner, seen);
     }
     if conn.dialect == DialectKind::Big {
+        crate::net::big_session::opened(shard);
         crate::net::big_session::watch_silence(shard, conn);
     }
     if conn.dialect == DialectKind::Osu {

@@ -68,6 +68,9 @@ pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, mut buf: BytesMut, registered
     conn.kill();
     if registered {
         shard.detach(&conn);
+        if big.is_some() {
+            big_session::closed(&shard);
+        }
     }
     shard.metrics.websockets.fetch_sub(1, Ordering::Relaxed);
     metrics::dec(&shard.metrics.connections);

@@ -1,13 +1,18 @@
 //! The BIG messenger dialect's owner-side work: rendering BIG frames of room events (they
 //! depend on the room's kind and members, which only the room owner has), the seq → message
 //! lookup BIG requests address messages by, and the user owner's `chats` event (the whole chat
-//! list, sent when one of the user's chats appears or goes, coalesced per user).
+//! list, sent when one of the user's chats appears or goes, coalesced per user); and the user
+//! owner's store of unacknowledged events, re-sent every `big_resend_ms` and to a shard where
+//! the user connects anew, until acknowledged.
 //!
 //! Invariants: a BIG frame is rendered once per distinct variant (a direct room's two sides),
 //! never per connection; at most `CHATS_PENDING_MAX` chat-list refreshes wait on one shard
-//! (a user already waiting is coalesced into its pending refresh).
+//! (a user already waiting is coalesced into its pending refresh); at most `big_unacked_max`
+//! unacknowledged events per user (an event with a coalescing key replaces the older one with
+//! that key; past the bound the oldest keyed one goes, else the user's BIG connections are told
+//! and closed and its store is emptied) and at most `UNACKED_USERS_MAX` users with any.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,16 +30,38 @@ use super::Shard;
 pub const CHATS_PENDING_MAX: usize = 65_536;
 /// Most chats one chat list holds.
 pub const CHATS_MAX: usize = 1000;
+/// Users with unacknowledged events one shard keeps; events for more are dropped (counted).
+pub const UNACKED_USERS_MAX: usize = 100_000;
+/// The coalescing key of chat-list events.
+const CHATS_KEY: &str = "chats";
+
 /// How long a chat-list refresh waits so that changes arriving together send one list.
 const CHATS_DEBOUNCE: Duration = Duration::from_millis(20);
 
-/// The shard's BIG state as a user owner.
+/// One unacknowledged event.
+#[derive(Debug, Clone)]
+pub struct Unacked {
+    /// The event id.
+    pub id: Arc<str>,
+    /// Events with the same key replace each other (`chats`; presence later).
+    pub key: Option<Arc<str>>,
+    /// The frame as the user got it.
+    pub frame: bytes::Bytes,
+}
+
+/// The shard's BIG state: its own BIG connections, and as a user owner.
 #[derive(Debug, Default)]
-pub struct BigOwned {
+pub struct BigState {
+    /// BIG connections open on this shard.
+    pub local_conns: usize,
     /// Users with a chat-list refresh scheduled.
     pub chats_pending: HashSet<UserId>,
     /// Chat-list events sent (their ids).
     pub chats_sent: u64,
+    /// Unacknowledged events of the users owned here, oldest first.
+    pub unacked: HashMap<UserId, VecDeque<Unacked>>,
+    /// Whether the resend task runs.
+    pub resend_running: bool,
 }
 
 /// Adds BIG frames for `event` of `room` to a freshly made `bundle`: `new` to everyone but the
@@ -51,14 +78,22 @@ pub fn with_big(
     let (plain, routing) = match event {
         Event::MessageCreated(m) => {
             let chat = big::chat_id_for_recipients(room.kind, m);
-            let routing = BigRouting { skip: Some(m.author.clone()), per_viewer: Vec::new() };
+            let routing = BigRouting {
+                id: Arc::from(format!("n{}", m.id)),
+                skip: Some(m.author.clone()),
+                per_viewer: Vec::new(),
+            };
             (Some(big::message_new(m, &chat, 0, now)), routing)
         }
         Event::MessageDeleted { message, .. } => {
             let Some(m) = stored.filter(|m| m.id == *message) else {
                 return bundle;
             };
-            let mut routing = BigRouting { skip: actor.cloned(), per_viewer: Vec::new() };
+            let mut routing = BigRouting {
+                id: Arc::from(format!("d{}", m.id)),
+                skip: actor.cloned(),
+                per_viewer: Vec::new(),
+            };
             let plain = if room.kind == RoomKind::Direct {
                 let members: Vec<UserId> = room.members.keys().cloned().collect();
                 for viewer in &members {
@@ -175,12 +210,173 @@ impl Shard {
                 format!("c{}-{}", shard.id, big.chats_sent)
             };
             let frame = big::event(&id, now_ms(), "chats", chat_list(&views, &user));
-            let mut bundle = Bundle::default();
-            bundle.frames[DialectKind::Big as usize] = Some(frame);
-            let bundle = Arc::new(bundle);
-            for s in (0..shard.shard_count).filter(|s| mask & (1 << s) != 0) {
-                shard
-                    .send(s, Command::DeliverToUser { user: user.clone(), bundle: bundle.clone() });
+            let key = Some(Arc::from(CHATS_KEY));
+            shard.big_pending(user.clone(), Arc::from(id), key, frame.clone());
+            shard.deliver_big_frame(&user, mask, frame);
+        });
+    }
+
+    /// Sends one BIG frame to `user`'s connections on the shards in `mask`.
+    fn deliver_big_frame(&self, user: &UserId, mask: u64, frame: bytes::Bytes) {
+        let mut bundle = Bundle::default();
+        bundle.frames[DialectKind::Big as usize] = Some(frame);
+        let bundle = Arc::new(bundle);
+        for s in (0..self.shard_count).filter(|s| mask & (1 << s) != 0) {
+            self.send(s, Command::DeliverToUser { user: user.clone(), bundle: bundle.clone() });
+        }
+    }
+
+    /// Connection shard, after delivering a BIG event of `room`: tells the owners of the users
+    /// whose BIG connections here got it to keep it until acknowledged (once per user).
+    pub fn big_delivered(&self, room: RoomId, routing: &BigRouting, bundle: &Bundle) {
+        if self.big.borrow().local_conns == 0 {
+            return;
+        }
+        let mut got: Vec<(UserId, bytes::Bytes)> = Vec::new();
+        {
+            let subs = self.subs.borrow();
+            let conns = self.conns.borrow();
+            let mut seen: HashSet<&UserId> = HashSet::new();
+            for conn in subs.topic(room).iter().filter_map(|k| conns.get(*k)) {
+                if conn.dialect != DialectKind::Big || !seen.insert(&conn.user) {
+                    continue;
+                }
+                if let Some(frame) = bundle.frame_gated(DialectKind::Big, &conn.user, 0) {
+                    got.push((conn.user.clone(), frame.clone()));
+                }
+            }
+        }
+        for (user, frame) in got {
+            let owner = shard_of_user(&user, self.shard_count);
+            self.send(owner, Command::BigPending { user, id: routing.id.clone(), frame });
+        }
+    }
+
+    /// User owner: keep `user`'s event `id` until acknowledged.
+    pub fn big_pending(
+        &self,
+        user: UserId,
+        id: Arc<str>,
+        key: Option<Arc<str>>,
+        frame: bytes::Bytes,
+    ) {
+        let limit = self.config.big_unacked_max;
+        let mut big = self.big.borrow_mut();
+        if big.unacked.len() >= UNACKED_USERS_MAX && !big.unacked.contains_key(&user) {
+            crate::metrics::inc(&self.metrics.big_unacked_dropped_total);
+            return;
+        }
+        let events = big.unacked.entry(user.clone()).or_default();
+        if events.iter().any(|e| e.id == id) {
+            return;
+        }
+        if let Some(key) = &key {
+            events.retain(|e| e.key.as_ref() != Some(key));
+        }
+        if events.len() >= limit {
+            match events.iter().position(|e| e.key.is_some()) {
+                Some(i) => {
+                    events.remove(i);
+                }
+                None => {
+                    big.unacked.remove(&user);
+                    crate::metrics::inc(&self.metrics.big_unacked_overflows_total);
+                    drop(big);
+                    self.big_overflow(user);
+                    return;
+                }
+            }
+        }
+        events.push_back(Unacked { id, key, frame });
+        let start = !big.resend_running;
+        big.resend_running = true;
+        self.note_unacked_users(big.unacked.len());
+        drop(big);
+        if start {
+            self.spawn_resend();
+        }
+    }
+
+    fn note_unacked_users(&self, users: usize) {
+        self.metrics.big_unacked_users.store(users as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// User owner: `user` acknowledged event `id`.
+    pub fn big_ack(&self, user: &UserId, id: &str) {
+        let mut big = self.big.borrow_mut();
+        if let Some(events) = big.unacked.get_mut(user) {
+            events.retain(|e| &*e.id != id);
+            if events.is_empty() {
+                big.unacked.remove(user);
+            }
+        }
+        self.note_unacked_users(big.unacked.len());
+    }
+
+    /// User owner: `user` now has connections on `shard`; send it the unacknowledged events.
+    pub fn big_resend_to(&self, user: &UserId, shard: usize) {
+        let frames: Vec<bytes::Bytes> = match self.big.borrow().unacked.get(user) {
+            Some(events) => events.iter().map(|e| e.frame.clone()).collect(),
+            None => return,
+        };
+        for frame in frames {
+            self.deliver_big_frame(user, 1 << shard, frame);
+        }
+    }
+
+    /// User owner: too many unacknowledged events for `user`: close its BIG connections.
+    fn big_overflow(&self, user: UserId) {
+        let mask = self.owned.borrow().users.get(&user).map_or(0, |r| r.shard_mask);
+        for s in (0..self.shard_count).filter(|s| mask & (1 << s) != 0) {
+            self.send(s, Command::BigOverflow { user: user.clone() });
+        }
+    }
+
+    /// Connection shard: tell `user`'s BIG connections here they fell too far behind, and close.
+    pub fn big_overflow_local(&self, user: &UserId) {
+        let keys: Vec<usize> = self.subs.borrow().conns_of(user).to_vec();
+        let conns: Vec<_> = {
+            let all = self.conns.borrow();
+            keys.iter().filter_map(|k| all.get(*k).cloned()).collect()
+        };
+        for conn in conns.iter().filter(|c| c.dialect == DialectKind::Big) {
+            conn.send(big::overflow());
+            conn.close(crate::ws::close::CLOSE_POLICY, "too many unacknowledged events");
+        }
+    }
+
+    /// Starts the task that re-sends unacknowledged events every `big_resend_ms` while any
+    /// are kept.
+    fn spawn_resend(&self) {
+        let interval = Duration::from_millis(self.config.big_resend_ms.max(1));
+        tokio_uring::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(shard) = super::spawn::current() else {
+                    return;
+                };
+                let due: Vec<(UserId, u64, Vec<bytes::Bytes>)> = {
+                    let mut big = shard.big.borrow_mut();
+                    if big.unacked.is_empty() {
+                        big.resend_running = false;
+                        return;
+                    }
+                    let owned = shard.owned.borrow();
+                    big.unacked
+                        .iter()
+                        .filter_map(|(user, events)| {
+                            let mask = owned.users.get(user).map_or(0, |r| r.shard_mask);
+                            let frames = || events.iter().map(|e| e.frame.clone()).collect();
+                            (mask != 0).then(|| (user.clone(), mask, frames()))
+                        })
+                        .collect()
+                };
+                for (user, mask, frames) in due {
+                    crate::metrics::add(&shard.metrics.big_resent_total, frames.len() as u64);
+                    for frame in frames {
+                        shard.deliver_big_frame(&user, mask, frame);
+                    }
+                }
             }
         });
     }

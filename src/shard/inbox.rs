@@ -104,6 +104,9 @@ fn handle(shard: &Shard, command: Command) {
                 response: super::Response::Done(crate::model::room::Reply::Empty),
             },
         ),
+        Command::BigPending { user, id, frame } => shard.big_pending(user, id, None, frame),
+        Command::BigAck { user, id } => shard.big_ack(&user, &id),
+        Command::BigOverflow { user } => shard.big_overflow_local(&user),
         Command::Shutdown => shard.begin_shutdown(),
     }
 }

@@ -78,8 +78,8 @@ pub struct Shard {
     pub revoked: RefCell<sessions::Revoked>,
     /// Rooms and users owned here.
     pub owned: RefCell<owner::Owned>,
-    /// BIG dialect state of the users owned here.
-    pub big: RefCell<big::BigOwned>,
+    /// BIG dialect state: this shard's BIG connections, and the users owned here.
+    pub big: RefCell<big::BigState>,
     /// This shard's durable store (its redb file, writer and reader threads).
     pub store: RefCell<crate::store::Store>,
     /// Writes waiting for the store, and reads in flight.
@@ -196,6 +196,10 @@ impl Shard {
             }
         }
         crate::metrics::add(&self.metrics.events_delivered_total, delivered);
+        drop((subs, conns));
+        if let Some(big) = &bundle.big {
+            self.big_delivered(room, big, bundle);
+        }
     }
 
     /// Hands `bundle` to the given local connections.

@@ -465,6 +465,9 @@ impl Shard {
         }
         self.metrics.users.store(owned.users.len() as u64, std::sync::atomic::Ordering::Relaxed);
         drop(owned);
+        if attached {
+            self.big_resend_to(&user, shard);
+        }
         for room in rooms {
             self.send(
                 shard_of_room(room, self.shard_count),
