@@ -482,3 +482,81 @@ async fn too_many_unacknowledged_events_close_the_connection() {
     close(alice).await;
     close(bob).await;
 }
+
+#[tokio::test]
+async fn presence_online_for_both_sides_and_offline_on_client_event() {
+    let server = start(2);
+    let mut alice = big(server.addr, "alice").await;
+    ok(&mut alice, "1", "new", json!({"chatId": "bob", "message": "are you there?"})).await;
+    let mut carol = big(server.addr, "carol").await; // no dialog with anyone: told nothing
+    let mut bob = big(server.addr, "bob").await;
+    let online = next_event(&mut alice, "online").await;
+    assert_eq!(online["payload"], json!({"userId": "bob"}));
+    let peer = next_event(&mut bob, "online").await;
+    assert_eq!(peer["payload"], json!({"userId": "alice"}));
+
+    // Bob's client says it goes away: the socket is closed, alice gets `offline`.
+    let before = roomcast::model::ids::now_ms();
+    send(&mut bob, json!({"type": "event", "payloadType": "offline"})).await;
+    let offline = next_event(&mut alice, "offline").await;
+    assert_eq!(offline["payload"]["userId"], "bob");
+    assert!(offline["payload"]["lastSeen"].as_u64().unwrap() >= before);
+    no_event(&mut carol, "online", 200).await;
+    close(alice).await;
+    close(carol).await;
+}
+
+#[tokio::test]
+async fn twenty_seconds_of_silence_mean_offline_for_the_peers() {
+    let mut config = support::config(2);
+    config.big_silence_ms = 700;
+    let server = start_with(config);
+    let mut alice = big(server.addr, "alice").await;
+    ok(&mut alice, "1", "new", json!({"chatId": "bob", "message": "hi"})).await;
+    let bob = big(server.addr, "bob").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let (mut online, mut offline) = (false, None);
+    while std::time::Instant::now() < deadline && offline.is_none() {
+        ws_send_text(&mut alice, "ping").await;
+        for event in events_within(&mut alice, 200).await {
+            match event["eventType"].as_str() {
+                Some("online") => online = true,
+                Some("offline") => offline = Some(event),
+                _ => {}
+            }
+        }
+    }
+    assert!(online, "bob came online first");
+    let offline = offline.expect("bob's silence ends in offline");
+    assert_eq!(offline["payload"]["userId"], "bob");
+    drop(bob);
+    close(alice).await;
+}
+
+#[tokio::test]
+async fn typing_reaches_the_peer_once_and_is_never_resent() {
+    let server = server_resending(2, 250, 256);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    ok(&mut alice, "1", "new", json!({"chatId": "bob", "message": "hi"})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(
+        &mut alice,
+        json!({"type": "event", "payloadType": "typing", "payload": {"chatId": "bob"}}),
+    )
+    .await;
+    let typing = next_event(&mut bob, "typing").await;
+    assert_eq!(typing["payload"], json!({"userId": "alice", "chatId": "alice"}));
+    let later = events_within(&mut bob, 800).await;
+    assert!(later.iter().all(|e| e["eventType"] != "typing"), "typing is not re-sent: {later:?}");
+    send(
+        &mut alice,
+        json!({"type": "event", "payloadType": "typing", "payload": {"chatId": "bob", "stop": true}}),
+    )
+    .await;
+    let stopped = next_event(&mut bob, "typing").await;
+    assert_eq!(stopped["payload"]["stop"], true);
+    no_event(&mut alice, "typing", 300).await;
+    close(alice).await;
+    close(bob).await;
+}

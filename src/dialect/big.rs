@@ -136,6 +136,24 @@ pub fn event(id: &str, now_ms: u64, event_type: &str, payload: Value) -> Bytes {
     }))
 }
 
+/// `online` (`{"userId"}`) or `offline` (`{"userId","lastSeen"}`) about `user`.
+pub fn presence(id: &str, now_ms: u64, user: &UserId, online: bool, last_seen: u64) -> Bytes {
+    if online {
+        event(id, now_ms, "online", json!({ "userId": user.as_str() }))
+    } else {
+        event(id, now_ms, "offline", json!({ "userId": user.as_str(), "lastSeen": last_seen }))
+    }
+}
+
+/// `typing` by `user` in the chat the receiver calls `chat_id`; `stop` when it stopped.
+pub fn typing(id: &str, now_ms: u64, user: &UserId, chat_id: &str, stop: bool) -> Bytes {
+    let mut payload = json!({ "userId": user.as_str(), "chatId": chat_id });
+    if let (true, Value::Object(map)) = (stop, &mut payload) {
+        map.insert("stop".into(), json!(true));
+    }
+    event(id, now_ms, "typing", payload)
+}
+
 /// A user id as BIG shows it (always a string).
 fn user_str(user: &UserId) -> Value {
     json!(user.as_str())

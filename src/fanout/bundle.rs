@@ -66,6 +66,8 @@ pub struct OsuRouting {
 pub struct BigRouting {
     /// The event's id: recipients acknowledge it, their user owner keeps it until then.
     pub id: std::sync::Arc<str>,
+    /// Never re-sent, nothing to acknowledge (`typing`).
+    pub transient: bool,
     /// This user's BIG connections get nothing (the sender of a message gets its `response`).
     pub skip: Option<UserId>,
     /// Frames rendered for one viewer (a direct room's `chatId` is the other member), one per

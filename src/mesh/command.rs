@@ -154,6 +154,31 @@ pub enum Command {
         /// The user.
         user: UserId,
     },
+    /// User owner of `about` → user owner of `to`: `about` came online (or went offline at
+    /// `last_seen`); tell `to`'s BIG connections. With `answer`, `to`'s owner tells `about`'s
+    /// owner back whether `to` is online now (the newcomer's view of its peers).
+    BigPresence {
+        /// Who is told.
+        to: UserId,
+        /// Whose presence changed.
+        about: UserId,
+        /// Online or offline.
+        online: bool,
+        /// When it went offline, ms (0 while online).
+        last_seen: u64,
+        /// Answer with `to`'s own presence if it is online.
+        answer: bool,
+    },
+    /// Connection shard → room owner: `user` types (or stopped, `stop`) in `room`; BIG members
+    /// get `typing`, never buffered.
+    BigTyping {
+        /// The room.
+        room: RoomId,
+        /// Who types.
+        user: UserId,
+        /// Stopped typing.
+        stop: bool,
+    },
     /// Main thread → every shard: close every connection with 1001 and stop.
     Shutdown,
 }

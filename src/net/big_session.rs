@@ -34,8 +34,9 @@ const COUNT_MAX: u64 = 500;
 const COUNT_DEFAULT: u64 = 300;
 /// Longest chat id and client message id, in bytes.
 const ID_BYTES_MAX: usize = 128;
-/// How long a connection closed for silence may take to flush its close frame.
-const SILENCE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long a connection the server closes (silence, client `offline`) may take to flush its
+/// close frame before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// One BIG connection's protocol state.
 #[derive(Debug, Default)]
@@ -81,7 +82,11 @@ pub fn on_text(conn: &Rc<Conn>, state: &Rc<BigConn>, payload: &[u8]) {
                 shard.send(owner, Command::BigAck { user: conn.user.clone(), id });
             }
         }
-        ClientFrame::Event { .. } => {}
+        ClientFrame::Event { payload_type, payload } => match payload_type.as_str() {
+            "offline" => close_then_drop(conn, 1000, "offline"),
+            "typing" => typing(conn, state, &payload),
+            _ => {}
+        },
         ClientFrame::Request { id, payload_type, payload } => {
             let Some(shard) = crate::shard::spawn::current() else {
                 return;
@@ -118,6 +123,38 @@ pub fn on_text(conn: &Rc<Conn>, state: &Rc<BigConn>, payload: &[u8]) {
     }
 }
 
+/// A client `typing` event: the room's owner tells the other members (no reply, no error).
+fn typing(conn: &Rc<Conn>, state: &Rc<BigConn>, payload: &Value) {
+    let Ok(chat_id) = text_field(payload, "chatId") else {
+        return;
+    };
+    let Some(shard) = crate::shard::spawn::current() else {
+        return;
+    };
+    if !shard.take_user_action(&conn.user) {
+        return;
+    }
+    let stop = payload.get("stop").and_then(Value::as_bool).unwrap_or(false);
+    let (chat_id, conn, state) = (chat_id.to_string(), conn.clone(), state.clone());
+    tokio_uring::spawn(async move {
+        if let Ok(room) = resolve(&shard, &conn.user, &state, &chat_id, false).await {
+            let owner = shard_of_room(room, shard.shard_count);
+            shard.send(owner, Command::BigTyping { room, user: conn.user.clone(), stop });
+        }
+    });
+}
+
+/// Closes `conn` and drops it after a short grace, whether or not the client answers the
+/// close, so its user's presence follows at once.
+fn close_then_drop(conn: &Rc<Conn>, code: u16, reason: &'static str) {
+    conn.close(code, reason);
+    let conn = conn.clone();
+    tokio_uring::spawn(async move {
+        tokio::time::sleep(CLOSE_GRACE).await;
+        conn.kill();
+    });
+}
+
 /// A binary frame: the real server counts any as a ping.
 pub fn on_binary(conn: &Rc<Conn>) {
     conn.send(big::pong());
@@ -147,9 +184,7 @@ pub fn watch_silence(shard: &Rc<Shard>, conn: &Rc<Conn>) {
             }
             if idle >= silence {
                 metrics::inc(&shard.metrics.big_silence_closes_total);
-                conn.close(1011, "no ping");
-                tokio::time::sleep(SILENCE_CLOSE_GRACE).await;
-                conn.kill();
+                close_then_drop(&conn, 1011, "no ping");
                 return;
             }
             tokio::time::sleep(Duration::from_millis(silence - idle)).await;

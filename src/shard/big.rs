@@ -56,7 +56,7 @@ pub struct BigState {
     pub local_conns: usize,
     /// Users with a chat-list refresh scheduled.
     pub chats_pending: HashSet<UserId>,
-    /// Chat-list events sent (their ids).
+    /// Events this shard made (`chats`, presence, typing), for their ids.
     pub chats_sent: u64,
     /// Unacknowledged events of the users owned here, oldest first.
     pub unacked: HashMap<UserId, VecDeque<Unacked>>,
@@ -80,6 +80,7 @@ pub fn with_big(
             let chat = big::chat_id_for_recipients(room.kind, m);
             let routing = BigRouting {
                 id: Arc::from(format!("n{}", m.id)),
+                transient: false,
                 skip: Some(m.author.clone()),
                 per_viewer: Vec::new(),
             };
@@ -91,6 +92,7 @@ pub fn with_big(
             };
             let mut routing = BigRouting {
                 id: Arc::from(format!("d{}", m.id)),
+                transient: false,
                 skip: actor.cloned(),
                 per_viewer: Vec::new(),
             };
@@ -204,11 +206,7 @@ impl Shard {
             if mask == 0 {
                 return;
             }
-            let id = {
-                let mut big = shard.big.borrow_mut();
-                big.chats_sent += 1;
-                format!("c{}-{}", shard.id, big.chats_sent)
-            };
+            let id = shard.big_event_id('c');
             let frame = big::event(&id, now_ms(), "chats", chat_list(&views, &user));
             let key = Some(Arc::from(CHATS_KEY));
             shard.big_pending(user.clone(), Arc::from(id), key, frame.clone());
@@ -217,7 +215,7 @@ impl Shard {
     }
 
     /// Sends one BIG frame to `user`'s connections on the shards in `mask`.
-    fn deliver_big_frame(&self, user: &UserId, mask: u64, frame: bytes::Bytes) {
+    pub fn deliver_big_frame(&self, user: &UserId, mask: u64, frame: bytes::Bytes) {
         let mut bundle = Bundle::default();
         bundle.frames[DialectKind::Big as usize] = Some(frame);
         let bundle = Arc::new(bundle);
@@ -229,7 +227,7 @@ impl Shard {
     /// Connection shard, after delivering a BIG event of `room`: tells the owners of the users
     /// whose BIG connections here got it to keep it until acknowledged (once per user).
     pub fn big_delivered(&self, room: RoomId, routing: &BigRouting, bundle: &Bundle) {
-        if self.big.borrow().local_conns == 0 {
+        if routing.transient || self.big.borrow().local_conns == 0 {
             return;
         }
         let mut got: Vec<(UserId, bytes::Bytes)> = Vec::new();
@@ -325,7 +323,7 @@ impl Shard {
     }
 
     /// User owner: too many unacknowledged events for `user`: close its BIG connections.
-    fn big_overflow(&self, user: UserId) {
+    pub fn big_overflow(&self, user: UserId) {
         let mask = self.owned.borrow().users.get(&user).map_or(0, |r| r.shard_mask);
         for s in (0..self.shard_count).filter(|s| mask & (1 << s) != 0) {
             self.send(s, Command::BigOverflow { user: user.clone() });

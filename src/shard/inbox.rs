@@ -107,6 +107,10 @@ fn handle(shard: &Shard, command: Command) {
         Command::BigPending { user, id, frame } => shard.big_pending(user, id, None, frame),
         Command::BigAck { user, id } => shard.big_ack(&user, &id),
         Command::BigOverflow { user } => shard.big_overflow_local(&user),
+        Command::BigPresence { to, about, online, last_seen, answer } => {
+            shard.big_presence(to, about, online, last_seen, answer)
+        }
+        Command::BigTyping { room, user, stop } => shard.big_typing(room, user, stop),
         Command::Shutdown => shard.begin_shutdown(),
     }
 }

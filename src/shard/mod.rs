@@ -6,6 +6,7 @@
 //! local inbox, never a re-entrant call, so handlers never nest.
 
 pub mod big;
+pub mod big_presence;
 pub mod commit;
 pub mod inbox;
 pub mod owner;

@@ -453,6 +453,7 @@ impl Shard {
     pub fn user_shards_changed(&self, user: UserId, shard: usize, attached: bool) {
         let mut owned = self.owned.borrow_mut();
         let record = owned.users.entry(user.clone()).or_default();
+        let was = record.shard_mask;
         if attached {
             record.shard_mask |= bit(shard);
         } else {
@@ -467,6 +468,9 @@ impl Shard {
         drop(owned);
         if attached {
             self.big_resend_to(&user, shard);
+        }
+        if (was == 0) != (mask == 0) {
+            self.big_online_changed(user.clone(), mask != 0);
         }
         for room in rooms {
             self.send(
