@@ -560,3 +560,99 @@ async fn typing_reaches_the_peer_once_and_is_never_resent() {
     close(alice).await;
     close(bob).await;
 }
+
+#[tokio::test]
+async fn receipts_flow_both_ways_cumulatively_and_are_not_repeated() {
+    let server = start(2);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    ok(&mut alice, "1", "new", json!({"chatId": "bob", "message": "m1", "clientMessageId": "c1"}))
+        .await;
+    let new = next_event(&mut bob, "new").await;
+    assert_eq!(new["payload"]["missed"], 1);
+    // Bob is online: delivered at once, alice hears it.
+    let dlvrd = next_event(&mut alice, "dlvrd").await;
+    assert_eq!(dlvrd["payload"]["chatId"], "bob");
+    assert_eq!(dlvrd["payload"]["messageId"], 1);
+    assert_eq!(dlvrd["payload"]["clientMessageId"], "c1");
+    ok(&mut alice, "2", "new", json!({"chatId": "bob", "message": "m2", "clientMessageId": "c2"}))
+        .await;
+    assert_eq!(next_event(&mut bob, "new").await["payload"]["missed"], 2);
+    assert_eq!(next_event(&mut alice, "dlvrd").await["payload"]["messageId"], 2);
+
+    // Reading 2 reads 1 too; alice gets one `read`.
+    let read = ok(&mut bob, "1", "read", json!({"chatId": "alice", "messageId": 2})).await;
+    assert_eq!(read["chatId"], "alice");
+    assert_eq!(read["messageId"], 2);
+    assert_eq!(read["missed"], 0);
+    assert_eq!(read["clientMessageId"], "c2");
+    let event = next_event(&mut alice, "read").await;
+    assert_eq!(event["payload"]["messageId"], 2);
+    assert_eq!(event["payload"]["userId"], "bob");
+    assert_eq!(event["payload"]["timestamp"], read["timestamp"]);
+    // Repeated: same answer, no new event.
+    let again = ok(&mut bob, "2", "read", json!({"chatId": "alice", "messageId": 1})).await;
+    assert_eq!(again["messageId"], 2);
+    assert_eq!(again["timestamp"], read["timestamp"]);
+    no_event(&mut alice, "read", 400).await;
+
+    // The other direction: bob writes, alice reads.
+    ok(&mut bob, "3", "new", json!({"chatId": "alice", "message": "m3", "clientMessageId": "c3"}))
+        .await;
+    let new = next_event(&mut alice, "new").await;
+    assert_eq!(new["payload"]["messageId"], 3);
+    assert_eq!(new["payload"]["missed"], 1, "alice's own messages count as read");
+    assert_eq!(next_event(&mut bob, "dlvrd").await["payload"]["messageId"], 3);
+    let read = ok(&mut alice, "3", "read", json!({"chatId": "bob"})).await;
+    assert_eq!(read["messageId"], 3);
+    let event = next_event(&mut bob, "read").await;
+    assert_eq!(event["payload"]["chatId"], "alice");
+    assert_eq!(event["payload"]["clientMessageId"], "c3");
+    let r = request(&mut alice, "4", "dlvrd", json!({"chatId": "bob", "messageId": 99})).await;
+    assert_eq!(r["error"]["exception"], "messageId is not exists");
+    close(alice).await;
+    close(bob).await;
+}
+
+#[tokio::test]
+async fn connecting_marks_waiting_messages_delivered_and_receipts_survive_a_restart() {
+    let dir = TempDir::new();
+    let start_here = || {
+        let mut c = support::config(2);
+        c.data_dir = dir.0.clone();
+        roomcast::start(c).expect("server starts")
+    };
+    let handle = start_here();
+    let addr = handle.addr;
+    let mut alice = big(addr, "alice").await;
+    for i in 1..=3 {
+        let id = format!("r{i}");
+        ok(&mut alice, &id, "new", json!({"chatId": "bob", "message": id, "clientMessageId": id}))
+            .await;
+    }
+    no_event(&mut alice, "dlvrd", 300).await;
+    // Bob connects: everything waiting is delivered, alice gets one `dlvrd` for the newest.
+    let mut bob = big(addr, "bob").await;
+    let dlvrd = next_event(&mut alice, "dlvrd").await;
+    assert_eq!(dlvrd["payload"]["messageId"], 3);
+    assert_eq!(dlvrd["payload"]["clientMessageId"], "r3");
+    let read = ok(&mut bob, "1", "read", json!({"chatId": "alice", "messageId": 2})).await;
+    assert_eq!(read["missed"], 1);
+    close(alice).await;
+    close(bob).await;
+    handle.shutdown();
+
+    // After a restart the marks are there: repeating them changes nothing.
+    let handle = start_here();
+    let addr = handle.addr;
+    let mut alice = big(addr, "alice").await;
+    let mut bob = big(addr, "bob").await;
+    let again = ok(&mut bob, "1", "read", json!({"chatId": "alice", "messageId": 2})).await;
+    assert_eq!(again["timestamp"], read["timestamp"], "the stored mark");
+    let delivered = ok(&mut bob, "2", "dlvrd", json!({"chatId": "alice"})).await;
+    assert_eq!(delivered["messageId"], 3);
+    no_event(&mut alice, "read", 300).await;
+    close(alice).await;
+    close(bob).await;
+    handle.shutdown();
+}

@@ -154,6 +154,31 @@ pub fn typing(id: &str, now_ms: u64, user: &UserId, chat_id: &str, stop: bool) -
     event(id, now_ms, "typing", payload)
 }
 
+/// `dlvrd` or `read` (`kind`) for the author of `m`: `user` marked it (and everything before)
+/// at `at_ms`; `chat_id` as the author sees the chat.
+pub fn receipt(
+    id: &str,
+    now_ms: u64,
+    kind: &str,
+    chat_id: &str,
+    user: &UserId,
+    m: &Message,
+    at_ms: u64,
+) -> Bytes {
+    event(
+        id,
+        now_ms,
+        kind,
+        json!({
+            "chatId": chat_id,
+            "userId": user.as_str(),
+            "messageId": m.seq,
+            "clientMessageId": m.client_message_id.clone().unwrap_or_default(),
+            "timestamp": at_ms,
+        }),
+    )
+}
+
 /// A user id as BIG shows it (always a string).
 fn user_str(user: &UserId) -> Value {
     json!(user.as_str())

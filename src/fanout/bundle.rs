@@ -70,9 +70,12 @@ pub struct BigRouting {
     pub transient: bool,
     /// This user's BIG connections get nothing (the sender of a message gets its `response`).
     pub skip: Option<UserId>,
-    /// Frames rendered for one viewer (a direct room's `chatId` is the other member), one per
-    /// distinct variant; a user listed here gets its own frame instead of the plain one.
-    pub per_viewer: Vec<(UserId, Bytes)>,
+    /// Frames rendered for one viewer (a direct room's `chatId` is the other member, a
+    /// member's `missed`), one rendering per distinct variant shared by the users that see it;
+    /// a user listed here gets its frame instead of the plain one.
+    pub per_viewer: std::collections::HashMap<UserId, Bytes>,
+    /// A `new` event: the recipients' user owners mark this seq delivered for them.
+    pub mark: Option<u64>,
 }
 
 impl Bundle {
@@ -125,10 +128,7 @@ impl BigRouting {
         if self.skip.as_ref() == Some(user) {
             return None;
         }
-        match self.per_viewer.iter().find(|(u, _)| u == user) {
-            Some((_, frame)) => Some(frame),
-            None => plain,
-        }
+        self.per_viewer.get(user).or(plain)
     }
 }
 

@@ -179,6 +179,29 @@ pub enum Command {
         /// Stopped typing.
         stop: bool,
     },
+    /// Connection shard or user owner → room owner: mark `user`'s messages of `room` up to
+    /// `seq` (the newest when `None`) delivered or read; no answer.
+    BigMark {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        user: UserId,
+        /// Read rather than delivered.
+        read: bool,
+        /// Up to this per-room seq.
+        seq: Option<u64>,
+    },
+    /// Room owner → user owner: send `user` this BIG event and keep it until acknowledged.
+    BigEvent {
+        /// The user.
+        user: UserId,
+        /// The event id.
+        id: Arc<str>,
+        /// Its coalescing key: a newer event with the same key replaces it.
+        key: Option<Arc<str>>,
+        /// The frame.
+        frame: bytes::Bytes,
+    },
     /// Main thread → every shard: close every connection with 1001 and stop.
     Shutdown,
 }

@@ -348,11 +348,17 @@ async fn execute(
             };
             let request = Request::Room { room, viewer, action: RoomAction::Post(new) };
             match room_call(shard, request, room).await? {
-                Reply::Message(m) => Ok(json!({
+                Reply::Message(m) => Ok({
+                    // Writing in a chat reads everything before it (authors get `read`).
+                    let owner = shard_of_room(room, shard.shard_count);
+                    let (user, seq) = (user.clone(), Some(m.seq));
+                    shard.send(owner, Command::BigMark { room, user, read: true, seq });
+                    json!({
                     "messageId": m.seq,
                     "timestamp": m.created_ms,
                     "clientMessageId": m.client_message_id.clone().unwrap_or_default(),
-                })),
+                    })
+                }),
                 _ => Err("unexpected answer".into()),
             }
         }
@@ -406,7 +412,27 @@ async fn execute(
                 _ => Ok(json!([])),
             }
         }
-        "dlvrd" | "read" => Err(format!("{payload_type} is not supported yet")),
+        "dlvrd" | "read" => {
+            let chat_id = text_field(payload, "chatId")?;
+            let seq = seq_field(payload, "messageId")?;
+            let room = resolve(shard, user, state, chat_id, false).await?;
+            let read = payload_type == "read";
+            let request = Request::Mark { room, user: user.clone(), read, seq };
+            match shard.call(shard_of_room(room, shard.shard_count), request).await {
+                Response::Receipt { seq, at_ms, missed, client_message_id } => {
+                    let client_message_id = client_message_id.unwrap_or_default();
+                    Ok(if read {
+                        json!({ "chatId": chat_id, "messageId": seq, "timestamp": at_ms,
+                            "missed": missed, "clientMessageId": client_message_id })
+                    } else {
+                        json!({ "messageId": seq, "timestamp": at_ms,
+                            "clientMessageId": client_message_id })
+                    })
+                }
+                Response::Refused(refusal) => Err(refusal_text(&refusal)),
+                _ => Err("unexpected answer".into()),
+            }
+        }
         other => Err(format!("unknown payloadType {other:?}")),
     }
 }

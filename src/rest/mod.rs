@@ -206,7 +206,10 @@ pub fn reply_of(response: Response) -> Result<Reply, ApiError> {
     match response {
         Response::Done(reply) => Ok(reply),
         Response::Refused(refusal) => Err(refusal.into()),
-        Response::RoomIds(_) | Response::Rooms(_) | Response::Notifications(_) => Err(ApiError {
+        Response::RoomIds(_)
+        | Response::Rooms(_)
+        | Response::Notifications(_)
+        | Response::Receipt { .. } => Err(ApiError {
             status: 500,
             code: "internal",
             message: "unexpected owner answer".into(),

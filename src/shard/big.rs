@@ -20,6 +20,7 @@ use crate::dialect::{big, DialectKind};
 use crate::fanout::{BigRouting, Bundle};
 use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
+use crate::model::receipt::Receipt;
 use crate::model::room::Reply;
 use crate::model::{Event, Message, Refusal, Room, RoomId, RoomKind, RoomView, UserId, Viewer};
 
@@ -65,26 +66,42 @@ pub struct BigState {
 }
 
 /// Adds BIG frames for `event` of `room` to a freshly made `bundle`: `new` to everyone but the
-/// author, `delete` to everyone but `actor`, each side of a direct room seeing the other's id.
-/// `stored` is the message the action wrote (a deleted message's tombstone carries its seq).
+/// author (one rendering per distinct `missed` among the recipients), `delete` to everyone but
+/// `actor`, each side of a direct room seeing the other's id. `stored` is the message the action
+/// wrote (a deleted message's tombstone carries its seq); `receipts` the room's marks.
 pub fn with_big(
     bundle: Arc<Bundle>,
     room: &Room,
     event: &Event,
-    stored: Option<&Arc<Message>>,
-    actor: Option<&UserId>,
+    (stored, actor): (Option<&Arc<Message>>, Option<&UserId>),
+    receipts: Option<&HashMap<UserId, Receipt>>,
 ) -> Arc<Bundle> {
     let now = now_ms();
     let (plain, routing) = match event {
         Event::MessageCreated(m) => {
             let chat = big::chat_id_for_recipients(room.kind, m);
-            let routing = BigRouting {
+            let mut routing = BigRouting {
                 id: Arc::from(format!("n{}", m.id)),
-                transient: false,
                 skip: Some(m.author.clone()),
-                per_viewer: Vec::new(),
+                mark: Some(m.seq),
+                ..Default::default()
             };
-            (Some(big::message_new(m, &chat, 0, now)), routing)
+            // Recipients by `missed`; the most common value is the plain frame.
+            let mut by_missed: BTreeMap<u64, Vec<&UserId>> = BTreeMap::new();
+            for user in room.members.keys().filter(|u| **u != m.author) {
+                let read = receipts.and_then(|r| r.get(user)).map_or(0, |r| r.read);
+                by_missed.entry(room.last_seq.saturating_sub(read)).or_default().push(user);
+            }
+            let common = by_missed.iter().max_by_key(|(_, users)| users.len()).map(|(n, _)| *n);
+            for (missed, users) in &by_missed {
+                if Some(*missed) != common {
+                    let frame = big::message_new(m, &chat, *missed, now);
+                    for user in users {
+                        routing.per_viewer.insert((*user).clone(), frame.clone());
+                    }
+                }
+            }
+            (Some(big::message_new(m, &chat, common.unwrap_or(1), now)), routing)
         }
         Event::MessageDeleted { message, .. } => {
             let Some(m) = stored.filter(|m| m.id == *message) else {
@@ -92,9 +109,8 @@ pub fn with_big(
             };
             let mut routing = BigRouting {
                 id: Arc::from(format!("d{}", m.id)),
-                transient: false,
                 skip: actor.cloned(),
-                per_viewer: Vec::new(),
+                ..Default::default()
             };
             let plain = if room.kind == RoomKind::Direct {
                 let members: Vec<UserId> = room.members.keys().cloned().collect();
@@ -103,7 +119,7 @@ pub fn with_big(
                         Some(other) => other.as_str().to_string(),
                         None => viewer.as_str().to_string(),
                     };
-                    routing.per_viewer.push((viewer.clone(), big::message_deleted(m, &chat, now)));
+                    routing.per_viewer.insert(viewer.clone(), big::message_deleted(m, &chat, now));
                 }
                 None
             } else {
@@ -244,7 +260,14 @@ impl Shard {
                 }
             }
         }
+        let room_owner = shard_of_room(room, self.shard_count);
         for (user, frame) in got {
+            if let Some(seq) = routing.mark {
+                // The recipient is online: the message is delivered at once.
+                let mark =
+                    Command::BigMark { room, user: user.clone(), read: false, seq: Some(seq) };
+                self.send(room_owner, mark);
+            }
             let owner = shard_of_user(&user, self.shard_count);
             self.send(owner, Command::BigPending { user, id: routing.id.clone(), frame });
         }
@@ -297,6 +320,21 @@ impl Shard {
 
     fn note_unacked_users(&self, users: usize) {
         self.metrics.big_unacked_users.store(users as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// User owner: send `user` an event made elsewhere (a receipt) and keep it until acked.
+    pub fn big_event_to(
+        &self,
+        user: UserId,
+        id: Arc<str>,
+        key: Option<Arc<str>>,
+        frame: bytes::Bytes,
+    ) {
+        let mask = self.owned.borrow().users.get(&user).map_or(0, |r| r.shard_mask);
+        self.big_pending(user.clone(), id, key, frame.clone());
+        if mask != 0 {
+            self.deliver_big_frame(&user, mask, frame);
+        }
     }
 
     /// User owner: `user` acknowledged event `id`.

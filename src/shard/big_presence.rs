@@ -37,6 +37,14 @@ impl Shard {
             if (mask != 0) != online {
                 return;
             }
+            if online {
+                // Messages addressed to the user are delivered now (their authors get `dlvrd`).
+                for view in views.iter().filter(|v| v.last_seq > 0) {
+                    let (room, user) = (view.id, user.clone());
+                    let command = Command::BigMark { room, user, read: false, seq: None };
+                    shard.send(crate::model::ids::shard_of_room(room, shard.shard_count), command);
+                }
+            }
             let peers: HashSet<UserId> = views
                 .iter()
                 .filter(|v| v.kind == RoomKind::Direct)
@@ -115,7 +123,7 @@ impl Shard {
             id: Arc::from(id),
             transient: true,
             skip: Some(user),
-            per_viewer: Vec::new(),
+            ..Default::default()
         }));
         let bundle = Arc::new(bundle);
         let shards: Vec<usize> = entry

@@ -111,6 +111,12 @@ fn handle(shard: &Shard, command: Command) {
             shard.big_presence(to, about, online, last_seen, answer)
         }
         Command::BigTyping { room, user, stop } => shard.big_typing(room, user, stop),
+        Command::BigMark { room, user, read, seq } => {
+            let effects = shard.mark_receipt(room, &user, read, seq);
+            let (unanswered, _) = futures_channel::oneshot::channel();
+            shard.commit(effects, super::ReplyTo::Local(unanswered));
+        }
+        Command::BigEvent { user, id, key, frame } => shard.big_event_to(user, id, key, frame),
         Command::Shutdown => shard.begin_shutdown(),
     }
 }

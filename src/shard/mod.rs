@@ -11,6 +11,7 @@ pub mod commit;
 pub mod inbox;
 pub mod owner;
 pub mod persist;
+pub mod receipts;
 pub mod request;
 pub mod sessions;
 pub mod spawn;

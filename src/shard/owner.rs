@@ -86,6 +86,8 @@ pub struct Owned {
     pub message_ids: IdAllocator,
     /// Notification id allocator (for users owned here).
     pub notification_ids: IdAllocator,
+    /// Receipts of the rooms owned here: room → member → marks (members only).
+    pub receipts: HashMap<RoomId, HashMap<UserId, crate::model::receipt::Receipt>>,
 }
 
 impl Owned {
@@ -98,6 +100,7 @@ impl Owned {
             room_ids: IdAllocator::new(shard, shard_count, 0),
             message_ids: IdAllocator::new(shard, shard_count, 0),
             notification_ids: IdAllocator::new(shard, shard_count, 0),
+            receipts: HashMap::new(),
         }
     }
 }
@@ -234,6 +237,10 @@ impl Shard {
             Request::MessageBySeq { room, viewer, seq } => {
                 let response = self.message_by_seq(room, &viewer, seq);
                 self.respond(reply_to, response);
+            }
+            Request::Mark { room, user, read, seq } => {
+                let effects = self.mark_receipt(room, &user, read, seq);
+                self.commit(effects, reply_to);
             }
             Request::RoomAck { room, user } => {
                 let response = self.room_ack(room, &user);
@@ -376,8 +383,14 @@ impl Shard {
                 }
                 _ => bundle_of(event, view.as_deref(), osu_only.as_ref()),
             };
-            let bundle =
-                super::big::with_big(bundle, &entry.room, event, stored.as_ref(), viewer.user());
+            let receipts = owned.receipts.get(&room_id);
+            let bundle = super::big::with_big(
+                bundle,
+                &entry.room,
+                event,
+                (stored.as_ref(), viewer.user()),
+                receipts,
+            );
             if deleted {
                 shards_in(mask).for_each(|s| {
                     commands.push((s, Command::RoomGone { room: room_id, bundle: bundle.clone() }))
@@ -396,6 +409,7 @@ impl Shard {
             ));
         }
         if deleted {
+            owned.receipts.remove(&room_id);
             if let Some(gone) = owned.rooms.remove(&room_id) {
                 for message in &gone.room.history {
                     owned.message_rooms.remove(&message.id);
