@@ -417,3 +417,62 @@ impl Shard {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::action::{NewMessage, NewRoom};
+    use crate::model::ids::IdAllocator;
+    use crate::model::{Role, RoomAction};
+
+    #[test]
+    fn new_is_rendered_once_per_distinct_missed_and_skips_the_author() {
+        let members: Vec<(UserId, Role)> =
+            ["a", "b", "c", "d"].iter().map(|u| (UserId::new(u), Role::Member)).collect();
+        let spec = NewRoom {
+            kind: RoomKind::Group,
+            name: "g".into(),
+            description: String::new(),
+            attributes: "{}".into(),
+            members,
+        };
+        let mut room = Room::create(1, spec, &Viewer::Service, 0, 100, 100).unwrap();
+        let mut ids = IdAllocator::new(0, 1, 0);
+        let post = |room: &mut Room, ids: &mut IdAllocator, author: &str| {
+            let new = NewMessage {
+                author: UserId::new(author),
+                text: "x".into(),
+                parent_id: 0,
+                client_message_id: None,
+                kind: "Regular".into(),
+                attachments: "[]".into(),
+                attributes: "{}".into(),
+            };
+            room.apply(&Viewer::Service, RoomAction::Post(new), ids, 0).unwrap()
+        };
+        post(&mut room, &mut ids, "a");
+        let outcome = post(&mut room, &mut ids, "a");
+        // b read everything; c and d nothing.
+        let mut receipts = HashMap::new();
+        receipts.insert(UserId::new("b"), Receipt { read: 1, delivered: 1, ..Receipt::default() });
+        let bundle = with_big(
+            Arc::new(Bundle::default()),
+            &room,
+            &outcome.events[0],
+            (None, None),
+            Some(&receipts),
+        );
+        let frame = |u: &str| bundle.frame_gated(DialectKind::Big, &UserId::new(u), 0).cloned();
+        assert!(frame("a").is_none(), "the author gets its response instead");
+        let (b, c, d) = (frame("b").unwrap(), frame("c").unwrap(), frame("d").unwrap());
+        assert_eq!(c.as_ptr(), d.as_ptr(), "c and d share one rendering");
+        assert_ne!(b, c);
+        let missed = |f: &bytes::Bytes| {
+            let start = if f[1] == 126 { 4 } else { 2 };
+            let v: serde_json::Value = serde_json::from_slice(&f[start..]).unwrap();
+            v["payload"]["missed"].as_u64().unwrap()
+        };
+        assert_eq!((missed(&b), missed(&c)), (1, 2));
+        assert_eq!(bundle.big.as_ref().unwrap().per_viewer.len(), 1, "one variant besides plain");
+    }
+}
