@@ -151,13 +151,68 @@ async def dialog_and_cross_dialect():
         await ws.close()
 
 
-async def silence_close():
+async def events_within(ws, seconds):
+    events, deadline = [], time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return events
+        try:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), left))
+        except asyncio.TimeoutError:
+            return events
+        if frame.get("type") == "event":
+            events.append(frame)
+
+
+async def presence_typing_receipts():
+    alice_id, bob_id = unique("py-alice"), unique("py-bob")
+    alice = await connect(alice_id)
+    await ok(alice, "1", "new", {"chatId": bob_id, "message": "first", "clientMessageId": "p1"})
+    bob = await connect(bob_id)
+    # Presence both ways; waiting messages are delivered on connect (alice gets dlvrd).
+    assert (await next_event(alice, "online"))["payload"] == {"userId": bob_id}
+    assert (await next_event(bob, "online"))["payload"] == {"userId": alice_id}
+    dlvrd = await next_event(alice, "dlvrd")
+    assert dlvrd["payload"]["chatId"] == bob_id and dlvrd["payload"]["messageId"] == 1
+    assert dlvrd["payload"]["clientMessageId"] == "p1"
+
+    # Typing reaches the peer with the typer as chatId.
+    await alice.send(json.dumps({"type": "event", "payloadType": "typing", "payload": {"chatId": bob_id}}))
+    typing = await next_event(bob, "typing")
+    assert typing["payload"] == {"userId": alice_id, "chatId": alice_id}
+
+    # Online recipient: delivered at once; read marks everything before it.
+    await ok(alice, "2", "new", {"chatId": bob_id, "message": "second", "clientMessageId": "p2"})
+    new = await next_event(bob, "new")
+    assert new["payload"]["messageId"] == 2 and new["payload"]["missed"] == 2
+    assert (await next_event(alice, "dlvrd"))["payload"]["messageId"] == 2
+    read = await ok(bob, "r", "read", {"chatId": alice_id, "messageId": 2})
+    assert read["messageId"] == 2 and read["missed"] == 0 and read["clientMessageId"] == "p2"
+    event = await next_event(alice, "read")
+    assert event["payload"]["messageId"] == 2 and event["payload"]["timestamp"] == read["timestamp"]
+    # And back: bob writes, alice reads, bob hears it.
+    await ok(bob, "w", "new", {"chatId": alice_id, "message": "third", "clientMessageId": "p3"})
+    assert (await next_event(alice, "new"))["payload"]["chatId"] == bob_id
+    await ok(alice, "3", "read", {"chatId": bob_id})
+    assert (await next_event(bob, "read"))["payload"]["clientMessageId"] == "p3"
+
+    # Bob's client goes away: alice gets offline with lastSeen.
+    before = int(time.time() * 1000) - 1000
+    await bob.send(json.dumps({"type": "event", "payloadType": "offline"}))
+    offline = await next_event(alice, "offline")
+    assert offline["payload"]["userId"] == bob_id and offline["payload"]["lastSeen"] >= before
+    await alice.close()
+
+
+async def resend_coalesce_and_silence():
     work = tempfile.mkdtemp()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", work + "/data",
-                               "--shards", "1", "--no-pin-cpus", "--big-silence-ms", "500"],
+                               "--shards", "2", "--no-pin-cpus", "--big-silence-ms", "2500",
+                               "--big-resend-ms", "300"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
@@ -167,22 +222,50 @@ async def silence_close():
             except OSError:
                 time.sleep(0.1)
         url = f"ws://127.0.0.1:{port}"
-        quiet = await connect("py-quiet", ws_url=url, data_dir=work + "/data")
-        chatty = await connect("py-chatty", ws_url=url, data_dir=work + "/data")
-        started = time.monotonic()
-        for _ in range(8):
-            await chatty.send("ping")
-            assert await recv_json(chatty) == {"event": "pong"}
-            await asyncio.sleep(0.2)
+        http = f"http://127.0.0.1:{port}"
+        data = work + "/data"
+        alice = await connect("py-alice", ws_url=url, data_dir=data)
+        bob = await connect("py-bob", ws_url=url, data_dir=data)
+
+        # Resent until acknowledged.
+        await ok(alice, "1", "new", {"chatId": "py-bob", "message": "ack me"})
+        first = await next_event(bob, "new")
+        again = await next_event(bob, "new")
+        assert again["id"] == first["id"] and again["payload"] == first["payload"]
+        await bob.send(json.dumps({"type": "ack", "id": first["id"]}))
+        await asyncio.sleep(0.35)
+        later = await events_within(bob, 0.9)
+        assert not [e for e in later if e["eventType"] == "new"], later
+
+        # Chat lists coalesce: three new groups, the re-sent list is only the newest one.
+        for ws in (alice, bob):
+            await ws.send("ping")
+        service = token("backend", "service", data_dir=data)
+        for name in ("g1", "g2", "g3"):
+            status, _ = rest("POST", "/api/v1/rooms", service, {"name": name, "members": ["py-bob"]}, url=http)
+            assert status == 201
+            await asyncio.sleep(0.06)
+        await events_within(bob, 0.4)
+        lists = [e for e in await events_within(bob, 1.0) if e["eventType"] == "chats"]
+        assert lists and len(lists) <= 4, lists
+        assert {e["id"] for e in lists} == {lists[0]["id"]}
+        assert len(lists[0]["payload"]) == 4  # the dialog and three groups
+
+        # Silence: bob stops talking; after 2.5 s he is closed and alice (pinging) sees offline.
+        started, offline = time.monotonic(), None
+        while time.monotonic() - started < 6 and offline is None:
+            await alice.send("ping")
+            for e in await events_within(alice, 0.2):
+                if e["eventType"] == "offline":
+                    offline = e
+        assert offline and offline["payload"]["userId"] == "py-bob"
         try:
-            await asyncio.wait_for(quiet.recv(), 3)
-            raise AssertionError("a frame on the quiet socket")
+            while True:
+                await asyncio.wait_for(bob.recv(), 3)
         except websockets.exceptions.ConnectionClosed:
             pass
-        assert quiet.close_code == 1011
-        assert time.monotonic() - started < 4
-        assert await ok(chatty, "x", "chats", {}) == []
-        await chatty.close()
+        assert bob.close_code == 1011
+        await alice.close()
     finally:
         server.terminate()
         server.wait()
@@ -196,5 +279,9 @@ def test_big_dialog_both_ways_and_cross_dialect_group():
     asyncio.run(dialog_and_cross_dialect())
 
 
-def test_big_silence_closes_with_1011():
-    asyncio.run(silence_close())
+def test_big_presence_typing_and_receipts_both_ways():
+    asyncio.run(presence_typing_receipts())
+
+
+def test_big_resend_until_ack_coalescing_and_silence_offline():
+    asyncio.run(resend_coalesce_and_silence())
