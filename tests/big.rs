@@ -656,3 +656,27 @@ async fn connecting_marks_waiting_messages_delivered_and_receipts_survive_a_rest
     close(bob).await;
     handle.shutdown();
 }
+
+#[tokio::test]
+async fn the_chat_list_is_sent_when_a_chat_appears_and_when_it_goes() {
+    let server = start(2);
+    let mut bob = big(server.addr, "bob").await;
+    let room = create_room(server.addr, "crew", &["bob", "carol"]).await;
+    let appeared = next_event(&mut bob, "chats").await;
+    assert_eq!(appeared["payload"][0]["id"], room.to_string());
+    assert_eq!(appeared["payload"][0]["name"], "crew");
+    ack(&mut bob, &appeared["id"]).await;
+    let r = call(
+        server.addr,
+        "DELETE",
+        &format!("/api/v1/rooms/{room}/members/bob"),
+        Some(&service_token()),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let gone = next_event(&mut bob, "chats").await;
+    assert_eq!(gone["payload"], json!([]));
+    assert_ne!(gone["id"], appeared["id"]);
+    close(bob).await;
+}
