@@ -55,6 +55,10 @@ shard_metrics! {
     events_delivered_total: "counter";
     /// Connections closed because their outbound queue passed its bound.
     slow_consumer_closes_total: "counter";
+    /// Open BIG connections.
+    big_connections: "gauge";
+    /// Rooms owned here with receipt marks.
+    big_receipt_rooms: "gauge";
     /// BIG requests answered (responses and error replies).
     big_requests_total: "counter";
     /// BIG requests refused as duplicates of a recent request id.

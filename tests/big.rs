@@ -88,6 +88,9 @@ async fn missing_or_bad_token_gets_401_with_bigs_body_before_upgrade() {
         assert_eq!(body["status"], 401);
         assert!(body["timestamp"].as_u64().is_some_and(|t| t > 1_600_000_000_000));
     }
+    // A plain GET is told to upgrade.
+    let r = call(server.addr, "GET", "/websocket", Some(&user_token("alice")), None).await;
+    assert_eq!(r.status, 426);
     // A query token is not BIG's: still 401.
     let token = user_token("alice");
     assert!(ws_connect(server.addr, "/websocket", Auth::Query(&token)).await.is_err());

@@ -10,6 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -162,13 +163,16 @@ pub fn on_binary(conn: &Rc<Conn>) {
 
 /// A BIG connection opened on `shard` (it now notes BIG deliveries for the user owners).
 pub fn opened(shard: &Shard) {
-    shard.big.borrow_mut().local_conns += 1;
+    let mut big = shard.big.borrow_mut();
+    big.local_conns += 1;
+    shard.metrics.big_connections.store(big.local_conns as u64, Ordering::Relaxed);
 }
 
 /// A BIG connection of `shard` ended.
 pub fn closed(shard: &Shard) {
     let mut big = shard.big.borrow_mut();
     big.local_conns = big.local_conns.saturating_sub(1);
+    shard.metrics.big_connections.store(big.local_conns as u64, Ordering::Relaxed);
 }
 
 /// Closes `conn` once it has sent no frame for `big_silence_ms` (code 1011, as the real

@@ -88,7 +88,7 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
     match segments {
         ["healthz"] => only(method, &[Get], || ops::health(shard)),
         ["metrics"] => only(method, &[Get], || ops::metrics(shard)),
-        ["api", "v1", "events"] | ["notifications", ..] => Err(ApiError {
+        ["api", "v1", "events"] | ["notifications", ..] | ["websocket"] => Err(ApiError {
             status: 426,
             code: "upgrade_required",
             message: "this is a WebSocket endpoint: send an upgrade request".into(),

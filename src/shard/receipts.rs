@@ -52,6 +52,8 @@ impl Shard {
                 owned.receipts.entry(room_id).or_default().entry(user.clone()).or_default();
             receipt.mark(target, read, now)
         };
+        let rooms_marked = owned.receipts.len() as u64;
+        self.metrics.big_receipt_rooms.store(rooms_marked, std::sync::atomic::Ordering::Relaxed);
         let receipt =
             owned.receipts.get(&room_id).and_then(|r| r.get(user)).copied().unwrap_or_default();
         let (mark, at_ms) = if read {
