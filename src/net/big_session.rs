@@ -405,7 +405,9 @@ async fn execute(
                 (Some(s), None) => {
                     (Some(message_id(shard, user, room, s).await?.saturating_sub(1)), None)
                 }
-                (None, Some(e)) => (None, Some(message_id(shard, user, room, e).await? + 1)),
+                (None, Some(e)) => {
+                    (None, Some(message_id(shard, user, room, e).await?.saturating_add(1)))
+                }
                 (None, None) => (None, Some(u64::MAX)),
             };
             let action = RoomAction::History { after, before, limit: count as usize };
