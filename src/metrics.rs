@@ -55,6 +55,26 @@ shard_metrics! {
     events_delivered_total: "counter";
     /// Connections closed because their outbound queue passed its bound.
     slow_consumer_closes_total: "counter";
+    /// Open BIG connections.
+    big_connections: "gauge";
+    /// Rooms owned here with receipt marks.
+    big_receipt_rooms: "gauge";
+    /// BIG requests answered (responses and error replies).
+    big_requests_total: "counter";
+    /// BIG requests refused as duplicates of a recent request id.
+    big_duplicate_requests_total: "counter";
+    /// BIG chat-list refreshes dropped because too many were pending on the shard.
+    big_chats_dropped_total: "counter";
+    /// BIG connections closed after `big_silence_ms` without a frame.
+    big_silence_closes_total: "counter";
+    /// Users with unacknowledged BIG events kept on this shard (their owner).
+    big_unacked_users: "gauge";
+    /// Unacknowledged BIG events re-sent.
+    big_resent_total: "counter";
+    /// Users whose BIG connections were closed for too many unacknowledged events.
+    big_unacked_overflows_total: "counter";
+    /// BIG events not kept because too many users had unacknowledged events.
+    big_unacked_dropped_total: "counter";
     /// HTTP requests served.
     http_requests_total: "counter";
     /// Upgrades or requests refused for a missing or bad token.

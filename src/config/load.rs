@@ -84,6 +84,15 @@ pub struct ServeArgs {
     /// Ping interval, ms [default: 20000].
     #[arg(long, env = "ROOMCAST_PING_INTERVAL_MS")]
     pub ping_interval_ms: Option<u64>,
+    /// BIG: close a connection silent this long, ms [default: 20000].
+    #[arg(long, env = "ROOMCAST_BIG_SILENCE_MS")]
+    pub big_silence_ms: Option<u64>,
+    /// BIG: re-send unacknowledged events every this many ms [default: 5000].
+    #[arg(long, env = "ROOMCAST_BIG_RESEND_MS")]
+    pub big_resend_ms: Option<u64>,
+    /// BIG: unacknowledged events kept per user [default: 256].
+    #[arg(long, env = "ROOMCAST_BIG_UNACKED_MAX")]
+    pub big_unacked_max: Option<usize>,
     /// Sustained actions per second per connection [default: 100].
     #[arg(long, env = "ROOMCAST_ACTIONS_PER_SECOND")]
     pub actions_per_second: Option<u32>,
@@ -139,6 +148,9 @@ struct FileConfig {
     handshake_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     ping_interval_ms: Option<u64>,
+    big_silence_ms: Option<u64>,
+    big_resend_ms: Option<u64>,
+    big_unacked_max: Option<usize>,
     actions_per_second: Option<u32>,
     actions_burst: Option<u32>,
     connections_per_shard_max: Option<usize>,
@@ -158,7 +170,8 @@ macro_rules! overlay {
             listen, shards, data_dir, jwt_leeway_s, durability,
             frame_bytes_max, message_bytes_max, http_head_bytes_max,
             rest_body_bytes_max, outbound_bytes_max, handshake_timeout_ms,
-            idle_timeout_ms, ping_interval_ms, actions_per_second, actions_burst,
+            idle_timeout_ms, ping_interval_ms, big_silence_ms, big_resend_ms, big_unacked_max,
+            actions_per_second, actions_burst,
             connections_per_shard_max, ring_slots, rooms_per_shard_max,
             history_per_room_max, members_per_room_max, read_buffer_bytes_initial);
         overlay!(@optional $cfg, $src,

@@ -86,6 +86,12 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     /// Interval between server pings on a quiet connection, in ms.
     pub ping_interval_ms: u64,
+    /// A BIG connection that sent no frame for this long is closed (`offline`), in ms.
+    pub big_silence_ms: u64,
+    /// Interval at which unacknowledged BIG events are re-sent, in ms.
+    pub big_resend_ms: u64,
+    /// Most unacknowledged BIG events kept per user; past it its connections are closed.
+    pub big_unacked_max: usize,
     /// Sustained per-connection action rate (token-bucket refill per second).
     pub actions_per_second: u32,
     /// Per-connection action burst (token-bucket capacity).
@@ -125,6 +131,9 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             ping_interval_ms: 20_000,
+            big_silence_ms: 20_000,
+            big_resend_ms: 5_000,
+            big_unacked_max: 256,
             actions_per_second: 100,
             actions_burst: 200,
             connections_per_shard_max: 100_000,
@@ -161,6 +170,9 @@ impl Config {
             handshake_timeout_ms,
             idle_timeout_ms,
             ping_interval_ms,
+            big_silence_ms,
+            big_resend_ms,
+            big_unacked_max,
             actions_per_second,
             actions_burst,
             connections_per_shard_max,
@@ -228,6 +240,9 @@ impl fmt::Debug for Config {
             .field("outbound_bytes_max", &self.outbound_bytes_max)
             .field("handshake_timeout_ms", &self.handshake_timeout_ms)
             .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("big_silence_ms", &self.big_silence_ms)
+            .field("big_resend_ms", &self.big_resend_ms)
+            .field("big_unacked_max", &self.big_unacked_max)
             .field("ping_interval_ms", &self.ping_interval_ms)
             .field("actions_per_second", &self.actions_per_second)
             .field("actions_burst", &self.actions_burst)

@@ -1,6 +1,7 @@
 //! Dialects: the wire protocols clients speak. Each renders core events into complete frames
 //! (pure functions) and keeps its per-connection protocol state.
 
+pub mod big;
 pub mod osu;
 pub mod virola;
 
@@ -17,11 +18,13 @@ pub enum DialectKind {
     Echo = 1,
     /// osu! notification websocket `/notifications`.
     Osu = 2,
+    /// BIG messenger `/websocket`.
+    Big = 3,
 }
 
 impl DialectKind {
     /// Number of dialects, the length of a bundle's frame array.
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 4;
 }
 
 /// Open event connections per dialect, process-wide. An owner renders a dialect's frames only
@@ -51,7 +54,8 @@ pub fn in_use(dialect: DialectKind) -> bool {
 /// (`moderator = true`) or is not a moderator of the room sees it.
 ///
 /// osu! frames that depend on the viewer (channel join/part) are rendered by the owner for
-/// each viewer (`osu::channel_event`); here osu gets only `chat.message.new`.
+/// each viewer (`osu::channel_event`); here osu gets only `chat.message.new`. BIG frames depend
+/// on the room's kind and members, so the owner renders them (`shard::big`).
 pub fn render_all(event: &Event, moderator: bool) -> Frames {
     let mut frames: Frames = Default::default();
     if in_use(DialectKind::Virola) {

@@ -37,6 +37,8 @@ pub struct Bundle {
     pub class: EventClass,
     /// osu!-only routing: an allow-list and per-viewer frames.
     pub osu: Option<Box<OsuRouting>>,
+    /// BIG-only routing: the actor who gets no frame, and per-viewer frames.
+    pub big: Option<Box<BigRouting>>,
 }
 
 /// A second rendering of the same event for some users.
@@ -59,6 +61,23 @@ pub struct OsuRouting {
     pub per_viewer: Vec<(UserId, Bytes)>,
 }
 
+/// How an event reaches BIG connections beyond the plain frame.
+#[derive(Debug, Default)]
+pub struct BigRouting {
+    /// The event's id: recipients acknowledge it, their user owner keeps it until then.
+    pub id: std::sync::Arc<str>,
+    /// Never re-sent, nothing to acknowledge (`typing`).
+    pub transient: bool,
+    /// This user's BIG connections get nothing (the sender of a message gets its `response`).
+    pub skip: Option<UserId>,
+    /// Frames rendered for one viewer (a direct room's `chatId` is the other member, a
+    /// member's `missed`), one rendering per distinct variant shared by the users that see it;
+    /// a user listed here gets its frame instead of the plain one.
+    pub per_viewer: std::collections::HashMap<UserId, Bytes>,
+    /// A `new` event: the recipients' user owners mark this seq delivered for them.
+    pub mark: Option<u64>,
+}
+
 impl Bundle {
     /// The frame for a connection of `dialect` belonging to `user`.
     pub fn frame_for(&self, dialect: DialectKind, user: &UserId) -> Option<&Bytes> {
@@ -76,6 +95,9 @@ impl Bundle {
     pub fn frame_gated(&self, dialect: DialectKind, user: &UserId, flags: u8) -> Option<&Bytes> {
         if dialect == DialectKind::Osu {
             return self.osu_frame(user, flags);
+        }
+        if let (DialectKind::Big, Some(big)) = (dialect, &self.big) {
+            return big.frame(user, self.frames[DialectKind::Big as usize].as_ref());
         }
         self.frame_for(dialect, user)
     }
@@ -98,6 +120,15 @@ impl Bundle {
             }
         }
         self.frames[DialectKind::Osu as usize].as_ref()
+    }
+}
+
+impl BigRouting {
+    fn frame<'a>(&'a self, user: &UserId, plain: Option<&'a Bytes>) -> Option<&'a Bytes> {
+        if self.skip.as_ref() == Some(user) {
+            return None;
+        }
+        self.per_viewer.get(user).or(plain)
     }
 }
 

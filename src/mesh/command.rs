@@ -131,6 +131,77 @@ pub enum Command {
         /// The asker's pending-reply slot.
         token: u64,
     },
+    /// Connection shard → user owner: `user`'s BIG connections here were sent event `id` as
+    /// `frame`; keep it for resending until acknowledged.
+    BigPending {
+        /// The user.
+        user: UserId,
+        /// The event id.
+        id: Arc<str>,
+        /// The exact frame the user got.
+        frame: bytes::Bytes,
+    },
+    /// Connection shard → user owner: `user` acknowledged BIG event `id`.
+    BigAck {
+        /// The user.
+        user: UserId,
+        /// The event id.
+        id: String,
+    },
+    /// User owner → a shard holding `user`'s connections: too many events are unacknowledged;
+    /// tell its BIG connections and close them.
+    BigOverflow {
+        /// The user.
+        user: UserId,
+    },
+    /// User owner of `about` → user owner of `to`: `about` came online (or went offline at
+    /// `last_seen`); tell `to`'s BIG connections. With `answer`, `to`'s owner tells `about`'s
+    /// owner back whether `to` is online now (the newcomer's view of its peers).
+    BigPresence {
+        /// Who is told.
+        to: UserId,
+        /// Whose presence changed.
+        about: UserId,
+        /// Online or offline.
+        online: bool,
+        /// When it went offline, ms (0 while online).
+        last_seen: u64,
+        /// Answer with `to`'s own presence if it is online.
+        answer: bool,
+    },
+    /// Connection shard → room owner: `user` types (or stopped, `stop`) in `room`; BIG members
+    /// get `typing`, never buffered.
+    BigTyping {
+        /// The room.
+        room: RoomId,
+        /// Who types.
+        user: UserId,
+        /// Stopped typing.
+        stop: bool,
+    },
+    /// Connection shard or user owner → room owner: mark `user`'s messages of `room` up to
+    /// `seq` (the newest when `None`) delivered or read; no answer.
+    BigMark {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        user: UserId,
+        /// Read rather than delivered.
+        read: bool,
+        /// Up to this per-room seq.
+        seq: Option<u64>,
+    },
+    /// Room owner → user owner: send `user` this BIG event and keep it until acknowledged.
+    BigEvent {
+        /// The user.
+        user: UserId,
+        /// The event id.
+        id: Arc<str>,
+        /// Its coalescing key: a newer event with the same key replaces it.
+        key: Option<Arc<str>>,
+        /// The frame.
+        frame: bytes::Bytes,
+    },
     /// Main thread → every shard: close every connection with 1001 and stop.
     Shutdown,
 }

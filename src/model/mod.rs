@@ -7,6 +7,7 @@ pub mod action;
 pub mod event;
 pub mod ids;
 pub mod notification;
+pub mod receipt;
 pub mod room;
 
 pub use action::{RoomAction, Viewer};

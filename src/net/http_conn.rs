@@ -13,7 +13,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio_uring::net::TcpStream;
 
 use crate::auth::Identity;
-use crate::dialect::{osu, virola, DialectKind};
+use crate::dialect::{big, osu, virola, DialectKind};
 use crate::http::head::{parse_head, RequestHead};
 use crate::http::query::{bearer, cookie, query_param};
 use crate::http::{response, upgrade};
@@ -135,6 +135,7 @@ async fn write(stream: &TcpStream, bytes: Bytes) -> bool {
 fn dialect_at(shard: &Shard, path: &str) -> Option<DialectKind> {
     match path {
         "/api/v1/events" => Some(DialectKind::Virola),
+        "/websocket" => Some(DialectKind::Big),
         p if p == "/notifications" || p.starts_with("/notifications/") => Some(DialectKind::Osu),
         p if shard.config.echo_endpoint.as_deref() == Some(p) => Some(DialectKind::Echo),
         _ => None,
@@ -214,6 +215,18 @@ async fn upgrade_to_websocket(
                 None => return refuse_osu(&stream, &head, shard.id).await,
             }
         }
+        DialectKind::Big => match authenticate(shard, bearer(&head)) {
+            Ok(identity) => Some(identity),
+            Err(_) => {
+                let body = big::unauthorized_body(crate::model::ids::now_ms());
+                let _ = write(
+                    &stream,
+                    response::response(401, Some("application/json"), body.as_bytes(), false, &[]),
+                )
+                .await;
+                return false;
+            }
+        },
         DialectKind::Virola => match authenticate(shard, virola_token(&head).as_deref()) {
             Ok(identity) => Some(identity),
             Err(message) => {
@@ -304,6 +317,10 @@ fn after_attach(shard: &Rc<Shard>, conn: &Rc<Conn>, expires_at: u64) {
             expires_at,
         };
         shard.send(owner, seen);
+    }
+    if conn.dialect == DialectKind::Big {
+        crate::net::big_session::opened(shard);
+        crate::net::big_session::watch_silence(shard, conn);
     }
     if conn.dialect == DialectKind::Osu {
         let (shard, conn) = (shard.clone(), conn.clone());

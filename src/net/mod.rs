@@ -1,6 +1,7 @@
 //! Networking on the shard loop: accepting, HTTP/1.1 serving, WebSocket sessions, and each
 //! connection's outbound queue and writer.
 
+pub mod big_session;
 pub mod conn;
 pub mod http_conn;
 pub mod listener;

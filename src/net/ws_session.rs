@@ -14,6 +14,7 @@ use bytes::BytesMut;
 use crate::dialect::{osu, DialectKind};
 use crate::metrics;
 use crate::model::ids::now_ms;
+use crate::net::big_session::{self, BigConn};
 use crate::net::conn::Conn;
 use crate::shard::Shard;
 use crate::ws::codec::{Decoder, Incoming, WsLimits};
@@ -32,13 +33,14 @@ pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, mut buf: BytesMut, registered
     };
     let initial = shard.config.read_buffer_bytes_initial;
     let mut decoder = Decoder::new(limits);
+    let big = (conn.dialect == DialectKind::Big).then(|| Rc::new(BigConn::default()));
     'session: loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(incoming)) => {
                     metrics::inc(&shard.metrics.frames_in_total);
                     conn.last_seen_ms.set(now_ms());
-                    if !on_frame(&conn, incoming) {
+                    if !on_frame(&conn, big.as_ref(), incoming) {
                         break 'session;
                     }
                 }
@@ -66,13 +68,16 @@ pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, mut buf: BytesMut, registered
     conn.kill();
     if registered {
         shard.detach(&conn);
+        if big.is_some() {
+            big_session::closed(&shard);
+        }
     }
     shard.metrics.websockets.fetch_sub(1, Ordering::Relaxed);
     metrics::dec(&shard.metrics.connections);
 }
 
 /// Handles one frame; false ends the session.
-fn on_frame(conn: &Rc<Conn>, incoming: Incoming) -> bool {
+fn on_frame(conn: &Rc<Conn>, big: Option<&Rc<BigConn>>, incoming: Incoming) -> bool {
     match incoming {
         Incoming::Ping(payload) => {
             conn.send(frame::pong(&payload));
@@ -90,12 +95,18 @@ fn on_frame(conn: &Rc<Conn>, incoming: Incoming) -> bool {
             if conn.dialect == DialectKind::Osu {
                 on_osu_text(conn, &payload);
             }
+            if let Some(state) = big {
+                big_session::on_text(conn, state, &payload);
+            }
             // Virola is receive-only: client text is ignored, as the protocol sheet says.
             true
         }
         Incoming::Binary(payload) => {
             if conn.dialect == DialectKind::Echo {
                 conn.send(frame::binary(&payload));
+            }
+            if big.is_some() {
+                big_session::on_binary(conn);
             }
             true
         }

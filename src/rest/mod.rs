@@ -100,7 +100,7 @@ async fn route(
     match segments {
         ["healthz"] => only(method, &[Get], || ops::health(shard)),
         ["metrics"] => only(method, &[Get], || ops::metrics(shard)),
-        ["api", "v1", "events"] | ["notifications", ..] => Err(ApiError {
+        ["api", "v1", "events"] | ["notifications", ..] | ["websocket"] => Err(ApiError {
             status: 426,
             code: "upgrade_required",
             message: "this is a WebSocket endpoint: send an upgrade request".into(),
@@ -225,7 +225,10 @@ pub fn reply_of(response: Response) -> Result<Reply, ApiError> {
     match response {
         Response::Done(reply) => Ok(reply),
         Response::Refused(refusal) => Err(refusal.into()),
-        Response::RoomIds(_) | Response::Rooms(_) | Response::Notifications(_) => Err(ApiError {
+        Response::RoomIds(_)
+        | Response::Rooms(_)
+        | Response::Notifications(_)
+        | Response::Receipt { .. } => Err(ApiError {
             status: 500,
             code: "internal",
             message: "unexpected owner answer".into(),

@@ -104,6 +104,19 @@ fn handle(shard: &Shard, command: Command) {
                 response: super::Response::Done(crate::model::room::Reply::Empty),
             },
         ),
+        Command::BigPending { user, id, frame } => shard.big_pending(user, id, None, frame),
+        Command::BigAck { user, id } => shard.big_ack(&user, &id),
+        Command::BigOverflow { user } => shard.big_overflow_local(&user),
+        Command::BigPresence { to, about, online, last_seen, answer } => {
+            shard.big_presence(to, about, online, last_seen, answer)
+        }
+        Command::BigTyping { room, user, stop } => shard.big_typing(room, user, stop),
+        Command::BigMark { room, user, read, seq } => {
+            let effects = shard.mark_receipt(room, &user, read, seq);
+            let (unanswered, _) = futures_channel::oneshot::channel();
+            shard.commit(effects, super::ReplyTo::Local(unanswered));
+        }
+        Command::BigEvent { user, id, key, frame } => shard.big_event_to(user, id, key, frame),
         Command::Shutdown => shard.begin_shutdown(),
     }
 }

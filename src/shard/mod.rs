@@ -5,10 +5,13 @@
 //! `RefCell` borrow is held across an `.await`; a command to this shard itself goes through the
 //! local inbox, never a re-entrant call, so handlers never nest.
 
+pub mod big;
+pub mod big_presence;
 pub mod commit;
 pub mod inbox;
 pub mod owner;
 pub mod persist;
+pub mod receipts;
 pub mod request;
 pub mod sessions;
 pub mod spawn;
@@ -77,6 +80,8 @@ pub struct Shard {
     pub revoked: RefCell<sessions::Revoked>,
     /// Rooms and users owned here.
     pub owned: RefCell<owner::Owned>,
+    /// BIG dialect state: this shard's BIG connections, and the users owned here.
+    pub big: RefCell<big::BigState>,
     /// This shard's durable store (its redb file, writer and reader threads).
     pub store: RefCell<crate::store::Store>,
     /// Writes waiting for the store, and reads in flight.
@@ -193,6 +198,10 @@ impl Shard {
             }
         }
         crate::metrics::add(&self.metrics.events_delivered_total, delivered);
+        drop((subs, conns));
+        if let Some(big) = &bundle.big {
+            self.big_delivered(room, big, bundle);
+        }
     }
 
     /// Hands `bundle` to the given local connections.

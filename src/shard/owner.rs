@@ -86,6 +86,8 @@ pub struct Owned {
     pub message_ids: IdAllocator,
     /// Notification id allocator (for users owned here).
     pub notification_ids: IdAllocator,
+    /// Receipts of the rooms owned here: room → member → marks (members only).
+    pub receipts: HashMap<RoomId, HashMap<UserId, crate::model::receipt::Receipt>>,
 }
 
 impl Owned {
@@ -98,6 +100,7 @@ impl Owned {
             room_ids: IdAllocator::new(shard, shard_count, 0),
             message_ids: IdAllocator::new(shard, shard_count, 0),
             notification_ids: IdAllocator::new(shard, shard_count, 0),
+            receipts: HashMap::new(),
         }
     }
 }
@@ -140,7 +143,7 @@ fn bundle_of(
         ),
         _ => (EventClass::Room, None),
     };
-    Arc::new(Bundle { frames, alternative, class, osu })
+    Arc::new(Bundle { frames, alternative, class, osu, big: None })
 }
 
 /// A bundle for one user only; `osu` adds its osu! frame (a channel join/part) as a chat event.
@@ -150,7 +153,7 @@ fn personal_bundle(event: &Event, moderator: bool, osu: Option<bytes::Bytes>) ->
     if osu.is_some() {
         frames[DialectKind::Osu as usize] = osu;
     }
-    Arc::new(Bundle { frames, alternative: None, class, osu: None })
+    Arc::new(Bundle { frames, alternative: None, class, osu: None, big: None })
 }
 
 /// The RoomDeleted bundle of a deleted room: osu! connections get `chat.channel.part`, a PM
@@ -172,6 +175,7 @@ fn room_gone_bundle(room: RoomId, view: &RoomView) -> Arc<Bundle> {
         alternative: None,
         class: EventClass::Chat,
         osu: Some(Box::new(routing)),
+        big: None,
     })
 }
 
@@ -228,6 +232,14 @@ impl Shard {
             }
             Request::RevokeSession { user, sid, expires_at, known_only } => {
                 let effects = self.revoke_session(&user, sid, expires_at, known_only);
+                self.commit(effects, reply_to);
+            }
+            Request::MessageBySeq { room, viewer, seq } => {
+                let response = self.message_by_seq(room, &viewer, seq);
+                self.respond(reply_to, response);
+            }
+            Request::Mark { room, user, read, seq } => {
+                let effects = self.mark_receipt(room, &user, read, seq);
                 self.commit(effects, reply_to);
             }
             Request::RoomAck { room, user } => {
@@ -335,7 +347,7 @@ impl Shard {
         }
         let ops =
             write.as_ref().map(|w| persist::ops_for(&entry.room, w, &outcome)).unwrap_or_default();
-        let Outcome { reply, events, joined, left, deleted, .. } = outcome;
+        let Outcome { reply, events, joined, left, deleted, stored } = outcome;
         let mut commands: Vec<(usize, Command)> = Vec::new();
         let osu_only = super::users::note_activity(entry, &events, joined.as_ref(), now_ms());
         if let Some((user, mask)) = left {
@@ -371,6 +383,14 @@ impl Shard {
                 }
                 _ => bundle_of(event, view.as_deref(), osu_only.as_ref()),
             };
+            let receipts = owned.receipts.get(&room_id);
+            let bundle = super::big::with_big(
+                bundle,
+                &entry.room,
+                event,
+                (stored.as_ref(), viewer.user()),
+                receipts,
+            );
             if deleted {
                 shards_in(mask).for_each(|s| {
                     commands.push((s, Command::RoomGone { room: room_id, bundle: bundle.clone() }))
@@ -389,6 +409,7 @@ impl Shard {
             ));
         }
         if deleted {
+            owned.receipts.remove(&room_id);
             if let Some(gone) = owned.rooms.remove(&room_id) {
                 for message in &gone.room.history {
                     owned.message_rooms.remove(&message.id);
@@ -446,6 +467,7 @@ impl Shard {
     pub fn user_shards_changed(&self, user: UserId, shard: usize, attached: bool) {
         let mut owned = self.owned.borrow_mut();
         let record = owned.users.entry(user.clone()).or_default();
+        let was = record.shard_mask;
         if attached {
             record.shard_mask |= bit(shard);
         } else {
@@ -458,6 +480,12 @@ impl Shard {
         }
         self.metrics.users.store(owned.users.len() as u64, std::sync::atomic::Ordering::Relaxed);
         drop(owned);
+        if attached {
+            self.big_resend_to(&user, shard);
+        }
+        if (was == 0) != (mask == 0) {
+            self.big_online_changed(user.clone(), mask != 0);
+        }
         for room in rooms {
             self.send(
                 shard_of_room(room, self.shard_count),
@@ -481,6 +509,9 @@ impl Shard {
         }
         self.metrics.users.store(owned.users.len() as u64, std::sync::atomic::Ordering::Relaxed);
         drop(owned);
+        if mask != 0 {
+            self.big_chats_changed(user.clone());
+        }
         if joined {
             self.send(
                 shard_of_room(room, self.shard_count),

@@ -113,6 +113,15 @@ pub fn recover(
         let user = owned.users.entry(notification.user.clone()).or_default();
         user.notifications.insert(notification.id, notification);
     }
+    for r in recovered.receipts {
+        let receipt = crate::model::receipt::Receipt {
+            delivered: r.delivered,
+            delivered_ms: r.delivered_ms,
+            read: r.read,
+            read_ms: r.read_ms,
+        };
+        owned.receipts.entry(r.room).or_default().insert(UserId::new(&r.user), receipt);
+    }
     let mut memberships = Vec::new();
     for entry in recovered.rooms {
         let record = entry.room;

@@ -74,6 +74,28 @@ pub enum Request {
         /// Refuse unless the owner saw this session (a user logging out another of its own).
         known_only: bool,
     },
+    /// BIG: the message of `room` with per-room `seq`, from the owner's window (owner: the
+    /// room's shard).
+    MessageBySeq {
+        /// The room.
+        room: RoomId,
+        /// Who asks (must be a member).
+        viewer: Viewer,
+        /// The message's seq.
+        seq: u64,
+    },
+    /// BIG `dlvrd` / `read`: mark `user`'s messages of `room` up to `seq` (the newest when
+    /// `None`) delivered or read (owner: the room's shard).
+    Mark {
+        /// The room.
+        room: RoomId,
+        /// Who marks.
+        user: UserId,
+        /// Read (and delivered) rather than delivered.
+        read: bool,
+        /// Up to this per-room seq.
+        seq: Option<u64>,
+    },
     /// `user` is active in `room` now (osu! chat keepalive; owner: the room's shard).
     RoomAck {
         /// The room.
@@ -94,6 +116,17 @@ pub enum Response {
     Rooms(Vec<Arc<RoomView>>),
     /// Notifications (created, or marked read).
     Notifications(Vec<Notification>),
+    /// A receipt mark's state after a `Mark`.
+    Receipt {
+        /// The mark (seq) now.
+        seq: u64,
+        /// When it was first made, ms.
+        at_ms: u64,
+        /// Messages after the read mark.
+        missed: u64,
+        /// The client message id of the message at `seq`, if in the window.
+        client_message_id: Option<String>,
+    },
     /// Refused.
     Refused(Refusal),
 }

@@ -212,6 +212,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         id: parts.id,
         shard_count: parts.shard_count,
         owned: RefCell::new(parts.owned),
+        big: RefCell::new(Default::default()),
         store: RefCell::new(parts.store),
         commits: RefCell::new(super::commit::Commits::default()),
         config: parts.config,

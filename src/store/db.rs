@@ -26,8 +26,8 @@ use redb::{
 use rkyv::rancor;
 
 use super::record::{
-    ArchivedMessageRecord, MessageRecord, NotificationRecord, Recovered, RecoveredRoom,
-    RevokedRecord, RoomRecord, StoreOp,
+    ArchivedMessageRecord, MessageRecord, NotificationRecord, ReceiptRecord, Recovered,
+    RecoveredRoom, RevokedRecord, RoomRecord, StoreOp,
 };
 use super::StoreError;
 
@@ -47,6 +47,9 @@ const MESSAGE_ROOMS: TableDefinition<u64, u64> = TableDefinition::new("message_r
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NOTIFICATIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("notifications");
 const REVOKED: TableDefinition<&str, (&str, u64)> = TableDefinition::new("revoked_sessions");
+/// (room, user) → (delivered, delivered_ms, read, read_ms).
+const RECEIPTS: TableDefinition<(u64, &str), (u64, u64, u64, u64)> =
+    TableDefinition::new("receipts");
 
 const META_SCHEMA: &str = "schema_version";
 const META_MAX_ROOM: &str = "max_room_id";
@@ -110,6 +113,7 @@ fn init(db: &Database) -> Result<(), Fail> {
         txn.open_table(MESSAGE_ROOMS)?;
         txn.open_table(NOTIFICATIONS)?;
         txn.open_table(REVOKED)?;
+        txn.open_table(RECEIPTS)?;
         let mut meta = txn.open_table(META)?;
         let found = meta.get(META_SCHEMA)?.map(|v| v.value());
         match found {
@@ -207,6 +211,20 @@ pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks)
             });
         }
     }
+    let mut receipts = Vec::new();
+    for entry in txn.open_table(RECEIPTS)?.iter()? {
+        let (key, value) = entry?;
+        let (room, user) = key.value();
+        let (delivered, delivered_ms, read, read_ms) = value.value();
+        receipts.push(ReceiptRecord {
+            room,
+            user: user.to_string(),
+            delivered,
+            delivered_ms,
+            read,
+            read_ms,
+        });
+    }
     let recovered = Recovered {
         rooms: out,
         max_room_id: marks.max_room_id,
@@ -214,6 +232,7 @@ pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks)
         notifications: notifications_out,
         max_notification_id,
         revoked,
+        receipts,
     };
     Ok((recovered, marks))
 }
@@ -238,6 +257,7 @@ pub(crate) fn apply<'a>(
     let mut message_rooms = txn.open_table(MESSAGE_ROOMS)?;
     let mut notifications = txn.open_table(NOTIFICATIONS)?;
     let mut revoked = txn.open_table(REVOKED)?;
+    let mut receipts = txn.open_table(RECEIPTS)?;
     let before = *marks;
     for op in batches.flatten() {
         match op {
@@ -255,6 +275,7 @@ pub(crate) fn apply<'a>(
                     ids.push(entry?.0.value().1);
                 }
                 messages.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+                receipts.retain_in((Bound::Included((id, "")), room_upper(id)), |_, _| false)?;
                 for message in ids {
                     message_rooms.remove(message)?;
                 }
@@ -277,6 +298,10 @@ pub(crate) fn apply<'a>(
             }
             StoreOp::DeleteNotification { user, id } => {
                 notifications.remove((user.as_str(), *id))?;
+            }
+            StoreOp::PutReceipt(r) => {
+                let value = (r.delivered, r.delivered_ms, r.read, r.read_ms);
+                receipts.insert((r.room, r.user.as_str()), value)?;
             }
             StoreOp::RevokeSession { sid, user, expires_at } => {
                 revoked.insert(sid.as_str(), (user.as_str(), *expires_at))?;

@@ -45,8 +45,8 @@ pub use db::HISTORY_LIMIT_MAX;
 pub use dir::{check_data_dir, shard_path, FORMAT_FILE, FORMAT_VERSION};
 pub use error::StoreError;
 pub use record::{
-    role_from_u8, role_to_u8, Completion, MessageRecord, NotificationRecord, Recovered,
-    RecoveredRoom, RevokedRecord, RoomRecord, StoreOp,
+    role_from_u8, role_to_u8, Completion, MessageRecord, NotificationRecord, ReceiptRecord,
+    Recovered, RecoveredRoom, RevokedRecord, RoomRecord, StoreOp,
 };
 pub use worker::{Wake, GROUP_BATCHES_MAX, GROUP_OPS_MAX, SHUTDOWN_GRACE};
 

@@ -177,6 +177,8 @@ pub enum StoreOp {
         /// Its id.
         id: u64,
     },
+    /// Insert or overwrite a user's receipt marks in a room (BIG `dlvrd` / `read`).
+    PutReceipt(ReceiptRecord),
     /// Record a logged-out session until `expires_at` (unix s).
     RevokeSession {
         /// The session id.
@@ -242,6 +244,25 @@ pub struct Recovered {
     pub max_notification_id: u64,
     /// Logged-out sessions whose tokens have not expired yet.
     pub revoked: Vec<RevokedRecord>,
+    /// Every stored receipt.
+    pub receipts: Vec<ReceiptRecord>,
+}
+
+/// A user's receipt marks in a room, as stored (key: room, user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRecord {
+    /// The room.
+    pub room: u64,
+    /// The user.
+    pub user: String,
+    /// Delivered up to this seq.
+    pub delivered: u64,
+    /// When, ms.
+    pub delivered_ms: u64,
+    /// Read up to this seq.
+    pub read: u64,
+    /// When, ms.
+    pub read_ms: u64,
 }
 
 /// The store's encoding of a [`Role`]: member 0, moderator 1, owner 2.
