@@ -76,6 +76,11 @@ pub fn with_big(
     (stored, actor): (Option<&Arc<Message>>, Option<&UserId>),
     receipts: Option<&HashMap<UserId, Receipt>>,
 ) -> Arc<Bundle> {
+    // Rendered only while BIG connections exist (see `dialect::in_use`): grouping members by
+    // `missed` walks the whole room.
+    if !crate::dialect::in_use(crate::dialect::DialectKind::Big) {
+        return bundle;
+    }
     let now = now_ms();
     let (plain, routing) = match event {
         Event::MessageCreated(m) => {
@@ -427,6 +432,8 @@ mod tests {
 
     #[test]
     fn new_is_rendered_once_per_distinct_missed_and_skips_the_author() {
+        // BIG frames are rendered only while BIG connections exist: count one for this test.
+        crate::dialect::connection_opened(crate::dialect::DialectKind::Big);
         let members: Vec<(UserId, Role)> =
             ["a", "b", "c", "d"].iter().map(|u| (UserId::new(u), Role::Member)).collect();
         let spec = NewRoom {
