@@ -345,8 +345,7 @@ mod tests {
     use crate::model::Role;
 
     fn payload(frame: &Bytes) -> Value {
-        let start = if frame[1] == 126 { 4 } else { 2 };
-        serde_json::from_slice(&frame[start..]).expect("JSON")
+        serde_json::from_slice(crate::ws::frame::payload(frame)).expect("JSON")
     }
 
     #[test]

@@ -331,9 +331,7 @@ mod tests {
     use super::*;
 
     fn payload(frame: &Bytes) -> Value {
-        // Short server frames: 2-byte header, or 4 bytes with a 16-bit length.
-        let start = if frame[1] == 126 { 4 } else { 2 };
-        serde_json::from_slice(&frame[start..]).expect("JSON")
+        serde_json::from_slice(crate::ws::frame::payload(frame)).expect("JSON")
     }
 
     #[test]

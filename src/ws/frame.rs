@@ -98,6 +98,17 @@ pub fn text_from_writer(f: impl FnOnce(&mut Vec<u8>)) -> Bytes {
     Bytes::from(out).slice(start..)
 }
 
+/// The payload of a complete unmasked frame built by this module (tests and tools read frames
+/// back with it).
+pub fn payload(frame: &[u8]) -> &[u8] {
+    let start = match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    };
+    frame.get(start..).unwrap_or(&[])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,40 +7,12 @@ server's data directory, whose jwt_secret `token` uses).
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import tempfile
 import time
-import urllib.request
 import uuid
 
 import websockets
 
-URL = os.environ.get("ROOMCAST_URL", "http://127.0.0.1:18080")
-WS = URL.replace("http://", "ws://")
-BIN = os.environ.get("ROOMCAST_BIN", "target/release/roomcast")
-DATA_DIR = os.environ.get("ROOMCAST_DATA_DIR", "data")
-
-
-def token(user, role=None, data_dir=None):
-    args = [BIN, "token", "--user", user, "--data-dir", data_dir or DATA_DIR]
-    if role:
-        args += ["--role", role]
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def rest(method, path, tok, body=None, url=URL):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, method=method)
-    req.add_header("Authorization", "Bearer " + tok)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+from roomcast_client import WS, private_server, rest, token
 
 
 def unique(name):
@@ -206,24 +178,10 @@ async def presence_typing_receipts():
 
 
 async def resend_coalesce_and_silence():
-    work = tempfile.mkdtemp()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", work + "/data",
-                               "--shards", "2", "--no-pin-cpus", "--big-silence-ms", "2500",
-                               "--big-resend-ms", "300"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with private_server("--big-silence-ms", "2500", "--big-resend-ms", "300", shards=2) as (port, data_dir):
         url = f"ws://127.0.0.1:{port}"
         http = f"http://127.0.0.1:{port}"
-        data = work + "/data"
+        data = data_dir
         alice = await connect("py-alice", ws_url=url, data_dir=data)
         bob = await connect("py-bob", ws_url=url, data_dir=data)
 
@@ -266,9 +224,6 @@ async def resend_coalesce_and_silence():
             pass
         assert bob.close_code == 1011
         await alice.close()
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def test_big_auth_ping_error_form_and_duplicate_ids():

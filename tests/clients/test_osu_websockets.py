@@ -7,43 +7,12 @@ ROOMCAST_DATA_DIR (the server's data directory, whose jwt_secret `token` uses).
 
 import asyncio
 import json
-import os
 import socket
-import subprocess
-import tempfile
 import time
-import urllib.request
 
 import websockets
 
-URL = os.environ.get("ROOMCAST_URL", "http://127.0.0.1:18080")
-WS = URL.replace("http://", "ws://")
-BIN = os.environ.get("ROOMCAST_BIN", "target/release/roomcast")
-DATA_DIR = os.environ.get("ROOMCAST_DATA_DIR", "data")
-
-
-def token(user, role=None, sid=None, scopes=None, data_dir=None):
-    args = [BIN, "token", "--user", user, "--data-dir", data_dir or DATA_DIR]
-    if role:
-        args += ["--role", role]
-    if sid:
-        args += ["--sid", sid]
-    if scopes:
-        args += ["--scopes", scopes]
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def rest(method, path, tok, body=None, url=URL):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, method=method)
-    req.add_header("Authorization", "Bearer " + tok)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+from roomcast_client import WS, private_server, rest, silent, token
 
 
 async def connect(tok, path="/notifications", query=False, ws_url=WS):
@@ -69,14 +38,6 @@ async def next_event(ws, name, timeout=5):
         event = json.loads(await asyncio.wait_for(ws.recv(), timeout))
         if event.get("event") == name:
             return event
-
-
-async def silent(ws, seconds):
-    try:
-        frame = await asyncio.wait_for(ws.recv(), seconds)
-    except asyncio.TimeoutError:
-        return True
-    raise AssertionError(f"unexpected frame: {frame}")
 
 
 async def frames_until_closed(ws, timeout=5):
@@ -214,21 +175,8 @@ async def logout_one_session_across_shards():
 
 
 async def missed_pong_drops():
-    work = tempfile.mkdtemp()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", work + "/data",
-                               "--shards", "1", "--no-pin-cpus", "--ping-interval-ms", "200"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        tok = token("5005", data_dir=work + "/data")
+    with private_server("--ping-interval-ms", "200", shards=1) as (port, data_dir):
+        tok = token("5005", data_dir=data_dir)
         good = await ready(tok, ws_url=f"ws://127.0.0.1:{port}")
         keep_reading = asyncio.ensure_future(frames_until_closed(good, timeout=30))
         raw = socket.create_connection(("127.0.0.1", port))
@@ -255,9 +203,6 @@ async def missed_pong_drops():
         assert not keep_reading.done(), "a client that answers pings stays"
         await good.close()
         await keep_reading
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def test_osu_auth_chat_gating_join_part_and_public_activity():

@@ -6,36 +6,10 @@ and ROOMCAST_DATA_DIR (the server's data directory, whose jwt_secret `token` use
 
 import asyncio
 import json
-import os
-import subprocess
-import urllib.request
 
 import websockets
 
-URL = os.environ.get("ROOMCAST_URL", "http://127.0.0.1:18080")
-WS = URL.replace("http://", "ws://")
-BIN = os.environ.get("ROOMCAST_BIN", "target/release/roomcast")
-DATA_DIR = os.environ.get("ROOMCAST_DATA_DIR", "data")
-
-
-def token(user, role=None):
-    args = [BIN, "token", "--user", user, "--data-dir", DATA_DIR]
-    if role:
-        args += ["--role", role]
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def rest(method, path, tok, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(URL + path, data=data, method=method)
-    req.add_header("Authorization", "Bearer " + tok)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+from roomcast_client import WS, rest, silent, token
 
 
 async def next_event(ws, kind, timeout=5):
@@ -43,14 +17,6 @@ async def next_event(ws, kind, timeout=5):
         event = json.loads(await asyncio.wait_for(ws.recv(), timeout))
         if event["type"] == kind:
             return event
-
-
-async def silent(ws, seconds):
-    try:
-        frame = await asyncio.wait_for(ws.recv(), seconds)
-    except asyncio.TimeoutError:
-        return True
-    raise AssertionError(f"unexpected frame: {frame}")
 
 
 async def scenario():
