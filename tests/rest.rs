@@ -249,3 +249,58 @@ async fn rest_user_writes_over_the_rate_get_429_and_services_are_exempt() {
         assert_eq!(r.status, 201, "services are exempt");
     }
 }
+
+#[tokio::test]
+async fn rest_read_and_delivered_receipts_are_cumulative_and_members_only() {
+    let server = start(2);
+    let addr = server.addr;
+    let room = create_room(addr, "receipts", &["alice", "bob"]).await;
+    for i in 0..5 {
+        post_message(addr, room, "alice", &format!("m{i}")).await;
+    }
+    let bob = user_token("bob");
+    let delivered =
+        call(addr, "POST", &format!("/api/v1/rooms/{room}/delivered"), Some(&bob), None).await;
+    assert_eq!(delivered.status, 200, "{:?}", String::from_utf8_lossy(&delivered.body));
+    assert_eq!(delivered.json()["receipt"]["seq"], json!(5), "delivered up to the newest");
+    assert_eq!(delivered.json()["receipt"]["unread"], json!(5), "nothing read yet");
+    let read = call(
+        addr,
+        "POST",
+        &format!("/api/v1/rooms/{room}/read"),
+        Some(&bob),
+        Some(json!({"seq": 3})),
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.json()["receipt"]["seq"], json!(3), "marking 3 marks 1..3");
+    assert_eq!(read.json()["receipt"]["unread"], json!(2));
+    let beyond = call(
+        addr,
+        "POST",
+        &format!("/api/v1/rooms/{room}/read"),
+        Some(&bob),
+        Some(json!({"seq": 99})),
+    )
+    .await;
+    assert_eq!(beyond.status, 404, "no message 99");
+    let stranger = call(
+        addr,
+        "POST",
+        &format!("/api/v1/rooms/{room}/read"),
+        Some(&user_token("mallory")),
+        None,
+    )
+    .await;
+    assert_eq!(stranger.status, 404, "non-members cannot mark");
+    let service = call(
+        addr,
+        "POST",
+        &format!("/api/v1/rooms/{room}/read"),
+        Some(&service_token()),
+        Some(json!({"user": "alice"})),
+    )
+    .await;
+    assert_eq!(service.status, 200, "a service marks for a member");
+    assert_eq!(service.json()["receipt"]["unread"], json!(0));
+}

@@ -142,6 +142,11 @@ async fn route(
                 (["messages", id], Delete) => messages::delete(shard, &caller, id).await,
                 (["messages", _], _) => Err(not_allowed("PATCH, DELETE")),
                 (["rooms", id, "ack"], Post) => rooms::ack(shard, &caller, id).await,
+                (["rooms", id, "read"], Post) => rooms::mark(shard, &caller, id, body, true).await,
+                (["rooms", id, "delivered"], Post) => {
+                    rooms::mark(shard, &caller, id, body, false).await
+                }
+                (["rooms", _, "read" | "delivered"], _) => Err(not_allowed("POST")),
                 (["rooms", _, "ack"], _) => Err(not_allowed("POST")),
                 (["users", user, "notifications"], Post) => {
                     notifications::create(shard, &caller, user, body).await

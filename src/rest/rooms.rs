@@ -223,3 +223,46 @@ pub async fn ack(shard: &Rc<Shard>, caller: &Caller, id: &str) -> ApiResult {
     reply_of(shard.call(owner, Request::RoomAck { room, user }).await)?;
     Ok((204, Vec::new()))
 }
+
+#[derive(Deserialize)]
+struct MarkBody {
+    /// Mark every message up to this per-room seq (default: the newest).
+    seq: Option<u64>,
+    /// The member marking, for service tokens (users mark for themselves).
+    user: Option<Value>,
+}
+
+/// `POST /api/v1/rooms/{id}/read` and `/delivered` with an optional `{"seq": N}`: the caller's
+/// cumulative receipt (marking N marks every earlier message; read implies delivered). A
+/// service names the member with `"user"`. Answers the receipt as it now stands.
+pub async fn mark(
+    shard: &Rc<Shard>,
+    caller: &Caller,
+    id: &str,
+    body: &[u8],
+    read: bool,
+) -> ApiResult {
+    let room = parse_id(id, "room")?;
+    let body: MarkBody = parse_body(body)?;
+    let user = match (&caller.viewer, &body.user) {
+        (Viewer::Service, Some(user)) => json::user_id(user)?,
+        (Viewer::Service, None) => {
+            return Err(ApiError::bad_request("a service names the \"user\""))
+        }
+        (Viewer::User(user), _) => user.clone(),
+    };
+    let owner = shard_of_room(room, shard.shard_count);
+    match shard.call(owner, Request::Mark { room, user, read, seq: body.seq }).await {
+        Response::Receipt { seq, at_ms, missed, .. } => {
+            let kind = if read { "read" } else { "delivered" };
+            let receipt = serde_json::json!({ "room_id": room, "kind": kind, "seq": seq, "at_ms": at_ms, "unread": missed });
+            Ok((200, json::body(&serde_json::json!({ "receipt": receipt }))))
+        }
+        Response::Refused(refusal) => Err(refusal.into()),
+        _ => Err(ApiError {
+            status: 500,
+            code: "internal",
+            message: "unexpected owner answer".into(),
+        }),
+    }
+}
