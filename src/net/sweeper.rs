@@ -1,7 +1,9 @@
 //! The shard's periodic sweep over its event connections: server pings, idle timeouts, and
-//! connections stuck in closing. One pass every `ping_interval_ms`; one shared ping frame.
-//! osu! connections that sent nothing (no pong, no frame) since the previous pass's ping are
-//! dropped at once, as the real server does.
+//! connections stuck in closing. Every connection is visited once per `ping_interval_ms`, in
+//! `SLICES` slices (by slab key) one tick apart, so pings go out in small batches instead of
+//! one burst per interval that would stall deliveries; one shared ping frame. osu! connections
+//! that sent nothing (no pong, no frame) since their slice's previous ping are dropped at once,
+//! as the real server does.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -16,15 +18,25 @@ use crate::ws::frame;
 /// How long a closing connection may linger before it is dropped.
 const CLOSING_MAX_MS: u64 = 5_000;
 
+/// Slices of the connection slab visited one after another within a ping interval.
+const SLICES: usize = 16;
+
 /// Runs until the shard stops.
 pub async fn run(shard: Rc<Shard>) {
-    let interval = Duration::from_millis(shard.config.ping_interval_ms.max(1));
+    let tick = Duration::from_millis((shard.config.ping_interval_ms / SLICES as u64).max(1));
     let ping = frame::ping(b"");
-    let mut previous_ping_ms = 0u64;
+    let mut previous_ping_ms = [0u64; SLICES];
+    let mut slice = 0;
     loop {
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(tick).await;
         let now = now_ms();
-        let conns: Vec<_> = shard.conns.borrow().iter().map(|(_, c)| c.clone()).collect();
+        let conns: Vec<_> = shard
+            .conns
+            .borrow()
+            .iter()
+            .filter(|(key, _)| key % SLICES == slice)
+            .map(|(_, c)| c.clone())
+            .collect();
         for conn in conns {
             let closing_since = conn.closing_since_ms.get();
             if closing_since != 0 {
@@ -32,8 +44,8 @@ pub async fn run(shard: Rc<Shard>) {
                     conn.kill();
                 }
             } else if conn.dialect == DialectKind::Osu
-                && previous_ping_ms != 0
-                && conn.last_seen_ms.get() < previous_ping_ms
+                && previous_ping_ms[slice] != 0
+                && conn.last_seen_ms.get() < previous_ping_ms[slice]
             {
                 metrics::inc(&shard.metrics.timeouts_total);
                 conn.kill();
@@ -44,6 +56,7 @@ pub async fn run(shard: Rc<Shard>) {
                 conn.send(ping.clone());
             }
         }
-        previous_ping_ms = now;
+        previous_ping_ms[slice] = now;
+        slice = (slice + 1) % SLICES;
     }
 }
