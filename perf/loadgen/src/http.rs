@@ -110,7 +110,7 @@ impl HttpConn {
 }
 
 /// Parses a response head: `Some((status, head length, body length))` once complete.
-fn parse_head(buf: &[u8]) -> io::Result<Option<(u16, usize, usize)>> {
+pub fn parse_head(buf: &[u8]) -> io::Result<Option<(u16, usize, usize)>> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     match resp.parse(buf) {

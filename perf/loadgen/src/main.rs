@@ -10,13 +10,11 @@
 //! publishers), `conn` (sockets and handshakes), `http` (tiny HTTP/1.1 client), `setup`
 //! (roomcast rooms), `token` (JWTs), `stamp` (timestamps in message text), `procfs` (readings).
 
-mod conn;
-mod http;
-mod procfs;
+use loadgen::{conn, http, procfs, token};
+
 mod setup;
 mod shared;
 mod stamp;
-mod token;
 mod worker;
 
 use std::net::{SocketAddr, ToSocketAddrs};

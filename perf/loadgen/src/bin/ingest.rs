@@ -13,23 +13,21 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream as StdTcpStream, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream as StdTcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use loadgen::http::{parse_head, HttpConn};
+use loadgen::procfs::{own_cpu_s, pid_cpu_s};
+use loadgen::token::Minter;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Largest latency the histogram holds, in µs (60 s).
 const HIST_MAX_US: u64 = 60_000_000;
 /// How long after the window closes an unanswered request is given up (counted `unanswered`).
 const DRAIN: Duration = Duration::from_secs(2);
-/// Largest response (head + body) buffered.
-const MAX_RESPONSE: usize = 1 << 20;
-
 #[derive(Parser, Debug)]
 #[command(about = "Durable-ingest benchmark: closed-loop REST posters (one JSON line on stdout)")]
 struct Args {
@@ -353,16 +351,16 @@ async fn create_rooms(
         let mut id = None;
         for _attempt in 0..2 {
             if conn.is_none() {
-                conn = HttpConn::connect(addr).await.ok();
+                conn = HttpConn::connect(addr, Ipv4Addr::LOCALHOST).await.ok();
             }
             let Some(c) = conn.as_mut() else { break };
-            match c.request("/api/v1/rooms", token, body.as_bytes()).await {
-                Ok(201) | Ok(200) => {
-                    id = room_id(&c.body);
+            match c.request("POST", "/api/v1/rooms", token, body.as_bytes()).await {
+                Ok((201 | 200, reply)) => {
+                    id = room_id(&reply);
                     break;
                 }
-                Ok(status) => {
-                    eprintln!("create ingest-{r}: HTTP {status}: {}", lossy(&c.body));
+                Ok((status, reply)) => {
+                    eprintln!("create ingest-{r}: HTTP {status}: {}", lossy(&reply));
                     break;
                 }
                 Err(err) => {
@@ -428,7 +426,7 @@ async fn poster(
     tokio::time::sleep_until(window.start.into()).await;
     while Instant::now() < window.close {
         if conn.is_none() {
-            match HttpConn::connect(addr).await {
+            match HttpConn::connect(addr, Ipv4Addr::LOCALHOST).await {
                 Ok(c) => conn = Some(c),
                 Err(err) => {
                     tally.errors.connect += 1;
@@ -447,7 +445,8 @@ async fn poster(
         let sent = Instant::now();
         let deadline = (window.close + DRAIN).into();
         let Ok(result) =
-            tokio::time::timeout_at(deadline, c.request(&path, &token, body.as_bytes())).await
+            tokio::time::timeout_at(deadline, c.request("POST", &path, &token, body.as_bytes()))
+                .await
         else {
             tally.errors.unanswered += 1;
             eprintln!("poster {index}: no answer {DRAIN:?} after the window closed; giving up");
@@ -457,19 +456,19 @@ async fn poster(
         // An answer counts when it arrives inside the window.
         let counted = done >= window.open && done < window.close;
         match result {
-            Ok(201) => {
+            Ok((201, _)) => {
                 if counted {
                     tally.acked += 1;
                     let us = (done - sent).as_micros() as u64;
                     tally.hist.saturating_record(us.max(1));
                 }
             }
-            Ok(status) => {
+            Ok((status, reply)) => {
                 *tally.errors.http_status.entry(status).or_default() += 1;
                 tally.errors.window += u64::from(counted);
                 if diagnostics < 3 {
                     diagnostics += 1;
-                    eprintln!("poster {index}: HTTP {status}: {}", lossy(&c.body));
+                    eprintln!("poster {index}: HTTP {status}: {}", lossy(&reply));
                 }
                 if status == 503 || status == 429 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -498,105 +497,6 @@ fn message_body(index: usize, n: u64, payload_bytes: usize) -> String {
     format!("{{\"text\":\"{text}\"}}")
 }
 
-/// One keep-alive HTTP/1.1 connection, one request at a time, `Content-Length` bodies only.
-struct HttpConn {
-    stream: TcpStream,
-    host: String,
-    buf: Vec<u8>,
-    out: Vec<u8>,
-    /// The last response's body.
-    body: Vec<u8>,
-}
-
-impl HttpConn {
-    async fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            host: addr.to_string(),
-            buf: Vec::with_capacity(4096),
-            out: Vec::with_capacity(1024),
-            body: Vec::new(),
-        })
-    }
-
-    /// POSTs `body` to `path` and reads the answer; returns its status (body in `self.body`).
-    async fn request(&mut self, path: &str, bearer: &str, body: &[u8]) -> io::Result<u16> {
-        self.out.clear();
-        write!(
-            self.out,
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {bearer}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.host,
-            body.len()
-        )?;
-        self.out.extend_from_slice(body);
-        self.stream.write_all(&self.out).await?;
-        loop {
-            if let Some((status, head_len, body_len, close)) = parse_head(&self.buf)? {
-                let total = head_len + body_len;
-                if total > MAX_RESPONSE {
-                    return Err(io::Error::other("response too large"));
-                }
-                while self.buf.len() < total {
-                    self.fill().await?;
-                }
-                self.body.clear();
-                self.body.extend_from_slice(&self.buf[head_len..total]);
-                self.buf.drain(..total);
-                if close {
-                    // The server will close: surface the status, then reconnect next time.
-                    return Err(io::Error::other(format!("HTTP {status} with Connection: close")));
-                }
-                return Ok(status);
-            }
-            if self.buf.len() > MAX_RESPONSE {
-                return Err(io::Error::other("response head too large"));
-            }
-            self.fill().await?;
-        }
-    }
-
-    async fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-}
-
-/// A response head: `Some((status, head length, body length, connection closes))` once complete.
-fn parse_head(buf: &[u8]) -> io::Result<Option<(u16, usize, usize, bool)>> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(buf) {
-        Ok(httparse::Status::Partial) => Ok(None),
-        Ok(httparse::Status::Complete(head_len)) => {
-            let status = resp.code.unwrap_or(0);
-            let mut body_len = 0usize;
-            let mut close = false;
-            for h in resp.headers.iter() {
-                if h.name.eq_ignore_ascii_case("content-length") {
-                    body_len = std::str::from_utf8(h.value)
-                        .ok()
-                        .and_then(|v| v.trim().parse().ok())
-                        .ok_or_else(|| io::Error::other("bad content-length"))?;
-                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                    return Err(io::Error::other("chunked responses are not supported"));
-                } else if h.name.eq_ignore_ascii_case("connection") {
-                    close = h.value.eq_ignore_ascii_case(b"close");
-                }
-            }
-            Ok(Some((status, head_len, body_len, close)))
-        }
-        Err(err) => Err(io::Error::other(format!("bad response head: {err}"))),
-    }
-}
-
 /// `(roomcast_store_commits_total, roomcast_store_batches_total)` summed over shards, read with
 /// a blocking `GET /metrics`; `None` if the server did not answer.
 fn store_counters(addr: SocketAddr) -> Option<(u64, u64)> {
@@ -613,7 +513,7 @@ fn store_counters(addr: SocketAddr) -> Option<(u64, u64)> {
             Ok(n) => raw.extend_from_slice(&chunk[..n]),
             Err(_) => break,
         }
-        if let Ok(Some((_, head_len, body_len, _))) = parse_head(&raw) {
+        if let Ok(Some((_, head_len, body_len))) = parse_head(&raw) {
             if raw.len() >= head_len + body_len {
                 text.push_str(&String::from_utf8_lossy(&raw[head_len..head_len + body_len]));
                 break;
@@ -630,70 +530,4 @@ fn store_counters(addr: SocketAddr) -> Option<(u64, u64)> {
         return None;
     }
     Some((sum("roomcast_store_commits_total"), sum("roomcast_store_batches_total")))
-}
-
-/// HS256 tokens with roomcast's claims: `sub`, `exp`, `iat`, `jti`, optional `role`.
-struct Minter {
-    key: jsonwebtoken::EncodingKey,
-    now: u64,
-    serial: std::cell::Cell<u64>,
-}
-
-#[derive(Serialize)]
-struct Claims<'a> {
-    sub: &'a str,
-    exp: u64,
-    iat: u64,
-    jti: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'a str>,
-}
-
-impl Minter {
-    fn new(secret: &str) -> Self {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Self {
-            key: jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-            now,
-            serial: std::cell::Cell::new(0),
-        }
-    }
-
-    fn mint(&self, user: &str, role: Option<&str>) -> String {
-        let serial = self.serial.get();
-        self.serial.set(serial + 1);
-        let claims = Claims {
-            sub: user,
-            exp: self.now + 24 * 3600,
-            iat: self.now,
-            jti: format!("ingest-{:x}-{serial:x}", self.now),
-            role,
-        };
-        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &self.key)
-            .expect("HS256 encoding cannot fail")
-    }
-}
-
-/// CPU seconds (user + system) used so far by this process.
-fn own_cpu_s() -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct we pass and reads nothing else.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-/// CPU seconds (utime + stime) used so far by process `pid`, from `/proc/PID/stat`.
-fn pid_cpu_s(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((utime + stime) / ticks)
 }

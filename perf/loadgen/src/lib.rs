@@ -1,0 +1,8 @@
+//! The load generator's reusable pieces, shared by its two binaries (`loadgen`, the WebSocket
+//! load generator, and `ingest`, the durable-ingest benchmark): the loopback TCP connector,
+//! a keep-alive HTTP/1.1 client, HS256 token minting, and `/proc` readers.
+
+pub mod conn;
+pub mod http;
+pub mod procfs;
+pub mod token;
