@@ -6,7 +6,6 @@ mod support;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -231,7 +230,7 @@ async fn ws_server_ping_is_answered_and_shutdown_closes_with_1001() {
     let mut config = config(2);
     config.ping_interval_ms = 100;
     let mut server = start_with(config);
-    let room = create_room(server.addr, "bye", &["alice"]).await;
+    create_room(server.addr, "bye", &["alice"]).await;
     let mut ws = virola(server.addr, "alice").await;
     let got_ping = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
@@ -242,7 +241,6 @@ async fn ws_server_ping_is_answered_and_shutdown_closes_with_1001() {
     })
     .await;
     assert_eq!(got_ping, Ok(true), "the server pings");
-    let _ = room;
     let stopper = std::thread::spawn(move || server.stop());
     let close = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -258,7 +256,6 @@ async fn ws_server_ping_is_answered_and_shutdown_closes_with_1001() {
     assert_eq!(close, 1001);
     let _ = ws.send(Message::Close(None)).await;
     stopper.join().unwrap();
-    let _ = json!(null);
 }
 
 #[tokio::test]
