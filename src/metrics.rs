@@ -51,6 +51,10 @@ shard_metrics! {
     bytes_out_total: "counter";
     /// writev calls made by connection writers.
     writev_total: "counter";
+    /// Writes that found a socket's send buffer full (the connection then waits to be writable).
+    write_blocked_total: "counter";
+    /// Connections with frames waiting for the shard's writer (bounded by the connections).
+    write_pending: "gauge";
     /// Event frames handed to subscribed connections.
     events_delivered_total: "counter";
     /// Connections closed because their outbound queue passed its bound.

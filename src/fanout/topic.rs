@@ -5,11 +5,11 @@
 //! never receives another user's rooms. Sizes are bounded by the shard's connection limit times
 //! the rooms per user the room owners subscribed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use smallvec::SmallVec;
 
-use crate::model::{RoomId, UserId};
+use crate::model::{RoomId, RoomSet, UserId};
 
 /// A connection's index in its shard's slab.
 pub type ConnKey = usize;
@@ -20,7 +20,7 @@ struct LocalUser {
     /// Its connections here that receive room events.
     conns: SmallVec<[ConnKey; 2]>,
     /// The rooms its owner shards subscribed it to here.
-    rooms: HashSet<RoomId>,
+    rooms: RoomSet,
 }
 
 /// Room → local connections, and user → local connections and rooms.
@@ -83,7 +83,7 @@ impl Subscriptions {
         let Some(local) = self.users.get_mut(user) else {
             return SmallVec::new();
         };
-        if local.rooms.remove(&room) {
+        if local.rooms.remove(room) {
             if let Some(topic) = self.topics.get_mut(&room) {
                 topic.retain(|k| !local.conns.contains(k));
                 if topic.is_empty() {
@@ -97,7 +97,7 @@ impl Subscriptions {
     /// Drops `room` everywhere; returns the connections that were subscribed.
     pub fn drop_room(&mut self, room: RoomId) -> Vec<ConnKey> {
         for local in self.users.values_mut() {
-            local.rooms.remove(&room);
+            local.rooms.remove(room);
         }
         self.topics.remove(&room).unwrap_or_default()
     }

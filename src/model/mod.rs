@@ -9,12 +9,14 @@ pub mod ids;
 pub mod notification;
 pub mod receipt;
 pub mod room;
+pub mod room_set;
 
 pub use action::{RoomAction, Viewer};
 pub use event::{Event, LastMessage, Message, RoomView};
 pub use ids::{MessageId, RoomId, Seq, ShardId, UserId};
 pub use notification::Notification;
 pub use room::{Member, Role, Room, RoomKind};
+pub use room_set::RoomSet;
 
 /// Why the model refused an action; each maps to one HTTP status and dialect error.
 #[derive(Debug, Clone, PartialEq, Eq)]

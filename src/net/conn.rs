@@ -1,18 +1,22 @@
 //! A WebSocket connection's shared state: who it is, its outbound queue of shared frames, and
-//! the writer that drains the whole queue with one `writev`.
+//! the shard's writer that drains every queue with one nonblocking `writev` per connection.
 //!
-//! Invariants: queued plus in-flight bytes never exceed `outbound_bytes_max` except for one
-//! close frame; at most one writer task runs per connection (`flushing`); frames are written
-//! whole and in order; once `closed`, nothing but the close frame is ever queued.
+//! Invariants: queued bytes never exceed `outbound_bytes_max` except for one close frame; a
+//! connection is on the writer's list at most once (`scheduled`), so the list is bounded by the
+//! shard's connections; frames are written whole and in order; once `closed`, nothing but the
+//! close frame is ever queued. A write that finds the socket's send buffer full leaves the
+//! connection `blocked` until the shard's readiness poller reports it writable.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::net::Shutdown;
+use std::io::{IoSlice, Write};
+use std::net::{Shutdown, TcpStream};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use tokio_uring::net::TcpStream;
+use bytes::{Buf, Bytes};
+use smallvec::SmallVec;
 
 use crate::dialect::DialectKind;
 use crate::metrics::{self, ShardMetrics};
@@ -21,20 +25,82 @@ use crate::model::UserId;
 use crate::ws::close::CLOSE_POLICY;
 use crate::ws::frame;
 
-/// Most buffers handed to one `writev` (the kernel's IOV_MAX).
-const IOV_MAX: usize = 1024;
+/// Most buffers handed to one `writev` (the kernel's IOV_MAX is 1024; a batch past this many
+/// frames is written in several calls).
+const IOV_BATCH: usize = 64;
 
 /// The queue of frames waiting to be written.
 #[derive(Debug, Default)]
 struct Outbound {
     frames: VecDeque<Bytes>,
-    /// Bytes queued plus bytes handed to an unfinished `writev`.
+    /// Bytes queued (the front frame counts only its unwritten part).
     bytes: usize,
-    flushing: bool,
+    /// On the writer's list.
+    scheduled: bool,
+    /// The socket's send buffer was full; waiting for it to become writable.
+    blocked: bool,
     /// No more frames may be queued (a close frame is queued or the socket failed).
     closed: bool,
     /// Half-close the socket once the queue is written.
     shutdown_when_flushed: bool,
+    /// The front frame is partly written (so it must be finished, never dropped).
+    front_started: bool,
+}
+
+/// The shard's writer: the connections with frames to write since it last ran. Frames queued
+/// while one task runs are written together when it yields, one `writev` per connection.
+pub struct Writer {
+    pending: RefCell<Vec<Rc<Conn>>>,
+    /// Bound on each connection's queued bytes (`outbound_bytes_max`).
+    outbound_bytes_max: usize,
+    /// Woken when a closing connection's queue is written, or a connection is killed.
+    drained: tokio::sync::Notify,
+    /// The list the writer works through (kept to reuse its allocation).
+    spare: RefCell<Vec<Rc<Conn>>>,
+    wake: tokio::sync::Notify,
+    metrics: Arc<ShardMetrics>,
+}
+
+impl Writer {
+    /// An idle writer; `run` must be spawned on the shard's loop.
+    pub fn new(metrics: Arc<ShardMetrics>, outbound_bytes_max: usize) -> Writer {
+        Writer {
+            pending: RefCell::new(Vec::new()),
+            outbound_bytes_max,
+            drained: tokio::sync::Notify::new(),
+            spare: RefCell::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
+            metrics,
+        }
+    }
+
+    fn schedule(&self, conn: Rc<Conn>) {
+        let mut pending = self.pending.borrow_mut();
+        pending.push(conn);
+        if pending.len() == 1 {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes out every scheduled connection, for ever.
+    pub async fn run(self: Rc<Self>) {
+        loop {
+            self.wake.notified().await;
+            loop {
+                let mut batch = std::mem::take(&mut *self.spare.borrow_mut());
+                std::mem::swap(&mut batch, &mut *self.pending.borrow_mut());
+                if batch.is_empty() {
+                    break;
+                }
+                self.metrics.write_pending.store(batch.len() as u64, Ordering::Relaxed);
+                for conn in batch.drain(..) {
+                    conn.write_out();
+                }
+                *self.spare.borrow_mut() = batch;
+            }
+            self.metrics.write_pending.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One connection that receives frames.
@@ -44,33 +110,30 @@ pub struct Conn {
     /// The authenticated user.
     pub user: UserId,
     /// The token's session id (JWT `sid`, else `jti`).
-    pub session: Option<String>,
+    pub session: Option<Box<str>>,
     /// The wire protocol it speaks.
     pub dialect: DialectKind,
-    /// The socket, shared by the reader and the writer.
-    pub stream: Rc<TcpStream>,
+    /// The socket (nonblocking), read by the shard's sessions and written by its writer.
+    pub socket: TcpStream,
     out: RefCell<Outbound>,
-    outbound_bytes_max: usize,
     /// When a frame last arrived, ms.
     pub last_seen_ms: Cell<u64>,
     /// When the server started closing it, ms (0 while open).
     pub closing_since_ms: Cell<u64>,
     /// Dialect protocol state bits (osu!: `dialect::osu::{CHAT_ACTIVE, SCOPE_ALL}`).
     pub flags: Cell<u8>,
-    flushed: tokio::sync::Notify,
-    metrics: Arc<ShardMetrics>,
+    writer: Rc<Writer>,
 }
 
 impl Conn {
-    /// A connection of `user` speaking `dialect` on `stream`.
+    /// A connection of `user` speaking `dialect` on the nonblocking `socket`.
     pub fn new(
         key: usize,
         user: UserId,
-        session: Option<String>,
+        session: Option<Box<str>>,
         dialect: DialectKind,
-        stream: Rc<TcpStream>,
-        outbound_bytes_max: usize,
-        metrics: Arc<ShardMetrics>,
+        socket: TcpStream,
+        writer: Rc<Writer>,
     ) -> Conn {
         crate::dialect::connection_opened(dialect);
         Conn {
@@ -78,14 +141,12 @@ impl Conn {
             user,
             session,
             dialect,
-            stream,
+            socket,
             out: RefCell::new(Outbound::default()),
-            outbound_bytes_max,
             last_seen_ms: Cell::new(now_ms()),
             closing_since_ms: Cell::new(0),
             flags: Cell::new(0),
-            flushed: tokio::sync::Notify::new(),
-            metrics,
+            writer,
         }
     }
 
@@ -96,19 +157,23 @@ impl Conn {
         if out.closed {
             return;
         }
-        if out.bytes + frame.len() > self.outbound_bytes_max {
+        if out.bytes + frame.len() > self.writer.outbound_bytes_max {
             drop(out);
-            metrics::inc(&self.metrics.slow_consumer_closes_total);
+            metrics::inc(&self.writer.metrics.slow_consumer_closes_total);
             self.close_now(CLOSE_POLICY, "slow consumer");
             return;
         }
         out.bytes += frame.len();
         out.frames.push_back(frame);
-        metrics::inc(&self.metrics.frames_out_total);
-        if !out.flushing {
-            out.flushing = true;
+        metrics::inc(&self.writer.metrics.frames_out_total);
+        self.schedule(out);
+    }
+
+    fn schedule(self: &Rc<Self>, mut out: std::cell::RefMut<'_, Outbound>) {
+        if !out.scheduled && !out.blocked {
+            out.scheduled = true;
             drop(out);
-            tokio_uring::spawn(flush(self.clone()));
+            self.writer.schedule(self.clone());
         }
     }
 
@@ -126,7 +191,7 @@ impl Conn {
         self.queue_close(close, false);
     }
 
-    /// Drops what is still queued (not what is being written) and closes.
+    /// Drops what is still queued (but a partly written front frame) and closes.
     fn close_now(self: &Rc<Self>, code: u16, reason: &str) {
         self.queue_close(frame::close(code, reason), true);
     }
@@ -137,7 +202,9 @@ impl Conn {
             return;
         }
         if drop_queued {
-            let dropped: usize = out.frames.drain(..).map(|f| f.len()).sum();
+            // A partly written frame must be finished, or the stream would be corrupt.
+            let keep = usize::from(out.front_started);
+            let dropped: usize = out.frames.drain(keep..).map(|f| f.len()).sum();
             out.bytes -= dropped;
         }
         out.closed = true;
@@ -145,11 +212,7 @@ impl Conn {
         out.bytes += close.len();
         out.frames.push_back(close);
         self.closing_since_ms.set(now_ms());
-        if !out.flushing {
-            out.flushing = true;
-            drop(out);
-            tokio_uring::spawn(flush(self.clone()));
-        }
+        self.schedule(out);
     }
 
     /// True once a close frame is queued or the socket failed.
@@ -157,22 +220,109 @@ impl Conn {
         self.out.borrow().closed
     }
 
-    /// Waits until the writer has nothing left to write (bounded by the caller).
-    pub async fn flushed(&self) {
-        let notified = self.flushed.notified();
-        if !self.out.borrow().flushing {
-            return;
-        }
-        notified.await;
+    /// True while frames wait to be written.
+    pub fn has_unwritten(&self) -> bool {
+        !self.out.borrow().frames.is_empty()
     }
 
-    /// Ends the connection at once: both directions, so a pending read returns.
+    /// Waits until the queue is written or the socket failed (bounded by the caller). Meant
+    /// for closing connections: the writer wakes these waiters when one of them drains.
+    pub async fn flushed(&self) {
+        loop {
+            let notified = self.writer.drained.notified();
+            if !self.has_unwritten() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Ends the connection at once: both directions, so the session's next read sees the end.
     pub fn kill(&self) {
         let mut out = self.out.borrow_mut();
         out.closed = true;
         out.frames.clear();
+        out.bytes = 0;
         drop(out);
-        let _ = self.stream.shutdown(Shutdown::Both);
+        let _ = self.socket.shutdown(Shutdown::Both);
+        self.writer.drained.notify_waiters();
+    }
+
+    /// The poller saw the socket writable: resume a write that found the buffer full.
+    pub fn on_writable(self: &Rc<Self>) {
+        let mut out = self.out.borrow_mut();
+        if out.blocked {
+            out.blocked = false;
+            self.schedule(out);
+        }
+    }
+
+    /// Writes as much of the queue as the socket takes now, without blocking.
+    fn write_out(&self) {
+        let mut out = self.out.borrow_mut();
+        out.scheduled = false;
+        if out.blocked {
+            return;
+        }
+        let metrics = &self.writer.metrics;
+        loop {
+            if out.frames.is_empty() {
+                // An idle connection keeps no queue allocation.
+                out.frames = VecDeque::new();
+                let shutdown = std::mem::take(&mut out.shutdown_when_flushed);
+                let closing = out.closed;
+                drop(out);
+                if shutdown {
+                    let _ = self.socket.shutdown(Shutdown::Write);
+                }
+                if closing {
+                    self.writer.drained.notify_waiters();
+                }
+                return;
+            }
+            let iov: SmallVec<[IoSlice<'_>; IOV_BATCH]> =
+                out.frames.iter().take(IOV_BATCH).map(|f| IoSlice::new(f)).collect();
+            let result = (&self.socket).write_vectored(&iov);
+            drop(iov);
+            metrics::inc(&metrics.writev_total);
+            match result {
+                Ok(written) if written > 0 => {
+                    metrics::add(&metrics.bytes_out_total, written as u64);
+                    out.consume(written);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    metrics::inc(&metrics.write_blocked_total);
+                    out.blocked = true;
+                    return;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                _ => {
+                    drop(out);
+                    self.kill();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Outbound {
+    /// Drops `written` bytes from the front of the queue.
+    fn consume(&mut self, mut written: usize) {
+        self.bytes -= written;
+        while written > 0 {
+            let Some(front) = self.frames.front_mut() else {
+                return;
+            };
+            if written < front.len() {
+                front.advance(written);
+                self.front_started = true;
+                return;
+            }
+            written -= front.len();
+            self.frames.pop_front();
+            self.front_started = false;
+        }
     }
 }
 
@@ -182,87 +332,23 @@ impl Drop for Conn {
     }
 }
 
-/// The writer: drains the queue, many frames per `writev`, until it is empty.
-async fn flush(conn: Rc<Conn>) {
-    loop {
-        let batch: Vec<Bytes> = {
-            let mut out = conn.out.borrow_mut();
-            if out.frames.is_empty() {
-                out.flushing = false;
-                let shutdown = out.shutdown_when_flushed;
-                drop(out);
-                conn.flushed.notify_waiters();
-                if shutdown {
-                    let _ = conn.stream.shutdown(Shutdown::Write);
-                }
-                return;
-            }
-            let n = out.frames.len().min(IOV_MAX);
-            out.frames.drain(..n).collect()
-        };
-        if !write_batch(&conn, batch).await {
-            conn.kill();
-            let mut out = conn.out.borrow_mut();
-            out.flushing = false;
-            out.bytes = 0;
-            drop(out);
-            conn.flushed.notify_waiters();
-            return;
-        }
-    }
-}
-
-/// Writes every buffer of `bufs`, resuming after short writes. False when the socket failed.
-async fn write_batch(conn: &Conn, mut bufs: Vec<Bytes>) -> bool {
-    loop {
-        let total: usize = bufs.iter().map(Bytes::len).sum();
-        let (result, returned) = if bufs.len() == 1 {
-            let Some(single) = bufs.pop() else {
-                return true;
-            };
-            let (result, buf) = conn.stream.write(single).submit().await;
-            (result, vec![buf])
-        } else {
-            conn.stream.writev(bufs).await
-        };
-        metrics::inc(&conn.metrics.writev_total);
-        let written = match result {
-            Ok(n) if n > 0 => n,
-            _ => return false,
-        };
-        conn.out.borrow_mut().bytes -= written;
-        metrics::add(&conn.metrics.bytes_out_total, written as u64);
-        if written == total {
-            return true;
-        }
-        bufs = advance(returned, written);
-    }
-}
-
-/// The unwritten remainder of `bufs` after `written` bytes went out.
-fn advance(bufs: Vec<Bytes>, mut written: usize) -> Vec<Bytes> {
-    let mut rest = Vec::with_capacity(bufs.len());
-    for buf in bufs {
-        if written >= buf.len() {
-            written -= buf.len();
-        } else {
-            rest.push(buf.slice(written..));
-            written = 0;
-        }
-    }
-    rest
-}
-
 #[cfg(test)]
 mod tests {
-    use super::advance;
+    use super::Outbound;
     use bytes::Bytes;
 
     #[test]
-    fn advance_keeps_the_unwritten_tail_in_order() {
-        let bufs =
-            vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg"), Bytes::from_static(b"h")];
-        let rest = advance(bufs, 5);
-        assert_eq!(rest, vec![Bytes::from_static(b"fg"), Bytes::from_static(b"h")]);
+    fn consume_keeps_the_unwritten_tail_in_order() {
+        let mut out = Outbound::default();
+        for f in [&b"abc"[..], b"defg", b"h"] {
+            out.bytes += f.len();
+            out.frames.push_back(Bytes::copy_from_slice(f));
+        }
+        out.consume(5);
+        assert_eq!(out.frames, vec![Bytes::from_static(b"fg"), Bytes::from_static(b"h")]);
+        assert_eq!(out.bytes, 3);
+        out.consume(3);
+        assert!(out.frames.is_empty());
+        assert_eq!(out.bytes, 0);
     }
 }

@@ -24,9 +24,10 @@ use crate::shard::Shard;
 
 /// Serves the connection until it closes or upgrades.
 ///
-/// An upgraded connection continues in a task of its own (`ws_session::run`), sized for the
-/// session alone, so the HTTP phase's state (the request head, the REST handler's future) is
-/// freed rather than kept for the socket's whole life; that task decrements `connections`.
+/// An upgraded connection is handed to the shard's sessions (`ws_session`), which need no task
+/// per connection, so the HTTP phase's state (the request head, the REST handler's future, the
+/// io_uring stream) is freed rather than kept for the socket's whole life; the session's end
+/// decrements `connections`.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     metrics::inc(&shard.metrics.connections);
     let stream = Rc::new(stream);
@@ -241,7 +242,7 @@ async fn upgrade_to_websocket(
             }
         },
     };
-    if shard.conns.borrow().len() >= shard.config.connections_per_shard_max {
+    if shard.conns.borrow().len().max(shard.ws.len()) >= shard.config.connections_per_shard_max {
         metrics::inc(&shard.metrics.connections_refused_total);
         let _ = write(
             &stream,
@@ -260,27 +261,20 @@ async fn upgrade_to_websocket(
     if !write(&stream, accepted).await {
         return false;
     }
-    let max = shard.config.outbound_bytes_max;
-    let metrics = shard.metrics.clone();
+    let Some(socket) = nonblocking_socket(&stream) else {
+        return false;
+    };
+    drop(stream);
+    let writer = shard.writer.clone();
     let (conn, registered) = match identity {
-        None => (
-            Rc::new(Conn::new(usize::MAX, UserId::new(""), None, dialect, stream, max, metrics)),
-            false,
-        ),
+        None => {
+            (Rc::new(Conn::new(usize::MAX, UserId::new(""), None, dialect, socket, writer)), false)
+        }
         Some(identity) => {
             let user = UserId::new(&identity.user);
-            let attached = shard.attach(|key| {
-                Rc::new(Conn::new(
-                    key,
-                    user,
-                    identity.session.clone(),
-                    dialect,
-                    stream.clone(),
-                    max,
-                    metrics,
-                ))
-            });
-            match attached {
+            let session = identity.session.as_deref().map(Box::from);
+            let conn_of = |key| Rc::new(Conn::new(key, user, session, dialect, socket, writer));
+            match shard.attach(conn_of) {
                 Some(conn) => {
                     conn.flags.set(flags);
                     after_attach(shard, &conn, identity.expires_at);
@@ -293,16 +287,21 @@ async fn upgrade_to_websocket(
             }
         }
     };
-    // The head's headers are not needed any more: free them before the long-lived session, and
-    // start the session on a small buffer unless the client already sent frames.
+    // The head's headers are not needed any more: free them before the long-lived session.
     drop(head);
-    let buf = if buf.is_empty() {
-        BytesMut::with_capacity(shard.config.read_buffer_bytes_initial)
-    } else {
-        buf
-    };
-    tokio_uring::spawn(crate::net::ws_session::run(shard.clone(), conn, buf, registered));
+    shard.ws.open(shard, conn, buf, registered);
     true
+}
+
+/// The upgraded socket as a nonblocking std socket of its own (a duplicate descriptor), for
+/// the readiness-driven session; the io_uring stream is dropped after this.
+fn nonblocking_socket(stream: &TcpStream) -> Option<std::net::TcpStream> {
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+    // SAFETY: the stream's descriptor stays open while `stream` is borrowed.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let socket = std::net::TcpStream::from(fd.as_fd().try_clone_to_owned().ok()?);
+    socket.set_nonblocking(true).ok()?;
+    Some(socket)
 }
 
 /// After an event connection registered: tell the user owner its session (so the user can
@@ -313,7 +312,7 @@ fn after_attach(shard: &Rc<Shard>, conn: &Rc<Conn>, expires_at: u64) {
     if let Some(sid) = &conn.session {
         let seen = crate::mesh::Command::SessionSeen {
             user: conn.user.clone(),
-            sid: sid.clone(),
+            sid: sid.to_string(),
             expires_at,
         };
         shard.send(owner, seen);

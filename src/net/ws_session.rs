@@ -1,79 +1,328 @@
-//! One WebSocket session after the upgrade: the read loop that decodes frames from our own
-//! buffer, answers control frames, hands data frames to the dialect, and tears down.
+//! The shard's WebSocket sessions after the upgrade: one task reads every socket the poller
+//! reports readable into a shared buffer, decodes frames, answers control frames, hands data
+//! frames to the dialect, and tears sessions down.
 //!
-//! Invariants: the read buffer starts small (`read_buffer_bytes_initial`) and grows only while a
-//! frame is partially buffered, shrinking back once it is empty; every exit path detaches the
-//! connection from the shard before its slab key can be reused.
+//! Invariants: an idle session holds no buffer and no decoder state (bytes of a partial frame
+//! are copied out of the shared buffer into the session's `Partial`, freed once it is idle); a socket is read at most
+//! `READS_PER_TURN` times per turn, so one busy client cannot starve the others; every exit
+//! path deregisters the socket and detaches the connection from the shard before its keys can
+//! be reused.
 
+use std::cell::RefCell;
+use std::io;
+use std::net::TcpStream;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use slab::Slab;
 
 use crate::dialect::{osu, DialectKind};
 use crate::metrics;
 use crate::model::ids::now_ms;
 use crate::net::big_session::{self, BigConn};
 use crate::net::conn::Conn;
+use crate::net::poller::{Poller, Readiness};
 use crate::shard::Shard;
 use crate::ws::codec::{Decoder, Incoming, WsLimits};
 use crate::ws::frame;
 
 /// How long a closing connection may take to flush its close frame before we drop it.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// The shared read buffer's size: the most one read takes from a socket.
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// Reads of one socket per turn before the others get theirs.
+const READS_PER_TURN: usize = 8;
 
-/// Runs the session until either side closes; `buf` holds bytes read past the HTTP head.
-/// Ends by unregistering the connection and decrementing the shard's `connections` gauge.
-pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, mut buf: BytesMut, registered: bool) {
-    metrics::inc(&shard.metrics.websockets);
-    let limits = WsLimits {
-        frame_bytes_max: shard.config.frame_bytes_max,
-        message_bytes_max: shard.config.message_bytes_max,
-    };
-    let initial = shard.config.read_buffer_bytes_initial;
-    let mut decoder = Decoder::new(limits);
-    let big = (conn.dialect == DialectKind::Big).then(|| Rc::new(BigConn::default()));
-    'session: loop {
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(incoming)) => {
-                    metrics::inc(&shard.metrics.frames_in_total);
-                    conn.last_seen_ms.set(now_ms());
-                    if !on_frame(&conn, big.as_ref(), incoming) {
-                        break 'session;
+/// One upgraded connection's reading state.
+struct Session {
+    conn: Rc<Conn>,
+    /// A message or frame in progress; `None` (nothing allocated) between messages.
+    partial: Option<Box<Partial>>,
+    big: Option<Rc<BigConn>>,
+    /// Registered in the shard's connection slab (event connections; not the echo endpoint).
+    registered: bool,
+    /// The session is over and waits (bounded) for its last frames to be written.
+    ending: bool,
+}
+
+/// What a session keeps between reads while a message is incomplete.
+struct Partial {
+    decoder: Decoder,
+    /// Bytes of a frame not yet complete.
+    pending: BytesMut,
+}
+
+impl Partial {
+    fn new(shard: &Shard) -> Partial {
+        let limits = WsLimits {
+            frame_bytes_max: shard.config.frame_bytes_max,
+            message_bytes_max: shard.config.message_bytes_max,
+        };
+        Partial { decoder: Decoder::new(limits), pending: BytesMut::new() }
+    }
+
+    /// Nothing in progress: the session need not keep it.
+    fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.decoder.is_idle()
+    }
+}
+
+/// The shard's sessions, by the key their socket is registered under.
+pub struct Sessions {
+    poller: Poller,
+    slots: RefCell<Slab<Session>>,
+    /// The shared read buffer.
+    scratch: RefCell<BytesMut>,
+    /// Sessions whose socket still had bytes when their turn ended.
+    again: RefCell<Vec<usize>>,
+}
+
+impl Sessions {
+    /// No sessions yet; `poller` is the shard's.
+    pub fn new(poller: Poller) -> Sessions {
+        Sessions {
+            poller,
+            slots: RefCell::new(Slab::new()),
+            scratch: RefCell::new(BytesMut::new()),
+            again: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Open sessions.
+    pub fn len(&self) -> usize {
+        self.slots.borrow().len()
+    }
+
+    /// True when no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Serves `conn` from now on; `leftover` holds bytes read past the HTTP head. The caller
+    /// counted it in `connections`; the session's end uncounts it.
+    pub fn open(&self, shard: &Rc<Shard>, conn: Rc<Conn>, leftover: BytesMut, registered: bool) {
+        metrics::inc(&shard.metrics.websockets);
+        let big = (conn.dialect == DialectKind::Big).then(|| Rc::new(BigConn::default()));
+        let session = Session { conn, partial: None, big, registered, ending: false };
+        let key = {
+            let mut slots = self.slots.borrow_mut();
+            let entry = slots.vacant_entry();
+            let key = entry.key();
+            let watched = self.poller.register(&session.conn.socket, key);
+            entry.insert(session);
+            if watched.is_err() {
+                drop(slots);
+                self.finish(shard, key);
+                return;
+            }
+            key
+        };
+        if leftover.is_empty() {
+            return;
+        }
+        let mut slots = self.slots.borrow_mut();
+        let Some(session) = slots.get_mut(key) else {
+            return;
+        };
+        let mut partial = Partial::new(shard);
+        partial.pending = leftover;
+        let big = session.big.as_ref();
+        let go_on =
+            handle_frames(shard, &session.conn, big, &mut partial.decoder, &mut partial.pending);
+        if !partial.is_idle() {
+            session.partial = Some(Box::new(partial));
+        }
+        drop(slots);
+        if !go_on {
+            self.end(shard, key);
+        }
+    }
+
+    /// Reads what socket `key` has (up to `READS_PER_TURN` reads) and handles its frames.
+    fn on_readable(&self, shard: &Rc<Shard>, key: usize) {
+        let mut slots = self.slots.borrow_mut();
+        let Some(session) = slots.get_mut(key) else {
+            return;
+        };
+        if session.ending {
+            return;
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        let initial = shard.config.read_buffer_bytes_initial;
+        let mut go_on = true;
+        let mut drained = false;
+        let Session { conn, partial, big, .. } = session;
+        let mut fresh = None;
+        let state = match partial.as_deref_mut() {
+            Some(state) => state,
+            None => fresh.insert(Partial::new(shard)),
+        };
+        for _ in 0..READS_PER_TURN {
+            let own = !state.pending.is_empty();
+            let buf = if own { &mut state.pending } else { &mut *scratch };
+            if own {
+                if buf.capacity() - buf.len() < initial / 2 {
+                    buf.reserve(buf.len().max(initial));
+                }
+            } else {
+                buf.reserve(SCRATCH_BYTES);
+            }
+            let offered = buf.capacity() - buf.len();
+            match recv(&conn.socket, buf) {
+                Ok(0) => go_on = false,
+                Ok(n) => {
+                    metrics::add(&shard.metrics.bytes_in_total, n as u64);
+                    go_on = handle_frames(shard, conn, big.as_ref(), &mut state.decoder, buf);
+                    if !own && !scratch.is_empty() {
+                        // Keep the partial frame, not the shared buffer.
+                        let mut pending = BytesMut::with_capacity(scratch.len().max(initial));
+                        pending.extend_from_slice(&scratch);
+                        state.pending = pending;
                     }
+                    scratch.clear();
+                    // A short read took everything; bytes arriving later raise a new edge.
+                    drained = n < offered;
                 }
-                Ok(None) => break,
-                Err(error) => {
-                    metrics::inc(&shard.metrics.protocol_errors_total);
-                    conn.close(error.close_code, error.reason);
-                    break 'session;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => go_on = false,
+            }
+            if !go_on || drained {
+                break;
             }
         }
-        if buf.is_empty() && buf.capacity() > initial * 4 {
-            buf = BytesMut::with_capacity(initial);
-        } else if buf.capacity() - buf.len() < initial / 2 {
-            buf.reserve(buf.len().max(initial));
+        match fresh {
+            Some(state) if !state.is_idle() => *partial = Some(Box::new(state)),
+            Some(_) => {}
+            None if partial.as_ref().is_some_and(|p| p.is_idle()) => *partial = None,
+            None => {}
         }
-        let (result, returned) = crate::net::read_appending(&conn.stream, buf).await;
-        buf = returned;
-        match result {
-            Ok(0) | Err(_) => break,
-            Ok(n) => metrics::add(&shard.metrics.bytes_in_total, n as u64),
-        }
-    }
-    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, conn.flushed()).await;
-    conn.kill();
-    if registered {
-        shard.detach(&conn);
-        if big.is_some() {
-            big_session::closed(&shard);
+        drop((scratch, slots));
+        if !go_on {
+            self.end(shard, key);
+        } else if !drained {
+            self.again.borrow_mut().push(key);
         }
     }
-    shard.metrics.websockets.fetch_sub(1, Ordering::Relaxed);
-    metrics::dec(&shard.metrics.connections);
+
+    /// The poller saw socket `key` writable.
+    fn on_writable(&self, key: usize) {
+        let conn = self.slots.borrow().get(key).map(|s| s.conn.clone());
+        if let Some(conn) = conn {
+            conn.on_writable();
+        }
+    }
+
+    /// Ends session `key`: at once, or once its queued frames (a close frame, typically) are
+    /// written, within `CLOSE_FLUSH_TIMEOUT`.
+    fn end(&self, shard: &Rc<Shard>, key: usize) {
+        let conn = {
+            let mut slots = self.slots.borrow_mut();
+            let Some(session) = slots.get_mut(key) else {
+                return;
+            };
+            if session.ending {
+                return;
+            }
+            session.ending = true;
+            session.partial = None;
+            session.conn.clone()
+        };
+        // Only a close frame is worth waiting for; a peer that just went away gets nothing more.
+        if !conn.is_closed() || !conn.has_unwritten() {
+            self.finish(shard, key);
+            return;
+        }
+        let shard = shard.clone();
+        tokio_uring::spawn(async move {
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, conn.flushed()).await;
+            shard.ws.finish(&shard, key);
+        });
+    }
+
+    /// Removes session `key`: deregisters and shuts its socket, detaches the connection.
+    fn finish(&self, shard: &Rc<Shard>, key: usize) {
+        let Some(session) = self.slots.borrow_mut().try_remove(key) else {
+            return;
+        };
+        self.poller.deregister(&session.conn.socket);
+        session.conn.kill();
+        if session.registered {
+            shard.detach(&session.conn);
+            if session.big.is_some() {
+                big_session::closed(shard);
+            }
+        }
+        shard.metrics.websockets.fetch_sub(1, Ordering::Relaxed);
+        metrics::dec(&shard.metrics.connections);
+    }
+}
+
+/// The shard's session reader: dispatches readiness events for as long as the shard runs.
+pub async fn run(shard: Rc<Shard>, mut readiness: Readiness) {
+    loop {
+        let again = std::mem::take(&mut *shard.ws.again.borrow_mut());
+        if again.is_empty() {
+            if let Err(e) = readiness.wait().await {
+                tracing::error!(shard = shard.id, "session poller failed: {e}");
+                return;
+            }
+        } else {
+            for key in again {
+                shard.ws.on_readable(&shard, key);
+            }
+            tokio::task::yield_now().await;
+        }
+        let drained = readiness.drain(|ready| {
+            if ready.writable {
+                shard.ws.on_writable(ready.key);
+            }
+            if ready.readable {
+                shard.ws.on_readable(&shard, ready.key);
+            }
+        });
+        if let Err(e) = drained {
+            tracing::error!(shard = shard.id, "session poller failed: {e}");
+            return;
+        }
+    }
+}
+
+/// Reads into the spare capacity of `buf` (the caller reserved it) without blocking.
+fn recv(socket: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let n = socket2::SockRef::from(socket).recv(buf.spare_capacity_mut())?;
+    // SAFETY: `recv` initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// Decodes and handles every complete frame in `buf`; false when the session must end.
+fn handle_frames(
+    shard: &Shard,
+    conn: &Rc<Conn>,
+    big: Option<&Rc<BigConn>>,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+) -> bool {
+    loop {
+        match decoder.decode(buf) {
+            Ok(Some(incoming)) => {
+                metrics::inc(&shard.metrics.frames_in_total);
+                conn.last_seen_ms.set(now_ms());
+                if !on_frame(conn, big, incoming) {
+                    return false;
+                }
+            }
+            Ok(None) => return true,
+            Err(error) => {
+                metrics::inc(&shard.metrics.protocol_errors_total);
+                conn.close(error.close_code, error.reason);
+                return false;
+            }
+        }
+    }
 }
 
 /// Handles one frame; false ends the session.

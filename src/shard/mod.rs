@@ -74,6 +74,10 @@ pub struct Shard {
     next_call_token: Cell<u64>,
     /// Open connections that receive events, by key.
     pub conns: RefCell<Slab<Rc<Conn>>>,
+    /// Every upgraded WebSocket connection's reading state (event and echo connections).
+    pub ws: crate::net::ws_session::Sessions,
+    /// Writes queued frames out, one `writev` per connection per turn.
+    pub writer: Rc<crate::net::conn::Writer>,
     /// Local room subscriptions.
     pub subs: RefCell<Subscriptions>,
     /// Logged-out sessions (a replica on every shard), refused by `authenticate`.

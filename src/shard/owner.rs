@@ -28,13 +28,13 @@ use super::Shard;
 #[derive(Debug, Default)]
 pub struct UserRecord {
     /// Rooms the user is a member of.
-    pub rooms: HashSet<RoomId>,
+    pub rooms: crate::model::RoomSet,
     /// Shards holding its connections (bit per shard).
     pub shard_mask: u64,
     /// Its notifications by id, at most `users::NOTIFICATIONS_PER_USER_MAX` (oldest evicted).
     pub notifications: BTreeMap<u64, Notification>,
     /// Sessions its connections showed (id → token expiry, unix s), bounded.
-    pub sessions: HashMap<String, u64>,
+    pub sessions: super::sessions::SeenSessions,
 }
 
 impl UserRecord {
@@ -483,7 +483,9 @@ impl Shard {
         if attached {
             self.big_resend_to(&user, shard);
         }
-        if (was == 0) != (mask == 0) {
+        // BIG presence and delivered marks: only while BIG clients are connected (the work
+        // spawns a task per user that comes online, which Virola/osu!-only servers never need).
+        if (was == 0) != (mask == 0) && crate::dialect::in_use(crate::dialect::DialectKind::Big) {
             self.big_online_changed(user.clone(), mask != 0);
         }
         for room in rooms {
@@ -502,7 +504,7 @@ impl Shard {
         if joined {
             record.rooms.insert(room);
         } else {
-            record.rooms.remove(&room);
+            record.rooms.remove(room);
             if record.is_idle() {
                 owned.users.remove(&user);
             }

@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 use crate::auth::now_unix_s;
 use crate::dialect::{osu, DialectKind};
 use crate::mesh::Command;
@@ -60,16 +62,47 @@ impl Revoked {
     }
 }
 
-/// Remembers `sid` (expiring at `expires_at`) in a user's bounded session registry.
-pub fn remember(sessions: &mut HashMap<String, u64>, sid: String, expires_at: u64, now_s: u64) {
-    sessions.retain(|_, exp| *exp >= now_s);
-    if sessions.len() >= SESSIONS_PER_USER_MAX && !sessions.contains_key(&sid) {
-        if let Some(soonest) = sessions.iter().min_by_key(|(_, e)| **e).map(|(s, _)| s.clone()) {
-            sessions.remove(&soonest);
+/// The sessions a user's connections showed (id → token expiry, unix s), at most
+/// `SESSIONS_PER_USER_MAX`; kept as a short list (one inline) since most users have one or two.
+#[derive(Debug, Default)]
+pub struct SeenSessions(SmallVec<[(Box<str>, u64); 1]>);
+
+impl SeenSessions {
+    /// Remembers `sid` (expiring at `expires_at`), forgetting expired ones and, when full, the
+    /// one that expires soonest.
+    pub fn remember(&mut self, sid: &str, expires_at: u64, now_s: u64) {
+        self.0.retain(|(_, exp)| *exp >= now_s);
+        if let Some((_, exp)) = self.0.iter_mut().find(|(s, _)| &**s == sid) {
+            *exp = (*exp).max(expires_at);
+            return;
         }
+        if self.0.len() >= SESSIONS_PER_USER_MAX {
+            if let Some(soonest) = (0..self.0.len()).min_by_key(|i| self.0[*i].1) {
+                self.0.swap_remove(soonest);
+            }
+        }
+        self.0.push((sid.into(), expires_at));
     }
-    let entry = sessions.entry(sid).or_insert(expires_at);
-    *entry = (*entry).max(expires_at);
+
+    /// The expiry of `sid`, when it was seen.
+    pub fn expiry(&self, sid: &str) -> Option<u64> {
+        self.0.iter().find(|(s, _)| &**s == sid).map(|(_, exp)| *exp)
+    }
+
+    /// Forgets `sid`.
+    pub fn remove(&mut self, sid: &str) {
+        self.0.retain(|(s, _)| &**s != sid);
+    }
+
+    /// Sessions remembered.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Shard {
@@ -105,7 +138,7 @@ impl Shard {
     pub fn session_seen(&self, user: UserId, sid: String, expires_at: u64) {
         let mut owned = self.owned.borrow_mut();
         let record = owned.users.entry(user).or_default();
-        remember(&mut record.sessions, sid, expires_at, now_unix_s());
+        record.sessions.remember(&sid, expires_at, now_unix_s());
     }
 
     /// User owner: logs `sid` of `user` out. `known_only` (a user logging out by id) refuses
@@ -120,7 +153,7 @@ impl Shard {
         let now = now_unix_s();
         let known = {
             let owned = self.owned.borrow();
-            owned.users.get(user).and_then(|r| r.sessions.get(&sid).copied())
+            owned.users.get(user).and_then(|r| r.sessions.expiry(&sid))
         };
         if known_only && known.is_none() && expires_at.is_none() {
             return super::Effects::refused(Refusal::NotFound("no such session"));
@@ -189,13 +222,18 @@ mod tests {
 
     #[test]
     fn the_session_registry_is_bounded() {
-        let mut s = HashMap::new();
+        let mut s = SeenSessions::default();
         for i in 0..(SESSIONS_PER_USER_MAX as u64 + 10) {
-            remember(&mut s, format!("s{i}"), 1000 + i, 0);
+            s.remember(&format!("s{i}"), 1000 + i, 0);
         }
         assert_eq!(s.len(), SESSIONS_PER_USER_MAX);
-        assert!(s.contains_key(&format!("s{}", SESSIONS_PER_USER_MAX + 9)));
-        remember(&mut s, "x".into(), 5, 2000);
+        assert_eq!(s.expiry(&format!("s{}", SESSIONS_PER_USER_MAX + 9)), Some(1000 + 73));
+        assert_eq!(s.expiry("s0"), None, "the one expiring soonest made room");
+        s.remember("s20", 5000, 0);
+        assert_eq!(s.expiry("s20"), Some(5000), "a later expiry extends a known session");
+        s.remove("s20");
+        assert_eq!(s.expiry("s20"), None);
+        s.remember("x", 5, 2000);
         assert_eq!(s.len(), 1, "expired sessions are forgotten");
     }
 }

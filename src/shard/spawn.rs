@@ -208,6 +208,17 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
             return;
         }
     };
+    let (poller, readiness) = match crate::net::poller::Poller::new() {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::error!(shard = parts.id, "session poller setup failed: {e}");
+            return;
+        }
+    };
+    let writer = Rc::new(crate::net::conn::Writer::new(
+        parts.metrics.clone(),
+        parts.config.outbound_bytes_max,
+    ));
     let shard = Rc::new(Shard {
         id: parts.id,
         shard_count: parts.shard_count,
@@ -228,6 +239,8 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         next_call_token: Cell::new(0),
         user_rates: RefCell::new(std::collections::HashMap::new()),
         conns: RefCell::new(Slab::new()),
+        ws: crate::net::ws_session::Sessions::new(poller),
+        writer: writer.clone(),
         subs: RefCell::new(Subscriptions::default()),
         revoked: RefCell::new(parts.revoked),
         shutting_down: Cell::new(false),
@@ -241,6 +254,8 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
     }
     tokio_uring::spawn(inbox::run(shard.clone(), doorbell));
     tokio_uring::spawn(crate::net::sweeper::run(shard.clone()));
+    tokio_uring::spawn(writer.run());
+    tokio_uring::spawn(crate::net::ws_session::run(shard.clone(), readiness));
     crate::net::listener::accept_loop(shard.clone(), listener).await;
     close_all(&shard).await;
     CURRENT.with(|c| c.borrow_mut().take());

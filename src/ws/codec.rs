@@ -120,6 +120,11 @@ impl Decoder {
         Self { limits, fragmented: None, partial: BytesMut::new(), utf8_checked: 0 }
     }
 
+    /// True when no fragmented message is in progress (the decoder holds nothing).
+    pub fn is_idle(&self) -> bool {
+        self.fragmented.is_none()
+    }
+
     /// Decode from the front of `buf`, consuming the bytes of every frame it uses.
     ///
     /// Returns `Ok(Some(_))` for one complete message or control frame (call again: more
