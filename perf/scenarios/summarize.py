@@ -16,7 +16,8 @@ P99_LIMIT_MS = float(os.environ.get("P99_LIMIT_MS", "50"))
 HEADERS = {
     "idle": ["server", "conns held", "connect/s", "RSS before MiB", "RSS held MiB",
              "RSS bytes/conn", "kernel TCP bytes/conn", "reps", "errors"],
-    "connect": ["server", "conns", "connect/s", "connect s", "RSS held MiB", "reps", "errors"],
+    "connect": ["server", "conns", "connect/s", "connect s", "server CPU-µs/conn",
+                "server CPU % (storm)", "loadgen CPU % (storm)", "RSS held MiB", "reps", "errors"],
     "fanout": ["server", "max msg/s (p99 ≤ 50 ms)", "deliveries/s", "p50 ms", "p99 ms",
                "server CPU-µs/delivery", "loadgen CPU %", "reps", "errors"],
     "chatmax": ["server", "max msg/s (p99 ≤ 50 ms)", "deliveries/s", "p50 ms", "p99 ms",
@@ -62,6 +63,9 @@ def row(scenario, name, runs):
         if scenario == "connect":
             return [name, cell([r["connected"] for r in rs]), cell([r["connect_rate"] for r in rs]),
                     cell([r["connect_s"] for r in rs], "{:.2f}"),
+                    cell([(server(r, "cpu_connect_s") or 0) * 1e6 / max(r["connected"], 1) for r in rs], "{:.1f}"),
+                    cell([(server(r, "cpu_connect_s") or 0) * 100 / max(r["connect_s"], 1e-9) for r in rs], "{:.0f}"),
+                    cell([r.get("loadgen_cpu_connect_s", 0) * 100 / max(r["connect_s"], 1e-9) for r in rs], "{:.0f}"),
                     cell([(server(r, "rss_connected_kb") or 0) / 1024 for r in rs], "{:.1f}"),
                     n, errors]
         return [name, cell([r["connected"] for r in rs]), cell([r["connect_rate"] for r in rs]),

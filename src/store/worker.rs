@@ -35,6 +35,11 @@ pub const GROUP_BATCHES_MAX: usize = 1024;
 pub const GROUP_OPS_MAX: usize = 16 * 1024;
 /// Most reads served in one read transaction.
 const READ_BATCH_MAX: usize = 64;
+/// Shortest time between the starts of two commits: a writer that committed less than this
+/// ago lets the group fill until then. Idle stores commit at once; busy ones commit at most
+/// ~1 000 times a second with larger groups (redb's cost is mostly per transaction), for at
+/// most this much added latency.
+const COMMIT_INTERVAL_MIN: Duration = Duration::from_millis(1);
 /// First retry delay after a failed commit.
 const RETRY_FIRST: Duration = Duration::from_millis(10);
 /// Longest retry delay.
@@ -164,8 +169,9 @@ pub(crate) fn run_writer(
 ) {
     let mut group: Vec<Batch> = Vec::new();
     let mut given_up = false;
+    let mut last_commit: Option<std::time::Instant> = None;
+    let mut ops = 0;
     loop {
-        let mut ops = 0;
         while group.len() < GROUP_BATCHES_MAX && ops < GROUP_OPS_MAX {
             match input.pop() {
                 Ok(batch) => {
@@ -182,6 +188,14 @@ pub(crate) fn run_writer(
             thread::park();
             continue;
         }
+        let full = group.len() >= GROUP_BATCHES_MAX || ops >= GROUP_OPS_MAX;
+        let wait = last_commit
+            .map_or(Duration::ZERO, |at| COMMIT_INTERVAL_MIN.saturating_sub(at.elapsed()));
+        if !full && !wait.is_zero() && !shared.shutdown.load(Ordering::Acquire) {
+            thread::park_timeout(wait);
+            continue;
+        }
+        last_commit = Some(std::time::Instant::now());
         let result = if given_up {
             Err("the store shut down while its file kept failing".to_string())
         } else {
@@ -200,6 +214,7 @@ pub(crate) fn run_writer(
             let completion = Completion::Written { token, result: result.clone() };
             deliver(&mut output, completion, &shared, &wake);
         }
+        ops = 0;
         wake();
     }
     if durability == Durability::None && !given_up {

@@ -136,6 +136,8 @@ struct ServerStats {
     rss_end_kb: Option<u64>,
     cpu_window_s: Option<f64>,
     cpu_us_per_delivery: Option<f64>,
+    /// Server CPU (utime+stime) from the first connect until all were connected.
+    cpu_connect_s: Option<f64>,
     tcp_mem_pages_before: Option<u64>,
     tcp_mem_pages_connected: Option<u64>,
 }
@@ -168,6 +170,8 @@ struct Report {
     error_kinds: ErrorKinds,
     loadgen_cpu_s: f64,
     loadgen_cpu_window_s: f64,
+    /// The loadgen's own CPU from the first connect until all were connected.
+    loadgen_cpu_connect_s: f64,
     threads: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     server: Option<ServerStats>,
@@ -279,6 +283,8 @@ fn run(args: Args) -> Result<(), String> {
 
     let hists: Vec<Hist> = (0..threads).map(|_| Arc::new(Mutex::new(worker::new_hist()))).collect();
     let connect_start = Instant::now();
+    let server_cpu_connect0 = server.as_ref().and_then(|s| procfs::pid_cpu_s(s.pid));
+    let loadgen_cpu_connect0 = procfs::own_cpu_s();
     let handles: Vec<_> = plans
         .into_iter()
         .zip(&hists)
@@ -295,6 +301,11 @@ fn run(args: Args) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(2));
     }
     let connect_s = connect_start.elapsed().as_secs_f64();
+    let loadgen_cpu_connect_s = round(procfs::own_cpu_s() - loadgen_cpu_connect0, 3);
+    if let Some(s) = server.as_mut() {
+        s.cpu_connect_s =
+            server_cpu_connect0.zip(procfs::pid_cpu_s(s.pid)).map(|(a, b)| round(b - a, 3));
+    }
     let base = Base {
         args: &args,
         n,
@@ -303,6 +314,7 @@ fn run(args: Args) -> Result<(), String> {
         threads,
         setup_s,
         connect_s,
+        loadgen_cpu_connect_s,
         connected: shared.connected.load(Relaxed),
     };
 
@@ -378,6 +390,7 @@ struct Base<'a> {
     threads: usize,
     setup_s: f64,
     connect_s: f64,
+    loadgen_cpu_connect_s: f64,
     connected: u64,
 }
 
@@ -455,6 +468,7 @@ impl Base<'_> {
             },
             loadgen_cpu_s: round(procfs::own_cpu_s(), 3),
             loadgen_cpu_window_s: round(loadgen_window_s, 3),
+            loadgen_cpu_connect_s: self.loadgen_cpu_connect_s,
             threads: self.threads,
             server,
         }
