@@ -156,7 +156,7 @@ pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks)
     for entry in rooms.iter()? {
         let (key, value) = entry?;
         let id = key.value();
-        let room = decode_room(value.value())
+        let mut room = decode_room(value.value())
             .map_err(|e| Fail(format!("room {id} does not decode: {}", e.0)))?;
         if room.id != id {
             return Err(Fail(format!("room under key {id} says it is {}", room.id)));
@@ -182,6 +182,11 @@ pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks)
             recent.push(message);
         }
         recent.reverse();
+        // A posted message does not rewrite its room's record: the room's last seq is the
+        // newest stored message's when that is newer (the window always holds the newest).
+        if let Some(newest) = recent.last() {
+            room.last_seq = room.last_seq.max(newest.seq);
+        }
         marks.max_room_id = marks.max_room_id.max(id);
         out.push(RecoveredRoom { room, members: room_members, recent });
     }

@@ -517,3 +517,24 @@ fn notifications_and_revoked_sessions_survive_a_restart() {
         "expired revocations are skipped"
     );
 }
+
+#[test]
+fn a_rooms_last_seq_comes_from_its_newest_message_when_the_record_is_older() {
+    let dir = TempDir::new("lastseq");
+    let (mut store, _) = open(dir.path(), 0, 1, 2);
+    // Posting does not rewrite the room record: it still says seq 1 after three messages.
+    submit_all(
+        &mut store,
+        vec![
+            vec![StoreOp::PutRoom(room(3, "r", 1)), StoreOp::PutMessage(message(3, 4, 1))],
+            vec![StoreOp::PutMessage(message(3, 7, 2))],
+            vec![StoreOp::PutMessage(message(3, 10, 3))],
+            vec![StoreOp::PutRoom(room(6, "s", 5))],
+        ],
+    );
+    drop(store);
+    let (_, recovered) = open(dir.path(), 0, 1, 2);
+    let last_seq = |id| recovered.rooms.iter().find(|r| r.room.id == id).map(|r| r.room.last_seq);
+    assert_eq!(last_seq(3), Some(3), "taken from the newest message, beyond a window of 2");
+    assert_eq!(last_seq(6), Some(5), "a room without messages keeps its record's");
+}
