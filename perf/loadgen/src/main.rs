@@ -10,6 +10,11 @@
 //! publishers), `conn` (sockets and handshakes), `http` (tiny HTTP/1.1 client), `setup`
 //! (roomcast rooms), `token` (JWTs), `stamp` (timestamps in message text), `procfs` (readings).
 
+// glibc malloc was ~13 % of the loadgen's samples in a connect storm; the load generator must
+// not be the bottleneck.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use loadgen::{conn, http, procfs, token};
 
 mod setup;

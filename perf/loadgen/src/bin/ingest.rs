@@ -11,6 +11,11 @@
 //! client, HS256 minting and `/proc` readings live here. Posters are spread over `--threads`
 //! OS threads, each running a current-thread tokio runtime.
 
+// glibc malloc was ~13 % of the loadgen's samples in a connect storm; the load generator must
+// not be the bottleneck.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream as StdTcpStream, ToSocketAddrs};
