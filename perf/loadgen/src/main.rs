@@ -167,6 +167,8 @@ struct Report {
     deliveries_per_s: f64,
     expected_deliveries: u64,
     delivery_ratio: f64,
+    /// Frames received twice by a connection (see `Shared::duplicates`), over the run so far.
+    duplicate_deliveries: u64,
     latency_us: Latency,
     publish_lag: u64,
     publish_skipped: u64,
@@ -447,6 +449,7 @@ impl Base<'_> {
             deliveries,
             deliveries_per_s: round(deliveries as f64 / args.duration, 1),
             expected_deliveries: expected,
+            duplicate_deliveries: shared.duplicates.load(Relaxed),
             delivery_ratio: if expected > 0 {
                 round(deliveries as f64 / expected as f64, 4)
             } else {

@@ -51,6 +51,9 @@ pub struct Shared {
     pub deliveries: AtomicU64,
     /// Deliveries of any stamped message, warm-up included.
     pub deliveries_all: AtomicU64,
+    /// Frames whose stamp a connection had already received among its last 8 (a server
+    /// that wrote a frame twice); cumulative over the run.
+    pub duplicates: AtomicU64,
     /// Messages sent inside the window, and the deliveries they should cause.
     pub sent_in_window: AtomicU64,
     pub expected: AtomicU64,
@@ -76,6 +79,7 @@ impl Shared {
             connected: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             deliveries_all: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             sent_in_window: AtomicU64::new(0),
             expected: AtomicU64::new(0),
             sent_all: AtomicU64::new(0),

@@ -192,11 +192,19 @@ async fn receive<S>(mut stream: S, target: Target, hist: Hist, shared: Arc<Share
 where
     S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {
+    let mut recent = [0u64; 8];
+    let mut next = 0;
     while let Some(msg) = stream.next().await {
         match msg {
             Ok(Message::Text(text)) => {
                 let now = shared.now_ns();
-                let record = |sent: u64| {
+                let mut record = |sent: u64| {
+                    if recent.contains(&sent) {
+                        shared.duplicates.fetch_add(1, Relaxed);
+                        return;
+                    }
+                    recent[next] = sent;
+                    next = (next + 1) % recent.len();
                     shared.deliveries_all.fetch_add(1, Relaxed);
                     if shared.in_window(sent) {
                         shared.deliveries.fetch_add(1, Relaxed);
