@@ -35,10 +35,11 @@ pub const GROUP_BATCHES_MAX: usize = 1024;
 pub const GROUP_OPS_MAX: usize = 16 * 1024;
 /// Most reads served in one read transaction.
 const READ_BATCH_MAX: usize = 64;
-/// Shortest time between the starts of two commits: a writer that committed less than this
-/// ago lets the group fill until then. Idle stores commit at once; busy ones commit at most
-/// ~1 000 times a second with larger groups (redb's cost is mostly per transaction), for at
-/// most this much added latency.
+/// Shortest time between the starts of two commits while busy (the previous group held
+/// several batches): a writer that committed less than this ago lets the group fill until
+/// then. Idle or lightly used stores commit at once; busy ones commit at most ~1 000 times a
+/// second with larger groups (redb's cost is mostly per transaction and page), for at most
+/// this much added latency.
 const COMMIT_INTERVAL_MIN: Duration = Duration::from_millis(1);
 /// First retry delay after a failed commit.
 const RETRY_FIRST: Duration = Duration::from_millis(10);
@@ -170,6 +171,7 @@ pub(crate) fn run_writer(
     let mut group: Vec<Batch> = Vec::new();
     let mut given_up = false;
     let mut last_commit: Option<std::time::Instant> = None;
+    let mut last_group = 0;
     let mut ops = 0;
     loop {
         while group.len() < GROUP_BATCHES_MAX && ops < GROUP_OPS_MAX {
@@ -191,7 +193,10 @@ pub(crate) fn run_writer(
         let full = group.len() >= GROUP_BATCHES_MAX || ops >= GROUP_OPS_MAX;
         let wait = last_commit
             .map_or(Duration::ZERO, |at| COMMIT_INTERVAL_MIN.saturating_sub(at.elapsed()));
-        if !full && !wait.is_zero() && !shared.shutdown.load(Ordering::Acquire) {
+        // Linger only while busy (the last group held several batches): a lone closed-loop
+        // client, whose every group is one batch, must not wait out the interval each time.
+        let busy = last_group > 1 || group.len() > 1;
+        if busy && !full && !wait.is_zero() && !shared.shutdown.load(Ordering::Acquire) {
             // A sleep, not a park: submissions meanwhile must not wake the writer one by one
             // (each wake is a context switch on the shard's CPU); their unparks are kept as
             // the park token and seen after the commit.
@@ -199,6 +204,7 @@ pub(crate) fn run_writer(
             continue;
         }
         last_commit = Some(std::time::Instant::now());
+        last_group = group.len();
         let result = if given_up {
             Err("the store shut down while its file kept failing".to_string())
         } else {
