@@ -106,7 +106,8 @@ pub struct Config {
     pub history_per_room_max: usize,
     /// Most members of one room.
     pub members_per_room_max: usize,
-    /// Initial size of a connection's read buffer, in bytes.
+    /// Initial size of the buffer a WebSocket connection gets while a frame is incomplete, in
+    /// bytes (between frames it holds none: reads go into the shard's shared buffer).
     pub read_buffer_bytes_initial: usize,
 }
 
