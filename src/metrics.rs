@@ -83,6 +83,8 @@ shard_metrics! {
     http_requests_total: "counter";
     /// Upgrades or requests refused for a missing or bad token.
     auth_failures_total: "counter";
+    /// Verified tokens cached on this shard (bounded by `TOKEN_CACHE_MAX`).
+    auth_cache_tokens: "gauge";
     /// Client actions refused by the per-connection rate limit.
     rate_limited_total: "counter";
     /// Connections closed for a WebSocket protocol error.

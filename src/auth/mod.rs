@@ -23,6 +23,7 @@
 //! - The header segment is capped at [`MAX_HEADER_SEGMENT_BYTES`] before any
 //!   decoding.
 
+pub mod cache;
 mod mint;
 mod secret;
 mod verify;
@@ -32,6 +33,7 @@ mod tests;
 
 use std::fmt;
 
+pub use cache::TokenCache;
 pub use mint::{mint_hs256, now_unix_s, MintClaims};
 pub use secret::{load_or_create_secret, SECRET_FILE_NAME};
 pub use verify::{AuthSettings, Verifier, MAX_HEADER_SEGMENT_BYTES};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_uring::net::TcpStream;
 
-use crate::auth::Identity;
+use crate::auth::{now_unix_s, Identity};
 use crate::dialect::{big, osu, virola, DialectKind};
 use crate::http::head::{parse_head, RequestHead};
 use crate::http::query::{bearer, cookie, query_param};
@@ -350,8 +350,9 @@ pub fn authenticate(shard: &Shard, token: Option<&str>) -> Result<Identity, Stri
 }
 
 /// The last token verified on one keep-alive connection. A client that sends the same bearer
-/// with every request pays for the signature check once; the cached identity is reused only
-/// while it is unexpired and its session is not logged out.
+/// with every request pays for the signature check once (and a bearer this shard verified on
+/// another connection is found in its `TokenCache`); a cached identity is reused only while it
+/// is unexpired and its session is not logged out.
 #[derive(Default)]
 pub struct VerifiedToken {
     token: String,
@@ -362,13 +363,26 @@ impl VerifiedToken {
     /// `authenticate`, skipping the signature check when `token` is the one verified last.
     pub fn authenticate(&mut self, shard: &Shard, token: Option<&str>) -> Result<Identity, String> {
         if let (Some(token), Some(identity)) = (token, &self.identity) {
-            let live = identity.expires_at > crate::auth::now_unix_s()
+            let live = identity.expires_at > now_unix_s()
                 && !identity.session.as_deref().is_some_and(|s| shard.is_revoked(s));
             if live && token == self.token {
                 return Ok(identity.clone());
             }
         }
-        let result = authenticate(shard, token);
+        let result = match token.and_then(|t| shard.tokens.borrow().get(t, now_unix_s()).cloned()) {
+            Some(identity) if !identity.session.as_deref().is_some_and(|s| shard.is_revoked(s)) => {
+                Ok(identity)
+            }
+            _ => {
+                let result = authenticate(shard, token);
+                if let (Ok(identity), Some(token)) = (&result, token) {
+                    let mut tokens = shard.tokens.borrow_mut();
+                    tokens.insert(token, identity.clone());
+                    shard.metrics.auth_cache_tokens.store(tokens.len() as u64, Ordering::Relaxed);
+                }
+                result
+            }
+        };
         match (&result, token) {
             (Ok(identity), Some(token)) => {
                 self.token.clear();

@@ -42,6 +42,8 @@ pub use spawn::{start, ServerHandle};
 const OWNER_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Users with a rate-limit bucket on one shard above which idle buckets are dropped.
 const USER_RATES_MAX: usize = 65_536;
+/// Verified tokens cached per shard.
+pub const TOKEN_CACHE_MAX: usize = 8192;
 /// Parked commands for one peer above which new client actions are refused (503).
 const PARKED_ADMISSION_MAX: usize = 65_536;
 
@@ -80,6 +82,8 @@ pub struct Shard {
     pub writer: Rc<crate::net::conn::Writer>,
     /// Local room subscriptions.
     pub subs: RefCell<Subscriptions>,
+    /// Tokens this shard verified recently (REST requests skip the signature check).
+    pub tokens: RefCell<crate::auth::TokenCache>,
     /// Logged-out sessions (a replica on every shard), refused by `authenticate`.
     pub revoked: RefCell<sessions::Revoked>,
     /// Rooms and users owned here.

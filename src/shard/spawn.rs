@@ -243,6 +243,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         writer: writer.clone(),
         subs: RefCell::new(Subscriptions::default()),
         revoked: RefCell::new(parts.revoked),
+        tokens: RefCell::new(crate::auth::TokenCache::new(super::TOKEN_CACHE_MAX)),
         shutting_down: Cell::new(false),
         shutdown_wake: tokio::sync::Notify::new(),
     });
