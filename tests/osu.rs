@@ -434,6 +434,28 @@ async fn osu_logout_closes_exactly_one_session_on_every_shard_and_refuses_its_to
 }
 
 #[tokio::test]
+async fn a_token_the_shard_cached_is_refused_once_its_session_is_logged_out() {
+    let server = start(1);
+    let addr = server.addr;
+    let token_a = token("1001", Some("session-a"), None);
+    let token_b = token("1001", Some("session-b"), None);
+    // Each call is a new connection: only the shard's token cache can remember the bearer.
+    assert_eq!(call(addr, "GET", "/api/v1/rooms", Some(&token_a), None).await.status, 200);
+    assert_eq!(call(addr, "GET", "/api/v1/rooms", Some(&token_a), None).await.status, 200);
+    let metrics = String::from_utf8(call(addr, "GET", "/metrics", None, None).await.body).unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("roomcast_auth_cache_tokens{") && !l.ends_with(" 0")),
+        "the verified bearer is cached"
+    );
+    // The session logs itself out (a user may always end its own current session).
+    let r = call(addr, "DELETE", "/api/v1/sessions/session-a", Some(&token_a), None).await;
+    assert_eq!(r.status, 204, "{:?}", String::from_utf8_lossy(&r.body));
+    let refused = call(addr, "GET", "/api/v1/rooms", Some(&token_a), None).await;
+    assert_eq!(refused.status, 401, "the cached identity of a logged-out session is not reused");
+    assert_eq!(call(addr, "GET", "/api/v1/rooms", Some(&token_b), None).await.status, 200);
+}
+
+#[tokio::test]
 async fn osu_drops_a_connection_that_misses_a_pong_and_keeps_one_that_answers() {
     let mut config = config(1);
     config.ping_interval_ms = 200;

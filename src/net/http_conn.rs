@@ -41,7 +41,6 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
     let config = shard.config.clone();
     let mut buf = BytesMut::with_capacity(1024);
     let mut wait = Duration::from_millis(config.handshake_timeout_ms);
-    let mut verified = VerifiedToken::default();
     loop {
         let head = loop {
             match parse_head(&buf, config.http_head_bytes_max) {
@@ -68,7 +67,7 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
             return false;
         };
         let keep_alive = head.keep_alive && !shard.shutting_down.get();
-        let reply = crate::rest::handle(shard, &head, body, keep_alive, &mut verified).await;
+        let reply = crate::rest::handle(shard, &head, body, keep_alive).await;
         if !write(&stream, reply).await || !keep_alive {
             return false;
         }
@@ -242,7 +241,8 @@ async fn upgrade_to_websocket(
             }
         },
     };
-    if shard.conns.borrow().len().max(shard.ws.len()) >= shard.config.connections_per_shard_max {
+    // Every event connection has a session, so the sessions count them all (echo ones too).
+    if shard.ws.len() >= shard.config.connections_per_shard_max {
         metrics::inc(&shard.metrics.connections_refused_total);
         let _ = write(
             &stream,
@@ -349,50 +349,23 @@ pub fn authenticate(shard: &Shard, token: Option<&str>) -> Result<Identity, Stri
     result
 }
 
-/// The last token verified on one keep-alive connection. A client that sends the same bearer
-/// with every request pays for the signature check once (and a bearer this shard verified on
-/// another connection is found in its `TokenCache`); a cached identity is reused only while it
-/// is unexpired and its session is not logged out.
-#[derive(Default)]
-pub struct VerifiedToken {
-    token: String,
-    identity: Option<Identity>,
-}
-
-impl VerifiedToken {
-    /// `authenticate`, skipping the signature check when `token` is the one verified last.
-    pub fn authenticate(&mut self, shard: &Shard, token: Option<&str>) -> Result<Identity, String> {
-        if let (Some(token), Some(identity)) = (token, &self.identity) {
-            let live = identity.expires_at > now_unix_s()
-                && !identity.session.as_deref().is_some_and(|s| shard.is_revoked(s));
-            if live && token == self.token {
-                return Ok(identity.clone());
-            }
+/// `authenticate` for REST requests, through the shard's `TokenCache`: a bearer this shard
+/// verified before (on any keep-alive connection) skips the signature check; a cached identity
+/// is used only while it is unexpired and its session is not logged out.
+pub fn authenticate_cached(shard: &Shard, token: Option<&str>) -> Result<Identity, String> {
+    let cached = token.and_then(|t| shard.tokens.borrow().get(t, now_unix_s()).cloned());
+    if let Some(identity) = cached {
+        if !identity.session.as_deref().is_some_and(|s| shard.is_revoked(s)) {
+            return Ok(identity);
         }
-        let result = match token.and_then(|t| shard.tokens.borrow().get(t, now_unix_s()).cloned()) {
-            Some(identity) if !identity.session.as_deref().is_some_and(|s| shard.is_revoked(s)) => {
-                Ok(identity)
-            }
-            _ => {
-                let result = authenticate(shard, token);
-                if let (Ok(identity), Some(token)) = (&result, token) {
-                    let mut tokens = shard.tokens.borrow_mut();
-                    tokens.insert(token, identity.clone());
-                    shard.metrics.auth_cache_tokens.store(tokens.len() as u64, Ordering::Relaxed);
-                }
-                result
-            }
-        };
-        match (&result, token) {
-            (Ok(identity), Some(token)) => {
-                self.token.clear();
-                self.token.push_str(token);
-                self.identity = Some(identity.clone());
-            }
-            _ => self.identity = None,
-        }
-        result
     }
+    let result = authenticate(shard, token);
+    if let (Ok(identity), Some(token)) = (&result, token) {
+        let mut tokens = shard.tokens.borrow_mut();
+        tokens.insert(token, identity.clone());
+        shard.metrics.auth_cache_tokens.store(tokens.len() as u64, Ordering::Relaxed);
+    }
+    result
 }
 
 /// Adds `X-Roomcast-Shard` to a 101 response (tests and operators see where a socket lives).

@@ -18,6 +18,7 @@ use crate::http::query::bearer;
 use crate::http::response;
 use crate::model::room::Reply;
 use crate::model::{Refusal, UserId, Viewer};
+use crate::net::http_conn::authenticate_cached;
 use crate::shard::{Response, Shard};
 
 /// A failed request: status, code and message for the JSON error body.
@@ -60,15 +61,9 @@ pub struct Caller {
 }
 
 /// Answers one request.
-pub async fn handle(
-    shard: &Rc<Shard>,
-    head: &RequestHead,
-    body: Bytes,
-    keep_alive: bool,
-    verified: &mut crate::net::http_conn::VerifiedToken,
-) -> Bytes {
+pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_alive: bool) -> Bytes {
     let segments: Vec<&str> = head.path.trim_matches('/').split('/').collect();
-    let result = route(shard, head, &segments, &body, verified).await;
+    let result = route(shard, head, &segments, &body).await;
     match result {
         Ok((204, _)) => response::response(204, None, &[], keep_alive, &[]),
         Ok((status, body)) if segments == ["metrics"] => {
@@ -88,13 +83,7 @@ pub async fn handle(
     }
 }
 
-async fn route(
-    shard: &Rc<Shard>,
-    head: &RequestHead,
-    segments: &[&str],
-    body: &[u8],
-    verified: &mut crate::net::http_conn::VerifiedToken,
-) -> ApiResult {
+async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &[u8]) -> ApiResult {
     use Method::{Delete, Get, Patch, Post, Put};
     let method = head.method;
     match segments {
@@ -106,7 +95,7 @@ async fn route(
             message: "this is a WebSocket endpoint: send an upgrade request".into(),
         }),
         ["api", "v1", rest @ ..] => {
-            let caller = caller(shard, head, verified)?;
+            let caller = caller(shard, head)?;
             let writes = matches!(method, Post | Put | Patch | Delete);
             if writes && caller.viewer != Viewer::Service && !shard.take_user_action(&caller.user) {
                 return Err(ApiError {
@@ -201,12 +190,8 @@ fn not_allowed(allow: &str) -> ApiError {
     }
 }
 
-fn caller(
-    shard: &Shard,
-    head: &RequestHead,
-    verified: &mut crate::net::http_conn::VerifiedToken,
-) -> Result<Caller, ApiError> {
-    let identity = verified.authenticate(shard, bearer(head)).map_err(|message| ApiError {
+fn caller(shard: &Shard, head: &RequestHead) -> Result<Caller, ApiError> {
+    let identity = authenticate_cached(shard, bearer(head)).map_err(|message| ApiError {
         status: 401,
         code: "unauthorized",
         message,
