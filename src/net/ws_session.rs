@@ -3,10 +3,10 @@
 //! frames to the dialect, and tears sessions down.
 //!
 //! Invariants: an idle session holds no buffer and no decoder state (bytes of a partial frame
-//! are copied out of the shared buffer into the session's `Partial`, freed once it is idle); a socket is read at most
-//! `READS_PER_TURN` times per turn, so one busy client cannot starve the others; every exit
-//! path deregisters the socket and detaches the connection from the shard before its keys can
-//! be reused.
+//! are copied out of the shared buffer into the session's `Partial`, dropped once it is idle);
+//! a socket is read at most `READS_PER_TURN` times per turn, so one busy client cannot starve
+//! the others; every exit path deregisters the socket and detaches the connection from the
+//! shard before its keys can be reused.
 
 use std::cell::RefCell;
 use std::io;
@@ -45,6 +45,13 @@ struct Session {
     registered: bool,
     /// The session is over and waits (bounded) for its last frames to be written.
     ending: bool,
+}
+
+impl Session {
+    /// Keeps `state` for the next read if a frame or message is in progress, else drops it.
+    fn keep(&mut self, state: Partial) {
+        self.partial = (!state.is_idle()).then(|| Box::new(state));
+    }
 }
 
 /// What a session keeps between reads while a message is incomplete.
@@ -126,14 +133,12 @@ impl Sessions {
         let Some(session) = slots.get_mut(key) else {
             return;
         };
-        let mut partial = Partial::new(shard);
-        partial.pending = leftover;
+        let mut state = Partial::new(shard);
+        state.pending = leftover;
         let big = session.big.as_ref();
         let go_on =
-            handle_frames(shard, &session.conn, big, &mut partial.decoder, &mut partial.pending);
-        if !partial.is_idle() {
-            session.partial = Some(Box::new(partial));
-        }
+            handle_frames(shard, &session.conn, big, &mut state.decoder, &mut state.pending);
+        session.keep(state);
         drop(slots);
         if !go_on {
             self.end(shard, key);
@@ -153,12 +158,8 @@ impl Sessions {
         let initial = shard.config.read_buffer_bytes_initial;
         let mut go_on = true;
         let mut drained = false;
-        let Session { conn, partial, big, .. } = session;
-        let mut fresh = None;
-        let state = match partial.as_deref_mut() {
-            Some(state) => state,
-            None => fresh.insert(Partial::new(shard)),
-        };
+        let mut state = session.partial.take().map_or_else(|| Partial::new(shard), |p| *p);
+        let (conn, big) = (&session.conn, session.big.as_ref());
         for _ in 0..READS_PER_TURN {
             let own = !state.pending.is_empty();
             let buf = if own { &mut state.pending } else { &mut *scratch };
@@ -174,7 +175,7 @@ impl Sessions {
                 Ok(0) => go_on = false,
                 Ok(n) => {
                     metrics::add(&shard.metrics.bytes_in_total, n as u64);
-                    go_on = handle_frames(shard, conn, big.as_ref(), &mut state.decoder, buf);
+                    go_on = handle_frames(shard, conn, big, &mut state.decoder, buf);
                     if !own && !scratch.is_empty() {
                         // Keep the partial frame, not the shared buffer.
                         let mut pending = BytesMut::with_capacity(scratch.len().max(initial));
@@ -193,12 +194,7 @@ impl Sessions {
                 break;
             }
         }
-        match fresh {
-            Some(state) if !state.is_idle() => *partial = Some(Box::new(state)),
-            Some(_) => {}
-            None if partial.as_ref().is_some_and(|p| p.is_idle()) => *partial = None,
-            None => {}
-        }
+        session.keep(state);
         drop((scratch, slots));
         if !go_on {
             self.end(shard, key);
