@@ -17,7 +17,7 @@ const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 /// and mimalloc reserves its arena then): arenas are committed on demand instead of up front,
 /// so the memory mimalloc purges is decommitted (gone from RSS) rather than reset with
 /// `MADV_FREE` (which stays in RSS until the kernel runs short). Idle servers measured
-/// 1 065 → 728 bytes of RSS per idle connection (perf/RESULTS.md). `MIMALLOC_ARENA_EAGER_COMMIT`
+/// 1 065 → 720 bytes of RSS per idle connection (perf/RESULTS.md). `MIMALLOC_ARENA_EAGER_COMMIT`
 /// in the environment still overrides it.
 #[cfg(not(feature = "system-alloc"))]
 #[used]

@@ -49,7 +49,7 @@ shard_metrics! {
     bytes_in_total: "counter";
     /// Bytes written on all connections.
     bytes_out_total: "counter";
-    /// writev calls made by connection writers.
+    /// send/sendmsg calls made by the connection writer (named for the `writev` it once was).
     writev_total: "counter";
     /// Writes that found a socket's send buffer full (the connection then waits to be writable).
     write_blocked_total: "counter";

@@ -25,8 +25,8 @@ use crate::model::UserId;
 use crate::ws::close::CLOSE_POLICY;
 use crate::ws::frame;
 
-/// Most buffers handed to one `writev` (the kernel's IOV_MAX is 1024; a batch past this many
-/// frames is written in several calls).
+/// Most frames handed to one `sendmsg` (the kernel's IOV_MAX is 1024; a longer queue is
+/// written in several calls).
 const IOV_BATCH: usize = 64;
 
 /// The queue of frames waiting to be written.
@@ -48,7 +48,8 @@ struct Outbound {
 }
 
 /// The shard's writer: the connections with frames to write since it last ran. Frames queued
-/// while one task runs are written together when it yields, one `writev` per connection.
+/// while one task runs are written together when it yields, one `send`/`sendmsg` per
+/// connection.
 pub struct Writer {
     pending: RefCell<Vec<Rc<Conn>>>,
     /// Bound on each connection's queued bytes (`outbound_bytes_max`).

@@ -78,7 +78,7 @@ pub struct Shard {
     pub conns: RefCell<Slab<Rc<Conn>>>,
     /// Every upgraded WebSocket connection's reading state (event and echo connections).
     pub ws: crate::net::ws_session::Sessions,
-    /// Writes queued frames out, one `writev` per connection per turn.
+    /// Writes queued frames out, one `send`/`sendmsg` per connection per turn.
     pub writer: Rc<crate::net::conn::Writer>,
     /// Local room subscriptions.
     pub subs: RefCell<Subscriptions>,
