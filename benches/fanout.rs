@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use roomcast::dialect::DialectKind;
+use roomcast::dialect::{virola, DialectId};
 use roomcast::fanout::{Bundle, Subscriptions};
 use roomcast::model::UserId;
 use roomcast::ws::frame;
@@ -20,7 +20,7 @@ use slab::Slab;
 
 /// What `Shard::deliver` touches of a connection: its dialect, user and outbound queue.
 struct FakeConn {
-    dialect: DialectKind,
+    dialect: DialectId,
     user: UserId,
     out: RefCell<Out>,
 }
@@ -40,7 +40,7 @@ fn setup(conns: usize, rooms: u64) -> (Slab<FakeConn>, Subscriptions) {
     for i in 0..conns {
         let user = UserId::new(&format!("u{i}"));
         let key = slab.insert(FakeConn {
-            dialect: DialectKind::Virola,
+            dialect: virola::ID,
             user: user.clone(),
             out: RefCell::new(Out::default()),
         });
@@ -55,7 +55,7 @@ fn deliver(slab: &Slab<FakeConn>, subs: &Subscriptions, room: u64, bundle: &Bund
     let mut delivered = 0;
     for key in subs.topic(room) {
         if let Some(conn) = slab.get(*key) {
-            if let Some(frame) = bundle.frame_for(conn.dialect, &conn.user) {
+            if let Some(frame) = bundle.frame_for(conn.dialect, &conn.user, 0) {
                 let mut out = conn.out.borrow_mut();
                 if out.bytes + frame.len() > OUTBOUND_MAX {
                     continue;
@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
         "x".repeat(64)
     );
     let mut bundle = Bundle::default();
-    bundle.frames[DialectKind::Virola as usize] = Some(frame::text(text.as_bytes()));
+    bundle.frames[virola::ID.index()] = Some(frame::text(text.as_bytes()));
 
     let mut group = c.benchmark_group("fanout_queue");
     for (name, rooms) in [("1_room_x_10000", 1u64), ("10_rooms_x_1000_all", 10)] {

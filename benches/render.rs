@@ -1,4 +1,4 @@
-//! Virola dialect rendering: `roomcast::dialect::virola::render` of a MessageCreated event
+//! Virola dialect rendering: `roomcast::dialect::virola::render::render` of a MessageCreated event
 //! (64 B text) and a RoomUpdated event, from `roomcast::model` values built directly.
 //! Each render is one JSON serialisation into one complete WebSocket text frame, done once per
 //! event by the room's owner (not once per recipient).
@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use roomcast::dialect::virola::render;
+use roomcast::dialect::virola::render::render;
 use roomcast::model::{Event, LastMessage, Message, Role, RoomKind, RoomView, UserId};
 use std::hint::black_box;
 
@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
     eprintln!("RoomUpdated frame: {} bytes", render(&updated, false).len());
     let posted = message();
     c.bench_function("osu_render/chat.message.new_64B", |b| {
-        b.iter(|| roomcast::dialect::osu::message_new(black_box(&posted)))
+        b.iter(|| roomcast::dialect::osu::wire::message_new(black_box(&posted)))
     });
     c.bench_function("virola_render/RoomUpdated", |b| b.iter(|| render(black_box(&updated), true)));
 }

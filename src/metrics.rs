@@ -62,7 +62,7 @@ shard_metrics! {
     /// Open BIG connections.
     big_connections: "gauge";
     /// Rooms owned here with receipt marks.
-    big_receipt_rooms: "gauge";
+    receipt_rooms: "gauge";
     /// BIG requests answered (responses and error replies).
     big_requests_total: "counter";
     /// BIG requests refused as duplicates of a recent request id.

@@ -38,6 +38,25 @@ pub use mint::{mint_hs256, now_unix_s, MintClaims};
 pub use secret::{load_or_create_secret, SECRET_FILE_NAME};
 pub use verify::{AuthSettings, Verifier, MAX_HEADER_SEGMENT_BYTES};
 
+/// Verifies `token` with `verifier` and refuses a session for which `is_revoked` says it was
+/// logged out; the refusal's text says why.
+pub fn authenticate(
+    verifier: &Verifier,
+    token: Option<&str>,
+    is_revoked: impl Fn(&str) -> bool,
+) -> Result<Identity, String> {
+    match token {
+        None => Err("missing access token".to_string()),
+        Some(token) => match verifier.verify(token) {
+            Ok(identity) if identity.session.as_deref().is_some_and(is_revoked) => {
+                Err("the session was logged out".to_string())
+            }
+            Ok(identity) => Ok(identity),
+            Err(e) => Err(e.to_string()),
+        },
+    }
+}
+
 /// Who a verified token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

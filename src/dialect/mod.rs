@@ -1,70 +1,334 @@
-//! Dialects: the wire protocols clients speak. Each renders core events into complete frames
-//! (pure functions) and keeps its per-connection protocol state.
+//! Dialects: the wire protocols clients speak, each one folder behind the one interface the
+//! core calls, [`Dialect`]. The core (net, shard, fanout, mesh, rest, http, ws) names no
+//! dialect: it walks [`registry::DIALECTS`] and calls these hooks.
+//!
+//! What a dialect owns: its endpoint and the shape of its authentication refusal (the
+//! upgrade), its client frames (decoded into closed enums inside the dialect, handled by its
+//! per-connection [`Session`]), its rendering of core events (once per event, and per viewer
+//! variant where its frames depend on the viewer), its owner-side state and hooks (state kept
+//! with a user's or a room's owner shard, reached through [`crate::shard::Shard::dialect_state`]),
+//! its cross-shard messages ([`crate::mesh::Command::Dialect`], whose payload only it reads),
+//! and its timers (driven by the shard's sweeper through [`Dialect::sweep`]).
+//!
+//! Invariants: hooks run on the shard's loop and never block; a hook that needs another shard
+//! sends a command; rendering is pure and happens on the room's (or user's) owner, never per
+//! recipient.
 
 pub mod big;
+pub mod echo;
 pub mod osu;
+pub mod registry;
 pub mod virola;
 
-use crate::fanout::Frames;
-use crate::model::Event;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::any::Any;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
 
-/// Which wire protocol a connection speaks; indexes a bundle's frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DialectKind {
-    /// Virola `/api/v1/events`.
-    Virola = 0,
-    /// The conformance echo endpoint (receives no events).
-    Echo = 1,
-    /// osu! notification websocket `/notifications`.
-    Osu = 2,
-    /// BIG messenger `/websocket`.
-    Big = 3,
-}
+use bytes::Bytes;
 
-impl DialectKind {
-    /// Number of dialects, the length of a bundle's frame array.
-    pub const COUNT: usize = 4;
-}
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::fanout::Bundle;
+use crate::http::head::RequestHead;
+use crate::model::receipt::Receipt;
+use crate::model::{Event, Message, Notification, Room, RoomId, RoomView, ShardId, UserId};
+use crate::net::conn::Conn;
+use crate::shard::Shard;
 
-/// Open event connections per dialect, process-wide. An owner renders a dialect's frames only
-/// while this is non-zero ("once per dialect in use"). A connection counts from before it is
-/// registered with its user's owner until it is dropped, so it never misses an event it is
-/// subscribed to; the count is shared by every server in the process (tests), which can only
-/// over-render.
-static CONNECTIONS: [AtomicU64; DialectKind::COUNT] =
-    [const { AtomicU64::new(0) }; DialectKind::COUNT];
+pub use registry::{DIALECTS, DIALECT_COUNT};
 
-/// Counts a new connection of `dialect`.
-pub fn connection_opened(dialect: DialectKind) {
-    CONNECTIONS[dialect as usize].fetch_add(1, Ordering::AcqRel);
-}
+/// A dialect's index in [`registry::DIALECTS`]; indexes a bundle's frames and is one bit of a
+/// [`DialectMask`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DialectId(pub u8);
 
-/// Counts a closed connection of `dialect`.
-pub fn connection_closed(dialect: DialectKind) {
-    CONNECTIONS[dialect as usize].fetch_sub(1, Ordering::AcqRel);
-}
-
-/// Whether any connection of `dialect` is open.
-pub fn in_use(dialect: DialectKind) -> bool {
-    CONNECTIONS[dialect as usize].load(Ordering::Acquire) > 0
-}
-
-/// Renders `event` into frames for every dialect that receives events, as a viewer who is
-/// (`moderator = true`) or is not a moderator of the room sees it.
-///
-/// osu! frames that depend on the viewer (channel join/part) are rendered by the owner for
-/// each viewer (`osu::channel_event`); here osu gets only `chat.message.new`. BIG frames depend
-/// on the room's kind and members, so the owner renders them (`shard::big`).
-pub fn render_all(event: &Event, moderator: bool) -> Frames {
-    let mut frames: Frames = Default::default();
-    if in_use(DialectKind::Virola) {
-        frames[DialectKind::Virola as usize] = Some(virola::render(event, moderator));
+impl DialectId {
+    /// The index into per-dialect arrays.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
     }
-    if let Event::MessageCreated(m) = event {
-        if in_use(DialectKind::Osu) {
-            frames[DialectKind::Osu as usize] = Some(osu::message_new(m));
-        }
+
+    /// This dialect's bit in a [`DialectMask`].
+    #[inline]
+    pub fn bit(self) -> DialectMask {
+        1 << self.0
+    }
+
+    /// The dialect's implementation.
+    pub fn get(self) -> &'static dyn Dialect {
+        DIALECTS[self.index()]
+    }
+
+    /// Every registered dialect, in registry order.
+    pub fn all() -> impl Iterator<Item = DialectId> {
+        (0..DIALECT_COUNT as u8).map(DialectId)
+    }
+
+    /// The dialects whose bit is set in `mask`.
+    pub fn in_mask(mask: DialectMask) -> impl Iterator<Item = DialectId> {
+        Self::all().filter(move |d| mask & d.bit() != 0)
+    }
+}
+
+/// A set of dialects, one bit per [`DialectId`] (at most 8 dialects).
+pub type DialectMask = u8;
+
+/// How a dialect refuses an upgrade it cannot authenticate.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Answer this HTTP response instead of the 101 and close.
+    Http(Bytes),
+    /// Complete the handshake, send this frame, then drop the connection without a close frame
+    /// (the real osu! relay's way).
+    AfterUpgrade(Bytes),
+}
+
+/// How a dialect authenticates its upgrade requests.
+#[derive(Debug)]
+pub enum Credentials {
+    /// The endpoint needs none (the conformance echo endpoint): not registered for events.
+    None,
+    /// The token the request carries, if any; verified by the core.
+    Token(Option<String>),
+}
+
+/// One connection's protocol state and its client frames. Held by the shard's session slot for
+/// the connection's life; dropped with it.
+pub trait Session {
+    /// A complete text message from the client. Bad input gets the dialect's own error reply;
+    /// the connection stays up unless the dialect closes it.
+    fn on_text(&self, shard: &Rc<Shard>, conn: &Rc<Conn>, payload: &[u8]);
+    /// A complete binary message from the client.
+    fn on_binary(&self, _shard: &Rc<Shard>, _conn: &Rc<Conn>, _payload: &[u8]) {}
+}
+
+/// A session that ignores everything the client sends (receive-only protocols).
+pub struct ReceiveOnly;
+
+impl Session for ReceiveOnly {
+    fn on_text(&self, _: &Rc<Shard>, _: &Rc<Conn>, _: &[u8]) {}
+}
+
+/// What the sweeper's visit of a connection came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// Nothing for the dialect to do: the core pings it and applies the idle timeout.
+    Continue,
+    /// The dialect closed or dropped the connection.
+    Ended,
+}
+
+/// A room event on its owner shard, as dialects decorating its bundle see it.
+pub struct RoomEvent<'a> {
+    /// The room, after the change (a deleted room's last state).
+    pub room: &'a Room,
+    /// Its view, for room changes and deletions.
+    pub view: Option<&'a RoomView>,
+    /// The event.
+    pub event: &'a Event,
+    /// The message the action wrote (a deleted message's tombstone carries its seq).
+    pub stored: Option<&'a Arc<Message>>,
+    /// Who acted (`None` for a service).
+    pub actor: Option<&'a UserId>,
+    /// The room's receipts.
+    pub receipts: Option<&'a HashMap<UserId, Receipt>>,
+    /// The room itself was deleted by this action.
+    pub deleted: bool,
+}
+
+/// One change a room's owner applied, before its events are rendered.
+pub struct RoomChange<'a> {
+    /// The room, after the change.
+    pub room: &'a Room,
+    /// Its events.
+    pub events: &'a [Event],
+    /// A member who joined.
+    pub joined: Option<&'a UserId>,
+    /// A member who left.
+    pub left: Option<&'a UserId>,
+    /// The room was deleted.
+    pub deleted: bool,
+}
+
+/// Where a user's connections are, on its owner shard: a bit per shard and a bit per dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Presence {
+    /// Shards holding the user's connections.
+    pub shards: u64,
+    /// Dialects the user's connections speak.
+    pub dialects: DialectMask,
+}
+
+/// A change of a user's notifications, on the user's owner.
+pub enum NotificationEvent<'a> {
+    /// A new notification.
+    New(&'a Notification),
+    /// These notifications were marked read at `now_ms`.
+    Read {
+        /// The notifications newly read.
+        read: &'a [Notification],
+        /// When, ms.
+        now_ms: u64,
+    },
+}
+
+/// A raised receipt on a room's owner: `user`'s marks of `room` now cover `from_seq..=to_seq`.
+pub struct ReceiptRaised<'a> {
+    /// The room.
+    pub room: &'a Room,
+    /// Whose mark.
+    pub user: &'a UserId,
+    /// Read (else delivered).
+    pub read: bool,
+    /// The first newly covered seq.
+    pub from_seq: u64,
+    /// The new mark.
+    pub to_seq: u64,
+    /// When, ms.
+    pub at_ms: u64,
+}
+
+/// A wire protocol. Every hook has a default that does nothing, so a dialect implements only
+/// what its protocol has. Hooks run on one shard's loop; `shard` is that shard.
+pub trait Dialect: Sync {
+    /// The dialect's name (logs, docs).
+    fn name(&self) -> &'static str;
+
+    // --- The upgrade -------------------------------------------------------------------------
+
+    /// Whether this dialect serves WebSocket upgrades at `path`.
+    fn serves(&self, path: &str, config: &Config) -> bool;
+    /// The credentials an upgrade request carries.
+    fn credentials(&self, head: &RequestHead) -> Credentials;
+    /// After the token verified: the connection's dialect flag bits ([`Conn::flags`]), or
+    /// `None` when this identity may not connect.
+    fn admit(&self, _identity: &Identity) -> Option<u8> {
+        Some(0)
+    }
+    /// The refusal of a request whose token is missing, bad, expired or logged out.
+    fn refuse(&self, reason: &str) -> Refusal;
+    /// A new connection's protocol state.
+    fn session(&self) -> Box<dyn Session>;
+    /// A connection registered for events (after its user's owner was told).
+    fn opened(&self, _shard: &Rc<Shard>, _conn: &Rc<Conn>) {}
+    /// A registered connection ended.
+    fn closed(&self, _shard: &Shard, _conn: &Conn) {}
+
+    // --- Rendering (on the owner shards) ----------------------------------------------------
+
+    /// `event` as every recipient of this dialect sees it (`moderator`: a room's moderators'
+    /// variant), or `None` when this dialect has no frame for it.
+    fn render(&self, _event: &Event, _moderator: bool) -> Option<Bytes> {
+        None
+    }
+    /// `event` for one `viewer` only (a room joined or left): defaults to [`Dialect::render`].
+    fn render_for(
+        &self,
+        event: &Event,
+        _room: &RoomView,
+        _viewer: &UserId,
+        moderator: bool,
+    ) -> Option<Bytes> {
+        self.render(event, moderator)
+    }
+    /// The [`Conn::flags`] bits a connection needs to receive `event` (0: every connection).
+    fn gate(&self, _event: &Event) -> u8 {
+        0
+    }
+    /// A notification change as this dialect's connections see it, with the [`Conn::flags`]
+    /// bits a connection needs to receive it; `None` when the dialect has no such frame.
+    fn render_notification(&self, _event: &NotificationEvent<'_>) -> Option<(Bytes, u8)> {
+        None
+    }
+    /// Room owner: adds frames or routing that depend on the room to `bundle`.
+    fn decorate(&self, _shard: &Shard, _event: &RoomEvent<'_>, _bundle: &mut Bundle) {}
+
+    // --- Owner-side hooks ----------------------------------------------------------------------
+
+    /// Room owner: a change is applied (before its events are rendered).
+    fn room_changed(&self, _shard: &Shard, _change: &RoomChange<'_>) {}
+    /// Room owner: `user`, a member of `room`, is active there (the REST keepalive).
+    fn room_ack(&self, _shard: &Shard, _room: &Room, _user: &UserId) {}
+    /// Room owner: a receipt moved forward.
+    /// The commands (released with the receipt's commit) telling whom it concerns.
+    fn receipt_raised(
+        &self,
+        _shard: &Shard,
+        _receipt: &ReceiptRaised<'_>,
+    ) -> Vec<(ShardId, crate::mesh::Command)> {
+        Vec::new()
+    }
+    /// User owner: the shards or dialects of `user`'s connections changed; `attached` is the
+    /// shard that gained connections of some dialects, with those dialects.
+    fn presence_changed(
+        &self,
+        _shard: &Rc<Shard>,
+        _user: &UserId,
+        _before: Presence,
+        _after: Presence,
+        _attached: Option<(ShardId, DialectMask)>,
+    ) {
+    }
+    /// User owner: one of `user`'s rooms appeared or went (called while the user has
+    /// connections of this dialect).
+    fn rooms_changed(&self, _shard: &Rc<Shard>, _user: &UserId) {}
+    /// A [`crate::mesh::Command::Dialect`] for this dialect arrived.
+    fn on_command(&self, _shard: &Rc<Shard>, _command: Box<dyn Any + Send>) {}
+    /// This dialect's state on one shard (owner side and connection side), reached through
+    /// `Shard::dialect_state`.
+    fn shard_state(&self) -> Box<dyn Any> {
+        Box::new(())
+    }
+
+    // --- Connection-side hooks -----------------------------------------------------------------
+
+    /// After a bundle carrying this dialect's routing `tag` was delivered to `room`'s local
+    /// subscribers.
+    fn delivered(&self, _shard: &Shard, _room: RoomId, _bundle: &Bundle) {}
+    /// The connection's session was logged out: tell it the dialect's way and close.
+    fn logged_out(&self, conn: &Rc<Conn>) {
+        conn.close(crate::ws::close::CLOSE_POLICY, "session logged out");
+    }
+    /// How often this dialect's connections must be visited by the sweeper, when that is more
+    /// often than the ping interval.
+    fn sweep_period_ms(&self, _config: &Config) -> Option<u64> {
+        None
+    }
+    /// The sweeper visits `conn` at `now`; when a ping is due, `previous_ping_ms` is when its
+    /// slice was last pinged (0: no ping is due, or none was sent yet).
+    fn sweep(
+        &self,
+        _shard: &Rc<Shard>,
+        _conn: &Rc<Conn>,
+        _now: u64,
+        _previous_ping_ms: u64,
+    ) -> Sweep {
+        Sweep::Continue
+    }
+}
+
+/// The dialect serving WebSocket upgrades at `path`.
+pub fn at_path(path: &str, config: &Config) -> Option<DialectId> {
+    DialectId::all().find(|d| d.get().serves(path, config))
+}
+
+/// Renders `event` for every dialect in `mask`, as a viewer who is (`moderator`) or is not a
+/// moderator of the room sees it. Rendering depends on the event only: once per dialect.
+pub fn render_all(event: &Event, moderator: bool, mask: DialectMask) -> crate::fanout::Frames {
+    let mut frames: crate::fanout::Frames = Default::default();
+    for d in DialectId::in_mask(mask) {
+        frames[d.index()] = d.get().render(event, moderator);
     }
     frames
+}
+
+/// The connection gates of `event` for every dialect.
+pub fn gates_of(event: &Event) -> [u8; DIALECT_COUNT] {
+    let mut gates = [0u8; DIALECT_COUNT];
+    for d in DialectId::all() {
+        gates[d.index()] = d.get().gate(event);
+    }
+    gates
 }

@@ -1,44 +1,35 @@
 //! A bundle: one event rendered once per dialect (and per viewer variant), shared by every
 //! recipient through reference counts. No per-recipient copy or encoding ever happens.
+//!
+//! Per dialect a bundle may carry gate bits (the `Conn::flags` a connection needs to get the
+//! frame) and a [`Routing`] (an allow-list, a user who gets nothing, per-viewer frames, and a
+//! tag its dialect reads after delivery). What the bits and tags mean is the dialect's.
 
-use std::collections::HashSet;
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::dialect::{osu, DialectKind};
+use crate::dialect::{DialectId, DIALECT_COUNT};
 use crate::model::UserId;
 
 /// Complete WebSocket frames for one event, by dialect; `None` where no connection of that
 /// dialect needs it.
-pub type Frames = [Option<Bytes>; DialectKind::COUNT];
-
-/// What kind of event a bundle carries; dialects with per-connection subscriptions gate on it
-/// (osu!: `chat.*` only after `chat.start`, notifications only with scope `*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EventClass {
-    /// Room changes (Virola room events); not gated.
-    #[default]
-    Room,
-    /// Chat: messages, channel join/part.
-    Chat,
-    /// Notifications: new, read.
-    Notification,
-}
+pub type Frames = [Option<Bytes>; DIALECT_COUNT];
 
 /// One event's frames, plus an alternative rendering for a set of users (e.g. a room shown to
 /// its moderators with `isModerator: true`).
 #[derive(Debug, Default)]
 pub struct Bundle {
-    /// What every recipient gets unless it is in `alternative`.
+    /// What every recipient gets unless it is in `alternative` or its dialect routes it.
     pub frames: Frames,
     /// Users who get other frames instead.
     pub alternative: Option<Box<Alternative>>,
-    /// The event's class, for per-connection gating.
-    pub class: EventClass,
-    /// osu!-only routing: an allow-list and per-viewer frames.
-    pub osu: Option<Box<OsuRouting>>,
-    /// BIG-only routing: the actor who gets no frame, and per-viewer frames.
-    pub big: Option<Box<BigRouting>>,
+    /// Per dialect: the `Conn::flags` bits a connection needs to get its frame.
+    pub gates: [u8; DIALECT_COUNT],
+    /// Per dialect: routing beyond the plain frame.
+    pub routing: [Option<Box<Routing>>; DIALECT_COUNT],
 }
 
 /// A second rendering of the same event for some users.
@@ -50,85 +41,54 @@ pub struct Alternative {
     pub frames: Frames,
 }
 
-/// How an event reaches osu! connections beyond the plain frame.
+/// How an event reaches one dialect's connections beyond the plain frame.
 #[derive(Debug, Default)]
-pub struct OsuRouting {
-    /// Only these users' osu connections get the frame (public rooms: members active in the
-    /// last 60 s); `None` = everyone.
+pub struct Routing {
+    /// Only these users' connections get a frame; `None` = everyone.
     pub only: Option<HashSet<UserId>>,
-    /// Frames rendered for one viewer (a PM channel named after the other member), one per
-    /// distinct variant; a user listed here gets its own frame instead of the plain one.
-    pub per_viewer: Vec<(UserId, Bytes)>,
-}
-
-/// How an event reaches BIG connections beyond the plain frame.
-#[derive(Debug, Default)]
-pub struct BigRouting {
-    /// The event's id: recipients acknowledge it, their user owner keeps it until then.
-    pub id: std::sync::Arc<str>,
-    /// Never re-sent, nothing to acknowledge (`typing`).
-    pub transient: bool,
-    /// This user's BIG connections get nothing (the sender of a message gets its `response`).
+    /// This user's connections get nothing (the actor, who gets its own answer instead).
     pub skip: Option<UserId>,
-    /// Frames rendered for one viewer (a direct room's `chatId` is the other member, a
-    /// member's `missed`), one rendering per distinct variant shared by the users that see it;
-    /// a user listed here gets its frame instead of the plain one.
-    pub per_viewer: std::collections::HashMap<UserId, Bytes>,
-    /// A `new` event: the recipients' user owners mark this seq delivered for them.
-    pub mark: Option<u64>,
+    /// Frames rendered for one viewer, one rendering per distinct variant shared by the users
+    /// that see it; a user listed here gets its frame instead of the plain one.
+    pub per_viewer: HashMap<UserId, Bytes>,
+    /// The dialect's own note about this event; when set, the dialect's `delivered` hook runs
+    /// after the bundle was handed to a room's local subscribers.
+    pub tag: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Bundle {
-    /// The frame for a connection of `dialect` belonging to `user`.
-    pub fn frame_for(&self, dialect: DialectKind, user: &UserId) -> Option<&Bytes> {
-        if let Some(alt) = &self.alternative {
-            if alt.users.contains(user) {
-                return alt.frames[dialect as usize].as_ref();
-            }
-        }
-        self.frames[dialect as usize].as_ref()
-    }
-
-    /// The frame for a connection of `dialect` belonging to `user` whose dialect protocol
-    /// flags are `flags` (`Conn::flags`), `None` when the connection must not get this event.
+    /// The frame for a connection of `dialect` belonging to `user` whose dialect flags are
+    /// `flags` (`Conn::flags`), `None` when the connection must not get this event.
     #[inline]
-    pub fn frame_gated(&self, dialect: DialectKind, user: &UserId, flags: u8) -> Option<&Bytes> {
-        if dialect == DialectKind::Osu {
-            return self.osu_frame(user, flags);
-        }
-        if let (DialectKind::Big, Some(big)) = (dialect, &self.big) {
-            return big.frame(user, self.frames[DialectKind::Big as usize].as_ref());
-        }
-        self.frame_for(dialect, user)
-    }
-
-    fn osu_frame(&self, user: &UserId, flags: u8) -> Option<&Bytes> {
-        let allowed = match self.class {
-            EventClass::Room => true,
-            EventClass::Chat => flags & osu::CHAT_ACTIVE != 0,
-            EventClass::Notification => flags & osu::SCOPE_ALL != 0,
-        };
-        if !allowed {
+    pub fn frame_for(&self, dialect: DialectId, user: &UserId, flags: u8) -> Option<&Bytes> {
+        let d = dialect.index();
+        let gate = self.gates[d];
+        if flags & gate != gate {
             return None;
         }
-        if let Some(routing) = &self.osu {
+        if let Some(routing) = &self.routing[d] {
             if routing.only.as_ref().is_some_and(|only| !only.contains(user)) {
                 return None;
             }
-            if let Some((_, frame)) = routing.per_viewer.iter().find(|(u, _)| u == user) {
+            if routing.skip.as_ref() == Some(user) {
+                return None;
+            }
+            if let Some(frame) = routing.per_viewer.get(user) {
                 return Some(frame);
             }
         }
-        self.frames[DialectKind::Osu as usize].as_ref()
-    }
-}
-
-impl BigRouting {
-    fn frame<'a>(&'a self, user: &UserId, plain: Option<&'a Bytes>) -> Option<&'a Bytes> {
-        if self.skip.as_ref() == Some(user) {
-            return None;
+        if let Some(alt) = &self.alternative {
+            if alt.users.contains(user) {
+                return alt.frames[d].as_ref();
+            }
         }
-        self.per_viewer.get(user).or(plain)
+        self.frames[d].as_ref()
+    }
+
+    /// The dialects whose routing carries a tag (their `delivered` hook runs).
+    pub fn tagged(&self) -> impl Iterator<Item = DialectId> + '_ {
+        DialectId::all()
+            .filter(|d| self.routing[d.index()].as_ref().is_some_and(|r| r.tag.is_some()))
     }
 }
 
@@ -136,38 +96,56 @@ impl BigRouting {
 mod tests {
     use super::*;
 
-    fn osu_bundle(class: EventClass) -> Bundle {
+    const D: DialectId = DialectId(0);
+    const E: DialectId = DialectId(1);
+
+    fn bundle() -> Bundle {
         let mut frames: Frames = Default::default();
-        frames[DialectKind::Osu as usize] = Some(Bytes::from_static(b"osu"));
-        frames[DialectKind::Virola as usize] = Some(Bytes::from_static(b"virola"));
-        Bundle { frames, class, ..Bundle::default() }
+        frames[D.index()] = Some(Bytes::from_static(b"d"));
+        frames[E.index()] = Some(Bytes::from_static(b"e"));
+        Bundle { frames, ..Bundle::default() }
     }
 
     #[test]
-    fn osu_frames_are_gated_by_chat_flag_and_scope_virola_is_not() {
+    fn gates_need_every_bit_and_apply_to_their_dialect_only() {
         let u = UserId::new("1");
-        let chat = osu_bundle(EventClass::Chat);
-        assert!(chat.frame_gated(DialectKind::Osu, &u, 0).is_none());
-        assert!(chat.frame_gated(DialectKind::Osu, &u, osu::SCOPE_ALL).is_none());
-        assert!(chat.frame_gated(DialectKind::Osu, &u, osu::CHAT_ACTIVE).is_some());
-        assert!(chat.frame_gated(DialectKind::Virola, &u, 0).is_some());
-        let note = osu_bundle(EventClass::Notification);
-        assert!(note.frame_gated(DialectKind::Osu, &u, osu::CHAT_ACTIVE).is_none());
-        assert!(note.frame_gated(DialectKind::Osu, &u, osu::SCOPE_ALL).is_some());
+        let mut b = bundle();
+        b.gates[D.index()] = 0b01;
+        assert!(b.frame_for(D, &u, 0).is_none());
+        assert!(b.frame_for(D, &u, 0b10).is_none());
+        assert!(b.frame_for(D, &u, 0b11).is_some());
+        assert!(b.frame_for(E, &u, 0).is_some(), "the other dialect is not gated");
     }
 
     #[test]
-    fn osu_allow_list_and_viewer_variants() {
-        let (a, b, c) = (UserId::new("a"), UserId::new("b"), UserId::new("c"));
-        let mut bundle = osu_bundle(EventClass::Chat);
-        bundle.osu = Some(Box::new(OsuRouting {
-            only: Some([a.clone(), b.clone()].into_iter().collect()),
-            per_viewer: vec![(b.clone(), Bytes::from_static(b"for b"))],
+    fn routing_allow_list_skip_and_viewer_variants() {
+        let (a, b_, c, s) =
+            (UserId::new("a"), UserId::new("b"), UserId::new("c"), UserId::new("s"));
+        let mut b = bundle();
+        b.routing[D.index()] = Some(Box::new(Routing {
+            only: Some([a.clone(), b_.clone(), s.clone()].into_iter().collect()),
+            skip: Some(s.clone()),
+            per_viewer: [(b_.clone(), Bytes::from_static(b"for b"))].into_iter().collect(),
+            tag: None,
         }));
-        let on = osu::CHAT_ACTIVE;
-        assert_eq!(bundle.frame_gated(DialectKind::Osu, &a, on).unwrap().as_ref(), b"osu");
-        assert_eq!(bundle.frame_gated(DialectKind::Osu, &b, on).unwrap().as_ref(), b"for b");
-        assert!(bundle.frame_gated(DialectKind::Osu, &c, on).is_none());
-        assert!(bundle.frame_gated(DialectKind::Virola, &c, 0).is_some(), "Virola unaffected");
+        assert_eq!(b.frame_for(D, &a, 0).unwrap().as_ref(), b"d");
+        assert_eq!(b.frame_for(D, &b_, 0).unwrap().as_ref(), b"for b");
+        assert!(b.frame_for(D, &c, 0).is_none(), "not on the allow-list");
+        assert!(b.frame_for(D, &s, 0).is_none(), "skipped");
+        assert!(b.frame_for(E, &c, 0).is_some(), "other dialects unaffected");
+        assert_eq!(b.tagged().count(), 0);
+    }
+
+    #[test]
+    fn moderators_get_the_alternative() {
+        let (m, u) = (UserId::new("m"), UserId::new("u"));
+        let mut b = bundle();
+        let mut frames: Frames = Default::default();
+        frames[D.index()] = Some(Bytes::from_static(b"mod"));
+        b.alternative =
+            Some(Box::new(Alternative { users: [m.clone()].into_iter().collect(), frames }));
+        assert_eq!(b.frame_for(D, &m, 0).unwrap().as_ref(), b"mod");
+        assert_eq!(b.frame_for(D, &u, 0).unwrap().as_ref(), b"d");
+        assert!(b.frame_for(E, &m, 0).is_none(), "the alternative has no frame for E");
     }
 }

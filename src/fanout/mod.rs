@@ -4,5 +4,5 @@
 pub mod bundle;
 pub mod topic;
 
-pub use bundle::{Alternative, BigRouting, Bundle, EventClass, Frames, OsuRouting};
+pub use bundle::{Alternative, Bundle, Frames, Routing};
 pub use topic::Subscriptions;

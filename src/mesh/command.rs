@@ -1,8 +1,10 @@
 //! Every message that crosses shards. Commands are plain owned data or `Arc`s of immutable
 //! frames; nothing else is shared between shards.
 
+use std::any::Any;
 use std::sync::Arc;
 
+use crate::dialect::{DialectId, DialectMask};
 use crate::fanout::Bundle;
 use crate::model::{RoomId, ShardId, UserId};
 use crate::shard::request::{Request, Response};
@@ -60,12 +62,15 @@ pub enum Command {
         /// RoomDeleted frames.
         bundle: Arc<Bundle>,
     },
-    /// Connection shard → user owner: `user` has connections on `shard` now (first one opened).
+    /// Connection shard → user owner: `user` has connections on `shard` now, speaking
+    /// `dialects` (sent when the first opens and whenever their dialects change).
     UserAttach {
         /// The user.
         user: UserId,
         /// The shard.
         shard: ShardId,
+        /// The dialects of the user's connections there.
+        dialects: DialectMask,
     },
     /// Connection shard → user owner: `user`'s last connection on `shard` closed.
     UserDetach {
@@ -96,6 +101,8 @@ pub enum Command {
         user: UserId,
         /// One bit per shard with connections of the user.
         mask: u64,
+        /// The dialects of the user's connections.
+        dialects: DialectMask,
     },
     /// User owner → a shard holding `user`'s connections: hand `bundle` to each of them
     /// (notifications, read marks).
@@ -106,7 +113,7 @@ pub enum Command {
         bundle: Arc<Bundle>,
     },
     /// User owner → every shard: session `sid` is logged out until `expires_at` (unix s):
-    /// refuse its token and close its connections (osu!: `logout` first).
+    /// refuse its token and close its connections (each the way its dialect says).
     RevokeSession {
         /// The session id (JWT `sid`, else `jti`).
         sid: String,
@@ -131,76 +138,12 @@ pub enum Command {
         /// The asker's pending-reply slot.
         token: u64,
     },
-    /// Connection shard → user owner: `user`'s BIG connections here were sent event `id` as
-    /// `frame`; keep it for resending until acknowledged.
-    BigPending {
-        /// The user.
-        user: UserId,
-        /// The event id.
-        id: Arc<str>,
-        /// The exact frame the user got.
-        frame: bytes::Bytes,
-    },
-    /// Connection shard → user owner: `user` acknowledged BIG event `id`.
-    BigAck {
-        /// The user.
-        user: UserId,
-        /// The event id.
-        id: String,
-    },
-    /// User owner → a shard holding `user`'s connections: too many events are unacknowledged;
-    /// tell its BIG connections and close them.
-    BigOverflow {
-        /// The user.
-        user: UserId,
-    },
-    /// User owner of `about` → user owner of `to`: `about` came online (or went offline at
-    /// `last_seen`); tell `to`'s BIG connections. With `answer`, `to`'s owner tells `about`'s
-    /// owner back whether `to` is online now (the newcomer's view of its peers).
-    BigPresence {
-        /// Who is told.
-        to: UserId,
-        /// Whose presence changed.
-        about: UserId,
-        /// Online or offline.
-        online: bool,
-        /// When it went offline, ms (0 while online).
-        last_seen: u64,
-        /// Answer with `to`'s own presence if it is online.
-        answer: bool,
-    },
-    /// Connection shard → room owner: `user` types (or stopped, `stop`) in `room`; BIG members
-    /// get `typing`, never buffered.
-    BigTyping {
-        /// The room.
-        room: RoomId,
-        /// Who types.
-        user: UserId,
-        /// Stopped typing.
-        stop: bool,
-    },
-    /// Connection shard or user owner → room owner: mark `user`'s messages of `room` up to
-    /// `seq` (the newest when `None`) delivered or read; no answer.
-    BigMark {
-        /// The room.
-        room: RoomId,
-        /// Who.
-        user: UserId,
-        /// Read rather than delivered.
-        read: bool,
-        /// Up to this per-room seq.
-        seq: Option<u64>,
-    },
-    /// Room owner → user owner: send `user` this BIG event and keep it until acknowledged.
-    BigEvent {
-        /// The user.
-        user: UserId,
-        /// The event id.
-        id: Arc<str>,
-        /// Its coalescing key: a newer event with the same key replaces it.
-        key: Option<Arc<str>>,
-        /// The frame.
-        frame: bytes::Bytes,
+    /// A dialect's own message: only `dialect` reads `payload` (its `on_command` hook).
+    Dialect {
+        /// The dialect.
+        dialect: DialectId,
+        /// The dialect's message.
+        payload: Box<dyn Any + Send>,
     },
     /// Main thread → every shard: close every connection with 1001 and stop.
     Shutdown,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes};
 use smallvec::SmallVec;
 
-use crate::dialect::DialectKind;
+use crate::dialect::DialectId;
 use crate::metrics::{self, ShardMetrics};
 use crate::model::ids::now_ms;
 use crate::model::UserId;
@@ -113,7 +113,7 @@ pub struct Conn {
     /// The token's session id (JWT `sid`, else `jti`).
     pub session: Option<Box<str>>,
     /// The wire protocol it speaks.
-    pub dialect: DialectKind,
+    pub dialect: DialectId,
     /// The socket (nonblocking), read by the shard's sessions and written by its writer.
     pub socket: TcpStream,
     out: RefCell<Outbound>,
@@ -121,7 +121,8 @@ pub struct Conn {
     pub last_seen_ms: Cell<u64>,
     /// When the server started closing it, ms (0 while open).
     pub closing_since_ms: Cell<u64>,
-    /// Dialect protocol state bits (osu!: `dialect::osu::{CHAT_ACTIVE, SCOPE_ALL}`).
+    /// Dialect protocol state bits: what they mean is the dialect's; a bundle's gate bits for
+    /// the dialect must all be set for the connection to get its frame.
     pub flags: Cell<u8>,
     writer: Rc<Writer>,
 }
@@ -132,11 +133,10 @@ impl Conn {
         key: usize,
         user: UserId,
         session: Option<Box<str>>,
-        dialect: DialectKind,
+        dialect: DialectId,
         socket: TcpStream,
         writer: Rc<Writer>,
     ) -> Conn {
-        crate::dialect::connection_opened(dialect);
         Conn {
             key,
             user,
@@ -330,12 +330,6 @@ impl Outbound {
             self.frames.pop_front();
             self.front_started = false;
         }
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        crate::dialect::connection_closed(self.dialect);
     }
 }
 

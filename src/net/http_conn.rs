@@ -6,16 +6,13 @@
 //! `rest_body_bytes_max` (413) and only with Content-Length (chunked: 411).
 
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_uring::net::TcpStream;
 
-use crate::auth::{now_unix_s, Identity};
-use crate::dialect::{big, osu, virola, DialectKind};
+use crate::dialect::{self, Credentials, Refusal};
 use crate::http::head::{parse_head, RequestHead};
-use crate::http::query::{bearer, cookie, query_param};
 use crate::http::{response, upgrade};
 use crate::metrics;
 use crate::model::UserId;
@@ -131,40 +128,14 @@ async fn write(stream: &TcpStream, bytes: Bytes) -> bool {
     stream.write_all(bytes).await.0.is_ok()
 }
 
-/// The dialect served at `path`.
-fn dialect_at(shard: &Shard, path: &str) -> Option<DialectKind> {
-    match path {
-        "/api/v1/events" => Some(DialectKind::Virola),
-        "/websocket" => Some(DialectKind::Big),
-        p if p == "/notifications" || p.starts_with("/notifications/") => Some(DialectKind::Osu),
-        p if shard.config.echo_endpoint.as_deref() == Some(p) => Some(DialectKind::Echo),
-        _ => None,
-    }
-}
-
-/// Virola's token: `Authorization: Bearer`, else `?access_token=`, else the session cookie.
-fn virola_token(head: &RequestHead) -> Option<String> {
-    if let Some(token) = bearer(head) {
-        return Some(token.to_string());
-    }
-    if let Some(token) = head.query.as_deref().and_then(|q| query_param(q, "access_token")) {
-        return Some(token.into_owned());
-    }
-    cookie(head, virola::SESSION_COOKIE).map(str::to_string)
-}
-
-/// osu!'s token: `Authorization: Bearer`, else `?access_token=` only when no `Authorization`
-/// header was sent at all (as the real server does).
-fn osu_token(head: &RequestHead) -> Option<String> {
-    if head.header("authorization").is_some() {
-        return bearer(head).map(str::to_string);
-    }
-    head.query.as_deref().and_then(|q| query_param(q, "access_token")).map(|t| t.into_owned())
-}
-
-/// osu!'s refusal: the handshake completes, one `{"error":"authentication failed"}` frame,
-/// then the TCP connection is dropped (no close frame), as the real server does.
-async fn refuse_osu(stream: &TcpStream, head: &RequestHead, shard: usize) -> bool {
+/// A refusal that completes the handshake, sends `frame`, then drops the TCP connection
+/// without a close frame (the dialect's own way of refusing).
+async fn refuse_after_upgrade(
+    stream: &TcpStream,
+    head: &RequestHead,
+    shard: usize,
+    frame: Bytes,
+) -> bool {
     let accepted = match upgrade::accept(head) {
         Ok(accepted) => with_shard_header(&accepted, shard),
         Err(e) => {
@@ -172,9 +143,9 @@ async fn refuse_osu(stream: &TcpStream, head: &RequestHead, shard: usize) -> boo
             return false;
         }
     };
-    let mut out = Vec::with_capacity(accepted.len() + 40);
+    let mut out = Vec::with_capacity(accepted.len() + frame.len());
     out.extend_from_slice(&accepted);
-    out.extend_from_slice(&osu::authentication_failed());
+    out.extend_from_slice(&frame);
     let _ = write(stream, Bytes::from(out)).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
     false
@@ -186,7 +157,7 @@ async fn upgrade_to_websocket(
     head: RequestHead,
     buf: BytesMut,
 ) -> bool {
-    let Some(dialect) = dialect_at(shard, &head.path) else {
+    let Some(dialect) = dialect::at_path(&head.path, &shard.config) else {
         let _ = write(
             &stream,
             response::json_error(404, "not_found", "no WebSocket endpoint at this path", false),
@@ -202,44 +173,31 @@ async fn upgrade_to_websocket(
         .await;
         return false;
     }
-    let mut flags = 0;
-    let identity = match dialect {
-        DialectKind::Echo => None,
-        DialectKind::Osu => {
-            let verified = authenticate(shard, osu_token(&head).as_deref()).ok();
-            match verified.and_then(|id| osu::scope_flags(&id.scopes).map(|f| (id, f))) {
-                Some((identity, scope)) => {
-                    flags = scope;
-                    Some(identity)
+    let protocol = dialect.get();
+    let (identity, flags) = match protocol.credentials(&head) {
+        Credentials::None => (None, 0),
+        Credentials::Token(token) => {
+            let admitted = shard.authenticate(token.as_deref()).and_then(|identity| match protocol
+                .admit(&identity)
+            {
+                Some(flags) => Ok((identity, flags)),
+                None => Err("the token may not connect here".to_string()),
+            });
+            match admitted {
+                Ok((identity, flags)) => (Some(identity), flags),
+                Err(reason) => {
+                    return match protocol.refuse(&reason) {
+                        Refusal::Http(answer) => {
+                            let _ = write(&stream, answer).await;
+                            false
+                        }
+                        Refusal::AfterUpgrade(frame) => {
+                            refuse_after_upgrade(&stream, &head, shard.id, frame).await
+                        }
+                    };
                 }
-                None => return refuse_osu(&stream, &head, shard.id).await,
             }
         }
-        DialectKind::Big => match authenticate(shard, bearer(&head)) {
-            Ok(identity) => Some(identity),
-            Err(_) => {
-                let body = big::unauthorized_body(crate::model::ids::now_ms());
-                let _ = write(
-                    &stream,
-                    response::response(401, Some("application/json"), body.as_bytes(), false, &[]),
-                )
-                .await;
-                return false;
-            }
-        },
-        DialectKind::Virola => match authenticate(shard, virola_token(&head).as_deref()) {
-            Ok(identity) => Some(identity),
-            Err(message) => {
-                let body =
-                    serde_json::json!({ "errorText": message, "httpStatusCode": 401 }).to_string();
-                let _ = write(
-                    &stream,
-                    response::response(401, Some("application/json"), body.as_bytes(), false, &[]),
-                )
-                .await;
-                return false;
-            }
-        },
     };
     // Every event connection has a session, so the sessions count them all (echo ones too).
     if shard.ws.len() >= shard.config.connections_per_shard_max {
@@ -305,11 +263,10 @@ fn nonblocking_socket(stream: &TcpStream) -> Option<std::net::TcpStream> {
 }
 
 /// After an event connection registered: tell the user owner its session (so the user can
-/// log it out by id); osu! connections get `connection.ready` once the user owner has handled
-/// the attach (a barrier through the same ring), i.e. once user-directed events reach them.
+/// log it out by id), then its dialect.
 fn after_attach(shard: &Rc<Shard>, conn: &Rc<Conn>, expires_at: u64) {
-    let owner = crate::model::ids::shard_of_user(&conn.user, shard.shard_count);
     if let Some(sid) = &conn.session {
+        let owner = crate::model::ids::shard_of_user(&conn.user, shard.shard_count);
         let seen = crate::mesh::Command::SessionSeen {
             user: conn.user.clone(),
             sid: sid.to_string(),
@@ -317,55 +274,7 @@ fn after_attach(shard: &Rc<Shard>, conn: &Rc<Conn>, expires_at: u64) {
         };
         shard.send(owner, seen);
     }
-    if conn.dialect == DialectKind::Big {
-        crate::net::big_session::opened(shard);
-        crate::net::big_session::watch_silence(shard, conn);
-    }
-    if conn.dialect == DialectKind::Osu {
-        let (shard, conn) = (shard.clone(), conn.clone());
-        tokio_uring::spawn(async move {
-            if shard.barrier(owner).await {
-                conn.send(osu::connection_ready());
-            }
-        });
-    }
-}
-
-/// Verifies a token and refuses logged-out sessions, counting failures.
-pub fn authenticate(shard: &Shard, token: Option<&str>) -> Result<Identity, String> {
-    let result = match token {
-        None => Err("missing access token".to_string()),
-        Some(token) => match shard.verifier.verify(token) {
-            Ok(identity) if identity.session.as_deref().is_some_and(|s| shard.is_revoked(s)) => {
-                Err("the session was logged out".to_string())
-            }
-            Ok(identity) => Ok(identity),
-            Err(e) => Err(e.to_string()),
-        },
-    };
-    if result.is_err() {
-        shard.metrics.auth_failures_total.fetch_add(1, Ordering::Relaxed);
-    }
-    result
-}
-
-/// `authenticate` for REST requests, through the shard's `TokenCache`: a bearer this shard
-/// verified before (on any keep-alive connection) skips the signature check; a cached identity
-/// is used only while it is unexpired and its session is not logged out.
-pub fn authenticate_cached(shard: &Shard, token: Option<&str>) -> Result<Identity, String> {
-    let cached = token.and_then(|t| shard.tokens.borrow().get(t, now_unix_s()).cloned());
-    if let Some(identity) = cached {
-        if !identity.session.as_deref().is_some_and(|s| shard.is_revoked(s)) {
-            return Ok(identity);
-        }
-    }
-    let result = authenticate(shard, token);
-    if let (Ok(identity), Some(token)) = (&result, token) {
-        let mut tokens = shard.tokens.borrow_mut();
-        tokens.insert(token, identity.clone());
-        shard.metrics.auth_cache_tokens.store(tokens.len() as u64, Ordering::Relaxed);
-    }
-    result
+    conn.dialect.get().opened(shard, conn);
 }
 
 /// Adds `X-Roomcast-Shard` to a 101 response (tests and operators see where a socket lives).

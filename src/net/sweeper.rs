@@ -1,14 +1,14 @@
 //! The shard's periodic sweep over its event connections: server pings, idle timeouts, and
 //! connections stuck in closing. Every connection is visited once per `ping_interval_ms`, in
 //! `SLICES` slices (by slab key) one tick apart, so pings go out in small batches instead of
-//! one burst per interval that would stall deliveries; one shared ping frame. osu! connections
-//! that sent nothing (no pong, no frame) since their slice's previous ping are dropped at once,
-//! as the real server does.
+//! one burst per interval that would stall deliveries; one shared ping frame. A dialect with
+//! timers of its own (`Dialect::sweep`) sees each of its connections first, as often as its
+//! `sweep_period_ms` asks (pings still go out once per ping interval).
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::dialect::DialectKind;
+use crate::dialect::{Sweep, DIALECTS};
 use crate::metrics;
 use crate::model::ids::now_ms;
 use crate::shard::Shard;
@@ -23,13 +23,24 @@ const SLICES: usize = 16;
 
 /// Runs until the shard stops.
 pub async fn run(shard: Rc<Shard>) {
-    let tick = Duration::from_millis((shard.config.ping_interval_ms / SLICES as u64).max(1));
+    let config = &shard.config;
+    let period = DIALECTS
+        .iter()
+        .filter_map(|d| d.sweep_period_ms(config))
+        .fold(config.ping_interval_ms, u64::min);
+    let tick_ms = (period / SLICES as u64).max(1);
+    let tick = Duration::from_millis(tick_ms);
     let ping = frame::ping(b"");
     let mut previous_ping_ms = [0u64; SLICES];
     let mut slice = 0;
     loop {
         tokio::time::sleep(tick).await;
         let now = now_ms();
+        // Pings (and the missed-pong rule) keep the ping interval whatever the sweep period.
+        let ping_due = now.saturating_sub(previous_ping_ms[slice]) + tick_ms / 2
+            >= shard.config.ping_interval_ms;
+        // A dialect judges missed pongs by the previous ping only when the next one is due.
+        let judged_ping = if ping_due { previous_ping_ms[slice] } else { 0 };
         let conns: Vec<_> = shard
             .conns
             .borrow()
@@ -43,20 +54,18 @@ pub async fn run(shard: Rc<Shard>) {
                 if now.saturating_sub(closing_since) > CLOSING_MAX_MS {
                     conn.kill();
                 }
-            } else if conn.dialect == DialectKind::Osu
-                && previous_ping_ms[slice] != 0
-                && conn.last_seen_ms.get() < previous_ping_ms[slice]
-            {
-                metrics::inc(&shard.metrics.timeouts_total);
-                conn.kill();
+            } else if conn.dialect.get().sweep(&shard, &conn, now, judged_ping) == Sweep::Ended {
+                // The dialect ended it.
             } else if now.saturating_sub(conn.last_seen_ms.get()) > shard.config.idle_timeout_ms {
                 metrics::inc(&shard.metrics.timeouts_total);
                 conn.close(CLOSE_GOING_AWAY, "idle timeout");
-            } else {
+            } else if ping_due {
                 conn.send(ping.clone());
             }
         }
-        previous_ping_ms[slice] = now;
+        if ping_due {
+            previous_ping_ms[slice] = now;
+        }
         slice = (slice + 1) % SLICES;
     }
 }

@@ -18,10 +18,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use slab::Slab;
 
-use crate::dialect::{osu, DialectKind};
+use crate::dialect;
 use crate::metrics;
 use crate::model::ids::now_ms;
-use crate::net::big_session::{self, BigConn};
 use crate::net::conn::Conn;
 use crate::net::poller::{Poller, Readiness};
 use crate::shard::Shard;
@@ -40,7 +39,8 @@ struct Session {
     conn: Rc<Conn>,
     /// A message or frame in progress; `None` (nothing allocated) between messages.
     partial: Option<Box<Partial>>,
-    big: Option<Rc<BigConn>>,
+    /// The dialect's state for this connection (no allocation for stateless dialects).
+    protocol: Box<dyn dialect::Session>,
     /// Registered in the shard's connection slab (event connections; not the echo endpoint).
     registered: bool,
     /// The session is over and waits (bounded) for its last frames to be written.
@@ -111,8 +111,8 @@ impl Sessions {
     /// counted it in `connections`; the session's end uncounts it.
     pub fn open(&self, shard: &Rc<Shard>, conn: Rc<Conn>, leftover: BytesMut, registered: bool) {
         metrics::inc(&shard.metrics.websockets);
-        let big = (conn.dialect == DialectKind::Big).then(|| Rc::new(BigConn::default()));
-        let session = Session { conn, partial: None, big, registered, ending: false };
+        let protocol = conn.dialect.get().session();
+        let session = Session { conn, partial: None, protocol, registered, ending: false };
         let key = {
             let mut slots = self.slots.borrow_mut();
             let entry = slots.vacant_entry();
@@ -135,9 +135,13 @@ impl Sessions {
         };
         let mut state = Partial::new(shard);
         state.pending = leftover;
-        let big = session.big.as_ref();
-        let go_on =
-            handle_frames(shard, &session.conn, big, &mut state.decoder, &mut state.pending);
+        let go_on = handle_frames(
+            shard,
+            &session.conn,
+            &*session.protocol,
+            &mut state.decoder,
+            &mut state.pending,
+        );
         session.keep(state);
         drop(slots);
         if !go_on {
@@ -159,7 +163,7 @@ impl Sessions {
         let mut go_on = true;
         let mut drained = false;
         let mut state = session.partial.take().map_or_else(|| Partial::new(shard), |p| *p);
-        let (conn, big) = (&session.conn, session.big.as_ref());
+        let (conn, protocol) = (&session.conn, &*session.protocol);
         for _ in 0..READS_PER_TURN {
             let own = !state.pending.is_empty();
             let buf = if own { &mut state.pending } else { &mut *scratch };
@@ -175,7 +179,7 @@ impl Sessions {
                 Ok(0) => go_on = false,
                 Ok(n) => {
                     metrics::add(&shard.metrics.bytes_in_total, n as u64);
-                    go_on = handle_frames(shard, conn, big, &mut state.decoder, buf);
+                    go_on = handle_frames(shard, conn, protocol, &mut state.decoder, buf);
                     if !own && !scratch.is_empty() {
                         // Keep the partial frame, not the shared buffer.
                         let mut pending = BytesMut::with_capacity(scratch.len().max(initial));
@@ -247,9 +251,7 @@ impl Sessions {
         session.conn.kill();
         if session.registered {
             shard.detach(&session.conn);
-            if session.big.is_some() {
-                big_session::closed(shard);
-            }
+            session.conn.dialect.get().closed(shard, &session.conn);
         }
         shard.metrics.websockets.fetch_sub(1, Ordering::Relaxed);
         metrics::dec(&shard.metrics.connections);
@@ -296,9 +298,9 @@ fn recv(socket: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
 
 /// Decodes and handles every complete frame in `buf`; false when the session must end.
 fn handle_frames(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     conn: &Rc<Conn>,
-    big: Option<&Rc<BigConn>>,
+    protocol: &dyn dialect::Session,
     decoder: &mut Decoder,
     buf: &mut BytesMut,
 ) -> bool {
@@ -307,7 +309,7 @@ fn handle_frames(
             Ok(Some(incoming)) => {
                 metrics::inc(&shard.metrics.frames_in_total);
                 conn.last_seen_ms.set(now_ms());
-                if !on_frame(conn, big, incoming) {
+                if !on_frame(shard, conn, protocol, incoming) {
                     return false;
                 }
             }
@@ -321,8 +323,13 @@ fn handle_frames(
     }
 }
 
-/// Handles one frame; false ends the session.
-fn on_frame(conn: &Rc<Conn>, big: Option<&Rc<BigConn>>, incoming: Incoming) -> bool {
+/// Handles one frame: control frames here, messages by the dialect; false ends the session.
+fn on_frame(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    protocol: &dyn dialect::Session,
+    incoming: Incoming,
+) -> bool {
     match incoming {
         Incoming::Ping(payload) => {
             conn.send(frame::pong(&payload));
@@ -334,37 +341,12 @@ fn on_frame(conn: &Rc<Conn>, big: Option<&Rc<BigConn>>, incoming: Incoming) -> b
             false
         }
         Incoming::Text(payload) => {
-            if conn.dialect == DialectKind::Echo {
-                conn.send(frame::text(&payload));
-            }
-            if conn.dialect == DialectKind::Osu {
-                on_osu_text(conn, &payload);
-            }
-            if let Some(state) = big {
-                big_session::on_text(conn, state, &payload);
-            }
-            // Virola is receive-only: client text is ignored, as the protocol sheet says.
+            protocol.on_text(shard, conn, &payload);
             true
         }
         Incoming::Binary(payload) => {
-            if conn.dialect == DialectKind::Echo {
-                conn.send(frame::binary(&payload));
-            }
-            if big.is_some() {
-                big_session::on_binary(conn);
-            }
+            protocol.on_binary(shard, conn, &payload);
             true
         }
-    }
-}
-
-/// osu!: `chat.start` / `chat.end` toggle the connection's chat flag; anything else (not JSON,
-/// unknown events) is ignored without a reply, as the real server does.
-fn on_osu_text(conn: &Conn, payload: &[u8]) {
-    let flags = conn.flags.get();
-    match osu::decode(payload) {
-        osu::ClientCommand::ChatStart => conn.flags.set(flags | osu::CHAT_ACTIVE),
-        osu::ClientCommand::ChatEnd => conn.flags.set(flags & !osu::CHAT_ACTIVE),
-        osu::ClientCommand::Ignored => {}
     }
 }

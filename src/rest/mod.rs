@@ -18,7 +18,6 @@ use crate::http::query::bearer;
 use crate::http::response;
 use crate::model::room::Reply;
 use crate::model::{Refusal, UserId, Viewer};
-use crate::net::http_conn::authenticate_cached;
 use crate::shard::{Response, Shard};
 
 /// A failed request: status, code and message for the JSON error body.
@@ -191,7 +190,7 @@ fn not_allowed(allow: &str) -> ApiError {
 }
 
 fn caller(shard: &Shard, head: &RequestHead) -> Result<Caller, ApiError> {
-    let identity = authenticate_cached(shard, bearer(head)).map_err(|message| ApiError {
+    let identity = shard.authenticate_cached(bearer(head)).map_err(|message| ApiError {
         status: 401,
         code: "unauthorized",
         message,

@@ -6,7 +6,6 @@ use std::rc::Rc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::dialect::osu;
 use crate::model::ids::shard_of_user;
 use crate::model::{Notification, UserId, Viewer};
 use crate::shard::{Request, Response, Shard};
@@ -98,7 +97,7 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, user: &str, body: &[u8])
     let Some(n) = created.first() else {
         return Err(ApiError { status: 500, code: "internal", message: "nothing created".into() });
     };
-    Ok((201, json::body(&json!({ "notification": osu::notification_rest(n) }))))
+    Ok((201, json::body(&json!({ "notification": n.to_json() }))))
 }
 
 /// `POST /api/v1/notifications/read` `{"ids": [...]}` (a service adds `"user"`) → 200

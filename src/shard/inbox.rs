@@ -53,7 +53,7 @@ pub async fn run(shard: Rc<Shard>, doorbell: AsyncFd<OwnedFd>) {
 }
 
 /// Dispatches one command.
-fn handle(shard: &Shard, command: Command) {
+fn handle(shard: &Rc<Shard>, command: Command) {
     match command {
         Command::Request { from, token, request } => {
             shard.execute(request, super::ReplyTo::Remote { from, token });
@@ -80,17 +80,20 @@ fn handle(shard: &Shard, command: Command) {
             let keys = shard.subs.borrow_mut().drop_room(room);
             let conns = shard.conns.borrow();
             for conn in keys.iter().filter_map(|k| conns.get(*k)) {
-                if let Some(frame) = bundle.frame_gated(conn.dialect, &conn.user, conn.flags.get())
-                {
+                if let Some(frame) = bundle.frame_for(conn.dialect, &conn.user, conn.flags.get()) {
                     conn.send(frame.clone());
                 }
             }
         }
-        Command::UserAttach { user, shard: s } => shard.user_shards_changed(user, s, true),
-        Command::UserDetach { user, shard: s } => shard.user_shards_changed(user, s, false),
+        Command::UserAttach { user, shard: s, dialects } => {
+            shard.user_shards_changed(user, s, dialects)
+        }
+        Command::UserDetach { user, shard: s } => shard.user_shards_changed(user, s, 0),
         Command::RoomJoined { user, room } => shard.user_membership_changed(user, room, true),
         Command::RoomLeft { user, room } => shard.user_membership_changed(user, room, false),
-        Command::MemberShards { room, user, mask } => shard.member_shards(room, user, mask),
+        Command::MemberShards { room, user, mask, dialects } => {
+            shard.member_shards(room, user, mask, dialects)
+        }
         Command::DeliverToUser { user, bundle } => {
             let keys: Vec<usize> = shard.subs.borrow().conns_of(&user).to_vec();
             shard.deliver_to(&keys, &user, &bundle);
@@ -104,19 +107,7 @@ fn handle(shard: &Shard, command: Command) {
                 response: super::Response::Done(crate::model::room::Reply::Empty),
             },
         ),
-        Command::BigPending { user, id, frame } => shard.big_pending(user, id, None, frame),
-        Command::BigAck { user, id } => shard.big_ack(&user, &id),
-        Command::BigOverflow { user } => shard.big_overflow_local(&user),
-        Command::BigPresence { to, about, online, last_seen, answer } => {
-            shard.big_presence(to, about, online, last_seen, answer)
-        }
-        Command::BigTyping { room, user, stop } => shard.big_typing(room, user, stop),
-        Command::BigMark { room, user, read, seq } => {
-            let effects = shard.mark_receipt(room, &user, read, seq);
-            let (unanswered, _) = futures_channel::oneshot::channel();
-            shard.commit(effects, super::ReplyTo::Local(unanswered));
-        }
-        Command::BigEvent { user, id, key, frame } => shard.big_event_to(user, id, key, frame),
+        Command::Dialect { dialect, payload } => dialect.get().on_command(shard, payload),
         Command::Shutdown => shard.begin_shutdown(),
     }
 }

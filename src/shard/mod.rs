@@ -5,8 +5,6 @@
 //! `RefCell` borrow is held across an `.await`; a command to this shard itself goes through the
 //! local inbox, never a re-entrant call, so handlers never nest.
 
-pub mod big;
-pub mod big_presence;
 pub mod commit;
 pub mod inbox;
 pub mod owner;
@@ -17,7 +15,8 @@ pub mod sessions;
 pub mod spawn;
 pub mod users;
 
-use std::cell::{Cell, RefCell};
+use std::any::Any;
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,10 +27,11 @@ use slab::Slab;
 
 use crate::auth::Verifier;
 use crate::config::Config;
+use crate::dialect::{DialectId, DialectMask, Presence};
 use crate::fanout::{Bundle, Subscriptions};
 use crate::mesh::{Command, MeshEndpoint};
 use crate::metrics::{Registry, ShardMetrics};
-use crate::model::{Refusal, RoomId, ShardId, UserId};
+use crate::model::{Refusal, RoomId, RoomKind, ShardId, UserId};
 use crate::net::conn::Conn;
 
 pub use commit::{Effects, ReplyTo};
@@ -67,8 +67,10 @@ pub struct Shard {
     inbox: RefCell<VecDeque<Command>>,
     /// Wakes the inbox task for `inbox`.
     inbox_wake: tokio::sync::Notify,
-    /// Whether the parked-retry task is running.
+    /// Whether the parked-retry task is retrying.
     retry_running: Cell<bool>,
+    /// Wakes the parked-retry task.
+    retry_wake: tokio::sync::Notify,
     /// Callers waiting for owner answers, by token. Tokens are never reused, so a late answer
     /// to a caller that gave up cannot reach another caller.
     pending: RefCell<std::collections::HashMap<u64, oneshot::Sender<Response>>>,
@@ -88,8 +90,8 @@ pub struct Shard {
     pub revoked: RefCell<sessions::Revoked>,
     /// Rooms and users owned here.
     pub owned: RefCell<owner::Owned>,
-    /// BIG dialect state: this shard's BIG connections, and the users owned here.
-    pub big: RefCell<big::BigState>,
+    /// Each dialect's own state on this shard (connection and owner side), by dialect id.
+    pub dialects: Box<[RefCell<Box<dyn Any>>]>,
     /// This shard's durable store (its redb file, writer and reader threads).
     pub store: RefCell<crate::store::Store>,
     /// Writes waiting for the store, and reads in flight.
@@ -114,24 +116,23 @@ impl Shard {
         }
         let pushed = self.mesh.borrow_mut().send(to, command);
         if !pushed && !self.retry_running.replace(true) {
-            self.spawn_retry();
+            self.retry_wake.notify_one();
         }
     }
 
-    fn spawn_retry(&self) {
-        // The retry task needs an Rc to the shard; it finds it through the thread-local.
-        tokio_uring::spawn(async {
-            let Some(shard) = spawn::current() else {
-                return;
-            };
+    /// Retries commands parked on full rings every 200 µs while any are parked; started once
+    /// per shard, woken by `send` when a push finds a ring full.
+    pub async fn retry_parked(self: Rc<Self>) {
+        loop {
+            self.retry_wake.notified().await;
             loop {
                 tokio::time::sleep(Duration::from_micros(200)).await;
-                if shard.mesh.borrow_mut().retry_parked() == 0 {
-                    shard.retry_running.set(false);
-                    return;
+                if self.mesh.borrow_mut().retry_parked() == 0 {
+                    self.retry_running.set(false);
+                    break;
                 }
             }
-        });
+        }
     }
 
     /// A fresh, never reused token and the receiver its answer will arrive on.
@@ -191,15 +192,24 @@ impl Shard {
         allowed
     }
 
-    /// Hands `bundle` to every local subscriber of `room`.
+    /// Dialect `dialect`'s state on this shard, as the type its `shard_state` made.
+    ///
+    /// Panics when `T` is not that type: a programming error, never input.
+    pub fn dialect_state<T: 'static>(&self, dialect: DialectId) -> RefMut<'_, T> {
+        RefMut::map(self.dialects[dialect.index()].borrow_mut(), |state| {
+            state.downcast_mut::<T>().expect("a dialect reads only its own state")
+        })
+    }
+
+    /// Hands `bundle` to every local subscriber of `room`; then the dialects that tagged it
+    /// hear of the delivery.
     pub fn deliver(&self, room: RoomId, bundle: &Bundle) {
         let subs = self.subs.borrow();
         let conns = self.conns.borrow();
         let mut delivered = 0u64;
         for key in subs.topic(room) {
             if let Some(conn) = conns.get(*key) {
-                if let Some(frame) = bundle.frame_gated(conn.dialect, &conn.user, conn.flags.get())
-                {
+                if let Some(frame) = bundle.frame_for(conn.dialect, &conn.user, conn.flags.get()) {
                     conn.send(frame.clone());
                     delivered += 1;
                 }
@@ -207,8 +217,8 @@ impl Shard {
         }
         crate::metrics::add(&self.metrics.events_delivered_total, delivered);
         drop((subs, conns));
-        if let Some(big) = &bundle.big {
-            self.big_delivered(room, big, bundle);
+        for dialect in bundle.tagged() {
+            dialect.get().delivered(self, room, bundle);
         }
     }
 
@@ -217,7 +227,7 @@ impl Shard {
         let conns = self.conns.borrow();
         for key in keys {
             if let Some(conn) = conns.get(*key) {
-                if let Some(frame) = bundle.frame_gated(conn.dialect, user, conn.flags.get()) {
+                if let Some(frame) = bundle.frame_for(conn.dialect, user, conn.flags.get()) {
                     conn.send(frame.clone());
                     crate::metrics::inc(&self.metrics.events_delivered_total);
                 }
@@ -225,8 +235,46 @@ impl Shard {
         }
     }
 
+    /// The users whose `dialect` connections subscribed to `room` here get a frame of
+    /// `bundle`, with that frame (each user once).
+    pub fn local_recipients(
+        &self,
+        room: RoomId,
+        dialect: DialectId,
+        bundle: &Bundle,
+    ) -> Vec<(UserId, bytes::Bytes)> {
+        let subs = self.subs.borrow();
+        let conns = self.conns.borrow();
+        let mut seen: std::collections::HashSet<&UserId> = std::collections::HashSet::new();
+        let mut got = Vec::new();
+        for conn in subs.topic(room).iter().filter_map(|k| conns.get(*k)) {
+            if conn.dialect != dialect || !seen.insert(&conn.user) {
+                continue;
+            }
+            if let Some(frame) = bundle.frame_for(dialect, &conn.user, conn.flags.get()) {
+                got.push((conn.user.clone(), frame.clone()));
+            }
+        }
+        got
+    }
+
+    /// `user`'s connections on this shard.
+    pub fn local_conns_of(&self, user: &UserId) -> Vec<Rc<Conn>> {
+        let keys: Vec<usize> = self.subs.borrow().conns_of(user).to_vec();
+        let all = self.conns.borrow();
+        keys.iter().filter_map(|k| all.get(*k).cloned()).collect()
+    }
+
+    /// The dialects of `user`'s connections on this shard.
+    fn local_dialects(&self, user: &UserId) -> DialectMask {
+        let subs = self.subs.borrow();
+        let conns = self.conns.borrow();
+        subs.conns_of(user).iter().filter_map(|k| conns.get(*k)).fold(0, |m, c| m | c.dialect.bit())
+    }
+
     /// Registers an authenticated event connection; tells the user's owner when it is the
-    /// user's first connection here. Returns its key, or `None` at the connection limit.
+    /// user's first connection here, or the first of its dialect. Returns it, or `None` at the
+    /// connection limit.
     pub fn attach(&self, conn_of: impl FnOnce(usize) -> Rc<Conn>) -> Option<Rc<Conn>> {
         let mut conns = self.conns.borrow_mut();
         if conns.len() >= self.config.connections_per_shard_max {
@@ -236,19 +284,45 @@ impl Shard {
         let conn = conn_of(entry.key());
         entry.insert(conn.clone());
         drop(conns);
-        if self.subs.borrow_mut().add_conn(&conn.user, conn.key) {
+        let before = self.local_dialects(&conn.user);
+        self.subs.borrow_mut().add_conn(&conn.user, conn.key);
+        let dialects = before | conn.dialect.bit();
+        if dialects != before {
             let owner = crate::model::ids::shard_of_user(&conn.user, self.shard_count);
-            self.send(owner, Command::UserAttach { user: conn.user.clone(), shard: self.id });
+            let user = conn.user.clone();
+            self.send(owner, Command::UserAttach { user, shard: self.id, dialects });
         }
         Some(conn)
     }
 
-    /// Unregisters a connection (before its key can be reused).
+    /// Unregisters a connection (before its key can be reused); tells the user's owner when
+    /// it was the user's last here, or the last of its dialect.
     pub fn detach(&self, conn: &Conn) {
-        if self.subs.borrow_mut().remove_conn(&conn.user, conn.key) {
-            let owner = crate::model::ids::shard_of_user(&conn.user, self.shard_count);
-            self.send(owner, Command::UserDetach { user: conn.user.clone(), shard: self.id });
-        }
+        let before = self.local_dialects(&conn.user);
+        let last = self.subs.borrow_mut().remove_conn(&conn.user, conn.key);
         self.conns.borrow_mut().try_remove(conn.key);
+        let owner = crate::model::ids::shard_of_user(&conn.user, self.shard_count);
+        let user = conn.user.clone();
+        if last {
+            self.send(owner, Command::UserDetach { user, shard: self.id });
+        } else {
+            let dialects = self.local_dialects(&conn.user);
+            if dialects != before {
+                self.send(owner, Command::UserAttach { user, shard: self.id, dialects });
+            }
+        }
+    }
+
+    /// User owner: where `user`'s connections are (no shards when it has none).
+    pub fn user_presence(&self, user: &UserId) -> Presence {
+        self.owned.borrow().users.get(user).map_or(Presence::default(), |r| r.conns.presence())
+    }
+
+    /// Room owner: `room`'s kind and the shards holding its subscribers, when `user` is a
+    /// member of it.
+    pub fn room_of_member(&self, room: RoomId, user: &UserId) -> Option<(RoomKind, u64)> {
+        let owned = self.owned.borrow();
+        let entry = owned.rooms.get(&room)?;
+        entry.room.members.contains_key(user).then(|| (entry.room.kind, entry.shard_mask()))
     }
 }

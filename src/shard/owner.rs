@@ -7,16 +7,20 @@
 //! later deliveries) before any later event of the room is sent.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::dialect::{osu, render_all, DialectKind};
-use crate::fanout::{Alternative, Bundle, EventClass, OsuRouting};
+use smallvec::SmallVec;
+
+use crate::dialect::{
+    render_all, DialectId, DialectMask, Presence, RoomChange, RoomEvent, DIALECT_COUNT,
+};
+use crate::fanout::{Alternative, Bundle};
 use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user, IdAllocator};
 use crate::model::room::{Outcome, Reply};
 use crate::model::{
-    Event, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomKind, RoomView, UserId,
-    Viewer,
+    Event, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomView, ShardId, UserId, Viewer,
 };
 
 use super::commit::{Effects, ReplyTo};
@@ -24,13 +28,46 @@ use super::persist;
 use super::request::{Request, Response};
 use super::Shard;
 
+/// Where a user's connections are, on its owner: the dialects spoken on each shard holding
+/// some (one entry per such shard; two inline).
+#[derive(Debug, Default)]
+pub struct UserConns(SmallVec<[(u8, DialectMask); 2]>);
+
+impl UserConns {
+    /// The user's connections on `shard` now speak `dialects` (0: it has none there).
+    pub fn set(&mut self, shard: ShardId, dialects: DialectMask) {
+        let at = self.0.iter().position(|(s, _)| *s as ShardId == shard);
+        match (at, dialects) {
+            (Some(i), 0) => {
+                self.0.swap_remove(i);
+            }
+            (Some(i), d) => self.0[i].1 = d,
+            (None, 0) => {}
+            (None, d) => self.0.push((shard as u8, d)),
+        }
+    }
+
+    /// The dialects of its connections on `shard`.
+    pub fn on(&self, shard: ShardId) -> DialectMask {
+        self.0.iter().find(|(s, _)| *s as ShardId == shard).map_or(0, |(_, d)| *d)
+    }
+
+    /// The shards and dialects of all its connections.
+    pub fn presence(&self) -> Presence {
+        self.0.iter().fold(Presence::default(), |p, (s, d)| Presence {
+            shards: p.shards | (1 << s),
+            dialects: p.dialects | d,
+        })
+    }
+}
+
 /// A user's record on its owner shard.
 #[derive(Debug, Default)]
 pub struct UserRecord {
     /// Rooms the user is a member of.
     pub rooms: crate::model::RoomSet,
-    /// Shards holding its connections (bit per shard).
-    pub shard_mask: u64,
+    /// Shards holding its connections, and their dialects.
+    pub conns: UserConns,
     /// Its notifications by id, at most `users::NOTIFICATIONS_PER_USER_MAX` (oldest evicted).
     pub notifications: BTreeMap<u64, Notification>,
     /// Sessions its connections showed (id → token expiry, unix s), bounded.
@@ -40,7 +77,7 @@ pub struct UserRecord {
 impl UserRecord {
     /// True when nothing needs the record (it may be dropped).
     pub fn is_idle(&self) -> bool {
-        self.shard_mask == 0
+        self.conns.0.is_empty()
             && self.rooms.is_empty()
             && self.notifications.is_empty()
             && self.sessions.is_empty()
@@ -54,20 +91,57 @@ pub struct OwnedRoom {
     pub room: Room,
     /// Members connected per shard.
     pub shard_counts: Vec<u32>,
+    /// Connected members per dialect of their connections: the room renders the dialects
+    /// whose count is not 0.
+    pub dialect_counts: [u32; DIALECT_COUNT],
+    /// The dialects of each connected member's connections (members with none are absent).
+    pub member_dialects: HashMap<UserId, DialectMask>,
     /// Members who joined and still await their RoomCreated.
     pub welcome_pending: HashSet<UserId>,
-    /// Public rooms: when each member was last active (posted, joined, acked), ms; entries
-    /// older than `users::ACTIVE_WINDOW_MS` are pruned.
-    pub active: HashMap<UserId, u64>,
 }
 
 impl OwnedRoom {
-    fn shard_mask(&self) -> u64 {
+    /// A new room: every member awaits its RoomCreated.
+    pub fn new(room: Room, shard_count: usize) -> OwnedRoom {
+        let welcome_pending = room.members.keys().cloned().collect();
+        OwnedRoom {
+            room,
+            shard_counts: vec![0; shard_count],
+            dialect_counts: [0; DIALECT_COUNT],
+            member_dialects: HashMap::new(),
+            welcome_pending,
+        }
+    }
+
+    /// The shards holding subscribers, a bit each.
+    pub fn shard_mask(&self) -> u64 {
         self.shard_counts
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
             .fold(0, |m, (s, _)| m | (1 << s))
+    }
+
+    /// The dialects the room's connected members speak.
+    pub fn dialect_mask(&self) -> DialectMask {
+        DialectId::all().filter(|d| self.dialect_counts[d.index()] > 0).fold(0, |m, d| m | d.bit())
+    }
+
+    /// A member's connections now speak `dialects` (0: none left); returns the old mask.
+    fn set_member_dialects(&mut self, user: &UserId, dialects: DialectMask) -> DialectMask {
+        let old = match dialects {
+            0 => self.member_dialects.remove(user).unwrap_or(0),
+            d => self.member_dialects.insert(user.clone(), d).unwrap_or(0),
+        };
+        for d in DialectId::all() {
+            let count = &mut self.dialect_counts[d.index()];
+            match (old & d.bit() != 0, dialects & d.bit() != 0) {
+                (false, true) => *count += 1,
+                (true, false) => *count = count.saturating_sub(1),
+                _ => {}
+            }
+        }
+        old
     }
 }
 
@@ -105,22 +179,14 @@ impl Owned {
     }
 }
 
-fn bit(shard: usize) -> u64 {
-    1u64 << shard
-}
-
 fn shards_in(mask: u64) -> impl Iterator<Item = usize> {
     (0..64).filter(move |s| mask & (1 << s) != 0)
 }
 
-/// A bundle of `event` for everyone, with moderators getting their own rendering; osu!
-/// connections get chat messages only when their user is in `osu_only` (if given).
-fn bundle_of(
-    event: &Event,
-    room: Option<&RoomView>,
-    osu_only: Option<&HashSet<UserId>>,
-) -> Arc<Bundle> {
-    let frames = render_all(event, false);
+/// A bundle of `event` for the dialects in `dialects`, with moderators getting their own
+/// rendering of room changes.
+fn bundle_of(event: &Event, room: Option<&RoomView>, dialects: DialectMask) -> Bundle {
+    let frames = render_all(event, false, dialects);
     let alternative = match (event, room) {
         (Event::RoomUpdated(_) | Event::RoomCreated(_), Some(view)) => {
             let users: HashSet<UserId> = view
@@ -130,53 +196,26 @@ fn bundle_of(
                 .map(|(u, _)| u.clone())
                 .collect();
             (!users.is_empty())
-                .then(|| Box::new(Alternative { users, frames: render_all(event, true) }))
+                .then(|| Box::new(Alternative { users, frames: render_all(event, true, dialects) }))
         }
         _ => None,
     };
-    let (class, osu) = match event {
-        Event::MessageCreated(_) => (
-            EventClass::Chat,
-            osu_only.map(|only| {
-                Box::new(OsuRouting { only: Some(only.clone()), ..Default::default() })
-            }),
-        ),
-        _ => (EventClass::Room, None),
-    };
-    Arc::new(Bundle { frames, alternative, class, osu, big: None })
+    Bundle { frames, alternative, gates: crate::dialect::gates_of(event), ..Bundle::default() }
 }
 
-/// A bundle for one user only; `osu` adds its osu! frame (a channel join/part) as a chat event.
-fn personal_bundle(event: &Event, moderator: bool, osu: Option<bytes::Bytes>) -> Arc<Bundle> {
-    let mut frames = render_all(event, moderator);
-    let class = if osu.is_some() { EventClass::Chat } else { EventClass::Room };
-    if osu.is_some() {
-        frames[DialectKind::Osu as usize] = osu;
+/// A bundle for one `viewer` only (a room joined or left), for the dialects in `dialects`.
+fn personal_bundle(
+    event: &Event,
+    room: &RoomView,
+    viewer: &UserId,
+    moderator: bool,
+    dialects: DialectMask,
+) -> Arc<Bundle> {
+    let mut frames: crate::fanout::Frames = Default::default();
+    for d in DialectId::in_mask(dialects) {
+        frames[d.index()] = d.get().render_for(event, room, viewer, moderator);
     }
-    Arc::new(Bundle { frames, alternative: None, class, osu: None, big: None })
-}
-
-/// The RoomDeleted bundle of a deleted room: osu! connections get `chat.channel.part`, a PM
-/// rendered for each of its (at most two) members.
-fn room_gone_bundle(room: RoomId, view: &RoomView) -> Arc<Bundle> {
-    let mut frames = render_all(&Event::RoomDeleted { room }, false);
-    let mut routing = OsuRouting::default();
-    if view.kind == RoomKind::Direct {
-        routing.per_viewer = view
-            .members
-            .iter()
-            .map(|(u, _)| (u.clone(), osu::channel_event(false, view, u)))
-            .collect();
-    } else {
-        frames[DialectKind::Osu as usize] = Some(osu::channel_event(false, view, &UserId::new("")));
-    }
-    Arc::new(Bundle {
-        frames,
-        alternative: None,
-        class: EventClass::Chat,
-        osu: Some(Box::new(routing)),
-        big: None,
-    })
+    Arc::new(Bundle { frames, gates: crate::dialect::gates_of(event), ..Bundle::default() })
 }
 
 impl Shard {
@@ -299,15 +338,7 @@ impl Shard {
         let members: Vec<UserId> = room.members.keys().cloned().collect();
         let view = room.view();
         let ops = persist::ops_for_new_room(&room);
-        owned.rooms.insert(
-            id,
-            OwnedRoom {
-                room,
-                shard_counts: vec![0; self.shard_count],
-                welcome_pending: members.iter().cloned().collect(),
-                active: HashMap::new(),
-            },
-        );
+        owned.rooms.insert(id, OwnedRoom::new(room, self.shard_count));
         crate::metrics::inc(&self.metrics.rooms);
         drop(owned);
         let commands = members
@@ -349,14 +380,23 @@ impl Shard {
             write.as_ref().map(|w| persist::ops_for(&entry.room, w, &outcome)).unwrap_or_default();
         let Outcome { reply, events, joined, left, deleted, stored } = outcome;
         let mut commands: Vec<(usize, Command)> = Vec::new();
-        let osu_only = super::users::note_activity(entry, &events, joined.as_ref(), now_ms());
+        let change = RoomChange {
+            room: &entry.room,
+            events: &events,
+            joined: joined.as_ref(),
+            left: left.as_ref().map(|(user, _)| user),
+            deleted,
+        };
+        for d in DialectId::all() {
+            d.get().room_changed(self, &change);
+        }
         if let Some((user, mask)) = left {
-            entry.active.remove(&user);
-            let part = (mask != 0).then(|| osu::channel_event(false, &entry.room.view(), &user));
+            let dialects = entry.set_member_dialects(&user, 0);
+            let view = entry.room.view();
+            let gone = Event::RoomDeleted { room: room_id };
             for shard in shards_in(mask) {
                 entry.shard_counts[shard] = entry.shard_counts[shard].saturating_sub(1);
-                let bundle =
-                    personal_bundle(&Event::RoomDeleted { room: room_id }, false, part.clone());
+                let bundle = personal_bundle(&gone, &view, &user, false, dialects);
                 commands.push((
                     shard,
                     Command::Unsubscribe {
@@ -373,32 +413,33 @@ impl Shard {
             ));
         }
         let mask = entry.shard_mask();
+        let dialects = entry.dialect_mask();
         let view =
             matches!(events.first(), Some(Event::RoomUpdated(_)) | Some(Event::RoomDeleted { .. }))
                 .then(|| entry.room.view());
         for event in &events {
-            let bundle = match (event, view.as_deref()) {
-                (Event::RoomDeleted { room }, Some(view)) if deleted => {
-                    room_gone_bundle(*room, view)
-                }
-                _ => bundle_of(event, view.as_deref(), osu_only.as_ref()),
-            };
-            let receipts = owned.receipts.get(&room_id);
-            let bundle = super::big::with_big(
-                bundle,
-                &entry.room,
+            let mut bundle = bundle_of(event, view.as_deref(), dialects);
+            let cx = RoomEvent {
+                room: &entry.room,
+                view: view.as_deref(),
                 event,
-                (stored.as_ref(), viewer.user()),
-                receipts,
-            );
-            if deleted {
-                shards_in(mask).for_each(|s| {
-                    commands.push((s, Command::RoomGone { room: room_id, bundle: bundle.clone() }))
-                });
-            } else {
-                shards_in(mask).for_each(|s| {
-                    commands.push((s, Command::Deliver { room: room_id, bundle: bundle.clone() }))
-                });
+                stored: stored.as_ref(),
+                actor: viewer.user(),
+                receipts: owned.receipts.get(&room_id),
+                deleted,
+            };
+            for d in DialectId::in_mask(dialects) {
+                d.get().decorate(self, &cx, &mut bundle);
+            }
+            let bundle = Arc::new(bundle);
+            for s in shards_in(mask) {
+                let (room, bundle) = (room_id, bundle.clone());
+                let command = if deleted {
+                    Command::RoomGone { room, bundle }
+                } else {
+                    Command::Deliver { room, bundle }
+                };
+                commands.push((s, command));
             }
         }
         if let Some(user) = joined {
@@ -463,44 +504,46 @@ impl Shard {
         }
     }
 
-    /// User owner: a shard gained or lost `user`'s connections.
-    pub fn user_shards_changed(&self, user: UserId, shard: usize, attached: bool) {
+    /// User owner: the dialects of `user`'s connections on `shard` are now `dialects` (0: it
+    /// has none there any more).
+    pub fn user_shards_changed(self: &Rc<Self>, user: UserId, shard: usize, dialects: DialectMask) {
         let mut owned = self.owned.borrow_mut();
         let record = owned.users.entry(user.clone()).or_default();
-        let was = record.shard_mask;
-        if attached {
-            record.shard_mask |= bit(shard);
-        } else {
-            record.shard_mask &= !bit(shard);
-        }
-        let mask = record.shard_mask;
+        let before = record.conns.presence();
+        let gained = dialects & !record.conns.on(shard);
+        record.conns.set(shard, dialects);
+        let after = record.conns.presence();
         let rooms: Vec<RoomId> = record.rooms.iter().copied().collect();
         if record.is_idle() {
             owned.users.remove(&user);
         }
         self.metrics.users.store(owned.users.len() as u64, std::sync::atomic::Ordering::Relaxed);
         drop(owned);
-        if attached {
-            self.big_resend_to(&user, shard);
+        let attached = (gained != 0).then_some((shard, gained));
+        for d in DialectId::in_mask(before.dialects | after.dialects) {
+            d.get().presence_changed(self, &user, before, after, attached);
         }
-        // BIG presence and delivered marks: only while BIG clients are connected (the work
-        // spawns a task per user that comes online, which Virola/osu!-only servers never need).
-        if (was == 0) != (mask == 0) && crate::dialect::in_use(crate::dialect::DialectKind::Big) {
-            self.big_online_changed(user.clone(), mask != 0);
+        if before == after {
+            return;
         }
         for room in rooms {
             self.send(
                 shard_of_room(room, self.shard_count),
-                Command::MemberShards { room, user: user.clone(), mask },
+                Command::MemberShards {
+                    room,
+                    user: user.clone(),
+                    mask: after.shards,
+                    dialects: after.dialects,
+                },
             );
         }
     }
 
     /// User owner: `user` joined or left `room`.
-    pub fn user_membership_changed(&self, user: UserId, room: RoomId, joined: bool) {
+    pub fn user_membership_changed(self: &Rc<Self>, user: UserId, room: RoomId, joined: bool) {
         let mut owned = self.owned.borrow_mut();
         let record = owned.users.entry(user.clone()).or_default();
-        let mask = record.shard_mask;
+        let presence = record.conns.presence();
         if joined {
             record.rooms.insert(room);
         } else {
@@ -511,19 +554,25 @@ impl Shard {
         }
         self.metrics.users.store(owned.users.len() as u64, std::sync::atomic::Ordering::Relaxed);
         drop(owned);
-        if mask != 0 {
-            self.big_chats_changed(user.clone());
+        for d in DialectId::in_mask(presence.dialects) {
+            d.get().rooms_changed(self, &user);
         }
         if joined {
             self.send(
                 shard_of_room(room, self.shard_count),
-                Command::MemberShards { room, user, mask },
+                Command::MemberShards {
+                    room,
+                    user,
+                    mask: presence.shards,
+                    dialects: presence.dialects,
+                },
             );
         }
     }
 
-    /// Room owner: the user owner says `user`'s connections are on the shards in `mask`.
-    pub fn member_shards(&self, room_id: RoomId, user: UserId, mask: u64) {
+    /// Room owner: the user owner says `user`'s connections are on the shards in `mask` and
+    /// speak `dialects`.
+    pub fn member_shards(&self, room_id: RoomId, user: UserId, mask: u64, dialects: DialectMask) {
         let mut owned = self.owned.borrow_mut();
         let mut commands: Vec<(usize, Command)> = Vec::new();
         match owned.rooms.get_mut(&room_id) {
@@ -531,6 +580,7 @@ impl Shard {
                 let welcome = entry.welcome_pending.remove(&user);
                 let moderator =
                     entry.room.members.get(&user).is_some_and(|m| m.role >= Role::Moderator);
+                entry.set_member_dialects(&user, if mask == 0 { 0 } else { dialects });
                 let Some(member) = entry.room.members.get_mut(&user) else {
                     return;
                 };
@@ -538,8 +588,8 @@ impl Shard {
                 member.shard_mask = mask;
                 let bundle = welcome.then(|| {
                     let view = entry.room.view();
-                    let join = osu::channel_event(true, &view, &user);
-                    personal_bundle(&Event::RoomCreated(view), moderator, Some(join))
+                    let created = Event::RoomCreated(view.clone());
+                    personal_bundle(&created, &view, &user, moderator, dialects)
                 });
                 for shard in shards_in(mask & !old) {
                     entry.shard_counts[shard] += 1;
@@ -569,6 +619,25 @@ impl Shard {
         drop(owned);
         for (shard, command) in commands {
             self.send(shard, command);
+        }
+    }
+
+    /// Room owner: the message of `room` with per-room `seq`, if it is in the window (deleted
+    /// ones too) and `viewer` may see the room.
+    pub fn message_by_seq(&self, room: RoomId, viewer: &Viewer, seq: u64) -> Response {
+        let owned = self.owned.borrow();
+        let Some(entry) = owned.rooms.get(&room) else {
+            return Response::Refused(Refusal::NotFound("no such room"));
+        };
+        if let Viewer::User(u) = viewer {
+            if !entry.room.members.contains_key(u) {
+                return Response::Refused(Refusal::NotFound("no such room"));
+            }
+        }
+        let history = &entry.room.history;
+        match history.binary_search_by(|m| m.seq.cmp(&seq)) {
+            Ok(i) => Response::Done(Reply::Message(history[i].clone())),
+            Err(_) => Response::Refused(Refusal::NotFound("messageId is not exists")),
         }
     }
 }

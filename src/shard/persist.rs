@@ -162,15 +162,10 @@ pub fn recover(
             history_max,
             members_max,
         };
-        owned.rooms.insert(
-            room.id,
-            OwnedRoom {
-                room,
-                shard_counts: vec![0; shard_count],
-                welcome_pending: HashSet::new(),
-                active: HashMap::new(),
-            },
-        );
+        let mut entry = OwnedRoom::new(room, shard_count);
+        // Its members were welcomed before the restart.
+        entry.welcome_pending.clear();
+        owned.rooms.insert(entry.room.id, entry);
     }
     (owned, memberships)
 }

@@ -1,19 +1,13 @@
-//! Receipts on the room owner: BIG `dlvrd` / `read` marks per (room, member), persisted with
-//! a store op before anyone hears of them, and the `dlvrd` / `read` events for the authors of
-//! the newly covered messages, sent through each author's user owner (which keeps them until
-//! acknowledged).
+//! Receipts on the room owner: delivered / read marks per (room, member), persisted with a
+//! store op before anyone hears of them; the dialects tell whom a raised mark concerns (their
+//! commands are released with the commit).
 //!
 //! Invariants: marks only move forward (`model::receipt`); a mark that moves nothing stores
-//! nothing and sends nothing; only members have receipts (a deleted room's go with it); the
-//! covered messages are looked up in the in-memory window only (older ones send no event).
+//! nothing and sends nothing; only members have receipts (a deleted room's go with it).
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use crate::dialect::big;
-use crate::mesh::Command;
-use crate::model::ids::{now_ms, shard_of_user};
-use crate::model::{Refusal, RoomId, RoomKind, UserId};
+use crate::dialect::{DialectId, ReceiptRaised};
+use crate::model::ids::now_ms;
+use crate::model::{Refusal, RoomId, UserId};
 use crate::store::{ReceiptRecord, StoreOp};
 
 use super::commit::Effects;
@@ -53,7 +47,7 @@ impl Shard {
             receipt.mark(target, read, now)
         };
         let rooms_marked = owned.receipts.len() as u64;
-        self.metrics.big_receipt_rooms.store(rooms_marked, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.receipt_rooms.store(rooms_marked, std::sync::atomic::Ordering::Relaxed);
         let receipt =
             owned.receipts.get(&room_id).and_then(|r| r.get(user)).copied().unwrap_or_default();
         let (mark, at_ms) = if read {
@@ -87,32 +81,17 @@ impl Shard {
             read: receipt.read,
             read_ms: receipt.read_ms,
         })];
-        // The newest newly covered message of each other author.
         let from = if read { raised.read_from } else { raised.delivered_from };
-        let mut newest: HashMap<&UserId, &Arc<crate::model::Message>> = HashMap::new();
-        for m in room.history.iter().rev().take_while(|m| m.seq > from) {
-            if m.seq <= mark && &m.author != user && m.deleted_ms.is_none() {
-                newest.entry(&m.author).or_insert(m);
-            }
-        }
-        let kind = if read { "read" } else { "dlvrd" };
-        let mut commands = Vec::with_capacity(newest.len());
-        for (author, m) in newest {
-            let chat = if room.kind == RoomKind::Direct {
-                user.as_str().to_string()
-            } else {
-                room_id.to_string()
-            };
-            let id = format!("{}{}-{}-{}", &kind[..1], m.id, user, at_ms);
-            let frame = big::receipt(&id, now, kind, &chat, user, m, at_ms);
-            // Marks are cumulative: a newer one for the same chat and marker supersedes it.
-            let key = Some(Arc::from(format!("{kind}:{room_id}:{user}")));
-            let owner = shard_of_user(author, self.shard_count);
-            commands.push((
-                owner,
-                Command::BigEvent { user: author.clone(), id: Arc::from(id), key, frame },
-            ));
-        }
+        let change = ReceiptRaised {
+            room,
+            user,
+            read,
+            from_seq: from.saturating_add(1),
+            to_seq: mark,
+            at_ms,
+        };
+        let commands =
+            DialectId::all().flat_map(|d| d.get().receipt_raised(self, &change)).collect();
         Effects { response, commands, ops }
     }
 }

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use smallvec::SmallVec;
 
-use crate::auth::now_unix_s;
-use crate::dialect::{osu, DialectKind};
+use std::sync::atomic::Ordering;
+
+use crate::auth::{now_unix_s, Identity};
 use crate::mesh::Command;
 use crate::model::{Refusal, ShardId, UserId};
-use crate::ws::close::CLOSE_POLICY;
 
 use super::Shard;
 
@@ -106,6 +106,34 @@ impl SeenSessions {
 }
 
 impl Shard {
+    /// Verifies a token and refuses logged-out sessions, counting failures.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Identity, String> {
+        let result = crate::auth::authenticate(&self.verifier, token, |sid| self.is_revoked(sid));
+        if result.is_err() {
+            crate::metrics::inc(&self.metrics.auth_failures_total);
+        }
+        result
+    }
+
+    /// [`Shard::authenticate`] for REST requests, through the shard's `TokenCache`: a bearer
+    /// this shard verified before (on any keep-alive connection) skips the signature check; a
+    /// cached identity is used only while it is unexpired and its session is not logged out.
+    pub fn authenticate_cached(&self, token: Option<&str>) -> Result<Identity, String> {
+        let cached = token.and_then(|t| self.tokens.borrow().get(t, now_unix_s()).cloned());
+        if let Some(identity) = cached {
+            if !identity.session.as_deref().is_some_and(|s| self.is_revoked(s)) {
+                return Ok(identity);
+            }
+        }
+        let result = self.authenticate(token);
+        if let (Ok(identity), Some(token)) = (&result, token) {
+            let mut tokens = self.tokens.borrow_mut();
+            tokens.insert(token, identity.clone());
+            self.metrics.auth_cache_tokens.store(tokens.len() as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
     /// True when `sid` was logged out.
     pub fn is_revoked(&self, sid: &str) -> bool {
         let revoked = self.revoked.borrow();
@@ -113,7 +141,7 @@ impl Shard {
     }
 
     /// Applies a revocation on this shard: refuse the session from now on and close its
-    /// connections here (osu!: `{"event":"logout"}`, then a close frame without a code).
+    /// connections here, each the way its dialect tells a logged-out client.
     pub fn revoke_local(&self, sid: &str, expires_at: u64) {
         self.revoked.borrow_mut().insert(sid, expires_at, now_unix_s());
         let victims: Vec<_> = self
@@ -124,13 +152,7 @@ impl Shard {
             .map(|(_, c)| c.clone())
             .collect();
         for conn in victims {
-            if conn.dialect == DialectKind::Osu {
-                conn.send(osu::logout());
-                // The relay closes without a status code (peers see 1005).
-                conn.answer_close(None);
-            } else {
-                conn.close(CLOSE_POLICY, "session logged out");
-            }
+            conn.dialect.get().logged_out(&conn);
         }
     }
 

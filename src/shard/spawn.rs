@@ -29,15 +29,6 @@ const URING_CQ_ENTRIES: u32 = 16_384;
 /// How long a stopping shard waits for its connections to finish their close handshakes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-thread_local! {
-    static CURRENT: RefCell<Option<Rc<Shard>>> = const { RefCell::new(None) };
-}
-
-/// The shard running on this thread, if any.
-pub fn current() -> Option<Rc<Shard>> {
-    CURRENT.with(|c| c.borrow().clone())
-}
-
 /// A running server: its address, and the means to stop it.
 pub struct ServerHandle {
     /// Where it listens.
@@ -223,7 +214,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         id: parts.id,
         shard_count: parts.shard_count,
         owned: RefCell::new(parts.owned),
-        big: RefCell::new(Default::default()),
+        dialects: crate::dialect::DIALECTS.iter().map(|d| RefCell::new(d.shard_state())).collect(),
         store: RefCell::new(parts.store),
         commits: RefCell::new(super::commit::Commits::default()),
         config: parts.config,
@@ -235,6 +226,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         inbox: RefCell::new(VecDeque::new()),
         inbox_wake: tokio::sync::Notify::new(),
         retry_running: Cell::new(false),
+        retry_wake: tokio::sync::Notify::new(),
         pending: RefCell::new(std::collections::HashMap::new()),
         next_call_token: Cell::new(0),
         user_rates: RefCell::new(std::collections::HashMap::new()),
@@ -247,19 +239,18 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         shutting_down: Cell::new(false),
         shutdown_wake: tokio::sync::Notify::new(),
     });
-    CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
     shard.metrics.rooms.store(shard.owned.borrow().rooms.len() as u64, Ordering::Relaxed);
     for (user, room) in parts.memberships {
         let owner = crate::model::ids::shard_of_user(&user, shard.shard_count);
         shard.send(owner, crate::mesh::Command::RoomJoined { user, room });
     }
     tokio_uring::spawn(inbox::run(shard.clone(), doorbell));
+    tokio_uring::spawn(shard.clone().retry_parked());
     tokio_uring::spawn(crate::net::sweeper::run(shard.clone()));
     tokio_uring::spawn(writer.run());
     tokio_uring::spawn(crate::net::ws_session::run(shard.clone(), readiness));
     crate::net::listener::accept_loop(shard.clone(), listener).await;
     close_all(&shard).await;
-    CURRENT.with(|c| c.borrow_mut().take());
 }
 
 /// Closes every event connection with 1001 and waits (bounded) for them to go.

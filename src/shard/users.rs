@@ -1,82 +1,52 @@
 //! User-directed delivery on the owner side: notifications (`new`, `read`) live with their
 //! user's owner shard and go to every shard holding the user's connections
-//! (`Command::DeliverToUser`); and public-room activity (the osu! chat keepalive), kept by the
-//! room's owner.
+//! (`Command::DeliverToUser`), rendered by the dialects its connections speak; and the REST
+//! activity keepalive of a room's member, handed to the dialects by the room's owner.
 //!
 //! Invariants: a user's notifications are mutated only by its owner shard, stored before they
 //! are delivered (the same `Effects` commit as room writes), at most
-//! [`NOTIFICATIONS_PER_USER_MAX`] per user in memory and on disk (the oldest is evicted);
-//! a public room's `active` map holds only members (bounded by the member limit).
+//! [`NOTIFICATIONS_PER_USER_MAX`] per user in memory and on disk (the oldest is evicted).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::dialect::{osu, DialectKind};
-use crate::fanout::{Bundle, EventClass};
+use crate::dialect::{DialectId, DialectMask, NotificationEvent};
+use crate::fanout::Bundle;
 use crate::mesh::Command;
 use crate::model::ids::now_ms;
 use crate::model::room::Reply;
-use crate::model::{Event, Notification, Refusal, RoomId, RoomKind, UserId};
+use crate::model::{Notification, Refusal, RoomId, RoomKind, UserId};
 use crate::store::{NotificationRecord, StoreOp};
 
 use super::commit::Effects;
-use super::owner::OwnedRoom;
 use super::request::Response;
 use super::Shard;
 
 /// Notifications kept per user; posting one more evicts the oldest.
 pub const NOTIFICATIONS_PER_USER_MAX: usize = 1000;
-/// Public rooms deliver chat to osu! connections of members active this recently (osu!'s
-/// `CHAT_ACTIVITY_TIMEOUT`).
-pub const ACTIVE_WINDOW_MS: u64 = 60_000;
 
 fn shards_in(mask: u64) -> impl Iterator<Item = usize> {
     (0..64).filter(move |s| mask & (1 << s) != 0)
 }
 
-/// Room owner: records activity (posting, joining) of a public room's members, and returns
-/// who is active now when `events` hold a new message (the osu! allow-list), else `None`.
-pub fn note_activity(
-    entry: &mut OwnedRoom,
-    events: &[Event],
-    joined: Option<&UserId>,
-    now: u64,
-) -> Option<HashSet<UserId>> {
-    if entry.room.kind != RoomKind::Public {
-        return None;
-    }
-    if let Some(user) = joined {
-        entry.active.insert(user.clone(), now);
-    }
-    let mut posted = false;
-    for event in events {
-        if let Event::MessageCreated(m) = event {
-            if entry.room.members.contains_key(&m.author) {
-                entry.active.insert(m.author.clone(), now);
-            }
-            posted = true;
+/// A bundle of a notification change for the dialects in `dialects`, each frame behind its
+/// dialect's gate.
+fn user_bundle(event: &NotificationEvent<'_>, dialects: DialectMask) -> Arc<Bundle> {
+    let mut bundle = Bundle::default();
+    for d in DialectId::in_mask(dialects) {
+        if let Some((frame, gate)) = d.get().render_notification(event) {
+            bundle.frames[d.index()] = Some(frame);
+            bundle.gates[d.index()] = gate;
         }
     }
-    if !posted {
-        return None;
-    }
-    let since = now.saturating_sub(ACTIVE_WINDOW_MS);
-    entry.active.retain(|_, at| *at >= since);
-    Some(entry.active.keys().cloned().collect())
-}
-
-/// A bundle for one user's connections.
-fn user_bundle(osu_frame: bytes::Bytes) -> Arc<Bundle> {
-    let mut bundle = Bundle { class: EventClass::Notification, ..Bundle::default() };
-    bundle.frames[DialectKind::Osu as usize] = Some(osu_frame);
     Arc::new(bundle)
 }
 
 impl Shard {
     /// Room owner: `user` acknowledged (is active in) `room`.
     pub fn room_ack(&self, room: RoomId, user: &UserId) -> Response {
-        let mut owned = self.owned.borrow_mut();
-        let Some(entry) = owned.rooms.get_mut(&room) else {
+        let owned = self.owned.borrow();
+        let Some(entry) = owned.rooms.get(&room) else {
             return Response::Refused(Refusal::NotFound("no such room"));
         };
         if !entry.room.members.contains_key(user) {
@@ -86,8 +56,8 @@ impl Shard {
                 Refusal::NotFound("no such room")
             });
         }
-        if entry.room.kind == RoomKind::Public {
-            entry.active.insert(user.clone(), now_ms());
+        for d in DialectId::all() {
+            d.get().room_ack(self, &entry.room, user);
         }
         Response::Done(Reply::Empty)
     }
@@ -112,9 +82,10 @@ impl Shard {
             });
         }
         record.notifications.insert(notification.id, notification.clone());
-        let mask = record.shard_mask;
+        let presence = record.conns.presence();
+        let mask = presence.shards;
         drop(guard);
-        let bundle = user_bundle(osu::notification_new(&notification));
+        let bundle = user_bundle(&NotificationEvent::New(&notification), presence.dialects);
         let commands = shards_in(mask)
             .map(|s| {
                 (
@@ -152,14 +123,16 @@ impl Shard {
                 }
             }
         }
-        let mask = record.shard_mask;
+        let presence = record.conns.presence();
+        let mask = presence.shards;
         drop(owned);
         if read.is_empty() {
             return Effects::answer(Response::Notifications(read));
         }
         let ops =
             read.iter().map(|n| StoreOp::PutNotification(NotificationRecord::from(n))).collect();
-        let bundle = user_bundle(osu::notifications_read(&read, now_ms()));
+        let event = NotificationEvent::Read { read: &read, now_ms: now_ms() };
+        let bundle = user_bundle(&event, presence.dialects);
         let commands = shards_in(mask)
             .map(|s| (s, Command::DeliverToUser { user: user.clone(), bundle: bundle.clone() }))
             .collect();

@@ -424,9 +424,9 @@ mod tests {
         check_with(&msg[..110], limits, &[Err(ERR_MESSAGE_TOO_BIG)]);
         let exact = cat(&[client(2, &[7; 100]), client(FIN, &[7; 50])]);
         check_with(&exact, limits, &[Ok(Incoming::Binary(vec![7; 150].into()))]);
-        let big = vec![b'z'; 70_000];
+        let large = vec![b'z'; 70_000];
         let wide = WsLimits { frame_bytes_max: 70_000, message_bytes_max: 70_000 };
-        check_with(&client(FIN | 1, &big), wide, &[text(&big)]);
+        check_with(&client(FIN | 1, &large), wide, &[text(&large)]);
     }
 
     #[test]

@@ -143,9 +143,9 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let big = "x".repeat(70_000);
+        let large = "x".repeat(70_000);
         let mid = "y".repeat(300);
-        for s in ["", "hi", mid.as_str(), big.as_str()] {
+        for s in ["", "hi", mid.as_str(), large.as_str()] {
             let want = Incoming::Text(Bytes::copy_from_slice(s.as_bytes()));
             assert_eq!(round_trip(&text(s.as_bytes())), want);
             let frame = text(s.as_bytes());

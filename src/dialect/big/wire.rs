@@ -16,6 +16,7 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::request::{parse, parse_event, ClientEvent, Request, ID_BYTES_MAX};
 use crate::model::{Message, RoomKind, RoomView, UserId};
 use crate::ws::frame;
 
@@ -29,22 +30,16 @@ pub enum ClientFrame {
     Ping,
     /// A request to execute and answer.
     Request {
-        /// The client's id (string or number), echoed in the response.
+        /// The client's id (a string of at most `ID_BYTES_MAX` bytes, or a number), echoed in
+        /// the response.
         id: Value,
-        /// What to do (`new`, `edit`, `delete`, `dlvrd`, `read`, `messages`, `chat`, `chats`).
-        payload_type: String,
-        /// Its arguments (an object; `{}` when absent).
-        payload: Value,
+        /// What to do, or why it cannot be done (answered with the real server's error).
+        request: Result<Request, String>,
     },
     /// The client acknowledges the event with this id.
     Ack(String),
-    /// A client event: `typing` (with `chatId`, `stop?`) or `offline`.
-    Event {
-        /// `typing` or `offline`.
-        payload_type: String,
-        /// Its payload (`{}` when absent).
-        payload: Value,
-    },
+    /// A client event: `typing` or `offline`.
+    Event(ClientEvent),
     /// Not something the server understands; answered with the real server's error object.
     Invalid(String),
 }
@@ -57,33 +52,43 @@ pub fn decode(text: &str) -> ClientFrame {
     let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else {
         return ClientFrame::Invalid("invalid JSON".into());
     };
-    let kind = map.get("type").and_then(Value::as_str).unwrap_or("").to_string();
     let payload = match map.remove("payload") {
         Some(Value::Null) | None => Value::Object(Map::new()),
         Some(p) => p,
     };
-    let payload_type = map.get("payloadType").and_then(Value::as_str).map(str::to_string);
-    match kind.as_str() {
+    let payload_type = match map.remove("payloadType") {
+        Some(Value::String(kind)) => Some(kind),
+        _ => None,
+    };
+    let payload_type = payload_type.as_deref();
+    match map.get("type").and_then(Value::as_str).unwrap_or("") {
         "request" => {
             let id = match map.remove("id") {
+                Some(Value::String(id)) if id.len() > ID_BYTES_MAX => {
+                    return ClientFrame::Invalid("request id is too long".into())
+                }
                 Some(id @ (Value::String(_) | Value::Number(_))) => id,
                 _ => return ClientFrame::Invalid("request id is required".into()),
             };
             match payload_type {
-                Some(payload_type) => ClientFrame::Request { id, payload_type, payload },
+                Some(kind) => ClientFrame::Request { id, request: parse(kind, &payload) },
                 None => ClientFrame::Invalid("payloadType is required".into()),
             }
         }
         "ack" => match map.get("id") {
-            Some(Value::String(id)) => ClientFrame::Ack(id.clone()),
+            Some(Value::String(id)) if id.len() <= ID_BYTES_MAX => ClientFrame::Ack(id.clone()),
+            Some(Value::String(_)) => ClientFrame::Invalid("ack id is too long".into()),
             Some(Value::Number(n)) => ClientFrame::Ack(n.to_string()),
             _ => ClientFrame::Invalid("ack id is required".into()),
         },
         "event" => match payload_type {
-            Some(payload_type) => ClientFrame::Event { payload_type, payload },
+            Some(kind) => ClientFrame::Event(parse_event(kind, &payload)),
             None => ClientFrame::Invalid("payloadType is required".into()),
         },
-        _ => ClientFrame::Invalid(format!("unknown message type {kind:?}")),
+        kind => {
+            let shown: String = kind.chars().take(ID_BYTES_MAX).collect();
+            ClientFrame::Invalid(format!("unknown message type {shown:?}"))
+        }
     }
 }
 
@@ -355,18 +360,23 @@ mod tests {
         }
         assert_eq!(
             decode(r#"{"type":"request","id":"1","payloadType":"chats","payload":{}}"#),
-            ClientFrame::Request {
-                id: json!("1"),
-                payload_type: "chats".into(),
-                payload: json!({})
-            }
+            ClientFrame::Request { id: json!("1"), request: Ok(Request::Chats) }
         );
         assert_eq!(decode(r#"{"type":"ack","id":"n42"}"#), ClientFrame::Ack("n42".into()));
         assert_eq!(
             decode(r#"{"type":"event","payloadType":"offline"}"#),
-            ClientFrame::Event { payload_type: "offline".into(), payload: json!({}) }
+            ClientFrame::Event(ClientEvent::Offline)
         );
-        for bad in ["not json at all", r#"{"type":"request","payloadType":"new"}"#, "[1,2,3]"] {
+        let long_id =
+            format!(r#"{{"type":"request","id":"{}","payloadType":"chats"}}"#, "x".repeat(129));
+        let long_ack = format!(r#"{{"type":"ack","id":"{}"}}"#, "x".repeat(129));
+        for bad in [
+            "not json at all",
+            r#"{"type":"request","payloadType":"new"}"#,
+            "[1,2,3]",
+            long_id.as_str(),
+            long_ack.as_str(),
+        ] {
             assert!(matches!(decode(bad), ClientFrame::Invalid(_)), "{bad}");
         }
     }

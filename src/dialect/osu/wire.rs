@@ -65,28 +65,7 @@ pub fn scope_flags(scopes: &[String]) -> Option<u8> {
     }
 }
 
-/// `2023-01-12T09:17:03+00:00` for a time in ms since the epoch (UTC).
-pub fn iso8601(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use crate::model::ids::iso8601;
 
 /// A user id as osu! shows it: an integer when it is one, else the string.
 fn user_json(user: &UserId) -> Value {
@@ -276,24 +255,9 @@ pub fn channel_event(join: bool, room: &RoomView, viewer: &UserId) -> Bytes {
     }))
 }
 
-/// The Notification object (sheet §7.5).
-fn notification_json(n: &Notification) -> Value {
-    let details: Value = serde_json::from_str(&n.details).unwrap_or_else(|_| json!({}));
-    json!({
-        "id": n.id,
-        "name": n.name,
-        "created_at": iso8601(n.created_ms),
-        "object_type": n.object_type,
-        "object_id": n.object_id,
-        "source_user_id": n.source_user.as_ref().map(user_json),
-        "is_read": n.read,
-        "details": details,
-    })
-}
-
 /// `new` with the Notification.
 pub fn notification_new(n: &Notification) -> Bytes {
-    to_frame(&json!({ "event": "new", "data": notification_json(n) }))
+    to_frame(&json!({ "event": "new", "data": n.to_json() }))
 }
 
 /// `read`: the seed's top-level `ids` plus the real server's `data` (identities, count, time).
@@ -319,11 +283,6 @@ pub fn notifications_read(read: &[Notification], now_ms: u64) -> Bytes {
             "timestamp": iso8601(now_ms),
         },
     }))
-}
-
-/// The notification as the REST API returns it (same shape as the socket's).
-pub fn notification_rest(n: &Notification) -> Value {
-    notification_json(n)
 }
 
 #[cfg(test)]

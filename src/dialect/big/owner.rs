@@ -1,0 +1,496 @@
+//! The BIG dialect's owner-side work: rendering BIG frames of room events (they depend on the
+//! room's kind and members, which only the room owner has), the user owner's `chats` event (the
+//! whole chat list, sent when one of the user's chats appears or goes, coalesced per user), the
+//! `dlvrd`/`read` events of raised receipts, and the user owner's store of unacknowledged
+//! events, re-sent every `big_resend_ms` and to a shard where the user connects anew, until
+//! acknowledged.
+//!
+//! Invariants: a BIG frame is rendered once per distinct variant (a direct room's two sides),
+//! never per connection; at most `CHATS_PENDING_MAX` chat-list refreshes wait on one shard
+//! (a user already waiting is coalesced into its pending refresh); at most `big_unacked_max`
+//! unacknowledged events per user (an event with a coalescing key replaces the older one with
+//! that key; past the bound the oldest keyed one goes, else the user's BIG connections are told
+//! and closed and its store is emptied) and at most `UNACKED_USERS_MAX` users with any.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{send, wire, BigCommand, ID};
+use crate::dialect::{ReceiptRaised, RoomEvent};
+use crate::fanout::{Bundle, Routing};
+use crate::mesh::Command;
+use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
+use crate::model::{Event, Refusal, RoomId, RoomKind, RoomView, ShardId, UserId, Viewer};
+use crate::shard::{Request, Response, Shard};
+
+/// Users whose chat-list refresh may wait on one shard; more are dropped (and counted).
+pub const CHATS_PENDING_MAX: usize = 65_536;
+/// Most chats one chat list holds.
+pub const CHATS_MAX: usize = 1000;
+/// Users with unacknowledged events one shard keeps; events for more are dropped (counted).
+pub const UNACKED_USERS_MAX: usize = 100_000;
+/// The coalescing key of chat-list events.
+const CHATS_KEY: &str = "chats";
+
+/// How long a chat-list refresh waits so that changes arriving together send one list.
+const CHATS_DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// One unacknowledged event.
+#[derive(Debug, Clone)]
+pub struct Unacked {
+    /// The event id.
+    pub id: Arc<str>,
+    /// Events with the same key replace each other (`chats`, presence, receipts).
+    pub key: Option<Arc<str>>,
+    /// The frame as the user got it.
+    pub frame: bytes::Bytes,
+}
+
+/// The shard's BIG state: its own BIG connections, and as a user owner.
+#[derive(Debug, Default)]
+pub struct BigState {
+    /// BIG connections open on this shard.
+    pub local_conns: usize,
+    /// Users with a chat-list refresh scheduled.
+    pub chats_pending: HashSet<UserId>,
+    /// Events this shard made (`chats`, presence, typing), for their ids.
+    pub events_made: u64,
+    /// Unacknowledged events of the users owned here, oldest first.
+    pub unacked: HashMap<UserId, VecDeque<Unacked>>,
+    /// Whether the resend task runs.
+    pub resend_running: bool,
+}
+
+/// A delivered BIG event's tag (`Routing::tag`): recipients acknowledge `id`, their user owner
+/// keeps it until then; a `new` also marks `mark` delivered for them.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The event's id.
+    pub id: Arc<str>,
+    /// A `new` event: the recipients' user owners mark this seq delivered for them.
+    pub mark: Option<u64>,
+}
+
+fn state(shard: &Shard) -> std::cell::RefMut<'_, BigState> {
+    shard.dialect_state::<BigState>(ID)
+}
+
+/// Counts a BIG connection opened (`delta` 1) or closed (-1) on this shard.
+pub fn count_local(shard: &Shard, delta: isize) {
+    let mut big = state(shard);
+    big.local_conns = big.local_conns.saturating_add_signed(delta);
+    shard.metrics.big_connections.store(big.local_conns as u64, Ordering::Relaxed);
+}
+
+/// A fresh event id made by this shard: `<kind><shard>-<n>`.
+pub fn event_id(shard: &Shard, kind: char) -> String {
+    let mut big = state(shard);
+    big.events_made += 1;
+    format!("{kind}{}-{}", shard.id, big.events_made)
+}
+
+/// Adds BIG frames for a room event to its bundle: `new` to everyone but the author (one
+/// rendering per distinct `missed` among the recipients), `delete` to everyone but the actor,
+/// each side of a direct room seeing the other's id.
+pub fn decorate(cx: &RoomEvent<'_>, bundle: &mut Bundle) {
+    let (room, receipts) = (cx.room, cx.receipts);
+    let now = now_ms();
+    let (plain, routing) = match cx.event {
+        Event::MessageCreated(m) => {
+            let chat = wire::chat_id_for_recipients(room.kind, m);
+            let mut routing = Routing {
+                skip: Some(m.author.clone()),
+                tag: Some(Arc::new(Delivery {
+                    id: Arc::from(format!("n{}", m.id)),
+                    mark: Some(m.seq),
+                })),
+                ..Default::default()
+            };
+            // Recipients by `missed`; the most common value is the plain frame.
+            let mut by_missed: BTreeMap<u64, Vec<&UserId>> = BTreeMap::new();
+            for user in room.members.keys().filter(|u| **u != m.author) {
+                let read = receipts.and_then(|r| r.get(user)).map_or(0, |r| r.read);
+                by_missed.entry(room.last_seq.saturating_sub(read)).or_default().push(user);
+            }
+            let common = by_missed.iter().max_by_key(|(_, users)| users.len()).map(|(n, _)| *n);
+            for (missed, users) in &by_missed {
+                if Some(*missed) != common {
+                    let frame = wire::message_new(m, &chat, *missed, now);
+                    for user in users {
+                        routing.per_viewer.insert((*user).clone(), frame.clone());
+                    }
+                }
+            }
+            (Some(wire::message_new(m, &chat, common.unwrap_or(1), now)), routing)
+        }
+        Event::MessageDeleted { message, .. } => {
+            let Some(m) = cx.stored.filter(|m| m.id == *message) else {
+                return;
+            };
+            let mut routing = Routing {
+                skip: cx.actor.cloned(),
+                tag: Some(Arc::new(Delivery { id: Arc::from(format!("d{}", m.id)), mark: None })),
+                ..Default::default()
+            };
+            let plain = if room.kind == RoomKind::Direct {
+                let members: Vec<UserId> = room.members.keys().cloned().collect();
+                for viewer in &members {
+                    let chat = match members.iter().find(|u| *u != viewer) {
+                        Some(other) => other.as_str().to_string(),
+                        None => viewer.as_str().to_string(),
+                    };
+                    routing.per_viewer.insert(viewer.clone(), wire::message_deleted(m, &chat, now));
+                }
+                None
+            } else {
+                Some(wire::message_deleted(m, &room.id.to_string(), now))
+            };
+            (plain, routing)
+        }
+        _ => return,
+    };
+    bundle.frames[ID.index()] = plain;
+    bundle.routing[ID.index()] = Some(Box::new(routing));
+}
+
+/// Every room `user` belongs to, as views (at most [`CHATS_MAX`]), ascending by id.
+pub async fn user_room_views(shard: &Shard, user: &UserId) -> Result<Vec<Arc<RoomView>>, Refusal> {
+    let owner = shard_of_user(user, shard.shard_count);
+    let ids = match shard.call(owner, Request::UserRooms { user: user.clone() }).await {
+        Response::RoomIds(ids) => ids,
+        Response::Refused(refusal) => return Err(refusal),
+        _ => return Err(Refusal::Unavailable("the user owner did not answer")),
+    };
+    let mut by_owner: BTreeMap<usize, Vec<RoomId>> = BTreeMap::new();
+    for id in ids {
+        by_owner.entry(shard_of_room(id, shard.shard_count)).or_default().push(id);
+    }
+    let mut views = Vec::new();
+    for (owner, ids) in by_owner {
+        let viewer = Viewer::User(user.clone());
+        let request = Request::RoomViews { rooms: Some(ids), viewer, limit: CHATS_MAX };
+        match shard.call(owner, request).await {
+            Response::Rooms(found) => views.extend(found),
+            Response::Refused(refusal) => return Err(refusal),
+            _ => {}
+        }
+    }
+    views.sort_unstable_by_key(|v| v.id);
+    views.truncate(CHATS_MAX);
+    Ok(views)
+}
+
+/// The ChatList payload of `views` for `user`: newest activity first.
+pub fn chat_list(views: &[Arc<RoomView>], user: &UserId) -> serde_json::Value {
+    let mut sorted: Vec<&Arc<RoomView>> = views.iter().collect();
+    sorted.sort_by_key(|v| {
+        std::cmp::Reverse(v.last_message.as_ref().map_or(v.created_ms, |m| m.created_ms))
+    });
+    serde_json::Value::Array(sorted.iter().map(|v| wire::chat_list_item(v, user)).collect())
+}
+
+/// User owner: one of `user`'s chats appeared or went; send its BIG connections the whole
+/// chat list once the changes arriving together are in (coalesced per user).
+pub fn chats_changed(shard: &Rc<Shard>, user: UserId) {
+    {
+        let mut big = state(shard);
+        if big.chats_pending.contains(&user) {
+            return;
+        }
+        if big.chats_pending.len() >= CHATS_PENDING_MAX {
+            crate::metrics::inc(&shard.metrics.big_chats_dropped_total);
+            return;
+        }
+        big.chats_pending.insert(user.clone());
+    }
+    let shard = shard.clone();
+    tokio_uring::spawn(async move {
+        tokio::time::sleep(CHATS_DEBOUNCE).await;
+        state(&shard).chats_pending.remove(&user);
+        let Ok(views) = user_room_views(&shard, &user).await else {
+            return;
+        };
+        let mask = shard.user_presence(&user).shards;
+        if mask == 0 {
+            return;
+        }
+        let id = event_id(&shard, 'c');
+        let frame = wire::event(&id, now_ms(), "chats", chat_list(&views, &user));
+        let key = Some(Arc::from(CHATS_KEY));
+        keep(&shard, user.clone(), Arc::from(id), key, frame.clone());
+        deliver_frame(&shard, &user, mask, frame);
+    });
+}
+
+/// Sends one BIG frame to `user`'s connections on the shards in `mask`.
+pub fn deliver_frame(shard: &Shard, user: &UserId, mask: u64, frame: bytes::Bytes) {
+    let mut bundle = Bundle::default();
+    bundle.frames[ID.index()] = Some(frame);
+    let bundle = Arc::new(bundle);
+    for s in (0..shard.shard_count).filter(|s| mask & (1 << s) != 0) {
+        shard.send(s, Command::DeliverToUser { user: user.clone(), bundle: bundle.clone() });
+    }
+}
+
+/// Connection shard, after delivering a tagged BIG event of `room`: tells the owners of the
+/// users whose BIG connections here got it to keep it until acknowledged (once per user), and
+/// marks a `new` delivered for them.
+pub fn delivered(shard: &Shard, room: RoomId, bundle: &Bundle) {
+    let Some(routing) = &bundle.routing[ID.index()] else {
+        return;
+    };
+    let Some(delivery) = routing.tag.as_ref().and_then(|t| t.downcast_ref::<Delivery>()) else {
+        return;
+    };
+    if state(shard).local_conns == 0 {
+        return;
+    }
+    let got = shard.local_recipients(room, ID, bundle);
+    let room_owner = shard_of_room(room, shard.shard_count);
+    for (user, frame) in got {
+        if let Some(seq) = delivery.mark {
+            // The recipient is online: the message is delivered at once.
+            let mark = BigCommand::Mark { room, user: user.clone(), read: false, seq: Some(seq) };
+            send(shard, room_owner, mark);
+        }
+        let owner = shard_of_user(&user, shard.shard_count);
+        send(shard, owner, BigCommand::Pending { user, id: delivery.id.clone(), frame });
+    }
+}
+
+/// User owner: keep `user`'s event `id` until acknowledged.
+pub fn keep(
+    shard: &Rc<Shard>,
+    user: UserId,
+    id: Arc<str>,
+    key: Option<Arc<str>>,
+    frame: bytes::Bytes,
+) {
+    let limit = shard.config.big_unacked_max;
+    let mut big = state(shard);
+    if big.unacked.len() >= UNACKED_USERS_MAX && !big.unacked.contains_key(&user) {
+        crate::metrics::inc(&shard.metrics.big_unacked_dropped_total);
+        return;
+    }
+    let events = big.unacked.entry(user.clone()).or_default();
+    if events.iter().any(|e| e.id == id) {
+        return;
+    }
+    if let Some(key) = &key {
+        events.retain(|e| e.key.as_ref() != Some(key));
+    }
+    if events.len() >= limit {
+        match events.iter().position(|e| e.key.is_some()) {
+            Some(i) => {
+                events.remove(i);
+            }
+            None => {
+                big.unacked.remove(&user);
+                crate::metrics::inc(&shard.metrics.big_unacked_overflows_total);
+                drop(big);
+                overflow(shard, user);
+                return;
+            }
+        }
+    }
+    events.push_back(Unacked { id, key, frame });
+    let start = !big.resend_running;
+    big.resend_running = true;
+    note_unacked_users(shard, big.unacked.len());
+    drop(big);
+    if start {
+        spawn_resend(shard.clone());
+    }
+}
+
+fn note_unacked_users(shard: &Shard, users: usize) {
+    shard.metrics.big_unacked_users.store(users as u64, Ordering::Relaxed);
+}
+
+/// User owner: send `user` an event made elsewhere (a receipt) and keep it until acked.
+pub fn event_to(
+    shard: &Rc<Shard>,
+    user: UserId,
+    id: Arc<str>,
+    key: Option<Arc<str>>,
+    frame: bytes::Bytes,
+) {
+    let mask = shard.user_presence(&user).shards;
+    keep(shard, user.clone(), id, key, frame.clone());
+    if mask != 0 {
+        deliver_frame(shard, &user, mask, frame);
+    }
+}
+
+/// User owner: `user` acknowledged event `id`.
+pub fn ack(shard: &Shard, user: &UserId, id: &str) {
+    let mut big = state(shard);
+    if let Some(events) = big.unacked.get_mut(user) {
+        events.retain(|e| &*e.id != id);
+        if events.is_empty() {
+            big.unacked.remove(user);
+        }
+    }
+    note_unacked_users(shard, big.unacked.len());
+}
+
+/// User owner: `user` now has connections on `to`; send it the unacknowledged events.
+pub fn resend_to(shard: &Shard, user: &UserId, to: ShardId) {
+    let frames: Vec<bytes::Bytes> = match state(shard).unacked.get(user) {
+        Some(events) => events.iter().map(|e| e.frame.clone()).collect(),
+        None => return,
+    };
+    for frame in frames {
+        deliver_frame(shard, user, 1 << to, frame);
+    }
+}
+
+/// User owner: too many unacknowledged events for `user`: close its BIG connections.
+fn overflow(shard: &Shard, user: UserId) {
+    let mask = shard.user_presence(&user).shards;
+    for s in (0..shard.shard_count).filter(|s| mask & (1 << s) != 0) {
+        send(shard, s, BigCommand::Overflow { user: user.clone() });
+    }
+}
+
+/// Connection shard: tell `user`'s BIG connections here they fell too far behind, and close.
+pub fn overflow_local(shard: &Shard, user: &UserId) {
+    for conn in shard.local_conns_of(user).iter().filter(|c| c.dialect == ID) {
+        conn.send(wire::overflow());
+        conn.close(crate::ws::close::CLOSE_POLICY, "too many unacknowledged events");
+    }
+}
+
+/// The task that re-sends unacknowledged events every `big_resend_ms` while any are kept.
+fn spawn_resend(shard: Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config.big_resend_ms.max(1));
+    tokio_uring::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let due: Vec<(UserId, u64, Vec<bytes::Bytes>)> = {
+                let mut big = state(&shard);
+                if big.unacked.is_empty() {
+                    big.resend_running = false;
+                    return;
+                }
+                big.unacked
+                    .iter()
+                    .filter_map(|(user, events)| {
+                        let mask = shard.user_presence(user).shards;
+                        let frames = || events.iter().map(|e| e.frame.clone()).collect();
+                        (mask != 0).then(|| (user.clone(), mask, frames()))
+                    })
+                    .collect()
+            };
+            for (user, mask, frames) in due {
+                crate::metrics::add(&shard.metrics.big_resent_total, frames.len() as u64);
+                for frame in frames {
+                    deliver_frame(&shard, &user, mask, frame);
+                }
+            }
+        }
+    });
+}
+
+/// Room owner: the `dlvrd` / `read` events of a raised receipt, one for the newest newly
+/// covered message of each other author, sent through the author's user owner (which keeps it
+/// until acknowledged). Marks are cumulative: a newer one for the same chat and marker
+/// supersedes the kept one.
+pub fn receipt_events(shard: &Shard, r: &ReceiptRaised<'_>) -> Vec<(ShardId, Command)> {
+    let (room, user) = (r.room, r.user);
+    let mut newest: HashMap<&UserId, &Arc<crate::model::Message>> = HashMap::new();
+    for m in room.history.iter().rev().take_while(|m| m.seq >= r.from_seq) {
+        if m.seq <= r.to_seq && &m.author != user && m.deleted_ms.is_none() {
+            newest.entry(&m.author).or_insert(m);
+        }
+    }
+    let kind = if r.read { "read" } else { "dlvrd" };
+    let now = now_ms();
+    let mut commands = Vec::with_capacity(newest.len());
+    for (author, m) in newest {
+        let chat = if room.kind == RoomKind::Direct {
+            user.as_str().to_string()
+        } else {
+            room.id.to_string()
+        };
+        let id = format!("{}{}-{}-{}", &kind[..1], m.id, user, r.at_ms);
+        let frame = wire::receipt(&id, now, kind, &chat, user, m, r.at_ms);
+        let key = Some(Arc::from(format!("{kind}:{}:{user}", room.id)));
+        let owner = shard_of_user(author, shard.shard_count);
+        let event = BigCommand::Event { user: author.clone(), id: Arc::from(id), key, frame };
+        commands.push((owner, super::command(event)));
+    }
+    commands
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::action::{NewMessage, NewRoom};
+    use crate::model::ids::IdAllocator;
+    use crate::model::receipt::Receipt;
+    use crate::model::Room;
+    use crate::model::{Role, RoomAction};
+
+    #[test]
+    fn new_is_rendered_once_per_distinct_missed_and_skips_the_author() {
+        let members: Vec<(UserId, Role)> =
+            ["a", "b", "c", "d"].iter().map(|u| (UserId::new(u), Role::Member)).collect();
+        let spec = NewRoom {
+            kind: RoomKind::Group,
+            name: "g".into(),
+            description: String::new(),
+            attributes: "{}".into(),
+            members,
+        };
+        let mut room = Room::create(1, spec, &Viewer::Service, 0, 100, 100).unwrap();
+        let mut ids = IdAllocator::new(0, 1, 0);
+        let post = |room: &mut Room, ids: &mut IdAllocator, author: &str| {
+            let new = NewMessage {
+                author: UserId::new(author),
+                text: "x".into(),
+                parent_id: 0,
+                client_message_id: None,
+                kind: "Regular".into(),
+                attachments: "[]".into(),
+                attributes: "{}".into(),
+            };
+            room.apply(&Viewer::Service, RoomAction::Post(new), ids, 0).unwrap()
+        };
+        post(&mut room, &mut ids, "a");
+        let outcome = post(&mut room, &mut ids, "a");
+        // b read everything; c and d nothing.
+        let mut receipts = HashMap::new();
+        receipts.insert(UserId::new("b"), Receipt { read: 1, delivered: 1, ..Receipt::default() });
+        let mut bundle = Bundle::default();
+        let cx = RoomEvent {
+            room: &room,
+            view: None,
+            event: &outcome.events[0],
+            stored: None,
+            actor: None,
+            receipts: Some(&receipts),
+            deleted: false,
+        };
+        decorate(&cx, &mut bundle);
+        let frame = |u: &str| bundle.frame_for(ID, &UserId::new(u), 0).cloned();
+        assert!(frame("a").is_none(), "the author gets its response instead");
+        let (b, c, d) = (frame("b").unwrap(), frame("c").unwrap(), frame("d").unwrap());
+        assert_eq!(c.as_ptr(), d.as_ptr(), "c and d share one rendering");
+        assert_ne!(b, c);
+        let missed = |f: &bytes::Bytes| {
+            let start = if f[1] == 126 { 4 } else { 2 };
+            let v: serde_json::Value = serde_json::from_slice(&f[start..]).unwrap();
+            v["payload"]["missed"].as_u64().unwrap()
+        };
+        assert_eq!((missed(&b), missed(&c)), (1, 2));
+        assert_eq!(
+            bundle.routing[ID.index()].as_ref().unwrap().per_viewer.len(),
+            1,
+            "one variant besides plain"
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! The conformance echo endpoint (`--echo-endpoint PATH`, off by default): every data frame
+//! comes back as it was sent. No authentication, no events: it exists for the Autobahn cases.
+
+use std::rc::Rc;
+
+use super::{Credentials, Dialect, DialectId, Refusal, Session};
+use crate::config::Config;
+use crate::http::head::RequestHead;
+use crate::net::conn::Conn;
+use crate::shard::Shard;
+use crate::ws::frame;
+
+/// The echo endpoint's place in the registry.
+pub const ID: DialectId = DialectId(1);
+
+/// The echo endpoint.
+pub struct Echo;
+
+/// An echo connection: sends every message back.
+struct EchoSession;
+
+impl Session for EchoSession {
+    fn on_text(&self, _shard: &Rc<Shard>, conn: &Rc<Conn>, payload: &[u8]) {
+        conn.send(frame::text(payload));
+    }
+
+    fn on_binary(&self, _shard: &Rc<Shard>, conn: &Rc<Conn>, payload: &[u8]) {
+        conn.send(frame::binary(payload));
+    }
+}
+
+impl Dialect for Echo {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn serves(&self, path: &str, config: &Config) -> bool {
+        config.echo_endpoint.as_deref() == Some(path)
+    }
+
+    fn credentials(&self, _head: &RequestHead) -> Credentials {
+        Credentials::None
+    }
+
+    fn refuse(&self, _reason: &str) -> Refusal {
+        // Never asked: the endpoint authenticates nobody.
+        Refusal::Http(crate::http::response::json_error(401, "unauthorized", "", false))
+    }
+
+    fn session(&self) -> Box<dyn Session> {
+        Box::new(EchoSession)
+    }
+}
