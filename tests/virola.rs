@@ -82,7 +82,9 @@ async fn virola_edit_and_delete_reach_members_in_order() {
     assert_eq!(updated["type"], "TextMessagesUpdated");
     let m = &updated["data"]["messages"][0];
     assert_eq!(m["text"], "first, edited");
-    assert!(m["lastEditedUtc"].as_u64() >= m["createdUtc"].as_u64());
+    let created_ms = m["createdUtc"].as_u64().expect("createdUtc is an integer");
+    let edited_ms = m["lastEditedUtc"].as_u64().expect("lastEditedUtc is an integer");
+    assert!(edited_ms >= created_ms, "lastEditedUtc {edited_ms} < createdUtc {created_ms}");
     let gone = next_json(&mut bob).await;
     assert_eq!(
         gone,

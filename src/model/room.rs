@@ -492,3 +492,7 @@ impl Room {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+#[path = "room_tests.rs"]
+mod tests;

@@ -216,3 +216,7 @@ pub fn render(event: &Event, moderator: bool) -> Bytes {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "virola_tests.rs"]
+mod tests;
