@@ -218,5 +218,5 @@ pub fn render(event: &Event, moderator: bool) -> Bytes {
 }
 
 #[cfg(test)]
-#[path = "virola_tests.rs"]
+#[path = "tests.rs"]
 mod tests;
