@@ -15,7 +15,8 @@
 //! - [`net`]: accept loop, HTTP serving, WebSocket sessions, outbound queues and writers.
 //! - [`ws`]: IO-free WebSocket codec on our own buffers (RFC 6455).
 //! - [`http`]: IO-free HTTP/1.1 request-head parsing, responses, and the WebSocket upgrade.
-//! - [`dialect`]: the wire protocols clients speak (Virola today).
+//! - [`dialect`]: the wire protocols clients speak (Virola, osu!, BIG, the echo endpoint), one
+//!   folder each behind the `Dialect` trait; the rest of the crate names none of them.
 //! - [`rest`]: the REST API.
 //! - [`store`]: the durable store: a redb file per shard, group commit off the loop.
 //! - [`metrics`]: per-shard counters and the Prometheus endpoint.

@@ -1,5 +1,5 @@
 //! Code hygiene checked inside `cargo test`: every source file opens with a `//!` doc saying
-//! what it owns, and no test is ignored or expected to panic.
+//! what it owns, no test is ignored or expected to panic, and the core names no dialect.
 
 use std::path::Path;
 

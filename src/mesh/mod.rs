@@ -5,7 +5,8 @@
 //! receiving shard); a full ring never drops and never blocks the loop: the command is parked
 //! in the sender's local queue and retried on the next pass. Parked queues are bounded by
 //! admission control: new client actions are refused (503) while a peer's parked queue is over
-//! `parked_max`, but commands produced by actions already admitted are always kept.
+//! its admission bound (`Shard::call`), but commands produced by actions already admitted are
+//! always kept.
 
 pub mod command;
 pub mod doorbell;
