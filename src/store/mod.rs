@@ -230,11 +230,6 @@ impl Store {
         self.shared.healthy.load(Ordering::Acquire)
     }
 
-    /// Free slots in the write ring: how many more batches [`Store::submit`] accepts now.
-    pub fn write_slots(&self) -> usize {
-        self.writes.slots()
-    }
-
     /// Counters and ring occupancy.
     pub fn metrics(&self) -> StoreMetrics {
         let s = &self.shared;
