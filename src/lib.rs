@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`config`]: every runtime setting and bound, from flags, `ROOMCAST_*` env and a TOML file.
+//! - [`limits`]: every fixed (not configurable) bound, named once, with checks of their relations.
 //! - [`auth`]: JWT verification and minting; the secret file in the data directory.
 //! - [`model`]: the core event model — rooms, messages, events — as pure data and transitions.
 //! - [`shard`]: a core's state, the owner pipeline, the inbox task, start and shutdown.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod dialect;
 pub mod fanout;
 pub mod http;
+pub mod limits;
 pub mod mesh;
 pub mod metrics;
 pub mod model;

@@ -20,7 +20,8 @@
 //! - `aud` and `iss` are not checked: there is no audience/issuer setting, so a
 //!   token signed by a configured key is accepted whatever audience it names.
 //! - `nbf` is enforced only when present.
-//! - The header segment is capped at [`MAX_HEADER_SEGMENT_BYTES`] before any
+//! - The header segment is capped at
+//!   [`JWT_HEADER_SEGMENT_BYTES_MAX`](crate::limits::JWT_HEADER_SEGMENT_BYTES_MAX) before any
 //!   decoding.
 
 pub mod cache;
@@ -36,7 +37,7 @@ use std::fmt;
 pub use cache::TokenCache;
 pub use mint::{mint_hs256, now_unix_s, MintClaims};
 pub use secret::{load_or_create_secret, SECRET_FILE_NAME};
-pub use verify::{AuthSettings, Verifier, MAX_HEADER_SEGMENT_BYTES};
+pub use verify::{AuthSettings, Verifier};
 
 /// Verifies `token` with `verifier` and refuses a session for which `is_revoked` says it was
 /// logged out; the refusal's text says why.

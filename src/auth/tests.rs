@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::*;
+use crate::limits::JWT_HEADER_SEGMENT_BYTES_MAX;
 
 const RSA_PRIVATE_PEM: &str = "\
 -----BEGIN PRIVATE KEY-----
@@ -292,7 +293,7 @@ fn missing_and_malformed_tokens() {
     let forged = format!("{header}.%%%.sig");
     assert_eq!(v.verify(&forged), Err(AuthError::BadSignature));
     assert_eq!(v.verify(&format!("{header}.e30.%%%")), Err(AuthError::Malformed));
-    let huge = "A".repeat(MAX_HEADER_SEGMENT_BYTES + 4);
+    let huge = "A".repeat(JWT_HEADER_SEGMENT_BYTES_MAX + 4);
     assert_eq!(v.verify(&format!("{huge}.e30.x")), Err(AuthError::Malformed));
 }
 

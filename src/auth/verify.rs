@@ -17,9 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::{AuthError, Identity};
-
-/// Longest accepted header segment (base64url text) of a token, in bytes.
-pub const MAX_HEADER_SEGMENT_BYTES: usize = 2048;
+use crate::limits::JWT_HEADER_SEGMENT_BYTES_MAX;
 
 /// Key material and clock tolerance for a [`Verifier`].
 ///
@@ -160,7 +158,7 @@ struct HeaderPeek<'a> {
 /// Decodes only the header segment and returns its `alg`.
 fn peek_alg(token: &str) -> Result<String, AuthError> {
     let header_b64 = token.split('.').next().unwrap_or_default();
-    if header_b64.is_empty() || header_b64.len() > MAX_HEADER_SEGMENT_BYTES {
+    if header_b64.is_empty() || header_b64.len() > JWT_HEADER_SEGMENT_BYTES_MAX {
         return Err(AuthError::Malformed);
     }
     let header_json = b64url_decode(header_b64.as_bytes()).ok_or(AuthError::Malformed)?;

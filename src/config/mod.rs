@@ -29,12 +29,10 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use crate::limits::SHARDS_MAX;
 use serde::Deserialize;
 
 pub use load::{auth_settings, load, merge, resolve_secret, ServeArgs, TokenArgs};
-
-/// Most shards (threads) a server may run.
-pub const SHARDS_MAX: usize = 64;
 
 /// Whether acknowledged writes wait for `fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]

@@ -5,7 +5,7 @@
 //! [`HttpError`], the error type of the whole `http` module.
 //!
 //! Invariants: parsing never reads past `head_bytes_max` bytes of the buffer and never
-//! panics on peer input; at most [`HEADERS_MAX`] headers are accepted; header names are
+//! panics on peer input; at most [`HTTP_HEADERS_MAX`] headers are accepted; header names are
 //! stored lowercase; `path` is the raw request target before `?` (not percent-decoded).
 //!
 //! Limits: only `Content-Length` bodies are supported; `Transfer-Encoding: chunked` is
@@ -14,10 +14,8 @@
 
 use std::fmt;
 
+use crate::limits::HTTP_HEADERS_MAX;
 use bytes::Bytes;
-
-/// Most headers accepted in one request head (more → 431).
-pub const HEADERS_MAX: usize = 64;
 
 /// Request method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,13 +154,13 @@ fn too_large(message: &str) -> HttpError {
 ///
 /// Returns `Ok(Some((head, len)))` with the head's length in bytes (the body starts at
 /// `len`), `Ok(None)` when the head is incomplete and `buf.len() <= head_bytes_max`, or an
-/// error: 431 when the head exceeds `head_bytes_max` or has more than [`HEADERS_MAX`]
+/// error: 431 when the head exceeds `head_bytes_max` or has more than [`HTTP_HEADERS_MAX`]
 /// headers, 400 when malformed, 501 for a transfer coding other than chunked.
 pub fn parse_head(
     buf: &[u8],
     head_bytes_max: usize,
 ) -> Result<Option<(RequestHead, usize)>, HttpError> {
-    let mut slots = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut slots = [httparse::EMPTY_HEADER; HTTP_HEADERS_MAX];
     let mut req = httparse::Request::new(&mut slots);
     // A complete head within the limit is always found in this prefix.
     let window = &buf[..buf.len().min(head_bytes_max)];

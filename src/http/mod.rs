@@ -11,7 +11,7 @@ pub mod query;
 pub mod response;
 pub mod upgrade;
 
-pub use head::{parse_head, HttpError, Method, RequestHead, HEADERS_MAX};
+pub use head::{parse_head, HttpError, Method, RequestHead};
 pub use query::{bearer, cookie, percent_decode, query_param};
 pub use response::{
     json, json_error, json_error_with_headers, json_value, reason_phrase, response,

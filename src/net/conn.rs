@@ -19,15 +19,12 @@ use bytes::{Buf, Bytes};
 use smallvec::SmallVec;
 
 use crate::dialect::DialectId;
+use crate::limits::IOV_BATCH;
 use crate::metrics::{self, ShardMetrics};
 use crate::model::ids::now_ms;
 use crate::model::UserId;
 use crate::ws::close::CLOSE_POLICY;
 use crate::ws::frame;
-
-/// Most frames handed to one `sendmsg` (the kernel's IOV_MAX is 1024; a longer queue is
-/// written in several calls).
-const IOV_BATCH: usize = 64;
 
 /// The queue of frames waiting to be written.
 #[derive(Debug, Default)]

@@ -11,12 +11,10 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use crate::limits::POLLER_EVENTS_PER_POLL;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use tokio::io::unix::AsyncFd;
-
-/// Events taken from the kernel per poll call.
-const EVENTS_PER_POLL: usize = 1024;
 
 /// Registers and deregisters sockets (shared by the shard's tasks).
 pub struct Poller {
@@ -51,7 +49,7 @@ impl Poller {
             .map_err(|e| io::Error::other(e.to_string()))?;
         Ok((
             Poller { registry },
-            Readiness { poll, events: Events::with_capacity(EVENTS_PER_POLL) },
+            Readiness { poll, events: Events::with_capacity(POLLER_EVENTS_PER_POLL) },
         ))
     }
 
@@ -99,7 +97,7 @@ impl Readiness {
                     writable: event.is_writable() || event.is_write_closed(),
                 });
             }
-            if count < EVENTS_PER_POLL {
+            if count < POLLER_EVENTS_PER_POLL {
                 return Ok(());
             }
         }

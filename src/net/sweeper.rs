@@ -1,6 +1,6 @@
 //! The shard's periodic sweep over its event connections: server pings, idle timeouts, and
 //! connections stuck in closing. Every connection is visited once per `ping_interval_ms`, in
-//! `SLICES` slices (by slab key) one tick apart, so pings go out in small batches instead of
+//! `SWEEP_SLICES` slices (by slab key) one tick apart, so pings go out in small batches instead of
 //! one burst per interval that would stall deliveries; one shared ping frame. A dialect with
 //! timers of its own (`Dialect::sweep`) sees each of its connections first, as often as its
 //! `sweep_period_ms` asks (pings still go out once per ping interval).
@@ -9,17 +9,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::dialect::{Sweep, DIALECTS};
+use crate::limits::{CLOSING_MAX_MS, SWEEP_SLICES};
 use crate::metrics;
 use crate::model::ids::now_ms;
 use crate::shard::Shard;
 use crate::ws::close::CLOSE_GOING_AWAY;
 use crate::ws::frame;
-
-/// How long a closing connection may linger before it is dropped.
-const CLOSING_MAX_MS: u64 = 5_000;
-
-/// Slices of the connection slab visited one after another within a ping interval.
-const SLICES: usize = 16;
 
 /// Runs until the shard stops.
 pub async fn run(shard: Rc<Shard>) {
@@ -28,10 +23,10 @@ pub async fn run(shard: Rc<Shard>) {
         .iter()
         .filter_map(|d| d.sweep_period_ms(config))
         .fold(config.ping_interval_ms, u64::min);
-    let tick_ms = (period / SLICES as u64).max(1);
+    let tick_ms = (period / SWEEP_SLICES as u64).max(1);
     let tick = Duration::from_millis(tick_ms);
     let ping = frame::ping(b"");
-    let mut previous_ping_ms = [0u64; SLICES];
+    let mut previous_ping_ms = [0u64; SWEEP_SLICES];
     let mut slice = 0;
     loop {
         tokio::time::sleep(tick).await;
@@ -45,7 +40,7 @@ pub async fn run(shard: Rc<Shard>) {
             .conns
             .borrow()
             .iter()
-            .filter(|(key, _)| key % SLICES == slice)
+            .filter(|(key, _)| key % SWEEP_SLICES == slice)
             .map(|(_, c)| c.clone())
             .collect();
         for conn in conns {
@@ -66,6 +61,6 @@ pub async fn run(shard: Rc<Shard>) {
         if ping_due {
             previous_ping_ms[slice] = now;
         }
-        slice = (slice + 1) % SLICES;
+        slice = (slice + 1) % SWEEP_SLICES;
     }
 }

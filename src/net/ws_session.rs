@@ -4,7 +4,7 @@
 //!
 //! Invariants: an idle session holds no buffer and no decoder state (bytes of a partial frame
 //! are copied out of the shared buffer into the session's `Partial`, dropped once it is idle);
-//! a socket is read at most `READS_PER_TURN` times per turn, so one busy client cannot starve
+//! a socket is read at most `WS_READS_PER_TURN` times per turn, so one busy client cannot starve
 //! the others; every exit path deregisters the socket and detaches the connection from the
 //! shard before its keys can be reused.
 
@@ -13,12 +13,12 @@ use std::io;
 use std::net::TcpStream;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use slab::Slab;
 
 use crate::dialect;
+use crate::limits::{CLOSE_FLUSH_TIMEOUT, WS_READS_PER_TURN, WS_READ_SCRATCH_BYTES};
 use crate::metrics;
 use crate::model::ids::now_ms;
 use crate::net::conn::Conn;
@@ -26,13 +26,6 @@ use crate::net::poller::{Poller, Readiness};
 use crate::shard::Shard;
 use crate::ws::codec::{Decoder, Incoming, WsLimits};
 use crate::ws::frame;
-
-/// How long a closing connection may take to flush its close frame before we drop it.
-const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-/// The shared read buffer's size: the most one read takes from a socket.
-const SCRATCH_BYTES: usize = 64 * 1024;
-/// Reads of one socket per turn before the others get theirs.
-const READS_PER_TURN: usize = 8;
 
 /// One upgraded connection's reading state.
 struct Session {
@@ -149,7 +142,7 @@ impl Sessions {
         }
     }
 
-    /// Reads what socket `key` has (up to `READS_PER_TURN` reads) and handles its frames.
+    /// Reads what socket `key` has (up to `WS_READS_PER_TURN` reads) and handles its frames.
     fn on_readable(&self, shard: &Rc<Shard>, key: usize) {
         let mut slots = self.slots.borrow_mut();
         let Some(session) = slots.get_mut(key) else {
@@ -164,7 +157,7 @@ impl Sessions {
         let mut drained = false;
         let mut state = session.partial.take().map_or_else(|| Partial::new(shard), |p| *p);
         let (conn, protocol) = (&session.conn, &*session.protocol);
-        for _ in 0..READS_PER_TURN {
+        for _ in 0..WS_READS_PER_TURN {
             let own = !state.pending.is_empty();
             let buf = if own { &mut state.pending } else { &mut *scratch };
             if own {
@@ -172,7 +165,7 @@ impl Sessions {
                     buf.reserve(buf.len().max(initial));
                 }
             } else {
-                buf.reserve(SCRATCH_BYTES);
+                buf.reserve(WS_READ_SCRATCH_BYTES);
             }
             let offered = buf.capacity() - buf.len();
             match recv(&conn.socket, buf) {

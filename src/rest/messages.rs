@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::http::query::query_param;
+use crate::limits::{CLIENT_MESSAGE_ID_BYTES_MAX, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX};
 use crate::model::action::NewMessage;
 use crate::model::ids::shard_of_room;
 use crate::model::room::Reply;
@@ -15,13 +16,6 @@ use crate::shard::{Request, Shard};
 use super::json::{self, parse_body};
 use super::rooms::room_action;
 use super::{parse_id, reply_of, ApiError, ApiResult, Caller};
-
-/// Most messages one history page returns.
-const HISTORY_LIMIT_MAX: usize = 500;
-/// History page size when `limit` is absent.
-const HISTORY_LIMIT_DEFAULT: usize = 50;
-/// Longest client message id, in bytes.
-const CLIENT_ID_BYTES_MAX: usize = 128;
 
 #[derive(Deserialize)]
 struct PostBody {
@@ -72,9 +66,9 @@ pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> 
         }
         _ => caller.user.clone(),
     };
-    if body.client_message_id.as_ref().is_some_and(|c| c.len() > CLIENT_ID_BYTES_MAX) {
+    if body.client_message_id.as_ref().is_some_and(|c| c.len() > CLIENT_MESSAGE_ID_BYTES_MAX) {
         return Err(ApiError::bad_request(format!(
-            "client_message_id is over {CLIENT_ID_BYTES_MAX} bytes"
+            "client_message_id is over {CLIENT_MESSAGE_ID_BYTES_MAX} bytes"
         )));
     }
     let new = NewMessage {
@@ -110,10 +104,10 @@ pub async fn history(
 ) -> ApiResult {
     let after = optional_u64(query, "after")?;
     let before = optional_u64(query, "before")?;
-    let limit = optional_u64(query, "limit")?.map_or(HISTORY_LIMIT_DEFAULT, |l| l as usize);
-    if limit == 0 || limit > HISTORY_LIMIT_MAX {
+    let limit = optional_u64(query, "limit")?.map_or(HISTORY_PAGE_DEFAULT, |l| l as usize);
+    if limit == 0 || limit > HISTORY_PAGE_MAX {
         return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {HISTORY_LIMIT_MAX}"
+            "limit must be between 1 and {HISTORY_PAGE_MAX}"
         )));
     }
     match room_action(shard, caller, id, RoomAction::History { after, before, limit }).await? {

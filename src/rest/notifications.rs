@@ -6,19 +6,15 @@ use std::rc::Rc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::limits::{
+    NOTIFICATION_DETAILS_BYTES_MAX, NOTIFICATION_NAME_BYTES_MAX, NOTIFICATION_READ_IDS_MAX,
+};
 use crate::model::ids::shard_of_user;
 use crate::model::{Notification, UserId, Viewer};
 use crate::shard::{Request, Response, Shard};
 
 use super::json::{self, parse_body};
 use super::{ApiError, ApiResult, Caller};
-
-/// Longest notification name, category or object type, in bytes.
-const NAME_BYTES_MAX: usize = 128;
-/// Largest details object, in bytes of JSON.
-const DETAILS_BYTES_MAX: usize = 16 * 1024;
-/// Most ids one read call marks.
-const READ_IDS_MAX: usize = 1000;
 
 #[derive(Deserialize)]
 struct NewBody {
@@ -40,9 +36,9 @@ fn short(value: Option<String>, what: &str, required: bool) -> Result<String, Ap
     match value {
         None if required => Err(ApiError::bad_request(format!("{what} is required"))),
         None => Ok(String::new()),
-        Some(v) if v.len() > NAME_BYTES_MAX => {
-            Err(ApiError::bad_request(format!("{what} is over {NAME_BYTES_MAX} bytes")))
-        }
+        Some(v) if v.len() > NOTIFICATION_NAME_BYTES_MAX => Err(ApiError::bad_request(format!(
+            "{what} is over {NOTIFICATION_NAME_BYTES_MAX} bytes"
+        ))),
         Some(v) => Ok(v),
     }
 }
@@ -72,8 +68,10 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, user: &str, body: &[u8])
     let category = short(body.category, "category", false)?;
     let category = if category.is_empty() { object_type.clone() } else { category };
     let details = json::object_text(body.details.as_ref(), "details")?;
-    if details.len() > DETAILS_BYTES_MAX {
-        return Err(ApiError::bad_request(format!("details is over {DETAILS_BYTES_MAX} bytes")));
+    if details.len() > NOTIFICATION_DETAILS_BYTES_MAX {
+        return Err(ApiError::bad_request(format!(
+            "details is over {NOTIFICATION_DETAILS_BYTES_MAX} bytes"
+        )));
     }
     let source_user = match body.source_user_id {
         None | Some(Value::Null) => None,
@@ -112,8 +110,8 @@ pub async fn read(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult 
         (Viewer::User(user), _) => user.clone(),
     };
     let ids = body.ids.ok_or_else(|| ApiError::bad_request("ids is required"))?;
-    if ids.len() > READ_IDS_MAX {
-        return Err(ApiError::bad_request(format!("at most {READ_IDS_MAX} ids")));
+    if ids.len() > NOTIFICATION_READ_IDS_MAX {
+        return Err(ApiError::bad_request(format!("at most {NOTIFICATION_READ_IDS_MAX} ids")));
     }
     let owner = shard_of_user(&user, shard.shard_count);
     let read = notifications_of(shard.call(owner, Request::ReadNotifications { user, ids }).await)?;

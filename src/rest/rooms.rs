@@ -6,6 +6,7 @@ use std::rc::Rc;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::limits::{ROOM_DESCRIPTION_BYTES_MAX, ROOM_LIST_MAX, ROOM_NAME_BYTES_MAX};
 use crate::model::action::{NewRoom, RoomPatch};
 use crate::model::ids::{shard_of_room, shard_of_user};
 use crate::model::room::Reply;
@@ -14,13 +15,6 @@ use crate::shard::{Request, Response, Shard};
 
 use super::json::{self, parse_body};
 use super::{parse_id, reply_of, ApiError, ApiResult, Caller};
-
-/// Longest room name, in bytes.
-const NAME_BYTES_MAX: usize = 256;
-/// Longest room description, in bytes.
-const DESCRIPTION_BYTES_MAX: usize = 4096;
-/// Most rooms one listing returns.
-const LIST_MAX: usize = 1000;
 
 #[derive(Deserialize)]
 struct CreateBody {
@@ -81,8 +75,8 @@ fn room_reply(reply: Reply, status: u16) -> ApiResult {
 /// `POST /api/v1/rooms`: any caller may create a room; a user becomes its owner.
 pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult {
     let body: CreateBody = parse_body(body)?;
-    check_text(&body.name, "name", NAME_BYTES_MAX)?;
-    check_text(&body.description, "description", DESCRIPTION_BYTES_MAX)?;
+    check_text(&body.name, "name", ROOM_NAME_BYTES_MAX)?;
+    check_text(&body.description, "description", ROOM_DESCRIPTION_BYTES_MAX)?;
     let kind = match body.kind.as_deref() {
         None => RoomKind::Group,
         Some(k) => RoomKind::parse(k).ok_or_else(|| {
@@ -133,8 +127,8 @@ pub async fn get(shard: &Rc<Shard>, caller: &Caller, id: &str) -> ApiResult {
 /// `PATCH /api/v1/rooms/{id}`.
 pub async fn update(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> ApiResult {
     let body: PatchBody = parse_body(body)?;
-    check_text(&body.name, "name", NAME_BYTES_MAX)?;
-    check_text(&body.description, "description", DESCRIPTION_BYTES_MAX)?;
+    check_text(&body.name, "name", ROOM_NAME_BYTES_MAX)?;
+    check_text(&body.description, "description", ROOM_DESCRIPTION_BYTES_MAX)?;
     let attributes = match body.attributes {
         Some(a) => Some(json::object_text(Some(&a), "attributes")?),
         None => None,
@@ -200,7 +194,7 @@ pub async fn list(shard: &Rc<Shard>, caller: &Caller) -> ApiResult {
     let mut rooms = Vec::new();
     for (owner, ids) in by_owner {
         let request =
-            Request::RoomViews { rooms: ids, viewer: caller.viewer.clone(), limit: LIST_MAX };
+            Request::RoomViews { rooms: ids, viewer: caller.viewer.clone(), limit: ROOM_LIST_MAX };
         match shard.call(owner, request).await {
             Response::Rooms(views) => rooms.extend(views),
             Response::Refused(refusal) => return Err(refusal.into()),
@@ -208,7 +202,7 @@ pub async fn list(shard: &Rc<Shard>, caller: &Caller) -> ApiResult {
         }
     }
     rooms.sort_unstable_by_key(|r| r.id);
-    rooms.truncate(LIST_MAX);
+    rooms.truncate(ROOM_LIST_MAX);
     let rooms: Vec<_> = rooms.iter().map(|r| json::room(r)).collect();
     Ok((200, json::wrapped("rooms", rooms)))
 }

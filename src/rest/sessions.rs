@@ -7,15 +7,13 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use crate::http::query::query_param;
+use crate::limits::SESSION_ID_BYTES_MAX;
 use crate::model::ids::shard_of_user;
 use crate::model::Viewer;
 use crate::shard::{Request, Shard};
 
 use super::json;
 use super::{reply_of, ApiError, ApiResult, Caller};
-
-/// Longest session id, in bytes.
-const SID_BYTES_MAX: usize = 256;
 
 /// `DELETE /api/v1/sessions/{sid}`: a user logs out one of its own sessions (its current one,
 /// or one its connections showed the server); a service logs out any (`?user=` names whose).
@@ -25,7 +23,7 @@ pub async fn delete(
     sid: &str,
     query: Option<&str>,
 ) -> ApiResult {
-    if sid.is_empty() || sid.len() > SID_BYTES_MAX {
+    if sid.is_empty() || sid.len() > SESSION_ID_BYTES_MAX {
         return Err(ApiError { status: 404, code: "not_found", message: "no such session".into() });
     }
     let (user, expires_at, known_only) = match &caller.viewer {

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 
 use futures_channel::oneshot;
 
+use crate::limits::COMMITS_PENDING_MAX;
 use crate::mesh::Command;
 use crate::model::room::Reply;
 use crate::model::{Refusal, ShardId};
@@ -19,9 +20,6 @@ use crate::store::{Completion, StoreOp};
 
 use super::request::Response;
 use super::Shard;
-
-/// Commits waiting for the store above which new writes are refused with 503.
-pub const COMMITS_PENDING_MAX: usize = 65_536;
 
 /// Where an owner's answer goes.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! self-send, drains commands in bounded batches, and dispatches each to its handler.
 //!
 //! Invariant: the doorbell is disarmed before the rings are drained, so no push is missed; a
-//! batch is at most `DRAIN_BUDGET` commands per ring, after which the task yields so the
+//! batch is at most `MESH_DRAIN_BUDGET` commands per ring, after which the task yields so the
 //! connection writers it woke get to submit their writes.
 
 use std::os::fd::OwnedFd;
@@ -11,12 +11,10 @@ use std::sync::atomic::Ordering;
 
 use tokio::io::unix::AsyncFd;
 
+use crate::limits::MESH_DRAIN_BUDGET;
 use crate::mesh::Command;
 
 use super::Shard;
-
-/// Commands taken from each ring per pass.
-const DRAIN_BUDGET: usize = 1024;
 
 /// Runs until the shard stops.
 pub async fn run(shard: Rc<Shard>, doorbell: AsyncFd<OwnedFd>) {
@@ -38,7 +36,7 @@ pub async fn run(shard: Rc<Shard>, doorbell: AsyncFd<OwnedFd>) {
         shard.note_store_metrics();
         loop {
             batch.clear();
-            shard.mesh.borrow_mut().drain(&mut batch, DRAIN_BUDGET);
+            shard.mesh.borrow_mut().drain(&mut batch, MESH_DRAIN_BUDGET);
             batch.extend(shard.inbox.borrow_mut().drain(..));
             if batch.is_empty() {
                 break;

@@ -29,6 +29,7 @@ use crate::auth::Verifier;
 use crate::config::Config;
 use crate::dialect::{DialectId, DialectMask, Presence};
 use crate::fanout::{Bundle, Subscriptions};
+use crate::limits::{OWNER_REPLY_TIMEOUT, PARKED_ADMISSION_MAX, USER_RATES_MAX};
 use crate::mesh::{Command, MeshEndpoint};
 use crate::metrics::{Registry, ShardMetrics};
 use crate::model::{Refusal, RoomId, RoomKind, ShardId, UserId};
@@ -37,15 +38,6 @@ use crate::net::conn::Conn;
 pub use commit::{Effects, ReplyTo};
 pub use request::{Request, Response};
 pub use spawn::{start, ServerHandle};
-
-/// How long a caller waits for an owner shard's answer before giving up with 503.
-const OWNER_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Users with a rate-limit bucket on one shard above which idle buckets are dropped.
-const USER_RATES_MAX: usize = 65_536;
-/// Verified tokens cached per shard.
-pub const TOKEN_CACHE_MAX: usize = 8192;
-/// Parked commands for one peer above which new client actions are refused (503).
-const PARKED_ADMISSION_MAX: usize = 65_536;
 
 /// One core's state. Shared by its tasks through `Rc`.
 pub struct Shard {

@@ -68,7 +68,7 @@ pub struct UserRecord {
     pub rooms: crate::model::RoomSet,
     /// Shards holding its connections, and their dialects.
     pub conns: UserConns,
-    /// Its notifications by id, at most `users::NOTIFICATIONS_PER_USER_MAX` (oldest evicted).
+    /// Its notifications by id, at most `NOTIFICATIONS_PER_USER_MAX` (oldest evicted).
     pub notifications: BTreeMap<u64, Notification>,
     /// Sessions its connections showed (id → token expiry, unix s), bounded.
     pub sessions: super::sessions::SeenSessions,

@@ -8,25 +8,17 @@
 //! closing a session's connections walks this shard's connections once per revocation (rare).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use smallvec::SmallVec;
 
 use std::sync::atomic::Ordering;
 
 use crate::auth::{now_unix_s, Identity};
+use crate::limits::{BARRIER_TIMEOUT, REVOCATION_DEFAULT_TTL_S, SESSIONS_PER_USER_MAX};
 use crate::mesh::Command;
 use crate::model::{Refusal, ShardId, UserId};
 
 use super::Shard;
-
-/// How long a revocation is kept when the session's token expiry is unknown (a service logging
-/// out a session no connection showed us), seconds.
-pub const REVOCATION_DEFAULT_TTL_S: u64 = 30 * 86_400;
-/// Sessions remembered per user (for logging out by id); the soonest-expiring is forgotten.
-pub const SESSIONS_PER_USER_MAX: usize = 64;
-/// How long `barrier` waits for its answer.
-const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Logged-out sessions: session id → expiry of its tokens (unix s).
 #[derive(Debug, Default)]

@@ -16,18 +16,12 @@ use tokio::io::unix::AsyncFd;
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::fanout::Subscriptions;
+use crate::limits::{SHARD_CLOSE_GRACE, TOKEN_CACHE_MAX, URING_CQ_ENTRIES, URING_SQ_ENTRIES};
 use crate::mesh::{self, Doorbell, MeshEndpoint};
 use crate::metrics::{Registry, ShardMetrics};
 use crate::ws::close::CLOSE_GOING_AWAY;
 
 use super::{inbox, owner, Shard};
-
-/// Submission queue entries of each shard's io_uring.
-const URING_SQ_ENTRIES: u32 = 4096;
-/// Completion queue entries of each shard's io_uring.
-const URING_CQ_ENTRIES: u32 = 16_384;
-/// How long a stopping shard waits for its connections to finish their close handshakes.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// A running server: its address, and the means to stop it.
 pub struct ServerHandle {
@@ -235,7 +229,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         writer: writer.clone(),
         subs: RefCell::new(Subscriptions::default()),
         revoked: RefCell::new(parts.revoked),
-        tokens: RefCell::new(crate::auth::TokenCache::new(super::TOKEN_CACHE_MAX)),
+        tokens: RefCell::new(crate::auth::TokenCache::new(TOKEN_CACHE_MAX)),
         shutting_down: Cell::new(false),
         shutdown_wake: tokio::sync::Notify::new(),
     });
@@ -259,7 +253,7 @@ async fn close_all(shard: &Rc<Shard>) {
     for conn in conns {
         conn.close(CLOSE_GOING_AWAY, "server shutting down");
     }
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    let deadline = tokio::time::Instant::now() + SHARD_CLOSE_GRACE;
     while shard.metrics.connections.load(Ordering::Relaxed) > 0
         && tokio::time::Instant::now() < deadline
     {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::dialect::{DialectId, DialectMask, NotificationEvent};
 use crate::fanout::Bundle;
+use crate::limits::NOTIFICATIONS_PER_USER_MAX;
 use crate::mesh::Command;
 use crate::model::ids::now_ms;
 use crate::model::room::Reply;
@@ -21,9 +22,6 @@ use crate::store::{NotificationRecord, StoreOp};
 use super::commit::Effects;
 use super::request::Response;
 use super::Shard;
-
-/// Notifications kept per user; posting one more evicts the oldest.
-pub const NOTIFICATIONS_PER_USER_MAX: usize = 1000;
 
 fn shards_in(mask: u64) -> impl Iterator<Item = usize> {
     (0..64).filter(move |s| mask & (1 << s) != 0)

@@ -14,7 +14,7 @@
 //!
 //! Invariants: nothing read from the file is trusted: a record that does not validate (rkyv
 //! bytecheck) or whose key disagrees with its body is an error, never a panic or a skip.
-//! Limits: history reads return at most [`HISTORY_LIMIT_MAX`] messages; a room deletion
+//! Limits: history reads return at most [`STORE_HISTORY_READ_MAX`] messages; a room deletion
 //! deletes all of the room's messages in the same transaction (cost grows with the room).
 
 use std::ops::Bound;
@@ -30,15 +30,10 @@ use super::record::{
     RecoveredRoom, RevokedRecord, RoomRecord, StoreOp,
 };
 use super::StoreError;
-
-/// Most messages one history read returns.
-pub const HISTORY_LIMIT_MAX: usize = 500;
+use crate::limits::{STORE_CACHE_BYTES, STORE_HISTORY_READ_MAX};
 
 /// Version of the table layout inside a shard file.
 const SCHEMA_VERSION: u64 = 1;
-
-/// redb page cache per shard file.
-const CACHE_BYTES: usize = 64 << 20;
 
 pub(super) const ROOMS: TableDefinition<u64, &[u8]> = TableDefinition::new("rooms");
 const MEMBERS: TableDefinition<(u64, &str), u8> = TableDefinition::new("members");
@@ -88,7 +83,7 @@ pub(crate) struct Marks {
 
 /// Opens (creating if absent) a shard file with the store's cache size.
 pub(crate) fn open_file(path: &Path) -> Result<Database, Fail> {
-    Ok(Database::builder().set_cache_size(CACHE_BYTES).create(path)?)
+    Ok(Database::builder().set_cache_size(STORE_CACHE_BYTES).create(path)?)
 }
 
 /// Opens a shard file, creating its tables on first use and checking its schema version.
@@ -329,7 +324,7 @@ type MessageEntry<'a> = Result<
 
 /// A page of `room`'s history: ascending ids, strictly after `after` and strictly before
 /// `before`, deleted messages skipped; with only `before`, the newest `limit` before it,
-/// otherwise the oldest `limit` after `after`. `limit` is capped at [`HISTORY_LIMIT_MAX`].
+/// otherwise the oldest `limit` after `after`. `limit` is capped at [`STORE_HISTORY_READ_MAX`].
 pub(crate) fn history(
     txn: &ReadTransaction,
     room: u64,
@@ -337,7 +332,7 @@ pub(crate) fn history(
     before: Option<u64>,
     limit: usize,
 ) -> Result<Vec<MessageRecord>, Fail> {
-    let limit = limit.min(HISTORY_LIMIT_MAX);
+    let limit = limit.min(STORE_HISTORY_READ_MAX);
     let lo = match after {
         None => 0,
         Some(a) => match a.checked_add(1) {

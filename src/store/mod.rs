@@ -20,9 +20,9 @@
 //!   entries in memory and asks [`Store::find_message_room`] for older messages.
 //! - Dropping the [`Store`] commits everything submitted, then stops both threads.
 //!
-//! Limits: ring sizes are the caller's `ring_slots`; a group holds at most
-//! [`GROUP_BATCHES_MAX`] batches / [`GROUP_OPS_MAX`] ops; history pages at most
-//! [`HISTORY_LIMIT_MAX`] messages; redb's page cache is 64 MiB per shard file.
+//! Limits (in [`crate::limits`]): ring sizes are the caller's `ring_slots`; a group holds at
+//! most `STORE_GROUP_BATCHES_MAX` batches / `STORE_GROUP_OPS_MAX` ops; history pages at most
+//! `STORE_HISTORY_READ_MAX` messages; redb's page cache is `STORE_CACHE_BYTES` per shard file.
 
 mod db;
 mod dir;
@@ -41,14 +41,13 @@ use std::thread::JoinHandle;
 use rtrb::{Consumer, Producer, PushError, RingBuffer};
 
 pub use crate::config::Durability;
-pub use db::HISTORY_LIMIT_MAX;
 pub use dir::{check_data_dir, shard_path, FORMAT_FILE, FORMAT_VERSION};
 pub use error::StoreError;
 pub use record::{
     role_from_u8, role_to_u8, Completion, MessageRecord, NotificationRecord, ReceiptRecord,
     Recovered, RecoveredRoom, RevokedRecord, RoomRecord, StoreOp,
 };
-pub use worker::{Wake, GROUP_BATCHES_MAX, GROUP_OPS_MAX, SHUTDOWN_GRACE};
+pub use worker::Wake;
 
 use worker::{Batch, ReadOp, Shared};
 
@@ -183,10 +182,11 @@ impl Store {
         }
     }
 
-    /// Queues a history read of `room` from disk (see [`HISTORY_LIMIT_MAX`] and the semantics
-    /// of the in-memory window: ascending ids, strictly after `after`, strictly before `before`,
-    /// only `before` = the newest `limit` before it, otherwise the oldest `limit` after
-    /// `after`, deleted messages skipped). A `History { token }` completion follows.
+    /// Queues a history read of `room` from disk (see
+    /// [`STORE_HISTORY_READ_MAX`](crate::limits::STORE_HISTORY_READ_MAX) and the semantics of the
+    /// in-memory window: ascending ids, strictly after `after`, strictly before `before`, only
+    /// `before` = the newest `limit` before it, otherwise the oldest `limit` after `after`,
+    /// deleted messages skipped). A `History { token }` completion follows.
     /// `Err` when the read ring is full.
     pub fn read_history(
         &mut self,
@@ -230,11 +230,6 @@ impl Store {
         self.shared.healthy.load(Ordering::Acquire)
     }
 
-    /// Free slots in the write ring: how many more batches [`Store::submit`] accepts now.
-    pub fn write_slots(&self) -> usize {
-        self.writes.slots()
-    }
-
     /// Counters and ring occupancy.
     pub fn metrics(&self) -> StoreMetrics {
         let s = &self.shared;
@@ -265,8 +260,9 @@ impl Store {
 }
 
 impl Drop for Store {
-    /// Commits everything submitted (retrying a failing group for up to [`SHUTDOWN_GRACE`]),
-    /// then stops both threads. Completions not drained by then are discarded.
+    /// Commits everything submitted (retrying a failing group for up to
+    /// [`STORE_FLUSH_GRACE`](crate::limits::STORE_FLUSH_GRACE)), then stops both threads.
+    /// Completions not drained by then are discarded.
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
         for handle in [self.writer.take(), self.reader.take()].into_iter().flatten() {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::limits::STORE_HISTORY_READ_MAX;
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -263,7 +264,7 @@ fn reference(
     before: Option<u64>,
     limit: usize,
 ) -> Vec<u64> {
-    let limit = limit.min(HISTORY_LIMIT_MAX);
+    let limit = limit.min(STORE_HISTORY_READ_MAX);
     let live = ids.iter().filter(|(id, deleted)| {
         !deleted && after.is_none_or(|a| *id > a) && before.is_none_or(|b| *id < b)
     });

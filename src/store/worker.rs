@@ -3,14 +3,14 @@
 //!
 //! Invariants:
 //! - The writer is the only writer of the file. It takes every batch waiting in its ring (up to
-//!   [`GROUP_BATCHES_MAX`] batches / [`GROUP_OPS_MAX`] ops), applies them in submission order in
-//!   ONE write transaction, commits, and only then pushes one `Written` completion per batch, in
-//!   submission order, and calls the wake-up callback once.
+//!   [`STORE_GROUP_BATCHES_MAX`] batches / [`STORE_GROUP_OPS_MAX`] ops), applies them in
+//!   submission order in ONE write transaction, commits, and only then pushes one `Written`
+//!   completion per batch, in submission order, and calls the wake-up callback once.
 //! - A failed commit keeps its group: the writer marks the store unhealthy, waits (10 ms
 //!   doubling to 1 s), reopens the file (redb refuses all work after an I/O error until it is
 //!   reopened) and retries the same group until it commits, then marks the store healthy.
 //!   Nothing is dropped: the only way a batch completes with `Err` is a shutdown while commits
-//!   keep failing for [`SHUTDOWN_GRACE`], and that is logged with the count.
+//!   keep failing for [`STORE_FLUSH_GRACE`], and that is logged with the count.
 //! - The reader has its own rings and thread, so reads never wait behind a failing write; it
 //!   sees committed state only, and answers with an error while the writer is reopening.
 //! - Both threads sleep with `thread::park` when their ring is empty; the shard unparks them
@@ -28,25 +28,10 @@ use rtrb::{Consumer, Producer, PushError};
 use super::db::{self, Fail, Marks};
 use super::record::{Completion, StoreOp};
 use super::Durability;
-
-/// Most batches committed in one group.
-pub const GROUP_BATCHES_MAX: usize = 1024;
-/// Most ops committed in one group (a group always takes at least one batch).
-pub const GROUP_OPS_MAX: usize = 16 * 1024;
-/// Most reads served in one read transaction.
-const READ_BATCH_MAX: usize = 64;
-/// Shortest time between the starts of two commits while busy (the previous group held
-/// several batches): a writer that committed less than this ago lets the group fill until
-/// then. Idle or lightly used stores commit at once; busy ones commit at most ~1 000 times a
-/// second with larger groups (redb's cost is mostly per transaction and page), for at most
-/// this much added latency.
-const COMMIT_INTERVAL_MIN: Duration = Duration::from_millis(1);
-/// First retry delay after a failed commit.
-const RETRY_FIRST: Duration = Duration::from_millis(10);
-/// Longest retry delay.
-const RETRY_MAX: Duration = Duration::from_secs(1);
-/// How long a shutting-down writer keeps retrying a failing group before giving up on it.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+use crate::limits::{
+    STORE_COMMIT_INTERVAL_MIN, STORE_FLUSH_GRACE, STORE_GROUP_BATCHES_MAX, STORE_GROUP_OPS_MAX,
+    STORE_READ_BATCH_MAX, STORE_RETRY_FIRST, STORE_RETRY_MAX,
+};
 
 /// The callback that tells the shard completions are waiting.
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
@@ -174,7 +159,7 @@ pub(crate) fn run_writer(
     let mut last_group = 0;
     let mut ops = 0;
     loop {
-        while group.len() < GROUP_BATCHES_MAX && ops < GROUP_OPS_MAX {
+        while group.len() < STORE_GROUP_BATCHES_MAX && ops < STORE_GROUP_OPS_MAX {
             match input.pop() {
                 Ok(batch) => {
                     ops += batch.1.len();
@@ -190,9 +175,9 @@ pub(crate) fn run_writer(
             thread::park();
             continue;
         }
-        let full = group.len() >= GROUP_BATCHES_MAX || ops >= GROUP_OPS_MAX;
+        let full = group.len() >= STORE_GROUP_BATCHES_MAX || ops >= STORE_GROUP_OPS_MAX;
         let wait = last_commit
-            .map_or(Duration::ZERO, |at| COMMIT_INTERVAL_MIN.saturating_sub(at.elapsed()));
+            .map_or(Duration::ZERO, |at| STORE_COMMIT_INTERVAL_MIN.saturating_sub(at.elapsed()));
         // Linger only while busy (the last group held several batches): a lone closed-loop
         // client, whose every group is one batch, must not wait out the interval each time.
         let busy = last_group > 1 || group.len() > 1;
@@ -242,7 +227,7 @@ fn flush_durably(shared: &Shared) -> Result<(), Fail> {
 }
 
 /// Commits `group`, retrying with backoff until it succeeds or a shutdown outlasts
-/// [`SHUTDOWN_GRACE`].
+/// [`STORE_FLUSH_GRACE`].
 fn commit_with_retry(
     shared: &Shared,
     group: &[Batch],
@@ -250,7 +235,7 @@ fn commit_with_retry(
     durability: Durability,
     marks: &mut Marks,
 ) -> Result<(), String> {
-    let mut delay = RETRY_FIRST;
+    let mut delay = STORE_RETRY_FIRST;
     let mut shutdown_seen: Option<Instant> = None;
     loop {
         match commit_group(shared, group, durability, marks) {
@@ -276,12 +261,12 @@ fn commit_with_retry(
                 );
                 if shared.shutdown.load(Ordering::Acquire) {
                     let since = *shutdown_seen.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= SHUTDOWN_GRACE {
+                    if since.elapsed() >= STORE_FLUSH_GRACE {
                         return Err(e.0);
                     }
                 }
                 thread::sleep(delay);
-                delay = (delay * 2).min(RETRY_MAX);
+                delay = (delay * 2).min(STORE_RETRY_MAX);
                 if let Err(e) = shared.reopen() {
                     tracing::error!(path = %shared.path.display(), error = %e.0, "store reopen failed");
                 }
@@ -322,9 +307,9 @@ pub(crate) fn run_reader(
     mut output: Producer<Completion>,
     wake: Wake,
 ) {
-    let mut batch = Vec::with_capacity(READ_BATCH_MAX);
+    let mut batch = Vec::with_capacity(STORE_READ_BATCH_MAX);
     loop {
-        while batch.len() < READ_BATCH_MAX {
+        while batch.len() < STORE_READ_BATCH_MAX {
             match input.pop() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,

@@ -13,8 +13,6 @@ pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Protocol error: the peer violated RFC 6455 framing rules.
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
-/// Unsupported data: the endpoint received a data type it cannot accept.
-pub const CLOSE_UNSUPPORTED: u16 = 1003;
 /// Invalid frame payload data, e.g. non-UTF-8 text.
 pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 /// Policy violation: generic code when no better one applies.
@@ -58,7 +56,6 @@ mod tests {
             CLOSE_NORMAL,
             CLOSE_GOING_AWAY,
             CLOSE_PROTOCOL_ERROR,
-            CLOSE_UNSUPPORTED,
             CLOSE_INVALID_PAYLOAD,
             CLOSE_POLICY,
             CLOSE_TOO_BIG,

@@ -6,11 +6,11 @@
 //! acknowledged.
 //!
 //! Invariants: a BIG frame is rendered once per distinct variant (a direct room's two sides),
-//! never per connection; at most `CHATS_PENDING_MAX` chat-list refreshes wait on one shard
+//! never per connection; at most `BIG_CHATS_PENDING_MAX` chat-list refreshes wait on one shard
 //! (a user already waiting is coalesced into its pending refresh); at most `big_unacked_max`
 //! unacknowledged events per user (an event with a coalescing key replaces the older one with
 //! that key; past the bound the oldest keyed one goes, else the user's BIG connections are told
-//! and closed and its store is emptied) and at most `UNACKED_USERS_MAX` users with any.
+//! and closed and its store is emptied) and at most `BIG_UNACKED_USERS_MAX` users with any.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
@@ -21,22 +21,16 @@ use std::time::Duration;
 use super::{send, wire, BigCommand, ID};
 use crate::dialect::{ReceiptRaised, RoomEvent};
 use crate::fanout::{Bundle, Routing};
+use crate::limits::{
+    BIG_CHATS_DEBOUNCE, BIG_CHATS_MAX, BIG_CHATS_PENDING_MAX, BIG_UNACKED_USERS_MAX,
+};
 use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
 use crate::model::{Event, Refusal, RoomId, RoomKind, RoomView, ShardId, UserId, Viewer};
 use crate::shard::{Request, Response, Shard};
 
-/// Users whose chat-list refresh may wait on one shard; more are dropped (and counted).
-pub const CHATS_PENDING_MAX: usize = 65_536;
-/// Most chats one chat list holds.
-pub const CHATS_MAX: usize = 1000;
-/// Users with unacknowledged events one shard keeps; events for more are dropped (counted).
-pub const UNACKED_USERS_MAX: usize = 100_000;
 /// The coalescing key of chat-list events.
 const CHATS_KEY: &str = "chats";
-
-/// How long a chat-list refresh waits so that changes arriving together send one list.
-const CHATS_DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// One unacknowledged event.
 #[derive(Debug, Clone)]
@@ -156,7 +150,7 @@ pub fn decorate(cx: &RoomEvent<'_>, bundle: &mut Bundle) {
     bundle.routing[ID.index()] = Some(Box::new(routing));
 }
 
-/// Every room `user` belongs to, as views (at most [`CHATS_MAX`]), ascending by id.
+/// Every room `user` belongs to, as views (at most [`BIG_CHATS_MAX`]), ascending by id.
 pub async fn user_room_views(shard: &Shard, user: &UserId) -> Result<Vec<Arc<RoomView>>, Refusal> {
     let owner = shard_of_user(user, shard.shard_count);
     let ids = match shard.call(owner, Request::UserRooms { user: user.clone() }).await {
@@ -171,7 +165,7 @@ pub async fn user_room_views(shard: &Shard, user: &UserId) -> Result<Vec<Arc<Roo
     let mut views = Vec::new();
     for (owner, ids) in by_owner {
         let viewer = Viewer::User(user.clone());
-        let request = Request::RoomViews { rooms: Some(ids), viewer, limit: CHATS_MAX };
+        let request = Request::RoomViews { rooms: Some(ids), viewer, limit: BIG_CHATS_MAX };
         match shard.call(owner, request).await {
             Response::Rooms(found) => views.extend(found),
             Response::Refused(refusal) => return Err(refusal),
@@ -179,7 +173,7 @@ pub async fn user_room_views(shard: &Shard, user: &UserId) -> Result<Vec<Arc<Roo
         }
     }
     views.sort_unstable_by_key(|v| v.id);
-    views.truncate(CHATS_MAX);
+    views.truncate(BIG_CHATS_MAX);
     Ok(views)
 }
 
@@ -200,7 +194,7 @@ pub fn chats_changed(shard: &Rc<Shard>, user: UserId) {
         if big.chats_pending.contains(&user) {
             return;
         }
-        if big.chats_pending.len() >= CHATS_PENDING_MAX {
+        if big.chats_pending.len() >= BIG_CHATS_PENDING_MAX {
             crate::metrics::inc(&shard.metrics.big_chats_dropped_total);
             return;
         }
@@ -208,7 +202,7 @@ pub fn chats_changed(shard: &Rc<Shard>, user: UserId) {
     }
     let shard = shard.clone();
     tokio_uring::spawn(async move {
-        tokio::time::sleep(CHATS_DEBOUNCE).await;
+        tokio::time::sleep(BIG_CHATS_DEBOUNCE).await;
         state(&shard).chats_pending.remove(&user);
         let Ok(views) = user_room_views(&shard, &user).await else {
             return;
@@ -271,7 +265,7 @@ pub fn keep(
 ) {
     let limit = shard.config.big_unacked_max;
     let mut big = state(shard);
-    if big.unacked.len() >= UNACKED_USERS_MAX && !big.unacked.contains_key(&user) {
+    if big.unacked.len() >= BIG_UNACKED_USERS_MAX && !big.unacked.contains_key(&user) {
         crate::metrics::inc(&shard.metrics.big_unacked_dropped_total);
         return;
     }

@@ -8,16 +8,17 @@
 //!
 //! Invariants: presence is sent only when the user is still in that state once its peers are
 //! known (an `online` that raced with the last close is dropped); a user is told only about
-//! peers it shares a direct room with, at most `CHATS_MAX` of them; only BIG connections
+//! peers it shares a direct room with, at most `BIG_CHATS_MAX` of them; only BIG connections
 //! count as online.
 
 use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::owner::{deliver_frame, event_id, keep, user_room_views, CHATS_MAX};
+use super::owner::{deliver_frame, event_id, keep, user_room_views};
 use super::{send, wire, BigCommand, ID};
 use crate::fanout::Bundle;
+use crate::limits::BIG_CHATS_MAX;
 use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
 use crate::model::{RoomId, RoomKind, UserId};
@@ -48,7 +49,7 @@ pub fn online_changed(shard: &Rc<Shard>, user: UserId, online: bool) {
             .filter(|v| v.kind == RoomKind::Direct)
             .flat_map(|v| v.members.iter().map(|(u, _)| u.clone()))
             .filter(|u| u != &user)
-            .take(CHATS_MAX)
+            .take(BIG_CHATS_MAX)
             .collect();
         for peer in peers {
             let owner = shard_of_user(&peer, shard.shard_count);

@@ -2,14 +2,8 @@
 //! every field checked for type and bounded in length where it is decoded. The session
 //! executes these; nothing further on looks at the JSON.
 
+use crate::limits::{BIG_ID_BYTES_MAX, BIG_MESSAGES_COUNT_DEFAULT, BIG_MESSAGES_COUNT_MAX};
 use serde_json::Value;
-
-/// Longest chat id, client message id, request id and ack id, in bytes.
-pub const ID_BYTES_MAX: usize = 128;
-/// Most messages one `messages` request returns, and the default.
-pub const COUNT_MAX: u64 = 500;
-/// The default count of a `messages` request.
-pub const COUNT_DEFAULT: u64 = 300;
 
 /// A request, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +50,7 @@ pub enum Request {
         start: Option<u64>,
         /// Page back from this seq.
         end: Option<u64>,
-        /// At most this many, `1..=COUNT_MAX`.
+        /// At most this many, `1..=BIG_MESSAGES_COUNT_MAX`.
         count: u64,
     },
     /// `dlvrd` / `read`: mark the chat delivered or read up to a message (the newest if none).
@@ -117,9 +111,9 @@ pub fn parse(payload_type: &str, payload: &Value) -> Result<Request, String> {
             let chat_id = id_field(payload, "chatId")?;
             let start = seq_field(payload, "startId")?;
             let end = seq_field(payload, "endId")?;
-            let count = seq_field(payload, "count")?.unwrap_or(COUNT_DEFAULT);
-            if count == 0 || count > COUNT_MAX {
-                return Err(format!("count must be between 1 and {COUNT_MAX}"));
+            let count = seq_field(payload, "count")?.unwrap_or(BIG_MESSAGES_COUNT_DEFAULT);
+            if count == 0 || count > BIG_MESSAGES_COUNT_MAX {
+                return Err(format!("count must be between 1 and {BIG_MESSAGES_COUNT_MAX}"));
             }
             if start.is_some() && end.is_some() {
                 return Err("send startId or endId, not both".into());
@@ -132,7 +126,7 @@ pub fn parse(payload_type: &str, payload: &Value) -> Result<Request, String> {
             read: payload_type == "read",
         },
         other => {
-            let shown: String = other.chars().take(ID_BYTES_MAX).collect();
+            let shown: String = other.chars().take(BIG_ID_BYTES_MAX).collect();
             return Err(format!("unknown payloadType {shown:?}"));
         }
     })
@@ -153,10 +147,10 @@ pub fn parse_event(payload_type: &str, payload: &Value) -> ClientEvent {
     }
 }
 
-/// A required id-like string field of at most [`ID_BYTES_MAX`] bytes.
+/// A required id-like string field of at most [`BIG_ID_BYTES_MAX`] bytes.
 fn id_field(payload: &Value, name: &str) -> Result<String, String> {
     match payload.get(name) {
-        Some(Value::String(s)) if s.len() <= ID_BYTES_MAX => Ok(s.clone()),
+        Some(Value::String(s)) if s.len() <= BIG_ID_BYTES_MAX => Ok(s.clone()),
         Some(Value::String(_)) => Err(format!("{name} is too long")),
         Some(Value::Null) | None => Err(format!("{name} is required")),
         Some(_) => Err(format!("{name} must be a string")),
@@ -252,7 +246,7 @@ mod tests {
 
     #[test]
     fn bad_fields_are_refused_never_defaulted() {
-        let long = "x".repeat(ID_BYTES_MAX + 1);
+        let long = "x".repeat(BIG_ID_BYTES_MAX + 1);
         let cases: Vec<(&str, Value, &str)> = vec![
             ("chat", json!({}), "chatId is required"),
             ("chat", json!({"chatId": 5}), "chatId must be a string"),

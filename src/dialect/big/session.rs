@@ -2,22 +2,22 @@
 //! run in its own task and answered with a `response` or the real server's error object),
 //! acks and client events (decoded into `request::{Request, ClientEvent}`).
 //!
-//! Invariants: at most `REQUEST_IDS_MAX` recent request ids and `IN_FLIGHT_MAX` running
-//! requests per connection; the chat-id cache holds at most `CHATS_MAX` entries; nothing a
+//! Invariants: at most `BIG_REQUEST_IDS_MAX` recent request ids and `BIG_IN_FLIGHT_MAX` running
+//! requests per connection; the chat-id cache holds at most `BIG_CHATS_MAX` entries; nothing a
 //! client sends can panic the shard (bad input is answered with an error frame).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::owner::{chat_list, user_room_views, CHATS_MAX};
+use super::owner::{chat_list, user_room_views};
 use super::request::{ClientEvent, Request};
 use super::wire::{self, ClientFrame};
 use super::{send, BigCommand};
 use crate::dialect::Session;
+use crate::limits::{BIG_CHATS_MAX, BIG_CLOSE_GRACE, BIG_IN_FLIGHT_MAX, BIG_REQUEST_IDS_MAX};
 use crate::metrics;
 use crate::model::action::{NewMessage, NewRoom};
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
@@ -26,18 +26,10 @@ use crate::model::{Refusal, Role, RoomAction, RoomId, RoomKind, UserId, Viewer};
 use crate::net::conn::Conn;
 use crate::shard::{Request as CoreRequest, Response, Shard};
 
-/// Recent request ids remembered per connection for duplicate refusal.
-pub const REQUEST_IDS_MAX: usize = 1024;
-/// Requests one connection may have running at once.
-pub const IN_FLIGHT_MAX: usize = 64;
-/// How long a connection the server closes (silence, client `offline`) may take to flush its
-/// close frame before it is dropped.
-const CLOSE_GRACE: Duration = Duration::from_millis(500);
-
 /// One BIG connection's protocol state.
 #[derive(Debug, Default)]
 pub struct BigConn {
-    /// Recent request ids (set and arrival order), bounded by [`REQUEST_IDS_MAX`].
+    /// Recent request ids (set and arrival order), bounded by [`BIG_REQUEST_IDS_MAX`].
     ids: RefCell<(HashSet<String>, VecDeque<String>)>,
     /// Requests running now.
     in_flight: Cell<usize>,
@@ -52,7 +44,7 @@ impl BigConn {
         if ids.0.contains(&id) {
             return false;
         }
-        if ids.1.len() >= REQUEST_IDS_MAX {
+        if ids.1.len() >= BIG_REQUEST_IDS_MAX {
             if let Some(oldest) = ids.1.pop_front() {
                 ids.0.remove(&oldest);
             }
@@ -108,7 +100,7 @@ fn on_text(shard: &Rc<Shard>, conn: &Rc<Conn>, state: &Rc<BigConn>, payload: &[u
                 Ok(request) => request,
                 Err(exception) => return conn.send(wire::error(&text, &exception)),
             };
-            if state.in_flight.get() >= IN_FLIGHT_MAX {
+            if state.in_flight.get() >= BIG_IN_FLIGHT_MAX {
                 conn.send(wire::error(&text, "too many requests in flight"));
                 return;
             }
@@ -151,7 +143,7 @@ pub(super) fn close_then_drop(conn: &Rc<Conn>, code: u16, reason: &'static str) 
     conn.close(code, reason);
     let conn = conn.clone();
     tokio_uring::spawn(async move {
-        tokio::time::sleep(CLOSE_GRACE).await;
+        tokio::time::sleep(BIG_CLOSE_GRACE).await;
         conn.kill();
     });
 }
@@ -180,7 +172,7 @@ async fn refresh_chats(shard: &Shard, user: &UserId, state: &BigConn) -> Result<
     for view in views.iter().filter(|v| v.kind == RoomKind::Direct) {
         chats.insert(wire::chat_id(view.kind, view.id, &view.members, user), view.id);
     }
-    if chats.len() <= CHATS_MAX {
+    if chats.len() <= BIG_CHATS_MAX {
         *state.chats.borrow_mut() = chats;
     }
     Ok(())
@@ -226,7 +218,7 @@ async fn resolve(
                 shard.barrier(shard_of_user(&member, shard.shard_count)).await;
             }
             let mut chats = state.chats.borrow_mut();
-            if chats.len() < CHATS_MAX {
+            if chats.len() < BIG_CHATS_MAX {
                 chats.insert(chat_id.to_string(), view.id);
             }
             Ok(view.id)

@@ -16,7 +16,8 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::request::{parse, parse_event, ClientEvent, Request, ID_BYTES_MAX};
+use super::request::{parse, parse_event, ClientEvent, Request};
+use crate::limits::BIG_ID_BYTES_MAX;
 use crate::model::{Message, RoomKind, RoomView, UserId};
 use crate::ws::frame;
 
@@ -30,7 +31,7 @@ pub enum ClientFrame {
     Ping,
     /// A request to execute and answer.
     Request {
-        /// The client's id (a string of at most `ID_BYTES_MAX` bytes, or a number), echoed in
+        /// The client's id (a string of at most `BIG_ID_BYTES_MAX` bytes, or a number), echoed in
         /// the response.
         id: Value,
         /// What to do, or why it cannot be done (answered with the real server's error).
@@ -64,7 +65,7 @@ pub fn decode(text: &str) -> ClientFrame {
     match map.get("type").and_then(Value::as_str).unwrap_or("") {
         "request" => {
             let id = match map.remove("id") {
-                Some(Value::String(id)) if id.len() > ID_BYTES_MAX => {
+                Some(Value::String(id)) if id.len() > BIG_ID_BYTES_MAX => {
                     return ClientFrame::Invalid("request id is too long".into())
                 }
                 Some(id @ (Value::String(_) | Value::Number(_))) => id,
@@ -76,7 +77,7 @@ pub fn decode(text: &str) -> ClientFrame {
             }
         }
         "ack" => match map.get("id") {
-            Some(Value::String(id)) if id.len() <= ID_BYTES_MAX => ClientFrame::Ack(id.clone()),
+            Some(Value::String(id)) if id.len() <= BIG_ID_BYTES_MAX => ClientFrame::Ack(id.clone()),
             Some(Value::String(_)) => ClientFrame::Invalid("ack id is too long".into()),
             Some(Value::Number(n)) => ClientFrame::Ack(n.to_string()),
             _ => ClientFrame::Invalid("ack id is required".into()),
@@ -86,7 +87,7 @@ pub fn decode(text: &str) -> ClientFrame {
             None => ClientFrame::Invalid("payloadType is required".into()),
         },
         kind => {
-            let shown: String = kind.chars().take(ID_BYTES_MAX).collect();
+            let shown: String = kind.chars().take(BIG_ID_BYTES_MAX).collect();
             ClientFrame::Invalid(format!("unknown message type {shown:?}"))
         }
     }

@@ -1,6 +1,6 @@
 //! osu!'s owner-side state: when each member of a public room was last active (posted,
 //! joined, acked). A public room's new message reaches only the osu! connections of members
-//! active in the last [`ACTIVE_WINDOW_MS`] (osu!'s `CHAT_ACTIVITY_TIMEOUT`). In memory only:
+//! active in the last [`OSU_ACTIVE_WINDOW_MS`] (osu!'s `CHAT_ACTIVITY_TIMEOUT`). In memory only:
 //! a restart forgets it, like osu!'s cache.
 //!
 //! Invariants: only public rooms owned by this shard have entries; a room's entries are only
@@ -10,10 +10,8 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::dialect::RoomChange;
+use crate::limits::OSU_ACTIVE_WINDOW_MS;
 use crate::model::{Event, RoomId, RoomKind, UserId};
-
-/// Public rooms deliver chat to osu! connections of members active this recently.
-pub const ACTIVE_WINDOW_MS: u64 = 60_000;
 
 /// Public room → member → when last active, ms.
 #[derive(Debug, Default)]
@@ -61,7 +59,7 @@ impl Activity {
         let Some(active) = self.rooms.get_mut(&room) else {
             return HashSet::new();
         };
-        let since = now.saturating_sub(ACTIVE_WINDOW_MS);
+        let since = now.saturating_sub(OSU_ACTIVE_WINDOW_MS);
         active.retain(|_, at| *at >= since);
         active.keys().cloned().collect()
     }

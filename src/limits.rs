@@ -1,0 +1,179 @@
+//! Every fixed bound of the server, named once: the sizes, counts, timeouts and intervals that
+//! bound a queue, buffer, map, request or wait and are not configurable (the configurable ones
+//! are `config::Config`'s fields).
+//!
+//! Owns: the constants and the compile-time checks of the relations between them (`const _`
+//! asserts at the end of each section). Protocol constants that are not our choice (close codes,
+//! opcodes, RFC 6455's 125-byte control payload, a value advertised to clients) stay with their
+//! protocol. Dialect-specific bounds carry their dialect in the name, in the last section.
+
+use std::time::Duration;
+
+// --- Shards, mesh and the owner pipeline ------------------------------------------------------
+
+/// Most shards (threads) a server may run; `validate` refuses more and auto-sizing clamps to it.
+pub const SHARDS_MAX: usize = 64;
+/// Submission queue entries of each shard's io_uring (ops queued before a submit).
+pub const URING_SQ_ENTRIES: u32 = 4096;
+/// Completion queue entries of each shard's io_uring; past it completions overflow (the
+/// defaults, 256 SQ / 512 CQ, overflowed about 0.7 times per delivery: perf/RESULTS.md).
+pub const URING_CQ_ENTRIES: u32 = 16_384;
+/// How long a stopping shard waits for its connections to finish their close handshakes; then
+/// it stops with whatever is left open.
+pub const SHARD_CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// Commands taken from each mesh ring per inbox pass; then the task yields so the loop runs.
+pub const MESH_DRAIN_BUDGET: usize = 1024;
+/// Parked commands for one peer above which new client actions are refused (503).
+pub const PARKED_ADMISSION_MAX: usize = 65_536;
+/// How long a caller waits for an owner shard's answer before giving up with 503.
+pub const OWNER_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `Shard::barrier` waits for its answer; then it returns `false`.
+pub const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Commits waiting for the store above which new writes are refused with 503.
+pub const COMMITS_PENDING_MAX: usize = 65_536;
+/// Users with a rate-limit bucket on one shard at which a new user's arrival drops the buckets
+/// of idle users (completely refilled ones).
+pub const USER_RATES_MAX: usize = 65_536;
+/// Verified tokens cached per shard; a full cache is emptied.
+pub const TOKEN_CACHE_MAX: usize = 8192;
+
+// A shard set is a `u64` mask (a room's subscriber shards, a user's connection shards).
+const _: () = assert!(SHARDS_MAX <= u64::BITS as usize);
+// The kernel refuses a completion queue smaller than the submission queue.
+const _: () = assert!(URING_SQ_ENTRIES <= URING_CQ_ENTRIES);
+
+// --- Users and sessions ------------------------------------------------------------------------
+
+/// Sessions remembered per user (for logging out by id); past it the soonest-expiring one is
+/// forgotten.
+pub const SESSIONS_PER_USER_MAX: usize = 64;
+/// How long a revocation is kept when the session's token expiry is unknown (a service logging
+/// out a session no connection showed us), in seconds; then it is forgotten.
+pub const REVOCATION_DEFAULT_TTL_S: u64 = 30 * 86_400;
+/// Notifications kept per user; posting one more evicts the oldest (in memory and on disk).
+pub const NOTIFICATIONS_PER_USER_MAX: usize = 1000;
+
+// --- WebSocket connections -----------------------------------------------------------------------
+
+/// The shard's shared read buffer: the most one read takes from a socket (the rest waits for
+/// the next read).
+pub const WS_READ_SCRATCH_BYTES: usize = 64 * 1024;
+/// Reads of one socket per turn; then the other ready sockets get theirs.
+pub const WS_READS_PER_TURN: usize = 8;
+/// Readiness events taken from the kernel per poll call; a full batch is followed by another.
+pub const POLLER_EVENTS_PER_POLL: usize = 1024;
+/// Most frames handed to one `sendmsg`; a longer queue is written in several calls.
+pub const IOV_BATCH: usize = 64;
+/// How long an ending connection may take to flush its close frame before it is dropped.
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a closing connection may linger, in milliseconds, before the sweeper drops it.
+pub const CLOSING_MAX_MS: u64 = 5_000;
+/// Slices of the connection slab the sweeper visits one after another within a ping interval.
+pub const SWEEP_SLICES: usize = 16;
+
+// The kernel's IOV_MAX: a `sendmsg` with more slices fails.
+const _: () = assert!(IOV_BATCH <= libc::UIO_MAXIOV as usize);
+const _: () = assert!(SWEEP_SLICES > 0);
+
+// --- HTTP and authentication -------------------------------------------------------------------
+
+/// Most headers accepted in one request head; more → 431.
+pub const HTTP_HEADERS_MAX: usize = 64;
+/// Longest accepted header segment (base64url text) of a JWT, in bytes; longer → refused
+/// before decoding.
+pub const JWT_HEADER_SEGMENT_BYTES_MAX: usize = 2048;
+
+// --- REST requests ------------------------------------------------------------------------------
+
+/// Longest session id a logout names, in bytes; longer → 400.
+pub const SESSION_ID_BYTES_MAX: usize = 256;
+/// Most messages one REST history page returns; a larger `limit` → 400.
+pub const HISTORY_PAGE_MAX: usize = 500;
+/// REST history page size when `limit` is absent.
+pub const HISTORY_PAGE_DEFAULT: usize = 50;
+/// Longest client message id, in bytes; longer → 400.
+pub const CLIENT_MESSAGE_ID_BYTES_MAX: usize = 128;
+/// Longest room name, in bytes; longer → 400.
+pub const ROOM_NAME_BYTES_MAX: usize = 256;
+/// Longest room description, in bytes; longer → 400.
+pub const ROOM_DESCRIPTION_BYTES_MAX: usize = 4096;
+/// Most rooms one room listing returns; the rest are left out.
+pub const ROOM_LIST_MAX: usize = 1000;
+/// Longest notification name, category or object type, in bytes; longer → 400.
+pub const NOTIFICATION_NAME_BYTES_MAX: usize = 128;
+/// Largest notification details object, in bytes of JSON; larger → 400.
+pub const NOTIFICATION_DETAILS_BYTES_MAX: usize = 16 * 1024;
+/// Most ids one notification read call marks; more → 400.
+pub const NOTIFICATION_READ_IDS_MAX: usize = 1000;
+
+const _: () = assert!(0 < HISTORY_PAGE_DEFAULT && HISTORY_PAGE_DEFAULT <= HISTORY_PAGE_MAX);
+// A page the in-memory window cannot answer is read from disk, which caps its reads.
+const _: () = assert!(HISTORY_PAGE_MAX <= STORE_HISTORY_READ_MAX);
+
+// --- Store ------------------------------------------------------------------------------------
+
+/// Most batches committed in one group; the rest wait for the next group.
+pub const STORE_GROUP_BATCHES_MAX: usize = 1024;
+/// Most ops committed in one group (a group always takes at least one batch); the rest wait for
+/// the next group.
+pub const STORE_GROUP_OPS_MAX: usize = 16 * 1024;
+/// Most reads served in one read transaction; the rest get the next one.
+pub const STORE_READ_BATCH_MAX: usize = 64;
+/// Most messages one history read from disk returns; a larger `limit` is cut to it.
+pub const STORE_HISTORY_READ_MAX: usize = 500;
+/// redb page cache per shard file, in bytes; past it pages are evicted.
+pub const STORE_CACHE_BYTES: usize = 64 << 20;
+/// Shortest time between the starts of two commits while busy (the previous group held
+/// several batches): a writer that committed less than this ago lets the group fill until
+/// then. Idle or lightly used stores commit at once; busy ones commit at most ~1 000 times a
+/// second with larger groups (redb's cost is mostly per transaction and page), for at most
+/// this much added latency.
+pub const STORE_COMMIT_INTERVAL_MIN: Duration = Duration::from_millis(1);
+/// First retry delay after a failed commit; each further failure doubles it.
+pub const STORE_RETRY_FIRST: Duration = Duration::from_millis(10);
+/// Longest retry delay after failed commits.
+pub const STORE_RETRY_MAX: Duration = Duration::from_secs(1);
+/// How long a shutting-down writer keeps retrying a failing group before giving up on it (and
+/// logging how many ops are lost).
+pub const STORE_FLUSH_GRACE: Duration = Duration::from_secs(10);
+
+const _: () = assert!(STORE_RETRY_FIRST.as_nanos() <= STORE_RETRY_MAX.as_nanos());
+
+// --- Dialects ---------------------------------------------------------------------------------
+
+/// osu!: public rooms deliver chat to osu! connections of members active this recently, in
+/// milliseconds (osu!'s `CHAT_ACTIVITY_TIMEOUT`); others do not get it.
+pub const OSU_ACTIVE_WINDOW_MS: u64 = 60_000;
+
+/// BIG: longest chat id, client message id, request id and ack id, in bytes; longer → error.
+pub const BIG_ID_BYTES_MAX: usize = 128;
+/// BIG: most messages one `messages` request returns; a larger `count` → error.
+pub const BIG_MESSAGES_COUNT_MAX: u64 = 500;
+/// BIG: the count of a `messages` request that gives none.
+pub const BIG_MESSAGES_COUNT_DEFAULT: u64 = 300;
+/// BIG: recent request ids remembered per connection for duplicate refusal; past it the oldest
+/// is forgotten.
+pub const BIG_REQUEST_IDS_MAX: usize = 1024;
+/// BIG: requests one connection may have running at once; one more → error.
+pub const BIG_IN_FLIGHT_MAX: usize = 64;
+/// BIG: how long a connection the server closes (silence, client `offline`) may take to flush
+/// its close frame before it is dropped.
+pub const BIG_CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// BIG: most chats one chat list holds (the rest are left out), and the most a connection's
+/// chat-id cache takes (a larger refresh is not cached).
+pub const BIG_CHATS_MAX: usize = 1000;
+/// BIG: users whose chat-list refresh may wait on one shard; more are dropped (and counted).
+pub const BIG_CHATS_PENDING_MAX: usize = 65_536;
+/// BIG: how long a chat-list refresh waits so that changes arriving together send one list.
+pub const BIG_CHATS_DEBOUNCE: Duration = Duration::from_millis(20);
+/// BIG: users with unacknowledged events one shard keeps; events for more are dropped (counted).
+pub const BIG_UNACKED_USERS_MAX: usize = 100_000;
+
+const _: () =
+    assert!(0 < BIG_MESSAGES_COUNT_DEFAULT && BIG_MESSAGES_COUNT_DEFAULT <= BIG_MESSAGES_COUNT_MAX);
+// `messages` pages go through the same window-or-disk history read as REST pages.
+const _: () = assert!(BIG_MESSAGES_COUNT_MAX <= STORE_HISTORY_READ_MAX as u64);
+// A running request's id is still remembered, so a duplicate of it is refused.
+const _: () = assert!(BIG_IN_FLIGHT_MAX <= BIG_REQUEST_IDS_MAX);
+// The server-side close of a BIG connection is meant to end sooner than the generic bound.
+const _: () = assert!(BIG_CLOSE_GRACE.as_millis() < CLOSING_MAX_MS as u128);
