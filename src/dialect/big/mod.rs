@@ -40,6 +40,7 @@ use crate::model::ids::now_ms;
 use crate::model::{RoomId, ShardId, UserId};
 use crate::net::conn::Conn;
 use crate::shard::Shard;
+use crate::ws::close::CLOSE_INTERNAL;
 
 pub use owner::BigState;
 
@@ -250,7 +251,7 @@ impl Dialect for Big {
             return Sweep::Continue;
         }
         metrics::inc(&shard.metrics.big_silence_closes_total);
-        session::close_then_drop(conn, 1011, "no ping");
+        session::close_then_drop(conn, CLOSE_INTERNAL, "no ping");
         Sweep::Ended
     }
 }

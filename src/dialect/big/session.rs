@@ -25,6 +25,7 @@ use crate::model::room::Reply;
 use crate::model::{Refusal, Role, RoomAction, RoomId, RoomKind, UserId, Viewer};
 use crate::net::conn::Conn;
 use crate::shard::{Request as CoreRequest, Response, Shard};
+use crate::ws::close::CLOSE_NORMAL;
 
 /// One BIG connection's protocol state.
 #[derive(Debug, Default)]
@@ -80,7 +81,7 @@ fn on_text(shard: &Rc<Shard>, conn: &Rc<Conn>, state: &Rc<BigConn>, payload: &[u
             let owner = shard_of_user(&conn.user, shard.shard_count);
             send(shard, owner, BigCommand::Ack { user: conn.user.clone(), id });
         }
-        ClientFrame::Event(ClientEvent::Offline) => close_then_drop(conn, 1000, "offline"),
+        ClientFrame::Event(ClientEvent::Offline) => close_then_drop(conn, CLOSE_NORMAL, "offline"),
         ClientFrame::Event(ClientEvent::Typing { chat_id, stop }) => {
             typing(shard, conn, state, chat_id, stop)
         }
