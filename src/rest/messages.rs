@@ -3,7 +3,6 @@
 use std::rc::Rc;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::http::query::query_param;
 use crate::model::action::NewMessage;
@@ -22,18 +21,6 @@ const HISTORY_LIMIT_MAX: usize = 500;
 const HISTORY_LIMIT_DEFAULT: usize = 50;
 /// Longest client message id, in bytes.
 const CLIENT_ID_BYTES_MAX: usize = 128;
-
-#[derive(Deserialize)]
-struct PostBody {
-    #[serde(alias = "content")]
-    text: Option<String>,
-    parent_id: Option<u64>,
-    client_message_id: Option<String>,
-    kind: Option<String>,
-    attachments: Option<Value>,
-    attributes: Option<Value>,
-    author: Option<Value>,
-}
 
 #[derive(Deserialize)]
 struct EditBody {
@@ -59,7 +46,7 @@ fn message_reply(reply: Reply, status: u16) -> ApiResult {
 
 /// `POST /api/v1/rooms/{id}/messages`: a member posts; a service may post for any `author`.
 pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> ApiResult {
-    let body: PostBody = parse_body(body)?;
+    let body = json::post_body(body)?;
     let text = check_message_text(shard, body.text)?;
     let author = match (&caller.viewer, &body.author) {
         (Viewer::Service, Some(author)) => json::user_id(author)?,
