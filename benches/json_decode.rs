@@ -1,27 +1,13 @@
-//! REST post body decoding: simd-json (what `roomcast::rest::json::parse_body` uses, including
-//! its copy of the body into an owned buffer) vs serde_json, into a struct shaped like the
-//! server's private `PostBody` for `POST /api/v1/rooms/{id}/messages`.
+//! REST post body decoding: `roomcast::rest::json::post_body`, the decoder the server runs for
+//! `POST /api/v1/rooms/{id}/messages` (serde_json through `parse_body`, into the real
+//! `rest::json::PostBody`), next to simd-json decoding the same type (with the copy of the body
+//! into an owned buffer that simd-json needs), the alternative `parse_body`'s doc compares it to.
 //!
 //! `cargo bench --bench json_decode -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use serde::Deserialize;
-use serde_json::Value;
+use roomcast::rest::json::{post_body, PostBody};
 use std::hint::black_box;
-
-/// Same fields and attributes as `PostBody` in src/rest/messages.rs.
-#[allow(dead_code)]
-#[derive(Deserialize)]
-struct PostBody {
-    #[serde(alias = "content")]
-    text: Option<String>,
-    parent_id: Option<u64>,
-    client_message_id: Option<String>,
-    kind: Option<String>,
-    attachments: Option<Value>,
-    attributes: Option<Value>,
-    author: Option<Value>,
-}
 
 fn bench(c: &mut Criterion) {
     // What the loadgen posts: a 64-byte stamped text.
@@ -35,16 +21,14 @@ fn bench(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("post_body_decode");
     for (name, body) in [("64B_text", small.as_bytes()), ("1KiB_full", full.as_bytes())] {
+        assert!(post_body(body).is_ok(), "the server accepts the {name} body");
+        group.bench_function(format!("post_body/{name}"), |b| {
+            b.iter(|| post_body(black_box(body)).expect("valid"))
+        });
         group.bench_function(format!("simd_json/{name}"), |b| {
             b.iter(|| {
                 let mut owned = black_box(body).to_vec();
                 let v: PostBody = simd_json::serde::from_slice(&mut owned).expect("valid");
-                v
-            })
-        });
-        group.bench_function(format!("serde_json/{name}"), |b| {
-            b.iter(|| {
-                let v: PostBody = serde_json::from_slice(black_box(body)).expect("valid");
                 v
             })
         });

@@ -1,8 +1,10 @@
-//! Fan-out: bundles of pre-rendered frames, and each shard's local subscriptions (room → the
-//! connections on this shard that receive it).
+//! Fan-out: bundles of pre-rendered frames, each shard's local subscriptions (room → the
+//! connections on this shard that receive it), and the delivery loop that hands a bundle to them.
 
 pub mod bundle;
+pub mod deliver;
 pub mod topic;
 
 pub use bundle::{Alternative, Bundle, Frames, Routing};
-pub use topic::Subscriptions;
+pub use deliver::{deliver, Recipient};
+pub use topic::{ConnKey, Subscriptions};

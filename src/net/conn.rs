@@ -310,6 +310,30 @@ impl Conn {
     }
 }
 
+/// Fan-out queues onto the connection's outbound queue through `Conn::send` (so the byte
+/// bound and the slow-consumer close apply).
+impl crate::fanout::Recipient for Rc<Conn> {
+    #[inline]
+    fn dialect(&self) -> DialectId {
+        self.dialect
+    }
+
+    #[inline]
+    fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    #[inline]
+    fn flags(&self) -> u8 {
+        self.flags.get()
+    }
+
+    #[inline]
+    fn queue(&self, frame: Bytes) {
+        self.send(frame);
+    }
+}
+
 impl Outbound {
     /// Drops `written` bytes from the front of the queue.
     fn consume(&mut self, mut written: usize) {

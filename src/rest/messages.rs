@@ -3,7 +3,6 @@
 use std::rc::Rc;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::http::query::query_param;
 use crate::limits::{CLIENT_MESSAGE_ID_BYTES_MAX, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX};
@@ -16,18 +15,6 @@ use crate::shard::{Request, Shard};
 use super::json::{self, parse_body};
 use super::rooms::room_action;
 use super::{parse_id, reply_of, ApiError, ApiResult, Caller};
-
-#[derive(Deserialize)]
-struct PostBody {
-    #[serde(alias = "content")]
-    text: Option<String>,
-    parent_id: Option<u64>,
-    client_message_id: Option<String>,
-    kind: Option<String>,
-    attachments: Option<Value>,
-    attributes: Option<Value>,
-    author: Option<Value>,
-}
 
 #[derive(Deserialize)]
 struct EditBody {
@@ -53,7 +40,7 @@ fn message_reply(reply: Reply, status: u16) -> ApiResult {
 
 /// `POST /api/v1/rooms/{id}/messages`: a member posts; a service may post for any `author`.
 pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> ApiResult {
-    let body: PostBody = parse_body(body)?;
+    let body = json::post_body(body)?;
     let text = check_message_text(shard, body.text)?;
     let author = match (&caller.viewer, &body.author) {
         (Viewer::Service, Some(author)) => json::user_id(author)?,

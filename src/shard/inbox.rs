@@ -65,23 +65,19 @@ fn handle(shard: &Rc<Shard>, command: Command) {
         Command::Subscribe { room, user, bundle } => {
             let keys = shard.subs.borrow_mut().subscribe(room, &user);
             if let Some(bundle) = bundle {
-                shard.deliver_to(&keys, &user, &bundle);
+                shard.deliver_to(&keys, &bundle);
             }
         }
         Command::Unsubscribe { room, user, bundle } => {
             let keys = shard.subs.borrow_mut().unsubscribe(room, &user);
             if let Some(bundle) = bundle {
-                shard.deliver_to(&keys, &user, &bundle);
+                shard.deliver_to(&keys, &bundle);
             }
         }
         Command::RoomGone { room, bundle } => {
             let keys = shard.subs.borrow_mut().drop_room(room);
             let conns = shard.conns.borrow();
-            for conn in keys.iter().filter_map(|k| conns.get(*k)) {
-                if let Some(frame) = bundle.frame_for(conn.dialect, &conn.user, conn.flags.get()) {
-                    conn.send(frame.clone());
-                }
-            }
+            crate::fanout::deliver(&keys, |k| conns.get(k), &bundle);
         }
         Command::UserAttach { user, shard: s, dialects } => {
             shard.user_shards_changed(user, s, dialects)
@@ -94,7 +90,7 @@ fn handle(shard: &Rc<Shard>, command: Command) {
         }
         Command::DeliverToUser { user, bundle } => {
             let keys: Vec<usize> = shard.subs.borrow().conns_of(&user).to_vec();
-            shard.deliver_to(&keys, &user, &bundle);
+            shard.deliver_to(&keys, &bundle);
         }
         Command::RevokeSession { sid, expires_at } => shard.revoke_local(&sid, expires_at),
         Command::SessionSeen { user, sid, expires_at } => shard.session_seen(user, sid, expires_at),

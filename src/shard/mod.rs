@@ -28,7 +28,7 @@ use slab::Slab;
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::dialect::{DialectId, DialectMask, Presence};
-use crate::fanout::{Bundle, Subscriptions};
+use crate::fanout::{self, Bundle, Subscriptions};
 use crate::limits::{OWNER_REPLY_TIMEOUT, PARKED_ADMISSION_MAX, USER_RATES_MAX};
 use crate::mesh::{Command, MeshEndpoint};
 use crate::metrics::{Registry, ShardMetrics};
@@ -198,15 +198,7 @@ impl Shard {
     pub fn deliver(&self, room: RoomId, bundle: &Bundle) {
         let subs = self.subs.borrow();
         let conns = self.conns.borrow();
-        let mut delivered = 0u64;
-        for key in subs.topic(room) {
-            if let Some(conn) = conns.get(*key) {
-                if let Some(frame) = bundle.frame_for(conn.dialect, &conn.user, conn.flags.get()) {
-                    conn.send(frame.clone());
-                    delivered += 1;
-                }
-            }
-        }
+        let delivered = fanout::deliver(subs.topic(room), |k| conns.get(k), bundle);
         crate::metrics::add(&self.metrics.events_delivered_total, delivered);
         drop((subs, conns));
         for dialect in bundle.tagged() {
@@ -214,17 +206,12 @@ impl Shard {
         }
     }
 
-    /// Hands `bundle` to the given local connections.
-    pub fn deliver_to(&self, keys: &[usize], user: &UserId, bundle: &Bundle) {
+    /// Hands `bundle` to the given local connections (one user's: each gets the frame for its
+    /// own user, dialect and flags).
+    pub fn deliver_to(&self, keys: &[usize], bundle: &Bundle) {
         let conns = self.conns.borrow();
-        for key in keys {
-            if let Some(conn) = conns.get(*key) {
-                if let Some(frame) = bundle.frame_for(conn.dialect, user, conn.flags.get()) {
-                    conn.send(frame.clone());
-                    crate::metrics::inc(&self.metrics.events_delivered_total);
-                }
-            }
-        }
+        let delivered = fanout::deliver(keys, |k| conns.get(k), bundle);
+        crate::metrics::add(&self.metrics.events_delivered_total, delivered);
     }
 
     /// The users whose `dialect` connections subscribed to `room` here get a frame of

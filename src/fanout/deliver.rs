@@ -1,0 +1,43 @@
+//! Delivery: handing one bundle to a shard's local connections, each getting its dialect's
+//! frame (or none) as a clone of the shared `Bytes` on its outbound queue.
+//!
+//! Generic over [`Recipient`] so the server (`net::conn::Conn`) and `benches/fanout.rs` run the
+//! same loop; monomorphic (no `dyn`) and allocation-free per recipient.
+
+use bytes::Bytes;
+
+use super::{Bundle, ConnKey};
+use crate::dialect::DialectId;
+use crate::model::UserId;
+
+/// A connection that fan-out hands frames to: who it is, and its outbound queue.
+pub trait Recipient {
+    /// The wire protocol it speaks.
+    fn dialect(&self) -> DialectId;
+    /// Its user.
+    fn user(&self) -> &UserId;
+    /// Its dialect flag bits (`Conn::flags`), checked against the bundle's gates.
+    fn flags(&self) -> u8;
+    /// Queues a complete frame (a refcount bump of the shared `Bytes`, never a copy).
+    fn queue(&self, frame: Bytes);
+}
+
+/// Hands `bundle` to the connections `keys` that `lookup` still finds: each gets
+/// [`Bundle::frame_for`] its dialect, user and flags, if any. Returns how many got a frame.
+#[inline]
+pub fn deliver<'a, R, F>(keys: &[ConnKey], lookup: F, bundle: &Bundle) -> u64
+where
+    R: Recipient + 'a,
+    F: Fn(ConnKey) -> Option<&'a R>,
+{
+    let mut delivered = 0;
+    for &key in keys {
+        if let Some(conn) = lookup(key) {
+            if let Some(frame) = bundle.frame_for(conn.dialect(), conn.user(), conn.flags()) {
+                conn.queue(frame.clone());
+                delivered += 1;
+            }
+        }
+    }
+    delivered
+}
