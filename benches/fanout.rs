@@ -14,7 +14,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use roomcast::dialect::{virola, DialectId};
 use roomcast::fanout::{Bundle, Subscriptions};
-use roomcast::model::UserId;
+use roomcast::model::{RoomId, UserId};
 use roomcast::ws::frame;
 use slab::Slab;
 
@@ -45,13 +45,13 @@ fn setup(conns: usize, rooms: u64) -> (Slab<FakeConn>, Subscriptions) {
             out: RefCell::new(Out::default()),
         });
         subs.add_conn(&user, key);
-        subs.subscribe(i as u64 % rooms, &user);
+        subs.subscribe(RoomId(i as u64 % rooms), &user);
     }
     (slab, subs)
 }
 
 /// `Shard::deliver` minus the socket writer spawn: returns the deliveries made.
-fn deliver(slab: &Slab<FakeConn>, subs: &Subscriptions, room: u64, bundle: &Bundle) -> u64 {
+fn deliver(slab: &Slab<FakeConn>, subs: &Subscriptions, room: RoomId, bundle: &Bundle) -> u64 {
     let mut delivered = 0;
     for key in subs.topic(room) {
         if let Some(conn) = slab.get(*key) {
@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
                 |()| {
                     let mut n = 0;
                     for room in 0..rooms {
-                        n += deliver(&slab, &subs, room, &bundle);
+                        n += deliver(&slab, &subs, RoomId(room), &bundle);
                     }
                     assert_eq!(n, 10_000);
                 },

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use roomcast::dialect::virola::render::render;
-use roomcast::model::{Event, LastMessage, Message, Role, RoomKind, RoomView, UserId};
+use roomcast::model::{Event, LastMessage, Message, Role, RoomId, RoomKind, RoomView, UserId};
 use std::hint::black_box;
 
 const NOW: u64 = 1_795_000_000_000;
@@ -18,7 +18,7 @@ fn message() -> Message {
     Message {
         id: 4_294_967_311,
         seq: 1234,
-        room: 17,
+        room: RoomId(17),
         author: UserId::new("u1234"),
         text: format!("t={};{}", 123_456_789_u64, "x".repeat(64 - 12)),
         parent_id: 0,
@@ -39,7 +39,7 @@ fn room(members: usize) -> RoomView {
         (0..members).map(|i| (UserId::new(&format!("u{i}")), Role::Member)).collect();
     list.sort_by(|a, b| a.0.cmp(&b.0));
     RoomView {
-        id: 17,
+        id: RoomId(17),
         kind: RoomKind::Group,
         name: "room-17".into(),
         description: String::new(),

@@ -7,8 +7,60 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A room's id: unique server-wide, `id % shard_count` is its owner shard.
-pub type RoomId = u64;
+/// Defines a `Copy` id newtype over an integer: ordered, hashable, rendered (`Display`, serde)
+/// as the plain number, so JSON and paths show exactly the number they showed before.
+macro_rules! int_id {
+    ($(#[$doc:meta])* $name:ident($inner:ty)) => {
+        $(#[$doc])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            PartialOrd,
+            Ord,
+            Hash,
+            Default,
+            serde::Serialize,
+            serde::Deserialize,
+        )]
+        #[repr(transparent)]
+        #[serde(transparent)]
+        pub struct $name(pub $inner);
+
+        impl $name {
+            /// The raw number.
+            pub const fn get(self) -> $inner {
+                self.0
+            }
+        }
+
+        impl From<$inner> for $name {
+            fn from(value: $inner) -> Self {
+                $name(value)
+            }
+        }
+
+        impl From<$name> for $inner {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+int_id! {
+    /// A room's id: unique server-wide, `id % shard_count` is its owner shard.
+    RoomId(u64)
+}
+
 /// A message's id: unique server-wide, increasing within a room, `id % shard_count` is the
 /// owner shard of its room.
 pub type MessageId = u64;
@@ -54,9 +106,14 @@ impl fmt::Display for UserId {
     }
 }
 
-/// The owner shard of a room (or of the room of a message id).
+/// The owner shard of a room.
 pub fn shard_of_room(room: RoomId, shard_count: usize) -> ShardId {
-    (room % shard_count as u64) as ShardId
+    (room.0 % shard_count as u64) as ShardId
+}
+
+/// The owner shard of a message's room: message ids carry it as room ids do.
+pub fn shard_of_message(message: MessageId, shard_count: usize) -> ShardId {
+    (message % shard_count as u64) as ShardId
 }
 
 /// The owner shard of a user: FNV-1a of the id, stable across builds and restarts.
@@ -133,7 +190,7 @@ mod tests {
         let mut alloc = IdAllocator::new(1, 4, 0);
         let ids: Vec<u64> = (0..5).map(|_| alloc.next_id()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
-        assert!(ids.iter().all(|&id| shard_of_room(id, 4) == 1));
+        assert!(ids.iter().all(|&id| shard_of_room(RoomId(id), 4) == 1));
         let mut resumed = IdAllocator::new(1, 4, ids[4]);
         assert!(resumed.next_id() > ids[4]);
     }

@@ -8,7 +8,7 @@ use super::*;
 use crate::model::action::RoomPatch;
 
 /// The room id every fixture uses.
-const ROOM: RoomId = 7;
+const ROOM: RoomId = RoomId(7);
 /// Creation time of every fixture room.
 const T0: u64 = 1_000;
 /// The time actions are applied at.

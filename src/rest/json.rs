@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::model::{Message, Role, RoomView, UserId};
+use crate::model::{Message, Role, RoomId, RoomView, UserId};
 
 use super::ApiError;
 
@@ -71,7 +71,7 @@ struct MemberView<'a> {
 /// A room as the REST API shows it: serialized straight from the view, no `Value` tree.
 #[derive(Serialize)]
 pub struct RoomJson<'a> {
-    id: u64,
+    id: RoomId,
     kind: &'static str,
     name: &'a str,
     description: &'a str,
@@ -109,7 +109,7 @@ pub fn room(view: &RoomView) -> RoomJson<'_> {
 pub struct MessageJson<'a> {
     id: u64,
     seq: u64,
-    room_id: u64,
+    room_id: RoomId,
     author: &'a str,
     text: &'a str,
     parent_id: u64,

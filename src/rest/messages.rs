@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::http::query::query_param;
 use crate::model::action::NewMessage;
-use crate::model::ids::shard_of_room;
+use crate::model::ids::shard_of_message;
 use crate::model::room::Reply;
 use crate::model::{RoomAction, Viewer};
 use crate::shard::{Request, Shard};
@@ -132,7 +132,7 @@ async fn message_action(
     action: RoomAction,
 ) -> Result<Reply, ApiError> {
     let message = parse_id(id, "message")?;
-    let owner = shard_of_room(message, shard.shard_count);
+    let owner = shard_of_message(message, shard.shard_count);
     reply_of(
         shard
             .call(owner, Request::Message { message, viewer: caller.viewer.clone(), action })

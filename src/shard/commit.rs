@@ -14,7 +14,7 @@ use futures_channel::oneshot;
 
 use crate::mesh::Command;
 use crate::model::room::Reply;
-use crate::model::{Refusal, ShardId};
+use crate::model::{Refusal, RoomId, ShardId};
 use crate::store::{Completion, StoreOp};
 
 use super::request::Response;
@@ -146,7 +146,7 @@ impl Shard {
     /// Queues a history read from disk; its answer goes to `reply_to`.
     pub fn read_history_from_store(
         &self,
-        room: u64,
+        room: RoomId,
         after: Option<u64>,
         before: Option<u64>,
         limit: usize,
@@ -155,7 +155,7 @@ impl Shard {
         let mut commits = self.commits.borrow_mut();
         let token = commits.next_token;
         commits.next_token += 1;
-        match self.store.borrow_mut().read_history(token, room, after, before, limit) {
+        match self.store.borrow_mut().read_history(token, room.get(), after, before, limit) {
             Ok(()) => commits.reads.push((token, reply_to)),
             Err(_) => {
                 drop(commits);

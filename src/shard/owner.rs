@@ -322,7 +322,7 @@ impl Shard {
         if owned.rooms.len() >= limits.rooms_per_shard_max {
             return Effects::refused(Refusal::Full("this shard holds its maximum number of rooms"));
         }
-        let id = owned.room_ids.next_id();
+        let id = RoomId(owned.room_ids.next_id());
         debug_assert_eq!(shard_of_room(id, self.shard_count), self.id);
         let room = match Room::create(
             id,

@@ -50,17 +50,20 @@ impl Write {
 pub fn ops_for(room: &Room, write: &Write, outcome: &Outcome) -> Vec<StoreOp> {
     let mut ops = Vec::with_capacity(3);
     match write {
-        Write::Delete => return vec![StoreOp::DeleteRoom(room.id)],
+        Write::Delete => return vec![StoreOp::DeleteRoom(room.id.get())],
         Write::PutMember(user, role) => {
             ops.push(StoreOp::PutMember {
-                room: room.id,
+                room: room.id.get(),
                 user: user.as_str().to_string(),
                 role: role_to_u8(*role),
             });
         }
         Write::RemoveMember => {
             if let Some((user, _)) = &outcome.left {
-                ops.push(StoreOp::RemoveMember { room: room.id, user: user.as_str().to_string() });
+                ops.push(StoreOp::RemoveMember {
+                    room: room.id.get(),
+                    user: user.as_str().to_string(),
+                });
             }
         }
         Write::Room | Write::Message => {}
@@ -92,7 +95,7 @@ pub fn ops_for_new_room(room: &Room) -> Vec<StoreOp> {
     ops.push(StoreOp::PutRoom(RoomRecord::from_room(room)));
     for (user, member) in &room.members {
         ops.push(StoreOp::PutMember {
-            room: room.id,
+            room: room.id.get(),
             user: user.as_str().to_string(),
             role: role_to_u8(member.role),
         });
@@ -125,11 +128,12 @@ pub fn recover(
             read: r.read,
             read_ms: r.read_ms,
         };
-        owned.receipts.entry(r.room).or_default().insert(UserId::new(&r.user), receipt);
+        owned.receipts.entry(RoomId(r.room)).or_default().insert(UserId::new(&r.user), receipt);
     }
     let mut memberships = Vec::new();
     for entry in recovered.rooms {
         let record = entry.room;
+        let room_id = RoomId(record.id);
         let Some(kind) = record.room_kind() else {
             tracing::error!(shard, room = record.id, kind = %record.kind, "skipping a stored room of unknown kind");
             continue;
@@ -137,7 +141,7 @@ pub fn recover(
         let mut members = HashMap::with_capacity(entry.members.len());
         for (user, role) in entry.members {
             let user = UserId::new(&user);
-            memberships.push((user.clone(), record.id));
+            memberships.push((user.clone(), room_id));
             members.insert(
                 user,
                 Member { role: role_from_u8(role).unwrap_or(Role::Member), shard_mask: 0 },
@@ -146,10 +150,10 @@ pub fn recover(
         let history: std::collections::VecDeque<_> =
             entry.recent.into_iter().map(MessageRecord::into_message).collect();
         for message in &history {
-            owned.message_rooms.insert(message.id, record.id);
+            owned.message_rooms.insert(message.id, room_id);
         }
         let room = Room {
-            id: record.id,
+            id: room_id,
             kind,
             name: record.name,
             description: record.description,

@@ -74,7 +74,7 @@ impl Shard {
             return Effects::answer(response);
         }
         let ops = vec![StoreOp::PutReceipt(ReceiptRecord {
-            room: room_id,
+            room: room_id.get(),
             user: user.as_str().to_string(),
             delivered: receipt.delivered,
             delivered_ms: receipt.delivered_ms,

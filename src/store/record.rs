@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::model::{Message, Notification, Role, Room, RoomKind, UserId};
+use crate::model::{Message, Notification, Role, Room, RoomId, RoomKind, UserId};
 
 /// A room as stored: everything of [`Room`] except members (stored apart) and history.
 #[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
@@ -288,7 +288,7 @@ impl RoomRecord {
     /// The record of `room` (members are stored with [`StoreOp::PutMember`]).
     pub fn from_room(room: &Room) -> Self {
         RoomRecord {
-            id: room.id,
+            id: room.id.get(),
             kind: room.kind.as_str().to_string(),
             name: room.name.clone(),
             description: room.description.clone(),
@@ -310,7 +310,7 @@ impl From<&Message> for MessageRecord {
         MessageRecord {
             id: m.id,
             seq: m.seq,
-            room: m.room,
+            room: m.room.get(),
             author: m.author.as_str().to_string(),
             text: m.text.clone(),
             parent_id: m.parent_id,
@@ -333,7 +333,7 @@ impl MessageRecord {
         Arc::new(Message {
             id: self.id,
             seq: self.seq,
-            room: self.room,
+            room: RoomId(self.room),
             author: UserId::new(&self.author),
             text: self.text,
             parent_id: self.parent_id,

@@ -446,7 +446,7 @@ mod tests {
             attributes: "{}".into(),
             members,
         };
-        let mut room = Room::create(1, spec, &Viewer::Service, 0, 100, 100).unwrap();
+        let mut room = Room::create(RoomId(1), spec, &Viewer::Service, 0, 100, 100).unwrap();
         let mut ids = IdAllocator::new(0, 1, 0);
         let post = |room: &mut Room, ids: &mut IdAllocator, author: &str| {
             let new = NewMessage {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::model::{Message, Notification, Role, RoomKind, RoomView, UserId};
+use crate::model::{Message, Notification, Role, RoomId, RoomKind, RoomView, UserId};
 use crate::ws::frame;
 
 /// `Conn::flags` bit: the client sent `chat.start` (and no `chat.end` since).
@@ -133,7 +133,7 @@ struct MessageNewData<'a> {
 
 #[derive(Serialize)]
 struct ChatMessage<'a> {
-    channel_id: u64,
+    channel_id: RoomId,
     content: &'a str,
     is_action: bool,
     message_id: u64,
@@ -329,7 +329,7 @@ mod tests {
         let m = Message {
             id: 9,
             seq: 1,
-            room: 4,
+            room: RoomId(4),
             author: UserId::new("1001"),
             text: "hi".into(),
             parent_id: 0,
@@ -358,7 +358,7 @@ mod tests {
     #[test]
     fn pm_channel_is_named_after_the_other_member() {
         let view = RoomView {
-            id: 7,
+            id: RoomId(7),
             kind: RoomKind::Direct,
             name: "dm".into(),
             description: String::new(),

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
-use crate::model::{Event, Message, RoomKind, RoomView, UserId};
+use crate::model::{Event, Message, RoomId, RoomKind, RoomView, UserId};
 use crate::ws::frame;
 
 /// The `Authorization`-less browser session cookie the Virola web client sends.
@@ -149,7 +149,7 @@ impl Serialize for Messages<'_> {
 
 struct Deleted {
     parent_id: u64,
-    room: u64,
+    room: RoomId,
     message: u64,
 }
 
@@ -173,7 +173,7 @@ impl Serialize for RoomData<'_> {
     }
 }
 
-struct RoomIdData(u64);
+struct RoomIdData(RoomId);
 
 impl Serialize for RoomIdData {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

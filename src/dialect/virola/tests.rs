@@ -32,7 +32,7 @@ fn sheet_message() -> Message {
     Message {
         id: 2_000_130,
         seq: 1,
-        room: 2,
+        room: RoomId(2),
         author: UserId::new("3"),
         text: "Build 1.4.2 is ready for testing".into(),
         parent_id: 0,
@@ -51,7 +51,7 @@ fn sheet_message() -> Message {
 /// The sheet's §6.4 example room.
 fn sheet_room() -> RoomView {
     RoomView {
-        id: 7,
+        id: RoomId(7),
         kind: RoomKind::Public,
         name: "Release planning".into(),
         description: "not rendered".into(),
@@ -129,13 +129,13 @@ fn virola_each_event_renders_the_sheet_json() {
         ),
         (
             "§6.3 TextMessageDeleted, top-level",
-            Event::MessageDeleted { room: 2, message: 2_000_130, parent_id: 0 },
+            Event::MessageDeleted { room: RoomId(2), message: 2_000_130, parent_id: 0 },
             false,
             json!({"type": "TextMessageDeleted", "data": {"parentMessageId": 0, "roomId": 2, "messageId": 2000130}}),
         ),
         (
             "§6.3 TextMessageDeleted, a comment",
-            Event::MessageDeleted { room: 2, message: 2_000_125, parent_id: 2_000_124 },
+            Event::MessageDeleted { room: RoomId(2), message: 2_000_125, parent_id: 2_000_124 },
             false,
             json!({"type": "TextMessageDeleted", "data": {"parentMessageId": 2000124, "roomId": 2, "messageId": 2000125}}),
         ),
@@ -165,7 +165,7 @@ fn virola_each_event_renders_the_sheet_json() {
         ),
         (
             "§6.5 RoomDeleted",
-            Event::RoomDeleted { room: 7 },
+            Event::RoomDeleted { room: RoomId(7) },
             false,
             json!({"type": "RoomDeleted", "data": {"roomId": 7}}),
         ),
@@ -177,7 +177,7 @@ fn virola_each_event_renders_the_sheet_json() {
 
 #[test]
 fn virola_envelope_puts_type_before_data_and_nothing_else() {
-    let frame = render(&Event::RoomDeleted { room: 7 }, false);
+    let frame = render(&Event::RoomDeleted { room: RoomId(7) }, false);
     assert_eq!(text_payload(&frame), br#"{"type":"RoomDeleted","data":{"roomId":7}}"#);
     let created = render(&Event::MessageCreated(Arc::new(sheet_message())), false);
     assert!(
@@ -195,8 +195,8 @@ fn virola_message_events_do_not_depend_on_the_moderator_variant() {
     let events = [
         Event::MessageCreated(message.clone()),
         Event::MessageUpdated(message),
-        Event::MessageDeleted { room: 2, message: 5, parent_id: 1 },
-        Event::RoomDeleted { room: 7 },
+        Event::MessageDeleted { room: RoomId(2), message: 5, parent_id: 1 },
+        Event::RoomDeleted { room: RoomId(7) },
     ];
     for event in events {
         assert_eq!(render(&event, true), render(&event, false), "{event:?}");
