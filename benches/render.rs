@@ -9,19 +9,21 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use roomcast::dialect::virola::render::render;
-use roomcast::model::{Event, LastMessage, Message, Role, RoomId, RoomKind, RoomView, UserId};
+use roomcast::model::{
+    Event, LastMessage, Message, MessageId, Role, RoomId, RoomKind, RoomView, UserId,
+};
 use std::hint::black_box;
 
 const NOW: u64 = 1_795_000_000_000;
 
 fn message() -> Message {
     Message {
-        id: 4_294_967_311,
+        id: MessageId(4_294_967_311),
         seq: 1234,
         room: RoomId(17),
         author: UserId::new("u1234"),
         text: format!("t={};{}", 123_456_789_u64, "x".repeat(64 - 12)),
-        parent_id: 0,
+        parent_id: MessageId(0),
         client_message_id: None,
         kind: "Regular".into(),
         attachments: "[]".into(),
@@ -49,7 +51,7 @@ fn room(members: usize) -> RoomView {
         updated_ms: NOW,
         last_seq: 1234,
         last_message: Some(LastMessage {
-            id: 4_294_967_311,
+            id: MessageId(4_294_967_311),
             created_ms: NOW,
             author: UserId::new("42"),
         }),

@@ -61,9 +61,12 @@ int_id! {
     RoomId(u64)
 }
 
-/// A message's id: unique server-wide, increasing within a room, `id % shard_count` is the
-/// owner shard of its room.
-pub type MessageId = u64;
+int_id! {
+    /// A message's id: unique server-wide, increasing within a room, `id % shard_count` is the
+    /// owner shard of its room.
+    MessageId(u64)
+}
+
 /// A message's position in its room: 1, 2, 3, …
 pub type Seq = u64;
 /// The index of a shard, `0..shard_count`.
@@ -113,7 +116,7 @@ pub fn shard_of_room(room: RoomId, shard_count: usize) -> ShardId {
 
 /// The owner shard of a message's room: message ids carry it as room ids do.
 pub fn shard_of_message(message: MessageId, shard_count: usize) -> ShardId {
-    (message % shard_count as u64) as ShardId
+    (message.0 % shard_count as u64) as ShardId
 }
 
 /// The owner shard of a user: FNV-1a of the id, stable across builds and restarts.

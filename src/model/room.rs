@@ -393,7 +393,7 @@ impl Room {
             return Err(Refusal::Forbidden("only owners and moderators post in an announce room"));
         }
         let mut out = Outcome::default();
-        if new.parent_id != 0 {
+        if new.parent_id != MessageId(0) {
             let parent =
                 self.find_mut(new.parent_id).ok_or(Refusal::NotFound("no such parent message"))?;
             let p = Arc::make_mut(parent);
@@ -403,7 +403,7 @@ impl Room {
         }
         self.last_seq += 1;
         let message = Arc::new(Message {
-            id: ids.next_id(),
+            id: MessageId(ids.next_id()),
             seq: self.last_seq,
             room: self.id,
             author: new.author,
@@ -481,7 +481,7 @@ impl Room {
         let stored = message.clone();
         let mut out = Outcome { stored: Some(stored), ..Outcome::default() };
         out.events.push(Event::MessageDeleted { room: self.id, message: id, parent_id });
-        if parent_id != 0 {
+        if parent_id != MessageId(0) {
             if let Some(parent) = self.find_mut(parent_id) {
                 let p = Arc::make_mut(parent);
                 p.comment_count = p.comment_count.saturating_sub(1);

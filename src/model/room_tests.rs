@@ -14,12 +14,12 @@ const T0: u64 = 1_000;
 /// The time actions are applied at.
 const T1: u64 = 2_000;
 /// The first message ids of `ids()`: shard 1 of 4, so `id % 4 == 1`, starting above 100.
-const ID1: MessageId = 105;
-const ID2: MessageId = 109;
-const ID3: MessageId = 113;
-const ID4: MessageId = 117;
-const ID5: MessageId = 121;
-const ID6: MessageId = 125;
+const ID1: MessageId = MessageId(105);
+const ID2: MessageId = MessageId(109);
+const ID3: MessageId = MessageId(113);
+const ID4: MessageId = MessageId(117);
+const ID5: MessageId = MessageId(121);
+const ID6: MessageId = MessageId(125);
 
 fn uid(name: &str) -> UserId {
     UserId::new(name)
@@ -99,7 +99,7 @@ fn post_as(
     author: &str,
     text: &str,
 ) -> Result<Outcome, Refusal> {
-    room.apply(&who(viewer), RoomAction::Post(new_message(author, text, 0)), ids, T1)
+    room.apply(&who(viewer), RoomAction::Post(new_message(author, text, MessageId(0))), ids, T1)
 }
 
 /// Posts `text` as `author` (who must be allowed to) and returns the new message's id.
@@ -413,7 +413,7 @@ fn post_permission_depends_on_membership_role_and_room_kind() {
         match expected {
             Ok(()) => {
                 let out = got.unwrap_or_else(|e| panic!("{name}: refused {e:?}"));
-                let expected = message(ID1, 1, author, "hi", 0);
+                let expected = message(ID1, 1, author, "hi", MessageId(0));
                 assert_eq!(answer(&out.reply), Answer::Message(expected), "{name}");
                 assert_eq!(room.last_seq, 1, "{name}");
                 assert_eq!(history_ids(&room), vec![ID1], "{name}");
@@ -422,7 +422,7 @@ fn post_permission_depends_on_membership_role_and_room_kind() {
                 assert_eq!(got.unwrap_err(), refusal, "{name}");
                 assert_eq!(room.last_seq, 0, "{name}: no seq taken");
                 assert!(room.history.is_empty(), "{name}");
-                assert_eq!(alloc.next_id(), ID1, "{name}: no id taken");
+                assert_eq!(MessageId(alloc.next_id()), ID1, "{name}: no id taken");
             }
         }
     }
@@ -435,7 +435,7 @@ fn post_assigns_increasing_ids_and_seqs_and_emits_one_created_event() {
     let texts = [("mem", "one", ID1, 1), ("owner", "two", ID2, 2), ("mod", "three", ID3, 3)];
     for (author, text, id, seq) in texts {
         let out = post_as(&mut room, &mut alloc, author, author, text).unwrap();
-        let expected = message(id, seq, author, text, 0);
+        let expected = message(id, seq, author, text, MessageId(0));
         assert_eq!(answer(&out.reply), Answer::Message(expected.clone()), "{text}");
         assert_eq!(seen(&out.events), vec![Seen::MessageCreated(expected.clone())], "{text}");
         assert_eq!(out.stored.as_deref(), Some(&expected), "{text}");
@@ -482,8 +482,11 @@ fn post_comment_counts_on_the_parent_and_emits_created_then_updated() {
         modified_ms: later,
         ..message(ID2, 2, "mem", "reply", ID1)
     };
-    let updated_parent =
-        Message { comment_count: 1, modified_ms: later, ..message(ID1, 1, "owner", "topic", 0) };
+    let updated_parent = Message {
+        comment_count: 1,
+        modified_ms: later,
+        ..message(ID1, 1, "owner", "topic", MessageId(0))
+    };
     assert_eq!(
         seen(&out.events),
         vec![Seen::MessageCreated(comment.clone()), Seen::MessageUpdated(updated_parent.clone())]
@@ -500,7 +503,7 @@ fn post_comment_on_a_missing_or_deleted_parent_is_not_found_and_changes_nothing(
     post_ok(&mut room, &mut alloc, "mem", "kept");
     let gone = post_ok(&mut room, &mut alloc, "mem", "gone");
     room.apply(&who("mem"), RoomAction::DeleteMessage(gone), &mut alloc, T1).unwrap();
-    for parent in [gone, 999, ID1 + 1] {
+    for parent in [gone, MessageId(999), MessageId(ID1.get() + 1)] {
         let got = room.apply(
             &who("mem"),
             RoomAction::Post(new_message("mem", "reply", parent)),
@@ -511,7 +514,7 @@ fn post_comment_on_a_missing_or_deleted_parent_is_not_found_and_changes_nothing(
     }
     assert_eq!(room.last_seq, 2);
     assert_eq!(history_ids(&room), vec![ID1, ID2]);
-    assert_eq!(alloc.next_id(), ID3, "a refused comment takes no id");
+    assert_eq!(MessageId(alloc.next_id()), ID3, "a refused comment takes no id");
 }
 
 #[test]
@@ -532,7 +535,7 @@ fn edit_is_for_the_author_or_a_service_only() {
         let later = T1 + 300;
         let edit = RoomAction::Edit { message: id, text: "final".into() };
         let got = room.apply(&who(viewer), edit, &mut alloc, later);
-        let original = message(ID1, 1, "mem", "draft", 0);
+        let original = message(ID1, 1, "mem", "draft", MessageId(0));
         match expected {
             Ok(()) => {
                 let out = got.unwrap();
@@ -562,7 +565,7 @@ fn edit_of_a_deleted_or_unknown_message_is_not_found() {
     let mut alloc = ids();
     let gone = post_ok(&mut room, &mut alloc, "mem", "gone");
     room.apply(&who("mem"), RoomAction::DeleteMessage(gone), &mut alloc, T1).unwrap();
-    for (viewer, id) in [("mem", gone), ("service", gone), ("mem", 999)] {
+    for (viewer, id) in [("mem", gone), ("service", gone), ("mem", MessageId(999))] {
         let got = room.apply(
             &who(viewer),
             RoomAction::Edit { message: id, text: "x".into() },
@@ -606,7 +609,7 @@ fn delete_message_is_for_the_author_moderators_owners_and_services() {
         let id = post_ok(&mut room, &mut alloc, "mem", "doomed");
         let later = T1 + 700;
         let got = room.apply(&who(viewer), RoomAction::DeleteMessage(id), &mut alloc, later);
-        let original = message(ID2, 2, "mem", "doomed", 0);
+        let original = message(ID2, 2, "mem", "doomed", MessageId(0));
         match expected {
             Ok(()) => {
                 let out = got.unwrap();
@@ -619,7 +622,11 @@ fn delete_message_is_for_the_author_moderators_owners_and_services() {
                 assert_eq!(answer(&out.reply), Answer::Empty, "{viewer}");
                 assert_eq!(
                     seen(&out.events),
-                    vec![Seen::MessageDeleted { room: ROOM, message: ID2, parent_id: 0 }],
+                    vec![Seen::MessageDeleted {
+                        room: ROOM,
+                        message: ID2,
+                        parent_id: MessageId(0)
+                    }],
                     "{viewer}"
                 );
                 assert_eq!(out.stored.as_deref(), Some(&deleted), "{viewer}");
@@ -648,8 +655,11 @@ fn delete_comment_reports_its_parent_and_decrements_the_parent_count() {
     assert_eq!(room.history[0].comment_count, 1);
     let later = T1 + 900;
     let out = room.apply(&who("mem"), RoomAction::DeleteMessage(ID2), &mut alloc, later).unwrap();
-    let parent_after =
-        Message { comment_count: 0, modified_ms: later, ..message(ID1, 1, "owner", "topic", 0) };
+    let parent_after = Message {
+        comment_count: 0,
+        modified_ms: later,
+        ..message(ID1, 1, "owner", "topic", MessageId(0))
+    };
     assert_eq!(
         seen(&out.events),
         vec![
@@ -911,7 +921,13 @@ fn history_pages_by_after_before_and_limit_and_skips_deleted_messages() {
         ("both, small limit: oldest after `after`", Some(ID1), Some(ID6), 1, vec![ID2]),
         ("after the newest", Some(ID6), None, 10, vec![]),
         ("before the oldest", None, Some(ID1), 10, vec![]),
-        ("bounds between ids", Some(ID2 + 1), Some(ID3 + 1), 10, vec![ID3]),
+        (
+            "bounds between ids",
+            Some(MessageId(ID2.get() + 1)),
+            Some(MessageId(ID3.get() + 1)),
+            10,
+            vec![ID3],
+        ),
         ("limit zero", None, None, 0, vec![]),
         ("empty range", Some(ID3), Some(ID2), 10, vec![]),
     ];

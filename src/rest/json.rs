@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::model::{Message, Role, RoomId, RoomView, UserId};
+use crate::model::{Message, MessageId, Role, RoomId, RoomView, UserId};
 
 use super::ApiError;
 
@@ -81,7 +81,7 @@ pub struct RoomJson<'a> {
     created_ms: u64,
     updated_ms: u64,
     last_seq: u64,
-    last_message_id: Option<u64>,
+    last_message_id: Option<MessageId>,
 }
 
 fn members<S: Serializer>(list: &&[(UserId, Role)], s: S) -> Result<S::Ok, S::Error> {
@@ -107,12 +107,12 @@ pub fn room(view: &RoomView) -> RoomJson<'_> {
 /// A message as the REST API shows it: serialized straight from the message.
 #[derive(Serialize)]
 pub struct MessageJson<'a> {
-    id: u64,
+    id: MessageId,
     seq: u64,
     room_id: RoomId,
     author: &'a str,
     text: &'a str,
-    parent_id: u64,
+    parent_id: MessageId,
     client_message_id: Option<&'a str>,
     kind: &'a str,
     attachments: Raw<'a>,

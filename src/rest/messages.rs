@@ -9,7 +9,7 @@ use crate::http::query::query_param;
 use crate::model::action::NewMessage;
 use crate::model::ids::shard_of_message;
 use crate::model::room::Reply;
-use crate::model::{RoomAction, Viewer};
+use crate::model::{MessageId, RoomAction, Viewer};
 use crate::shard::{Request, Shard};
 
 use super::json::{self, parse_body};
@@ -80,7 +80,7 @@ pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> 
     let new = NewMessage {
         author,
         text,
-        parent_id: body.parent_id.unwrap_or(0),
+        parent_id: MessageId(body.parent_id.unwrap_or(0)),
         client_message_id: body.client_message_id,
         kind: body.kind.unwrap_or_else(|| "Regular".into()),
         attachments: json::array_text(body.attachments.as_ref(), "attachments")?,
@@ -108,8 +108,8 @@ pub async fn history(
     id: &str,
     query: Option<&str>,
 ) -> ApiResult {
-    let after = optional_u64(query, "after")?;
-    let before = optional_u64(query, "before")?;
+    let after = optional_u64(query, "after")?.map(MessageId);
+    let before = optional_u64(query, "before")?.map(MessageId);
     let limit = optional_u64(query, "limit")?.map_or(HISTORY_LIMIT_DEFAULT, |l| l as usize);
     if limit == 0 || limit > HISTORY_LIMIT_MAX {
         return Err(ApiError::bad_request(format!(

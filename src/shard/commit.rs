@@ -14,7 +14,7 @@ use futures_channel::oneshot;
 
 use crate::mesh::Command;
 use crate::model::room::Reply;
-use crate::model::{Refusal, RoomId, ShardId};
+use crate::model::{MessageId, Refusal, RoomId, ShardId};
 use crate::store::{Completion, StoreOp};
 
 use super::request::Response;
@@ -147,15 +147,21 @@ impl Shard {
     pub fn read_history_from_store(
         &self,
         room: RoomId,
-        after: Option<u64>,
-        before: Option<u64>,
+        after: Option<MessageId>,
+        before: Option<MessageId>,
         limit: usize,
         reply_to: ReplyTo,
     ) {
         let mut commits = self.commits.borrow_mut();
         let token = commits.next_token;
         commits.next_token += 1;
-        match self.store.borrow_mut().read_history(token, room.get(), after, before, limit) {
+        match self.store.borrow_mut().read_history(
+            token,
+            room.get(),
+            after.map(MessageId::get),
+            before.map(MessageId::get),
+            limit,
+        ) {
             Ok(()) => commits.reads.push((token, reply_to)),
             Err(_) => {
                 drop(commits);

@@ -20,7 +20,8 @@ use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user, IdAllocator};
 use crate::model::room::{Outcome, Reply};
 use crate::model::{
-    Event, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomView, ShardId, UserId, Viewer,
+    Event, MessageId, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomView, ShardId,
+    UserId, Viewer,
 };
 
 use super::commit::{Effects, ReplyTo};
@@ -153,7 +154,7 @@ pub struct Owned {
     /// Users owned here.
     pub users: HashMap<UserId, UserRecord>,
     /// Message id → room, for messages still in a room's window.
-    pub message_rooms: HashMap<u64, RoomId>,
+    pub message_rooms: HashMap<MessageId, RoomId>,
     /// Room id allocator.
     pub room_ids: IdAllocator,
     /// Message id allocator.
@@ -474,7 +475,7 @@ impl Shard {
         &self,
         room_id: RoomId,
         viewer: &Viewer,
-        (after, before, limit): (Option<u64>, Option<u64>, usize),
+        (after, before, limit): (Option<MessageId>, Option<MessageId>, usize),
         reply_to: ReplyTo,
     ) {
         let mut guard = self.owned.borrow_mut();

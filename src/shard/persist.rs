@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::model::ids::IdAllocator;
 use crate::model::room::Outcome;
-use crate::model::{Event, Member, Role, Room, RoomAction, RoomId, UserId};
+use crate::model::{Event, Member, MessageId, Role, Room, RoomAction, RoomId, UserId};
 use crate::store::{role_from_u8, role_to_u8, MessageRecord, Recovered, RoomRecord, StoreOp};
 
 use super::owner::{Owned, OwnedRoom};
@@ -68,7 +68,7 @@ pub fn ops_for(room: &Room, write: &Write, outcome: &Outcome) -> Vec<StoreOp> {
         }
         Write::Room | Write::Message => {}
     }
-    let mut written: HashSet<u64> = HashSet::new();
+    let mut written: HashSet<MessageId> = HashSet::new();
     if let Some(message) = &outcome.stored {
         written.insert(message.id);
         ops.push(StoreOp::PutMessage(MessageRecord::from(message.as_ref())));
@@ -185,15 +185,15 @@ pub fn has_older_on_disk(room: &Room) -> bool {
 /// Whether a history page computed from the window is the same the store would give.
 pub fn window_answers(
     room: &Room,
-    after: Option<u64>,
-    before: Option<u64>,
+    after: Option<MessageId>,
+    before: Option<MessageId>,
     limit: usize,
     page: &[Arc<crate::model::Message>],
 ) -> bool {
     if !has_older_on_disk(room) {
         return true;
     }
-    let oldest = room.history.front().map_or(u64::MAX, |m| m.id);
+    let oldest = room.history.front().map_or(MessageId(u64::MAX), |m| m.id);
     match (after, before) {
         (Some(after), _) => after >= oldest,
         (None, Some(_)) => page.len() == limit,

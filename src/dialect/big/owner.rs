@@ -433,7 +433,7 @@ mod tests {
     use crate::model::ids::IdAllocator;
     use crate::model::receipt::Receipt;
     use crate::model::Room;
-    use crate::model::{Role, RoomAction};
+    use crate::model::{MessageId, Role, RoomAction};
 
     #[test]
     fn new_is_rendered_once_per_distinct_missed_and_skips_the_author() {
@@ -452,7 +452,7 @@ mod tests {
             let new = NewMessage {
                 author: UserId::new(author),
                 text: "x".into(),
-                parent_id: 0,
+                parent_id: MessageId(0),
                 client_message_id: None,
                 kind: "Regular".into(),
                 attachments: "[]".into(),

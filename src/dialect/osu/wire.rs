@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::model::{Message, Notification, Role, RoomId, RoomKind, RoomView, UserId};
+use crate::model::{Message, MessageId, Notification, Role, RoomId, RoomKind, RoomView, UserId};
 use crate::ws::frame;
 
 /// `Conn::flags` bit: the client sent `chat.start` (and no `chat.end` since).
@@ -136,7 +136,7 @@ struct ChatMessage<'a> {
     channel_id: RoomId,
     content: &'a str,
     is_action: bool,
-    message_id: u64,
+    message_id: MessageId,
     sender_id: UserIdJson<'a>,
     timestamp: String,
     #[serde(rename = "type")]
@@ -327,12 +327,12 @@ mod tests {
     #[test]
     fn message_new_has_one_message_and_its_sender() {
         let m = Message {
-            id: 9,
+            id: MessageId(9),
             seq: 1,
             room: RoomId(4),
             author: UserId::new("1001"),
             text: "hi".into(),
-            parent_id: 0,
+            parent_id: MessageId(0),
             client_message_id: Some("u-1".into()),
             kind: "Regular".into(),
             attachments: "[]".into(),

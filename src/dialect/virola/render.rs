@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
-use crate::model::{Event, Message, RoomId, RoomKind, RoomView, UserId};
+use crate::model::{Event, Message, MessageId, RoomId, RoomKind, RoomView, UserId};
 use crate::ws::frame;
 
 /// The `Authorization`-less browser session cookie the Virola web client sends.
@@ -107,7 +107,7 @@ impl Serialize for VirolaRoom<'_> {
 }
 
 struct LastMessage<'a> {
-    id: u64,
+    id: MessageId,
     created_ms: u64,
     user: VirolaUser<'a>,
 }
@@ -148,9 +148,9 @@ impl Serialize for Messages<'_> {
 }
 
 struct Deleted {
-    parent_id: u64,
+    parent_id: MessageId,
     room: RoomId,
-    message: u64,
+    message: MessageId,
 }
 
 impl Serialize for Deleted {
