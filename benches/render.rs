@@ -10,7 +10,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use roomcast::dialect::virola::render::render;
 use roomcast::model::{
-    Event, LastMessage, Message, MessageId, Role, RoomId, RoomKind, RoomView, UserId,
+    Event, LastMessage, Message, MessageId, Role, RoomId, RoomKind, RoomView, Seq, UserId,
 };
 use std::hint::black_box;
 
@@ -19,7 +19,7 @@ const NOW: u64 = 1_795_000_000_000;
 fn message() -> Message {
     Message {
         id: MessageId(4_294_967_311),
-        seq: 1234,
+        seq: Seq(1234),
         room: RoomId(17),
         author: UserId::new("u1234"),
         text: format!("t={};{}", 123_456_789_u64, "x".repeat(64 - 12)),
@@ -49,7 +49,7 @@ fn room(members: usize) -> RoomView {
         members: list,
         created_ms: NOW,
         updated_ms: NOW,
-        last_seq: 1234,
+        last_seq: Seq(1234),
         last_message: Some(LastMessage {
             id: MessageId(4_294_967_311),
             created_ms: NOW,

@@ -67,8 +67,23 @@ int_id! {
     MessageId(u64)
 }
 
-/// A message's position in its room: 1, 2, 3, …
-pub type Seq = u64;
+int_id! {
+    /// A message's position in its room: 1, 2, 3, …
+    Seq(u64)
+}
+
+impl Seq {
+    /// The seq after this one.
+    pub const fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+
+    /// How many seqs lie after `earlier` up to this one (0 when `earlier` is not earlier).
+    pub const fn saturating_sub(self, earlier: Seq) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
 /// The index of a shard, `0..shard_count`.
 pub type ShardId = usize;
 

@@ -184,7 +184,7 @@ impl Room {
             members,
             created_ms: now_ms,
             updated_ms: now_ms,
-            last_seq: 0,
+            last_seq: Seq(0),
             history: VecDeque::new(),
             history_max,
             members_max,
@@ -401,7 +401,7 @@ impl Room {
             p.modified_ms = now_ms;
             out.events.push(Event::MessageUpdated(parent.clone()));
         }
-        self.last_seq += 1;
+        self.last_seq = self.last_seq.next();
         let message = Arc::new(Message {
             id: MessageId(ids.next_id()),
             seq: self.last_seq,

@@ -351,7 +351,7 @@ fn create_view_shows_every_field_and_an_empty_history() {
             ],
             created_ms: T0,
             updated_ms: T0,
-            last_seq: 0,
+            last_seq: Seq(0),
             last_message: None,
         }
     );
@@ -413,14 +413,14 @@ fn post_permission_depends_on_membership_role_and_room_kind() {
         match expected {
             Ok(()) => {
                 let out = got.unwrap_or_else(|e| panic!("{name}: refused {e:?}"));
-                let expected = message(ID1, 1, author, "hi", MessageId(0));
+                let expected = message(ID1, Seq(1), author, "hi", MessageId(0));
                 assert_eq!(answer(&out.reply), Answer::Message(expected), "{name}");
-                assert_eq!(room.last_seq, 1, "{name}");
+                assert_eq!(room.last_seq, Seq(1), "{name}");
                 assert_eq!(history_ids(&room), vec![ID1], "{name}");
             }
             Err(refusal) => {
                 assert_eq!(got.unwrap_err(), refusal, "{name}");
-                assert_eq!(room.last_seq, 0, "{name}: no seq taken");
+                assert_eq!(room.last_seq, Seq(0), "{name}: no seq taken");
                 assert!(room.history.is_empty(), "{name}");
                 assert_eq!(MessageId(alloc.next_id()), ID1, "{name}: no id taken");
             }
@@ -432,7 +432,8 @@ fn post_permission_depends_on_membership_role_and_room_kind() {
 fn post_assigns_increasing_ids_and_seqs_and_emits_one_created_event() {
     let mut room = fixture(RoomKind::Group);
     let mut alloc = ids();
-    let texts = [("mem", "one", ID1, 1), ("owner", "two", ID2, 2), ("mod", "three", ID3, 3)];
+    let texts =
+        [("mem", "one", ID1, Seq(1)), ("owner", "two", ID2, Seq(2)), ("mod", "three", ID3, Seq(3))];
     for (author, text, id, seq) in texts {
         let out = post_as(&mut room, &mut alloc, author, author, text).unwrap();
         let expected = message(id, seq, author, text, MessageId(0));
@@ -444,7 +445,7 @@ fn post_assigns_increasing_ids_and_seqs_and_emits_one_created_event() {
     }
     assert_eq!(history_ids(&room), vec![ID1, ID2, ID3]);
     let view = room.view();
-    assert_eq!(view.last_seq, 3);
+    assert_eq!(view.last_seq, Seq(3));
     assert_eq!(
         view.last_message,
         Some(LastMessage { id: ID3, created_ms: T1, author: uid("mod") })
@@ -461,9 +462,9 @@ fn post_keeps_only_the_newest_history_max_messages_in_memory() {
         post_ok(&mut room, &mut alloc, "a", text);
     }
     assert_eq!(history_ids(&room), vec![ID3, ID4, ID5]);
-    assert_eq!(room.last_seq, 5);
+    assert_eq!(room.last_seq, Seq(5));
     let seqs: Vec<Seq> = room.history.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs, vec![3, 4, 5]);
+    assert_eq!(seqs, vec![Seq(3), Seq(4), Seq(5)]);
 }
 
 #[test]
@@ -480,12 +481,12 @@ fn post_comment_counts_on_the_parent_and_emits_created_then_updated() {
         created_ms: later,
         edited_ms: later,
         modified_ms: later,
-        ..message(ID2, 2, "mem", "reply", ID1)
+        ..message(ID2, Seq(2), "mem", "reply", ID1)
     };
     let updated_parent = Message {
         comment_count: 1,
         modified_ms: later,
-        ..message(ID1, 1, "owner", "topic", MessageId(0))
+        ..message(ID1, Seq(1), "owner", "topic", MessageId(0))
     };
     assert_eq!(
         seen(&out.events),
@@ -512,7 +513,7 @@ fn post_comment_on_a_missing_or_deleted_parent_is_not_found_and_changes_nothing(
         );
         assert_eq!(got.unwrap_err(), Refusal::NotFound("no such parent message"), "{parent}");
     }
-    assert_eq!(room.last_seq, 2);
+    assert_eq!(room.last_seq, Seq(2));
     assert_eq!(history_ids(&room), vec![ID1, ID2]);
     assert_eq!(MessageId(alloc.next_id()), ID3, "a refused comment takes no id");
 }
@@ -535,7 +536,7 @@ fn edit_is_for_the_author_or_a_service_only() {
         let later = T1 + 300;
         let edit = RoomAction::Edit { message: id, text: "final".into() };
         let got = room.apply(&who(viewer), edit, &mut alloc, later);
-        let original = message(ID1, 1, "mem", "draft", MessageId(0));
+        let original = message(ID1, Seq(1), "mem", "draft", MessageId(0));
         match expected {
             Ok(()) => {
                 let out = got.unwrap();
@@ -549,7 +550,7 @@ fn edit_is_for_the_author_or_a_service_only() {
                 assert_eq!(seen(&out.events), vec![Seen::MessageUpdated(edited.clone())]);
                 assert_eq!(out.stored.as_deref(), Some(&edited), "{viewer}");
                 assert_eq!(*room.history[0], edited, "{viewer}");
-                assert_eq!(room.last_seq, 1, "an edit takes no seq");
+                assert_eq!(room.last_seq, Seq(1), "an edit takes no seq");
             }
             Err(refusal) => {
                 assert_eq!(got.unwrap_err(), refusal, "{viewer}");
@@ -609,7 +610,7 @@ fn delete_message_is_for_the_author_moderators_owners_and_services() {
         let id = post_ok(&mut room, &mut alloc, "mem", "doomed");
         let later = T1 + 700;
         let got = room.apply(&who(viewer), RoomAction::DeleteMessage(id), &mut alloc, later);
-        let original = message(ID2, 2, "mem", "doomed", MessageId(0));
+        let original = message(ID2, Seq(2), "mem", "doomed", MessageId(0));
         match expected {
             Ok(()) => {
                 let out = got.unwrap();
@@ -658,7 +659,7 @@ fn delete_comment_reports_its_parent_and_decrements_the_parent_count() {
     let parent_after = Message {
         comment_count: 0,
         modified_ms: later,
-        ..message(ID1, 1, "owner", "topic", MessageId(0))
+        ..message(ID1, Seq(1), "owner", "topic", MessageId(0))
     };
     assert_eq!(
         seen(&out.events),

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::model::{Message, MessageId, Role, RoomId, RoomView, UserId};
+use crate::model::{Message, MessageId, Role, RoomId, RoomView, Seq, UserId};
 
 use super::ApiError;
 
@@ -80,7 +80,7 @@ pub struct RoomJson<'a> {
     members: &'a [(UserId, Role)],
     created_ms: u64,
     updated_ms: u64,
-    last_seq: u64,
+    last_seq: Seq,
     last_message_id: Option<MessageId>,
 }
 
@@ -108,7 +108,7 @@ pub fn room(view: &RoomView) -> RoomJson<'_> {
 #[derive(Serialize)]
 pub struct MessageJson<'a> {
     id: MessageId,
-    seq: u64,
+    seq: Seq,
     room_id: RoomId,
     author: &'a str,
     text: &'a str,

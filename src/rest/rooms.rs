@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::model::action::{NewRoom, RoomPatch};
 use crate::model::ids::{shard_of_room, shard_of_user};
 use crate::model::room::Reply;
-use crate::model::{Role, RoomAction, RoomId, RoomKind, ShardId, Viewer};
+use crate::model::{Role, RoomAction, RoomId, RoomKind, Seq, ShardId, Viewer};
 use crate::shard::{Request, Response, Shard};
 
 use super::json::{self, parse_body};
@@ -252,7 +252,7 @@ pub async fn mark(
         (Viewer::User(user), _) => user.clone(),
     };
     let owner = shard_of_room(room, shard.shard_count);
-    match shard.call(owner, Request::Mark { room, user, read, seq: body.seq }).await {
+    match shard.call(owner, Request::Mark { room, user, read, seq: body.seq.map(Seq) }).await {
         Response::Receipt { seq, at_ms, missed, .. } => {
             let kind = if read { "read" } else { "delivered" };
             let receipt = serde_json::json!({ "room_id": room, "kind": kind, "seq": seq, "at_ms": at_ms, "unread": missed });

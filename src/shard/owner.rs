@@ -20,8 +20,8 @@ use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user, IdAllocator};
 use crate::model::room::{Outcome, Reply};
 use crate::model::{
-    Event, MessageId, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomView, ShardId,
-    UserId, Viewer,
+    Event, MessageId, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomView, Seq,
+    ShardId, UserId, Viewer,
 };
 
 use super::commit::{Effects, ReplyTo};
@@ -625,7 +625,7 @@ impl Shard {
 
     /// Room owner: the message of `room` with per-room `seq`, if it is in the window (deleted
     /// ones too) and `viewer` may see the room.
-    pub fn message_by_seq(&self, room: RoomId, viewer: &Viewer, seq: u64) -> Response {
+    pub fn message_by_seq(&self, room: RoomId, viewer: &Viewer, seq: Seq) -> Response {
         let owned = self.owned.borrow();
         let Some(entry) = owned.rooms.get(&room) else {
             return Response::Refused(Refusal::NotFound("no such room"));

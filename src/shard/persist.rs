@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::model::ids::IdAllocator;
 use crate::model::room::Outcome;
-use crate::model::{Event, Member, MessageId, Role, Room, RoomAction, RoomId, UserId};
+use crate::model::{Event, Member, MessageId, Role, Room, RoomAction, RoomId, Seq, UserId};
 use crate::store::{role_from_u8, role_to_u8, MessageRecord, Recovered, RoomRecord, StoreOp};
 
 use super::owner::{Owned, OwnedRoom};
@@ -123,9 +123,9 @@ pub fn recover(
     }
     for r in recovered.receipts {
         let receipt = crate::model::receipt::Receipt {
-            delivered: r.delivered,
+            delivered: Seq(r.delivered),
             delivered_ms: r.delivered_ms,
-            read: r.read,
+            read: Seq(r.read),
             read_ms: r.read_ms,
         };
         owned.receipts.entry(RoomId(r.room)).or_default().insert(UserId::new(&r.user), receipt);
@@ -161,7 +161,7 @@ pub fn recover(
             members,
             created_ms: record.created_ms,
             updated_ms: record.updated_ms,
-            last_seq: record.last_seq,
+            last_seq: Seq(record.last_seq),
             history,
             history_max,
             members_max,
@@ -177,8 +177,8 @@ pub fn recover(
 /// True when older messages of `room` exist only in the store (not in the in-memory window).
 pub fn has_older_on_disk(room: &Room) -> bool {
     match room.history.front() {
-        Some(oldest) => oldest.seq > 1,
-        None => room.last_seq > 0,
+        Some(oldest) => oldest.seq > Seq(1),
+        None => room.last_seq > Seq(0),
     }
 }
 

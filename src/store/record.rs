@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::model::{Message, MessageId, Notification, Role, Room, RoomId, RoomKind, UserId};
+use crate::model::{Message, MessageId, Notification, Role, Room, RoomId, RoomKind, Seq, UserId};
 
 /// A room as stored: everything of [`Room`] except members (stored apart) and history.
 #[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
@@ -295,7 +295,7 @@ impl RoomRecord {
             attributes: room.attributes.clone(),
             created_ms: room.created_ms,
             updated_ms: room.updated_ms,
-            last_seq: room.last_seq,
+            last_seq: room.last_seq.get(),
         }
     }
 
@@ -309,7 +309,7 @@ impl From<&Message> for MessageRecord {
     fn from(m: &Message) -> Self {
         MessageRecord {
             id: m.id.get(),
-            seq: m.seq,
+            seq: m.seq.get(),
             room: m.room.get(),
             author: m.author.as_str().to_string(),
             text: m.text.clone(),
@@ -332,7 +332,7 @@ impl MessageRecord {
     pub fn into_message(self) -> Arc<Message> {
         Arc::new(Message {
             id: MessageId(self.id),
-            seq: self.seq,
+            seq: Seq(self.seq),
             room: RoomId(self.room),
             author: UserId::new(&self.author),
             text: self.text,

@@ -23,7 +23,7 @@ use crate::dialect::{ReceiptRaised, RoomEvent};
 use crate::fanout::{Bundle, Routing};
 use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
-use crate::model::{Event, Refusal, RoomId, RoomKind, RoomView, ShardId, UserId, Viewer};
+use crate::model::{Event, Refusal, RoomId, RoomKind, RoomView, Seq, ShardId, UserId, Viewer};
 use crate::shard::{Request, Response, Shard};
 
 /// Users whose chat-list refresh may wait on one shard; more are dropped (and counted).
@@ -71,7 +71,7 @@ pub struct Delivery {
     /// The event's id.
     pub id: Arc<str>,
     /// A `new` event: the recipients' user owners mark this seq delivered for them.
-    pub mark: Option<u64>,
+    pub mark: Option<Seq>,
 }
 
 fn state(shard: &Shard) -> std::cell::RefMut<'_, BigState> {
@@ -112,7 +112,7 @@ pub fn decorate(cx: &RoomEvent<'_>, bundle: &mut Bundle) {
             // Recipients by `missed`; the most common value is the plain frame.
             let mut by_missed: BTreeMap<u64, Vec<&UserId>> = BTreeMap::new();
             for user in room.members.keys().filter(|u| **u != m.author) {
-                let read = receipts.and_then(|r| r.get(user)).map_or(0, |r| r.read);
+                let read = receipts.and_then(|r| r.get(user)).map_or(Seq(0), |r| r.read);
                 by_missed.entry(room.last_seq.saturating_sub(read)).or_default().push(user);
             }
             let common = by_missed.iter().max_by_key(|(_, users)| users.len()).map(|(n, _)| *n);
@@ -464,7 +464,10 @@ mod tests {
         let outcome = post(&mut room, &mut ids, "a");
         // b read everything; c and d nothing.
         let mut receipts = HashMap::new();
-        receipts.insert(UserId::new("b"), Receipt { read: 1, delivered: 1, ..Receipt::default() });
+        receipts.insert(
+            UserId::new("b"),
+            Receipt { read: Seq(1), delivered: Seq(1), ..Receipt::default() },
+        );
         let mut bundle = Bundle::default();
         let cx = RoomEvent {
             room: &room,

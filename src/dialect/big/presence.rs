@@ -20,7 +20,7 @@ use super::{send, wire, BigCommand, ID};
 use crate::fanout::Bundle;
 use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
-use crate::model::{RoomId, RoomKind, UserId};
+use crate::model::{RoomId, RoomKind, Seq, UserId};
 use crate::shard::Shard;
 
 /// User owner: `user`'s first BIG connection opened (`online`) or its last one closed.
@@ -37,7 +37,7 @@ pub fn online_changed(shard: &Rc<Shard>, user: UserId, online: bool) {
         }
         if online {
             // Messages addressed to the user are delivered now (their authors get `dlvrd`).
-            for view in views.iter().filter(|v| v.last_seq > 0) {
+            for view in views.iter().filter(|v| v.last_seq > Seq(0)) {
                 let (room, user) = (view.id, user.clone());
                 let mark = BigCommand::Mark { room, user, read: false, seq: None };
                 send(&shard, shard_of_room(room, shard.shard_count), mark);

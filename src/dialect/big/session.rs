@@ -22,7 +22,7 @@ use crate::metrics;
 use crate::model::action::{NewMessage, NewRoom};
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
 use crate::model::room::Reply;
-use crate::model::{MessageId, Refusal, Role, RoomAction, RoomId, RoomKind, UserId, Viewer};
+use crate::model::{MessageId, Refusal, Role, RoomAction, RoomId, RoomKind, Seq, UserId, Viewer};
 use crate::net::conn::Conn;
 use crate::shard::{Request as CoreRequest, Response, Shard};
 
@@ -241,7 +241,7 @@ async fn message_id(
     shard: &Shard,
     user: &UserId,
     room: RoomId,
-    seq: u64,
+    seq: Seq,
 ) -> Result<MessageId, String> {
     let request = CoreRequest::MessageBySeq { room, viewer: Viewer::User(user.clone()), seq };
     match room_call(shard, request, room).await? {
@@ -375,7 +375,7 @@ async fn execute(
 /// The response to an `edit` or `delete` of the message with per-chat id `original`.
 async fn edited(
     call: impl std::future::Future<Output = Result<Reply, String>>,
-    original: u64,
+    original: Seq,
 ) -> Result<Value, String> {
     match call.await? {
         Reply::Message(m) => Ok(json!({

@@ -288,6 +288,7 @@ pub fn notifications_read(read: &[Notification], now_ms: u64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Seq;
 
     fn payload(frame: &Bytes) -> Value {
         serde_json::from_slice(crate::ws::frame::payload(frame)).expect("JSON")
@@ -328,7 +329,7 @@ mod tests {
     fn message_new_has_one_message_and_its_sender() {
         let m = Message {
             id: MessageId(9),
-            seq: 1,
+            seq: Seq(1),
             room: RoomId(4),
             author: UserId::new("1001"),
             text: "hi".into(),
@@ -366,7 +367,7 @@ mod tests {
             members: vec![(UserId::new("1"), Role::Member), (UserId::new("2"), Role::Member)],
             created_ms: 0,
             updated_ms: 0,
-            last_seq: 0,
+            last_seq: Seq(0),
             last_message: None,
         };
         let for_one = payload(&channel_event(true, &view, &UserId::new("1")));

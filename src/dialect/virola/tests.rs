@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::model::LastMessage;
+use crate::model::{LastMessage, Seq};
 
 /// The frame's payload as JSON, after checking it is one complete FIN text frame whose header
 /// length matches the payload.
@@ -31,7 +31,7 @@ fn text_payload(frame: &Bytes) -> &[u8] {
 fn sheet_message() -> Message {
     Message {
         id: MessageId(2_000_130),
-        seq: 1,
+        seq: Seq(1),
         room: RoomId(2),
         author: UserId::new("3"),
         text: "Build 1.4.2 is ready for testing".into(),
@@ -59,7 +59,7 @@ fn sheet_room() -> RoomView {
         members: vec![(UserId::new("3"), crate::model::Role::Owner)],
         created_ms: 1_753_212_000_000,
         updated_ms: 1_753_212_000_000,
-        last_seq: 0,
+        last_seq: Seq(0),
         last_message: None,
     }
 }
