@@ -72,6 +72,23 @@ int_id! {
     Seq(u64)
 }
 
+int_id! {
+    /// The index of a shard, `0..shard_count`.
+    ShardId(usize)
+}
+
+impl ShardId {
+    /// This shard's bit in a mask of shards (`u64`, so at most 64 shards).
+    pub const fn bit(self) -> u64 {
+        1 << self.0
+    }
+
+    /// Every shard of a server with `shard_count` shards, in order.
+    pub fn all(shard_count: usize) -> impl Iterator<Item = ShardId> {
+        (0..shard_count).map(ShardId)
+    }
+}
+
 impl Seq {
     /// The seq after this one.
     pub const fn next(self) -> Seq {
@@ -83,9 +100,6 @@ impl Seq {
         self.0.saturating_sub(earlier.0)
     }
 }
-
-/// The index of a shard, `0..shard_count`.
-pub type ShardId = usize;
 
 /// A user's id: the JWT `sub`, shared cheaply across shards.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -126,12 +140,12 @@ impl fmt::Display for UserId {
 
 /// The owner shard of a room.
 pub fn shard_of_room(room: RoomId, shard_count: usize) -> ShardId {
-    (room.0 % shard_count as u64) as ShardId
+    ShardId((room.0 % shard_count as u64) as usize)
 }
 
 /// The owner shard of a message's room: message ids carry it as room ids do.
 pub fn shard_of_message(message: MessageId, shard_count: usize) -> ShardId {
-    (message.0 % shard_count as u64) as ShardId
+    ShardId((message.0 % shard_count as u64) as usize)
 }
 
 /// The owner shard of a user: FNV-1a of the id, stable across builds and restarts.
@@ -141,7 +155,7 @@ pub fn shard_of_user(user: &UserId, shard_count: usize) -> ShardId {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    (hash % shard_count as u64) as ShardId
+    ShardId((hash % shard_count as u64) as usize)
 }
 
 /// Allocates ids owned by one shard: `counter * shard_count + shard`, so `id % shard_count`
@@ -163,7 +177,7 @@ impl IdAllocator {
 
     /// The next id; strictly greater than every id returned before.
     pub fn next_id(&mut self) -> u64 {
-        let id = self.next_counter * self.shard_count as u64 + self.shard as u64;
+        let id = self.next_counter * self.shard_count as u64 + self.shard.0 as u64;
         self.next_counter += 1;
         id
     }
@@ -205,11 +219,11 @@ mod tests {
 
     #[test]
     fn ids_from_allocator_increase_and_name_their_owner() {
-        let mut alloc = IdAllocator::new(1, 4, 0);
+        let mut alloc = IdAllocator::new(ShardId(1), 4, 0);
         let ids: Vec<u64> = (0..5).map(|_| alloc.next_id()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
-        assert!(ids.iter().all(|&id| shard_of_room(RoomId(id), 4) == 1));
-        let mut resumed = IdAllocator::new(1, 4, ids[4]);
+        assert!(ids.iter().all(|&id| shard_of_room(RoomId(id), 4) == ShardId(1)));
+        let mut resumed = IdAllocator::new(ShardId(1), 4, ids[4]);
         assert!(resumed.next_id() > ids[4]);
     }
 
@@ -225,6 +239,6 @@ mod tests {
     fn user_shard_is_stable() {
         let u = UserId::new("alice");
         assert_eq!(shard_of_user(&u, 7), shard_of_user(&UserId::new("alice"), 7));
-        assert!(shard_of_user(&u, 7) < 7);
+        assert!(shard_of_user(&u, 7) < ShardId(7));
     }
 }

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::model::action::RoomPatch;
+use crate::model::ShardId;
 
 /// The room id every fixture uses.
 const ROOM: RoomId = RoomId(7);
@@ -35,7 +36,7 @@ fn who(name: &str) -> Viewer {
 
 /// An allocator whose ids are `ID1`, `ID2`, … (shard 1 of 4, after 100).
 fn ids() -> IdAllocator {
-    IdAllocator::new(1, 4, 100)
+    IdAllocator::new(ShardId(1), 4, 100)
 }
 
 fn spec(kind: RoomKind, members: &[(&str, Role)]) -> NewRoom {

@@ -174,7 +174,7 @@ pub async fn remove_member(shard: &Rc<Shard>, caller: &Caller, id: &str, user: &
 pub async fn list(shard: &Rc<Shard>, caller: &Caller) -> ApiResult {
     let mut by_owner: BTreeMap<ShardId, Option<Vec<RoomId>>> = BTreeMap::new();
     match &caller.viewer {
-        Viewer::Service => (0..shard.shard_count).for_each(|s| {
+        Viewer::Service => ShardId::all(shard.shard_count).for_each(|s| {
             by_owner.insert(s, None);
         }),
         Viewer::User(user) => {

@@ -192,7 +192,7 @@ impl Shard {
                             records.into_iter().map(|r| r.into_message()).collect(),
                         )),
                         Err(error) => {
-                            tracing::error!(shard = self.id, "history read failed: {error}");
+                            tracing::error!(shard = self.id.get(), "history read failed: {error}");
                             Response::Refused(Refusal::Unavailable("reading history failed"))
                         }
                     };
@@ -207,14 +207,18 @@ impl Shard {
     fn written(&self, token: u64, result: Result<(), String>) {
         let pending = self.commits.borrow_mut().pending.pop_front();
         let Some(pending) = pending else {
-            tracing::error!(shard = self.id, token, "a store completion without a pending commit");
+            tracing::error!(
+                shard = self.id.get(),
+                token,
+                "a store completion without a pending commit"
+            );
             return;
         };
         assert_eq!(pending.token, token, "store completions come in submission order");
         match result {
             Ok(()) => self.release(pending.effects, pending.reply_to),
             Err(error) => {
-                tracing::error!(shard = self.id, "a write was not committed: {error}");
+                tracing::error!(shard = self.id.get(), "a write was not committed: {error}");
                 self.respond(
                     pending.reply_to,
                     Response::Refused(Refusal::Unavailable("the write could not be stored")),

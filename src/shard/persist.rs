@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use crate::model::ids::IdAllocator;
 use crate::model::room::Outcome;
-use crate::model::{Event, Member, MessageId, Role, Room, RoomAction, RoomId, Seq, UserId};
+use crate::model::{
+    Event, Member, MessageId, Role, Room, RoomAction, RoomId, Seq, ShardId, UserId,
+};
 use crate::store::{role_from_u8, role_to_u8, MessageRecord, Recovered, RoomRecord, StoreOp};
 
 use super::owner::{Owned, OwnedRoom};
@@ -106,7 +108,7 @@ pub fn ops_for_new_room(room: &Room) -> Vec<StoreOp> {
 /// Rebuilds a shard's owned rooms from its store; ids resume above everything ever stored.
 /// Returns the state and every (member, room) pair, which the user owners must be told about.
 pub fn recover(
-    shard: usize,
+    shard: ShardId,
     shard_count: usize,
     recovered: Recovered,
     history_max: usize,
@@ -135,7 +137,7 @@ pub fn recover(
         let record = entry.room;
         let room_id = RoomId(record.id);
         let Some(kind) = record.room_kind() else {
-            tracing::error!(shard, room = record.id, kind = %record.kind, "skipping a stored room of unknown kind");
+            tracing::error!(shard = shard.get(), room = record.id, kind = %record.kind, "skipping a stored room of unknown kind");
             continue;
         };
         let mut members = HashMap::with_capacity(entry.members.len());

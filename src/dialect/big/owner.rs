@@ -164,7 +164,7 @@ pub async fn user_room_views(shard: &Shard, user: &UserId) -> Result<Vec<Arc<Roo
         Response::Refused(refusal) => return Err(refusal),
         _ => return Err(Refusal::Unavailable("the user owner did not answer")),
     };
-    let mut by_owner: BTreeMap<usize, Vec<RoomId>> = BTreeMap::new();
+    let mut by_owner: BTreeMap<ShardId, Vec<RoomId>> = BTreeMap::new();
     for id in ids {
         by_owner.entry(shard_of_room(id, shard.shard_count)).or_default().push(id);
     }
@@ -230,7 +230,7 @@ pub fn deliver_frame(shard: &Shard, user: &UserId, mask: u64, frame: bytes::Byte
     let mut bundle = Bundle::default();
     bundle.frames[ID.index()] = Some(frame);
     let bundle = Arc::new(bundle);
-    for s in (0..shard.shard_count).filter(|s| mask & (1 << s) != 0) {
+    for s in ShardId::all(shard.shard_count).filter(|s| mask & s.bit() != 0) {
         shard.send(s, Command::DeliverToUser { user: user.clone(), bundle: bundle.clone() });
     }
 }
@@ -344,14 +344,14 @@ pub fn resend_to(shard: &Shard, user: &UserId, to: ShardId) {
         None => return,
     };
     for frame in frames {
-        deliver_frame(shard, user, 1 << to, frame);
+        deliver_frame(shard, user, to.bit(), frame);
     }
 }
 
 /// User owner: too many unacknowledged events for `user`: close its BIG connections.
 fn overflow(shard: &Shard, user: UserId) {
     let mask = shard.user_presence(&user).shards;
-    for s in (0..shard.shard_count).filter(|s| mask & (1 << s) != 0) {
+    for s in ShardId::all(shard.shard_count).filter(|s| mask & s.bit() != 0) {
         send(shard, s, BigCommand::Overflow { user: user.clone() });
     }
 }
@@ -447,7 +447,7 @@ mod tests {
             members,
         };
         let mut room = Room::create(RoomId(1), spec, &Viewer::Service, 0, 100, 100).unwrap();
-        let mut ids = IdAllocator::new(0, 1, 0);
+        let mut ids = IdAllocator::new(ShardId(0), 1, 0);
         let post = |room: &mut Room, ids: &mut IdAllocator, author: &str| {
             let new = NewMessage {
                 author: UserId::new(author),

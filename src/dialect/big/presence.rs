@@ -20,7 +20,7 @@ use super::{send, wire, BigCommand, ID};
 use crate::fanout::Bundle;
 use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
-use crate::model::{RoomId, RoomKind, Seq, UserId};
+use crate::model::{RoomId, RoomKind, Seq, ShardId, UserId};
 use crate::shard::Shard;
 
 /// User owner: `user`'s first BIG connection opened (`online`) or its last one closed.
@@ -104,7 +104,7 @@ pub fn typing(shard: &Shard, room: RoomId, user: UserId, stop: bool) {
     bundle.routing[ID.index()] =
         Some(Box::new(crate::fanout::Routing { skip: Some(user), ..Default::default() }));
     let bundle = Arc::new(bundle);
-    for s in (0..shard.shard_count).filter(|s| shards & (1 << s) != 0) {
+    for s in ShardId::all(shard.shard_count).filter(|s| shards & s.bit() != 0) {
         shard.send(s, Command::Deliver { room, bundle: bundle.clone() });
     }
 }
