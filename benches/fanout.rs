@@ -16,7 +16,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use roomcast::dialect::{virola, DialectId};
 use roomcast::fanout::{self, Bundle, Recipient, Subscriptions};
-use roomcast::model::UserId;
+use roomcast::model::{RoomId, UserId};
 use roomcast::ws::frame;
 use slab::Slab;
 
@@ -78,7 +78,7 @@ fn setup(conns: usize, rooms: u64) -> (Slab<BenchConn>, Subscriptions) {
             out: RefCell::new(Out::default()),
         });
         subs.add_conn(&user, key);
-        subs.subscribe(i as u64 % rooms, &user);
+        subs.subscribe(RoomId(i as u64 % rooms), &user);
     }
     (slab, subs)
 }
@@ -110,7 +110,7 @@ fn bench(c: &mut Criterion) {
                 |()| {
                     let mut n = 0;
                     for room in 0..rooms {
-                        n += fanout::deliver(subs.topic(room), |k| slab.get(k), &bundle);
+                        n += fanout::deliver(subs.topic(RoomId(room)), |k| slab.get(k), &bundle);
                     }
                     assert_eq!(n, 10_000);
                 },

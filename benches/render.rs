@@ -9,19 +9,21 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use roomcast::dialect::virola::render::render;
-use roomcast::model::{Event, LastMessage, Message, Role, RoomKind, RoomView, UserId};
+use roomcast::model::{
+    Event, LastMessage, Message, MessageId, Role, RoomId, RoomKind, RoomView, Seq, UserId,
+};
 use std::hint::black_box;
 
 const NOW: u64 = 1_795_000_000_000;
 
 fn message() -> Message {
     Message {
-        id: 4_294_967_311,
-        seq: 1234,
-        room: 17,
+        id: MessageId(4_294_967_311),
+        seq: Seq(1234),
+        room: RoomId(17),
         author: UserId::new("u1234"),
         text: format!("t={};{}", 123_456_789_u64, "x".repeat(64 - 12)),
-        parent_id: 0,
+        parent_id: MessageId(0),
         client_message_id: None,
         kind: "Regular".into(),
         attachments: "[]".into(),
@@ -39,7 +41,7 @@ fn room(members: usize) -> RoomView {
         (0..members).map(|i| (UserId::new(&format!("u{i}")), Role::Member)).collect();
     list.sort_by(|a, b| a.0.cmp(&b.0));
     RoomView {
-        id: 17,
+        id: RoomId(17),
         kind: RoomKind::Group,
         name: "room-17".into(),
         description: String::new(),
@@ -47,9 +49,9 @@ fn room(members: usize) -> RoomView {
         members: list,
         created_ms: NOW,
         updated_ms: NOW,
-        last_seq: 1234,
+        last_seq: Seq(1234),
         last_message: Some(LastMessage {
-            id: 4_294_967_311,
+            id: MessageId(4_294_967_311),
             created_ms: NOW,
             author: UserId::new("42"),
         }),

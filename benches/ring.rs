@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use roomcast::fanout::Bundle;
 use roomcast::mesh::{self, Command, MeshEndpoint};
+use roomcast::model::{RoomId, ShardId};
 
 const SLOTS: usize = 4096;
 /// Commands taken from each ring per drain (the inbox task's `DRAIN_BUDGET`).
@@ -37,7 +38,7 @@ fn endpoints() -> (MeshEndpoint, MeshEndpoint) {
 }
 
 fn deliver(room: u64, bundle: &Arc<Bundle>) -> Command {
-    Command::Deliver { room, bundle: bundle.clone() }
+    Command::Deliver { room: RoomId(room), bundle: bundle.clone() }
 }
 
 /// Moves `n` commands from shard 0's endpoint on a producer thread to shard 1's on this one.
@@ -48,7 +49,7 @@ fn transfer(n: u64, bundle: &Arc<Bundle>) -> Duration {
     let start = Instant::now();
     let producer = thread::spawn(move || {
         for room in 0..n {
-            if !tx.send(1, deliver(room, &producer_bundle)) {
+            if !tx.send(ShardId(1), deliver(room, &producer_bundle)) {
                 while tx.retry_parked() > 0 {
                     std::hint::spin_loop();
                 }
@@ -63,7 +64,9 @@ fn transfer(n: u64, bundle: &Arc<Bundle>) -> Duration {
             if got == 0 {
                 break;
             }
-            debug_assert!(matches!(batch[0], Command::Deliver { room, .. } if room == received));
+            debug_assert!(
+                matches!(batch[0], Command::Deliver { room, .. } if room == RoomId(received))
+            );
             received += got as u64;
             batch.clear();
         }
@@ -80,7 +83,7 @@ fn same_thread(n: u64, bundle: &Arc<Bundle>) -> Duration {
     let mut batch = Vec::with_capacity(DRAIN_BUDGET);
     let start = Instant::now();
     for room in 0..n {
-        assert!(tx.send(1, deliver(room, bundle)), "room in the ring");
+        assert!(tx.send(ShardId(1), deliver(room, bundle)), "room in the ring");
         assert_eq!(rx.drain(&mut batch, DRAIN_BUDGET), 1);
         std::hint::black_box(&batch);
         batch.clear();

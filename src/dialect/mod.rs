@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::fanout::Bundle;
 use crate::http::head::RequestHead;
 use crate::model::receipt::Receipt;
-use crate::model::{Event, Message, Notification, Room, RoomId, RoomView, ShardId, UserId};
+use crate::model::{Event, Message, Notification, Room, RoomId, RoomView, Seq, ShardId, UserId};
 use crate::net::conn::Conn;
 use crate::shard::Shard;
 
@@ -183,9 +183,9 @@ pub struct ReceiptRaised<'a> {
     /// Read (else delivered).
     pub read: bool,
     /// The first newly covered seq.
-    pub from_seq: u64,
+    pub from_seq: Seq,
     /// The new mark.
-    pub to_seq: u64,
+    pub to_seq: Seq,
     /// When, ms.
     pub at_ms: u64,
 }

@@ -122,13 +122,13 @@ mod tests {
         let mut subs = Subscriptions::default();
         let alice = UserId::new("alice");
         assert!(subs.add_conn(&alice, 1));
-        assert_eq!(subs.subscribe(7, &alice).as_slice(), &[1]);
+        assert_eq!(subs.subscribe(RoomId(7), &alice).as_slice(), &[1]);
         assert!(!subs.add_conn(&alice, 2));
-        assert_eq!(subs.topic(7), &[1, 2]);
+        assert_eq!(subs.topic(RoomId(7)), &[1, 2]);
         assert!(!subs.remove_conn(&alice, 1));
-        assert_eq!(subs.topic(7), &[2]);
+        assert_eq!(subs.topic(RoomId(7)), &[2]);
         assert!(subs.remove_conn(&alice, 2));
-        assert!(subs.topic(7).is_empty());
+        assert!(subs.topic(RoomId(7)).is_empty());
     }
 
     #[test]
@@ -137,11 +137,11 @@ mod tests {
         let (a, b) = (UserId::new("a"), UserId::new("b"));
         subs.add_conn(&a, 1);
         subs.add_conn(&b, 2);
-        subs.subscribe(7, &a);
-        subs.subscribe(7, &b);
-        subs.unsubscribe(7, &a);
-        assert_eq!(subs.topic(7), &[2]);
-        assert_eq!(subs.drop_room(7), vec![2]);
-        assert!(subs.topic(7).is_empty());
+        subs.subscribe(RoomId(7), &a);
+        subs.subscribe(RoomId(7), &b);
+        subs.unsubscribe(RoomId(7), &a);
+        assert_eq!(subs.topic(RoomId(7)), &[2]);
+        assert_eq!(subs.drop_room(RoomId(7)), vec![2]);
+        assert!(subs.topic(RoomId(7)).is_empty());
     }
 }

@@ -67,7 +67,7 @@ pub fn build(shard_count: usize, slots: usize) -> std::io::Result<Built> {
         slots,
         shard_count,
     });
-    let mut endpoints: Vec<MeshEndpoint> = (0..shard_count)
+    let mut endpoints: Vec<MeshEndpoint> = ShardId::all(shard_count)
         .map(|shard| MeshEndpoint {
             shard,
             producers: (0..shard_count).map(|_| None).collect(),
@@ -84,7 +84,7 @@ pub fn build(shard_count: usize, slots: usize) -> std::io::Result<Built> {
             }
             let (producer, consumer) = rtrb::RingBuffer::new(slots);
             endpoints[from].producers[to] = Some(producer);
-            endpoints[to].consumers.push((from, consumer));
+            endpoints[to].consumers.push((ShardId(from), consumer));
         }
     }
     Ok(Built { endpoints, doorbells, gauges })
@@ -98,41 +98,41 @@ impl MeshEndpoint {
 
     /// This shard's own doorbell.
     pub fn own_doorbell(&self) -> &Doorbell {
-        &self.doorbells[self.shard]
+        &self.doorbells[self.shard.0]
     }
 
     /// Sends `command` to peer `to` (never to self): pushes it, or parks it when the ring is full
     /// or earlier commands are parked (order per peer is kept). Returns false when it was parked.
     pub fn send(&mut self, to: ShardId, command: Command) -> bool {
         debug_assert_ne!(to, self.shard, "self-sends go through the local inbox");
-        if !self.parked[to].is_empty() {
-            self.parked[to].push_back(command);
-            self.gauges.parked[self.shard].fetch_add(1, Ordering::Relaxed);
+        if !self.parked[to.0].is_empty() {
+            self.parked[to.0].push_back(command);
+            self.gauges.parked[self.shard.0].fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let Some(producer) = self.producers[to].as_mut() else {
+        let Some(producer) = self.producers[to.0].as_mut() else {
             return false;
         };
         match producer.push(command) {
             Ok(()) => {
                 self.note_occupancy(to);
-                self.doorbells[to].ring();
+                self.doorbells[to.0].ring();
                 true
             }
             Err(rtrb::PushError::Full(command)) => {
-                self.parked[to].push_back(command);
-                self.gauges.parked[self.shard].fetch_add(1, Ordering::Relaxed);
+                self.parked[to.0].push_back(command);
+                self.gauges.parked[self.shard.0].fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
     }
 
     fn note_occupancy(&self, to: ShardId) {
-        let Some(producer) = self.producers[to].as_ref() else {
+        let Some(producer) = self.producers[to.0].as_ref() else {
             return;
         };
         let used = (producer.buffer().capacity() - producer.slots()) as u64;
-        let index = self.shard * self.gauges.shard_count + to;
+        let index = self.shard.0 * self.gauges.shard_count + to.0;
         self.gauges.occupancy[index].store(used, Ordering::Relaxed);
         self.gauges.occupancy_max[index].fetch_max(used, Ordering::Relaxed);
     }
@@ -155,8 +155,8 @@ impl MeshEndpoint {
                 }
             }
             if moved > 0 {
-                self.gauges.parked[self.shard].fetch_sub(moved, Ordering::Relaxed);
-                self.note_occupancy(to);
+                self.gauges.parked[self.shard.0].fetch_sub(moved, Ordering::Relaxed);
+                self.note_occupancy(ShardId(to));
                 self.doorbells[to].ring();
             }
             left += self.parked[to].len();
@@ -166,7 +166,7 @@ impl MeshEndpoint {
 
     /// Commands parked for peer `to`.
     pub fn parked_for(&self, to: ShardId) -> usize {
-        self.parked.get(to).map_or(0, VecDeque::len)
+        self.parked.get(to.0).map_or(0, VecDeque::len)
     }
 
     /// Pops up to `budget` commands from every peer's ring into `out`; returns how many.

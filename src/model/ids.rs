@@ -7,15 +7,99 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A room's id: unique server-wide, `id % shard_count` is its owner shard.
-pub type RoomId = u64;
-/// A message's id: unique server-wide, increasing within a room, `id % shard_count` is the
-/// owner shard of its room.
-pub type MessageId = u64;
-/// A message's position in its room: 1, 2, 3, …
-pub type Seq = u64;
-/// The index of a shard, `0..shard_count`.
-pub type ShardId = usize;
+/// Defines a `Copy` id newtype over an integer: ordered, hashable, rendered (`Display`, serde)
+/// as the plain number, so JSON and paths show exactly the number they showed before.
+macro_rules! int_id {
+    ($(#[$doc:meta])* $name:ident($inner:ty)) => {
+        $(#[$doc])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            PartialOrd,
+            Ord,
+            Hash,
+            Default,
+            serde::Serialize,
+            serde::Deserialize,
+        )]
+        #[repr(transparent)]
+        #[serde(transparent)]
+        pub struct $name(pub $inner);
+
+        impl $name {
+            /// The raw number.
+            pub const fn get(self) -> $inner {
+                self.0
+            }
+        }
+
+        impl From<$inner> for $name {
+            fn from(value: $inner) -> Self {
+                $name(value)
+            }
+        }
+
+        impl From<$name> for $inner {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+int_id! {
+    /// A room's id: unique server-wide, `id % shard_count` is its owner shard.
+    RoomId(u64)
+}
+
+int_id! {
+    /// A message's id: unique server-wide, increasing within a room, `id % shard_count` is the
+    /// owner shard of its room.
+    MessageId(u64)
+}
+
+int_id! {
+    /// A message's position in its room: 1, 2, 3, …
+    Seq(u64)
+}
+
+int_id! {
+    /// The index of a shard, `0..shard_count`.
+    ShardId(usize)
+}
+
+impl ShardId {
+    /// This shard's bit in a mask of shards (`u64`, so at most 64 shards).
+    pub const fn bit(self) -> u64 {
+        1 << self.0
+    }
+
+    /// Every shard of a server with `shard_count` shards, in order.
+    pub fn all(shard_count: usize) -> impl Iterator<Item = ShardId> {
+        (0..shard_count).map(ShardId)
+    }
+}
+
+impl Seq {
+    /// The seq after this one.
+    pub const fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+
+    /// How many seqs lie after `earlier` up to this one (0 when `earlier` is not earlier).
+    pub const fn saturating_sub(self, earlier: Seq) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
 
 /// A user's id: the JWT `sub`, shared cheaply across shards.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,9 +138,14 @@ impl fmt::Display for UserId {
     }
 }
 
-/// The owner shard of a room (or of the room of a message id).
+/// The owner shard of a room.
 pub fn shard_of_room(room: RoomId, shard_count: usize) -> ShardId {
-    (room % shard_count as u64) as ShardId
+    ShardId((room.0 % shard_count as u64) as usize)
+}
+
+/// The owner shard of a message's room: message ids carry it as room ids do.
+pub fn shard_of_message(message: MessageId, shard_count: usize) -> ShardId {
+    ShardId((message.0 % shard_count as u64) as usize)
 }
 
 /// The owner shard of a user: FNV-1a of the id, stable across builds and restarts.
@@ -66,7 +155,7 @@ pub fn shard_of_user(user: &UserId, shard_count: usize) -> ShardId {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    (hash % shard_count as u64) as ShardId
+    ShardId((hash % shard_count as u64) as usize)
 }
 
 /// Allocates ids owned by one shard: `counter * shard_count + shard`, so `id % shard_count`
@@ -88,7 +177,7 @@ impl IdAllocator {
 
     /// The next id; strictly greater than every id returned before.
     pub fn next_id(&mut self) -> u64 {
-        let id = self.next_counter * self.shard_count as u64 + self.shard as u64;
+        let id = self.next_counter * self.shard_count as u64 + self.shard.0 as u64;
         self.next_counter += 1;
         id
     }
@@ -130,11 +219,11 @@ mod tests {
 
     #[test]
     fn ids_from_allocator_increase_and_name_their_owner() {
-        let mut alloc = IdAllocator::new(1, 4, 0);
+        let mut alloc = IdAllocator::new(ShardId(1), 4, 0);
         let ids: Vec<u64> = (0..5).map(|_| alloc.next_id()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
-        assert!(ids.iter().all(|&id| shard_of_room(id, 4) == 1));
-        let mut resumed = IdAllocator::new(1, 4, ids[4]);
+        assert!(ids.iter().all(|&id| shard_of_room(RoomId(id), 4) == ShardId(1)));
+        let mut resumed = IdAllocator::new(ShardId(1), 4, ids[4]);
         assert!(resumed.next_id() > ids[4]);
     }
 
@@ -150,6 +239,6 @@ mod tests {
     fn user_shard_is_stable() {
         let u = UserId::new("alice");
         assert_eq!(shard_of_user(&u, 7), shard_of_user(&UserId::new("alice"), 7));
-        assert!(shard_of_user(&u, 7) < 7);
+        assert!(shard_of_user(&u, 7) < ShardId(7));
     }
 }

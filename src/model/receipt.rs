@@ -58,13 +58,19 @@ mod tests {
     #[test]
     fn marks_are_cumulative_read_implies_delivered_and_repeats_change_nothing() {
         let mut r = Receipt::default();
-        assert_eq!(r.mark(3, false, 10), Some(Raised { delivered_from: 0, read_from: 0 }));
-        assert_eq!((r.delivered, r.read, r.delivered_ms), (3, 0, 10));
-        assert_eq!(r.mark(2, false, 11), None, "older mark");
-        assert_eq!(r.mark(3, false, 12), None, "repeated mark");
-        assert_eq!(r.mark(5, true, 13), Some(Raised { delivered_from: 3, read_from: 0 }));
-        assert_eq!((r.delivered, r.read, r.read_ms, r.delivered_ms), (5, 5, 13, 13));
-        assert_eq!(r.mark(5, true, 14), None);
-        assert_eq!(r.missed(8), 3);
+        assert_eq!(
+            r.mark(Seq(3), false, 10),
+            Some(Raised { delivered_from: Seq(0), read_from: Seq(0) })
+        );
+        assert_eq!((r.delivered, r.read, r.delivered_ms), (Seq(3), Seq(0), 10));
+        assert_eq!(r.mark(Seq(2), false, 11), None, "older mark");
+        assert_eq!(r.mark(Seq(3), false, 12), None, "repeated mark");
+        assert_eq!(
+            r.mark(Seq(5), true, 13),
+            Some(Raised { delivered_from: Seq(3), read_from: Seq(0) })
+        );
+        assert_eq!((r.delivered, r.read, r.read_ms, r.delivered_ms), (Seq(5), Seq(5), 13, 13));
+        assert_eq!(r.mark(Seq(5), true, 14), None);
+        assert_eq!(r.missed(Seq(8)), 3);
     }
 }

@@ -184,7 +184,7 @@ impl Room {
             members,
             created_ms: now_ms,
             updated_ms: now_ms,
-            last_seq: 0,
+            last_seq: Seq(0),
             history: VecDeque::new(),
             history_max,
             members_max,
@@ -393,7 +393,7 @@ impl Room {
             return Err(Refusal::Forbidden("only owners and moderators post in an announce room"));
         }
         let mut out = Outcome::default();
-        if new.parent_id != 0 {
+        if new.parent_id != MessageId(0) {
             let parent =
                 self.find_mut(new.parent_id).ok_or(Refusal::NotFound("no such parent message"))?;
             let p = Arc::make_mut(parent);
@@ -401,9 +401,9 @@ impl Room {
             p.modified_ms = now_ms;
             out.events.push(Event::MessageUpdated(parent.clone()));
         }
-        self.last_seq += 1;
+        self.last_seq = self.last_seq.next();
         let message = Arc::new(Message {
-            id: ids.next_id(),
+            id: MessageId(ids.next_id()),
             seq: self.last_seq,
             room: self.id,
             author: new.author,
@@ -481,7 +481,7 @@ impl Room {
         let stored = message.clone();
         let mut out = Outcome { stored: Some(stored), ..Outcome::default() };
         out.events.push(Event::MessageDeleted { room: self.id, message: id, parent_id });
-        if parent_id != 0 {
+        if parent_id != MessageId(0) {
             if let Some(parent) = self.find_mut(parent_id) {
                 let p = Arc::make_mut(parent);
                 p.comment_count = p.comment_count.saturating_sub(1);

@@ -65,20 +65,20 @@ impl<'a> IntoIterator for &'a RoomSet {
 
 #[cfg(test)]
 mod tests {
-    use super::RoomSet;
+    use super::{RoomId, RoomSet};
 
     #[test]
     fn keeps_rooms_sorted_and_distinct() {
         let mut set = RoomSet::default();
-        assert!(set.insert(9));
-        assert!(set.insert(3));
-        assert!(set.insert(5));
-        assert!(!set.insert(3), "already there");
-        assert_eq!(set.iter().copied().collect::<Vec<_>>(), vec![3, 5, 9]);
-        assert!(set.contains(5) && !set.contains(4));
-        assert!(set.remove(5));
-        assert!(!set.remove(5), "already gone");
+        assert!(set.insert(RoomId(9)));
+        assert!(set.insert(RoomId(3)));
+        assert!(set.insert(RoomId(5)));
+        assert!(!set.insert(RoomId(3)), "already there");
+        assert_eq!(set.iter().copied().collect::<Vec<_>>(), vec![RoomId(3), RoomId(5), RoomId(9)]);
+        assert!(set.contains(RoomId(5)) && !set.contains(RoomId(4)));
+        assert!(set.remove(RoomId(5)));
+        assert!(!set.remove(RoomId(5)), "already gone");
         assert_eq!(set.len(), 2);
-        assert!(set.remove(3) && set.remove(9) && set.is_empty());
+        assert!(set.remove(RoomId(3)) && set.remove(RoomId(9)) && set.is_empty());
     }
 }

@@ -6,20 +6,21 @@
 
 use super::*;
 use crate::model::action::RoomPatch;
+use crate::model::ShardId;
 
 /// The room id every fixture uses.
-const ROOM: RoomId = 7;
+const ROOM: RoomId = RoomId(7);
 /// Creation time of every fixture room.
 const T0: u64 = 1_000;
 /// The time actions are applied at.
 const T1: u64 = 2_000;
 /// The first message ids of `ids()`: shard 1 of 4, so `id % 4 == 1`, starting above 100.
-const ID1: MessageId = 105;
-const ID2: MessageId = 109;
-const ID3: MessageId = 113;
-const ID4: MessageId = 117;
-const ID5: MessageId = 121;
-const ID6: MessageId = 125;
+const ID1: MessageId = MessageId(105);
+const ID2: MessageId = MessageId(109);
+const ID3: MessageId = MessageId(113);
+const ID4: MessageId = MessageId(117);
+const ID5: MessageId = MessageId(121);
+const ID6: MessageId = MessageId(125);
 
 fn uid(name: &str) -> UserId {
     UserId::new(name)
@@ -35,7 +36,7 @@ fn who(name: &str) -> Viewer {
 
 /// An allocator whose ids are `ID1`, `ID2`, … (shard 1 of 4, after 100).
 fn ids() -> IdAllocator {
-    IdAllocator::new(1, 4, 100)
+    IdAllocator::new(ShardId(1), 4, 100)
 }
 
 fn spec(kind: RoomKind, members: &[(&str, Role)]) -> NewRoom {
@@ -99,7 +100,7 @@ fn post_as(
     author: &str,
     text: &str,
 ) -> Result<Outcome, Refusal> {
-    room.apply(&who(viewer), RoomAction::Post(new_message(author, text, 0)), ids, T1)
+    room.apply(&who(viewer), RoomAction::Post(new_message(author, text, MessageId(0))), ids, T1)
 }
 
 /// Posts `text` as `author` (who must be allowed to) and returns the new message's id.
@@ -351,7 +352,7 @@ fn create_view_shows_every_field_and_an_empty_history() {
             ],
             created_ms: T0,
             updated_ms: T0,
-            last_seq: 0,
+            last_seq: Seq(0),
             last_message: None,
         }
     );
@@ -413,16 +414,16 @@ fn post_permission_depends_on_membership_role_and_room_kind() {
         match expected {
             Ok(()) => {
                 let out = got.unwrap_or_else(|e| panic!("{name}: refused {e:?}"));
-                let expected = message(ID1, 1, author, "hi", 0);
+                let expected = message(ID1, Seq(1), author, "hi", MessageId(0));
                 assert_eq!(answer(&out.reply), Answer::Message(expected), "{name}");
-                assert_eq!(room.last_seq, 1, "{name}");
+                assert_eq!(room.last_seq, Seq(1), "{name}");
                 assert_eq!(history_ids(&room), vec![ID1], "{name}");
             }
             Err(refusal) => {
                 assert_eq!(got.unwrap_err(), refusal, "{name}");
-                assert_eq!(room.last_seq, 0, "{name}: no seq taken");
+                assert_eq!(room.last_seq, Seq(0), "{name}: no seq taken");
                 assert!(room.history.is_empty(), "{name}");
-                assert_eq!(alloc.next_id(), ID1, "{name}: no id taken");
+                assert_eq!(MessageId(alloc.next_id()), ID1, "{name}: no id taken");
             }
         }
     }
@@ -432,10 +433,11 @@ fn post_permission_depends_on_membership_role_and_room_kind() {
 fn post_assigns_increasing_ids_and_seqs_and_emits_one_created_event() {
     let mut room = fixture(RoomKind::Group);
     let mut alloc = ids();
-    let texts = [("mem", "one", ID1, 1), ("owner", "two", ID2, 2), ("mod", "three", ID3, 3)];
+    let texts =
+        [("mem", "one", ID1, Seq(1)), ("owner", "two", ID2, Seq(2)), ("mod", "three", ID3, Seq(3))];
     for (author, text, id, seq) in texts {
         let out = post_as(&mut room, &mut alloc, author, author, text).unwrap();
-        let expected = message(id, seq, author, text, 0);
+        let expected = message(id, seq, author, text, MessageId(0));
         assert_eq!(answer(&out.reply), Answer::Message(expected.clone()), "{text}");
         assert_eq!(seen(&out.events), vec![Seen::MessageCreated(expected.clone())], "{text}");
         assert_eq!(out.stored.as_deref(), Some(&expected), "{text}");
@@ -444,7 +446,7 @@ fn post_assigns_increasing_ids_and_seqs_and_emits_one_created_event() {
     }
     assert_eq!(history_ids(&room), vec![ID1, ID2, ID3]);
     let view = room.view();
-    assert_eq!(view.last_seq, 3);
+    assert_eq!(view.last_seq, Seq(3));
     assert_eq!(
         view.last_message,
         Some(LastMessage { id: ID3, created_ms: T1, author: uid("mod") })
@@ -461,9 +463,9 @@ fn post_keeps_only_the_newest_history_max_messages_in_memory() {
         post_ok(&mut room, &mut alloc, "a", text);
     }
     assert_eq!(history_ids(&room), vec![ID3, ID4, ID5]);
-    assert_eq!(room.last_seq, 5);
+    assert_eq!(room.last_seq, Seq(5));
     let seqs: Vec<Seq> = room.history.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs, vec![3, 4, 5]);
+    assert_eq!(seqs, vec![Seq(3), Seq(4), Seq(5)]);
 }
 
 #[test]
@@ -480,10 +482,13 @@ fn post_comment_counts_on_the_parent_and_emits_created_then_updated() {
         created_ms: later,
         edited_ms: later,
         modified_ms: later,
-        ..message(ID2, 2, "mem", "reply", ID1)
+        ..message(ID2, Seq(2), "mem", "reply", ID1)
     };
-    let updated_parent =
-        Message { comment_count: 1, modified_ms: later, ..message(ID1, 1, "owner", "topic", 0) };
+    let updated_parent = Message {
+        comment_count: 1,
+        modified_ms: later,
+        ..message(ID1, Seq(1), "owner", "topic", MessageId(0))
+    };
     assert_eq!(
         seen(&out.events),
         vec![Seen::MessageCreated(comment.clone()), Seen::MessageUpdated(updated_parent.clone())]
@@ -500,7 +505,7 @@ fn post_comment_on_a_missing_or_deleted_parent_is_not_found_and_changes_nothing(
     post_ok(&mut room, &mut alloc, "mem", "kept");
     let gone = post_ok(&mut room, &mut alloc, "mem", "gone");
     room.apply(&who("mem"), RoomAction::DeleteMessage(gone), &mut alloc, T1).unwrap();
-    for parent in [gone, 999, ID1 + 1] {
+    for parent in [gone, MessageId(999), MessageId(ID1.get() + 1)] {
         let got = room.apply(
             &who("mem"),
             RoomAction::Post(new_message("mem", "reply", parent)),
@@ -509,9 +514,9 @@ fn post_comment_on_a_missing_or_deleted_parent_is_not_found_and_changes_nothing(
         );
         assert_eq!(got.unwrap_err(), Refusal::NotFound("no such parent message"), "{parent}");
     }
-    assert_eq!(room.last_seq, 2);
+    assert_eq!(room.last_seq, Seq(2));
     assert_eq!(history_ids(&room), vec![ID1, ID2]);
-    assert_eq!(alloc.next_id(), ID3, "a refused comment takes no id");
+    assert_eq!(MessageId(alloc.next_id()), ID3, "a refused comment takes no id");
 }
 
 #[test]
@@ -532,7 +537,7 @@ fn edit_is_for_the_author_or_a_service_only() {
         let later = T1 + 300;
         let edit = RoomAction::Edit { message: id, text: "final".into() };
         let got = room.apply(&who(viewer), edit, &mut alloc, later);
-        let original = message(ID1, 1, "mem", "draft", 0);
+        let original = message(ID1, Seq(1), "mem", "draft", MessageId(0));
         match expected {
             Ok(()) => {
                 let out = got.unwrap();
@@ -546,7 +551,7 @@ fn edit_is_for_the_author_or_a_service_only() {
                 assert_eq!(seen(&out.events), vec![Seen::MessageUpdated(edited.clone())]);
                 assert_eq!(out.stored.as_deref(), Some(&edited), "{viewer}");
                 assert_eq!(*room.history[0], edited, "{viewer}");
-                assert_eq!(room.last_seq, 1, "an edit takes no seq");
+                assert_eq!(room.last_seq, Seq(1), "an edit takes no seq");
             }
             Err(refusal) => {
                 assert_eq!(got.unwrap_err(), refusal, "{viewer}");
@@ -562,7 +567,7 @@ fn edit_of_a_deleted_or_unknown_message_is_not_found() {
     let mut alloc = ids();
     let gone = post_ok(&mut room, &mut alloc, "mem", "gone");
     room.apply(&who("mem"), RoomAction::DeleteMessage(gone), &mut alloc, T1).unwrap();
-    for (viewer, id) in [("mem", gone), ("service", gone), ("mem", 999)] {
+    for (viewer, id) in [("mem", gone), ("service", gone), ("mem", MessageId(999))] {
         let got = room.apply(
             &who(viewer),
             RoomAction::Edit { message: id, text: "x".into() },
@@ -606,7 +611,7 @@ fn delete_message_is_for_the_author_moderators_owners_and_services() {
         let id = post_ok(&mut room, &mut alloc, "mem", "doomed");
         let later = T1 + 700;
         let got = room.apply(&who(viewer), RoomAction::DeleteMessage(id), &mut alloc, later);
-        let original = message(ID2, 2, "mem", "doomed", 0);
+        let original = message(ID2, Seq(2), "mem", "doomed", MessageId(0));
         match expected {
             Ok(()) => {
                 let out = got.unwrap();
@@ -619,7 +624,11 @@ fn delete_message_is_for_the_author_moderators_owners_and_services() {
                 assert_eq!(answer(&out.reply), Answer::Empty, "{viewer}");
                 assert_eq!(
                     seen(&out.events),
-                    vec![Seen::MessageDeleted { room: ROOM, message: ID2, parent_id: 0 }],
+                    vec![Seen::MessageDeleted {
+                        room: ROOM,
+                        message: ID2,
+                        parent_id: MessageId(0)
+                    }],
                     "{viewer}"
                 );
                 assert_eq!(out.stored.as_deref(), Some(&deleted), "{viewer}");
@@ -648,8 +657,11 @@ fn delete_comment_reports_its_parent_and_decrements_the_parent_count() {
     assert_eq!(room.history[0].comment_count, 1);
     let later = T1 + 900;
     let out = room.apply(&who("mem"), RoomAction::DeleteMessage(ID2), &mut alloc, later).unwrap();
-    let parent_after =
-        Message { comment_count: 0, modified_ms: later, ..message(ID1, 1, "owner", "topic", 0) };
+    let parent_after = Message {
+        comment_count: 0,
+        modified_ms: later,
+        ..message(ID1, Seq(1), "owner", "topic", MessageId(0))
+    };
     assert_eq!(
         seen(&out.events),
         vec![
@@ -911,7 +923,13 @@ fn history_pages_by_after_before_and_limit_and_skips_deleted_messages() {
         ("both, small limit: oldest after `after`", Some(ID1), Some(ID6), 1, vec![ID2]),
         ("after the newest", Some(ID6), None, 10, vec![]),
         ("before the oldest", None, Some(ID1), 10, vec![]),
-        ("bounds between ids", Some(ID2 + 1), Some(ID3 + 1), 10, vec![ID3]),
+        (
+            "bounds between ids",
+            Some(MessageId(ID2.get() + 1)),
+            Some(MessageId(ID3.get() + 1)),
+            10,
+            vec![ID3],
+        ),
         ("limit zero", None, None, 0, vec![]),
         ("empty range", Some(ID3), Some(ID2), 10, vec![]),
     ];

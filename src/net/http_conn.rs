@@ -15,7 +15,7 @@ use crate::dialect::{self, Credentials, Refusal};
 use crate::http::head::{parse_head, RequestHead};
 use crate::http::{response, upgrade};
 use crate::metrics;
-use crate::model::UserId;
+use crate::model::{ShardId, UserId};
 use crate::net::conn::Conn;
 use crate::shard::Shard;
 
@@ -133,7 +133,7 @@ async fn write(stream: &TcpStream, bytes: Bytes) -> bool {
 async fn refuse_after_upgrade(
     stream: &TcpStream,
     head: &RequestHead,
-    shard: usize,
+    shard: ShardId,
     frame: Bytes,
 ) -> bool {
     let accepted = match upgrade::accept(head) {
@@ -278,7 +278,7 @@ fn after_attach(shard: &Rc<Shard>, conn: &Rc<Conn>, expires_at: u64) {
 }
 
 /// Adds `X-Roomcast-Shard` to a 101 response (tests and operators see where a socket lives).
-fn with_shard_header(accepted: &[u8], shard: usize) -> Bytes {
+fn with_shard_header(accepted: &[u8], shard: ShardId) -> Bytes {
     let head = accepted.strip_suffix(b"\r\n\r\n").unwrap_or(accepted);
     let mut out = Vec::with_capacity(accepted.len() + 24);
     out.extend_from_slice(head);

@@ -23,7 +23,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: std::net::TcpListener) {
                 tokio_uring::spawn(crate::net::http_conn::serve(shard.clone(), stream));
             }
             Err(error) => {
-                tracing::warn!(shard = shard.id, "accept failed: {error}");
+                tracing::warn!(shard = shard.id.get(), "accept failed: {error}");
                 // Out of descriptors or similar: back off instead of spinning.
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }

@@ -257,7 +257,7 @@ pub async fn run(shard: Rc<Shard>, mut readiness: Readiness) {
         let again = std::mem::take(&mut *shard.ws.again.borrow_mut());
         if again.is_empty() {
             if let Err(e) = readiness.wait().await {
-                tracing::error!(shard = shard.id, "session poller failed: {e}");
+                tracing::error!(shard = shard.id.get(), "session poller failed: {e}");
                 return;
             }
         } else {
@@ -275,7 +275,7 @@ pub async fn run(shard: Rc<Shard>, mut readiness: Readiness) {
             }
         });
         if let Err(e) = drained {
-            tracing::error!(shard = shard.id, "session poller failed: {e}");
+            tracing::error!(shard = shard.id.get(), "session poller failed: {e}");
             return;
         }
     }

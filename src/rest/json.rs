@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::model::{Message, Role, RoomView, UserId};
+use crate::model::{Message, MessageId, Role, RoomId, RoomView, Seq, UserId};
 
 use super::ApiError;
 
@@ -98,7 +98,7 @@ struct MemberView<'a> {
 /// A room as the REST API shows it: serialized straight from the view, no `Value` tree.
 #[derive(Serialize)]
 pub struct RoomJson<'a> {
-    id: u64,
+    id: RoomId,
     kind: &'static str,
     name: &'a str,
     description: &'a str,
@@ -107,8 +107,8 @@ pub struct RoomJson<'a> {
     members: &'a [(UserId, Role)],
     created_ms: u64,
     updated_ms: u64,
-    last_seq: u64,
-    last_message_id: Option<u64>,
+    last_seq: Seq,
+    last_message_id: Option<MessageId>,
 }
 
 fn members<S: Serializer>(list: &&[(UserId, Role)], s: S) -> Result<S::Ok, S::Error> {
@@ -134,12 +134,12 @@ pub fn room(view: &RoomView) -> RoomJson<'_> {
 /// A message as the REST API shows it: serialized straight from the message.
 #[derive(Serialize)]
 pub struct MessageJson<'a> {
-    id: u64,
-    seq: u64,
-    room_id: u64,
+    id: MessageId,
+    seq: Seq,
+    room_id: RoomId,
     author: &'a str,
     text: &'a str,
-    parent_id: u64,
+    parent_id: MessageId,
     client_message_id: Option<&'a str>,
     kind: &'a str,
     attachments: Raw<'a>,

@@ -7,9 +7,9 @@ use serde::Deserialize;
 use crate::http::query::query_param;
 use crate::limits::{CLIENT_MESSAGE_ID_BYTES_MAX, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX};
 use crate::model::action::NewMessage;
-use crate::model::ids::shard_of_room;
+use crate::model::ids::shard_of_message;
 use crate::model::room::Reply;
-use crate::model::{RoomAction, Viewer};
+use crate::model::{MessageId, RoomAction, Viewer};
 use crate::shard::{Request, Shard};
 
 use super::json::{self, parse_body};
@@ -61,7 +61,7 @@ pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> 
     let new = NewMessage {
         author,
         text,
-        parent_id: body.parent_id.unwrap_or(0),
+        parent_id: MessageId(body.parent_id.unwrap_or(0)),
         client_message_id: body.client_message_id,
         kind: body.kind.unwrap_or_else(|| "Regular".into()),
         attachments: json::array_text(body.attachments.as_ref(), "attachments")?,
@@ -89,8 +89,8 @@ pub async fn history(
     id: &str,
     query: Option<&str>,
 ) -> ApiResult {
-    let after = optional_u64(query, "after")?;
-    let before = optional_u64(query, "before")?;
+    let after = optional_u64(query, "after")?.map(MessageId);
+    let before = optional_u64(query, "before")?.map(MessageId);
     let limit = optional_u64(query, "limit")?.map_or(HISTORY_PAGE_DEFAULT, |l| l as usize);
     if limit == 0 || limit > HISTORY_PAGE_MAX {
         return Err(ApiError::bad_request(format!(
@@ -113,7 +113,7 @@ async fn message_action(
     action: RoomAction,
 ) -> Result<Reply, ApiError> {
     let message = parse_id(id, "message")?;
-    let owner = shard_of_room(message, shard.shard_count);
+    let owner = shard_of_message(message, shard.shard_count);
     reply_of(
         shard
             .call(owner, Request::Message { message, viewer: caller.viewer.clone(), action })

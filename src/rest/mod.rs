@@ -200,9 +200,9 @@ fn caller(shard: &Shard, head: &RequestHead) -> Result<Caller, ApiError> {
     Ok(Caller { viewer, user, session: identity.session, expires_at: identity.expires_at })
 }
 
-/// Parses a numeric path segment.
-pub fn parse_id(segment: &str, what: &'static str) -> Result<u64, ApiError> {
-    segment.parse().map_err(|_| ApiError {
+/// Parses a numeric path segment into an id.
+pub fn parse_id<Id: From<u64>>(segment: &str, what: &'static str) -> Result<Id, ApiError> {
+    segment.parse::<u64>().map(Id::from).map_err(|_| ApiError {
         status: 404,
         code: "not_found",
         message: format!("no such {what}: {segment}"),

@@ -10,7 +10,7 @@ use crate::limits::{ROOM_DESCRIPTION_BYTES_MAX, ROOM_LIST_MAX, ROOM_NAME_BYTES_M
 use crate::model::action::{NewRoom, RoomPatch};
 use crate::model::ids::{shard_of_room, shard_of_user};
 use crate::model::room::Reply;
-use crate::model::{Role, RoomAction, RoomKind, Viewer};
+use crate::model::{Role, RoomAction, RoomId, RoomKind, Seq, ShardId, Viewer};
 use crate::shard::{Request, Response, Shard};
 
 use super::json::{self, parse_body};
@@ -114,7 +114,7 @@ pub async fn room_action(
     id: &str,
     action: RoomAction,
 ) -> Result<Reply, ApiError> {
-    let room = parse_id(id, "room")?;
+    let room: RoomId = parse_id(id, "room")?;
     let owner = shard_of_room(room, shard.shard_count);
     reply_of(shard.call(owner, Request::Room { room, viewer: caller.viewer.clone(), action }).await)
 }
@@ -166,9 +166,9 @@ pub async fn remove_member(shard: &Rc<Shard>, caller: &Caller, id: &str, user: &
 
 /// `GET /api/v1/rooms`: a user's rooms, or every room (up to 1000) for a service.
 pub async fn list(shard: &Rc<Shard>, caller: &Caller) -> ApiResult {
-    let mut by_owner: BTreeMap<usize, Option<Vec<u64>>> = BTreeMap::new();
+    let mut by_owner: BTreeMap<ShardId, Option<Vec<RoomId>>> = BTreeMap::new();
     match &caller.viewer {
-        Viewer::Service => (0..shard.shard_count).for_each(|s| {
+        Viewer::Service => ShardId::all(shard.shard_count).for_each(|s| {
             by_owner.insert(s, None);
         }),
         Viewer::User(user) => {
@@ -211,7 +211,7 @@ pub async fn list(shard: &Rc<Shard>, caller: &Caller) -> ApiResult {
 /// receiving its messages on osu! sockets for 60 s. Acks for the calling user (204); 403 for a
 /// non-member of a public room, 404 for an unknown or invisible room.
 pub async fn ack(shard: &Rc<Shard>, caller: &Caller, id: &str) -> ApiResult {
-    let room = parse_id(id, "room")?;
+    let room: RoomId = parse_id(id, "room")?;
     let owner = shard_of_room(room, shard.shard_count);
     let user = caller.user.clone();
     reply_of(shard.call(owner, Request::RoomAck { room, user }).await)?;
@@ -236,7 +236,7 @@ pub async fn mark(
     body: &[u8],
     read: bool,
 ) -> ApiResult {
-    let room = parse_id(id, "room")?;
+    let room: RoomId = parse_id(id, "room")?;
     let body: MarkBody = parse_body(body)?;
     let user = match (&caller.viewer, &body.user) {
         (Viewer::Service, Some(user)) => json::user_id(user)?,
@@ -246,7 +246,7 @@ pub async fn mark(
         (Viewer::User(user), _) => user.clone(),
     };
     let owner = shard_of_room(room, shard.shard_count);
-    match shard.call(owner, Request::Mark { room, user, read, seq: body.seq }).await {
+    match shard.call(owner, Request::Mark { room, user, read, seq: body.seq.map(Seq) }).await {
         Response::Receipt { seq, at_ms, missed, .. } => {
             let kind = if read { "read" } else { "delivered" };
             let receipt = serde_json::json!({ "room_id": room, "kind": kind, "seq": seq, "at_ms": at_ms, "unread": missed });

@@ -15,7 +15,7 @@ use futures_channel::oneshot;
 use crate::limits::COMMITS_PENDING_MAX;
 use crate::mesh::Command;
 use crate::model::room::Reply;
-use crate::model::{Refusal, ShardId};
+use crate::model::{MessageId, Refusal, RoomId, ShardId};
 use crate::store::{Completion, StoreOp};
 
 use super::request::Response;
@@ -144,16 +144,22 @@ impl Shard {
     /// Queues a history read from disk; its answer goes to `reply_to`.
     pub fn read_history_from_store(
         &self,
-        room: u64,
-        after: Option<u64>,
-        before: Option<u64>,
+        room: RoomId,
+        after: Option<MessageId>,
+        before: Option<MessageId>,
         limit: usize,
         reply_to: ReplyTo,
     ) {
         let mut commits = self.commits.borrow_mut();
         let token = commits.next_token;
         commits.next_token += 1;
-        match self.store.borrow_mut().read_history(token, room, after, before, limit) {
+        match self.store.borrow_mut().read_history(
+            token,
+            room.get(),
+            after.map(MessageId::get),
+            before.map(MessageId::get),
+            limit,
+        ) {
             Ok(()) => commits.reads.push((token, reply_to)),
             Err(_) => {
                 drop(commits);
@@ -184,7 +190,7 @@ impl Shard {
                             records.into_iter().map(|r| r.into_message()).collect(),
                         )),
                         Err(error) => {
-                            tracing::error!(shard = self.id, "history read failed: {error}");
+                            tracing::error!(shard = self.id.get(), "history read failed: {error}");
                             Response::Refused(Refusal::Unavailable("reading history failed"))
                         }
                     };
@@ -199,14 +205,18 @@ impl Shard {
     fn written(&self, token: u64, result: Result<(), String>) {
         let pending = self.commits.borrow_mut().pending.pop_front();
         let Some(pending) = pending else {
-            tracing::error!(shard = self.id, token, "a store completion without a pending commit");
+            tracing::error!(
+                shard = self.id.get(),
+                token,
+                "a store completion without a pending commit"
+            );
             return;
         };
         assert_eq!(pending.token, token, "store completions come in submission order");
         match result {
             Ok(()) => self.release(pending.effects, pending.reply_to),
             Err(error) => {
-                tracing::error!(shard = self.id, "a write was not committed: {error}");
+                tracing::error!(shard = self.id.get(), "a write was not committed: {error}");
                 self.respond(
                     pending.reply_to,
                     Response::Refused(Refusal::Unavailable("the write could not be stored")),

@@ -20,7 +20,8 @@ use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user, IdAllocator};
 use crate::model::room::{Outcome, Reply};
 use crate::model::{
-    Event, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomView, ShardId, UserId, Viewer,
+    Event, MessageId, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomView, Seq,
+    ShardId, UserId, Viewer,
 };
 
 use super::commit::{Effects, ReplyTo};
@@ -36,20 +37,20 @@ pub struct UserConns(SmallVec<[(u8, DialectMask); 2]>);
 impl UserConns {
     /// The user's connections on `shard` now speak `dialects` (0: it has none there).
     pub fn set(&mut self, shard: ShardId, dialects: DialectMask) {
-        let at = self.0.iter().position(|(s, _)| *s as ShardId == shard);
+        let at = self.0.iter().position(|(s, _)| usize::from(*s) == shard.0);
         match (at, dialects) {
             (Some(i), 0) => {
                 self.0.swap_remove(i);
             }
             (Some(i), d) => self.0[i].1 = d,
             (None, 0) => {}
-            (None, d) => self.0.push((shard as u8, d)),
+            (None, d) => self.0.push((shard.0 as u8, d)),
         }
     }
 
     /// The dialects of its connections on `shard`.
     pub fn on(&self, shard: ShardId) -> DialectMask {
-        self.0.iter().find(|(s, _)| *s as ShardId == shard).map_or(0, |(_, d)| *d)
+        self.0.iter().find(|(s, _)| usize::from(*s) == shard.0).map_or(0, |(_, d)| *d)
     }
 
     /// The shards and dialects of all its connections.
@@ -153,7 +154,7 @@ pub struct Owned {
     /// Users owned here.
     pub users: HashMap<UserId, UserRecord>,
     /// Message id → room, for messages still in a room's window.
-    pub message_rooms: HashMap<u64, RoomId>,
+    pub message_rooms: HashMap<MessageId, RoomId>,
     /// Room id allocator.
     pub room_ids: IdAllocator,
     /// Message id allocator.
@@ -166,7 +167,7 @@ pub struct Owned {
 
 impl Owned {
     /// Empty state for `shard` of `shard_count`.
-    pub fn new(shard: usize, shard_count: usize) -> Self {
+    pub fn new(shard: ShardId, shard_count: usize) -> Self {
         Owned {
             rooms: HashMap::new(),
             users: HashMap::new(),
@@ -179,8 +180,8 @@ impl Owned {
     }
 }
 
-fn shards_in(mask: u64) -> impl Iterator<Item = usize> {
-    (0..64).filter(move |s| mask & (1 << s) != 0)
+fn shards_in(mask: u64) -> impl Iterator<Item = ShardId> {
+    (0..64).map(ShardId).filter(move |s| mask & s.bit() != 0)
 }
 
 /// A bundle of `event` for the dialects in `dialects`, with moderators getting their own
@@ -322,7 +323,7 @@ impl Shard {
         if owned.rooms.len() >= limits.rooms_per_shard_max {
             return Effects::refused(Refusal::Full("this shard holds its maximum number of rooms"));
         }
-        let id = owned.room_ids.next_id();
+        let id = RoomId(owned.room_ids.next_id());
         debug_assert_eq!(shard_of_room(id, self.shard_count), self.id);
         let room = match Room::create(
             id,
@@ -379,7 +380,7 @@ impl Shard {
         let ops =
             write.as_ref().map(|w| persist::ops_for(&entry.room, w, &outcome)).unwrap_or_default();
         let Outcome { reply, events, joined, left, deleted, stored } = outcome;
-        let mut commands: Vec<(usize, Command)> = Vec::new();
+        let mut commands: Vec<(ShardId, Command)> = Vec::new();
         let change = RoomChange {
             room: &entry.room,
             events: &events,
@@ -395,7 +396,7 @@ impl Shard {
             let view = entry.room.view();
             let gone = Event::RoomDeleted { room: room_id };
             for shard in shards_in(mask) {
-                entry.shard_counts[shard] = entry.shard_counts[shard].saturating_sub(1);
+                entry.shard_counts[shard.0] = entry.shard_counts[shard.0].saturating_sub(1);
                 let bundle = personal_bundle(&gone, &view, &user, false, dialects);
                 commands.push((
                     shard,
@@ -474,7 +475,7 @@ impl Shard {
         &self,
         room_id: RoomId,
         viewer: &Viewer,
-        (after, before, limit): (Option<u64>, Option<u64>, usize),
+        (after, before, limit): (Option<MessageId>, Option<MessageId>, usize),
         reply_to: ReplyTo,
     ) {
         let mut guard = self.owned.borrow_mut();
@@ -506,7 +507,12 @@ impl Shard {
 
     /// User owner: the dialects of `user`'s connections on `shard` are now `dialects` (0: it
     /// has none there any more).
-    pub fn user_shards_changed(self: &Rc<Self>, user: UserId, shard: usize, dialects: DialectMask) {
+    pub fn user_shards_changed(
+        self: &Rc<Self>,
+        user: UserId,
+        shard: ShardId,
+        dialects: DialectMask,
+    ) {
         let mut owned = self.owned.borrow_mut();
         let record = owned.users.entry(user.clone()).or_default();
         let before = record.conns.presence();
@@ -574,7 +580,7 @@ impl Shard {
     /// speak `dialects`.
     pub fn member_shards(&self, room_id: RoomId, user: UserId, mask: u64, dialects: DialectMask) {
         let mut owned = self.owned.borrow_mut();
-        let mut commands: Vec<(usize, Command)> = Vec::new();
+        let mut commands: Vec<(ShardId, Command)> = Vec::new();
         match owned.rooms.get_mut(&room_id) {
             Some(entry) if entry.room.members.contains_key(&user) => {
                 let welcome = entry.welcome_pending.remove(&user);
@@ -592,7 +598,7 @@ impl Shard {
                     personal_bundle(&created, &view, &user, moderator, dialects)
                 });
                 for shard in shards_in(mask & !old) {
-                    entry.shard_counts[shard] += 1;
+                    entry.shard_counts[shard.0] += 1;
                     commands.push((
                         shard,
                         Command::Subscribe {
@@ -603,7 +609,7 @@ impl Shard {
                     ));
                 }
                 for shard in shards_in(old & !mask) {
-                    entry.shard_counts[shard] = entry.shard_counts[shard].saturating_sub(1);
+                    entry.shard_counts[shard.0] = entry.shard_counts[shard.0].saturating_sub(1);
                 }
             }
             _ => {
@@ -624,7 +630,7 @@ impl Shard {
 
     /// Room owner: the message of `room` with per-room `seq`, if it is in the window (deleted
     /// ones too) and `viewer` may see the room.
-    pub fn message_by_seq(&self, room: RoomId, viewer: &Viewer, seq: u64) -> Response {
+    pub fn message_by_seq(&self, room: RoomId, viewer: &Viewer, seq: Seq) -> Response {
         let owned = self.owned.borrow();
         let Some(entry) = owned.rooms.get(&room) else {
             return Response::Refused(Refusal::NotFound("no such room"));

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use crate::model::ids::IdAllocator;
 use crate::model::room::Outcome;
-use crate::model::{Event, Member, Role, Room, RoomAction, RoomId, UserId};
+use crate::model::{
+    Event, Member, MessageId, Role, Room, RoomAction, RoomId, Seq, ShardId, UserId,
+};
 use crate::store::{role_from_u8, role_to_u8, MessageRecord, Recovered, RoomRecord, StoreOp};
 
 use super::owner::{Owned, OwnedRoom};
@@ -50,22 +52,25 @@ impl Write {
 pub fn ops_for(room: &Room, write: &Write, outcome: &Outcome) -> Vec<StoreOp> {
     let mut ops = Vec::with_capacity(3);
     match write {
-        Write::Delete => return vec![StoreOp::DeleteRoom(room.id)],
+        Write::Delete => return vec![StoreOp::DeleteRoom(room.id.get())],
         Write::PutMember(user, role) => {
             ops.push(StoreOp::PutMember {
-                room: room.id,
+                room: room.id.get(),
                 user: user.as_str().to_string(),
                 role: role_to_u8(*role),
             });
         }
         Write::RemoveMember => {
             if let Some((user, _)) = &outcome.left {
-                ops.push(StoreOp::RemoveMember { room: room.id, user: user.as_str().to_string() });
+                ops.push(StoreOp::RemoveMember {
+                    room: room.id.get(),
+                    user: user.as_str().to_string(),
+                });
             }
         }
         Write::Room | Write::Message => {}
     }
-    let mut written: HashSet<u64> = HashSet::new();
+    let mut written: HashSet<MessageId> = HashSet::new();
     if let Some(message) = &outcome.stored {
         written.insert(message.id);
         ops.push(StoreOp::PutMessage(MessageRecord::from(message.as_ref())));
@@ -92,7 +97,7 @@ pub fn ops_for_new_room(room: &Room) -> Vec<StoreOp> {
     ops.push(StoreOp::PutRoom(RoomRecord::from_room(room)));
     for (user, member) in &room.members {
         ops.push(StoreOp::PutMember {
-            room: room.id,
+            room: room.id.get(),
             user: user.as_str().to_string(),
             role: role_to_u8(member.role),
         });
@@ -103,7 +108,7 @@ pub fn ops_for_new_room(room: &Room) -> Vec<StoreOp> {
 /// Rebuilds a shard's owned rooms from its store; ids resume above everything ever stored.
 /// Returns the state and every (member, room) pair, which the user owners must be told about.
 pub fn recover(
-    shard: usize,
+    shard: ShardId,
     shard_count: usize,
     recovered: Recovered,
     history_max: usize,
@@ -120,24 +125,25 @@ pub fn recover(
     }
     for r in recovered.receipts {
         let receipt = crate::model::receipt::Receipt {
-            delivered: r.delivered,
+            delivered: Seq(r.delivered),
             delivered_ms: r.delivered_ms,
-            read: r.read,
+            read: Seq(r.read),
             read_ms: r.read_ms,
         };
-        owned.receipts.entry(r.room).or_default().insert(UserId::new(&r.user), receipt);
+        owned.receipts.entry(RoomId(r.room)).or_default().insert(UserId::new(&r.user), receipt);
     }
     let mut memberships = Vec::new();
     for entry in recovered.rooms {
         let record = entry.room;
+        let room_id = RoomId(record.id);
         let Some(kind) = record.room_kind() else {
-            tracing::error!(shard, room = record.id, kind = %record.kind, "skipping a stored room of unknown kind");
+            tracing::error!(shard = shard.get(), room = record.id, kind = %record.kind, "skipping a stored room of unknown kind");
             continue;
         };
         let mut members = HashMap::with_capacity(entry.members.len());
         for (user, role) in entry.members {
             let user = UserId::new(&user);
-            memberships.push((user.clone(), record.id));
+            memberships.push((user.clone(), room_id));
             members.insert(
                 user,
                 Member { role: role_from_u8(role).unwrap_or(Role::Member), shard_mask: 0 },
@@ -146,10 +152,10 @@ pub fn recover(
         let history: std::collections::VecDeque<_> =
             entry.recent.into_iter().map(MessageRecord::into_message).collect();
         for message in &history {
-            owned.message_rooms.insert(message.id, record.id);
+            owned.message_rooms.insert(message.id, room_id);
         }
         let room = Room {
-            id: record.id,
+            id: room_id,
             kind,
             name: record.name,
             description: record.description,
@@ -157,7 +163,7 @@ pub fn recover(
             members,
             created_ms: record.created_ms,
             updated_ms: record.updated_ms,
-            last_seq: record.last_seq,
+            last_seq: Seq(record.last_seq),
             history,
             history_max,
             members_max,
@@ -173,23 +179,23 @@ pub fn recover(
 /// True when older messages of `room` exist only in the store (not in the in-memory window).
 pub fn has_older_on_disk(room: &Room) -> bool {
     match room.history.front() {
-        Some(oldest) => oldest.seq > 1,
-        None => room.last_seq > 0,
+        Some(oldest) => oldest.seq > Seq(1),
+        None => room.last_seq > Seq(0),
     }
 }
 
 /// Whether a history page computed from the window is the same the store would give.
 pub fn window_answers(
     room: &Room,
-    after: Option<u64>,
-    before: Option<u64>,
+    after: Option<MessageId>,
+    before: Option<MessageId>,
     limit: usize,
     page: &[Arc<crate::model::Message>],
 ) -> bool {
     if !has_older_on_disk(room) {
         return true;
     }
-    let oldest = room.history.front().map_or(u64::MAX, |m| m.id);
+    let oldest = room.history.front().map_or(MessageId(u64::MAX), |m| m.id);
     match (after, before) {
         (Some(after), _) => after >= oldest,
         (None, Some(_)) => page.len() == limit,

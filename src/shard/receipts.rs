@@ -7,7 +7,7 @@
 
 use crate::dialect::{DialectId, ReceiptRaised};
 use crate::model::ids::now_ms;
-use crate::model::{Refusal, RoomId, UserId};
+use crate::model::{Refusal, RoomId, Seq, UserId};
 use crate::store::{ReceiptRecord, StoreOp};
 
 use super::commit::Effects;
@@ -22,7 +22,7 @@ impl Shard {
         room_id: RoomId,
         user: &UserId,
         read: bool,
-        seq: Option<u64>,
+        seq: Option<Seq>,
     ) -> Effects {
         let now = now_ms();
         let mut guard = self.owned.borrow_mut();
@@ -74,22 +74,15 @@ impl Shard {
             return Effects::answer(response);
         }
         let ops = vec![StoreOp::PutReceipt(ReceiptRecord {
-            room: room_id,
+            room: room_id.get(),
             user: user.as_str().to_string(),
-            delivered: receipt.delivered,
+            delivered: receipt.delivered.get(),
             delivered_ms: receipt.delivered_ms,
-            read: receipt.read,
+            read: receipt.read.get(),
             read_ms: receipt.read_ms,
         })];
         let from = if read { raised.read_from } else { raised.delivered_from };
-        let change = ReceiptRaised {
-            room,
-            user,
-            read,
-            from_seq: from.saturating_add(1),
-            to_seq: mark,
-            at_ms,
-        };
+        let change = ReceiptRaised { room, user, read, from_seq: from.next(), to_seq: mark, at_ms };
         let commands =
             DialectId::all().flat_map(|d| d.get().receipt_raised(self, &change)).collect();
         Effects { response, commands, ops }

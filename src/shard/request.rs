@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::model::action::NewRoom;
 use crate::model::room::Reply;
 use crate::model::{
-    MessageId, Notification, Refusal, RoomAction, RoomId, RoomView, UserId, Viewer,
+    MessageId, Notification, Refusal, RoomAction, RoomId, RoomView, Seq, UserId, Viewer,
 };
 
 /// Work only an owner shard may do.
@@ -82,7 +82,7 @@ pub enum Request {
         /// Who asks (must be a member).
         viewer: Viewer,
         /// The message's seq.
-        seq: u64,
+        seq: Seq,
     },
     /// BIG `dlvrd` / `read`: mark `user`'s messages of `room` up to `seq` (the newest when
     /// `None`) delivered or read (owner: the room's shard).
@@ -94,7 +94,7 @@ pub enum Request {
         /// Read (and delivered) rather than delivered.
         read: bool,
         /// Up to this per-room seq.
-        seq: Option<u64>,
+        seq: Option<Seq>,
     },
     /// `user` is active in `room` now (osu! chat keepalive; owner: the room's shard).
     RoomAck {
@@ -119,7 +119,7 @@ pub enum Response {
     /// A receipt mark's state after a `Mark`.
     Receipt {
         /// The mark (seq) now.
-        seq: u64,
+        seq: Seq,
         /// When it was first made, ms.
         at_ms: u64,
         /// Messages after the read mark.

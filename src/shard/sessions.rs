@@ -188,7 +188,7 @@ impl Shard {
             user: user.as_str().to_string(),
             expires_at,
         }];
-        let commands = (0..self.shard_count)
+        let commands = ShardId::all(self.shard_count)
             .map(|s| (s, Command::RevokeSession { sid: sid.clone(), expires_at }))
             .collect();
         super::Effects {

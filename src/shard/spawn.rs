@@ -19,6 +19,7 @@ use crate::fanout::Subscriptions;
 use crate::limits::{SHARD_CLOSE_GRACE, TOKEN_CACHE_MAX, URING_CQ_ENTRIES, URING_SQ_ENTRIES};
 use crate::mesh::{self, Doorbell, MeshEndpoint};
 use crate::metrics::{Registry, ShardMetrics};
+use crate::model::ShardId;
 use crate::ws::close::CLOSE_GOING_AWAY;
 
 use super::{inbox, owner, Shard};
@@ -105,7 +106,7 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
         .map_err(|e| e.to_string())?;
         revoked.extend(recovered.revoked.iter().cloned());
         let (owned, memberships) = super::persist::recover(
-            id,
+            ShardId(id),
             shard_count,
             recovered,
             config.history_per_room_max,
@@ -136,7 +137,7 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
             store,
             owned,
             memberships,
-            id,
+            id: ShardId(id),
             shard_count,
             config: config.clone(),
             verifier: verifier.clone(),
@@ -172,7 +173,7 @@ struct ShardParts {
     store: crate::store::Store,
     owned: owner::Owned,
     memberships: Vec<(crate::model::UserId, crate::model::RoomId)>,
-    id: usize,
+    id: ShardId,
     shard_count: usize,
     config: Arc<Config>,
     verifier: Arc<Verifier>,
@@ -189,14 +190,14 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
     let doorbell = match registered {
         Ok(fd) => fd,
         Err(e) => {
-            tracing::error!(shard = parts.id, "doorbell registration failed: {e}");
+            tracing::error!(shard = parts.id.get(), "doorbell registration failed: {e}");
             return;
         }
     };
     let (poller, readiness) = match crate::net::poller::Poller::new() {
         Ok(pair) => pair,
         Err(e) => {
-            tracing::error!(shard = parts.id, "session poller setup failed: {e}");
+            tracing::error!(shard = parts.id.get(), "session poller setup failed: {e}");
             return;
         }
     };

@@ -16,15 +16,15 @@ use crate::limits::NOTIFICATIONS_PER_USER_MAX;
 use crate::mesh::Command;
 use crate::model::ids::now_ms;
 use crate::model::room::Reply;
-use crate::model::{Notification, Refusal, RoomId, RoomKind, UserId};
+use crate::model::{Notification, Refusal, RoomId, RoomKind, ShardId, UserId};
 use crate::store::{NotificationRecord, StoreOp};
 
 use super::commit::Effects;
 use super::request::Response;
 use super::Shard;
 
-fn shards_in(mask: u64) -> impl Iterator<Item = usize> {
-    (0..64).filter(move |s| mask & (1 << s) != 0)
+fn shards_in(mask: u64) -> impl Iterator<Item = ShardId> {
+    (0..64).map(ShardId).filter(move |s| mask & s.bit() != 0)
 }
 
 /// A bundle of a notification change for the dialects in `dialects`, each frame behind its

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::model::{Message, Notification, Role, Room, RoomKind, UserId};
+use crate::model::{Message, MessageId, Notification, Role, Room, RoomId, RoomKind, Seq, UserId};
 
 /// A room as stored: everything of [`Room`] except members (stored apart) and history.
 #[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
@@ -288,14 +288,14 @@ impl RoomRecord {
     /// The record of `room` (members are stored with [`StoreOp::PutMember`]).
     pub fn from_room(room: &Room) -> Self {
         RoomRecord {
-            id: room.id,
+            id: room.id.get(),
             kind: room.kind.as_str().to_string(),
             name: room.name.clone(),
             description: room.description.clone(),
             attributes: room.attributes.clone(),
             created_ms: room.created_ms,
             updated_ms: room.updated_ms,
-            last_seq: room.last_seq,
+            last_seq: room.last_seq.get(),
         }
     }
 
@@ -308,12 +308,12 @@ impl RoomRecord {
 impl From<&Message> for MessageRecord {
     fn from(m: &Message) -> Self {
         MessageRecord {
-            id: m.id,
-            seq: m.seq,
-            room: m.room,
+            id: m.id.get(),
+            seq: m.seq.get(),
+            room: m.room.get(),
             author: m.author.as_str().to_string(),
             text: m.text.clone(),
-            parent_id: m.parent_id,
+            parent_id: m.parent_id.get(),
             client_message_id: m.client_message_id.clone(),
             kind: m.kind.clone(),
             attachments: m.attachments.clone(),
@@ -331,12 +331,12 @@ impl MessageRecord {
     /// The core message, ready to go into a room's window.
     pub fn into_message(self) -> Arc<Message> {
         Arc::new(Message {
-            id: self.id,
-            seq: self.seq,
-            room: self.room,
+            id: MessageId(self.id),
+            seq: Seq(self.seq),
+            room: RoomId(self.room),
             author: UserId::new(&self.author),
             text: self.text,
-            parent_id: self.parent_id,
+            parent_id: MessageId(self.parent_id),
             client_message_id: self.client_message_id,
             kind: self.kind,
             attachments: self.attachments,

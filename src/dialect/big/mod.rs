@@ -37,7 +37,7 @@ use crate::http::response;
 use crate::mesh::Command;
 use crate::metrics;
 use crate::model::ids::now_ms;
-use crate::model::{RoomId, ShardId, UserId};
+use crate::model::{RoomId, Seq, ShardId, UserId};
 use crate::net::conn::Conn;
 use crate::shard::Shard;
 use crate::ws::close::CLOSE_INTERNAL;
@@ -111,7 +111,7 @@ pub enum BigCommand {
         /// Read rather than delivered.
         read: bool,
         /// Up to this per-room seq.
-        seq: Option<u64>,
+        seq: Option<Seq>,
     },
     /// Room owner → user owner: send `user` this event and keep it until acknowledged.
     Event {

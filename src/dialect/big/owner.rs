@@ -26,7 +26,7 @@ use crate::limits::{
 };
 use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
-use crate::model::{Event, Refusal, RoomId, RoomKind, RoomView, ShardId, UserId, Viewer};
+use crate::model::{Event, Refusal, RoomId, RoomKind, RoomView, Seq, ShardId, UserId, Viewer};
 use crate::shard::{Request, Response, Shard};
 
 /// The coalescing key of chat-list events.
@@ -65,7 +65,7 @@ pub struct Delivery {
     /// The event's id.
     pub id: Arc<str>,
     /// A `new` event: the recipients' user owners mark this seq delivered for them.
-    pub mark: Option<u64>,
+    pub mark: Option<Seq>,
 }
 
 fn state(shard: &Shard) -> std::cell::RefMut<'_, BigState> {
@@ -106,7 +106,7 @@ pub fn decorate(cx: &RoomEvent<'_>, bundle: &mut Bundle) {
             // Recipients by `missed`; the most common value is the plain frame.
             let mut by_missed: BTreeMap<u64, Vec<&UserId>> = BTreeMap::new();
             for user in room.members.keys().filter(|u| **u != m.author) {
-                let read = receipts.and_then(|r| r.get(user)).map_or(0, |r| r.read);
+                let read = receipts.and_then(|r| r.get(user)).map_or(Seq(0), |r| r.read);
                 by_missed.entry(room.last_seq.saturating_sub(read)).or_default().push(user);
             }
             let common = by_missed.iter().max_by_key(|(_, users)| users.len()).map(|(n, _)| *n);
@@ -158,7 +158,7 @@ pub async fn user_room_views(shard: &Shard, user: &UserId) -> Result<Vec<Arc<Roo
         Response::Refused(refusal) => return Err(refusal),
         _ => return Err(Refusal::Unavailable("the user owner did not answer")),
     };
-    let mut by_owner: BTreeMap<usize, Vec<RoomId>> = BTreeMap::new();
+    let mut by_owner: BTreeMap<ShardId, Vec<RoomId>> = BTreeMap::new();
     for id in ids {
         by_owner.entry(shard_of_room(id, shard.shard_count)).or_default().push(id);
     }
@@ -224,7 +224,7 @@ pub fn deliver_frame(shard: &Shard, user: &UserId, mask: u64, frame: bytes::Byte
     let mut bundle = Bundle::default();
     bundle.frames[ID.index()] = Some(frame);
     let bundle = Arc::new(bundle);
-    for s in (0..shard.shard_count).filter(|s| mask & (1 << s) != 0) {
+    for s in ShardId::all(shard.shard_count).filter(|s| mask & s.bit() != 0) {
         shard.send(s, Command::DeliverToUser { user: user.clone(), bundle: bundle.clone() });
     }
 }
@@ -338,14 +338,14 @@ pub fn resend_to(shard: &Shard, user: &UserId, to: ShardId) {
         None => return,
     };
     for frame in frames {
-        deliver_frame(shard, user, 1 << to, frame);
+        deliver_frame(shard, user, to.bit(), frame);
     }
 }
 
 /// User owner: too many unacknowledged events for `user`: close its BIG connections.
 fn overflow(shard: &Shard, user: UserId) {
     let mask = shard.user_presence(&user).shards;
-    for s in (0..shard.shard_count).filter(|s| mask & (1 << s) != 0) {
+    for s in ShardId::all(shard.shard_count).filter(|s| mask & s.bit() != 0) {
         send(shard, s, BigCommand::Overflow { user: user.clone() });
     }
 }
@@ -427,7 +427,7 @@ mod tests {
     use crate::model::ids::IdAllocator;
     use crate::model::receipt::Receipt;
     use crate::model::Room;
-    use crate::model::{Role, RoomAction};
+    use crate::model::{MessageId, Role, RoomAction};
 
     #[test]
     fn new_is_rendered_once_per_distinct_missed_and_skips_the_author() {
@@ -440,13 +440,13 @@ mod tests {
             attributes: "{}".into(),
             members,
         };
-        let mut room = Room::create(1, spec, &Viewer::Service, 0, 100, 100).unwrap();
-        let mut ids = IdAllocator::new(0, 1, 0);
+        let mut room = Room::create(RoomId(1), spec, &Viewer::Service, 0, 100, 100).unwrap();
+        let mut ids = IdAllocator::new(ShardId(0), 1, 0);
         let post = |room: &mut Room, ids: &mut IdAllocator, author: &str| {
             let new = NewMessage {
                 author: UserId::new(author),
                 text: "x".into(),
-                parent_id: 0,
+                parent_id: MessageId(0),
                 client_message_id: None,
                 kind: "Regular".into(),
                 attachments: "[]".into(),
@@ -458,7 +458,10 @@ mod tests {
         let outcome = post(&mut room, &mut ids, "a");
         // b read everything; c and d nothing.
         let mut receipts = HashMap::new();
-        receipts.insert(UserId::new("b"), Receipt { read: 1, delivered: 1, ..Receipt::default() });
+        receipts.insert(
+            UserId::new("b"),
+            Receipt { read: Seq(1), delivered: Seq(1), ..Receipt::default() },
+        );
         let mut bundle = Bundle::default();
         let cx = RoomEvent {
             room: &room,

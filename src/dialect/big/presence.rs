@@ -21,7 +21,7 @@ use crate::fanout::Bundle;
 use crate::limits::BIG_CHATS_MAX;
 use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
-use crate::model::{RoomId, RoomKind, UserId};
+use crate::model::{RoomId, RoomKind, Seq, ShardId, UserId};
 use crate::shard::Shard;
 
 /// User owner: `user`'s first BIG connection opened (`online`) or its last one closed.
@@ -38,7 +38,7 @@ pub fn online_changed(shard: &Rc<Shard>, user: UserId, online: bool) {
         }
         if online {
             // Messages addressed to the user are delivered now (their authors get `dlvrd`).
-            for view in views.iter().filter(|v| v.last_seq > 0) {
+            for view in views.iter().filter(|v| v.last_seq > Seq(0)) {
                 let (room, user) = (view.id, user.clone());
                 let mark = BigCommand::Mark { room, user, read: false, seq: None };
                 send(&shard, shard_of_room(room, shard.shard_count), mark);
@@ -105,7 +105,7 @@ pub fn typing(shard: &Shard, room: RoomId, user: UserId, stop: bool) {
     bundle.routing[ID.index()] =
         Some(Box::new(crate::fanout::Routing { skip: Some(user), ..Default::default() }));
     let bundle = Arc::new(bundle);
-    for s in (0..shard.shard_count).filter(|s| shards & (1 << s) != 0) {
+    for s in ShardId::all(shard.shard_count).filter(|s| shards & s.bit() != 0) {
         shard.send(s, Command::Deliver { room, bundle: bundle.clone() });
     }
 }

@@ -5,6 +5,8 @@
 use crate::limits::{BIG_ID_BYTES_MAX, BIG_MESSAGES_COUNT_DEFAULT, BIG_MESSAGES_COUNT_MAX};
 use serde_json::Value;
 
+use crate::model::Seq;
+
 /// A request, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
@@ -31,7 +33,7 @@ pub enum Request {
         /// The chat.
         chat_id: String,
         /// The message's per-chat id (seq).
-        original: u64,
+        original: Seq,
         /// The new text (`""` when absent).
         message: String,
     },
@@ -40,16 +42,16 @@ pub enum Request {
         /// The chat.
         chat_id: String,
         /// The message's per-chat id (seq).
-        original: u64,
+        original: Seq,
     },
     /// `messages`: a history page from `start` (oldest) or back from `end`.
     Messages {
         /// The chat.
         chat_id: String,
         /// Page forward from this seq.
-        start: Option<u64>,
+        start: Option<Seq>,
         /// Page back from this seq.
-        end: Option<u64>,
+        end: Option<Seq>,
         /// At most this many, `1..=BIG_MESSAGES_COUNT_MAX`.
         count: u64,
     },
@@ -58,7 +60,7 @@ pub enum Request {
         /// The chat.
         chat_id: String,
         /// Up to this seq.
-        message: Option<u64>,
+        message: Option<Seq>,
         /// Read rather than delivered.
         read: bool,
     },
@@ -99,18 +101,20 @@ pub fn parse(payload_type: &str, payload: &Value) -> Result<Request, String> {
         "edit" => Request::Edit {
             chat_id: id_field(payload, "chatId")?,
             original: seq_field(payload, "originalMessageId")?
+                .map(Seq)
                 .ok_or_else(|| "originalMessageId is required".to_string())?,
             message: text_field(payload, "message")?,
         },
         "delete" => Request::Delete {
             chat_id: id_field(payload, "chatId")?,
             original: seq_field(payload, "originalMessageId")?
+                .map(Seq)
                 .ok_or_else(|| "originalMessageId is required".to_string())?,
         },
         "messages" => {
             let chat_id = id_field(payload, "chatId")?;
-            let start = seq_field(payload, "startId")?;
-            let end = seq_field(payload, "endId")?;
+            let start = seq_field(payload, "startId")?.map(Seq);
+            let end = seq_field(payload, "endId")?.map(Seq);
             let count = seq_field(payload, "count")?.unwrap_or(BIG_MESSAGES_COUNT_DEFAULT);
             if count == 0 || count > BIG_MESSAGES_COUNT_MAX {
                 return Err(format!("count must be between 1 and {BIG_MESSAGES_COUNT_MAX}"));
@@ -122,7 +126,7 @@ pub fn parse(payload_type: &str, payload: &Value) -> Result<Request, String> {
         }
         "dlvrd" | "read" => Request::Mark {
             chat_id: id_field(payload, "chatId")?,
-            message: seq_field(payload, "messageId")?,
+            message: seq_field(payload, "messageId")?.map(Seq),
             read: payload_type == "read",
         },
         other => {
@@ -216,17 +220,22 @@ mod tests {
             (
                 "edit",
                 json!({"chatId": "7", "originalMessageId": 3, "message": "x"}),
-                Request::Edit { chat_id: "7".into(), original: 3, message: "x".into() },
+                Request::Edit { chat_id: "7".into(), original: Seq(3), message: "x".into() },
             ),
             (
                 "delete",
                 json!({"chatId": "7", "originalMessageId": 3}),
-                Request::Delete { chat_id: "7".into(), original: 3 },
+                Request::Delete { chat_id: "7".into(), original: Seq(3) },
             ),
             (
                 "messages",
                 json!({"chatId": "7", "endId": 9}),
-                Request::Messages { chat_id: "7".into(), start: None, end: Some(9), count: 300 },
+                Request::Messages {
+                    chat_id: "7".into(),
+                    start: None,
+                    end: Some(Seq(9)),
+                    count: 300,
+                },
             ),
             (
                 "read",
@@ -236,7 +245,7 @@ mod tests {
             (
                 "dlvrd",
                 json!({"chatId": "7", "messageId": 2}),
-                Request::Mark { chat_id: "7".into(), message: Some(2), read: false },
+                Request::Mark { chat_id: "7".into(), message: Some(Seq(2)), read: false },
             ),
         ];
         for (kind, payload, want) in cases {

@@ -22,7 +22,7 @@ use crate::metrics;
 use crate::model::action::{NewMessage, NewRoom};
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
 use crate::model::room::Reply;
-use crate::model::{Refusal, Role, RoomAction, RoomId, RoomKind, UserId, Viewer};
+use crate::model::{MessageId, Refusal, Role, RoomAction, RoomId, RoomKind, Seq, UserId, Viewer};
 use crate::net::conn::Conn;
 use crate::shard::{Request as CoreRequest, Response, Shard};
 use crate::ws::close::CLOSE_NORMAL;
@@ -230,7 +230,12 @@ async fn resolve(
 }
 
 /// The message with `seq` in `room`.
-async fn message_id(shard: &Shard, user: &UserId, room: RoomId, seq: u64) -> Result<u64, String> {
+async fn message_id(
+    shard: &Shard,
+    user: &UserId,
+    room: RoomId,
+    seq: Seq,
+) -> Result<MessageId, String> {
     let request = CoreRequest::MessageBySeq { room, viewer: Viewer::User(user.clone()), seq };
     match room_call(shard, request, room).await? {
         Reply::Message(m) => Ok(m.id),
@@ -269,7 +274,7 @@ async fn execute(
             let new = NewMessage {
                 author: user.clone(),
                 text: message,
-                parent_id: 0,
+                parent_id: MessageId(0),
                 client_message_id,
                 kind: "Regular".into(),
                 attachments,
@@ -317,13 +322,19 @@ async fn execute(
         Request::Messages { chat_id, start, end, count } => {
             let room = resolve(shard, user, state, &chat_id, false).await?;
             let (after, before) = match (start, end) {
-                (Some(s), _) => {
-                    (Some(message_id(shard, user, room, s).await?.saturating_sub(1)), None)
-                }
-                (None, Some(e)) => {
-                    (None, Some(message_id(shard, user, room, e).await?.saturating_add(1)))
-                }
-                (None, None) => (None, Some(u64::MAX)),
+                (Some(s), _) => (
+                    Some(MessageId(
+                        message_id(shard, user, room, s).await?.get().saturating_sub(1),
+                    )),
+                    None,
+                ),
+                (None, Some(e)) => (
+                    None,
+                    Some(MessageId(
+                        message_id(shard, user, room, e).await?.get().saturating_add(1),
+                    )),
+                ),
+                (None, None) => (None, Some(MessageId(u64::MAX))),
             };
             let action = RoomAction::History { after, before, limit: count as usize };
             match room_call(shard, CoreRequest::Room { room, viewer, action }, room).await? {
@@ -357,7 +368,7 @@ async fn execute(
 /// The response to an `edit` or `delete` of the message with per-chat id `original`.
 async fn edited(
     call: impl std::future::Future<Output = Result<Reply, String>>,
-    original: u64,
+    original: Seq,
 ) -> Result<Value, String> {
     match call.await? {
         Reply::Message(m) => Ok(json!({

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::request::{parse, parse_event, ClientEvent, Request};
 use crate::limits::BIG_ID_BYTES_MAX;
-use crate::model::{Message, RoomKind, RoomView, UserId};
+use crate::model::{Message, RoomId, RoomKind, RoomView, UserId};
 use crate::ws::frame;
 
 /// A text frame of at most this many characters is a ping (the real server's rule).
@@ -194,7 +194,7 @@ fn user_str(user: &UserId) -> Value {
 /// itself when alone: BIG's "favorites"), else the room id.
 pub fn chat_id(
     kind: RoomKind,
-    room: u64,
+    room: RoomId,
     members: &[(UserId, crate::model::Role)],
     viewer: &UserId,
 ) -> String {
@@ -385,9 +385,9 @@ mod tests {
     #[test]
     fn direct_chat_id_is_the_other_member() {
         let members = vec![(UserId::new("a"), Role::Member), (UserId::new("b"), Role::Member)];
-        assert_eq!(chat_id(RoomKind::Direct, 7, &members, &UserId::new("a")), "b");
-        assert_eq!(chat_id(RoomKind::Direct, 7, &members, &UserId::new("b")), "a");
-        assert_eq!(chat_id(RoomKind::Group, 7, &members, &UserId::new("a")), "7");
+        assert_eq!(chat_id(RoomKind::Direct, RoomId(7), &members, &UserId::new("a")), "b");
+        assert_eq!(chat_id(RoomKind::Direct, RoomId(7), &members, &UserId::new("b")), "a");
+        assert_eq!(chat_id(RoomKind::Group, RoomId(7), &members, &UserId::new("a")), "7");
     }
 
     #[test]

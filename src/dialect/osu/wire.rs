@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::model::{Message, Notification, Role, RoomKind, RoomView, UserId};
+use crate::model::{Message, MessageId, Notification, Role, RoomId, RoomKind, RoomView, UserId};
 use crate::ws::frame;
 
 /// `Conn::flags` bit: the client sent `chat.start` (and no `chat.end` since).
@@ -133,10 +133,10 @@ struct MessageNewData<'a> {
 
 #[derive(Serialize)]
 struct ChatMessage<'a> {
-    channel_id: u64,
+    channel_id: RoomId,
     content: &'a str,
     is_action: bool,
-    message_id: u64,
+    message_id: MessageId,
     sender_id: UserIdJson<'a>,
     timestamp: String,
     #[serde(rename = "type")]
@@ -288,6 +288,7 @@ pub fn notifications_read(read: &[Notification], now_ms: u64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Seq;
 
     fn payload(frame: &Bytes) -> Value {
         serde_json::from_slice(crate::ws::frame::payload(frame)).expect("JSON")
@@ -327,12 +328,12 @@ mod tests {
     #[test]
     fn message_new_has_one_message_and_its_sender() {
         let m = Message {
-            id: 9,
-            seq: 1,
-            room: 4,
+            id: MessageId(9),
+            seq: Seq(1),
+            room: RoomId(4),
             author: UserId::new("1001"),
             text: "hi".into(),
-            parent_id: 0,
+            parent_id: MessageId(0),
             client_message_id: Some("u-1".into()),
             kind: "Regular".into(),
             attachments: "[]".into(),
@@ -358,7 +359,7 @@ mod tests {
     #[test]
     fn pm_channel_is_named_after_the_other_member() {
         let view = RoomView {
-            id: 7,
+            id: RoomId(7),
             kind: RoomKind::Direct,
             name: "dm".into(),
             description: String::new(),
@@ -366,7 +367,7 @@ mod tests {
             members: vec![(UserId::new("1"), Role::Member), (UserId::new("2"), Role::Member)],
             created_ms: 0,
             updated_ms: 0,
-            last_seq: 0,
+            last_seq: Seq(0),
             last_message: None,
         };
         let for_one = payload(&channel_event(true, &view, &UserId::new("1")));

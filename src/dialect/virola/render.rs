@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
-use crate::model::{Event, Message, RoomKind, RoomView, UserId};
+use crate::model::{Event, Message, MessageId, RoomId, RoomKind, RoomView, UserId};
 use crate::ws::frame;
 
 /// The `Authorization`-less browser session cookie the Virola web client sends.
@@ -107,7 +107,7 @@ impl Serialize for VirolaRoom<'_> {
 }
 
 struct LastMessage<'a> {
-    id: u64,
+    id: MessageId,
     created_ms: u64,
     user: VirolaUser<'a>,
 }
@@ -148,9 +148,9 @@ impl Serialize for Messages<'_> {
 }
 
 struct Deleted {
-    parent_id: u64,
-    room: u64,
-    message: u64,
+    parent_id: MessageId,
+    room: RoomId,
+    message: MessageId,
 }
 
 impl Serialize for Deleted {
@@ -173,7 +173,7 @@ impl Serialize for RoomData<'_> {
     }
 }
 
-struct RoomIdData(u64);
+struct RoomIdData(RoomId);
 
 impl Serialize for RoomIdData {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

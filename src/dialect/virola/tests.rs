@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::model::LastMessage;
+use crate::model::{LastMessage, Seq};
 
 /// The frame's payload as JSON, after checking it is one complete FIN text frame whose header
 /// length matches the payload.
@@ -30,12 +30,12 @@ fn text_payload(frame: &Bytes) -> &[u8] {
 /// The sheet's §6.1 example message.
 fn sheet_message() -> Message {
     Message {
-        id: 2_000_130,
-        seq: 1,
-        room: 2,
+        id: MessageId(2_000_130),
+        seq: Seq(1),
+        room: RoomId(2),
         author: UserId::new("3"),
         text: "Build 1.4.2 is ready for testing".into(),
-        parent_id: 0,
+        parent_id: MessageId(0),
         client_message_id: Some("client-1".into()),
         kind: "Regular".into(),
         attachments: "[]".into(),
@@ -51,7 +51,7 @@ fn sheet_message() -> Message {
 /// The sheet's §6.4 example room.
 fn sheet_room() -> RoomView {
     RoomView {
-        id: 7,
+        id: RoomId(7),
         kind: RoomKind::Public,
         name: "Release planning".into(),
         description: "not rendered".into(),
@@ -59,7 +59,7 @@ fn sheet_room() -> RoomView {
         members: vec![(UserId::new("3"), crate::model::Role::Owner)],
         created_ms: 1_753_212_000_000,
         updated_ms: 1_753_212_000_000,
-        last_seq: 0,
+        last_seq: Seq(0),
         last_message: None,
     }
 }
@@ -129,13 +129,21 @@ fn virola_each_event_renders_the_sheet_json() {
         ),
         (
             "§6.3 TextMessageDeleted, top-level",
-            Event::MessageDeleted { room: 2, message: 2_000_130, parent_id: 0 },
+            Event::MessageDeleted {
+                room: RoomId(2),
+                message: MessageId(2_000_130),
+                parent_id: MessageId(0),
+            },
             false,
             json!({"type": "TextMessageDeleted", "data": {"parentMessageId": 0, "roomId": 2, "messageId": 2000130}}),
         ),
         (
             "§6.3 TextMessageDeleted, a comment",
-            Event::MessageDeleted { room: 2, message: 2_000_125, parent_id: 2_000_124 },
+            Event::MessageDeleted {
+                room: RoomId(2),
+                message: MessageId(2_000_125),
+                parent_id: MessageId(2_000_124),
+            },
             false,
             json!({"type": "TextMessageDeleted", "data": {"parentMessageId": 2000124, "roomId": 2, "messageId": 2000125}}),
         ),
@@ -165,7 +173,7 @@ fn virola_each_event_renders_the_sheet_json() {
         ),
         (
             "§6.5 RoomDeleted",
-            Event::RoomDeleted { room: 7 },
+            Event::RoomDeleted { room: RoomId(7) },
             false,
             json!({"type": "RoomDeleted", "data": {"roomId": 7}}),
         ),
@@ -177,7 +185,7 @@ fn virola_each_event_renders_the_sheet_json() {
 
 #[test]
 fn virola_envelope_puts_type_before_data_and_nothing_else() {
-    let frame = render(&Event::RoomDeleted { room: 7 }, false);
+    let frame = render(&Event::RoomDeleted { room: RoomId(7) }, false);
     assert_eq!(text_payload(&frame), br#"{"type":"RoomDeleted","data":{"roomId":7}}"#);
     let created = render(&Event::MessageCreated(Arc::new(sheet_message())), false);
     assert!(
@@ -195,8 +203,8 @@ fn virola_message_events_do_not_depend_on_the_moderator_variant() {
     let events = [
         Event::MessageCreated(message.clone()),
         Event::MessageUpdated(message),
-        Event::MessageDeleted { room: 2, message: 5, parent_id: 1 },
-        Event::RoomDeleted { room: 7 },
+        Event::MessageDeleted { room: RoomId(2), message: MessageId(5), parent_id: MessageId(1) },
+        Event::RoomDeleted { room: RoomId(7) },
     ];
     for event in events {
         assert_eq!(render(&event, true), render(&event, false), "{event:?}");
@@ -220,7 +228,11 @@ fn virola_user_ids_are_integers_only_when_canonical() {
         let got = json_of(&render(&Event::MessageCreated(Arc::new(message)), false));
         assert_eq!(got["data"]["messages"][0]["userId"], expected, "message author {user:?}");
         let room = RoomView {
-            last_message: Some(LastMessage { id: 9, created_ms: 5, author: UserId::new(user) }),
+            last_message: Some(LastMessage {
+                id: MessageId(9),
+                created_ms: 5,
+                author: UserId::new(user),
+            }),
             ..sheet_room()
         };
         let got = json_of(&render(&Event::RoomUpdated(Arc::new(room)), false));
@@ -258,7 +270,7 @@ fn virola_room_shows_its_own_timestamps_and_last_message() {
         created_ms: 1_000,
         updated_ms: 2_500,
         last_message: Some(LastMessage {
-            id: 2_000_130,
+            id: MessageId(2_000_130),
             created_ms: 2_400,
             author: UserId::new("3"),
         }),
