@@ -4,10 +4,10 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use super::request::{Request, Response};
 use crate::dialect::{DialectId, DialectMask};
 use crate::fanout::Bundle;
 use crate::model::{RoomId, ShardId, UserId};
-use crate::shard::request::{Request, Response};
 
 /// A cross-shard message, pushed into the SPSC ring from one shard to another.
 #[derive(Debug)]

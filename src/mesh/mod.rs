@@ -10,6 +10,7 @@
 
 pub mod command;
 pub mod doorbell;
+pub mod request;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 pub use command::Command;
 pub use doorbell::Doorbell;
+pub use request::{Request, Response};
 
 use crate::model::ShardId;
 

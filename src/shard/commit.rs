@@ -18,8 +18,8 @@ use crate::model::room::Reply;
 use crate::model::{MessageId, Refusal, RoomId, ShardId};
 use crate::store::{Completion, StoreOp};
 
-use super::request::Response;
 use super::Shard;
+use crate::mesh::Response;
 
 /// Where an owner's answer goes.
 #[derive(Debug)]

@@ -10,7 +10,6 @@ pub mod inbox;
 pub mod owner;
 pub mod persist;
 pub mod receipts;
-pub mod request;
 pub mod sessions;
 pub mod spawn;
 pub mod users;
@@ -35,8 +34,8 @@ use crate::metrics::{Registry, ShardMetrics};
 use crate::model::{Refusal, RoomId, RoomKind, ShardId, UserId};
 use crate::net::conn::Conn;
 
+pub use crate::mesh::{Request, Response};
 pub use commit::{Effects, ReplyTo};
-pub use request::{Request, Response};
 pub use spawn::{start, ServerHandle};
 
 /// One core's state. Shared by its tasks through `Rc`.

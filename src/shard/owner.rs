@@ -26,8 +26,8 @@ use crate::model::{
 
 use super::commit::{Effects, ReplyTo};
 use super::persist;
-use super::request::{Request, Response};
 use super::Shard;
+use crate::mesh::{Request, Response};
 
 /// Where a user's connections are, on its owner: the dialects spoken on each shard holding
 /// some (one entry per such shard; two inline).

@@ -11,8 +11,8 @@ use crate::model::{Refusal, RoomId, Seq, UserId};
 use crate::store::{ReceiptRecord, StoreOp};
 
 use super::commit::Effects;
-use super::request::Response;
 use super::Shard;
+use crate::mesh::Response;
 
 impl Shard {
     /// Room owner: marks `user`'s messages of `room` up to `seq` (the newest when `None`)

@@ -20,8 +20,8 @@ use crate::model::{Notification, Refusal, RoomId, RoomKind, ShardId, UserId};
 use crate::store::{NotificationRecord, StoreOp};
 
 use super::commit::Effects;
-use super::request::Response;
 use super::Shard;
+use crate::mesh::Response;
 
 fn shards_in(mask: u64) -> impl Iterator<Item = ShardId> {
     (0..64).map(ShardId).filter(move |s| mask & s.bit() != 0)

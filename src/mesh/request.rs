@@ -1,4 +1,5 @@
-//! Requests a shard asks an owner shard to execute, and their responses.
+//! Requests a shard asks an owner shard to execute, and their responses: plain data that
+//! crosses the mesh in `Command::Request` / `Command::Response`.
 
 use std::sync::Arc;
 
