@@ -200,7 +200,7 @@ async fn upgrade_to_websocket(
         }
     };
     // Every event connection has a session, so the sessions count them all (echo ones too).
-    if shard.ws.len() >= shard.config.connections_per_shard_max {
+    if shard.conn.ws.len() >= shard.config.connections_per_shard_max {
         metrics::inc(&shard.metrics.connections_refused_total);
         let _ = write(
             &stream,
@@ -223,7 +223,7 @@ async fn upgrade_to_websocket(
         return false;
     };
     drop(stream);
-    let writer = shard.writer.clone();
+    let writer = shard.conn.writer.clone();
     let (conn, registered) = match identity {
         None => {
             (Rc::new(Conn::new(usize::MAX, UserId::new(""), None, dialect, socket, writer)), false)
@@ -247,7 +247,7 @@ async fn upgrade_to_websocket(
     };
     // The head's headers are not needed any more: free them before the long-lived session.
     drop(head);
-    shard.ws.open(shard, conn, buf, registered);
+    shard.conn.ws.open(shard, conn, buf, registered);
     true
 }
 

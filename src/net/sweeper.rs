@@ -37,7 +37,8 @@ pub async fn run(shard: Rc<Shard>) {
         // A dialect judges missed pongs by the previous ping only when the next one is due.
         let judged_ping = if ping_due { previous_ping_ms[slice] } else { 0 };
         let conns: Vec<_> = shard
-            .conns
+            .conn
+            .slab
             .borrow()
             .iter()
             .filter(|(key, _)| key % SWEEP_SLICES == slice)

@@ -231,7 +231,7 @@ impl Sessions {
         let shard = shard.clone();
         tokio_uring::spawn(async move {
             let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, conn.flushed()).await;
-            shard.ws.finish(&shard, key);
+            shard.conn.ws.finish(&shard, key);
         });
     }
 
@@ -254,7 +254,7 @@ impl Sessions {
 /// The shard's session reader: dispatches readiness events for as long as the shard runs.
 pub async fn run(shard: Rc<Shard>, mut readiness: Readiness) {
     loop {
-        let again = std::mem::take(&mut *shard.ws.again.borrow_mut());
+        let again = std::mem::take(&mut *shard.conn.ws.again.borrow_mut());
         if again.is_empty() {
             if let Err(e) = readiness.wait().await {
                 tracing::error!(shard = shard.id.get(), "session poller failed: {e}");
@@ -262,16 +262,16 @@ pub async fn run(shard: Rc<Shard>, mut readiness: Readiness) {
             }
         } else {
             for key in again {
-                shard.ws.on_readable(&shard, key);
+                shard.conn.ws.on_readable(&shard, key);
             }
             tokio::task::yield_now().await;
         }
         let drained = readiness.drain(|ready| {
             if ready.writable {
-                shard.ws.on_writable(ready.key);
+                shard.conn.ws.on_writable(ready.key);
             }
             if ready.readable {
-                shard.ws.on_readable(&shard, ready.key);
+                shard.conn.ws.on_readable(&shard, ready.key);
             }
         });
         if let Err(e) = drained {

@@ -95,12 +95,12 @@ impl Shard {
 
     /// Refuses a new write when the store is failing or too far behind.
     pub fn admit(&self) -> Result<(), Refusal> {
-        if !self.store.borrow().is_healthy() {
+        if !self.owner.store.borrow().is_healthy() {
             return Err(Refusal::Unavailable(
                 "the store is failing writes (disk full or I/O error); retry later",
             ));
         }
-        if self.commits.borrow().pending.len() >= COMMITS_PENDING_MAX {
+        if self.owner.commits.borrow().pending.len() >= COMMITS_PENDING_MAX {
             return Err(Refusal::Unavailable(
                 "too many writes are waiting for the disk; retry later",
             ));
@@ -114,14 +114,14 @@ impl Shard {
             self.release(effects, reply_to);
             return;
         }
-        let mut commits = self.commits.borrow_mut();
+        let mut commits = self.owner.commits.borrow_mut();
         let token = commits.next_token;
         commits.next_token += 1;
         let mut effects = effects;
         let ops = std::mem::take(&mut effects.ops);
         commits.pending.push_back(PendingCommit { token, effects, reply_to });
         if commits.unsubmitted.is_empty() {
-            if let Err(ops) = self.store.borrow_mut().submit(token, ops) {
+            if let Err(ops) = self.owner.store.borrow_mut().submit(token, ops) {
                 commits.unsubmitted.push_back((token, ops));
             }
         } else {
@@ -131,8 +131,8 @@ impl Shard {
 
     /// Hands ops the store's ring refused earlier to it again, in order.
     pub fn resubmit(&self) {
-        let mut commits = self.commits.borrow_mut();
-        let mut store = self.store.borrow_mut();
+        let mut commits = self.owner.commits.borrow_mut();
+        let mut store = self.owner.store.borrow_mut();
         while let Some((token, ops)) = commits.unsubmitted.pop_front() {
             if let Err(ops) = store.submit(token, ops) {
                 commits.unsubmitted.push_front((token, ops));
@@ -150,10 +150,10 @@ impl Shard {
         limit: usize,
         reply_to: ReplyTo,
     ) {
-        let mut commits = self.commits.borrow_mut();
+        let mut commits = self.owner.commits.borrow_mut();
         let token = commits.next_token;
         commits.next_token += 1;
-        match self.store.borrow_mut().read_history(
+        match self.owner.store.borrow_mut().read_history(
             token,
             room.get(),
             after.map(MessageId::get),
@@ -174,13 +174,13 @@ impl Shard {
     /// Handles the store's completions: releases committed effects, answers reads.
     pub fn drain_store(&self) {
         let mut completions = Vec::new();
-        self.store.borrow_mut().drain_completions(&mut completions);
+        self.owner.store.borrow_mut().drain_completions(&mut completions);
         for completion in completions {
             match completion {
                 Completion::Written { token, result } => self.written(token, result),
                 Completion::History { token, result } => {
                     let reply_to = {
-                        let mut commits = self.commits.borrow_mut();
+                        let mut commits = self.owner.commits.borrow_mut();
                         let index = commits.reads.iter().position(|(t, _)| *t == token);
                         index.map(|i| commits.reads.swap_remove(i).1)
                     };
@@ -203,7 +203,7 @@ impl Shard {
     }
 
     fn written(&self, token: u64, result: Result<(), String>) {
-        let pending = self.commits.borrow_mut().pending.pop_front();
+        let pending = self.owner.commits.borrow_mut().pending.pop_front();
         let Some(pending) = pending else {
             tracing::error!(
                 shard = self.id.get(),
@@ -228,7 +228,7 @@ impl Shard {
     /// Copies the store's counters into this shard's metrics.
     pub fn note_store_metrics(&self) {
         use std::sync::atomic::Ordering::Relaxed;
-        let m = self.store.borrow().metrics();
+        let m = self.owner.store.borrow().metrics();
         self.metrics.store_commits_total.store(m.commits, Relaxed);
         self.metrics.store_commit_failures_total.store(m.commit_failures, Relaxed);
         self.metrics.store_batches_total.store(m.batches, Relaxed);

@@ -63,20 +63,20 @@ fn handle(shard: &Rc<Shard>, command: Command) {
         }
         Command::Deliver { room, bundle } => shard.deliver(room, &bundle),
         Command::Subscribe { room, user, bundle } => {
-            let keys = shard.subs.borrow_mut().subscribe(room, &user);
+            let keys = shard.conn.subs.borrow_mut().subscribe(room, &user);
             if let Some(bundle) = bundle {
                 shard.deliver_to(&keys, &bundle);
             }
         }
         Command::Unsubscribe { room, user, bundle } => {
-            let keys = shard.subs.borrow_mut().unsubscribe(room, &user);
+            let keys = shard.conn.subs.borrow_mut().unsubscribe(room, &user);
             if let Some(bundle) = bundle {
                 shard.deliver_to(&keys, &bundle);
             }
         }
         Command::RoomGone { room, bundle } => {
-            let keys = shard.subs.borrow_mut().drop_room(room);
-            let conns = shard.conns.borrow();
+            let keys = shard.conn.subs.borrow_mut().drop_room(room);
+            let conns = shard.conn.slab.borrow();
             crate::fanout::deliver(&keys, |k| conns.get(k), &bundle);
         }
         Command::UserAttach { user, shard: s, dialects } => {
@@ -89,7 +89,7 @@ fn handle(shard: &Rc<Shard>, command: Command) {
             shard.member_shards(room, user, mask, dialects)
         }
         Command::DeliverToUser { user, bundle } => {
-            let keys: Vec<usize> = shard.subs.borrow().conns_of(&user).to_vec();
+            let keys: Vec<usize> = shard.conn.subs.borrow().conns_of(&user).to_vec();
             shard.deliver_to(&keys, &bundle);
         }
         Command::RevokeSession { sid, expires_at } => shard.revoke_local(&sid, expires_at),

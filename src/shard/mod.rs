@@ -1,13 +1,26 @@
-//! A shard: one core's event loop and everything it owns — its connections, their local
-//! subscriptions, the rooms and users hashed to it — plus its end of the mesh.
+//! A shard: one core's event loop and everything it owns, in two roles plus its end of the
+//! mesh:
+//! - the connection side ([`ConnSide`], `conn_side.rs`): the connections it accepted, their
+//!   sessions, writer, subscriptions, token cache and rate limits, and the actions that need
+//!   the mesh (`attach`, `detach`, `deliver`, `authenticate`, `revoke_local`);
+//! - the owner side ([`OwnerSide`], `owner_side.rs`): the rooms and users hashed to it, its
+//!   store and the writes waiting for their commit; its handlers are in `owner` (rooms, user
+//!   records), `users` (notifications), `receipts`, `sessions` (logout) and `commit`.
+//!
+//! `Shard` itself holds what both roles use: identity, settings, metrics, the mesh endpoint
+//! and its calls (`send`, `call`), the dialects' state, and the shutdown flags. A task gets
+//! the shard (`Rc<Shard>`) passed in when it is spawned; nothing is looked up through a
+//! thread-local.
 //!
 //! Invariants: a `Shard` never leaves its thread (it is `!Send`: `Rc`/`RefCell` inside); no
 //! `RefCell` borrow is held across an `.await`; a command to this shard itself goes through the
 //! local inbox, never a re-entrant call, so handlers never nest.
 
 pub mod commit;
+pub mod conn_side;
 pub mod inbox;
 pub mod owner;
+pub mod owner_side;
 pub mod persist;
 pub mod receipts;
 pub mod sessions;
@@ -22,20 +35,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_channel::oneshot;
-use slab::Slab;
 
 use crate::auth::Verifier;
 use crate::config::Config;
-use crate::dialect::{DialectId, DialectMask, Presence};
-use crate::fanout::{self, Bundle, Subscriptions};
-use crate::limits::{OWNER_REPLY_TIMEOUT, PARKED_ADMISSION_MAX, USER_RATES_MAX};
+use crate::dialect::DialectId;
+use crate::limits::{OWNER_REPLY_TIMEOUT, PARKED_ADMISSION_MAX};
 use crate::mesh::{Command, MeshEndpoint};
 use crate::metrics::{Registry, ShardMetrics};
-use crate::model::{Refusal, RoomId, RoomKind, ShardId, UserId};
-use crate::net::conn::Conn;
+use crate::model::{Refusal, ShardId};
 
 pub use crate::mesh::{Request, Response};
 pub use commit::{Effects, ReplyTo};
+pub use conn_side::ConnSide;
+pub use owner_side::OwnerSide;
 pub use spawn::{start, ServerHandle};
 
 /// One core's state. Shared by its tasks through `Rc`.
@@ -67,28 +79,12 @@ pub struct Shard {
     pending: RefCell<std::collections::HashMap<u64, oneshot::Sender<Response>>>,
     /// The next caller token.
     next_call_token: Cell<u64>,
-    /// Open connections that receive events, by key.
-    pub conns: RefCell<Slab<Rc<Conn>>>,
-    /// Every upgraded WebSocket connection's reading state (event and echo connections).
-    pub ws: crate::net::ws_session::Sessions,
-    /// Writes queued frames out, one `send`/`sendmsg` per connection per turn.
-    pub writer: Rc<crate::net::conn::Writer>,
-    /// Local room subscriptions.
-    pub subs: RefCell<Subscriptions>,
-    /// Tokens this shard verified recently (REST requests skip the signature check).
-    pub tokens: RefCell<crate::auth::TokenCache>,
-    /// Logged-out sessions (a replica on every shard), refused by `authenticate`.
-    pub revoked: RefCell<sessions::Revoked>,
-    /// Rooms and users owned here.
-    pub owned: RefCell<owner::Owned>,
+    /// The connection side: the connections this shard accepted and what serves them.
+    pub conn: ConnSide,
+    /// The owner side: the rooms and users hashed to this shard, their store and commits.
+    pub owner: OwnerSide,
     /// Each dialect's own state on this shard (connection and owner side), by dialect id.
     pub dialects: Box<[RefCell<Box<dyn Any>>]>,
-    /// This shard's durable store (its redb file, writer and reader threads).
-    pub store: RefCell<crate::store::Store>,
-    /// Writes waiting for the store, and reads in flight.
-    pub commits: RefCell<commit::Commits>,
-    /// Per-user token buckets for REST writes on this shard (bounded by `USER_RATES_MAX`).
-    pub user_rates: RefCell<std::collections::HashMap<UserId, crate::net::rate::RateLimit>>,
     /// Set by the main thread to ask every shard to stop.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
     /// Set once shutdown began: no new connections or actions.
@@ -163,26 +159,6 @@ impl Shard {
         }
     }
 
-    /// Takes one action token for `user`; false when the user is over its rate.
-    pub fn take_user_action(&self, user: &UserId) -> bool {
-        let now = crate::model::ids::now_ms();
-        let mut rates = self.user_rates.borrow_mut();
-        if rates.len() >= USER_RATES_MAX && !rates.contains_key(user) {
-            // Drop the buckets that have refilled completely: their users were idle.
-            let burst = self.config.actions_burst;
-            rates.retain(|_, limit| !limit.is_full(now, burst));
-        }
-        let (per_second, burst) = (self.config.actions_per_second, self.config.actions_burst);
-        let allowed = rates
-            .entry(user.clone())
-            .or_insert_with(|| crate::net::rate::RateLimit::new(per_second, burst, now))
-            .take(now);
-        if !allowed {
-            crate::metrics::inc(&self.metrics.rate_limited_total);
-        }
-        allowed
-    }
-
     /// Dialect `dialect`'s state on this shard, as the type its `shard_state` made.
     ///
     /// Panics when `T` is not that type: a programming error, never input.
@@ -190,117 +166,5 @@ impl Shard {
         RefMut::map(self.dialects[dialect.index()].borrow_mut(), |state| {
             state.downcast_mut::<T>().expect("a dialect reads only its own state")
         })
-    }
-
-    /// Hands `bundle` to every local subscriber of `room`; then the dialects that tagged it
-    /// hear of the delivery.
-    pub fn deliver(&self, room: RoomId, bundle: &Bundle) {
-        let subs = self.subs.borrow();
-        let conns = self.conns.borrow();
-        let delivered = fanout::deliver(subs.topic(room), |k| conns.get(k), bundle);
-        crate::metrics::add(&self.metrics.events_delivered_total, delivered);
-        drop((subs, conns));
-        for dialect in bundle.tagged() {
-            dialect.get().delivered(self, room, bundle);
-        }
-    }
-
-    /// Hands `bundle` to the given local connections (one user's: each gets the frame for its
-    /// own user, dialect and flags).
-    pub fn deliver_to(&self, keys: &[usize], bundle: &Bundle) {
-        let conns = self.conns.borrow();
-        let delivered = fanout::deliver(keys, |k| conns.get(k), bundle);
-        crate::metrics::add(&self.metrics.events_delivered_total, delivered);
-    }
-
-    /// The users whose `dialect` connections subscribed to `room` here get a frame of
-    /// `bundle`, with that frame (each user once).
-    pub fn local_recipients(
-        &self,
-        room: RoomId,
-        dialect: DialectId,
-        bundle: &Bundle,
-    ) -> Vec<(UserId, bytes::Bytes)> {
-        let subs = self.subs.borrow();
-        let conns = self.conns.borrow();
-        let mut seen: std::collections::HashSet<&UserId> = std::collections::HashSet::new();
-        let mut got = Vec::new();
-        for conn in subs.topic(room).iter().filter_map(|k| conns.get(*k)) {
-            if conn.dialect != dialect || !seen.insert(&conn.user) {
-                continue;
-            }
-            if let Some(frame) = bundle.frame_for(dialect, &conn.user, conn.flags.get()) {
-                got.push((conn.user.clone(), frame.clone()));
-            }
-        }
-        got
-    }
-
-    /// `user`'s connections on this shard.
-    pub fn local_conns_of(&self, user: &UserId) -> Vec<Rc<Conn>> {
-        let keys: Vec<usize> = self.subs.borrow().conns_of(user).to_vec();
-        let all = self.conns.borrow();
-        keys.iter().filter_map(|k| all.get(*k).cloned()).collect()
-    }
-
-    /// The dialects of `user`'s connections on this shard.
-    fn local_dialects(&self, user: &UserId) -> DialectMask {
-        let subs = self.subs.borrow();
-        let conns = self.conns.borrow();
-        subs.conns_of(user).iter().filter_map(|k| conns.get(*k)).fold(0, |m, c| m | c.dialect.bit())
-    }
-
-    /// Registers an authenticated event connection; tells the user's owner when it is the
-    /// user's first connection here, or the first of its dialect. Returns it, or `None` at the
-    /// connection limit.
-    pub fn attach(&self, conn_of: impl FnOnce(usize) -> Rc<Conn>) -> Option<Rc<Conn>> {
-        let mut conns = self.conns.borrow_mut();
-        if conns.len() >= self.config.connections_per_shard_max {
-            return None;
-        }
-        let entry = conns.vacant_entry();
-        let conn = conn_of(entry.key());
-        entry.insert(conn.clone());
-        drop(conns);
-        let before = self.local_dialects(&conn.user);
-        self.subs.borrow_mut().add_conn(&conn.user, conn.key);
-        let dialects = before | conn.dialect.bit();
-        if dialects != before {
-            let owner = crate::model::ids::shard_of_user(&conn.user, self.shard_count);
-            let user = conn.user.clone();
-            self.send(owner, Command::UserAttach { user, shard: self.id, dialects });
-        }
-        Some(conn)
-    }
-
-    /// Unregisters a connection (before its key can be reused); tells the user's owner when
-    /// it was the user's last here, or the last of its dialect.
-    pub fn detach(&self, conn: &Conn) {
-        let before = self.local_dialects(&conn.user);
-        let last = self.subs.borrow_mut().remove_conn(&conn.user, conn.key);
-        self.conns.borrow_mut().try_remove(conn.key);
-        let owner = crate::model::ids::shard_of_user(&conn.user, self.shard_count);
-        let user = conn.user.clone();
-        if last {
-            self.send(owner, Command::UserDetach { user, shard: self.id });
-        } else {
-            let dialects = self.local_dialects(&conn.user);
-            if dialects != before {
-                self.send(owner, Command::UserAttach { user, shard: self.id, dialects });
-            }
-        }
-    }
-
-    /// User owner: where `user`'s connections are (no shards when it has none).
-    pub fn user_presence(&self, user: &UserId) -> Presence {
-        self.owned.borrow().users.get(user).map_or(Presence::default(), |r| r.conns.presence())
-    }
-
-    /// Room owner: `room`'s kind and the shards holding its subscribers, when `user` is a
-    /// member of it.
-    pub fn room_of_member(&self, room: RoomId, user: &UserId) -> Option<(RoomKind, u64)> {
-        let owned = self.owned.borrow();
-        let entry = owned.rooms.get(&room)?;
-        entry.room.members.contains_key(user).then(|| (entry.room.kind, entry.shard_mask()))
     }
 }

@@ -20,8 +20,8 @@ use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user, IdAllocator};
 use crate::model::room::{Outcome, Reply};
 use crate::model::{
-    Event, MessageId, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomView, Seq,
-    ShardId, UserId, Viewer,
+    Event, MessageId, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomView, ShardId,
+    UserId, Viewer,
 };
 
 use super::commit::{Effects, ReplyTo};
@@ -240,7 +240,7 @@ impl Shard {
                 self.commit(effects, reply_to);
             }
             Request::Message { message, viewer, action } => {
-                let room = self.owned.borrow().message_rooms.get(&message).copied();
+                let room = self.owner.owned.borrow().message_rooms.get(&message).copied();
                 let effects = match room {
                     Some(room) => self.apply_room(room, &viewer, action),
                     None => Effects::refused(Refusal::NotFound("no such message")),
@@ -248,7 +248,7 @@ impl Shard {
                 self.commit(effects, reply_to);
             }
             Request::UserRooms { user } => {
-                let owned = self.owned.borrow();
+                let owned = self.owner.owned.borrow();
                 let mut rooms: Vec<RoomId> = owned
                     .users
                     .get(&user)
@@ -275,7 +275,7 @@ impl Shard {
                 self.commit(effects, reply_to);
             }
             Request::MessageBySeq { room, viewer, seq } => {
-                let response = self.message_by_seq(room, &viewer, seq);
+                let response = self.owner.message_by_seq(room, &viewer, seq);
                 self.respond(reply_to, response);
             }
             Request::Mark { room, user, read, seq } => {
@@ -290,7 +290,7 @@ impl Shard {
     }
 
     fn room_views(&self, rooms: Option<Vec<RoomId>>, viewer: &Viewer, limit: usize) -> Response {
-        let owned = self.owned.borrow();
+        let owned = self.owner.owned.borrow();
         let visible = |r: &OwnedRoom| match viewer {
             Viewer::Service => true,
             Viewer::User(u) => r.room.members.contains_key(u),
@@ -319,7 +319,7 @@ impl Shard {
             return Effects::refused(refusal);
         }
         let limits = &self.config;
-        let mut owned = self.owned.borrow_mut();
+        let mut owned = self.owner.owned.borrow_mut();
         if owned.rooms.len() >= limits.rooms_per_shard_max {
             return Effects::refused(Refusal::Full("this shard holds its maximum number of rooms"));
         }
@@ -352,7 +352,7 @@ impl Shard {
     }
 
     fn apply_room(&self, room_id: RoomId, viewer: &Viewer, action: RoomAction) -> Effects {
-        let mut guard = self.owned.borrow_mut();
+        let mut guard = self.owner.owned.borrow_mut();
         let owned = &mut *guard;
         let Some(entry) = owned.rooms.get_mut(&room_id) else {
             return Effects::refused(Refusal::NotFound("no such room"));
@@ -478,7 +478,7 @@ impl Shard {
         (after, before, limit): (Option<MessageId>, Option<MessageId>, usize),
         reply_to: ReplyTo,
     ) {
-        let mut guard = self.owned.borrow_mut();
+        let mut guard = self.owner.owned.borrow_mut();
         let owned = &mut *guard;
         let Some(entry) = owned.rooms.get_mut(&room_id) else {
             drop(guard);
@@ -513,7 +513,7 @@ impl Shard {
         shard: ShardId,
         dialects: DialectMask,
     ) {
-        let mut owned = self.owned.borrow_mut();
+        let mut owned = self.owner.owned.borrow_mut();
         let record = owned.users.entry(user.clone()).or_default();
         let before = record.conns.presence();
         let gained = dialects & !record.conns.on(shard);
@@ -547,7 +547,7 @@ impl Shard {
 
     /// User owner: `user` joined or left `room`.
     pub fn user_membership_changed(self: &Rc<Self>, user: UserId, room: RoomId, joined: bool) {
-        let mut owned = self.owned.borrow_mut();
+        let mut owned = self.owner.owned.borrow_mut();
         let record = owned.users.entry(user.clone()).or_default();
         let presence = record.conns.presence();
         if joined {
@@ -579,7 +579,7 @@ impl Shard {
     /// Room owner: the user owner says `user`'s connections are on the shards in `mask` and
     /// speak `dialects`.
     pub fn member_shards(&self, room_id: RoomId, user: UserId, mask: u64, dialects: DialectMask) {
-        let mut owned = self.owned.borrow_mut();
+        let mut owned = self.owner.owned.borrow_mut();
         let mut commands: Vec<(ShardId, Command)> = Vec::new();
         match owned.rooms.get_mut(&room_id) {
             Some(entry) if entry.room.members.contains_key(&user) => {
@@ -625,25 +625,6 @@ impl Shard {
         drop(owned);
         for (shard, command) in commands {
             self.send(shard, command);
-        }
-    }
-
-    /// Room owner: the message of `room` with per-room `seq`, if it is in the window (deleted
-    /// ones too) and `viewer` may see the room.
-    pub fn message_by_seq(&self, room: RoomId, viewer: &Viewer, seq: Seq) -> Response {
-        let owned = self.owned.borrow();
-        let Some(entry) = owned.rooms.get(&room) else {
-            return Response::Refused(Refusal::NotFound("no such room"));
-        };
-        if let Viewer::User(u) = viewer {
-            if !entry.room.members.contains_key(u) {
-                return Response::Refused(Refusal::NotFound("no such room"));
-            }
-        }
-        let history = &entry.room.history;
-        match history.binary_search_by(|m| m.seq.cmp(&seq)) {
-            Ok(i) => Response::Done(Reply::Message(history[i].clone())),
-            Err(_) => Response::Refused(Refusal::NotFound("messageId is not exists")),
         }
     }
 }

@@ -25,7 +25,7 @@ impl Shard {
         seq: Option<Seq>,
     ) -> Effects {
         let now = now_ms();
-        let mut guard = self.owned.borrow_mut();
+        let mut guard = self.owner.owned.borrow_mut();
         let owned = &mut *guard;
         let Some(entry) = owned.rooms.get(&room_id) else {
             return Effects::refused(Refusal::NotFound("no such room"));

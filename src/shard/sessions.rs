@@ -11,9 +11,7 @@ use std::collections::HashMap;
 
 use smallvec::SmallVec;
 
-use std::sync::atomic::Ordering;
-
-use crate::auth::{now_unix_s, Identity};
+use crate::auth::now_unix_s;
 use crate::limits::{BARRIER_TIMEOUT, REVOCATION_DEFAULT_TTL_S, SESSIONS_PER_USER_MAX};
 use crate::mesh::Command;
 use crate::model::{Refusal, ShardId, UserId};
@@ -98,59 +96,9 @@ impl SeenSessions {
 }
 
 impl Shard {
-    /// Verifies a token and refuses logged-out sessions, counting failures.
-    pub fn authenticate(&self, token: Option<&str>) -> Result<Identity, String> {
-        let result = crate::auth::authenticate(&self.verifier, token, |sid| self.is_revoked(sid));
-        if result.is_err() {
-            crate::metrics::inc(&self.metrics.auth_failures_total);
-        }
-        result
-    }
-
-    /// [`Shard::authenticate`] for REST requests, through the shard's `TokenCache`: a bearer
-    /// this shard verified before (on any keep-alive connection) skips the signature check; a
-    /// cached identity is used only while it is unexpired and its session is not logged out.
-    pub fn authenticate_cached(&self, token: Option<&str>) -> Result<Identity, String> {
-        let cached = token.and_then(|t| self.tokens.borrow().get(t, now_unix_s()).cloned());
-        if let Some(identity) = cached {
-            if !identity.session.as_deref().is_some_and(|s| self.is_revoked(s)) {
-                return Ok(identity);
-            }
-        }
-        let result = self.authenticate(token);
-        if let (Ok(identity), Some(token)) = (&result, token) {
-            let mut tokens = self.tokens.borrow_mut();
-            tokens.insert(token, identity.clone());
-            self.metrics.auth_cache_tokens.store(tokens.len() as u64, Ordering::Relaxed);
-        }
-        result
-    }
-
-    /// True when `sid` was logged out.
-    pub fn is_revoked(&self, sid: &str) -> bool {
-        let revoked = self.revoked.borrow();
-        !revoked.is_empty() && revoked.contains(sid, now_unix_s())
-    }
-
-    /// Applies a revocation on this shard: refuse the session from now on and close its
-    /// connections here, each the way its dialect tells a logged-out client.
-    pub fn revoke_local(&self, sid: &str, expires_at: u64) {
-        self.revoked.borrow_mut().insert(sid, expires_at, now_unix_s());
-        let victims: Vec<_> = self
-            .conns
-            .borrow()
-            .iter()
-            .filter(|(_, c)| c.session.as_deref() == Some(sid))
-            .map(|(_, c)| c.clone())
-            .collect();
-        for conn in victims {
-            conn.dialect.get().logged_out(&conn);
-        }
-    }
-
     /// User owner: a connection of `user` opened with session `sid`.
     pub fn session_seen(&self, user: UserId, sid: String, expires_at: u64) {
-        let mut owned = self.owned.borrow_mut();
+        let mut owned = self.owner.owned.borrow_mut();
         let record = owned.users.entry(user).or_default();
         record.sessions.remember(&sid, expires_at, now_unix_s());
     }
@@ -166,7 +114,7 @@ impl Shard {
     ) -> super::Effects {
         let now = now_unix_s();
         let known = {
-            let owned = self.owned.borrow();
+            let owned = self.owner.owned.borrow();
             owned.users.get(user).and_then(|r| r.sessions.expiry(&sid))
         };
         if known_only && known.is_none() && expires_at.is_none() {
@@ -180,7 +128,7 @@ impl Shard {
             (Some(a), None) | (None, Some(a)) => a,
             (None, None) => now + REVOCATION_DEFAULT_TTL_S,
         };
-        if let Some(record) = self.owned.borrow_mut().users.get_mut(user) {
+        if let Some(record) = self.owner.owned.borrow_mut().users.get_mut(user) {
             record.sessions.remove(&sid);
         }
         let ops = vec![crate::store::StoreOp::RevokeSession {

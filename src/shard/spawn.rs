@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use slab::Slab;
 use tokio::io::unix::AsyncFd;
 
 use crate::auth::Verifier;
 use crate::config::Config;
-use crate::fanout::Subscriptions;
 use crate::limits::{SHARD_CLOSE_GRACE, TOKEN_CACHE_MAX, URING_CQ_ENTRIES, URING_SQ_ENTRIES};
 use crate::mesh::{self, Doorbell, MeshEndpoint};
 use crate::metrics::{Registry, ShardMetrics};
@@ -208,10 +206,8 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
     let shard = Rc::new(Shard {
         id: parts.id,
         shard_count: parts.shard_count,
-        owned: RefCell::new(parts.owned),
+        owner: super::OwnerSide::new(parts.owned, parts.store),
         dialects: crate::dialect::DIALECTS.iter().map(|d| RefCell::new(d.shard_state())).collect(),
-        store: RefCell::new(parts.store),
-        commits: RefCell::new(super::commit::Commits::default()),
         config: parts.config,
         verifier: parts.verifier,
         metrics: parts.metrics,
@@ -224,17 +220,16 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         retry_wake: tokio::sync::Notify::new(),
         pending: RefCell::new(std::collections::HashMap::new()),
         next_call_token: Cell::new(0),
-        user_rates: RefCell::new(std::collections::HashMap::new()),
-        conns: RefCell::new(Slab::new()),
-        ws: crate::net::ws_session::Sessions::new(poller),
-        writer: writer.clone(),
-        subs: RefCell::new(Subscriptions::default()),
-        revoked: RefCell::new(parts.revoked),
-        tokens: RefCell::new(crate::auth::TokenCache::new(TOKEN_CACHE_MAX)),
+        conn: super::ConnSide::new(
+            crate::net::ws_session::Sessions::new(poller),
+            writer.clone(),
+            parts.revoked,
+            crate::auth::TokenCache::new(TOKEN_CACHE_MAX),
+        ),
         shutting_down: Cell::new(false),
         shutdown_wake: tokio::sync::Notify::new(),
     });
-    shard.metrics.rooms.store(shard.owned.borrow().rooms.len() as u64, Ordering::Relaxed);
+    shard.metrics.rooms.store(shard.owner.owned.borrow().rooms.len() as u64, Ordering::Relaxed);
     for (user, room) in parts.memberships {
         let owner = crate::model::ids::shard_of_user(&user, shard.shard_count);
         shard.send(owner, crate::mesh::Command::RoomJoined { user, room });
@@ -250,7 +245,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
 
 /// Closes every event connection with 1001 and waits (bounded) for them to go.
 async fn close_all(shard: &Rc<Shard>) {
-    let conns: Vec<_> = shard.conns.borrow().iter().map(|(_, c)| c.clone()).collect();
+    let conns: Vec<_> = shard.conn.slab.borrow().iter().map(|(_, c)| c.clone()).collect();
     for conn in conns {
         conn.close(CLOSE_GOING_AWAY, "server shutting down");
     }

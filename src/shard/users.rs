@@ -43,7 +43,7 @@ fn user_bundle(event: &NotificationEvent<'_>, dialects: DialectMask) -> Arc<Bund
 impl Shard {
     /// Room owner: `user` acknowledged (is active in) `room`.
     pub fn room_ack(&self, room: RoomId, user: &UserId) -> Response {
-        let owned = self.owned.borrow();
+        let owned = self.owner.owned.borrow();
         let Some(entry) = owned.rooms.get(&room) else {
             return Response::Refused(Refusal::NotFound("no such room"));
         };
@@ -65,7 +65,7 @@ impl Shard {
         if let Err(refusal) = self.admit() {
             return Effects::refused(refusal);
         }
-        let mut guard = self.owned.borrow_mut();
+        let mut guard = self.owner.owned.borrow_mut();
         let owned = &mut *guard;
         notification.id = owned.notification_ids.next_id();
         notification.created_ms = now_ms();
@@ -104,7 +104,7 @@ impl Shard {
         if let Err(refusal) = self.admit() {
             return Effects::refused(refusal);
         }
-        let mut owned = self.owned.borrow_mut();
+        let mut owned = self.owner.owned.borrow_mut();
         let Some(record) = owned.users.get_mut(user) else {
             return Effects::answer(Response::Notifications(Vec::new()));
         };

@@ -207,7 +207,7 @@ pub fn chats_changed(shard: &Rc<Shard>, user: UserId) {
         let Ok(views) = user_room_views(&shard, &user).await else {
             return;
         };
-        let mask = shard.user_presence(&user).shards;
+        let mask = shard.owner.user_presence(&user).shards;
         if mask == 0 {
             return;
         }
@@ -242,7 +242,7 @@ pub fn delivered(shard: &Shard, room: RoomId, bundle: &Bundle) {
     if state(shard).local_conns == 0 {
         return;
     }
-    let got = shard.local_recipients(room, ID, bundle);
+    let got = shard.conn.recipients(room, ID, bundle);
     let room_owner = shard_of_room(room, shard.shard_count);
     for (user, frame) in got {
         if let Some(seq) = delivery.mark {
@@ -312,7 +312,7 @@ pub fn event_to(
     key: Option<Arc<str>>,
     frame: bytes::Bytes,
 ) {
-    let mask = shard.user_presence(&user).shards;
+    let mask = shard.owner.user_presence(&user).shards;
     keep(shard, user.clone(), id, key, frame.clone());
     if mask != 0 {
         deliver_frame(shard, &user, mask, frame);
@@ -344,7 +344,7 @@ pub fn resend_to(shard: &Shard, user: &UserId, to: ShardId) {
 
 /// User owner: too many unacknowledged events for `user`: close its BIG connections.
 fn overflow(shard: &Shard, user: UserId) {
-    let mask = shard.user_presence(&user).shards;
+    let mask = shard.owner.user_presence(&user).shards;
     for s in ShardId::all(shard.shard_count).filter(|s| mask & s.bit() != 0) {
         send(shard, s, BigCommand::Overflow { user: user.clone() });
     }
@@ -352,7 +352,7 @@ fn overflow(shard: &Shard, user: UserId) {
 
 /// Connection shard: tell `user`'s BIG connections here they fell too far behind, and close.
 pub fn overflow_local(shard: &Shard, user: &UserId) {
-    for conn in shard.local_conns_of(user).iter().filter(|c| c.dialect == ID) {
+    for conn in shard.conn.conns_of(user).iter().filter(|c| c.dialect == ID) {
         conn.send(wire::overflow());
         conn.close(crate::ws::close::CLOSE_POLICY, "too many unacknowledged events");
     }
@@ -373,7 +373,7 @@ fn spawn_resend(shard: Rc<Shard>) {
                 big.unacked
                     .iter()
                     .filter_map(|(user, events)| {
-                        let mask = shard.user_presence(user).shards;
+                        let mask = shard.owner.user_presence(user).shards;
                         let frames = || events.iter().map(|e| e.frame.clone()).collect();
                         (mask != 0).then(|| (user.clone(), mask, frames()))
                     })

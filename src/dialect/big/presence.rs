@@ -32,7 +32,7 @@ pub fn online_changed(shard: &Rc<Shard>, user: UserId, online: bool) {
         let Ok(views) = user_room_views(&shard, &user).await else {
             return;
         };
-        let is_online = shard.user_presence(&user).dialects & ID.bit() != 0;
+        let is_online = shard.owner.user_presence(&user).dialects & ID.bit() != 0;
         if is_online != online {
             return;
         }
@@ -70,7 +70,7 @@ pub fn tell(
     last_seen: u64,
     answer: bool,
 ) {
-    let presence = shard.user_presence(&to);
+    let presence = shard.owner.user_presence(&to);
     if presence.shards == 0 {
         return;
     }
@@ -96,7 +96,7 @@ pub fn tell(
 /// `typing`, a direct room's peer with `chatId` = the typer. Never kept or re-sent.
 pub fn typing(shard: &Shard, room: RoomId, user: UserId, stop: bool) {
     let id = event_id(shard, 't');
-    let Some((kind, shards)) = shard.room_of_member(room, &user) else {
+    let Some((kind, shards)) = shard.owner.room_of_member(room, &user) else {
         return;
     };
     let chat = if kind == RoomKind::Direct { user.as_str().to_string() } else { room.to_string() };
