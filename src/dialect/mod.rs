@@ -75,6 +75,9 @@ impl DialectId {
 /// A set of dialects, one bit per [`DialectId`] (at most 8 dialects).
 pub type DialectMask = u8;
 
+/// A dialect's answer to a plain HTTP request: the complete response, when it is ready.
+pub type HttpAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = Bytes>>>;
+
 /// How a dialect refuses an upgrade it cannot authenticate.
 #[derive(Debug)]
 pub enum Refusal {
@@ -92,6 +95,9 @@ pub enum Credentials {
     None,
     /// The token the request carries, if any; verified by the core.
     Token(Option<String>),
+    /// The client authenticates in band, after the upgrade: the connection is accepted
+    /// unregistered, and its session registers it (`Shard::attach`) once the client has.
+    InBand,
 }
 
 /// One connection's protocol state and its client frames. Held by the shard's session slot for
@@ -207,6 +213,18 @@ pub trait Dialect: Sync {
     fn admit(&self, _identity: &Identity) -> Option<u8> {
         Some(0)
     }
+    /// Whether this dialect answers plain HTTP requests (not upgrades) at `path`, through
+    /// [`Dialect::http`] (a transport such as long-polling).
+    fn serves_http(&self, _path: &str, _config: &Config) -> bool {
+        false
+    }
+    /// Answers a plain HTTP request to a path it serves (`serves_http`): the complete
+    /// response, possibly after a wait (long-polling; bounded by the dialect).
+    fn http(&self, _shard: &Rc<Shard>, _head: &RequestHead, _body: Bytes) -> HttpAnswer {
+        Box::pin(async {
+            crate::http::response::json_error(404, "not_found", "no such path", false)
+        })
+    }
     /// The refusal of a request whose token is missing, bad, expired or logged out.
     fn refuse(&self, reason: &str) -> Refusal;
     /// A new connection's protocol state.
@@ -307,6 +325,11 @@ pub trait Dialect: Sync {
     ) -> Sweep {
         Sweep::Continue
     }
+}
+
+/// The dialect answering plain HTTP requests at `path`, if one does.
+pub fn http_at(path: &str, config: &Config) -> Option<DialectId> {
+    DialectId::all().find(|d| d.get().serves_http(path, config))
 }
 
 /// The dialect serving WebSocket upgrades at `path`.

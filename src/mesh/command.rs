@@ -28,6 +28,16 @@ pub enum Command {
         /// The answer.
         response: Response,
     },
+    /// Any shard → room owner: `user` sends `bundle` to `room` (typing, presence): the owner
+    /// delivers it to the room's subscriber shards when `user` is a member, else drops it.
+    ToRoom {
+        /// The room.
+        room: RoomId,
+        /// The member it comes from.
+        user: UserId,
+        /// The frames.
+        bundle: Arc<Bundle>,
+    },
     /// Room owner → subscriber shard: hand `bundle` to every local subscriber of `room`.
     Deliver {
         /// The room.

@@ -104,6 +104,16 @@ pub enum Request {
         /// Who.
         user: UserId,
     },
+    /// Members of `rooms` (those this viewer may see) with connections speaking one of
+    /// `dialects`, each once (owner: the rooms' shard).
+    OnlineMembers {
+        /// The rooms.
+        rooms: Vec<RoomId>,
+        /// Who asks: only rooms it is a member of count.
+        viewer: Viewer,
+        /// Which connections count.
+        dialects: crate::dialect::DialectMask,
+    },
 }
 
 /// An owner's answer.
@@ -130,4 +140,6 @@ pub enum Response {
     },
     /// Refused.
     Refused(Refusal),
+    /// Users.
+    Users(Vec<UserId>),
 }

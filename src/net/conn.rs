@@ -7,7 +7,7 @@
 //! close frame is ever queued. A write that finds the socket's send buffer full leaves the
 //! connection `blocked` until the shard's readiness poller reports it writable.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::{Shutdown, TcpStream};
@@ -103,12 +103,10 @@ impl Writer {
 
 /// One connection that receives frames.
 pub struct Conn {
-    /// Index in the shard's slab (`usize::MAX` when not registered for events).
-    pub key: usize,
-    /// The authenticated user.
-    pub user: UserId,
-    /// The token's session id (JWT `sid`, else `jti`).
-    pub session: Option<Box<str>>,
+    /// Who it is, once it authenticated and was registered for events (`Shard::attach`); the
+    /// echo endpoint's connections and in-band dialects' connections before they
+    /// authenticate have none.
+    bound: OnceCell<Bound>,
     /// The wire protocol it speaks.
     pub dialect: DialectId,
     /// The socket (nonblocking), read by the shard's sessions and written by its writer.
@@ -124,20 +122,25 @@ pub struct Conn {
     writer: Rc<Writer>,
 }
 
+/// A registered connection's identity: set once, never changed.
+#[derive(Debug)]
+pub struct Bound {
+    /// Index in the shard's connection slab.
+    pub key: usize,
+    /// The authenticated user.
+    pub user: UserId,
+    /// The token's session id (JWT `sid`, else `jti`).
+    pub session: Option<Box<str>>,
+}
+
+/// The user of a connection that has not authenticated.
+static ANONYMOUS: std::sync::LazyLock<UserId> = std::sync::LazyLock::new(|| UserId::new(""));
+
 impl Conn {
-    /// A connection of `user` speaking `dialect` on the nonblocking `socket`.
-    pub fn new(
-        key: usize,
-        user: UserId,
-        session: Option<Box<str>>,
-        dialect: DialectId,
-        socket: TcpStream,
-        writer: Rc<Writer>,
-    ) -> Conn {
+    /// An unauthenticated connection speaking `dialect` on the nonblocking `socket`.
+    pub fn new(dialect: DialectId, socket: TcpStream, writer: Rc<Writer>) -> Conn {
         Conn {
-            key,
-            user,
-            session,
+            bound: OnceCell::new(),
             dialect,
             socket,
             out: RefCell::new(Outbound::default()),
@@ -146,6 +149,33 @@ impl Conn {
             flags: Cell::new(0),
             writer,
         }
+    }
+
+    /// Binds the connection to its slab `key` and identity; false when it was bound before.
+    pub fn bind(&self, bound: Bound) -> bool {
+        self.bound.set(bound).is_ok()
+    }
+
+    /// Its identity, once bound.
+    pub fn bound(&self) -> Option<&Bound> {
+        self.bound.get()
+    }
+
+    /// Its slab key (`usize::MAX` until bound).
+    #[inline]
+    pub fn key(&self) -> usize {
+        self.bound.get().map_or(usize::MAX, |b| b.key)
+    }
+
+    /// Its user (an empty id until bound).
+    #[inline]
+    pub fn user(&self) -> &UserId {
+        self.bound.get().map_or(&ANONYMOUS, |b| &b.user)
+    }
+
+    /// Its token's session id, once bound.
+    pub fn session(&self) -> Option<&str> {
+        self.bound.get().and_then(|b| b.session.as_deref())
     }
 
     /// Queues a complete frame; closes the connection as a slow consumer when the queue would
@@ -320,7 +350,7 @@ impl crate::fanout::Recipient for Rc<Conn> {
 
     #[inline]
     fn user(&self) -> &UserId {
-        &self.user
+        Conn::user(self)
     }
 
     #[inline]

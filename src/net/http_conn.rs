@@ -15,7 +15,7 @@ use crate::dialect::{self, Credentials, Refusal};
 use crate::http::head::{parse_head, RequestHead};
 use crate::http::{response, upgrade};
 use crate::metrics;
-use crate::model::{ShardId, UserId};
+use crate::model::ShardId;
 use crate::net::conn::Conn;
 use crate::shard::Shard;
 
@@ -64,7 +64,10 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
             return false;
         };
         let keep_alive = head.keep_alive && !shard.shutting_down.get();
-        let reply = crate::rest::handle(shard, &head, body, keep_alive).await;
+        let reply = match dialect::http_at(&head.path, &shard.config) {
+            Some(dialect) => dialect.get().http(shard, &head, body).await,
+            None => crate::rest::handle(shard, &head, body, keep_alive).await,
+        };
         if !write(&stream, reply).await || !keep_alive {
             return false;
         }
@@ -175,7 +178,7 @@ async fn upgrade_to_websocket(
     }
     let protocol = dialect.get();
     let (identity, flags) = match protocol.credentials(&head) {
-        Credentials::None => (None, 0),
+        Credentials::None | Credentials::InBand => (None, 0),
         Credentials::Token(token) => {
             let admitted = shard.authenticate(token.as_deref()).and_then(|identity| match protocol
                 .admit(&identity)
@@ -223,31 +226,16 @@ async fn upgrade_to_websocket(
         return false;
     };
     drop(stream);
-    let writer = shard.conn.writer.clone();
-    let (conn, registered) = match identity {
-        None => {
-            (Rc::new(Conn::new(usize::MAX, UserId::new(""), None, dialect, socket, writer)), false)
+    let conn = Rc::new(Conn::new(dialect, socket, shard.conn.writer.clone()));
+    if let Some(identity) = identity {
+        if !shard.attach(&conn, &identity, flags) {
+            metrics::inc(&shard.metrics.connections_refused_total);
+            return false;
         }
-        Some(identity) => {
-            let user = UserId::new(&identity.user);
-            let session = identity.session.as_deref().map(Box::from);
-            let conn_of = |key| Rc::new(Conn::new(key, user, session, dialect, socket, writer));
-            match shard.attach(conn_of) {
-                Some(conn) => {
-                    conn.flags.set(flags);
-                    after_attach(shard, &conn, identity.expires_at);
-                    (conn, true)
-                }
-                None => {
-                    metrics::inc(&shard.metrics.connections_refused_total);
-                    return false;
-                }
-            }
-        }
-    };
+    }
     // The head's headers are not needed any more: free them before the long-lived session.
     drop(head);
-    shard.conn.ws.open(shard, conn, buf, registered);
+    shard.conn.ws.open(shard, conn, buf);
     true
 }
 
@@ -260,21 +248,6 @@ fn nonblocking_socket(stream: &TcpStream) -> Option<std::net::TcpStream> {
     let socket = std::net::TcpStream::from(fd.as_fd().try_clone_to_owned().ok()?);
     socket.set_nonblocking(true).ok()?;
     Some(socket)
-}
-
-/// After an event connection registered: tell the user owner its session (so the user can
-/// log it out by id), then its dialect.
-fn after_attach(shard: &Rc<Shard>, conn: &Rc<Conn>, expires_at: u64) {
-    if let Some(sid) = &conn.session {
-        let owner = crate::model::ids::shard_of_user(&conn.user, shard.shard_count);
-        let seen = crate::mesh::Command::SessionSeen {
-            user: conn.user.clone(),
-            sid: sid.to_string(),
-            expires_at,
-        };
-        shard.send(owner, seen);
-    }
-    conn.dialect.get().opened(shard, conn);
 }
 
 /// Adds `X-Roomcast-Shard` to a 101 response (tests and operators see where a socket lives).

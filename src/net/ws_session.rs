@@ -34,8 +34,6 @@ struct Session {
     partial: Option<Box<Partial>>,
     /// The dialect's state for this connection (no allocation for stateless dialects).
     protocol: Box<dyn dialect::Session>,
-    /// Registered in the shard's connection slab (event connections; not the echo endpoint).
-    registered: bool,
     /// The session is over and waits (bounded) for its last frames to be written.
     ending: bool,
 }
@@ -102,10 +100,10 @@ impl Sessions {
 
     /// Serves `conn` from now on; `leftover` holds bytes read past the HTTP head. The caller
     /// counted it in `connections`; the session's end uncounts it.
-    pub fn open(&self, shard: &Rc<Shard>, conn: Rc<Conn>, leftover: BytesMut, registered: bool) {
+    pub fn open(&self, shard: &Rc<Shard>, conn: Rc<Conn>, leftover: BytesMut) {
         metrics::inc(&shard.metrics.websockets);
         let protocol = conn.dialect.get().session();
-        let session = Session { conn, partial: None, protocol, registered, ending: false };
+        let session = Session { conn, partial: None, protocol, ending: false };
         let key = {
             let mut slots = self.slots.borrow_mut();
             let entry = slots.vacant_entry();
@@ -242,10 +240,7 @@ impl Sessions {
         };
         self.poller.deregister(&session.conn.socket);
         session.conn.kill();
-        if session.registered {
-            shard.detach(&session.conn);
-            session.conn.dialect.get().closed(shard, &session.conn);
-        }
+        shard.detach(&session.conn);
         shard.metrics.websockets.fetch_sub(1, Ordering::Relaxed);
         metrics::dec(&shard.metrics.connections);
     }

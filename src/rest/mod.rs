@@ -217,7 +217,8 @@ pub fn reply_of(response: Response) -> Result<Reply, ApiError> {
         Response::RoomIds(_)
         | Response::Rooms(_)
         | Response::Notifications(_)
-        | Response::Receipt { .. } => Err(ApiError {
+        | Response::Receipt { .. }
+        | Response::Users(_) => Err(ApiError {
             status: 500,
             code: "internal",
             message: "unexpected owner answer".into(),

@@ -24,7 +24,7 @@ use crate::fanout::{self, Bundle, Subscriptions};
 use crate::limits::USER_RATES_MAX;
 use crate::mesh::Command;
 use crate::model::{RoomId, UserId};
-use crate::net::conn::{Conn, Writer};
+use crate::net::conn::{Bound, Conn, Writer};
 use crate::net::rate::RateLimit;
 use crate::net::ws_session::Sessions;
 
@@ -79,11 +79,11 @@ impl ConnSide {
         let mut seen: HashSet<&UserId> = HashSet::new();
         let mut got = Vec::new();
         for conn in subs.topic(room).iter().filter_map(|k| slab.get(*k)) {
-            if conn.dialect != dialect || !seen.insert(&conn.user) {
+            if conn.dialect != dialect || !seen.insert(conn.user()) {
                 continue;
             }
-            if let Some(frame) = bundle.frame_for(dialect, &conn.user, conn.flags.get()) {
-                got.push((conn.user.clone(), frame.clone()));
+            if let Some(frame) = bundle.frame_for(dialect, conn.user(), conn.flags.get()) {
+                got.push((conn.user().clone(), frame.clone()));
             }
         }
         got
@@ -147,45 +147,63 @@ impl Shard {
         crate::metrics::add(&self.metrics.events_delivered_total, delivered);
     }
 
-    /// Registers an authenticated event connection; tells the user's owner when it is the
-    /// user's first connection here, or the first of its dialect. Returns it, or `None` at the
-    /// connection limit.
-    pub fn attach(&self, conn_of: impl FnOnce(usize) -> Rc<Conn>) -> Option<Rc<Conn>> {
-        let mut conns = self.conn.slab.borrow_mut();
-        if conns.len() >= self.config.connections_per_shard_max {
-            return None;
+    /// Registers `conn` as `identity`'s connection for events (at the upgrade, or when an
+    /// in-band dialect's client authenticates) with dialect `flags`; tells the user's owner
+    /// when it is the user's first connection here, or the first of its dialect, and the
+    /// session it showed; then the dialect's `opened` hook runs. False (and nothing changes)
+    /// at the shard's connection limit, or when `conn` was registered before.
+    pub fn attach(self: &Rc<Self>, conn: &Rc<Conn>, identity: &Identity, flags: u8) -> bool {
+        let mut slab = self.conn.slab.borrow_mut();
+        if slab.len() >= self.config.connections_per_shard_max || conn.bound().is_some() {
+            return false;
         }
-        let entry = conns.vacant_entry();
-        let conn = conn_of(entry.key());
+        let entry = slab.vacant_entry();
+        let user = UserId::new(&identity.user);
+        let session = identity.session.as_deref().map(Box::from);
+        conn.bind(Bound { key: entry.key(), user: user.clone(), session });
         entry.insert(conn.clone());
-        drop(conns);
-        let before = self.conn.dialects_of(&conn.user);
-        self.conn.subs.borrow_mut().add_conn(&conn.user, conn.key);
+        drop(slab);
+        conn.flags.set(flags);
+        let before = self.conn.dialects_of(&user);
+        self.conn.subs.borrow_mut().add_conn(&user, conn.key());
         let dialects = before | conn.dialect.bit();
+        let owner = crate::model::ids::shard_of_user(&user, self.shard_count);
         if dialects != before {
-            let owner = crate::model::ids::shard_of_user(&conn.user, self.shard_count);
-            let user = conn.user.clone();
-            self.send(owner, Command::UserAttach { user, shard: self.id, dialects });
+            self.send(owner, Command::UserAttach { user: user.clone(), shard: self.id, dialects });
         }
-        Some(conn)
+        if let Some(sid) = conn.session() {
+            let seen = Command::SessionSeen {
+                user,
+                sid: sid.to_string(),
+                expires_at: identity.expires_at,
+            };
+            self.send(owner, seen);
+        }
+        conn.dialect.get().opened(self, conn);
+        true
     }
 
-    /// Unregisters a connection (before its key can be reused); tells the user's owner when
-    /// it was the user's last here, or the last of its dialect.
+    /// Unregisters a registered connection (before its key can be reused); tells the user's
+    /// owner when it was the user's last here, or the last of its dialect; then the dialect's
+    /// `closed` hook runs. Does nothing for a connection that never registered.
     pub fn detach(&self, conn: &Conn) {
-        let before = self.conn.dialects_of(&conn.user);
-        let last = self.conn.subs.borrow_mut().remove_conn(&conn.user, conn.key);
-        self.conn.slab.borrow_mut().try_remove(conn.key);
-        let owner = crate::model::ids::shard_of_user(&conn.user, self.shard_count);
-        let user = conn.user.clone();
+        let Some(bound) = conn.bound() else {
+            return;
+        };
+        let before = self.conn.dialects_of(&bound.user);
+        let last = self.conn.subs.borrow_mut().remove_conn(&bound.user, bound.key);
+        self.conn.slab.borrow_mut().try_remove(bound.key);
+        let owner = crate::model::ids::shard_of_user(&bound.user, self.shard_count);
+        let user = bound.user.clone();
         if last {
             self.send(owner, Command::UserDetach { user, shard: self.id });
         } else {
-            let dialects = self.conn.dialects_of(&conn.user);
+            let dialects = self.conn.dialects_of(&bound.user);
             if dialects != before {
                 self.send(owner, Command::UserAttach { user, shard: self.id, dialects });
             }
         }
+        conn.dialect.get().closed(self, conn);
     }
 
     /// Verifies a token and refuses logged-out sessions, counting failures.
@@ -226,7 +244,7 @@ impl Shard {
             .slab
             .borrow()
             .iter()
-            .filter(|(_, c)| c.session.as_deref() == Some(sid))
+            .filter(|(_, c)| c.session() == Some(sid))
             .map(|(_, c)| c.clone())
             .collect();
         for conn in victims {

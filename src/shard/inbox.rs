@@ -61,6 +61,7 @@ fn handle(shard: &Rc<Shard>, command: Command) {
                 let _ = waiter.send(response);
             }
         }
+        Command::ToRoom { room, user, bundle } => shard.to_room(room, &user, bundle),
         Command::Deliver { room, bundle } => shard.deliver(room, &bundle),
         Command::Subscribe { room, user, bundle } => {
             let keys = shard.conn.subs.borrow_mut().subscribe(room, &user);

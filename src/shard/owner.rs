@@ -274,6 +274,10 @@ impl Shard {
                 let effects = self.revoke_session(&user, sid, expires_at, known_only);
                 self.commit(effects, reply_to);
             }
+            Request::OnlineMembers { rooms, viewer, dialects } => {
+                let users = self.owner.online_members(&rooms, &viewer, dialects);
+                self.respond(reply_to, Response::Users(users));
+            }
             Request::MessageBySeq { room, viewer, seq } => {
                 let response = self.owner.message_by_seq(room, &viewer, seq);
                 self.respond(reply_to, response);
@@ -625,6 +629,20 @@ impl Shard {
         drop(owned);
         for (shard, command) in commands {
             self.send(shard, command);
+        }
+    }
+}
+
+impl Shard {
+    /// Room owner: `user` sends `bundle` to `room`; its subscriber shards get it when `user`
+    /// is a member (else it is dropped: only members may type into, or announce themselves
+    /// in, a room).
+    pub fn to_room(&self, room: RoomId, user: &UserId, bundle: Arc<Bundle>) {
+        let Some((_, shards)) = self.owner.room_of_member(room, user) else {
+            return;
+        };
+        for s in ShardId::all(self.shard_count).filter(|s| shards & s.bit() != 0) {
+            self.send(s, Command::Deliver { room, bundle: bundle.clone() });
         }
     }
 }

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use super::commit::Commits;
 use super::owner::Owned;
-use crate::dialect::Presence;
+use crate::dialect::{DialectMask, Presence};
 use crate::mesh::Response;
 use crate::model::room::Reply;
 use crate::model::{Refusal, RoomId, RoomKind, Seq, UserId, Viewer};
@@ -65,5 +65,38 @@ impl OwnerSide {
             Ok(i) => Response::Done(Reply::Message(history[i].clone())),
             Err(_) => Response::Refused(Refusal::NotFound("messageId is not exists")),
         }
+    }
+
+    /// Room owner: members of `rooms` that `viewer` may see, with connections speaking one of
+    /// `dialects`, each once, in room then member order.
+    pub fn online_members(
+        &self,
+        rooms: &[RoomId],
+        viewer: &Viewer,
+        dialects: DialectMask,
+    ) -> Vec<UserId> {
+        let owned = self.owned.borrow();
+        let mut seen = std::collections::HashSet::new();
+        let mut users = Vec::new();
+        for entry in rooms.iter().filter_map(|id| owned.rooms.get(id)) {
+            if let Viewer::User(u) = viewer {
+                if !entry.room.members.contains_key(u) {
+                    continue;
+                }
+            }
+            let mut online: Vec<&UserId> = entry
+                .member_dialects
+                .iter()
+                .filter(|(_, d)| **d & dialects != 0)
+                .map(|(u, _)| u)
+                .collect();
+            online.sort_unstable();
+            for user in online {
+                if seen.insert(user) {
+                    users.push(user.clone());
+                }
+            }
+        }
+        users
     }
 }

@@ -78,8 +78,8 @@ fn on_text(shard: &Rc<Shard>, conn: &Rc<Conn>, state: &Rc<BigConn>, payload: &[u
         ClientFrame::Ping => conn.send(wire::pong()),
         ClientFrame::Invalid(exception) => conn.send(wire::error(&text, &exception)),
         ClientFrame::Ack(id) => {
-            let owner = shard_of_user(&conn.user, shard.shard_count);
-            send(shard, owner, BigCommand::Ack { user: conn.user.clone(), id });
+            let owner = shard_of_user(conn.user(), shard.shard_count);
+            send(shard, owner, BigCommand::Ack { user: conn.user().clone(), id });
         }
         ClientFrame::Event(ClientEvent::Offline) => close_then_drop(conn, CLOSE_NORMAL, "offline"),
         ClientFrame::Event(ClientEvent::Typing { chat_id, stop }) => {
@@ -105,7 +105,7 @@ fn on_text(shard: &Rc<Shard>, conn: &Rc<Conn>, state: &Rc<BigConn>, payload: &[u
                 conn.send(wire::error(&text, "too many requests in flight"));
                 return;
             }
-            if !shard.take_user_action(&conn.user) {
+            if !shard.take_user_action(conn.user()) {
                 conn.send(wire::error(&text, "rate limited"));
                 return;
             }
@@ -126,14 +126,14 @@ fn on_text(shard: &Rc<Shard>, conn: &Rc<Conn>, state: &Rc<BigConn>, payload: &[u
 
 /// A client `typing` event: the room's owner tells the other members (no reply, no error).
 fn typing(shard: &Rc<Shard>, conn: &Rc<Conn>, state: &Rc<BigConn>, chat_id: String, stop: bool) {
-    if !shard.take_user_action(&conn.user) {
+    if !shard.take_user_action(conn.user()) {
         return;
     }
     let (shard, conn, state) = (shard.clone(), conn.clone(), state.clone());
     tokio_uring::spawn(async move {
-        if let Ok(room) = resolve(&shard, &conn.user, &state, &chat_id, false).await {
+        if let Ok(room) = resolve(&shard, conn.user(), &state, &chat_id, false).await {
             let owner = shard_of_room(room, shard.shard_count);
-            send(&shard, owner, BigCommand::Typing { room, user: conn.user.clone(), stop });
+            send(&shard, owner, BigCommand::Typing { room, user: conn.user().clone(), stop });
         }
     });
 }
@@ -250,7 +250,7 @@ async fn execute(
     state: &BigConn,
     request: Request,
 ) -> Result<Value, String> {
-    let user = &conn.user;
+    let user = conn.user();
     let viewer = Viewer::User(user.clone());
     let too_long = |text: &str| text.len() > shard.config.message_bytes_max;
     match request {

@@ -86,7 +86,7 @@ impl Dialect for Osu {
     /// `connection.ready` once the user's owner has handled the attach (a barrier through the
     /// same ring), i.e. once user-directed events reach the socket.
     fn opened(&self, shard: &Rc<Shard>, conn: &Rc<Conn>) {
-        let owner = crate::model::ids::shard_of_user(&conn.user, shard.shard_count);
+        let owner = crate::model::ids::shard_of_user(conn.user(), shard.shard_count);
         let (shard, conn) = (shard.clone(), conn.clone());
         tokio_uring::spawn(async move {
             if shard.barrier(owner).await {
