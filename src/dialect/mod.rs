@@ -17,6 +17,7 @@
 pub mod big;
 pub mod echo;
 pub mod osu;
+pub mod rechat;
 pub mod registry;
 pub mod virola;
 

@@ -1,0 +1,1341 @@
+//! Socket.IO packets on top of Engine.IO message packets, and the Rechat events they carry
+//! (protocol sheet 000). Pure: client packets decode into closed enums, validated and bounded
+//! here; server events render into the text of one Engine.IO packet (`4` + the Socket.IO
+//! packet), which the caller puts in a WebSocket text frame or a polling payload.
+//!
+//! ```text
+//! <type>[<attachments>-][/<nsp>,][<ack id>][<JSON>]
+//! 0 CONNECT      client: 0 / 0/nsp, / v4: 0{"token":…}   server: v3 40, v4 40{"sid":"…"}
+//! 1 DISCONNECT   1 / 1/nsp,
+//! 2 EVENT        2["name",arg…] / 2<ack>["name",arg…]
+//! 3 ACK          3<ack>[arg…]                              server: 43<ack>[null,value] / [error]
+//! 4 ERROR        v3: 4"message"   v4 (CONNECT_ERROR): 4{"message":"…"}
+//! 5 BINARY_EVENT, 6 BINARY_ACK: refused (Rechat is text only)
+//! ```
+//!
+//! Rechat objects: ids are strings, timestamps epoch seconds (fractional), every object has a
+//! `type`. User display fields come from the room's `attributes.users.<id>` (as osu! does).
+
+use serde_json::{json, Map, Value};
+
+use crate::model::{Message, Notification, Refusal, Role, RoomId, RoomKind, RoomView, UserId};
+
+// Bounds of what a client may send. They move to `crate::limits` (RECHAT_*) with the rest of
+// the dialect.
+
+/// Most bytes of an event name (longer names of unknown events are shortened to it).
+pub const EVENT_NAME_BYTES_MAX: usize = 64;
+/// Most arguments after the event name (Rechat's longest action, `Message.Send`, has two).
+pub const EVENT_ARGS_MAX: usize = 4;
+/// Most bytes of a namespace.
+pub const NSP_BYTES_MAX: usize = 128;
+/// Most decimal digits of an ack id (JavaScript's safe integers have 16).
+pub const ACK_ID_DIGITS_MAX: usize = 15;
+/// Most bytes of an access token.
+pub const TOKEN_BYTES_MAX: usize = 4096;
+/// Most bytes of an id-like string (room ids, uuids of recommendations, mentions, attachments).
+pub const ID_BYTES_MAX: usize = 64;
+/// Most bytes of a URL field of a message.
+pub const URL_BYTES_MAX: usize = 2048;
+/// Most bytes of a comment (the session checks the configured message limit too).
+pub const COMMENT_BYTES_MAX: usize = 65_536;
+/// Most entries of a message's `mentions` or `attachments`.
+pub const ID_LIST_MAX: usize = 64;
+/// Most members a room object lists in `users` (Rechat rooms are small; a public room's full
+/// member list is not sent with every message).
+pub const ROOM_USERS_MAX: usize = 256;
+
+/// The default namespace.
+pub const DEFAULT_NSP: &str = "/";
+
+/// Why a Socket.IO packet was refused. Closed; the session ends the Engine.IO session on any of
+/// them (what a v4 server does with a packet it cannot parse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// No packet type.
+    Empty,
+    /// The first character is not a packet type digit.
+    UnknownType,
+    /// BINARY_EVENT or BINARY_ACK: not supported.
+    Binary,
+    /// A packet type only the server sends (CONNECT_ERROR).
+    ServerOnly,
+    /// The namespace is too long or not followed by `,`.
+    BadNamespace,
+    /// An ack id is too long, where none belongs, or missing on an ACK.
+    BadAckId,
+    /// The data is not JSON.
+    BadJson,
+    /// An EVENT's data is not an array starting with a string name.
+    NotAnEvent,
+    /// An EVENT has more than [`EVENT_ARGS_MAX`] arguments.
+    TooManyArgs,
+    /// A CONNECT's data is not an object, or DISCONNECT/ACK data is of the wrong shape.
+    BadData,
+}
+
+/// A decoded client packet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientPacket {
+    /// Join a namespace (v4 clients always send it; v3 clients only for namespaces other than
+    /// `/`, which they join implicitly).
+    Connect {
+        /// The namespace, its query string removed.
+        nsp: String,
+        /// v4 `auth.token`, when a string: an access token given at connect.
+        token: Option<String>,
+    },
+    /// Leave a namespace.
+    Disconnect {
+        /// The namespace.
+        nsp: String,
+    },
+    /// A Rechat action.
+    Event {
+        /// The namespace.
+        nsp: String,
+        /// The ack id the client waits on, if any.
+        ack: Option<u64>,
+        /// The action, or the error to acknowledge it with.
+        request: Result<Request, Failure>,
+    },
+    /// The client acknowledges a server event (the server asks for none; ignored).
+    Ack {
+        /// The namespace.
+        nsp: String,
+        /// The ack id.
+        id: u64,
+    },
+}
+
+/// A Rechat action, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// `Authenticate(token)`: the access token (the same JWT as REST's Bearer).
+    Authenticate {
+        /// The token.
+        token: String,
+    },
+    /// `Message.Send(room, message)`.
+    MessageSend {
+        /// The room.
+        room: RoomId,
+        /// The message (boxed: it is most of the enum's size).
+        message: Box<MessageBody>,
+    },
+    /// `User.Typing(room)`.
+    Typing {
+        /// The room.
+        room: RoomId,
+    },
+    /// `User.TypingEnded(room)`.
+    TypingEnded {
+        /// The room.
+        room: RoomId,
+    },
+    /// Any other event (`Replay` included): ignored, as the real server ignores unknown events.
+    Unknown(String),
+}
+
+/// `message_type` of a Rechat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    /// A message of the room.
+    TopLevel,
+    /// A reply under a recommendation.
+    SubLevel,
+}
+
+impl MessageType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::TopLevel => "TopLevel",
+            MessageType::SubLevel => "SubLevel",
+        }
+    }
+}
+
+/// The message object of `Message.Send` (the real server's schema; `author` is ignored).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MessageBody {
+    /// `TopLevel` or `SubLevel` (required); `None` only in `Default`.
+    pub message_type: Option<MessageType>,
+    /// The text (`""` when absent).
+    pub comment: String,
+    /// `image_url`.
+    pub image_url: Option<String>,
+    /// `image_thumbnail_url`.
+    pub image_thumbnail_url: Option<String>,
+    /// `document_url`.
+    pub document_url: Option<String>,
+    /// `video_url`.
+    pub video_url: Option<String>,
+    /// `recommendation` (an id).
+    pub recommendation: Option<String>,
+    /// `notification` (an id).
+    pub notification: Option<String>,
+    /// `mentions` (user ids).
+    pub mentions: Vec<String>,
+    /// `attachments` (ids).
+    pub attachments: Vec<String>,
+}
+
+/// The optional string fields of a message stored in its `attributes` and rendered back.
+const MESSAGE_EXTRAS: [&str; 6] = [
+    "image_url",
+    "image_thumbnail_url",
+    "document_url",
+    "video_url",
+    "recommendation",
+    "notification",
+];
+
+impl MessageBody {
+    /// The core message's `attributes` (JSON object text): `message_type`, the URL and id
+    /// fields present, and `mentions` when not empty. [`message_json`] reads them back.
+    pub fn attributes(&self) -> String {
+        let mut map = Map::new();
+        let kind = self.message_type.unwrap_or(MessageType::TopLevel);
+        map.insert("message_type".into(), json!(kind.as_str()));
+        let fields = [
+            &self.image_url,
+            &self.image_thumbnail_url,
+            &self.document_url,
+            &self.video_url,
+            &self.recommendation,
+            &self.notification,
+        ];
+        for (name, value) in MESSAGE_EXTRAS.iter().zip(fields) {
+            if let Some(v) = value {
+                map.insert((*name).into(), json!(v));
+            }
+        }
+        if !self.mentions.is_empty() {
+            map.insert("mentions".into(), json!(self.mentions));
+        }
+        Value::Object(map).to_string()
+    }
+
+    /// The core message's `attachments` (JSON array text of the ids).
+    pub fn attachments_json(&self) -> String {
+        json!(self.attachments).to_string()
+    }
+}
+
+/// What a refused action is acknowledged with: Rechat's error object `{http, message, code}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The kind (HTTP status and code).
+    pub kind: FailureKind,
+    /// The human-readable message.
+    pub message: String,
+}
+
+/// The kinds of Rechat errors (`lib/models/Error.js`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// 400 `Validation`.
+    Validation,
+    /// 401 `UnauthorizedAccess`.
+    Unauthorized,
+    /// 403 `Forbidden`.
+    Forbidden,
+    /// 404 `ResourceNotFound`.
+    NotFound,
+    /// 409 `Conflict`.
+    Conflict,
+    /// 429 `TooManyRequests` (ours: the rate limit).
+    TooMany,
+    /// 503 `ServiceUnavailable` (ours: backpressure, store failure).
+    Unavailable,
+}
+
+impl FailureKind {
+    /// The HTTP status and code.
+    pub fn http_code(self) -> (u16, &'static str) {
+        match self {
+            FailureKind::Validation => (400, "Validation"),
+            FailureKind::Unauthorized => (401, "UnauthorizedAccess"),
+            FailureKind::Forbidden => (403, "Forbidden"),
+            FailureKind::NotFound => (404, "ResourceNotFound"),
+            FailureKind::Conflict => (409, "Conflict"),
+            FailureKind::TooMany => (429, "TooManyRequests"),
+            FailureKind::Unavailable => (503, "ServiceUnavailable"),
+        }
+    }
+}
+
+impl Failure {
+    /// A failure of `kind`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure { kind, message: message.into() }
+    }
+
+    /// `{"http":…,"message":…,"code":…}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.wire()).unwrap_or(Value::Null)
+    }
+
+    /// The error object as Rechat writes it, fields in Rechat's order.
+    fn wire(&self) -> FailureWire<'_> {
+        let (http, code) = self.kind.http_code();
+        FailureWire { http, message: &self.message, code }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct FailureWire<'a> {
+    http: u16,
+    message: &'a str,
+    code: &'static str,
+}
+
+impl From<&Refusal> for Failure {
+    fn from(refusal: &Refusal) -> Failure {
+        let kind = match refusal {
+            Refusal::NotFound(_) => FailureKind::NotFound,
+            Refusal::Forbidden(_) => FailureKind::Forbidden,
+            Refusal::Invalid(_) => FailureKind::Validation,
+            Refusal::Conflict(_) => FailureKind::Conflict,
+            Refusal::Full(_) => FailureKind::TooMany,
+            Refusal::Unavailable(_) => FailureKind::Unavailable,
+        };
+        Failure::new(kind, refusal.message())
+    }
+}
+
+// --- Decoding --------------------------------------------------------------------------------
+
+/// Decodes a Socket.IO packet: the data of an Engine.IO message packet (after its `4`).
+pub fn decode(text: &str) -> Result<ClientPacket, Error> {
+    let kind = *text.as_bytes().first().ok_or(Error::Empty)?;
+    match kind {
+        b'0'..=b'4' => {}
+        b'5' | b'6' => return Err(Error::Binary),
+        _ => return Err(Error::UnknownType),
+    }
+    // The type is an ASCII digit, and every prefix consumed below (`/…,` ends at an ASCII
+    // comma, the ack id is ASCII digits), so each slice is at a character boundary.
+    let mut rest = &text[1..];
+    let mut nsp = DEFAULT_NSP.to_string();
+    if rest.starts_with('/') {
+        let end = rest.find(',').unwrap_or(rest.len());
+        if end > NSP_BYTES_MAX {
+            return Err(Error::BadNamespace);
+        }
+        let full = &rest[..end];
+        nsp = full.split('?').next().unwrap_or(DEFAULT_NSP).to_string();
+        rest = rest.get(end + 1..).unwrap_or("");
+    }
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let ack = if digits == 0 {
+        None
+    } else if digits > ACK_ID_DIGITS_MAX {
+        return Err(Error::BadAckId);
+    } else {
+        Some(rest[..digits].parse::<u64>().map_err(|_| Error::BadAckId)?)
+    };
+    rest = &rest[digits..];
+    let data: Option<Value> = if rest.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str(rest).map_err(|_| Error::BadJson)?)
+    };
+    match kind {
+        b'0' => {
+            if ack.is_some() {
+                return Err(Error::BadAckId);
+            }
+            let token = match data {
+                None => None,
+                Some(Value::Object(auth)) => match auth.get("token") {
+                    Some(Value::String(t)) if !t.is_empty() && t.len() <= TOKEN_BYTES_MAX => {
+                        Some(t.clone())
+                    }
+                    _ => None,
+                },
+                Some(_) => return Err(Error::BadData),
+            };
+            Ok(ClientPacket::Connect { nsp, token })
+        }
+        b'1' => match (ack, data) {
+            (None, None) => Ok(ClientPacket::Disconnect { nsp }),
+            (Some(_), _) => Err(Error::BadAckId),
+            (None, Some(_)) => Err(Error::BadData),
+        },
+        b'2' => {
+            let Some(Value::Array(mut items)) = data else {
+                return Err(Error::NotAnEvent);
+            };
+            if items.len() > 1 + EVENT_ARGS_MAX {
+                return Err(Error::TooManyArgs);
+            }
+            if items.is_empty() {
+                return Err(Error::NotAnEvent);
+            }
+            let Value::String(name) = items.remove(0) else {
+                return Err(Error::NotAnEvent);
+            };
+            Ok(ClientPacket::Event { nsp, ack, request: parse_request(&name, &items) })
+        }
+        b'3' => match (ack, data) {
+            (Some(id), Some(Value::Array(_))) => Ok(ClientPacket::Ack { nsp, id }),
+            (None, _) => Err(Error::BadAckId),
+            (Some(_), _) => Err(Error::BadData),
+        },
+        _ => Err(Error::ServerOnly),
+    }
+}
+
+/// Parses the action `name` with its arguments.
+pub fn parse_request(name: &str, args: &[Value]) -> Result<Request, Failure> {
+    Ok(match name {
+        "Authenticate" => Request::Authenticate { token: token_arg(args.first())? },
+        "Message.Send" => Request::MessageSend {
+            room: room_arg(args.first())?,
+            message: Box::new(message_arg(args.get(1))?),
+        },
+        "User.Typing" => Request::Typing { room: room_arg(args.first())? },
+        "User.TypingEnded" => Request::TypingEnded { room: room_arg(args.first())? },
+        other => Request::Unknown(shorten(other, EVENT_NAME_BYTES_MAX)),
+    })
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn shorten(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+fn invalid(message: impl Into<String>) -> Failure {
+    Failure::new(FailureKind::Validation, message)
+}
+
+fn token_arg(arg: Option<&Value>) -> Result<String, Failure> {
+    match arg {
+        Some(Value::String(t)) if !t.is_empty() && t.len() <= TOKEN_BYTES_MAX => Ok(t.clone()),
+        Some(Value::String(t)) if t.is_empty() => {
+            Err(Failure::new(FailureKind::Unauthorized, "Invalid credentials"))
+        }
+        Some(Value::String(_)) => Err(invalid("access token is too long")),
+        _ => Err(invalid("access token must be a string")),
+    }
+}
+
+/// A room id: the decimal string Rechat objects show (a non-negative integer is accepted too).
+/// A string that is no room id is a room that does not exist.
+fn room_arg(arg: Option<&Value>) -> Result<RoomId, Failure> {
+    match arg {
+        Some(Value::String(s)) if s.len() > ID_BYTES_MAX => Err(invalid("room id is too long")),
+        Some(Value::String(s)) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+            .map(RoomId)
+            .ok_or_else(|| Failure::new(FailureKind::NotFound, "Room not found")),
+        Some(Value::Number(n)) => n.as_u64().map(RoomId).ok_or_else(|| invalid("bad room id")),
+        _ => Err(invalid("room id must be a string")),
+    }
+}
+
+fn message_arg(arg: Option<&Value>) -> Result<MessageBody, Failure> {
+    let Some(Value::Object(map)) = arg else {
+        return Err(invalid("message must be an object"));
+    };
+    let message_type = match map.get("message_type") {
+        Some(Value::String(s)) if s == "TopLevel" => MessageType::TopLevel,
+        Some(Value::String(s)) if s == "SubLevel" => MessageType::SubLevel,
+        None | Some(Value::Null) => return Err(invalid("message_type is required")),
+        Some(_) => return Err(invalid("message_type must be TopLevel or SubLevel")),
+    };
+    let comment = optional_string(map, "comment", COMMENT_BYTES_MAX)?.unwrap_or_default();
+    Ok(MessageBody {
+        message_type: Some(message_type),
+        comment,
+        image_url: optional_string(map, "image_url", URL_BYTES_MAX)?,
+        image_thumbnail_url: optional_string(map, "image_thumbnail_url", URL_BYTES_MAX)?,
+        document_url: optional_string(map, "document_url", URL_BYTES_MAX)?,
+        video_url: optional_string(map, "video_url", URL_BYTES_MAX)?,
+        recommendation: optional_string(map, "recommendation", ID_BYTES_MAX)?,
+        notification: optional_string(map, "notification", ID_BYTES_MAX)?,
+        mentions: id_list(map, "mentions")?,
+        attachments: id_list(map, "attachments")?,
+    })
+}
+
+fn optional_string(
+    map: &Map<String, Value>,
+    name: &str,
+    max: usize,
+) -> Result<Option<String>, Failure> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= max => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(invalid(format!("{name} is too long"))),
+        Some(_) => Err(invalid(format!("{name} must be a string"))),
+    }
+}
+
+fn id_list(map: &Map<String, Value>, name: &str) -> Result<Vec<String>, Failure> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) if items.len() > ID_LIST_MAX => {
+            Err(invalid(format!("{name} has too many entries")))
+        }
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) if s.len() <= ID_BYTES_MAX => Ok(s.clone()),
+                _ => Err(invalid(format!("{name} must be an array of ids"))),
+            })
+            .collect(),
+        Some(_) => Err(invalid(format!("{name} must be an array"))),
+    }
+}
+
+// --- Rendering: packets ------------------------------------------------------------------------
+
+/// The server's CONNECT for the default namespace: v3 `40`, v4 `40{"sid":"…"}` (`sid`: the
+/// Socket.IO session id, distinct from Engine.IO's).
+pub fn connect(v4: bool, sid: &str) -> String {
+    if v4 {
+        format!("40{}", json!({ "sid": sid }))
+    } else {
+        "40".to_string()
+    }
+}
+
+/// The refusal of a CONNECT to `nsp`: v3 ERROR `44/nsp,"message"`, v4 CONNECT_ERROR
+/// `44/nsp,{"message":"…"}` (no `/nsp,` for the default namespace).
+pub fn connect_error(v4: bool, nsp: &str, message: &str) -> String {
+    let data = if v4 { json!({ "message": message }) } else { json!(message) };
+    format!("44{}{data}", nsp_prefix(nsp))
+}
+
+/// The server's DISCONNECT of `nsp`.
+pub fn disconnect(nsp: &str) -> String {
+    format!("41{}", nsp_prefix(nsp))
+}
+
+fn nsp_prefix(nsp: &str) -> String {
+    if nsp == DEFAULT_NSP {
+        String::new()
+    } else {
+        // Namespaces are ours to echo only after decode bounded them; a comma would end it early.
+        format!("{},", shorten(&nsp.replace(',', ""), NSP_BYTES_MAX))
+    }
+}
+
+/// An EVENT on the default namespace: `42["name",arg…]`.
+pub fn event(name: &str, args: &[Value]) -> String {
+    let mut items = Vec::with_capacity(1 + args.len());
+    items.push(json!(name));
+    items.extend_from_slice(args);
+    format!("42{}", Value::Array(items))
+}
+
+/// An ACK: `43<id>[arg…]`.
+pub fn ack(id: u64, args: &[Value]) -> String {
+    format!("43{id}{}", Value::Array(args.to_vec()))
+}
+
+/// The ack of a successful action: `43<id>[null,value]`.
+pub fn ack_ok(id: u64, value: Value) -> String {
+    ack(id, &[Value::Null, value])
+}
+
+/// The ack of a refused action: `43<id>[{"http","message","code"}]`.
+pub fn ack_error(id: u64, failure: &Failure) -> String {
+    emit(&format!("43{id}"), &(failure.wire(),))
+}
+
+/// `prefix` then `items` (a tuple: a JSON array) serialized as declared, so struct fields keep
+/// their order whatever `serde_json`'s map order is.
+fn emit<T: serde::Serialize>(prefix: &str, items: &T) -> String {
+    let mut out = String::from(prefix);
+    // Serializing plain structs, strings and `Value`s cannot fail.
+    out.push_str(&serde_json::to_string(items).unwrap_or_default());
+    out
+}
+
+// --- Rendering: Rechat objects -----------------------------------------------------------------
+
+/// Milliseconds as Rechat's epoch seconds (fractional).
+pub fn seconds(ms: u64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+/// A room's `attributes`, parsed (`None` when not a JSON object).
+pub fn parse_attributes(text: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(text).ok().filter(Value::is_object)
+}
+
+/// The display fields a user object takes from `attributes.users.<id>` (strings only).
+const USER_FIELDS: [&str; 9] = [
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "phone_number",
+    "profile_image_url",
+    "profile_image_thumbnail_url",
+    "cover_image_url",
+    "cover_image_thumbnail_url",
+];
+
+/// The user object of `user`, its display fields from the room attributes'
+/// `users.<id>` entry: `first_name` falls back to `username`, then to the id.
+pub fn user_json(attributes: Option<&Value>, user: &UserId) -> Value {
+    let entry = attributes.and_then(|a| a.get("users")).and_then(|u| u.get(user.as_str()));
+    let field = |name: &str| entry.and_then(|e| e.get(name)).and_then(Value::as_str);
+    let mut map = Map::new();
+    map.insert("type".into(), json!("user"));
+    map.insert("id".into(), json!(user.as_str()));
+    for name in USER_FIELDS {
+        map.insert(name.into(), field(name).map_or(Value::Null, |s| json!(s)));
+    }
+    let first = field("first_name").or(field("username")).unwrap_or(user.as_str());
+    map.insert("first_name".into(), json!(first));
+    if field("last_name").is_none() {
+        map.insert("last_name".into(), json!(""));
+    }
+    map.insert("user_type".into(), json!(field("user_type").unwrap_or("Client")));
+    Value::Object(map)
+}
+
+/// Rechat's `room_type` of a room kind.
+fn room_type(kind: RoomKind) -> &'static str {
+    match kind {
+        RoomKind::Direct => "Direct",
+        RoomKind::Group | RoomKind::Public | RoomKind::Announce => "Group",
+    }
+}
+
+/// The room object: `users` lists at most [`ROOM_USERS_MAX`] members; `status`,
+/// `client_type`, `room_code` and `lead_agent` come from the room's attributes when set.
+pub fn room_json(room: &RoomView) -> Value {
+    let attrs = parse_attributes(&room.attributes);
+    let attr = |name: &str| attrs.as_ref().and_then(|a| a.get(name)).cloned();
+    let owner = room
+        .members
+        .iter()
+        .find(|(_, role)| *role == Role::Owner)
+        .map_or(Value::Null, |(u, _)| user_json(attrs.as_ref(), u));
+    let users: Vec<Value> = room
+        .members
+        .iter()
+        .take(ROOM_USERS_MAX)
+        .map(|(u, _)| user_json(attrs.as_ref(), u))
+        .collect();
+    let lead_agent = match attr("lead_agent") {
+        Some(Value::String(id)) if id.len() <= ID_BYTES_MAX => {
+            user_json(attrs.as_ref(), &UserId::new(&id))
+        }
+        _ => Value::Null,
+    };
+    json!({
+        "type": "room",
+        "id": room.id.to_string(),
+        "title": room.name,
+        "owner": owner,
+        "created_at": seconds(room.created_ms),
+        "updated_at": seconds(room.updated_ms),
+        "deleted_at": null,
+        "status": attr("status").filter(Value::is_string).unwrap_or(json!("New")),
+        "lead_agent": lead_agent,
+        "room_code": attr("room_code").filter(Value::is_u64).unwrap_or(Value::Null),
+        "room_type": room_type(room.kind),
+        "client_type": attr("client_type").filter(Value::is_string).unwrap_or(json!("Unknown")),
+        "latest_message": null,
+        "users": users,
+    })
+}
+
+/// The message object; `room_attributes` (the room's, parsed) gives the author's display
+/// fields. The URL and id fields and `message_type` come back from the message's attributes
+/// ([`MessageBody::attributes`]).
+pub fn message_json(m: &Message, room_attributes: Option<&Value>) -> Value {
+    let attrs = parse_attributes(&m.attributes);
+    let attr = |name: &str| attrs.as_ref().and_then(|a| a.get(name)).cloned();
+    let attachments = match serde_json::from_str::<Value>(&m.attachments) {
+        Ok(Value::Array(a)) if !a.is_empty() => Value::Array(a),
+        _ => Value::Null,
+    };
+    let mut v = json!({
+        "type": "message",
+        "id": m.id.to_string(),
+        "comment": m.text,
+        "author": user_json(room_attributes, &m.author),
+        "created_at": seconds(m.created_ms),
+        "updated_at": seconds(m.modified_ms),
+        "deleted_at": m.deleted_ms.map_or(Value::Null, seconds),
+        "message_type": attr("message_type").filter(Value::is_string).unwrap_or(json!("TopLevel")),
+        "reference": m.client_message_id,
+        "attachments": attachments,
+        "room": m.room.to_string(),
+    });
+    if let Value::Object(map) = &mut v {
+        for name in MESSAGE_EXTRAS {
+            map.insert(name.into(), attr(name).filter(Value::is_string).unwrap_or(Value::Null));
+        }
+    }
+    v
+}
+
+/// The notification object. Rechat's fields come from the notification's details when set
+/// (`message`, `action`, `object_class`, `subject_class`, `notification_type`, `room`), else
+/// from the core fields.
+pub fn notification_json(n: &Notification) -> Value {
+    let details = parse_attributes(&n.details);
+    let detail =
+        |name: &str| details.as_ref().and_then(|d| d.get(name)).filter(|v| v.is_string()).cloned();
+    let room = detail("room").unwrap_or_else(|| {
+        if matches!(n.object_type.as_str(), "room" | "channel") {
+            json!(n.object_id.to_string())
+        } else {
+            Value::Null
+        }
+    });
+    let subjects = n.source_user.as_ref().map_or(Value::Null, |u| json!([user_json(None, u)]));
+    json!({
+        "type": "notification",
+        "id": n.id.to_string(),
+        "notification_id": n.id.to_string(),
+        "message": detail("message").unwrap_or(json!(n.name)),
+        "created_at": seconds(n.created_ms),
+        "updated_at": seconds(n.created_ms),
+        "deleted_at": null,
+        "room": room,
+        "action": detail("action"),
+        "object_class": detail("object_class").unwrap_or(json!(n.object_type)),
+        "subject_class": detail("subject_class")
+            .unwrap_or(if n.source_user.is_some() { json!("User") } else { Value::Null }),
+        "notification_type": detail("notification_type").unwrap_or(json!(n.name)),
+        "subjects": subjects,
+        "objects": null,
+        "recommendation": null,
+        "specific": null,
+    })
+}
+
+// --- Rendering: server events ------------------------------------------------------------------
+
+/// `Message.Sent(room, message)`; the room's `latest_message` is this message when it is the
+/// room's newest.
+pub fn message_sent(room: &RoomView, m: &Message) -> String {
+    let attrs = parse_attributes(&room.attributes);
+    let message = message_json(m, attrs.as_ref());
+    let mut room_v = room_json(room);
+    if let (Some(last), Value::Object(map)) = (&room.last_message, &mut room_v) {
+        if last.id == m.id {
+            map.insert("latest_message".into(), message.clone());
+        }
+    }
+    event("Message.Sent", &[room_v, message])
+}
+
+/// `Notification(notification)`.
+pub fn notification(n: &Notification) -> String {
+    event("Notification", &[notification_json(n)])
+}
+
+/// `User.Typing({user_id, room_id})`, or `User.TypingEnded` when `ended`.
+pub fn typing(user: &UserId, room: RoomId, ended: bool) -> String {
+    let name = if ended { "User.TypingEnded" } else { "User.Typing" };
+    #[derive(serde::Serialize)]
+    struct Wire<'a> {
+        user_id: &'a str,
+        room_id: String,
+    }
+    emit("42", &(name, Wire { user_id: user.as_str(), room_id: room.to_string() }))
+}
+
+/// `User.Online(user_id)`.
+pub fn user_online(user: &UserId) -> String {
+    event("User.Online", &[json!(user.as_str())])
+}
+
+/// `User.Offline(user_id)`.
+pub fn user_offline(user: &UserId) -> String {
+    event("User.Offline", &[json!(user.as_str())])
+}
+
+/// `Users.Online([user_id…])`.
+pub fn users_online<'a>(users: impl IntoIterator<Item = &'a UserId>) -> String {
+    let ids: Vec<Value> = users.into_iter().map(|u| json!(u.as_str())).collect();
+    event("Users.Online", &[Value::Array(ids)])
+}
+
+/// `Room.UserJoined(user)`, the user's display fields from `room`.
+pub fn room_user_joined(room: &RoomView, user: &UserId) -> String {
+    let attrs = parse_attributes(&room.attributes);
+    event("Room.UserJoined", &[user_json(attrs.as_ref(), user)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LastMessage, MessageId, Seq};
+
+    fn ok(name: &str, args: Value) -> Result<Request, Failure> {
+        let Value::Array(args) = args else { unreachable!() };
+        parse_request(name, &args)
+    }
+
+    fn fail(kind: FailureKind, message: &str) -> Result<Request, Failure> {
+        Err(Failure::new(kind, message))
+    }
+
+    #[test]
+    fn packets_decode_into_their_variants() {
+        let auth = Request::Authenticate { token: "tok".into() };
+        let cases: Vec<(&str, ClientPacket)> = vec![
+            ("0", ClientPacket::Connect { nsp: "/".into(), token: None }),
+            ("0{}", ClientPacket::Connect { nsp: "/".into(), token: None }),
+            (
+                r#"0{"token":"t"}"#,
+                ClientPacket::Connect { nsp: "/".into(), token: Some("t".into()) },
+            ),
+            (r#"0{"token":7}"#, ClientPacket::Connect { nsp: "/".into(), token: None }),
+            ("0/admin,", ClientPacket::Connect { nsp: "/admin".into(), token: None }),
+            ("0/admin?x=1,", ClientPacket::Connect { nsp: "/admin".into(), token: None }),
+            ("0/admin", ClientPacket::Connect { nsp: "/admin".into(), token: None }),
+            ("1", ClientPacket::Disconnect { nsp: "/".into() }),
+            ("1/admin,", ClientPacket::Disconnect { nsp: "/admin".into() }),
+            (
+                r#"2["Authenticate","tok"]"#,
+                ClientPacket::Event { nsp: "/".into(), ack: None, request: Ok(auth.clone()) },
+            ),
+            (
+                r#"21["Authenticate","tok"]"#,
+                ClientPacket::Event { nsp: "/".into(), ack: Some(1), request: Ok(auth.clone()) },
+            ),
+            (
+                r#"2/chat,999999999999999["Authenticate","tok"]"#,
+                ClientPacket::Event {
+                    nsp: "/chat".into(),
+                    ack: Some(999_999_999_999_999),
+                    request: Ok(auth),
+                },
+            ),
+            (
+                r#"2["Replay",1465200000]"#,
+                ClientPacket::Event {
+                    nsp: "/".into(),
+                    ack: None,
+                    request: Ok(Request::Unknown("Replay".into())),
+                },
+            ),
+            (
+                r#"23["User.Typing",5]"#,
+                ClientPacket::Event {
+                    nsp: "/".into(),
+                    ack: Some(3),
+                    request: Ok(Request::Typing { room: RoomId(5) }),
+                },
+            ),
+            ("30[]", ClientPacket::Ack { nsp: "/".into(), id: 0 }),
+            (r#"312[null,"x"]"#, ClientPacket::Ack { nsp: "/".into(), id: 12 }),
+        ];
+        for (text, want) in cases {
+            assert_eq!(decode(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_packets_are_refused() {
+        let long_nsp = format!("2/{}[\"a\"]", "n".repeat(NSP_BYTES_MAX));
+        let long_ack = format!("2{}[\"a\"]", "1".repeat(ACK_ID_DIGITS_MAX + 1));
+        let many_args = format!("2[\"a\"{}]", ",1".repeat(EVENT_ARGS_MAX + 1));
+        let cases: Vec<(&str, Error)> = vec![
+            ("", Error::Empty),
+            ("7", Error::UnknownType),
+            ("a", Error::UnknownType),
+            ("é", Error::UnknownType),
+            ("[\"a\"]", Error::UnknownType),
+            ("51-[\"a\",{\"_placeholder\":true,\"num\":0}]", Error::Binary),
+            ("61-1[{\"_placeholder\":true,\"num\":0}]", Error::Binary),
+            ("4\"boom\"", Error::ServerOnly),
+            ("4{\"message\":\"x\"}", Error::ServerOnly),
+            (long_nsp.as_str(), Error::BadNamespace),
+            (long_ack.as_str(), Error::BadAckId),
+            ("01", Error::BadAckId),
+            ("11", Error::BadAckId),
+            ("3[]", Error::BadAckId),
+            ("2[\"a\"", Error::BadJson),
+            ("2{", Error::BadJson),
+            ("2[\"a\"]x", Error::BadJson),
+            ("2", Error::NotAnEvent),
+            ("21", Error::NotAnEvent),
+            ("2[]", Error::NotAnEvent),
+            ("2[1,\"a\"]", Error::NotAnEvent),
+            ("2[null]", Error::NotAnEvent),
+            ("2{\"name\":\"a\"}", Error::NotAnEvent),
+            ("2\"Authenticate\"", Error::NotAnEvent),
+            (many_args.as_str(), Error::TooManyArgs),
+            ("0[]", Error::BadData),
+            ("0\"token\"", Error::BadData),
+            ("1{}", Error::BadData),
+            ("31{}", Error::BadData),
+            ("31", Error::BadData),
+            ("0/a,{", Error::BadJson),
+        ];
+        for (text, want) in cases {
+            assert_eq!(decode(text), Err(want), "{text:?}");
+        }
+        // The largest argument count is accepted.
+        let max_args = format!("2[\"a\"{}]", ",1".repeat(EVENT_ARGS_MAX));
+        assert!(decode(&max_args).is_ok());
+    }
+
+    #[test]
+    fn actions_decode_into_their_variants() {
+        let full = json!({
+            "message_type": "SubLevel", "comment": "Is the open house still on?",
+            "image_url": "https://i/1.png", "image_thumbnail_url": "https://i/1t.png",
+            "document_url": "https://d/1.pdf", "video_url": "https://v/1.mp4",
+            "recommendation": "r-1", "notification": "n-1",
+            "mentions": ["u1", "u2"], "attachments": ["a1"], "author": "ignored", "extra": 1,
+        });
+        let (long_name, long_accented) = ("x".repeat(100), "é".repeat(33));
+        let cases: Vec<(&str, Value, Request)> = vec![
+            ("Authenticate", json!(["t.o.k"]), Request::Authenticate { token: "t.o.k".into() }),
+            ("User.Typing", json!(["42"]), Request::Typing { room: RoomId(42) }),
+            ("User.Typing", json!([42]), Request::Typing { room: RoomId(42) }),
+            ("User.TypingEnded", json!(["7", "extra"]), Request::TypingEnded { room: RoomId(7) }),
+            (
+                "Message.Send",
+                json!(["9", {"message_type": "TopLevel"}]),
+                Request::MessageSend {
+                    room: RoomId(9),
+                    message: Box::new(MessageBody {
+                        message_type: Some(MessageType::TopLevel),
+                        ..MessageBody::default()
+                    }),
+                },
+            ),
+            (
+                "Message.Send",
+                json!(["9", full]),
+                Request::MessageSend {
+                    room: RoomId(9),
+                    message: Box::new(MessageBody {
+                        message_type: Some(MessageType::SubLevel),
+                        comment: "Is the open house still on?".into(),
+                        image_url: Some("https://i/1.png".into()),
+                        image_thumbnail_url: Some("https://i/1t.png".into()),
+                        document_url: Some("https://d/1.pdf".into()),
+                        video_url: Some("https://v/1.mp4".into()),
+                        recommendation: Some("r-1".into()),
+                        notification: Some("n-1".into()),
+                        mentions: vec!["u1".into(), "u2".into()],
+                        attachments: vec!["a1".into()],
+                    }),
+                },
+            ),
+            ("Replay", json!([0]), Request::Unknown("Replay".into())),
+            ("", json!([]), Request::Unknown(String::new())),
+            (long_name.as_str(), json!([]), Request::Unknown("x".repeat(EVENT_NAME_BYTES_MAX))),
+            // Shortened at a character boundary: 33 two-byte characters are 66 bytes.
+            (long_accented.as_str(), json!([]), Request::Unknown("é".repeat(32))),
+        ];
+        for (name, args, want) in cases {
+            assert_eq!(ok(name, args.clone()), Ok(want), "{name} {args}");
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_rechat_errors() {
+        use FailureKind::*;
+        let long = |n: usize| "x".repeat(n);
+        let msg = |extra: Value| {
+            let mut m = json!({"message_type": "TopLevel"});
+            if let (Value::Object(m), Value::Object(e)) = (&mut m, extra) {
+                m.extend(e);
+            }
+            json!(["1", m])
+        };
+        let cases: Vec<(&str, Value, FailureKind, String)> = vec![
+            ("Authenticate", json!([]), Validation, "access token must be a string".into()),
+            ("Authenticate", json!([5]), Validation, "access token must be a string".into()),
+            ("Authenticate", json!([""]), Unauthorized, "Invalid credentials".into()),
+            (
+                "Authenticate",
+                json!([long(TOKEN_BYTES_MAX + 1)]),
+                Validation,
+                "access token is too long".into(),
+            ),
+            ("User.Typing", json!([]), Validation, "room id must be a string".into()),
+            ("User.Typing", json!([null]), Validation, "room id must be a string".into()),
+            ("User.Typing", json!([{}]), Validation, "room id must be a string".into()),
+            ("User.Typing", json!([-1]), Validation, "bad room id".into()),
+            ("User.Typing", json!([1.5]), Validation, "bad room id".into()),
+            ("User.Typing", json!(["4f0e8a46-2a7b"]), NotFound, "Room not found".into()),
+            ("User.Typing", json!(["+1"]), NotFound, "Room not found".into()),
+            ("User.Typing", json!([""]), NotFound, "Room not found".into()),
+            ("User.Typing", json!(["99999999999999999999999"]), NotFound, "Room not found".into()),
+            (
+                "User.TypingEnded",
+                json!([long(ID_BYTES_MAX + 1)]),
+                Validation,
+                "room id is too long".into(),
+            ),
+            ("Message.Send", json!(["1"]), Validation, "message must be an object".into()),
+            ("Message.Send", json!(["1", "hi"]), Validation, "message must be an object".into()),
+            ("Message.Send", json!(["1", {}]), Validation, "message_type is required".into()),
+            (
+                "Message.Send",
+                json!(["1", {"message_type": "Top"}]),
+                Validation,
+                "message_type must be TopLevel or SubLevel".into(),
+            ),
+            (
+                "Message.Send",
+                json!(["x", {"message_type": "TopLevel"}]),
+                NotFound,
+                "Room not found".into(),
+            ),
+            (
+                "Message.Send",
+                msg(json!({"comment": 5})),
+                Validation,
+                "comment must be a string".into(),
+            ),
+            (
+                "Message.Send",
+                msg(json!({"comment": long(COMMENT_BYTES_MAX + 1)})),
+                Validation,
+                "comment is too long".into(),
+            ),
+            (
+                "Message.Send",
+                msg(json!({"image_url": long(URL_BYTES_MAX + 1)})),
+                Validation,
+                "image_url is too long".into(),
+            ),
+            (
+                "Message.Send",
+                msg(json!({"video_url": []})),
+                Validation,
+                "video_url must be a string".into(),
+            ),
+            (
+                "Message.Send",
+                msg(json!({"recommendation": long(ID_BYTES_MAX + 1)})),
+                Validation,
+                "recommendation is too long".into(),
+            ),
+            (
+                "Message.Send",
+                msg(json!({"mentions": "u1"})),
+                Validation,
+                "mentions must be an array".into(),
+            ),
+            (
+                "Message.Send",
+                msg(json!({"mentions": [1]})),
+                Validation,
+                "mentions must be an array of ids".into(),
+            ),
+            (
+                "Message.Send",
+                msg(json!({"attachments": vec!["a"; ID_LIST_MAX + 1]})),
+                Validation,
+                "attachments has too many entries".into(),
+            ),
+            (
+                "Message.Send",
+                msg(json!({"attachments": [long(ID_BYTES_MAX + 1)]})),
+                Validation,
+                "attachments must be an array of ids".into(),
+            ),
+        ];
+        for (name, args, kind, message) in cases {
+            assert_eq!(ok(name, args.clone()), fail(kind, &message), "{name} {args}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_valid_packets_decodes_or_errs_without_panic() {
+        let texts = [
+            r#"2/chat?a=b,17["Message.Send","9",{"message_type":"TopLevel","comment":"é😀"}]"#,
+            r#"0{"token":"abc"}"#,
+            r#"312[null,{"a":[1,2,{"b":null}]}]"#,
+        ];
+        for text in texts {
+            for (i, _) in text.char_indices() {
+                let _ = decode(&text[..i]);
+                let _ = decode(&text[i..]);
+            }
+        }
+    }
+
+    fn packet(text: &str) -> Value {
+        let data = text.strip_prefix("42").or_else(|| text.strip_prefix("43")).expect(text);
+        let start = data.find('[').expect(text);
+        serde_json::from_str(&data[start..]).expect(text)
+    }
+
+    #[test]
+    fn packets_render() {
+        let failure = Failure::new(FailureKind::Unauthorized, "Invalid credentials");
+        let cases: Vec<(String, &str)> = vec![
+            (connect(false, "s1"), "40"),
+            (connect(true, "s\"1"), r#"40{"sid":"s\"1"}"#),
+            (connect_error(false, "/", "Invalid namespace"), r#"44"Invalid namespace""#),
+            (
+                connect_error(false, "/admin", "Invalid namespace"),
+                r#"44/admin,"Invalid namespace""#,
+            ),
+            (
+                connect_error(true, "/admin", "Invalid namespace"),
+                r#"44/admin,{"message":"Invalid namespace"}"#,
+            ),
+            (connect_error(true, "/", "no"), r#"44{"message":"no"}"#),
+            (disconnect("/"), "41"),
+            (disconnect("/a,b"), "41/ab,"),
+            (event("x", &[]), r#"42["x"]"#),
+            (event("x", &[json!(1), json!("two")]), r#"42["x",1,"two"]"#),
+            (ack(7, &[]), "437[]"),
+            (ack_ok(0, json!({"a": 1})), r#"430[null,{"a":1}]"#),
+            (
+                ack_error(12, &failure),
+                r#"4312[{"http":401,"message":"Invalid credentials","code":"UnauthorizedAccess"}]"#,
+            ),
+            (user_online(&UserId::new("u\"1")), r#"42["User.Online","u\"1"]"#),
+            (user_offline(&UserId::new("7")), r#"42["User.Offline","7"]"#),
+            (
+                users_online(&[UserId::new("a"), UserId::new("b")]),
+                r#"42["Users.Online",["a","b"]]"#,
+            ),
+            (users_online(&[]), r#"42["Users.Online",[]]"#),
+            (
+                typing(&UserId::new("9"), RoomId(4), false),
+                r#"42["User.Typing",{"user_id":"9","room_id":"4"}]"#,
+            ),
+            (
+                typing(&UserId::new("9"), RoomId(4), true),
+                r#"42["User.TypingEnded",{"user_id":"9","room_id":"4"}]"#,
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn failures_map_from_refusals() {
+        let cases: Vec<(Refusal, u16, &str)> = vec![
+            (Refusal::NotFound("room not found"), 404, "ResourceNotFound"),
+            (Refusal::Forbidden("not a member"), 403, "Forbidden"),
+            (Refusal::Invalid("too long".into()), 400, "Validation"),
+            (Refusal::Conflict("exists".into()), 409, "Conflict"),
+            (Refusal::Full("too many"), 429, "TooManyRequests"),
+            (Refusal::Unavailable("busy"), 503, "ServiceUnavailable"),
+        ];
+        for (refusal, http, code) in cases {
+            let json = Failure::from(&refusal).to_json();
+            assert_eq!(json, json!({"http": http, "message": refusal.message(), "code": code}));
+        }
+    }
+
+    fn room() -> RoomView {
+        RoomView {
+            id: RoomId(12),
+            kind: RoomKind::Group,
+            name: "Buyers – Smith".into(),
+            description: String::new(),
+            attributes: json!({
+                "status": "Searching", "client_type": "Buyer", "room_code": 7731,
+                "lead_agent": "a",
+                "users": {
+                    "a": {"username": "agent", "first_name": "Jane", "last_name": "Doe",
+                          "email": "jane@example.com", "profile_image_url": "https://p/a.png"},
+                    "b": {"username": "bob", "first_name": 5},
+                },
+            })
+            .to_string(),
+            members: vec![(UserId::new("a"), Role::Owner), (UserId::new("b"), Role::Member)],
+            created_ms: 1_465_200_000_123,
+            updated_ms: 1_465_200_500_456,
+            last_seq: Seq(1),
+            last_message: Some(LastMessage {
+                id: MessageId(101),
+                created_ms: 1_465_200_600_789,
+                author: UserId::new("b"),
+            }),
+        }
+    }
+
+    fn message() -> Message {
+        let body = MessageBody {
+            message_type: Some(MessageType::TopLevel),
+            comment: "Is the open house still on?".into(),
+            image_url: Some("https://i/1.png".into()),
+            attachments: vec!["f1".into()],
+            ..MessageBody::default()
+        };
+        Message {
+            id: MessageId(101),
+            seq: Seq(1),
+            room: RoomId(12),
+            author: UserId::new("b"),
+            text: body.comment.clone(),
+            parent_id: MessageId(0),
+            client_message_id: None,
+            kind: "Regular".into(),
+            attachments: body.attachments_json(),
+            attributes: body.attributes(),
+            comment_count: 0,
+            created_ms: 1_465_200_600_789,
+            edited_ms: 1_465_200_600_789,
+            modified_ms: 1_465_200_600_789,
+            deleted_ms: None,
+        }
+    }
+
+    #[test]
+    fn users_take_display_fields_from_room_attributes() {
+        let attrs = parse_attributes(&room().attributes);
+        let jane = user_json(attrs.as_ref(), &UserId::new("a"));
+        assert_eq!(
+            jane,
+            json!({
+                "type": "user", "id": "a", "username": "agent", "first_name": "Jane",
+                "last_name": "Doe", "email": "jane@example.com", "phone_number": null,
+                "profile_image_url": "https://p/a.png", "profile_image_thumbnail_url": null,
+                "cover_image_url": null, "cover_image_thumbnail_url": null, "user_type": "Client",
+            })
+        );
+        // A non-string first_name falls back to the username; an unknown user to its id.
+        let bob = user_json(attrs.as_ref(), &UserId::new("b"));
+        assert_eq!(
+            (bob["first_name"].clone(), bob["last_name"].clone()),
+            (json!("bob"), json!(""))
+        );
+        let nobody = user_json(None, &UserId::new("z"));
+        assert_eq!((nobody["id"].clone(), nobody["first_name"].clone()), (json!("z"), json!("z")));
+        assert_eq!(parse_attributes("not json"), None);
+        assert_eq!(parse_attributes("[1]"), None);
+    }
+
+    #[test]
+    fn message_sent_carries_the_room_and_the_message() {
+        let v = packet(&message_sent(&room(), &message()));
+        assert_eq!(v[0], json!("Message.Sent"));
+        let (r, m) = (&v[1], &v[2]);
+        assert_eq!(r["type"], json!("room"));
+        assert_eq!(r["id"], json!("12"));
+        assert_eq!(r["title"], json!("Buyers – Smith"));
+        assert_eq!(r["owner"]["first_name"], json!("Jane"));
+        assert_eq!(r["lead_agent"]["id"], json!("a"));
+        assert_eq!(r["created_at"], json!(1_465_200_000.123));
+        assert_eq!(r["updated_at"], json!(1_465_200_500.456));
+        assert_eq!(
+            (&r["status"], &r["client_type"], &r["room_code"], &r["room_type"]),
+            (&json!("Searching"), &json!("Buyer"), &json!(7731), &json!("Group"))
+        );
+        assert_eq!(r["users"].as_array().map(Vec::len), Some(2));
+        assert_eq!(r["latest_message"], *m);
+        assert_eq!(
+            m,
+            &json!({
+                "type": "message", "id": "101", "comment": "Is the open house still on?",
+                "author": user_json(parse_attributes(&room().attributes).as_ref(), &UserId::new("b")),
+                "created_at": 1_465_200_600.789, "updated_at": 1_465_200_600.789,
+                "deleted_at": null, "message_type": "TopLevel", "reference": null,
+                "attachments": ["f1"], "room": "12", "image_url": "https://i/1.png",
+                "image_thumbnail_url": null, "document_url": null, "video_url": null,
+                "recommendation": null, "notification": null,
+            })
+        );
+        // An older message leaves latest_message null; a bare room renders defaults.
+        let mut old = message();
+        old.id = MessageId(5);
+        old.attributes = "garbage".into();
+        old.attachments = "[]".into();
+        old.deleted_ms = Some(2_000);
+        let mut bare = room();
+        bare.attributes = "{}".into();
+        bare.kind = RoomKind::Direct;
+        bare.members = vec![(UserId::new("b"), Role::Member)];
+        let v = packet(&message_sent(&bare, &old));
+        assert_eq!(v[1]["latest_message"], Value::Null);
+        assert_eq!(
+            (&v[1]["status"], &v[1]["client_type"], &v[1]["room_type"], &v[1]["owner"]),
+            (&json!("New"), &json!("Unknown"), &json!("Direct"), &Value::Null)
+        );
+        assert_eq!(
+            (&v[2]["message_type"], &v[2]["attachments"], &v[2]["deleted_at"]),
+            (&json!("TopLevel"), &Value::Null, &json!(2.0))
+        );
+    }
+
+    #[test]
+    fn room_users_are_bounded() {
+        let mut big = room();
+        big.members =
+            (0..ROOM_USERS_MAX + 10).map(|i| (UserId::new(&i.to_string()), Role::Member)).collect();
+        assert_eq!(room_json(&big)["users"].as_array().map(Vec::len), Some(ROOM_USERS_MAX));
+    }
+
+    #[test]
+    fn room_user_joined_and_notification_render() {
+        let v = packet(&room_user_joined(&room(), &UserId::new("a")));
+        assert_eq!(
+            (&v[0], &v[1]["type"], &v[1]["last_name"]),
+            (&json!("Room.UserJoined"), &json!("user"), &json!("Doe"))
+        );
+        let n = Notification {
+            id: 77,
+            user: UserId::new("b"),
+            name: "UserSentMessage".into(),
+            category: "channel".into(),
+            object_type: "room".into(),
+            object_id: 12,
+            source_user: Some(UserId::new("a")),
+            details:
+                json!({"message": "#Buyers: @Jane hi", "action": "Sent", "object_class": "Message"})
+                    .to_string(),
+            created_ms: 1_465_200_700_100,
+            read: false,
+        };
+        let v = packet(&notification(&n));
+        assert_eq!(v[0], json!("Notification"));
+        let o = &v[1];
+        assert_eq!(
+            (&o["type"], &o["id"], &o["notification_id"], &o["message"], &o["room"]),
+            (
+                &json!("notification"),
+                &json!("77"),
+                &json!("77"),
+                &json!("#Buyers: @Jane hi"),
+                &json!("12")
+            )
+        );
+        assert_eq!(
+            (&o["action"], &o["object_class"], &o["subject_class"], &o["notification_type"]),
+            (&json!("Sent"), &json!("Message"), &json!("User"), &json!("UserSentMessage"))
+        );
+        assert_eq!(
+            (&o["created_at"], &o["subjects"][0]["id"]),
+            (&json!(1_465_200_700.1), &json!("a"))
+        );
+        // Without details or source: core fields, nulls.
+        let bare = Notification {
+            details: "x".into(),
+            source_user: None,
+            object_type: "message".into(),
+            ..n
+        };
+        let o = &packet(&notification(&bare))[1];
+        assert_eq!(
+            (&o["message"], &o["room"], &o["action"], &o["subject_class"], &o["subjects"]),
+            (&json!("UserSentMessage"), &Value::Null, &Value::Null, &Value::Null, &Value::Null)
+        );
+    }
+}
