@@ -52,6 +52,9 @@ pub const SESSIONS_PER_USER_MAX: usize = 64;
 pub const REVOCATION_DEFAULT_TTL_S: u64 = 30 * 86_400;
 /// Notifications kept per user; posting one more evicts the oldest (in memory and on disk).
 pub const NOTIFICATIONS_PER_USER_MAX: usize = 1000;
+/// Longest user id, in bytes (the rest of the rule is `model::UserId`'s); longer → refused
+/// wherever an id enters (JWT `sub`, REST bodies and paths, dialect frames).
+pub const USER_ID_BYTES_MAX: usize = 128;
 
 // --- WebSocket connections -----------------------------------------------------------------------
 
@@ -173,6 +176,8 @@ const _: () =
     assert!(0 < BIG_MESSAGES_COUNT_DEFAULT && BIG_MESSAGES_COUNT_DEFAULT <= BIG_MESSAGES_COUNT_MAX);
 // `messages` pages go through the same window-or-disk history read as REST pages.
 const _: () = assert!(BIG_MESSAGES_COUNT_MAX <= STORE_HISTORY_READ_MAX as u64);
+// A BIG `chatId` names a dialog's peer: every user id must fit in one.
+const _: () = assert!(USER_ID_BYTES_MAX <= BIG_ID_BYTES_MAX);
 // A running request's id is still remembered, so a duplicate of it is refused.
 const _: () = assert!(BIG_IN_FLIGHT_MAX <= BIG_REQUEST_IDS_MAX);
 // The server-side close of a BIG connection is meant to end sooner than the generic bound.

@@ -13,7 +13,7 @@ pub mod room_set;
 
 pub use action::{RoomAction, Viewer};
 pub use event::{Event, LastMessage, Message, RoomView};
-pub use ids::{MessageId, RoomId, Seq, ShardId, UserId};
+pub use ids::{InvalidUserId, MessageId, RoomId, Seq, ShardId, UserId};
 pub use notification::Notification;
 pub use room::{Member, Role, Room, RoomKind};
 pub use room_set::RoomSet;
