@@ -152,14 +152,14 @@ pub async fn put_member(
     body: &[u8],
 ) -> ApiResult {
     let body: PutMemberBody = parse_body(body)?;
-    let user = json::user_id(&Value::String(user.to_string()))?;
+    let user = json::user_id_text(user)?;
     let role = parse_role(body.role.as_deref())?;
     room_reply(room_action(shard, caller, id, RoomAction::PutMember { user, role }).await?, 200)
 }
 
 /// `DELETE /api/v1/rooms/{id}/members/{user}`.
 pub async fn remove_member(shard: &Rc<Shard>, caller: &Caller, id: &str, user: &str) -> ApiResult {
-    let user = json::user_id(&Value::String(user.to_string()))?;
+    let user = json::user_id_text(user)?;
     room_action(shard, caller, id, RoomAction::RemoveMember(user)).await?;
     Ok((204, Vec::new()))
 }

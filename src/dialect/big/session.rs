@@ -195,19 +195,17 @@ async fn resolve(
     if let Some(room) = state.chats.borrow().get(chat_id) {
         return Ok(*room);
     }
-    if !create || chat_id.is_empty() {
+    if !create {
         return Err("chat not found".into());
     }
+    // A chat id that is no room of the user's names the peer of a new dialog: a user id.
+    let peer = UserId::parse(chat_id).map_err(|e| format!("chat not found: {e}"))?;
     let spec = NewRoom {
         kind: RoomKind::Direct,
         name: String::new(),
         description: String::new(),
         attributes: "{}".into(),
-        members: if chat_id == user.as_str() {
-            Vec::new()
-        } else {
-            vec![(UserId::new(chat_id), Role::Member)]
-        },
+        members: if &peer == user { Vec::new() } else { vec![(peer.clone(), Role::Member)] },
     };
     let request = CoreRequest::CreateRoom { viewer: Viewer::User(user.clone()), spec };
     match shard.call(shard.id, request).await {
@@ -215,7 +213,7 @@ async fn resolve(
             // The members' owners heard of the room (RoomJoined) on the same FIFO rings as these
             // barriers, and told this shard, the room's owner, where they are connected before
             // answering: so the first message is delivered to the peer's live sockets.
-            for member in [user.clone(), UserId::new(chat_id)] {
+            for member in [user.clone(), peer] {
                 shard.barrier(shard_of_user(&member, shard.shard_count)).await;
             }
             let mut chats = state.chats.borrow_mut();
