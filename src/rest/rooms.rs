@@ -54,12 +54,18 @@ fn parse_role(role: Option<&str>) -> Result<Role, ApiError> {
     }
 }
 
-/// A member given as `"id"`, `42` or `{"user": "id", "role": "moderator"}`.
+/// A member given as `"id"`, `42` or `{"user": "id", "role": "moderator"}`; a `role` that is
+/// not a string (or null) is refused, never read as the default.
 fn parse_member(value: &Value) -> Result<(crate::model::UserId, Role), ApiError> {
     match value {
         Value::Object(map) => {
             let user = json::user_id(map.get("user").unwrap_or(&Value::Null))?;
-            Ok((user, parse_role(map.get("role").and_then(Value::as_str))?))
+            let role = match map.get("role") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(role)) => Some(role.as_str()),
+                Some(_) => return Err(ApiError::bad_request("a member's role must be a string")),
+            };
+            Ok((user, parse_role(role)?))
         }
         other => Ok((json::user_id(other)?, Role::Member)),
     }
@@ -258,5 +264,44 @@ pub async fn mark(
             code: "internal",
             message: "unexpected owner answer".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn members_decode_and_wrong_types_are_refused() {
+        let ok: Vec<(Value, &str, Role)> = vec![
+            (json!("bob"), "bob", Role::Member),
+            (json!(1001), "1001", Role::Member),
+            (json!({"user": "bob"}), "bob", Role::Member),
+            (json!({"user": "bob", "role": null}), "bob", Role::Member),
+            (json!({"user": 7, "role": "moderator"}), "7", Role::Moderator),
+            (json!("café"), "café", Role::Member),
+        ];
+        for (value, user, role) in ok {
+            let (u, r) = parse_member(&value).unwrap_or_else(|e| panic!("{value}: {e:?}"));
+            assert_eq!((u.as_str(), r), (user, role), "{value}");
+        }
+        for bad in [
+            json!({"user": "bob", "role": 5}),
+            json!({"user": "bob", "role": true}),
+            json!({"user": "bob", "role": "king"}),
+            json!({"role": "member"}),
+            json!(-1),
+            json!(1.5),
+            json!(true),
+            json!(["bob"]),
+            json!("a/b"),
+            json!(""),
+            json!(".."),
+            json!("bob\u{0}"),
+        ] {
+            let e = parse_member(&bad).expect_err(&bad.to_string());
+            assert_eq!((e.status, e.code), (400, "invalid_request"), "{bad}");
+        }
     }
 }

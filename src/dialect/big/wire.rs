@@ -55,7 +55,8 @@ pub fn decode(text: &str) -> ClientFrame {
     };
     let payload = match map.remove("payload") {
         Some(Value::Null) | None => Value::Object(Map::new()),
-        Some(p) => p,
+        Some(p @ Value::Object(_)) => p,
+        Some(_) => return ClientFrame::Invalid("payload must be an object".into()),
     };
     let payload_type = match map.remove("payloadType") {
         Some(Value::String(kind)) => Some(kind),
@@ -379,6 +380,16 @@ mod tests {
             long_ack.as_str(),
         ] {
             assert!(matches!(decode(bad), ClientFrame::Invalid(_)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_payload_of_the_wrong_type_is_refused_not_read_as_empty() {
+        for payload in ["5", "\"chats\"", "[]", "true"] {
+            let frame = format!(
+                r#"{{"type":"request","id":"1","payloadType":"chats","payload":{payload}}}"#
+            );
+            assert_eq!(decode(&frame), ClientFrame::Invalid("payload must be an object".into()));
         }
     }
 
