@@ -100,6 +100,13 @@ pub const CLIENT_MESSAGE_ID_BYTES_MAX: usize = 128;
 pub const ROOM_NAME_BYTES_MAX: usize = 256;
 /// Longest room description, in bytes; longer → 400.
 pub const ROOM_DESCRIPTION_BYTES_MAX: usize = 4096;
+/// Largest room attributes object, in bytes of JSON; larger → 400.
+pub const ROOM_ATTRIBUTES_BYTES_MAX: usize = 64 * 1024;
+/// Longest message kind, in bytes; longer → 400.
+pub const MESSAGE_KIND_BYTES_MAX: usize = 64;
+/// What a message's encoded size (`model::event::message_encoded_len`) counts for everything
+/// but its strings, attachments and attributes: field names, ids, times, punctuation.
+pub const MESSAGE_ENCODED_OVERHEAD_BYTES: usize = 512;
 /// Most rooms one room listing returns; the rest are left out.
 pub const ROOM_LIST_MAX: usize = 1000;
 /// Longest notification name, category or object type, in bytes; longer → 400.

@@ -6,7 +6,9 @@ use std::rc::Rc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::limits::{ROOM_DESCRIPTION_BYTES_MAX, ROOM_LIST_MAX, ROOM_NAME_BYTES_MAX};
+use crate::limits::{
+    ROOM_ATTRIBUTES_BYTES_MAX, ROOM_DESCRIPTION_BYTES_MAX, ROOM_LIST_MAX, ROOM_NAME_BYTES_MAX,
+};
 use crate::model::action::{NewRoom, RoomPatch};
 use crate::model::ids::{shard_of_room, shard_of_user};
 use crate::model::room::Reply;
@@ -44,6 +46,17 @@ fn check_text(value: &Option<String>, what: &str, max: usize) -> Result<(), ApiE
         }
         _ => Ok(()),
     }
+}
+
+/// Room attributes: a JSON object of at most [`ROOM_ATTRIBUTES_BYTES_MAX`] bytes, as text.
+fn room_attributes(value: Option<&Value>) -> Result<String, ApiError> {
+    let text = json::object_text(value, "attributes")?;
+    if text.len() > ROOM_ATTRIBUTES_BYTES_MAX {
+        return Err(ApiError::bad_request(format!(
+            "attributes is over {ROOM_ATTRIBUTES_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(text)
 }
 
 fn parse_role(role: Option<&str>) -> Result<Role, ApiError> {
@@ -102,7 +115,7 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResul
         kind,
         name: body.name.unwrap_or_default(),
         description: body.description.unwrap_or_default(),
-        attributes: json::object_text(body.attributes.as_ref(), "attributes")?,
+        attributes: room_attributes(body.attributes.as_ref())?,
         members,
     };
     room_reply(
@@ -136,7 +149,7 @@ pub async fn update(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -
     check_text(&body.name, "name", ROOM_NAME_BYTES_MAX)?;
     check_text(&body.description, "description", ROOM_DESCRIPTION_BYTES_MAX)?;
     let attributes = match body.attributes {
-        Some(a) => Some(json::object_text(Some(&a), "attributes")?),
+        Some(a) => Some(room_attributes(Some(&a))?),
         None => None,
     };
     let patch = RoomPatch { name: body.name, description: body.description, attributes };

@@ -278,6 +278,7 @@ async fn execute(
                 attachments,
                 attributes: "{}".into(),
             };
+            new.check_size(shard.config.stored_message_bytes_max).map_err(|r| r.message())?;
             let request = CoreRequest::Room { room, viewer, action: RoomAction::Post(new) };
             match room_call(shard, request, room).await? {
                 Reply::Message(m) => {
@@ -300,7 +301,8 @@ async fn execute(
             }
             let room = resolve(shard, user, state, &chat_id, false).await?;
             let message = message_id(shard, user, room, original).await?;
-            let action = RoomAction::Edit { message, text };
+            let bytes_max = shard.config.stored_message_bytes_max;
+            let action = RoomAction::Edit { message, text, bytes_max };
             edited(
                 room_call(shard, CoreRequest::Message { message, viewer, action }, room),
                 original,
@@ -334,10 +336,14 @@ async fn execute(
                 ),
                 (None, None) => (None, Some(MessageId(u64::MAX))),
             };
-            let action = RoomAction::History { after, before, limit: count as usize };
+            // A page ends early at its byte bound (fewer than `count`: the client pages on
+            // from its oldest or newest messageId), and fits the connection's outbound queue.
+            let bytes_max =
+                shard.config.history_page_bytes_max.min(shard.config.outbound_bytes_max / 2);
+            let action = RoomAction::History { after, before, limit: count as usize, bytes_max };
             match room_call(shard, CoreRequest::Room { room, viewer, action }, room).await? {
-                Reply::Messages(list) => {
-                    Ok(Value::Array(list.iter().map(|m| wire::message_json(m)).collect()))
+                Reply::Messages(page) => {
+                    Ok(Value::Array(page.messages.iter().map(|m| wire::message_json(m)).collect()))
                 }
                 _ => Ok(json!([])),
             }

@@ -394,6 +394,13 @@ mod tests {
     }
 
     #[test]
+    fn a_message_s_json_stays_within_its_encoded_length() {
+        let message = crate::model::event::tests::widest_message();
+        let json = message_json(&message).to_string();
+        assert!(json.len() <= message.encoded_len(), "{} > {}", json.len(), message.encoded_len());
+    }
+
+    #[test]
     fn direct_chat_id_is_the_other_member() {
         let members = vec![(UserId::new("a"), Role::Member), (UserId::new("b"), Role::Member)];
         assert_eq!(chat_id(RoomKind::Direct, RoomId(7), &members, &UserId::new("a")), "b");
