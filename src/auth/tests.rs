@@ -288,7 +288,9 @@ fn a_sub_that_breaks_the_user_id_rule_is_refused() {
     for sub in ["a/b", "bob\u{0}", "..", ".", "al ice", "x\ny", "\u{202e}x", too_long.as_str()] {
         let result = v.verify(&sign_hs(&json!({"sub": sub, "exp": exp})));
         match result {
-            Err(AuthError::Invalid(reason)) => assert!(reason.contains("not a user id"), "{reason}"),
+            Err(AuthError::Invalid(reason)) => {
+                assert!(reason.contains("not a user id"), "{reason}")
+            }
             other => panic!("{sub:?}: {other:?}"),
         }
     }
@@ -303,8 +305,7 @@ fn a_sub_that_breaks_the_user_id_rule_is_refused() {
 #[test]
 fn minting_refuses_a_sub_that_is_not_a_user_id() {
     for sub in ["", "a/b", "x y", ".."] {
-        let claims =
-            MintClaims { sub: sub.into(), role: None, sid: None, scopes: None, ttl_s: 60 };
+        let claims = MintClaims { sub: sub.into(), role: None, sid: None, scopes: None, ttl_s: 60 };
         let result = mint_hs256(b"secret", &claims);
         assert!(matches!(result, Err(AuthError::Invalid(_))), "{sub:?}: {result:?}");
     }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::ids::{MessageId, RoomId, Seq, UserId};
-use crate::limits::MESSAGE_ENCODED_OVERHEAD_BYTES;
 use super::room::{Role, RoomKind};
+use crate::limits::MESSAGE_ENCODED_OVERHEAD_BYTES;
 
 /// A stored message, shared by the room's history, events and replies.
 #[derive(Debug, Clone, PartialEq)]

@@ -318,8 +318,22 @@ mod tests {
         let long = "x".repeat(USER_ID_BYTES_MAX);
         let too_long = "x".repeat(USER_ID_BYTES_MAX + 1);
         let accepted = [
-            "1001", "alice", "u123", "backend", "py-bob", "user7", "-7", "042", "café",
-            "auth0|5f7c8ec7", "alice@example.com", "a.b", "...", "%2F", "用户", long.as_str(),
+            "1001",
+            "alice",
+            "u123",
+            "backend",
+            "py-bob",
+            "user7",
+            "-7",
+            "042",
+            "café",
+            "auth0|5f7c8ec7",
+            "alice@example.com",
+            "a.b",
+            "...",
+            "%2F",
+            "用户",
+            long.as_str(),
         ];
         for id in accepted {
             assert_eq!(UserId::parse(id).map(|u| u.as_str().to_owned()), Ok(id.to_owned()));

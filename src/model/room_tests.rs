@@ -975,7 +975,14 @@ fn history_pages_end_early_at_their_byte_bound_and_always_hold_one_message() {
         ("forward, cut at two", None, None, 10, 2 * size + 1, Answer::Truncated(vec![ID1, ID2])),
         ("forward after", Some(ID2), None, 10, 2 * size, Answer::Truncated(vec![ID3, ID4])),
         ("the count ends first", None, None, 2, 3 * size, Answer::Messages(vec![ID1, ID2])),
-        ("back from before: newest", None, Some(ID6), 10, 2 * size, Answer::Truncated(vec![ID4, ID5])),
+        (
+            "back from before: newest",
+            None,
+            Some(ID6),
+            10,
+            2 * size,
+            Answer::Truncated(vec![ID4, ID5]),
+        ),
         ("one always fits", None, None, 10, 1, Answer::Truncated(vec![ID1])),
         ("one always fits, back", None, Some(ID3), 10, 0, Answer::Truncated(vec![ID2])),
         ("exactly the last", Some(ID4), None, 10, 2 * size, Answer::Messages(vec![ID5, ID6])),
@@ -1005,9 +1012,21 @@ fn a_new_message_counts_every_field_against_its_bound() {
     let cases = vec![
         ("text", NewMessage { text: kb.clone(), ..plain.clone() }, base + 1000),
         ("escaped text", NewMessage { text: "\n".repeat(500), ..plain.clone() }, base + 1000),
-        ("attachments", NewMessage { attachments: format!("[\"{kb}\"]"), ..plain.clone() }, base + 1004),
-        ("attributes", NewMessage { attributes: format!("{{\"a\":\"{kb}\"}}"), ..plain.clone() }, base + 1008),
-        ("client id", NewMessage { client_message_id: Some(kb.clone()), ..plain.clone() }, base + 1000),
+        (
+            "attachments",
+            NewMessage { attachments: format!("[\"{kb}\"]"), ..plain.clone() },
+            base + 1004,
+        ),
+        (
+            "attributes",
+            NewMessage { attributes: format!("{{\"a\":\"{kb}\"}}"), ..plain.clone() },
+            base + 1008,
+        ),
+        (
+            "client id",
+            NewMessage { client_message_id: Some(kb.clone()), ..plain.clone() },
+            base + 1000,
+        ),
         ("kind", NewMessage { kind: kb.clone(), ..plain.clone() }, base + 1000),
     ];
     for (name, message, len) in cases {
@@ -1024,7 +1043,8 @@ fn an_edit_may_not_make_a_message_larger_than_its_bound() {
     let mut alloc = ids();
     let id = post_ok(&mut room, &mut alloc, "mem", "short");
     let base = room.history[0].encoded_len() - "short".len();
-    let edit = |text: &str, bytes_max| RoomAction::Edit { message: id, text: text.into(), bytes_max };
+    let edit =
+        |text: &str, bytes_max| RoomAction::Edit { message: id, text: text.into(), bytes_max };
     let refused = room.apply(&who("mem"), edit(&"y".repeat(101), base + 100), &mut alloc, T1);
     assert_eq!(refused.unwrap_err(), Refusal::too_large(base + 101, base + 100));
     assert_eq!(room.history[0].text, "short", "a refused edit changes nothing");

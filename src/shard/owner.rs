@@ -497,7 +497,9 @@ impl Shard {
             }
         };
         let from_window = match &outcome.reply {
-            Reply::Messages(page) => persist::window_answers(&entry.room, after, before, limit, page),
+            Reply::Messages(page) => {
+                persist::window_answers(&entry.room, after, before, limit, page)
+            }
             _ => true,
         };
         drop(guard);

@@ -356,7 +356,8 @@ fn history_pages_from_disk_end_early_at_their_byte_bound() {
     one.client_message_id = None;
     let size = one.clone().into_message().encoded_len();
     // (after, before, limit, bytes_max, expected ids, truncated)
-    let cases: Vec<(Option<u64>, Option<u64>, usize, usize, Vec<u64>, bool)> = vec![
+    type Case = (Option<u64>, Option<u64>, usize, usize, Vec<u64>, bool);
+    let cases: Vec<Case> = vec![
         (None, None, 20, 10 * size, (1..=10).map(|i| i * 10).collect(), false),
         (None, None, 20, 3 * size + 10, vec![10, 20, 30], true),
         (Some(50), None, 20, 2 * size, vec![60, 70], true),

@@ -50,7 +50,10 @@ pub(crate) enum ReadOp {
         limit: usize,
         bytes_max: usize,
     },
-    MessageRoom { token: u64, message: u64 },
+    MessageRoom {
+        token: u64,
+        message: u64,
+    },
 }
 
 /// State shared by the shard-side handle and both threads.
