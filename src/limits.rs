@@ -52,6 +52,9 @@ pub const SESSIONS_PER_USER_MAX: usize = 64;
 pub const REVOCATION_DEFAULT_TTL_S: u64 = 30 * 86_400;
 /// Notifications kept per user; posting one more evicts the oldest (in memory and on disk).
 pub const NOTIFICATIONS_PER_USER_MAX: usize = 1000;
+/// Longest user id, in bytes (the rest of the rule is `model::UserId`'s); longer → refused
+/// wherever an id enters (JWT `sub`, REST bodies and paths, dialect frames).
+pub const USER_ID_BYTES_MAX: usize = 128;
 
 // --- WebSocket connections -----------------------------------------------------------------------
 
@@ -97,6 +100,13 @@ pub const CLIENT_MESSAGE_ID_BYTES_MAX: usize = 128;
 pub const ROOM_NAME_BYTES_MAX: usize = 256;
 /// Longest room description, in bytes; longer → 400.
 pub const ROOM_DESCRIPTION_BYTES_MAX: usize = 4096;
+/// Largest room attributes object, in bytes of JSON; larger → 400.
+pub const ROOM_ATTRIBUTES_BYTES_MAX: usize = 64 * 1024;
+/// Longest message kind, in bytes; longer → 400.
+pub const MESSAGE_KIND_BYTES_MAX: usize = 64;
+/// What a message's encoded size (`model::event::message_encoded_len`) counts for everything
+/// but its strings, attachments and attributes: field names, ids, times, punctuation.
+pub const MESSAGE_ENCODED_OVERHEAD_BYTES: usize = 512;
 /// Most rooms one room listing returns; the rest are left out.
 pub const ROOM_LIST_MAX: usize = 1000;
 /// Longest notification name, category or object type, in bytes; longer → 400.
@@ -173,6 +183,8 @@ const _: () =
     assert!(0 < BIG_MESSAGES_COUNT_DEFAULT && BIG_MESSAGES_COUNT_DEFAULT <= BIG_MESSAGES_COUNT_MAX);
 // `messages` pages go through the same window-or-disk history read as REST pages.
 const _: () = assert!(BIG_MESSAGES_COUNT_MAX <= STORE_HISTORY_READ_MAX as u64);
+// A BIG `chatId` names a dialog's peer: every user id must fit in one.
+const _: () = assert!(USER_ID_BYTES_MAX <= BIG_ID_BYTES_MAX);
 // A running request's id is still remembered, so a duplicate of it is refused.
 const _: () = assert!(BIG_IN_FLIGHT_MAX <= BIG_REQUEST_IDS_MAX);
 // The server-side close of a BIG connection is meant to end sooner than the generic bound.

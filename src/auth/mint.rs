@@ -48,14 +48,14 @@ pub fn now_unix_s() -> u64 {
 }
 
 /// Signs an HS256 token for `claims` with `secret`, adding `iat`, `exp` and a
-/// random `jti`. Fails with [`AuthError::Invalid`] on an empty secret, an empty
-/// `sub` or a zero `ttl_s`.
+/// random `jti`. Fails with [`AuthError::Invalid`] on an empty secret, a `sub`
+/// that breaks the user id rule (`model::UserId`) or a zero `ttl_s`.
 pub fn mint_hs256(secret: &[u8], claims: &MintClaims) -> Result<String, AuthError> {
     if secret.is_empty() {
         return Err(AuthError::Invalid("the signing secret is empty".into()));
     }
-    if claims.sub.is_empty() {
-        return Err(AuthError::Invalid("the `sub` claim must not be empty".into()));
+    if let Err(e) = crate::model::UserId::check(&claims.sub) {
+        return Err(AuthError::Invalid(format!("the `sub` claim is not a user id: {e}")));
     }
     if claims.ttl_s == 0 {
         return Err(AuthError::Invalid("the token lifetime must be positive".into()));

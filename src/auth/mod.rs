@@ -14,7 +14,9 @@
 //!   [`AuthError::AlgorithmNotAllowed`]; keys never cross algorithm families,
 //!   so an RSA public key can never be used as an HMAC secret.
 //! - `exp` is required and enforced (with the configured leeway); `sub` is
-//!   required and is a non-empty string or an integer (kept as its decimal text).
+//!   required and is a non-empty string or an integer (kept as its decimal text) that keeps
+//!   the user id rule (`model::UserId::check`: length and characters); a token whose `sub`
+//!   breaks it is refused.
 //!
 //! # Limits
 //! - `aud` and `iss` are not checked: there is no audience/issuer setting, so a

@@ -281,6 +281,37 @@ fn missing_or_bad_sub_and_missing_exp_are_refused() {
 }
 
 #[test]
+fn a_sub_that_breaks_the_user_id_rule_is_refused() {
+    let v = hs_verifier();
+    let exp = in_one_hour();
+    let too_long = "u".repeat(crate::limits::USER_ID_BYTES_MAX + 1);
+    for sub in ["a/b", "bob\u{0}", "..", ".", "al ice", "x\ny", "\u{202e}x", too_long.as_str()] {
+        let result = v.verify(&sign_hs(&json!({"sub": sub, "exp": exp})));
+        match result {
+            Err(AuthError::Invalid(reason)) => {
+                assert!(reason.contains("not a user id"), "{reason}")
+            }
+            other => panic!("{sub:?}: {other:?}"),
+        }
+    }
+    for sub in ["1001", "alice", "u123", "café", "auth0|abc", "alice@example.com"] {
+        let token = sign_hs(&json!({"sub": sub, "exp": exp}));
+        assert_eq!(v.verify(&token).map(|i| i.user), Ok(sub.to_string()), "{sub:?}");
+    }
+    let negative = sign_hs(&json!({"sub": -7, "exp": exp}));
+    assert_eq!(v.verify(&negative).map(|i| i.user), Ok("-7".to_string()));
+}
+
+#[test]
+fn minting_refuses_a_sub_that_is_not_a_user_id() {
+    for sub in ["", "a/b", "x y", ".."] {
+        let claims = MintClaims { sub: sub.into(), role: None, sid: None, scopes: None, ttl_s: 60 };
+        let result = mint_hs256(b"secret", &claims);
+        assert!(matches!(result, Err(AuthError::Invalid(_))), "{sub:?}: {result:?}");
+    }
+}
+
+#[test]
 fn missing_and_malformed_tokens() {
     let v = hs_verifier();
     assert_eq!(v.verify(""), Err(AuthError::Missing));

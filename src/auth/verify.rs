@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::{AuthError, Identity};
 use crate::limits::JWT_HEADER_SEGMENT_BYTES_MAX;
+use crate::model::UserId;
 
 /// Key material and clock tolerance for a [`Verifier`].
 ///
@@ -271,6 +272,9 @@ impl RawClaims {
                 ))
             }
         };
+        if let Err(e) = UserId::check(&user) {
+            return Err(AuthError::Invalid(format!("the `sub` claim is not a user id: {e}")));
+        }
         // The library already required `exp` and checked it is a number.
         let expires_at = match self.exp {
             Some(ExpClaim::Number(exp)) if exp.is_finite() && exp >= 0.0 => exp as u64,

@@ -72,6 +72,14 @@ pub struct ServeArgs {
     /// Largest REST request body, bytes [default: 1048576].
     #[arg(long, env = "ROOMCAST_REST_BODY_BYTES_MAX")]
     pub rest_body_bytes_max: Option<usize>,
+    /// Largest stored message (text, attachments, attributes, ids), encoded bytes
+    /// [default: 131072].
+    #[arg(long, env = "ROOMCAST_STORED_MESSAGE_BYTES_MAX")]
+    pub stored_message_bytes_max: Option<usize>,
+    /// Most encoded bytes of messages in one history page (REST, BIG `messages`)
+    /// [default: 524288].
+    #[arg(long, env = "ROOMCAST_HISTORY_PAGE_BYTES_MAX")]
+    pub history_page_bytes_max: Option<usize>,
     /// Most bytes queued for one client, bytes [default: 1048576].
     #[arg(long, env = "ROOMCAST_OUTBOUND_BYTES_MAX")]
     pub outbound_bytes_max: Option<usize>,
@@ -144,6 +152,8 @@ struct FileConfig {
     message_bytes_max: Option<usize>,
     http_head_bytes_max: Option<usize>,
     rest_body_bytes_max: Option<usize>,
+    stored_message_bytes_max: Option<usize>,
+    history_page_bytes_max: Option<usize>,
     outbound_bytes_max: Option<usize>,
     handshake_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
@@ -169,7 +179,8 @@ macro_rules! overlay {
         overlay!(@plain $cfg, $src,
             listen, shards, data_dir, jwt_leeway_s, durability,
             frame_bytes_max, message_bytes_max, http_head_bytes_max,
-            rest_body_bytes_max, outbound_bytes_max, handshake_timeout_ms,
+            rest_body_bytes_max, stored_message_bytes_max, history_page_bytes_max,
+            outbound_bytes_max, handshake_timeout_ms,
             idle_timeout_ms, ping_interval_ms, big_silence_ms, big_resend_ms, big_unacked_max,
             actions_per_second, actions_burst,
             connections_per_shard_max, ring_slots, rooms_per_shard_max,

@@ -12,6 +12,8 @@
 //! # Invariants (enforced by [`Config::validate`], which [`load`] always runs)
 //! - Every limit is non-zero (`shards` may be 0 = one per core; `jwt_leeway_s`
 //!   may be 0); `shards <= 64`; `frame_bytes_max <= message_bytes_max`;
+//!   `stored_message_bytes_max` is more than a message's fixed overhead and at most
+//!   `history_page_bytes_max`;
 //!   `ring_slots` is a power of two; `ping_interval_ms < idle_timeout_ms`;
 //!   `echo_endpoint` starts with `/`; a configured `jwt_secret` is non-empty.
 //!
@@ -29,7 +31,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::limits::SHARDS_MAX;
+use crate::limits::{MESSAGE_ENCODED_OVERHEAD_BYTES, SHARDS_MAX};
 use serde::Deserialize;
 
 pub use load::{auth_settings, load, merge, resolve_secret, ServeArgs, TokenArgs};
@@ -76,6 +78,12 @@ pub struct Config {
     pub http_head_bytes_max: usize,
     /// Largest accepted REST request body, in bytes.
     pub rest_body_bytes_max: usize,
+    /// Largest stored message, in bytes of its encoding (text, attachments, attributes, kind,
+    /// ids: `model::event::message_encoded_len`); a larger post or edit is refused (REST 413).
+    pub stored_message_bytes_max: usize,
+    /// Most bytes of messages (encoded, as above) in one history page (REST, BIG `messages`);
+    /// a page ends early before the message that would pass it (at least one message).
+    pub history_page_bytes_max: usize,
     /// Most bytes queued for one slow client before it is dropped.
     pub outbound_bytes_max: usize,
     /// Time allowed from accept to a completed WebSocket handshake, in ms.
@@ -126,6 +134,8 @@ impl Default for Config {
             message_bytes_max: 65_536,
             http_head_bytes_max: 8_192,
             rest_body_bytes_max: 1 << 20,
+            stored_message_bytes_max: 128 << 10,
+            history_page_bytes_max: 512 << 10,
             outbound_bytes_max: 1 << 20,
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
@@ -165,6 +175,8 @@ impl Config {
             message_bytes_max,
             http_head_bytes_max,
             rest_body_bytes_max,
+            stored_message_bytes_max,
+            history_page_bytes_max,
             outbound_bytes_max,
             handshake_timeout_ms,
             idle_timeout_ms,
@@ -186,6 +198,15 @@ impl Config {
         }
         if self.frame_bytes_max > self.message_bytes_max {
             return Err("frame_bytes_max must not exceed message_bytes_max".into());
+        }
+        if self.stored_message_bytes_max <= MESSAGE_ENCODED_OVERHEAD_BYTES {
+            return Err(format!(
+                "stored_message_bytes_max must be greater than {MESSAGE_ENCODED_OVERHEAD_BYTES} \
+                 (what a message's ids and field names count)"
+            ));
+        }
+        if self.history_page_bytes_max < self.stored_message_bytes_max {
+            return Err("history_page_bytes_max must be at least stored_message_bytes_max".into());
         }
         if !self.ring_slots.is_power_of_two() {
             return Err("ring_slots must be a power of two".into());
@@ -236,6 +257,8 @@ impl fmt::Debug for Config {
             .field("message_bytes_max", &self.message_bytes_max)
             .field("http_head_bytes_max", &self.http_head_bytes_max)
             .field("rest_body_bytes_max", &self.rest_body_bytes_max)
+            .field("stored_message_bytes_max", &self.stored_message_bytes_max)
+            .field("history_page_bytes_max", &self.history_page_bytes_max)
             .field("outbound_bytes_max", &self.outbound_bytes_max)
             .field("handshake_timeout_ms", &self.handshake_timeout_ms)
             .field("idle_timeout_ms", &self.idle_timeout_ms)

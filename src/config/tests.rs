@@ -45,6 +45,8 @@ fn defaults_match_the_documented_numbers() {
     assert_eq!(c.message_bytes_max, 65_536);
     assert_eq!(c.http_head_bytes_max, 8_192);
     assert_eq!(c.rest_body_bytes_max, 1_048_576);
+    assert_eq!(c.stored_message_bytes_max, 131_072);
+    assert_eq!(c.history_page_bytes_max, 524_288);
     assert_eq!(c.outbound_bytes_max, 1_048_576);
     assert_eq!(c.handshake_timeout_ms, 10_000);
     assert_eq!(c.idle_timeout_ms, 60_000);
@@ -73,6 +75,8 @@ fn toml_overrides_defaults() {
         pin_cpus = false
         durability = "none"
         frame_bytes_max = 16384
+        stored_message_bytes_max = 4096
+        history_page_bytes_max = 8192
         ring_slots = 1024
         actions_burst = 50
     "#;
@@ -86,6 +90,7 @@ fn toml_overrides_defaults() {
     assert!(!c.pin_cpus);
     assert_eq!(c.durability, Durability::None);
     assert_eq!((c.frame_bytes_max, c.ring_slots, c.actions_burst), (16_384, 1_024, 50));
+    assert_eq!((c.stored_message_bytes_max, c.history_page_bytes_max), (4_096, 8_192));
     assert_eq!(c.message_bytes_max, 65_536, "untouched fields keep defaults");
 }
 
@@ -127,11 +132,12 @@ fn unknown_toml_key_is_an_error_naming_it() {
 
 #[test]
 fn validate_rejects_zero_bounds() {
-    let zeroed: [Mutation; 16] = [
+    let zeroed: [Mutation; 17] = [
         |c| c.frame_bytes_max = 0,
         |c| c.message_bytes_max = 0,
         |c| c.http_head_bytes_max = 0,
         |c| c.rest_body_bytes_max = 0,
+        |c| c.history_page_bytes_max = 0,
         |c| c.outbound_bytes_max = 0,
         |c| c.handshake_timeout_ms = 0,
         |c| c.idle_timeout_ms = 0,
@@ -157,7 +163,7 @@ fn validate_rejects_zero_bounds() {
 
 #[test]
 fn validate_checks_relationships() {
-    let bad: [(Mutation, &str); 7] = [
+    let bad: [(Mutation, &str); 10] = [
         (|c| c.shards = 65, "shards"),
         (|c| c.frame_bytes_max = c.message_bytes_max + 1, "frame_bytes_max"),
         (|c| c.ring_slots = 1000, "ring_slots"),
@@ -165,6 +171,9 @@ fn validate_checks_relationships() {
         (|c| c.echo_endpoint = Some("echo".into()), "echo_endpoint"),
         (|c| c.jwt_secret = Some(String::new()), "jwt_secret"),
         (|c| c.data_dir = PathBuf::new(), "data_dir"),
+        (|c| c.stored_message_bytes_max = 0, "stored_message_bytes_max"),
+        (|c| c.stored_message_bytes_max = 512, "stored_message_bytes_max"),
+        (|c| c.history_page_bytes_max = c.stored_message_bytes_max - 1, "history_page_bytes_max"),
     ];
     for (mutate, field) in bad {
         let mut c = Config::default();
@@ -198,6 +207,8 @@ fn clap_flags_are_kebab_case_field_names() {
         "--frame-bytes-max=1000",
         "--read-buffer-bytes-initial=256",
         "--connections-per-shard-max=10",
+        "--stored-message-bytes-max=2048",
+        "--history-page-bytes-max=4096",
     ])
     .expect("flags parse");
     let c = merge(&cli.args, None).expect("valid");
@@ -207,6 +218,7 @@ fn clap_flags_are_kebab_case_field_names() {
     assert_eq!(c.frame_bytes_max, 1000);
     assert_eq!(c.read_buffer_bytes_initial, 256);
     assert_eq!(c.connections_per_shard_max, 10);
+    assert_eq!((c.stored_message_bytes_max, c.history_page_bytes_max), (2048, 4096));
     assert!(ServeCli::try_parse_from(["serve", "--durability=maybe"]).is_err());
     assert!(ServeCli::try_parse_from(["serve", "--shards=-1"]).is_err());
 }

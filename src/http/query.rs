@@ -1,12 +1,15 @@
 //! Request credentials and parameters: query-string values, cookies and bearer tokens.
 //!
 //! Owns: [`query_param`] (with `application/x-www-form-urlencoded` decoding via
-//! [`percent_decode`]), [`cookie`] and [`bearer`].
+//! [`percent_decode`]), [`path_segment`] (strict RFC 3986 decoding of one path segment, with
+//! the `percent-encoding` crate), [`cookie`] and [`bearer`].
 //!
 //! Invariants: never panics on peer input; borrows from the input whenever no decoding is
-//! needed; malformed `%` escapes are kept literally and invalid UTF-8 after decoding is
-//! replaced with U+FFFD. Limits: the first matching parameter or cookie wins; cookie names
-//! are case-sensitive, as RFC 6265 specifies.
+//! needed. Query values are lenient: malformed `%` escapes are kept literally and invalid
+//! UTF-8 after decoding is replaced with U+FFFD. Path segments are strict: a malformed escape
+//! or invalid UTF-8 is an error (the REST API answers 400), and `+` stays `+`. Limits: the
+//! first matching parameter or cookie wins; cookie names are case-sensitive, as RFC 6265
+//! specifies.
 
 use std::borrow::Cow;
 
@@ -50,6 +53,39 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
         Ok(s) => Cow::Owned(s),
         Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
     }
+}
+
+/// Why a path segment could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadSegment {
+    /// A `%` not followed by two hex digits.
+    Escape,
+    /// The decoded bytes are not UTF-8.
+    Utf8,
+}
+
+impl std::fmt::Display for BadSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BadSegment::Escape => "a '%' in the path must be followed by two hex digits",
+            BadSegment::Utf8 => "the percent-decoded path is not UTF-8",
+        })
+    }
+}
+
+/// One path segment (between `/`s), percent-decoded (RFC 3986: `%XX` → byte, `+` kept);
+/// borrows when there is no escape. A `%` without two hex digits or a result that is not
+/// UTF-8 is an error. Decode after splitting on `/`, so `%2F` stays inside its segment.
+pub fn path_segment(segment: &str) -> Result<Cow<'_, str>, BadSegment> {
+    let bytes = segment.as_bytes();
+    let mut escapes = bytes.iter().enumerate().filter(|(_, &b)| b == b'%');
+    if escapes.any(|(i, _)| {
+        !matches!((bytes.get(i + 1), bytes.get(i + 2)), (Some(h), Some(l))
+            if h.is_ascii_hexdigit() && l.is_ascii_hexdigit())
+    }) {
+        return Err(BadSegment::Escape);
+    }
+    percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|_| BadSegment::Utf8)
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -116,6 +152,30 @@ mod tests {
         assert_eq!(percent_decode("%2B+%2b"), "+ +");
         assert_eq!(percent_decode("%ff"), "\u{FFFD}");
         assert_eq!(percent_decode("%E2%82%AC"), "€");
+    }
+
+    #[test]
+    fn path_segments_decode_strictly() {
+        let cases: [(&str, Result<&str, BadSegment>); 14] = [
+            ("alice", Ok("alice")),
+            ("caf%C3%A9", Ok("café")),
+            ("caf%c3%a9", Ok("café")),
+            ("a%2Fb", Ok("a/b")),
+            ("%2e%2e", Ok("..")),
+            ("bob%00", Ok("bob\0")),
+            ("a+b", Ok("a+b")),
+            ("%25", Ok("%")),
+            ("%ZZ", Err(BadSegment::Escape)),
+            ("bob%", Err(BadSegment::Escape)),
+            ("bob%4", Err(BadSegment::Escape)),
+            ("%%41", Err(BadSegment::Escape)),
+            ("%C3", Err(BadSegment::Utf8)),
+            ("%FF%FE", Err(BadSegment::Utf8)),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(path_segment(raw).as_deref().map_err(|e| *e), want, "{raw}");
+        }
+        assert!(matches!(path_segment("plain"), Ok(Cow::Borrowed(_))));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! What a client asks a room's owner to do, independent of the dialect or REST call it came from.
 
+use super::event::message_encoded_len;
 use super::ids::{MessageId, UserId};
 use super::room::{Role, RoomKind};
+use super::Refusal;
 
 /// Who is acting: an application backend (service token) or a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,29 @@ pub struct NewMessage {
     pub attributes: String,
 }
 
+impl NewMessage {
+    /// An upper bound of the new message's JSON size (`event::message_encoded_len`).
+    pub fn encoded_len(&self) -> usize {
+        message_encoded_len(
+            self.author.as_str(),
+            &self.text,
+            self.client_message_id.as_deref(),
+            &self.kind,
+            &self.attachments,
+            &self.attributes,
+        )
+    }
+
+    /// Refuses the message when its encoded size is over `bytes_max` (`stored_message_bytes_max`).
+    pub fn check_size(&self, bytes_max: usize) -> Result<(), Refusal> {
+        let size = self.encoded_len();
+        if size > bytes_max {
+            return Err(Refusal::too_large(size, bytes_max));
+        }
+        Ok(())
+    }
+}
+
 /// Changes to a room; `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
 pub struct RoomPatch {
@@ -95,6 +120,10 @@ pub enum RoomAction {
         before: Option<MessageId>,
         /// At most this many (the newest ones when only `before` is given).
         limit: usize,
+        /// At most this many bytes of messages (`Message::encoded_len` summed); the page ends
+        /// early (`Page::truncated`) before the message that would pass it, but always holds
+        /// at least one message.
+        bytes_max: usize,
     },
     /// Edit a message's text.
     Edit {
@@ -102,6 +131,8 @@ pub enum RoomAction {
         message: MessageId,
         /// Its new text.
         text: String,
+        /// The edited message's encoded size may not pass this (`stored_message_bytes_max`).
+        bytes_max: usize,
     },
     /// Delete a message.
     DeleteMessage(MessageId),

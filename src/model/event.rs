@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::ids::{MessageId, RoomId, Seq, UserId};
 use super::room::{Role, RoomKind};
+use crate::limits::MESSAGE_ENCODED_OVERHEAD_BYTES;
 
 /// A stored message, shared by the room's history, events and replies.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +39,54 @@ pub struct Message {
     pub modified_ms: u64,
     /// Deletion time, ms.
     pub deleted_ms: Option<u64>,
+}
+
+impl Message {
+    /// An upper bound of the size of this message's JSON in any reply or history page (see
+    /// [`message_encoded_len`]).
+    pub fn encoded_len(&self) -> usize {
+        message_encoded_len(
+            self.author.as_str(),
+            &self.text,
+            self.client_message_id.as_deref(),
+            &self.kind,
+            &self.attachments,
+            &self.attributes,
+        )
+    }
+}
+
+/// Bytes of `s` inside a JSON string as serde_json writes it: `"` and `\` take two, the C0
+/// controls two (`\n`, `\r`, `\t`, `\b`, `\f`) or six (`\u00XX`), everything else itself.
+pub fn json_str_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// An upper bound of the size of a message's JSON (the REST message object, BIG's `Message`):
+/// its strings as escaped JSON, its attachments and attributes as stored (compact JSON text),
+/// and [`MESSAGE_ENCODED_OVERHEAD_BYTES`] for the field names, numbers and punctuation. This is
+/// the size `stored_message_bytes_max` bounds and history pages add up.
+pub fn message_encoded_len(
+    author: &str,
+    text: &str,
+    client_message_id: Option<&str>,
+    kind: &str,
+    attachments: &str,
+    attributes: &str,
+) -> usize {
+    MESSAGE_ENCODED_OVERHEAD_BYTES
+        + json_str_len(author)
+        + json_str_len(text)
+        + client_message_id.map_or(0, json_str_len)
+        + json_str_len(kind)
+        + attachments.len()
+        + attributes.len()
 }
 
 /// The newest message of a room, as room listings show it.
@@ -108,4 +157,55 @@ pub enum Event {
         /// The room.
         room: RoomId,
     },
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    #[test]
+    fn json_string_lengths_count_serde_json_escapes() {
+        let cases: [(&str, usize); 7] = [
+            ("", 0),
+            ("hello", 5),
+            ("café", 5),
+            ("a\"b\\c", 7),
+            ("\n\t\r", 6),
+            ("\u{1}\u{1f}", 12),
+            ("\u{7f}", 1),
+        ];
+        for (text, want) in cases {
+            assert_eq!(json_str_len(text), want, "{text:?}");
+            let encoded = serde_json::to_string(text).expect("encode");
+            assert_eq!(encoded.len(), want + 2, "{text:?}");
+        }
+    }
+
+    /// A message with every field at its widest, for size checks.
+    pub(crate) fn widest_message() -> Message {
+        Message {
+            id: MessageId(u64::MAX),
+            seq: Seq(u64::MAX),
+            room: RoomId(u64::MAX),
+            author: UserId::new("al\"ice"),
+            text: "line\none \u{1} \"quoted\" café".into(),
+            parent_id: MessageId(u64::MAX),
+            client_message_id: Some("c\\1".into()),
+            kind: "Regular".into(),
+            attachments: r#"[{"url":"x"}]"#.into(),
+            attributes: r#"{"k":[1,2,3]}"#.into(),
+            comment_count: u32::MAX,
+            created_ms: u64::MAX,
+            edited_ms: u64::MAX - 1,
+            modified_ms: u64::MAX,
+            deleted_ms: Some(u64::MAX),
+        }
+    }
+
+    #[test]
+    fn a_message_s_encoded_length_bounds_its_rest_json() {
+        let message = widest_message();
+        let rest = serde_json::to_vec(&crate::rest::json::message(&message)).expect("encode");
+        assert!(rest.len() <= message.encoded_len(), "{} > {}", rest.len(), message.encoded_len());
+    }
 }

@@ -7,6 +7,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::limits::USER_ID_BYTES_MAX;
+
 /// Defines a `Copy` id newtype over an integer: ordered, hashable, rendered (`Display`, serde)
 /// as the plain number, so JSON and paths show exactly the number they showed before.
 macro_rules! int_id {
@@ -102,13 +104,89 @@ impl Seq {
 }
 
 /// A user's id: the JWT `sub`, shared cheaply across shards.
+///
+/// What a user id may be (one rule, [`UserId::parse`], applied wherever an id enters: the JWT
+/// `sub`, REST bodies, paths and query parameters, dialect frames): 1 to
+/// [`USER_ID_BYTES_MAX`] bytes of UTF-8 with no control character (C0, DEL, C1), no
+/// whitespace, no `/`, no invisible formatting character (zero-width and bidirectional
+/// controls, U+FEFF), and not `.` or `..`. Ids are compared byte for byte (no case folding or
+/// Unicode normalization).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(Arc<str>);
 
+/// Why a string is not a user id (see [`UserId`] for the rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidUserId {
+    /// The empty string.
+    Empty,
+    /// Longer than [`USER_ID_BYTES_MAX`] bytes.
+    TooLong,
+    /// `.` or `..`, which URL paths treat as dot segments.
+    DotSegment,
+    /// It holds this forbidden character.
+    Forbidden(char),
+}
+
+impl fmt::Display for InvalidUserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidUserId::Empty => f.write_str("a user id must not be empty"),
+            InvalidUserId::TooLong => {
+                write!(f, "a user id is at most {USER_ID_BYTES_MAX} bytes")
+            }
+            InvalidUserId::DotSegment => f.write_str("a user id must not be \".\" or \"..\""),
+            InvalidUserId::Forbidden(c) => write!(
+                f,
+                "a user id must not contain {:?} (U+{:04X}): no control, whitespace, \
+                 invisible formatting characters or '/'",
+                c, *c as u32
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InvalidUserId {}
+
+/// Whether `c` may not appear in a user id.
+fn forbidden_in_user_id(c: char) -> bool {
+    c.is_control()
+        || c.is_whitespace()
+        || c == '/'
+        // Zero-width characters, bidirectional marks, embeddings, overrides and isolates,
+        // invisible operators, the byte-order mark and interlinear annotation characters: they
+        // make two different ids look the same.
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
 impl UserId {
-    /// Wraps a user id string.
+    /// Wraps a user id string that is already known to be one (stored data, tests); input
+    /// from a client goes through [`UserId::parse`].
     pub fn new(id: &str) -> Self {
         UserId(Arc::from(id))
+    }
+
+    /// Checks `id` against the user id rule (see [`UserId`]) and wraps it.
+    pub fn parse(id: &str) -> Result<Self, InvalidUserId> {
+        Self::check(id)?;
+        Ok(UserId::new(id))
+    }
+
+    /// Checks `id` against the user id rule without wrapping it.
+    pub fn check(id: &str) -> Result<(), InvalidUserId> {
+        if id.is_empty() {
+            return Err(InvalidUserId::Empty);
+        }
+        if id.len() > USER_ID_BYTES_MAX {
+            return Err(InvalidUserId::TooLong);
+        }
+        if id == "." || id == ".." {
+            return Err(InvalidUserId::DotSegment);
+        }
+        match id.chars().find(|&c| forbidden_in_user_id(c)) {
+            Some(c) => Err(InvalidUserId::Forbidden(c)),
+            None => Ok(()),
+        }
     }
 
     /// The id as text.
@@ -233,6 +311,52 @@ mod tests {
         assert_eq!(UserId::new("042").as_u64(), None);
         assert_eq!(UserId::new("alice").as_u64(), None);
         assert_eq!(UserId::new("").as_u64(), None);
+    }
+
+    #[test]
+    fn the_user_id_rule() {
+        let long = "x".repeat(USER_ID_BYTES_MAX);
+        let too_long = "x".repeat(USER_ID_BYTES_MAX + 1);
+        let accepted = [
+            "1001",
+            "alice",
+            "u123",
+            "backend",
+            "py-bob",
+            "user7",
+            "-7",
+            "042",
+            "café",
+            "auth0|5f7c8ec7",
+            "alice@example.com",
+            "a.b",
+            "...",
+            "%2F",
+            "用户",
+            long.as_str(),
+        ];
+        for id in accepted {
+            assert_eq!(UserId::parse(id).map(|u| u.as_str().to_owned()), Ok(id.to_owned()));
+        }
+        let refused: [(&str, InvalidUserId); 14] = [
+            ("", InvalidUserId::Empty),
+            (&too_long, InvalidUserId::TooLong),
+            (".", InvalidUserId::DotSegment),
+            ("..", InvalidUserId::DotSegment),
+            ("a/b", InvalidUserId::Forbidden('/')),
+            ("bob\0", InvalidUserId::Forbidden('\0')),
+            ("bob\n", InvalidUserId::Forbidden('\n')),
+            ("\u{7f}", InvalidUserId::Forbidden('\u{7f}')),
+            ("\u{85}x", InvalidUserId::Forbidden('\u{85}')),
+            ("al ice", InvalidUserId::Forbidden(' ')),
+            ("alice\u{a0}", InvalidUserId::Forbidden('\u{a0}')),
+            ("al\u{200b}ice", InvalidUserId::Forbidden('\u{200b}')),
+            ("\u{202e}ecila", InvalidUserId::Forbidden('\u{202e}')),
+            ("\u{feff}alice", InvalidUserId::Forbidden('\u{feff}')),
+        ];
+        for (id, why) in refused {
+            assert_eq!(UserId::parse(id).map(|u| u.as_str().to_owned()), Err(why), "{id:?}");
+        }
     }
 
     #[test]

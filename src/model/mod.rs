@@ -13,7 +13,7 @@ pub mod room_set;
 
 pub use action::{RoomAction, Viewer};
 pub use event::{Event, LastMessage, Message, RoomView};
-pub use ids::{MessageId, RoomId, Seq, ShardId, UserId};
+pub use ids::{InvalidUserId, MessageId, RoomId, Seq, ShardId, UserId};
 pub use notification::Notification;
 pub use room::{Member, Role, Room, RoomKind};
 pub use room_set::RoomSet;
@@ -31,11 +31,21 @@ pub enum Refusal {
     Conflict(String),
     /// A configured bound would be exceeded.
     Full(&'static str),
+    /// A message would be larger than the bound on a stored message's encoded size.
+    MessageTooLarge(String),
     /// The server cannot take the action now (backpressure, store failure); retry later.
     Unavailable(&'static str),
 }
 
 impl Refusal {
+    /// A message of `size` encoded bytes is over `bytes_max`.
+    pub fn too_large(size: usize, bytes_max: usize) -> Refusal {
+        Refusal::MessageTooLarge(format!(
+            "the message is {size} bytes encoded (text, attachments, attributes and ids \
+             together); at most {bytes_max}"
+        ))
+    }
+
     /// The HTTP status for this refusal.
     pub fn status(&self) -> u16 {
         match self {
@@ -44,6 +54,7 @@ impl Refusal {
             Refusal::Invalid(_) => 400,
             Refusal::Conflict(_) => 409,
             Refusal::Full(_) => 429,
+            Refusal::MessageTooLarge(_) => 413,
             Refusal::Unavailable(_) => 503,
         }
     }
@@ -56,6 +67,7 @@ impl Refusal {
             Refusal::Invalid(_) => "invalid_request",
             Refusal::Conflict(_) => "conflict",
             Refusal::Full(_) => "limit_exceeded",
+            Refusal::MessageTooLarge(_) => "message_too_large",
             Refusal::Unavailable(_) => "unavailable",
         }
     }
@@ -65,7 +77,7 @@ impl Refusal {
         match self {
             Refusal::NotFound(s) | Refusal::Forbidden(s) | Refusal::Full(s) => (*s).to_string(),
             Refusal::Unavailable(s) => (*s).to_string(),
-            Refusal::Invalid(s) | Refusal::Conflict(s) => s.clone(),
+            Refusal::Invalid(s) | Refusal::Conflict(s) | Refusal::MessageTooLarge(s) => s.clone(),
         }
     }
 }

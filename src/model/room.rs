@@ -10,7 +10,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::action::{NewMessage, NewRoom, RoomAction, Viewer};
-use super::event::{Event, LastMessage, Message, RoomView};
+use super::event::{json_str_len, Event, LastMessage, Message, RoomView};
 use super::ids::{IdAllocator, MessageId, RoomId, Seq, UserId};
 use super::Refusal;
 
@@ -148,8 +148,49 @@ pub enum Reply {
     Room(Arc<RoomView>),
     /// A message.
     Message(Arc<Message>),
-    /// Messages, ascending by id.
-    Messages(Vec<Arc<Message>>),
+    /// A history page.
+    Messages(Page),
+}
+
+/// A page of history.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Page {
+    /// Ascending by id.
+    pub messages: Vec<Arc<Message>>,
+    /// The page ended early at its byte bound: more messages follow in the direction paged
+    /// (after the last one when paging forward, before the first when paging back).
+    pub truncated: bool,
+}
+
+impl Page {
+    /// Takes messages from `candidates` (in paging order: ascending when paging forward,
+    /// descending when paging back) until `limit` of them or until the next would bring the
+    /// page's encoded size over `bytes_max` (the first is always taken); the result ascends.
+    pub fn collect(
+        candidates: impl Iterator<Item = Arc<Message>>,
+        limit: usize,
+        bytes_max: usize,
+        descending: bool,
+    ) -> Page {
+        let mut page = Page::default();
+        let mut bytes = 0usize;
+        for message in candidates {
+            if page.messages.len() >= limit {
+                break;
+            }
+            let size = message.encoded_len();
+            if !page.messages.is_empty() && bytes.saturating_add(size) > bytes_max {
+                page.truncated = true;
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            page.messages.push(message);
+        }
+        if descending {
+            page.messages.reverse();
+        }
+        page
+    }
 }
 
 impl Room {
@@ -247,8 +288,8 @@ impl Room {
             RoomAction::Get => {
                 Ok(Outcome { reply: Reply::Room(self.view()), ..Outcome::default() })
             }
-            RoomAction::History { after, before, limit } => Ok(Outcome {
-                reply: Reply::Messages(self.history(after, before, limit)),
+            RoomAction::History { after, before, limit, bytes_max } => Ok(Outcome {
+                reply: Reply::Messages(self.history(after, before, limit, bytes_max)),
                 ..Outcome::default()
             }),
             RoomAction::Update(patch) => {
@@ -287,7 +328,9 @@ impl Room {
                 self.remove_member(viewer, is_moderator, user, now_ms)
             }
             RoomAction::Post(new) => self.post(viewer, role, new, ids, now_ms),
-            RoomAction::Edit { message, text } => self.edit(viewer, message, text, now_ms),
+            RoomAction::Edit { message, text, bytes_max } => {
+                self.edit(viewer, message, text, bytes_max, now_ms)
+            }
             RoomAction::DeleteMessage(message) => {
                 self.delete_message(viewer, is_moderator, message, now_ms)
             }
@@ -299,19 +342,19 @@ impl Room {
         after: Option<MessageId>,
         before: Option<MessageId>,
         limit: usize,
-    ) -> Vec<Arc<Message>> {
+        bytes_max: usize,
+    ) -> Page {
         let in_range = |m: &&Arc<Message>| {
             after.is_none_or(|a| m.id > a)
                 && before.is_none_or(|b| m.id < b)
                 && m.deleted_ms.is_none()
         };
         if after.is_none() && before.is_some() {
-            let mut newest: Vec<_> =
-                self.history.iter().rev().filter(in_range).take(limit).cloned().collect();
-            newest.reverse();
-            newest
+            let newest = self.history.iter().rev().filter(in_range).cloned();
+            Page::collect(newest, limit, bytes_max, true)
         } else {
-            self.history.iter().filter(in_range).take(limit).cloned().collect()
+            let oldest = self.history.iter().filter(in_range).cloned();
+            Page::collect(oldest, limit, bytes_max, false)
         }
     }
 
@@ -440,6 +483,7 @@ impl Room {
         viewer: &Viewer,
         id: MessageId,
         text: String,
+        bytes_max: usize,
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
         let message = self.find_mut(id).ok_or(Refusal::NotFound("no such message"))?;
@@ -447,6 +491,10 @@ impl Room {
             if &message.author != u {
                 return Err(Refusal::Forbidden("only the author may edit a message"));
             }
+        }
+        let size = message.encoded_len() - json_str_len(&message.text) + json_str_len(&text);
+        if size > bytes_max {
+            return Err(Refusal::too_large(size, bytes_max));
         }
         let m = Arc::make_mut(message);
         m.text = text;

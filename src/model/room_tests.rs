@@ -145,6 +145,8 @@ enum Answer {
     Room(RoomView),
     Message(Message),
     Messages(Vec<MessageId>),
+    /// A page that ended early at its byte bound.
+    Truncated(Vec<MessageId>),
 }
 
 fn answer(reply: &Reply) -> Answer {
@@ -152,7 +154,14 @@ fn answer(reply: &Reply) -> Answer {
         Reply::Empty => Answer::Empty,
         Reply::Room(v) => Answer::Room((**v).clone()),
         Reply::Message(m) => Answer::Message((**m).clone()),
-        Reply::Messages(list) => Answer::Messages(list.iter().map(|m| m.id).collect()),
+        Reply::Messages(page) => {
+            let ids = page.messages.iter().map(|m| m.id).collect();
+            if page.truncated {
+                Answer::Truncated(ids)
+            } else {
+                Answer::Messages(ids)
+            }
+        }
     }
 }
 
@@ -535,7 +544,7 @@ fn edit_is_for_the_author_or_a_service_only() {
         let mut alloc = ids();
         let id = post_ok(&mut room, &mut alloc, "mem", "draft");
         let later = T1 + 300;
-        let edit = RoomAction::Edit { message: id, text: "final".into() };
+        let edit = RoomAction::Edit { message: id, text: "final".into(), bytes_max: usize::MAX };
         let got = room.apply(&who(viewer), edit, &mut alloc, later);
         let original = message(ID1, Seq(1), "mem", "draft", MessageId(0));
         match expected {
@@ -570,7 +579,7 @@ fn edit_of_a_deleted_or_unknown_message_is_not_found() {
     for (viewer, id) in [("mem", gone), ("service", gone), ("mem", MessageId(999))] {
         let got = room.apply(
             &who(viewer),
-            RoomAction::Edit { message: id, text: "x".into() },
+            RoomAction::Edit { message: id, text: "x".into(), bytes_max: usize::MAX },
             &mut alloc,
             T1,
         );
@@ -585,7 +594,12 @@ fn edit_with_a_clock_behind_creation_never_dates_the_edit_before_it() {
     let mut alloc = ids();
     let id = post_ok(&mut room, &mut alloc, "mem", "t");
     let out = room
-        .apply(&who("mem"), RoomAction::Edit { message: id, text: "u".into() }, &mut alloc, T1 - 10)
+        .apply(
+            &who("mem"),
+            RoomAction::Edit { message: id, text: "u".into(), bytes_max: usize::MAX },
+            &mut alloc,
+            T1 - 10,
+        )
         .unwrap();
     let Reply::Message(m) = &out.reply else { panic!("edit replied {:?}", out.reply) };
     assert_eq!((m.created_ms, m.edited_ms, m.modified_ms), (T1, T1, T1));
@@ -935,7 +949,7 @@ fn history_pages_by_after_before_and_limit_and_skips_deleted_messages() {
     ];
     for (name, after, before, limit, expected) in cases {
         for viewer in ["mem", "stranger", "service"] {
-            let action = RoomAction::History { after, before, limit };
+            let action = RoomAction::History { after, before, limit, bytes_max: usize::MAX };
             let out = room.apply(&who(viewer), action, &mut alloc, T1).unwrap();
             let label = format!("{name} as {viewer}");
             assert_eq!(answer(&out.reply), Answer::Messages(expected.clone()), "{label}");
@@ -945,11 +959,108 @@ fn history_pages_by_after_before_and_limit_and_skips_deleted_messages() {
 }
 
 #[test]
+fn history_pages_end_early_at_their_byte_bound_and_always_hold_one_message() {
+    let mut room = fixture(RoomKind::Group);
+    let mut alloc = ids();
+    // Six messages of exactly `size` encoded bytes each.
+    let texts: Vec<String> = (1..=6).map(|i| format!("{i}{}", "x".repeat(999))).collect();
+    for text in &texts {
+        post_ok(&mut room, &mut alloc, "mem", text);
+    }
+    let size = room.history[0].encoded_len();
+    assert!(room.history.iter().all(|m| m.encoded_len() == size));
+    // (name, after, before, limit, bytes_max, expected)
+    let cases = vec![
+        ("all fit", None, None, 10, 6 * size, Answer::Messages(vec![ID1, ID2, ID3, ID4, ID5, ID6])),
+        ("forward, cut at two", None, None, 10, 2 * size + 1, Answer::Truncated(vec![ID1, ID2])),
+        ("forward after", Some(ID2), None, 10, 2 * size, Answer::Truncated(vec![ID3, ID4])),
+        ("the count ends first", None, None, 2, 3 * size, Answer::Messages(vec![ID1, ID2])),
+        (
+            "back from before: newest",
+            None,
+            Some(ID6),
+            10,
+            2 * size,
+            Answer::Truncated(vec![ID4, ID5]),
+        ),
+        ("one always fits", None, None, 10, 1, Answer::Truncated(vec![ID1])),
+        ("one always fits, back", None, Some(ID3), 10, 0, Answer::Truncated(vec![ID2])),
+        ("exactly the last", Some(ID4), None, 10, 2 * size, Answer::Messages(vec![ID5, ID6])),
+    ];
+    for (name, after, before, limit, bytes_max, expected) in cases {
+        let action = RoomAction::History { after, before, limit, bytes_max };
+        let out = room.apply(&who("mem"), action, &mut alloc, T1).unwrap();
+        assert_eq!(answer(&out.reply), expected, "{name}");
+    }
+}
+
+#[test]
+fn a_new_message_counts_every_field_against_its_bound() {
+    let plain = NewMessage {
+        author: uid("mem"),
+        text: String::new(),
+        parent_id: MessageId(0),
+        client_message_id: None,
+        kind: String::new(),
+        attachments: String::new(),
+        attributes: String::new(),
+    };
+    let base = plain.encoded_len();
+    assert_eq!(base, crate::limits::MESSAGE_ENCODED_OVERHEAD_BYTES + 3);
+    let kb = "k".repeat(1000);
+    // (name, message, its encoded length)
+    let cases = vec![
+        ("text", NewMessage { text: kb.clone(), ..plain.clone() }, base + 1000),
+        ("escaped text", NewMessage { text: "\n".repeat(500), ..plain.clone() }, base + 1000),
+        (
+            "attachments",
+            NewMessage { attachments: format!("[\"{kb}\"]"), ..plain.clone() },
+            base + 1004,
+        ),
+        (
+            "attributes",
+            NewMessage { attributes: format!("{{\"a\":\"{kb}\"}}"), ..plain.clone() },
+            base + 1008,
+        ),
+        (
+            "client id",
+            NewMessage { client_message_id: Some(kb.clone()), ..plain.clone() },
+            base + 1000,
+        ),
+        ("kind", NewMessage { kind: kb.clone(), ..plain.clone() }, base + 1000),
+    ];
+    for (name, message, len) in cases {
+        assert_eq!(message.encoded_len(), len, "{name}");
+        assert_eq!(message.check_size(len), Ok(()), "{name}");
+        assert_eq!(message.check_size(len - 1), Err(Refusal::too_large(len, len - 1)), "{name}");
+        assert_eq!(Refusal::too_large(len, len - 1).status(), 413);
+    }
+}
+
+#[test]
+fn an_edit_may_not_make_a_message_larger_than_its_bound() {
+    let mut room = fixture(RoomKind::Group);
+    let mut alloc = ids();
+    let id = post_ok(&mut room, &mut alloc, "mem", "short");
+    let base = room.history[0].encoded_len() - "short".len();
+    let edit =
+        |text: &str, bytes_max| RoomAction::Edit { message: id, text: text.into(), bytes_max };
+    let refused = room.apply(&who("mem"), edit(&"y".repeat(101), base + 100), &mut alloc, T1);
+    assert_eq!(refused.unwrap_err(), Refusal::too_large(base + 101, base + 100));
+    assert_eq!(room.history[0].text, "short", "a refused edit changes nothing");
+    // Escapes count: 50 quotes are 100 bytes of JSON.
+    let quotes = "\"".repeat(50);
+    room.apply(&who("mem"), edit(&quotes, base + 100), &mut alloc, T1).unwrap();
+    assert_eq!(room.history[0].text, quotes);
+    assert_eq!(room.history[0].encoded_len(), base + 100);
+}
+
+#[test]
 fn history_of_a_group_is_hidden_from_non_members() {
     let mut room = fixture(RoomKind::Group);
     let mut alloc = ids();
     post_ok(&mut room, &mut alloc, "mem", "secret");
-    let action = RoomAction::History { after: None, before: None, limit: 10 };
+    let action = RoomAction::History { after: None, before: None, limit: 10, bytes_max: 1 << 20 };
     let got = room.apply(&who("stranger"), action, &mut alloc, T1);
     assert_eq!(got.unwrap_err(), Refusal::NotFound("no such room"));
 }

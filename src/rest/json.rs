@@ -44,18 +44,23 @@ pub fn post_body(body: &[u8]) -> Result<PostBody, ApiError> {
     parse_body(body)
 }
 
-/// A user id given as a JSON string or integer.
+/// A user id given as a JSON string or a non-negative integer (kept as its decimal text),
+/// checked against the user id rule (`UserId::parse`); anything else → 400.
 pub fn user_id(value: &Value) -> Result<UserId, ApiError> {
-    let text = match value {
-        Value::String(s) if !s.is_empty() && s.len() <= 256 => s.clone(),
-        Value::Number(n) if n.is_u64() => n.to_string(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "a user id is a non-empty string (at most 256 bytes) or an integer",
-            ))
-        }
-    };
-    Ok(UserId::new(&text))
+    match value {
+        Value::String(s) => user_id_text(s),
+        Value::Number(n) if n.is_u64() => user_id_text(&n.to_string()),
+        _ => Err(ApiError::bad_request("a user id is a string or a non-negative integer")),
+    }
+}
+
+/// A user id given as text (a decoded path segment, a query parameter), checked against the
+/// user id rule (`UserId::parse`); → 400 when it breaks it.
+pub fn user_id_text(text: &str) -> Result<UserId, ApiError> {
+    UserId::parse(text).map_err(|e| {
+        let shown: String = text.chars().take(64).collect();
+        ApiError::bad_request(format!("invalid user id {shown:?}: {e}"))
+    })
 }
 
 /// A JSON object given for attributes, as text; `{}` when absent.

@@ -2,13 +2,15 @@
 
 use std::rc::Rc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::http::query::query_param;
-use crate::limits::{CLIENT_MESSAGE_ID_BYTES_MAX, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX};
+use crate::limits::{
+    CLIENT_MESSAGE_ID_BYTES_MAX, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, MESSAGE_KIND_BYTES_MAX,
+};
 use crate::model::action::NewMessage;
 use crate::model::ids::shard_of_message;
-use crate::model::room::Reply;
+use crate::model::room::{Page, Reply};
 use crate::model::{MessageId, RoomAction, Viewer};
 use crate::shard::{Request, Shard};
 
@@ -58,6 +60,9 @@ pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> 
             "client_message_id is over {CLIENT_MESSAGE_ID_BYTES_MAX} bytes"
         )));
     }
+    if body.kind.as_ref().is_some_and(|k| k.len() > MESSAGE_KIND_BYTES_MAX) {
+        return Err(ApiError::bad_request(format!("kind is over {MESSAGE_KIND_BYTES_MAX} bytes")));
+    }
     let new = NewMessage {
         author,
         text,
@@ -67,6 +72,7 @@ pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> 
         attachments: json::array_text(body.attachments.as_ref(), "attachments")?,
         attributes: json::object_text(body.attributes.as_ref(), "attributes")?,
     };
+    new.check_size(shard.config.stored_message_bytes_max)?;
     message_reply(room_action(shard, caller, id, RoomAction::Post(new)).await?, 201)
 }
 
@@ -82,7 +88,10 @@ fn optional_u64(query: Option<&str>, name: &str) -> Result<Option<u64>, ApiError
 }
 
 /// `GET /api/v1/rooms/{id}/messages?after=&before=&limit=`: ascending ids; with only `before`,
-/// the newest `limit` messages before it; otherwise the oldest `limit` after `after`.
+/// the newest `limit` messages before it; otherwise the oldest `limit` after `after`. A page
+/// also ends early at `history_page_bytes_max` encoded bytes: then it holds fewer than `limit`
+/// messages and `"truncated": true`, and the client pages on from its last (or, paging back,
+/// first) id as usual.
 pub async fn history(
     shard: &Rc<Shard>,
     caller: &Caller,
@@ -97,13 +106,22 @@ pub async fn history(
             "limit must be between 1 and {HISTORY_PAGE_MAX}"
         )));
     }
-    match room_action(shard, caller, id, RoomAction::History { after, before, limit }).await? {
-        Reply::Messages(messages) => {
-            let list: Vec<_> = messages.iter().map(|m| json::message(m)).collect();
-            Ok((200, json::wrapped("messages", list)))
-        }
-        _ => Ok((200, json::wrapped("messages", [(); 0]))),
-    }
+    let bytes_max = shard.config.history_page_bytes_max;
+    let action = RoomAction::History { after, before, limit, bytes_max };
+    let page = match room_action(shard, caller, id, action).await? {
+        Reply::Messages(page) => page,
+        _ => Page::default(),
+    };
+    let messages: Vec<_> = page.messages.iter().map(|m| json::message(m)).collect();
+    Ok((200, json::body(&HistoryJson { messages, truncated: page.truncated })))
+}
+
+/// A history page as the REST API shows it.
+#[derive(Serialize)]
+struct HistoryJson<'a> {
+    messages: Vec<json::MessageJson<'a>>,
+    /// The page ended early at its byte bound (more messages follow).
+    truncated: bool,
 }
 
 async fn message_action(
@@ -126,7 +144,9 @@ pub async fn edit(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> 
     let body: EditBody = parse_body(body)?;
     let text = check_message_text(shard, body.text)?;
     let message = parse_id(id, "message")?;
-    message_reply(message_action(shard, caller, id, RoomAction::Edit { message, text }).await?, 200)
+    let bytes_max = shard.config.stored_message_bytes_max;
+    let action = RoomAction::Edit { message, text, bytes_max };
+    message_reply(message_action(shard, caller, id, action).await?, 200)
 }
 
 /// `DELETE /api/v1/messages/{id}`: the author or a moderator deletes.

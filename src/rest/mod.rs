@@ -14,7 +14,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::http::head::{Method, RequestHead};
-use crate::http::query::bearer;
+use crate::http::query::{bearer, path_segment};
 use crate::http::response;
 use crate::model::room::Reply;
 use crate::model::{Refusal, UserId, Viewer};
@@ -59,9 +59,19 @@ pub struct Caller {
     pub expires_at: u64,
 }
 
-/// Answers one request.
+/// Answers one request. Path segments are percent-decoded after the split on `/` (a
+/// malformed escape or non-UTF-8 result → 400), so `%2F` never separates segments.
 pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_alive: bool) -> Bytes {
-    let segments: Vec<&str> = head.path.trim_matches('/').split('/').collect();
+    let decoded: Result<Vec<_>, _> =
+        head.path.trim_matches('/').split('/').map(path_segment).collect();
+    let decoded = match decoded {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            let e = ApiError::bad_request(format!("bad path: {e}"));
+            return response::json_error(e.status, e.code, &e.message, keep_alive);
+        }
+    };
+    let segments: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
     let result = route(shard, head, &segments, &body).await;
     match result {
         Ok((204, _)) => response::response(204, None, &[], keep_alive, &[]),

@@ -61,7 +61,7 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, user: &str, body: &[u8])
             message: "only a service posts notifications".into(),
         });
     }
-    let user = json::user_id(&Value::String(user.to_string()))?;
+    let user = json::user_id_text(user)?;
     let body: NewBody = parse_body(body)?;
     let name = short(body.name, "name", true)?;
     let object_type = short(body.object_type, "object_type", true)?;

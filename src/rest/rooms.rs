@@ -6,7 +6,9 @@ use std::rc::Rc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::limits::{ROOM_DESCRIPTION_BYTES_MAX, ROOM_LIST_MAX, ROOM_NAME_BYTES_MAX};
+use crate::limits::{
+    ROOM_ATTRIBUTES_BYTES_MAX, ROOM_DESCRIPTION_BYTES_MAX, ROOM_LIST_MAX, ROOM_NAME_BYTES_MAX,
+};
 use crate::model::action::{NewRoom, RoomPatch};
 use crate::model::ids::{shard_of_room, shard_of_user};
 use crate::model::room::Reply;
@@ -46,6 +48,17 @@ fn check_text(value: &Option<String>, what: &str, max: usize) -> Result<(), ApiE
     }
 }
 
+/// Room attributes: a JSON object of at most [`ROOM_ATTRIBUTES_BYTES_MAX`] bytes, as text.
+fn room_attributes(value: Option<&Value>) -> Result<String, ApiError> {
+    let text = json::object_text(value, "attributes")?;
+    if text.len() > ROOM_ATTRIBUTES_BYTES_MAX {
+        return Err(ApiError::bad_request(format!(
+            "attributes is over {ROOM_ATTRIBUTES_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(text)
+}
+
 fn parse_role(role: Option<&str>) -> Result<Role, ApiError> {
     match role {
         None => Ok(Role::Member),
@@ -54,12 +67,18 @@ fn parse_role(role: Option<&str>) -> Result<Role, ApiError> {
     }
 }
 
-/// A member given as `"id"`, `42` or `{"user": "id", "role": "moderator"}`.
+/// A member given as `"id"`, `42` or `{"user": "id", "role": "moderator"}`; a `role` that is
+/// not a string (or null) is refused, never read as the default.
 fn parse_member(value: &Value) -> Result<(crate::model::UserId, Role), ApiError> {
     match value {
         Value::Object(map) => {
             let user = json::user_id(map.get("user").unwrap_or(&Value::Null))?;
-            Ok((user, parse_role(map.get("role").and_then(Value::as_str))?))
+            let role = match map.get("role") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(role)) => Some(role.as_str()),
+                Some(_) => return Err(ApiError::bad_request("a member's role must be a string")),
+            };
+            Ok((user, parse_role(role)?))
         }
         other => Ok((json::user_id(other)?, Role::Member)),
     }
@@ -96,7 +115,7 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResul
         kind,
         name: body.name.unwrap_or_default(),
         description: body.description.unwrap_or_default(),
-        attributes: json::object_text(body.attributes.as_ref(), "attributes")?,
+        attributes: room_attributes(body.attributes.as_ref())?,
         members,
     };
     room_reply(
@@ -130,7 +149,7 @@ pub async fn update(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -
     check_text(&body.name, "name", ROOM_NAME_BYTES_MAX)?;
     check_text(&body.description, "description", ROOM_DESCRIPTION_BYTES_MAX)?;
     let attributes = match body.attributes {
-        Some(a) => Some(json::object_text(Some(&a), "attributes")?),
+        Some(a) => Some(room_attributes(Some(&a))?),
         None => None,
     };
     let patch = RoomPatch { name: body.name, description: body.description, attributes };
@@ -152,14 +171,14 @@ pub async fn put_member(
     body: &[u8],
 ) -> ApiResult {
     let body: PutMemberBody = parse_body(body)?;
-    let user = json::user_id(&Value::String(user.to_string()))?;
+    let user = json::user_id_text(user)?;
     let role = parse_role(body.role.as_deref())?;
     room_reply(room_action(shard, caller, id, RoomAction::PutMember { user, role }).await?, 200)
 }
 
 /// `DELETE /api/v1/rooms/{id}/members/{user}`.
 pub async fn remove_member(shard: &Rc<Shard>, caller: &Caller, id: &str, user: &str) -> ApiResult {
-    let user = json::user_id(&Value::String(user.to_string()))?;
+    let user = json::user_id_text(user)?;
     room_action(shard, caller, id, RoomAction::RemoveMember(user)).await?;
     Ok((204, Vec::new()))
 }
@@ -258,5 +277,44 @@ pub async fn mark(
             code: "internal",
             message: "unexpected owner answer".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn members_decode_and_wrong_types_are_refused() {
+        let ok: Vec<(Value, &str, Role)> = vec![
+            (json!("bob"), "bob", Role::Member),
+            (json!(1001), "1001", Role::Member),
+            (json!({"user": "bob"}), "bob", Role::Member),
+            (json!({"user": "bob", "role": null}), "bob", Role::Member),
+            (json!({"user": 7, "role": "moderator"}), "7", Role::Moderator),
+            (json!("café"), "café", Role::Member),
+        ];
+        for (value, user, role) in ok {
+            let (u, r) = parse_member(&value).unwrap_or_else(|e| panic!("{value}: {e:?}"));
+            assert_eq!((u.as_str(), r), (user, role), "{value}");
+        }
+        for bad in [
+            json!({"user": "bob", "role": 5}),
+            json!({"user": "bob", "role": true}),
+            json!({"user": "bob", "role": "king"}),
+            json!({"role": "member"}),
+            json!(-1),
+            json!(1.5),
+            json!(true),
+            json!(["bob"]),
+            json!("a/b"),
+            json!(""),
+            json!(".."),
+            json!("bob\u{0}"),
+        ] {
+            let e = parse_member(&bad).expect_err(&bad.to_string());
+            assert_eq!((e.status, e.code), (400, "invalid_request"), "{bad}");
+        }
     }
 }

@@ -4,8 +4,6 @@
 
 use std::rc::Rc;
 
-use serde_json::Value;
-
 use crate::http::query::query_param;
 use crate::limits::SESSION_ID_BYTES_MAX;
 use crate::model::ids::shard_of_user;
@@ -31,7 +29,7 @@ pub async fn delete(
             let user = query.and_then(|q| query_param(q, "user")).ok_or_else(|| {
                 ApiError::bad_request("a service names the session's user: ?user=")
             })?;
-            (json::user_id(&Value::String(user.into_owned()))?, None, false)
+            (json::user_id_text(&user)?, None, false)
         }
         Viewer::User(user) if caller.session.as_deref() == Some(sid) => {
             (user.clone(), Some(caller.expires_at), false)

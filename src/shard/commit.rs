@@ -14,7 +14,7 @@ use futures_channel::oneshot;
 
 use crate::limits::COMMITS_PENDING_MAX;
 use crate::mesh::Command;
-use crate::model::room::Reply;
+use crate::model::room::{Page, Reply};
 use crate::model::{MessageId, Refusal, RoomId, ShardId};
 use crate::store::{Completion, StoreOp};
 
@@ -141,13 +141,12 @@ impl Shard {
         }
     }
 
-    /// Queues a history read from disk; its answer goes to `reply_to`.
+    /// Queues a history read from disk (`after`, `before`, `limit`, `bytes_max`: see
+    /// `RoomAction::History`); its answer goes to `reply_to`.
     pub fn read_history_from_store(
         &self,
         room: RoomId,
-        after: Option<MessageId>,
-        before: Option<MessageId>,
-        limit: usize,
+        (after, before, limit, bytes_max): (Option<MessageId>, Option<MessageId>, usize, usize),
         reply_to: ReplyTo,
     ) {
         let mut commits = self.owner.commits.borrow_mut();
@@ -158,7 +157,7 @@ impl Shard {
             room.get(),
             after.map(MessageId::get),
             before.map(MessageId::get),
-            limit,
+            (limit, bytes_max),
         ) {
             Ok(()) => commits.reads.push((token, reply_to)),
             Err(_) => {
@@ -186,9 +185,10 @@ impl Shard {
                     };
                     let Some(reply_to) = reply_to else { continue };
                     let response = match result {
-                        Ok(records) => Response::Done(Reply::Messages(
-                            records.into_iter().map(|r| r.into_message()).collect(),
-                        )),
+                        Ok((records, truncated)) => Response::Done(Reply::Messages(Page {
+                            messages: records.into_iter().map(|r| r.into_message()).collect(),
+                            truncated,
+                        })),
                         Err(error) => {
                             tracing::error!(shard = self.id.get(), "history read failed: {error}");
                             Response::Refused(Refusal::Unavailable("reading history failed"))

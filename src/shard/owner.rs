@@ -231,9 +231,9 @@ impl Shard {
             Request::Room {
                 room,
                 viewer,
-                action: RoomAction::History { after, before, limit },
+                action: RoomAction::History { after, before, limit, bytes_max },
             } => {
-                self.history(room, &viewer, (after, before, limit), reply_to);
+                self.history(room, &viewer, (after, before, limit, bytes_max), reply_to);
             }
             Request::Room { room, viewer, action } => {
                 let effects = self.apply_room(room, &viewer, action);
@@ -479,7 +479,7 @@ impl Shard {
         &self,
         room_id: RoomId,
         viewer: &Viewer,
-        (after, before, limit): (Option<MessageId>, Option<MessageId>, usize),
+        (after, before, limit, bytes_max): (Option<MessageId>, Option<MessageId>, usize, usize),
         reply_to: ReplyTo,
     ) {
         let mut guard = self.owner.owned.borrow_mut();
@@ -488,7 +488,7 @@ impl Shard {
             drop(guard);
             return self.respond(reply_to, Response::Refused(Refusal::NotFound("no such room")));
         };
-        let action = RoomAction::History { after, before, limit };
+        let action = RoomAction::History { after, before, limit, bytes_max };
         let outcome = match entry.room.apply(viewer, action, &mut owned.message_ids, now_ms()) {
             Ok(outcome) => outcome,
             Err(refusal) => {
@@ -496,16 +496,17 @@ impl Shard {
                 return self.respond(reply_to, Response::Refused(refusal));
             }
         };
-        let page = match &outcome.reply {
-            Reply::Messages(page) => page.as_slice(),
-            _ => &[],
+        let from_window = match &outcome.reply {
+            Reply::Messages(page) => {
+                persist::window_answers(&entry.room, after, before, limit, page)
+            }
+            _ => true,
         };
-        let from_window = persist::window_answers(&entry.room, after, before, limit, page);
         drop(guard);
         if from_window {
             self.respond(reply_to, Response::Done(outcome.reply));
         } else {
-            self.read_history_from_store(room_id, after, before, limit, reply_to);
+            self.read_history_from_store(room_id, (after, before, limit, bytes_max), reply_to);
         }
     }
 

@@ -6,10 +6,9 @@
 //! was acknowledged.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use crate::model::ids::IdAllocator;
-use crate::model::room::Outcome;
+use crate::model::room::{Outcome, Page};
 use crate::model::{
     Event, Member, MessageId, Role, Room, RoomAction, RoomId, Seq, ShardId, UserId,
 };
@@ -184,13 +183,15 @@ pub fn has_older_on_disk(room: &Room) -> bool {
     }
 }
 
-/// Whether a history page computed from the window is the same the store would give.
+/// Whether a history page computed from the window is the same the store would give: a page
+/// back from `before` that filled its count or its byte bound inside the window needs nothing
+/// older.
 pub fn window_answers(
     room: &Room,
     after: Option<MessageId>,
     before: Option<MessageId>,
     limit: usize,
-    page: &[Arc<crate::model::Message>],
+    page: &Page,
 ) -> bool {
     if !has_older_on_disk(room) {
         return true;
@@ -198,7 +199,7 @@ pub fn window_answers(
     let oldest = room.history.front().map_or(MessageId(u64::MAX), |m| m.id);
     match (after, before) {
         (Some(after), _) => after >= oldest,
-        (None, Some(_)) => page.len() == limit,
+        (None, Some(_)) => page.messages.len() == limit || page.truncated,
         (None, None) => false,
     }
 }

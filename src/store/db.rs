@@ -31,6 +31,7 @@ use super::record::{
 };
 use super::StoreError;
 use crate::limits::{STORE_CACHE_BYTES, STORE_HISTORY_READ_MAX};
+use crate::model::event::message_encoded_len;
 
 /// Version of the table layout inside a shard file.
 const SCHEMA_VERSION: u64 = 1;
@@ -325,33 +326,36 @@ type MessageEntry<'a> = Result<
 /// A page of `room`'s history: ascending ids, strictly after `after` and strictly before
 /// `before`, deleted messages skipped; with only `before`, the newest `limit` before it,
 /// otherwise the oldest `limit` after `after`. `limit` is capped at [`STORE_HISTORY_READ_MAX`].
+/// The page ends early (the `bool`: truncated) before the message that would bring its encoded
+/// size over `bytes_max`, but holds at least one message.
 pub(crate) fn history(
     txn: &ReadTransaction,
     room: u64,
     after: Option<u64>,
     before: Option<u64>,
-    limit: usize,
-) -> Result<Vec<MessageRecord>, Fail> {
+    (limit, bytes_max): (usize, usize),
+) -> Result<(Vec<MessageRecord>, bool), Fail> {
     let limit = limit.min(STORE_HISTORY_READ_MAX);
     let lo = match after {
         None => 0,
         Some(a) => match a.checked_add(1) {
             Some(lo) => lo,
-            None => return Ok(Vec::new()),
+            None => return Ok((Vec::new(), false)),
         },
     };
     let upper = match before {
-        Some(b) if b <= lo => return Ok(Vec::new()),
+        Some(b) if b <= lo => return Ok((Vec::new(), false)),
         Some(b) => Bound::Excluded((room, b)),
         None => Bound::Included((room, u64::MAX)),
     };
     if limit == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
     let messages = txn.open_table(MESSAGES)?;
     let range = messages.range((Bound::Included((room, lo)), upper))?;
     let newest_first = after.is_none() && before.is_some();
-    let mut out = Vec::with_capacity(limit);
+    let mut out = Vec::with_capacity(limit.min(64));
+    let (mut page_bytes, mut truncated) = (0usize, false);
     let mut take = |entry: MessageEntry<'_>| -> Result<bool, Fail> {
         let (key, value) = entry?;
         let (_, id) = key.value();
@@ -359,6 +363,20 @@ pub(crate) fn history(
         let archived = rkyv::access::<ArchivedMessageRecord, rancor::Error>(bytes)
             .map_err(|e| Fail(format!("message {id} does not decode: {e}")))?;
         if archived.deleted_ms.is_none() {
+            // Measured on the archived record, so one past the bound is never copied out.
+            let size = message_encoded_len(
+                archived.author.as_str(),
+                archived.text.as_str(),
+                archived.client_message_id.as_ref().map(|c| c.as_str()),
+                archived.kind.as_str(),
+                archived.attachments.as_str(),
+                archived.attributes.as_str(),
+            );
+            if !out.is_empty() && page_bytes.saturating_add(size) > bytes_max {
+                truncated = true;
+                return Ok(false);
+            }
+            page_bytes = page_bytes.saturating_add(size);
             out.push(rkyv::deserialize::<MessageRecord, rancor::Error>(archived)?);
         }
         Ok(out.len() < limit)
@@ -377,7 +395,7 @@ pub(crate) fn history(
             }
         }
     }
-    Ok(out)
+    Ok((out, truncated))
 }
 
 /// The room holding `message`, if it is stored.

@@ -186,17 +186,18 @@ impl Store {
     /// [`STORE_HISTORY_READ_MAX`](crate::limits::STORE_HISTORY_READ_MAX) and the semantics of the
     /// in-memory window: ascending ids, strictly after `after`, strictly before `before`, only
     /// `before` = the newest `limit` before it, otherwise the oldest `limit` after `after`,
-    /// deleted messages skipped). A `History { token }` completion follows.
-    /// `Err` when the read ring is full.
+    /// deleted messages skipped; the page ends early, `truncated`, before the message that
+    /// would bring its encoded size over `bytes_max`, but holds at least one). A
+    /// `History { token }` completion follows. `Err` when the read ring is full.
     pub fn read_history(
         &mut self,
         token: u64,
         room: u64,
         after: Option<u64>,
         before: Option<u64>,
-        limit: usize,
+        (limit, bytes_max): (usize, usize),
     ) -> Result<(), RingFull> {
-        self.push_read(ReadOp::History { token, room, after, before, limit })
+        self.push_read(ReadOp::History { token, room, after, before, limit, bytes_max })
     }
 
     /// Queues a lookup of the room holding `message` in the on-disk index; a

@@ -205,8 +205,9 @@ pub enum Completion {
     History {
         /// The caller's token from [`super::Store::read_history`].
         token: u64,
-        /// Messages ascending by id, deleted ones skipped; `Err` if the file could not be read.
-        result: Result<Vec<MessageRecord>, String>,
+        /// Messages ascending by id, deleted ones skipped, and whether the page ended early at
+        /// its byte bound; `Err` if the file could not be read.
+        result: Result<(Vec<MessageRecord>, bool), String>,
     },
     /// The room of a message, from the on-disk index.
     MessageRoom {

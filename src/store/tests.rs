@@ -114,10 +114,24 @@ fn history(
     before: Option<u64>,
     limit: usize,
 ) -> Vec<u64> {
-    store.read_history(7, room, after, before, limit).expect("read ring has room");
+    let (ids, truncated) = history_bytes(store, room, after, before, (limit, usize::MAX));
+    assert!(!truncated, "no byte bound, no early end");
+    ids
+}
+
+/// A page read with a byte bound: its ids and whether it ended early.
+fn history_bytes(
+    store: &mut Store,
+    room: u64,
+    after: Option<u64>,
+    before: Option<u64>,
+    bounds: (usize, usize),
+) -> (Vec<u64>, bool) {
+    store.read_history(7, room, after, before, bounds).expect("read ring has room");
     match wait(store, 1).pop() {
         Some(Completion::History { token: 7, result }) => {
-            result.expect("history").iter().map(|m| m.id).collect()
+            let (page, truncated) = result.expect("history");
+            (page.iter().map(|m| m.id).collect(), truncated)
         }
         other => panic!("unexpected completion {other:?}"),
     }
@@ -322,6 +336,43 @@ fn history_pages_from_disk_across_the_window() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn history_pages_from_disk_end_early_at_their_byte_bound() {
+    let dir = TempDir::new("history-bytes");
+    let (mut store, _) = open(dir.path(), 0, 1, 3);
+    let mut ops = vec![StoreOp::PutRoom(room(3, "three", 10))];
+    for i in 1..=10u64 {
+        let mut m = message(3, i * 10, i);
+        m.text = "x".repeat(1000);
+        m.client_message_id = None;
+        ops.push(StoreOp::PutMessage(m));
+    }
+    submit_all(&mut store, vec![ops]);
+    let mut one = message(3, 10, 1);
+    one.text = "x".repeat(1000);
+    one.client_message_id = None;
+    let size = one.clone().into_message().encoded_len();
+    // (after, before, limit, bytes_max, expected ids, truncated)
+    type Case = (Option<u64>, Option<u64>, usize, usize, Vec<u64>, bool);
+    let cases: Vec<Case> = vec![
+        (None, None, 20, 10 * size, (1..=10).map(|i| i * 10).collect(), false),
+        (None, None, 20, 3 * size + 10, vec![10, 20, 30], true),
+        (Some(50), None, 20, 2 * size, vec![60, 70], true),
+        (None, Some(100), 20, 2 * size, vec![80, 90], true),
+        (None, None, 2, 5 * size, vec![10, 20], false),
+        (Some(80), None, 20, 1, vec![90], true),
+        (None, Some(20), 20, 0, vec![10], false),
+        (Some(90), None, 20, 1, vec![100], false),
+    ];
+    for (after, before, limit, bytes_max, ids, truncated) in cases {
+        assert_eq!(
+            history_bytes(&mut store, 3, after, before, (limit, bytes_max)),
+            (ids, truncated),
+            "after {after:?} before {before:?} limit {limit} bytes {bytes_max}"
+        );
     }
 }
 

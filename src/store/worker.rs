@@ -42,8 +42,18 @@ pub(crate) type Batch = (u64, Vec<StoreOp>);
 /// A read request.
 #[derive(Debug)]
 pub(crate) enum ReadOp {
-    History { token: u64, room: u64, after: Option<u64>, before: Option<u64>, limit: usize },
-    MessageRoom { token: u64, message: u64 },
+    History {
+        token: u64,
+        room: u64,
+        after: Option<u64>,
+        before: Option<u64>,
+        limit: usize,
+        bytes_max: usize,
+    },
+    MessageRoom {
+        token: u64,
+        message: u64,
+    },
 }
 
 /// State shared by the shard-side handle and both threads.
@@ -332,14 +342,16 @@ pub(crate) fn run_reader(
             |e: &dyn std::fmt::Display| format!("store file {}: {e}", shared.path.display());
         for op in batch.drain(..) {
             let completion = match op {
-                ReadOp::History { token, room, after, before, limit } => Completion::History {
-                    token,
-                    result: match &txn {
-                        Ok(txn) => db::history(txn, room, after, before, limit)
-                            .map_err(|e| unreadable(&e.0)),
-                        Err(e) => Err(unreadable(e)),
-                    },
-                },
+                ReadOp::History { token, room, after, before, limit, bytes_max } => {
+                    Completion::History {
+                        token,
+                        result: match &txn {
+                            Ok(txn) => db::history(txn, room, after, before, (limit, bytes_max))
+                                .map_err(|e| unreadable(&e.0)),
+                            Err(e) => Err(unreadable(e)),
+                        },
+                    }
+                }
                 ReadOp::MessageRoom { token, message } => Completion::MessageRoom {
                     token,
                     result: match &txn {

@@ -136,17 +136,22 @@ pub fn parse(payload_type: &str, payload: &Value) -> Result<Request, String> {
     })
 }
 
-/// Parses a client event.
+/// Parses a client event; one with a field of the wrong type is [`ClientEvent::Ignored`]
+/// (events get no reply), never read with a default.
 pub fn parse_event(payload_type: &str, payload: &Value) -> ClientEvent {
     match payload_type {
         "offline" => ClientEvent::Offline,
-        "typing" => match id_field(payload, "chatId") {
-            Ok(chat_id) => ClientEvent::Typing {
-                chat_id,
-                stop: payload.get("stop").and_then(Value::as_bool).unwrap_or(false),
-            },
-            Err(_) => ClientEvent::Ignored,
-        },
+        "typing" => {
+            let stop = match payload.get("stop") {
+                None | Some(Value::Null) => Some(false),
+                Some(Value::Bool(stop)) => Some(*stop),
+                Some(_) => None,
+            };
+            match (id_field(payload, "chatId"), stop) {
+                (Ok(chat_id), Some(stop)) => ClientEvent::Typing { chat_id, stop },
+                _ => ClientEvent::Ignored,
+            }
+        }
         _ => ClientEvent::Ignored,
     }
 }
@@ -295,7 +300,18 @@ mod tests {
             parse_event("typing", &json!({"chatId": "b", "stop": true})),
             ClientEvent::Typing { chat_id: "b".into(), stop: true }
         );
-        assert_eq!(parse_event("typing", &json!({"chatId": 1})), ClientEvent::Ignored);
+        assert_eq!(
+            parse_event("typing", &json!({"chatId": "b"})),
+            ClientEvent::Typing { chat_id: "b".into(), stop: false }
+        );
+        for bad in [
+            json!({"chatId": 1}),
+            json!({"chatId": "b", "stop": "yes"}),
+            json!({"chatId": "b", "stop": 1}),
+            json!({"chatId": "b", "stop": {}}),
+        ] {
+            assert_eq!(parse_event("typing", &bad), ClientEvent::Ignored, "{bad}");
+        }
         assert_eq!(parse_event("dance", &json!({})), ClientEvent::Ignored);
     }
 }

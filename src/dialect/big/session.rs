@@ -195,19 +195,17 @@ async fn resolve(
     if let Some(room) = state.chats.borrow().get(chat_id) {
         return Ok(*room);
     }
-    if !create || chat_id.is_empty() {
+    if !create {
         return Err("chat not found".into());
     }
+    // A chat id that is no room of the user's names the peer of a new dialog: a user id.
+    let peer = UserId::parse(chat_id).map_err(|e| format!("chat not found: {e}"))?;
     let spec = NewRoom {
         kind: RoomKind::Direct,
         name: String::new(),
         description: String::new(),
         attributes: "{}".into(),
-        members: if chat_id == user.as_str() {
-            Vec::new()
-        } else {
-            vec![(UserId::new(chat_id), Role::Member)]
-        },
+        members: if &peer == user { Vec::new() } else { vec![(peer.clone(), Role::Member)] },
     };
     let request = CoreRequest::CreateRoom { viewer: Viewer::User(user.clone()), spec };
     match shard.call(shard.id, request).await {
@@ -215,7 +213,7 @@ async fn resolve(
             // The members' owners heard of the room (RoomJoined) on the same FIFO rings as these
             // barriers, and told this shard, the room's owner, where they are connected before
             // answering: so the first message is delivered to the peer's live sockets.
-            for member in [user.clone(), UserId::new(chat_id)] {
+            for member in [user.clone(), peer] {
                 shard.barrier(shard_of_user(&member, shard.shard_count)).await;
             }
             let mut chats = state.chats.borrow_mut();
@@ -280,6 +278,7 @@ async fn execute(
                 attachments,
                 attributes: "{}".into(),
             };
+            new.check_size(shard.config.stored_message_bytes_max).map_err(|r| r.message())?;
             let request = CoreRequest::Room { room, viewer, action: RoomAction::Post(new) };
             match room_call(shard, request, room).await? {
                 Reply::Message(m) => {
@@ -302,7 +301,8 @@ async fn execute(
             }
             let room = resolve(shard, user, state, &chat_id, false).await?;
             let message = message_id(shard, user, room, original).await?;
-            let action = RoomAction::Edit { message, text };
+            let bytes_max = shard.config.stored_message_bytes_max;
+            let action = RoomAction::Edit { message, text, bytes_max };
             edited(
                 room_call(shard, CoreRequest::Message { message, viewer, action }, room),
                 original,
@@ -336,10 +336,14 @@ async fn execute(
                 ),
                 (None, None) => (None, Some(MessageId(u64::MAX))),
             };
-            let action = RoomAction::History { after, before, limit: count as usize };
+            // A page ends early at its byte bound (fewer than `count`: the client pages on
+            // from its oldest or newest messageId), and fits the connection's outbound queue.
+            let bytes_max =
+                shard.config.history_page_bytes_max.min(shard.config.outbound_bytes_max / 2);
+            let action = RoomAction::History { after, before, limit: count as usize, bytes_max };
             match room_call(shard, CoreRequest::Room { room, viewer, action }, room).await? {
-                Reply::Messages(list) => {
-                    Ok(Value::Array(list.iter().map(|m| wire::message_json(m)).collect()))
+                Reply::Messages(page) => {
+                    Ok(Value::Array(page.messages.iter().map(|m| wire::message_json(m)).collect()))
                 }
                 _ => Ok(json!([])),
             }

@@ -55,7 +55,8 @@ pub fn decode(text: &str) -> ClientFrame {
     };
     let payload = match map.remove("payload") {
         Some(Value::Null) | None => Value::Object(Map::new()),
-        Some(p) => p,
+        Some(p @ Value::Object(_)) => p,
+        Some(_) => return ClientFrame::Invalid("payload must be an object".into()),
     };
     let payload_type = match map.remove("payloadType") {
         Some(Value::String(kind)) => Some(kind),
@@ -380,6 +381,23 @@ mod tests {
         ] {
             assert!(matches!(decode(bad), ClientFrame::Invalid(_)), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_payload_of_the_wrong_type_is_refused_not_read_as_empty() {
+        for payload in ["5", "\"chats\"", "[]", "true"] {
+            let frame = format!(
+                r#"{{"type":"request","id":"1","payloadType":"chats","payload":{payload}}}"#
+            );
+            assert_eq!(decode(&frame), ClientFrame::Invalid("payload must be an object".into()));
+        }
+    }
+
+    #[test]
+    fn a_message_s_json_stays_within_its_encoded_length() {
+        let message = crate::model::event::tests::widest_message();
+        let json = message_json(&message).to_string();
+        assert!(json.len() <= message.encoded_len(), "{} > {}", json.len(), message.encoded_len());
     }
 
     #[test]
