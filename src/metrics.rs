@@ -89,8 +89,11 @@ shard_metrics! {
     rate_limited_total: "counter";
     /// Connections closed for a WebSocket protocol error.
     protocol_errors_total: "counter";
-    /// Connections closed for missing pongs or handshake timeouts.
+    /// Connections closed for missing pongs, or an HTTP request (head and body) not received
+    /// whole by its deadline (`handshake_timeout_ms`).
     timeouts_total: "counter";
+    /// Keep-alive HTTP connections closed after `http_keepalive_timeout_ms` idle.
+    http_keepalive_closes_total: "counter";
     /// Rooms owned by this shard.
     rooms: "gauge";
     /// Users owned by this shard with connections or rooms.

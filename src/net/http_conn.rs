@@ -1,14 +1,24 @@
 //! Serving one accepted connection: HTTP/1.1 requests with keep-alive (the REST API), until it
 //! asks for a WebSocket upgrade, which hands the socket to a dialect's session.
 //!
-//! Limits: the first request head must arrive within `handshake_timeout_ms`, later ones within
-//! `idle_timeout_ms`; heads are at most `http_head_bytes_max` (431), bodies at most
-//! `rest_body_bytes_max` (413) and only with Content-Length (chunked: 411).
+//! Limits: a whole request (head and body) must arrive within `handshake_timeout_ms`, counted
+//! from accept for the first request and from its first byte for later ones (a deadline, not a
+//! wait per read: a byte at a time does not extend it); a keep-alive connection must start its
+//! next request within `http_keepalive_timeout_ms` of a response. Past either the socket is
+//! closed. Heads are at most `http_head_bytes_max` (431), bodies at most `rest_body_bytes_max`
+//! (413) and only with Content-Length (chunked: 411).
+//!
+//! Invariant: no io_uring op on the stream outlives the task's wait for it ([`until`]), so the
+//! descriptor is closed exactly once, when the last `Rc<TcpStream>` drops (the upgrade hands
+//! the session a duplicate of its own).
 
+use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use tokio::time::Instant;
 use tokio_uring::net::TcpStream;
 
 use crate::dialect::{self, Credentials, Refusal};
@@ -36,8 +46,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 /// Serves requests until the connection closes (false) or is upgraded (true).
 async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
     let config = shard.config.clone();
+    let request_time = Duration::from_millis(config.handshake_timeout_ms);
+    let keep_alive_time = Duration::from_millis(config.http_keepalive_timeout_ms);
     let mut buf = BytesMut::with_capacity(1024);
-    let mut wait = Duration::from_millis(config.handshake_timeout_ms);
+    // The first request's deadline runs from accept.
+    let mut deadline = Instant::now() + request_time;
     loop {
         let head = loop {
             match parse_head(&buf, config.http_head_bytes_max) {
@@ -51,16 +64,16 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
                     return false;
                 }
             }
-            buf = match read_more(shard, &stream, buf, wait).await {
-                Some(buf) => buf,
-                None => return false,
+            buf = match read_more(shard, &stream, buf, deadline).await {
+                Ok(buf) => buf,
+                Err(end) => return end.count(&shard.metrics.timeouts_total),
             };
         };
         metrics::inc(&shard.metrics.http_requests_total);
         if upgrade::is_websocket_upgrade(&head) {
             return upgrade_to_websocket(shard, stream, head, buf).await;
         }
-        let Some(body) = read_body(shard, &stream, &head, &mut buf, wait).await else {
+        let Some(body) = read_body(shard, &stream, &head, &mut buf, deadline).await else {
             return false;
         };
         let keep_alive = head.keep_alive && !shard.shutting_down.get();
@@ -71,29 +84,75 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
         if !write(&stream, reply).await || !keep_alive {
             return false;
         }
-        wait = Duration::from_millis(config.idle_timeout_ms);
+        if buf.is_empty() {
+            // Idle between requests: the next one must start within the keep-alive time.
+            buf = match read_more(shard, &stream, buf, Instant::now() + keep_alive_time).await {
+                Ok(buf) => buf,
+                Err(end) => return end.count(&shard.metrics.http_keepalive_closes_total),
+            };
+        }
+        // A later request's deadline runs from its first byte.
+        deadline = Instant::now() + request_time;
     }
 }
 
-/// Reads more bytes into `buf` within `wait`; `None` on EOF, error or timeout.
+/// Why a read gave no bytes.
+enum ReadEnd {
+    /// EOF or an error: the peer is gone.
+    Closed,
+    /// The deadline passed; the socket was shut down.
+    Deadline,
+}
+
+impl ReadEnd {
+    /// Counts a deadline in `counter`; false (the connection is over) either way.
+    fn count(self, counter: &AtomicU64) -> bool {
+        if let ReadEnd::Deadline = self {
+            metrics::inc(counter);
+        }
+        false
+    }
+}
+
+/// Reads more bytes into `buf` before `deadline`.
 async fn read_more(
     shard: &Shard,
     stream: &TcpStream,
     mut buf: BytesMut,
-    wait: Duration,
-) -> Option<BytesMut> {
+    deadline: Instant,
+) -> Result<BytesMut, ReadEnd> {
     if buf.capacity() - buf.len() < 512 {
         buf.reserve(buf.len().max(1024));
     }
-    match tokio::time::timeout(wait, crate::net::read_appending(stream, buf)).await {
-        Err(_) => {
-            metrics::inc(&shard.metrics.timeouts_total);
-            None
-        }
-        Ok((Ok(0) | Err(_), _)) => None,
-        Ok((Ok(n), buf)) => {
+    match until(stream, deadline, crate::net::read_appending(stream, buf)).await {
+        None => Err(ReadEnd::Deadline),
+        Some((Ok(0) | Err(_), _)) => Err(ReadEnd::Closed),
+        Some((Ok(n), buf)) => {
             metrics::add(&shard.metrics.bytes_in_total, n as u64);
-            Some(buf)
+            Ok(buf)
+        }
+    }
+}
+
+/// Runs `op`, an io_uring operation on `stream`, until `deadline`; `None` when the deadline
+/// came first, and then the socket is shut down (the peer sees it closed).
+///
+/// The op is never dropped while in flight: tokio-uring keeps a dropped op's buffer and its
+/// reference to the descriptor until the kernel completes it, and a read of a silent peer
+/// completes only when the peer sends or leaves, so the descriptor would stay open (and the
+/// TCP connection with it) however long the peer waits. Shutting the socket down makes the
+/// kernel complete the pending op at once (a read with EOF, a write with an error), and the op
+/// is awaited to its end here, so the caller's `TcpStream` is the descriptor's only owner again
+/// and closes it when dropped.
+async fn until<T>(stream: &TcpStream, deadline: Instant, op: impl Future<Output = T>) -> Option<T> {
+    let mut op = std::pin::pin!(op);
+    tokio::select! {
+        biased;
+        out = &mut op => Some(out),
+        () = tokio::time::sleep_until(deadline) => {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = op.await;
+            None
         }
     }
 }
@@ -104,7 +163,7 @@ async fn read_body(
     stream: &TcpStream,
     head: &RequestHead,
     buf: &mut BytesMut,
-    wait: Duration,
+    deadline: Instant,
 ) -> Option<Bytes> {
     if head.chunked {
         let _ = write(
@@ -121,7 +180,13 @@ async fn read_body(
     }
     while buf.len() < head.content_length {
         let taken = std::mem::take(buf);
-        *buf = read_more(shard, stream, taken, wait).await?;
+        match read_more(shard, stream, taken, deadline).await {
+            Ok(more) => *buf = more,
+            Err(end) => {
+                end.count(&shard.metrics.timeouts_total);
+                return None;
+            }
+        }
     }
     Some(buf.split_to(head.content_length).freeze())
 }
