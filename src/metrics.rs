@@ -41,6 +41,15 @@ shard_metrics! {
     connections_accepted_total: "counter";
     /// Connections refused because the shard was at its connection limit.
     connections_refused_total: "counter";
+    /// Connections in the HTTP phase (accepted, not upgraded), at most
+    /// `http_connections_per_shard_max`.
+    http_phase_connections: "gauge";
+    /// Connections refused (503) because the shard held `http_connections_per_shard_max`
+    /// HTTP-phase connections.
+    http_refused_shard_cap_total: "counter";
+    /// Connections refused (503) because their source address held
+    /// `http_connections_per_ip_max` HTTP-phase connections on the shard.
+    http_refused_ip_cap_total: "counter";
     /// WebSocket frames received.
     frames_in_total: "counter";
     /// WebSocket frames queued for sending.

@@ -26,21 +26,24 @@ use crate::http::head::{parse_head, RequestHead};
 use crate::http::{response, upgrade};
 use crate::metrics;
 use crate::model::ShardId;
+use crate::net::admission::HttpSlot;
 use crate::net::conn::Conn;
 use crate::shard::Shard;
 
-/// Serves the connection until it closes or upgrades.
+/// Serves the connection until it closes or upgrades; `slot` is its place in the shard's HTTP
+/// phase, given back as this returns.
 ///
 /// An upgraded connection is handed to the shard's sessions (`ws_session`), which need no task
 /// per connection, so the HTTP phase's state (the request head, the REST handler's future, the
 /// io_uring stream) is freed rather than kept for the socket's whole life; the session's end
 /// decrements `connections`.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: HttpSlot) {
     metrics::inc(&shard.metrics.connections);
     let stream = Rc::new(stream);
     if !serve_requests(&shard, stream).await {
         metrics::dec(&shard.metrics.connections);
     }
+    drop(slot);
 }
 
 /// Serves requests until the connection closes (false) or is upgraded (true).

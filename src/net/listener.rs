@@ -3,6 +3,7 @@
 use std::rc::Rc;
 
 use crate::metrics;
+use crate::net::admission;
 use crate::shard::Shard;
 
 /// Accepts connections until shutdown, spawning one task per connection.
@@ -17,10 +18,20 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: std::net::TcpListener) {
             break;
         }
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 metrics::inc(&shard.metrics.connections_accepted_total);
-                let _ = stream.set_nodelay(true);
-                tokio_uring::spawn(crate::net::http_conn::serve(shard.clone(), stream));
+                match admission::admit(&shard, peer.ip()) {
+                    Ok(slot) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio_uring::spawn(crate::net::http_conn::serve(
+                            shard.clone(),
+                            stream,
+                            slot,
+                        ));
+                    }
+                    // Answered at once and closed as `stream` drops.
+                    Err(refused) => admission::refuse(&stream, refused),
+                }
             }
             Err(error) => {
                 tracing::warn!(shard = shard.id.get(), "accept failed: {error}");
