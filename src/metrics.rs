@@ -39,6 +39,11 @@ shard_metrics! {
     websockets: "gauge";
     /// Connections accepted since start.
     connections_accepted_total: "counter";
+    /// Failed accepts (out of descriptors, a connection lost before it was taken, …).
+    accept_errors_total: "counter";
+    /// Pauses of the accept loop after a failed accept (out of descriptors or memory, or an
+    /// unknown error), instead of retrying at once.
+    accept_backoffs_total: "counter";
     /// Connections refused because the shard was at its connection limit.
     connections_refused_total: "counter";
     /// Connections in the HTTP phase (accepted, not upgraded), at most

@@ -387,3 +387,84 @@ async fn http_phase_connections_over_the_shard_cap_get_503() {
     );
     close(echo).await;
 }
+
+/// The value of `roomcast_<name>{shard="0"}` in a `/metrics` text.
+fn metric(text: &str, name: &str) -> u64 {
+    let prefix = format!("roomcast_{name}{{shard=\"0\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test]
+async fn out_of_descriptors_accept_backs_off_and_recovers() {
+    let _serial = SERIAL.lock().await;
+    // The real binary in a process of its own, with room for about 30 connections.
+    const FD_LIMIT: usize = 48;
+    const DEADLINE_MS: u64 = 1_000;
+    let dir = TempDir::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let log_path = dir.0.join("server.log");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &format!("ulimit -n {FD_LIMIT} && exec \"$@\""), "sh"])
+        .arg(env!("CARGO_BIN_EXE_roomcast"))
+        .args(["serve", "--listen", &addr.to_string(), "--shards", "1", "--no-pin-cpus"])
+        .args(["--jwt-secret", SECRET, "--durability", "none"])
+        .args(["--handshake-timeout-ms", &DEADLINE_MS.to_string()])
+        .args(["--http-connections-per-ip-max", "1000"])
+        .arg("--data-dir")
+        .arg(dir.0.join("data"))
+        .env("ROOMCAST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("spawn the server");
+    let fds_of_server =
+        |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
+    let mut up = false;
+    for _ in 0..400 {
+        if TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "the server listens");
+    assert_eq!(healthz_from(addr, [127, 0, 0, 1]).await, 200);
+    let resting = fds_of_server(child.id());
+
+    let since = Instant::now();
+    let mut hostile = Vec::new();
+    for _ in 0..60 {
+        hostile.push(connect_from(addr, [127, 0, 0, 1]).await);
+    }
+    // Queued behind the silent connections: served once theirs are closed at the deadline.
+    let limit = Duration::from_millis(DEADLINE_MS) * CLOSE_WITHIN;
+    let served = tokio::time::timeout(limit, healthz_from(addr, [127, 0, 0, 2])).await;
+    assert_eq!(served.ok(), Some(200), "a well-behaved client is served once descriptors free up");
+    for (i, stream) in hostile.iter_mut().enumerate() {
+        let closed = closed_by(stream, since + limit).await;
+        assert_eq!(closed, Ok(Vec::new()), "silent connection #{i}");
+    }
+    assert!(fds_of_server(child.id()) <= FD_LIMIT);
+    let metrics = call(addr, "GET", "/metrics", None, None).await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let (errors, backoffs) =
+        (metric(&text, "accept_errors_total"), metric(&text, "accept_backoffs_total"));
+    let settled = fds_of_server(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let logged = log.matches("accept failed").count();
+    // Pauses doubling from 10 ms to 1 s: a few failures per exhaustion, not one per 10 ms, and
+    // one log line per streak of failures.
+    assert!(logged <= 4, "{logged} 'accept failed' lines logged");
+    assert!(errors <= 60, "{errors} failed accepts: the loop spun");
+    assert!(
+        errors >= 1 && backoffs >= 1,
+        "out of descriptors is counted: {errors} errors, {backoffs} pauses"
+    );
+    eprintln!("out of descriptors: {errors} failed accepts, {backoffs} pauses, {logged} logged");
+    assert!(settled <= resting + FD_SLACK, "{settled} descriptors after, {resting} at rest");
+}
