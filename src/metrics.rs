@@ -103,8 +103,9 @@ shard_metrics! {
     rate_limited_total: "counter";
     /// Connections closed for a WebSocket protocol error.
     protocol_errors_total: "counter";
-    /// Connections closed for missing pongs, or an HTTP request (head and body) not received
-    /// whole by its deadline (`handshake_timeout_ms`).
+    /// Connections closed for missing pongs, an HTTP request (head and body) not received whole
+    /// by its deadline, or an HTTP response the client took nothing of for as long
+    /// (`handshake_timeout_ms`).
     timeouts_total: "counter";
     /// Keep-alive HTTP connections closed after `http_keepalive_timeout_ms` idle.
     http_keepalive_closes_total: "counter";

@@ -468,3 +468,42 @@ async fn out_of_descriptors_accept_backs_off_and_recovers() {
     eprintln!("out of descriptors: {errors} failed accepts, {backoffs} pauses, {logged} logged");
     assert!(settled <= resting + FD_SLACK, "{settled} descriptors after, {resting} at rest");
 }
+
+#[tokio::test]
+async fn clients_that_never_read_their_responses_are_closed() {
+    let _serial = SERIAL.lock().await;
+    let (server, baseline) = start_warm(hostile_config()).await;
+    // Pipelined requests whose answers (several MiB) fill both socket buffers when nobody reads
+    // them (a small receive buffer on the client's side, the kernel's largest send buffer on
+    // the server's).
+    let mut hostile = Vec::new();
+    for _ in 0..2 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+        let mut stream = socket.connect(server.addr).await.expect("connect");
+        let requests = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1500);
+        stream.write_all(requests.as_bytes()).await.expect("write the requests");
+        hostile.push(stream);
+    }
+    assert_eq!(healthz_from(server.addr, [127, 0, 0, 1]).await, 200, "served meanwhile");
+    // Nothing is read for the whole time a response may stall, and a bit more.
+    tokio::time::sleep(close_limit()).await;
+    let held = settle_server_fds(server.addr.port(), 0).await;
+    assert_eq!(held, 0, "the server still holds the sockets of clients that do not read");
+    let fds = fd_count();
+    assert!(fds <= baseline + hostile.len() + FD_SLACK, "{fds} descriptors, {baseline} before");
+    for (i, stream) in hostile.iter_mut().enumerate() {
+        // What was sent before the close is still there to read; then the end.
+        let mut chunk = vec![0u8; 64 * 1024];
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await {
+                Ok(Ok(0) | Err(_)) => break true,
+                Ok(Ok(_)) => continue,
+                Err(_) => break false,
+            }
+        };
+        assert!(ended, "client #{i}: the connection ends");
+    }
+    assert_eq!(healthz_from(server.addr, [127, 0, 0, 1]).await, 200, "served after");
+}

@@ -80,7 +80,8 @@ pub struct Config {
     pub outbound_bytes_max: usize,
     /// Deadline for a whole HTTP request (head and body) to arrive, in ms: counted from accept
     /// for a connection's first request (the WebSocket handshake included), from its first byte
-    /// for a later one. Past it the socket is closed, however slowly bytes still trickle in.
+    /// for a later one. Past it the socket is closed, however slowly bytes still trickle in. A
+    /// client that takes nothing of a response being written for this long is closed too.
     pub handshake_timeout_ms: u64,
     /// A keep-alive connection that sends no byte of its next request for this long after a
     /// response is closed, in ms.

@@ -4,8 +4,9 @@
 //! Limits: a whole request (head and body) must arrive within `handshake_timeout_ms`, counted
 //! from accept for the first request and from its first byte for later ones (a deadline, not a
 //! wait per read: a byte at a time does not extend it); a keep-alive connection must start its
-//! next request within `http_keepalive_timeout_ms` of a response. Past either the socket is
-//! closed. Heads are at most `http_head_bytes_max` (431), bodies at most `rest_body_bytes_max`
+//! next request within `http_keepalive_timeout_ms` of a response; and a client must take some
+//! of a response being written at least every `handshake_timeout_ms`. Past any of these the
+//! socket is closed. Heads are at most `http_head_bytes_max` (431), bodies at most `rest_body_bytes_max`
 //! (413) and only with Content-Length (chunked: 411).
 //!
 //! Invariant: no io_uring op on the stream outlives the task's wait for it ([`until`]), so the
@@ -63,7 +64,7 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    let _ = write(&stream, e.render(false)).await;
+                    let _ = write(shard, &stream, e.render(false)).await;
                     return false;
                 }
             }
@@ -84,7 +85,7 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
             Some(dialect) => dialect.get().http(shard, &head, body).await,
             None => crate::rest::handle(shard, &head, body, keep_alive).await,
         };
-        if !write(&stream, reply).await || !keep_alive {
+        if !write(shard, &stream, reply).await || !keep_alive {
             return false;
         }
         if buf.is_empty() {
@@ -170,6 +171,7 @@ async fn read_body(
 ) -> Option<Bytes> {
     if head.chunked {
         let _ = write(
+            shard,
             stream,
             response::json_error(411, "length_required", "send a Content-Length body", false),
         )
@@ -178,7 +180,8 @@ async fn read_body(
     }
     if head.content_length > shard.config.rest_body_bytes_max {
         let message = format!("the body is over {} bytes", shard.config.rest_body_bytes_max);
-        let _ = write(stream, response::json_error(413, "body_too_large", &message, false)).await;
+        let _ = write(shard, stream, response::json_error(413, "body_too_large", &message, false))
+            .await;
         return None;
     }
     while buf.len() < head.content_length {
@@ -194,30 +197,46 @@ async fn read_body(
     Some(buf.split_to(head.content_length).freeze())
 }
 
-/// Writes a whole response; false when the socket failed.
-async fn write(stream: &TcpStream, bytes: Bytes) -> bool {
-    stream.write_all(bytes).await.0.is_ok()
+/// Writes a whole response; false when the socket failed, or when the client took none of it
+/// for `handshake_timeout_ms` (a client that does not read): then the socket is shut down.
+async fn write(shard: &Shard, stream: &TcpStream, bytes: Bytes) -> bool {
+    let stall = Duration::from_millis(shard.config.handshake_timeout_ms);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match until(stream, Instant::now() + stall, stream.write(rest).submit()).await {
+            None => {
+                metrics::inc(&shard.metrics.timeouts_total);
+                return false;
+            }
+            Some((Ok(0) | Err(_), _)) => return false,
+            Some((Ok(n), unsent)) => {
+                rest = unsent;
+                rest.advance(n);
+            }
+        }
+    }
+    true
 }
 
 /// A refusal that completes the handshake, sends `frame`, then drops the TCP connection
 /// without a close frame (the dialect's own way of refusing).
 async fn refuse_after_upgrade(
+    shard: &Shard,
     stream: &TcpStream,
     head: &RequestHead,
-    shard: ShardId,
     frame: Bytes,
 ) -> bool {
     let accepted = match upgrade::accept(head) {
-        Ok(accepted) => with_shard_header(&accepted, shard),
+        Ok(accepted) => with_shard_header(&accepted, shard.id),
         Err(e) => {
-            let _ = write(stream, e.render(false)).await;
+            let _ = write(shard, stream, e.render(false)).await;
             return false;
         }
     };
     let mut out = Vec::with_capacity(accepted.len() + frame.len());
     out.extend_from_slice(&accepted);
     out.extend_from_slice(&frame);
-    let _ = write(stream, Bytes::from(out)).await;
+    let _ = write(shard, stream, Bytes::from(out)).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
     false
 }
@@ -230,6 +249,7 @@ async fn upgrade_to_websocket(
 ) -> bool {
     let Some(dialect) = dialect::at_path(&head.path, &shard.config) else {
         let _ = write(
+            shard,
             &stream,
             response::json_error(404, "not_found", "no WebSocket endpoint at this path", false),
         )
@@ -238,6 +258,7 @@ async fn upgrade_to_websocket(
     };
     if shard.shutting_down.get() {
         let _ = write(
+            shard,
             &stream,
             response::json_error(503, "shutting_down", "the server is shutting down", false),
         )
@@ -259,11 +280,11 @@ async fn upgrade_to_websocket(
                 Err(reason) => {
                     return match protocol.refuse(&reason) {
                         Refusal::Http(answer) => {
-                            let _ = write(&stream, answer).await;
+                            let _ = write(shard, &stream, answer).await;
                             false
                         }
                         Refusal::AfterUpgrade(frame) => {
-                            refuse_after_upgrade(&stream, &head, shard.id, frame).await
+                            refuse_after_upgrade(shard, &stream, &head, frame).await
                         }
                     };
                 }
@@ -274,6 +295,7 @@ async fn upgrade_to_websocket(
     if shard.conn.ws.len() >= shard.config.connections_per_shard_max {
         metrics::inc(&shard.metrics.connections_refused_total);
         let _ = write(
+            shard,
             &stream,
             response::json_error(503, "too_many_connections", "this server is full", false),
         )
@@ -283,11 +305,11 @@ async fn upgrade_to_websocket(
     let accepted = match upgrade::accept(&head) {
         Ok(accepted) => with_shard_header(&accepted, shard.id),
         Err(e) => {
-            let _ = write(&stream, e.render(false)).await;
+            let _ = write(shard, &stream, e.render(false)).await;
             return false;
         }
     };
-    if !write(&stream, accepted).await {
+    if !write(shard, &stream, accepted).await {
         return false;
     }
     let Some(socket) = nonblocking_socket(&stream) else {
