@@ -6,8 +6,8 @@
 //! wait per read: a byte at a time does not extend it); a keep-alive connection must start its
 //! next request within `http_keepalive_timeout_ms` of a response; and a client must take some
 //! of a response being written at least every `handshake_timeout_ms`. Past any of these the
-//! socket is closed. Heads are at most `http_head_bytes_max` (431), bodies at most `rest_body_bytes_max`
-//! (413) and only with Content-Length (chunked: 411).
+//! socket is closed. Heads are at most `http_head_bytes_max` (431), bodies at most
+//! `rest_body_bytes_max` (413) and only with Content-Length (chunked: 411).
 //!
 //! Invariant: no io_uring op on the stream outlives the task's wait for it ([`until`]), so the
 //! descriptor is closed exactly once, when the last `Rc<TcpStream>` drops (the upgrade hands
