@@ -396,6 +396,16 @@ fn metric(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
+/// A child process, killed when dropped (also when a test fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn out_of_descriptors_accept_backs_off_and_recovers() {
     let _serial = SERIAL.lock().await;
@@ -406,7 +416,7 @@ async fn out_of_descriptors_accept_backs_off_and_recovers() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let log_path = dir.0.join("server.log");
-    let mut child = std::process::Command::new("sh")
+    let child = std::process::Command::new("sh")
         .args(["-c", &format!("ulimit -n {FD_LIMIT} && exec \"$@\""), "sh"])
         .arg(env!("CARGO_BIN_EXE_roomcast"))
         .args(["serve", "--listen", &addr.to_string(), "--shards", "1", "--no-pin-cpus"])
@@ -420,6 +430,7 @@ async fn out_of_descriptors_accept_backs_off_and_recovers() {
         .stderr(std::fs::File::create(&log_path).expect("log file"))
         .spawn()
         .expect("spawn the server");
+    let child = KillOnDrop(child);
     let fds_of_server =
         |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
     let mut up = false;
@@ -432,7 +443,7 @@ async fn out_of_descriptors_accept_backs_off_and_recovers() {
     }
     assert!(up, "the server listens");
     assert_eq!(healthz_from(addr, [127, 0, 0, 1]).await, 200);
-    let resting = fds_of_server(child.id());
+    let resting = fds_of_server(child.0.id());
 
     let since = Instant::now();
     let mut hostile = Vec::new();
@@ -447,14 +458,13 @@ async fn out_of_descriptors_accept_backs_off_and_recovers() {
         let closed = closed_by(stream, since + limit).await;
         assert_eq!(closed, Ok(Vec::new()), "silent connection #{i}");
     }
-    assert!(fds_of_server(child.id()) <= FD_LIMIT);
+    assert!(fds_of_server(child.0.id()) <= FD_LIMIT);
     let metrics = call(addr, "GET", "/metrics", None, None).await;
     let text = String::from_utf8_lossy(&metrics.body).into_owned();
     let (errors, backoffs) =
         (metric(&text, "accept_errors_total"), metric(&text, "accept_backoffs_total"));
-    let settled = fds_of_server(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    let settled = fds_of_server(child.0.id());
+    drop(child);
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let logged = log.matches("accept failed").count();
     // Pauses doubling from 10 ms to 1 s: a few failures per exhaustion, not one per 10 ms, and
