@@ -80,11 +80,19 @@ const _: () = assert!(SWEEP_SLICES > 0);
 
 // --- HTTP and authentication -------------------------------------------------------------------
 
+/// First pause of the accept loop after an accept failed for want of descriptors or memory (or
+/// an unknown reason); each further failure in a row doubles it.
+pub const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+/// Longest pause of the accept loop after failed accepts.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// Most headers accepted in one request head; more → 431.
 pub const HTTP_HEADERS_MAX: usize = 64;
 /// Longest accepted header segment (base64url text) of a JWT, in bytes; longer → refused
 /// before decoding.
 pub const JWT_HEADER_SEGMENT_BYTES_MAX: usize = 2048;
+
+const _: () = assert!(ACCEPT_BACKOFF_FIRST.as_nanos() <= ACCEPT_BACKOFF_MAX.as_nanos());
 
 // --- REST requests ------------------------------------------------------------------------------
 

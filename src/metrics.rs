@@ -39,8 +39,22 @@ shard_metrics! {
     websockets: "gauge";
     /// Connections accepted since start.
     connections_accepted_total: "counter";
+    /// Failed accepts (out of descriptors, a connection lost before it was taken, …).
+    accept_errors_total: "counter";
+    /// Pauses of the accept loop after a failed accept (out of descriptors or memory, or an
+    /// unknown error), instead of retrying at once.
+    accept_backoffs_total: "counter";
     /// Connections refused because the shard was at its connection limit.
     connections_refused_total: "counter";
+    /// Connections in the HTTP phase (accepted, not upgraded), at most
+    /// `http_connections_per_shard_max`.
+    http_phase_connections: "gauge";
+    /// Connections refused (503) because the shard held `http_connections_per_shard_max`
+    /// HTTP-phase connections.
+    http_refused_shard_cap_total: "counter";
+    /// Connections refused (503) because their source address held
+    /// `http_connections_per_ip_max` HTTP-phase connections on the shard.
+    http_refused_ip_cap_total: "counter";
     /// WebSocket frames received.
     frames_in_total: "counter";
     /// WebSocket frames queued for sending.
@@ -89,8 +103,12 @@ shard_metrics! {
     rate_limited_total: "counter";
     /// Connections closed for a WebSocket protocol error.
     protocol_errors_total: "counter";
-    /// Connections closed for missing pongs or handshake timeouts.
+    /// Connections closed for missing pongs, an HTTP request (head and body) not received whole
+    /// by its deadline, or an HTTP response the client took nothing of for as long
+    /// (`handshake_timeout_ms`).
     timeouts_total: "counter";
+    /// Keep-alive HTTP connections closed after `http_keepalive_timeout_ms` idle.
+    http_keepalive_closes_total: "counter";
     /// Rooms owned by this shard.
     rooms: "gauge";
     /// Users owned by this shard with connections or rooms.

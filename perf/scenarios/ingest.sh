@@ -44,6 +44,8 @@ run_one() {
   data_dir=$(mktemp -d)
   local server_cmd=("$RC" serve --listen "127.0.0.1:$PORT" --data-dir "$data_dir" --shards "$shards"
     --durability "$dur" --no-pin-cpus
+    # Every poster connects from 127.0.0.1: lift the per-address HTTP connection cap (64).
+    --http-connections-per-ip-max 100000
     # Each poster is one user posting as fast as it is answered; the per-user REST rate limit
     # (100/s by default) would cap the benchmark, which measures the store, not abuse control.
     --actions-per-second 1000000 --actions-burst 1000000)

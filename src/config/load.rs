@@ -83,12 +83,23 @@ pub struct ServeArgs {
     /// Most bytes queued for one client, bytes [default: 1048576].
     #[arg(long, env = "ROOMCAST_OUTBOUND_BYTES_MAX")]
     pub outbound_bytes_max: Option<usize>,
-    /// Handshake deadline, ms [default: 10000].
+    /// Deadline for a whole HTTP request (head and body; the first from accept, the WebSocket
+    /// handshake included), ms [default: 10000].
     #[arg(long, env = "ROOMCAST_HANDSHAKE_TIMEOUT_MS")]
     pub handshake_timeout_ms: Option<u64>,
     /// Idle connection timeout, ms [default: 60000].
     #[arg(long, env = "ROOMCAST_IDLE_TIMEOUT_MS")]
     pub idle_timeout_ms: Option<u64>,
+    /// Close a keep-alive HTTP connection idle this long after a response, ms [default: 60000].
+    #[arg(long, env = "ROOMCAST_HTTP_KEEPALIVE_TIMEOUT_MS")]
+    pub http_keepalive_timeout_ms: Option<u64>,
+    /// HTTP-phase (not upgraded) connections per shard; more get 503 [default: 10000].
+    #[arg(long, env = "ROOMCAST_HTTP_CONNECTIONS_PER_SHARD_MAX")]
+    pub http_connections_per_shard_max: Option<usize>,
+    /// HTTP-phase connections per shard from one IPv4 address or IPv6 /64; more get 503
+    /// [default: 64].
+    #[arg(long, env = "ROOMCAST_HTTP_CONNECTIONS_PER_IP_MAX")]
+    pub http_connections_per_ip_max: Option<usize>,
     /// Ping interval, ms [default: 20000].
     #[arg(long, env = "ROOMCAST_PING_INTERVAL_MS")]
     pub ping_interval_ms: Option<u64>,
@@ -157,6 +168,9 @@ struct FileConfig {
     outbound_bytes_max: Option<usize>,
     handshake_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
+    http_keepalive_timeout_ms: Option<u64>,
+    http_connections_per_shard_max: Option<usize>,
+    http_connections_per_ip_max: Option<usize>,
     ping_interval_ms: Option<u64>,
     big_silence_ms: Option<u64>,
     big_resend_ms: Option<u64>,
@@ -181,7 +195,9 @@ macro_rules! overlay {
             frame_bytes_max, message_bytes_max, http_head_bytes_max,
             rest_body_bytes_max, stored_message_bytes_max, history_page_bytes_max,
             outbound_bytes_max, handshake_timeout_ms,
-            idle_timeout_ms, ping_interval_ms, big_silence_ms, big_resend_ms, big_unacked_max,
+            idle_timeout_ms, http_keepalive_timeout_ms, http_connections_per_shard_max,
+            http_connections_per_ip_max, ping_interval_ms, big_silence_ms, big_resend_ms,
+            big_unacked_max,
             actions_per_second, actions_burst,
             connections_per_shard_max, ring_slots, rooms_per_shard_max,
             history_per_room_max, members_per_room_max, read_buffer_bytes_initial);

@@ -86,8 +86,20 @@ pub struct Config {
     pub history_page_bytes_max: usize,
     /// Most bytes queued for one slow client before it is dropped.
     pub outbound_bytes_max: usize,
-    /// Time allowed from accept to a completed WebSocket handshake, in ms.
+    /// Deadline for a whole HTTP request (head and body) to arrive, in ms: counted from accept
+    /// for a connection's first request (the WebSocket handshake included), from its first byte
+    /// for a later one. Past it the socket is closed, however slowly bytes still trickle in. A
+    /// client that takes nothing of a response being written for this long is closed too.
     pub handshake_timeout_ms: u64,
+    /// A keep-alive connection that sends no byte of its next request for this long after a
+    /// response is closed, in ms.
+    pub http_keepalive_timeout_ms: u64,
+    /// Most connections of one shard still in the HTTP phase (not upgraded to WebSocket); one
+    /// more gets a short 503 and is closed.
+    pub http_connections_per_shard_max: usize,
+    /// Most HTTP-phase connections of one shard from one source address (IPv4, or an IPv6 /64);
+    /// one more gets a short 503 and is closed.
+    pub http_connections_per_ip_max: usize,
     /// A connection silent for this long is closed, in ms.
     pub idle_timeout_ms: u64,
     /// Interval between server pings on a quiet connection, in ms.
@@ -139,6 +151,9 @@ impl Default for Config {
             outbound_bytes_max: 1 << 20,
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
+            http_keepalive_timeout_ms: 60_000,
+            http_connections_per_shard_max: 10_000,
+            http_connections_per_ip_max: 64,
             ping_interval_ms: 20_000,
             big_silence_ms: 20_000,
             big_resend_ms: 5_000,
@@ -180,6 +195,9 @@ impl Config {
             outbound_bytes_max,
             handshake_timeout_ms,
             idle_timeout_ms,
+            http_keepalive_timeout_ms,
+            http_connections_per_shard_max,
+            http_connections_per_ip_max,
             ping_interval_ms,
             big_silence_ms,
             big_resend_ms,
@@ -262,6 +280,9 @@ impl fmt::Debug for Config {
             .field("outbound_bytes_max", &self.outbound_bytes_max)
             .field("handshake_timeout_ms", &self.handshake_timeout_ms)
             .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("http_keepalive_timeout_ms", &self.http_keepalive_timeout_ms)
+            .field("http_connections_per_shard_max", &self.http_connections_per_shard_max)
+            .field("http_connections_per_ip_max", &self.http_connections_per_ip_max)
             .field("big_silence_ms", &self.big_silence_ms)
             .field("big_resend_ms", &self.big_resend_ms)
             .field("big_unacked_max", &self.big_unacked_max)

@@ -50,6 +50,9 @@ fn defaults_match_the_documented_numbers() {
     assert_eq!(c.outbound_bytes_max, 1_048_576);
     assert_eq!(c.handshake_timeout_ms, 10_000);
     assert_eq!(c.idle_timeout_ms, 60_000);
+    assert_eq!(c.http_keepalive_timeout_ms, 60_000);
+    assert_eq!(c.http_connections_per_shard_max, 10_000);
+    assert_eq!(c.http_connections_per_ip_max, 64);
     assert_eq!(c.ping_interval_ms, 20_000);
     assert_eq!(c.actions_per_second, 100);
     assert_eq!(c.actions_burst, 200);
@@ -79,6 +82,8 @@ fn toml_overrides_defaults() {
         history_page_bytes_max = 8192
         ring_slots = 1024
         actions_burst = 50
+        http_keepalive_timeout_ms = 5000
+        http_connections_per_ip_max = 3
     "#;
     let c = merge(&ServeArgs::default(), Some(toml)).expect("valid toml");
     assert_eq!(c.listen, addr("0.0.0.0:9000"));
@@ -91,6 +96,7 @@ fn toml_overrides_defaults() {
     assert_eq!(c.durability, Durability::None);
     assert_eq!((c.frame_bytes_max, c.ring_slots, c.actions_burst), (16_384, 1_024, 50));
     assert_eq!((c.stored_message_bytes_max, c.history_page_bytes_max), (4_096, 8_192));
+    assert_eq!((c.http_keepalive_timeout_ms, c.http_connections_per_ip_max), (5_000, 3));
     assert_eq!(c.message_bytes_max, 65_536, "untouched fields keep defaults");
 }
 
@@ -132,7 +138,7 @@ fn unknown_toml_key_is_an_error_naming_it() {
 
 #[test]
 fn validate_rejects_zero_bounds() {
-    let zeroed: [Mutation; 17] = [
+    let zeroed: [Mutation; 20] = [
         |c| c.frame_bytes_max = 0,
         |c| c.message_bytes_max = 0,
         |c| c.http_head_bytes_max = 0,
@@ -141,6 +147,9 @@ fn validate_rejects_zero_bounds() {
         |c| c.outbound_bytes_max = 0,
         |c| c.handshake_timeout_ms = 0,
         |c| c.idle_timeout_ms = 0,
+        |c| c.http_keepalive_timeout_ms = 0,
+        |c| c.http_connections_per_shard_max = 0,
+        |c| c.http_connections_per_ip_max = 0,
         |c| c.ping_interval_ms = 0,
         |c| c.actions_per_second = 0,
         |c| c.actions_burst = 0,
@@ -209,6 +218,9 @@ fn clap_flags_are_kebab_case_field_names() {
         "--connections-per-shard-max=10",
         "--stored-message-bytes-max=2048",
         "--history-page-bytes-max=4096",
+        "--http-keepalive-timeout-ms=1500",
+        "--http-connections-per-shard-max=300",
+        "--http-connections-per-ip-max=7",
     ])
     .expect("flags parse");
     let c = merge(&cli.args, None).expect("valid");
@@ -219,6 +231,8 @@ fn clap_flags_are_kebab_case_field_names() {
     assert_eq!(c.read_buffer_bytes_initial, 256);
     assert_eq!(c.connections_per_shard_max, 10);
     assert_eq!((c.stored_message_bytes_max, c.history_page_bytes_max), (2048, 4096));
+    assert_eq!(c.http_keepalive_timeout_ms, 1500);
+    assert_eq!((c.http_connections_per_shard_max, c.http_connections_per_ip_max), (300, 7));
     assert!(ServeCli::try_parse_from(["serve", "--durability=maybe"]).is_err());
     assert!(ServeCli::try_parse_from(["serve", "--shards=-1"]).is_err());
 }

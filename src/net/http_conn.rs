@@ -1,14 +1,25 @@
 //! Serving one accepted connection: HTTP/1.1 requests with keep-alive (the REST API), until it
 //! asks for a WebSocket upgrade, which hands the socket to a dialect's session.
 //!
-//! Limits: the first request head must arrive within `handshake_timeout_ms`, later ones within
-//! `idle_timeout_ms`; heads are at most `http_head_bytes_max` (431), bodies at most
+//! Limits: a whole request (head and body) must arrive within `handshake_timeout_ms`, counted
+//! from accept for the first request and from its first byte for later ones (a deadline, not a
+//! wait per read: a byte at a time does not extend it); a keep-alive connection must start its
+//! next request within `http_keepalive_timeout_ms` of a response; and a client must take some
+//! of a response being written at least every `handshake_timeout_ms`. Past any of these the
+//! socket is closed. Heads are at most `http_head_bytes_max` (431), bodies at most
 //! `rest_body_bytes_max` (413) and only with Content-Length (chunked: 411).
+//!
+//! Invariant: no io_uring op on the stream outlives the task's wait for it ([`until`]), so the
+//! descriptor is closed exactly once, when the last `Rc<TcpStream>` drops (the upgrade hands
+//! the session a duplicate of its own).
 
+use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use tokio::time::Instant;
 use tokio_uring::net::TcpStream;
 
 use crate::dialect::{self, Credentials, Refusal};
@@ -16,28 +27,34 @@ use crate::http::head::{parse_head, RequestHead};
 use crate::http::{response, upgrade};
 use crate::metrics;
 use crate::model::ShardId;
+use crate::net::admission::HttpSlot;
 use crate::net::conn::Conn;
 use crate::shard::Shard;
 
-/// Serves the connection until it closes or upgrades.
+/// Serves the connection until it closes or upgrades; `slot` is its place in the shard's HTTP
+/// phase, given back as this returns.
 ///
 /// An upgraded connection is handed to the shard's sessions (`ws_session`), which need no task
 /// per connection, so the HTTP phase's state (the request head, the REST handler's future, the
 /// io_uring stream) is freed rather than kept for the socket's whole life; the session's end
 /// decrements `connections`.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: HttpSlot) {
     metrics::inc(&shard.metrics.connections);
     let stream = Rc::new(stream);
     if !serve_requests(&shard, stream).await {
         metrics::dec(&shard.metrics.connections);
     }
+    drop(slot);
 }
 
 /// Serves requests until the connection closes (false) or is upgraded (true).
 async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
     let config = shard.config.clone();
+    let request_time = Duration::from_millis(config.handshake_timeout_ms);
+    let keep_alive_time = Duration::from_millis(config.http_keepalive_timeout_ms);
     let mut buf = BytesMut::with_capacity(1024);
-    let mut wait = Duration::from_millis(config.handshake_timeout_ms);
+    // The first request's deadline runs from accept.
+    let mut deadline = Instant::now() + request_time;
     loop {
         let head = loop {
             match parse_head(&buf, config.http_head_bytes_max) {
@@ -47,20 +64,20 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    let _ = write(&stream, e.render(false)).await;
+                    let _ = write(shard, &stream, e.render(false)).await;
                     return false;
                 }
             }
-            buf = match read_more(shard, &stream, buf, wait).await {
-                Some(buf) => buf,
-                None => return false,
+            buf = match read_more(shard, &stream, buf, deadline).await {
+                Ok(buf) => buf,
+                Err(end) => return end.count(&shard.metrics.timeouts_total),
             };
         };
         metrics::inc(&shard.metrics.http_requests_total);
         if upgrade::is_websocket_upgrade(&head) {
             return upgrade_to_websocket(shard, stream, head, buf).await;
         }
-        let Some(body) = read_body(shard, &stream, &head, &mut buf, wait).await else {
+        let Some(body) = read_body(shard, &stream, &head, &mut buf, deadline).await else {
             return false;
         };
         let keep_alive = head.keep_alive && !shard.shutting_down.get();
@@ -68,32 +85,78 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
             Some(dialect) => dialect.get().http(shard, &head, body).await,
             None => crate::rest::handle(shard, &head, body, keep_alive).await,
         };
-        if !write(&stream, reply).await || !keep_alive {
+        if !write(shard, &stream, reply).await || !keep_alive {
             return false;
         }
-        wait = Duration::from_millis(config.idle_timeout_ms);
+        if buf.is_empty() {
+            // Idle between requests: the next one must start within the keep-alive time.
+            buf = match read_more(shard, &stream, buf, Instant::now() + keep_alive_time).await {
+                Ok(buf) => buf,
+                Err(end) => return end.count(&shard.metrics.http_keepalive_closes_total),
+            };
+        }
+        // A later request's deadline runs from its first byte.
+        deadline = Instant::now() + request_time;
     }
 }
 
-/// Reads more bytes into `buf` within `wait`; `None` on EOF, error or timeout.
+/// Why a read gave no bytes.
+enum ReadEnd {
+    /// EOF or an error: the peer is gone.
+    Closed,
+    /// The deadline passed; the socket was shut down.
+    Deadline,
+}
+
+impl ReadEnd {
+    /// Counts a deadline in `counter`; false (the connection is over) either way.
+    fn count(self, counter: &AtomicU64) -> bool {
+        if let ReadEnd::Deadline = self {
+            metrics::inc(counter);
+        }
+        false
+    }
+}
+
+/// Reads more bytes into `buf` before `deadline`.
 async fn read_more(
     shard: &Shard,
     stream: &TcpStream,
     mut buf: BytesMut,
-    wait: Duration,
-) -> Option<BytesMut> {
+    deadline: Instant,
+) -> Result<BytesMut, ReadEnd> {
     if buf.capacity() - buf.len() < 512 {
         buf.reserve(buf.len().max(1024));
     }
-    match tokio::time::timeout(wait, crate::net::read_appending(stream, buf)).await {
-        Err(_) => {
-            metrics::inc(&shard.metrics.timeouts_total);
-            None
-        }
-        Ok((Ok(0) | Err(_), _)) => None,
-        Ok((Ok(n), buf)) => {
+    match until(stream, deadline, crate::net::read_appending(stream, buf)).await {
+        None => Err(ReadEnd::Deadline),
+        Some((Ok(0) | Err(_), _)) => Err(ReadEnd::Closed),
+        Some((Ok(n), buf)) => {
             metrics::add(&shard.metrics.bytes_in_total, n as u64);
-            Some(buf)
+            Ok(buf)
+        }
+    }
+}
+
+/// Runs `op`, an io_uring operation on `stream`, until `deadline`; `None` when the deadline
+/// came first, and then the socket is shut down (the peer sees it closed).
+///
+/// The op is never dropped while in flight: tokio-uring keeps a dropped op's buffer and its
+/// reference to the descriptor until the kernel completes it, and a read of a silent peer
+/// completes only when the peer sends or leaves, so the descriptor would stay open (and the
+/// TCP connection with it) however long the peer waits. Shutting the socket down makes the
+/// kernel complete the pending op at once (a read with EOF, a write with an error), and the op
+/// is awaited to its end here, so the caller's `TcpStream` is the descriptor's only owner again
+/// and closes it when dropped.
+async fn until<T>(stream: &TcpStream, deadline: Instant, op: impl Future<Output = T>) -> Option<T> {
+    let mut op = std::pin::pin!(op);
+    tokio::select! {
+        biased;
+        out = &mut op => Some(out),
+        () = tokio::time::sleep_until(deadline) => {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = op.await;
+            None
         }
     }
 }
@@ -104,10 +167,11 @@ async fn read_body(
     stream: &TcpStream,
     head: &RequestHead,
     buf: &mut BytesMut,
-    wait: Duration,
+    deadline: Instant,
 ) -> Option<Bytes> {
     if head.chunked {
         let _ = write(
+            shard,
             stream,
             response::json_error(411, "length_required", "send a Content-Length body", false),
         )
@@ -116,40 +180,63 @@ async fn read_body(
     }
     if head.content_length > shard.config.rest_body_bytes_max {
         let message = format!("the body is over {} bytes", shard.config.rest_body_bytes_max);
-        let _ = write(stream, response::json_error(413, "body_too_large", &message, false)).await;
+        let _ = write(shard, stream, response::json_error(413, "body_too_large", &message, false))
+            .await;
         return None;
     }
     while buf.len() < head.content_length {
         let taken = std::mem::take(buf);
-        *buf = read_more(shard, stream, taken, wait).await?;
+        match read_more(shard, stream, taken, deadline).await {
+            Ok(more) => *buf = more,
+            Err(end) => {
+                end.count(&shard.metrics.timeouts_total);
+                return None;
+            }
+        }
     }
     Some(buf.split_to(head.content_length).freeze())
 }
 
-/// Writes a whole response; false when the socket failed.
-async fn write(stream: &TcpStream, bytes: Bytes) -> bool {
-    stream.write_all(bytes).await.0.is_ok()
+/// Writes a whole response; false when the socket failed, or when the client took none of it
+/// for `handshake_timeout_ms` (a client that does not read): then the socket is shut down.
+async fn write(shard: &Shard, stream: &TcpStream, bytes: Bytes) -> bool {
+    let stall = Duration::from_millis(shard.config.handshake_timeout_ms);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match until(stream, Instant::now() + stall, stream.write(rest).submit()).await {
+            None => {
+                metrics::inc(&shard.metrics.timeouts_total);
+                return false;
+            }
+            Some((Ok(0) | Err(_), _)) => return false,
+            Some((Ok(n), unsent)) => {
+                rest = unsent;
+                rest.advance(n);
+            }
+        }
+    }
+    true
 }
 
 /// A refusal that completes the handshake, sends `frame`, then drops the TCP connection
 /// without a close frame (the dialect's own way of refusing).
 async fn refuse_after_upgrade(
+    shard: &Shard,
     stream: &TcpStream,
     head: &RequestHead,
-    shard: ShardId,
     frame: Bytes,
 ) -> bool {
     let accepted = match upgrade::accept(head) {
-        Ok(accepted) => with_shard_header(&accepted, shard),
+        Ok(accepted) => with_shard_header(&accepted, shard.id),
         Err(e) => {
-            let _ = write(stream, e.render(false)).await;
+            let _ = write(shard, stream, e.render(false)).await;
             return false;
         }
     };
     let mut out = Vec::with_capacity(accepted.len() + frame.len());
     out.extend_from_slice(&accepted);
     out.extend_from_slice(&frame);
-    let _ = write(stream, Bytes::from(out)).await;
+    let _ = write(shard, stream, Bytes::from(out)).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
     false
 }
@@ -162,6 +249,7 @@ async fn upgrade_to_websocket(
 ) -> bool {
     let Some(dialect) = dialect::at_path(&head.path, &shard.config) else {
         let _ = write(
+            shard,
             &stream,
             response::json_error(404, "not_found", "no WebSocket endpoint at this path", false),
         )
@@ -170,6 +258,7 @@ async fn upgrade_to_websocket(
     };
     if shard.shutting_down.get() {
         let _ = write(
+            shard,
             &stream,
             response::json_error(503, "shutting_down", "the server is shutting down", false),
         )
@@ -191,11 +280,11 @@ async fn upgrade_to_websocket(
                 Err(reason) => {
                     return match protocol.refuse(&reason) {
                         Refusal::Http(answer) => {
-                            let _ = write(&stream, answer).await;
+                            let _ = write(shard, &stream, answer).await;
                             false
                         }
                         Refusal::AfterUpgrade(frame) => {
-                            refuse_after_upgrade(&stream, &head, shard.id, frame).await
+                            refuse_after_upgrade(shard, &stream, &head, frame).await
                         }
                     };
                 }
@@ -206,6 +295,7 @@ async fn upgrade_to_websocket(
     if shard.conn.ws.len() >= shard.config.connections_per_shard_max {
         metrics::inc(&shard.metrics.connections_refused_total);
         let _ = write(
+            shard,
             &stream,
             response::json_error(503, "too_many_connections", "this server is full", false),
         )
@@ -215,11 +305,11 @@ async fn upgrade_to_websocket(
     let accepted = match upgrade::accept(&head) {
         Ok(accepted) => with_shard_header(&accepted, shard.id),
         Err(e) => {
-            let _ = write(&stream, e.render(false)).await;
+            let _ = write(shard, &stream, e.render(false)).await;
             return false;
         }
     };
-    if !write(&stream, accepted).await {
+    if !write(shard, &stream, accepted).await {
         return false;
     }
     let Some(socket) = nonblocking_socket(&stream) else {

@@ -24,6 +24,7 @@ use crate::fanout::{self, Bundle, Subscriptions};
 use crate::limits::USER_RATES_MAX;
 use crate::mesh::Command;
 use crate::model::{RoomId, UserId};
+use crate::net::admission::HttpPhase;
 use crate::net::conn::{Bound, Conn, Writer};
 use crate::net::rate::RateLimit;
 use crate::net::ws_session::Sessions;
@@ -44,6 +45,8 @@ pub struct ConnSide {
     pub revoked: RefCell<Revoked>,
     /// Per-user token buckets for REST writes on this shard (bounded by `USER_RATES_MAX`).
     pub user_rates: RefCell<HashMap<UserId, RateLimit>>,
+    /// Connections still in the HTTP phase (not upgraded), in all and per source address.
+    pub http: HttpPhase,
 }
 
 impl ConnSide {
@@ -57,6 +60,7 @@ impl ConnSide {
             tokens: RefCell::new(tokens),
             revoked: RefCell::new(revoked),
             user_rates: RefCell::new(HashMap::new()),
+            http: HttpPhase::default(),
         }
     }
 

@@ -296,7 +296,7 @@ impl From<&Refusal> for Failure {
         let kind = match refusal {
             Refusal::NotFound(_) => FailureKind::NotFound,
             Refusal::Forbidden(_) => FailureKind::Forbidden,
-            Refusal::Invalid(_) => FailureKind::Validation,
+            Refusal::Invalid(_) | Refusal::MessageTooLarge(_) => FailureKind::Validation,
             Refusal::Conflict(_) => FailureKind::Conflict,
             Refusal::Full(_) => FailureKind::TooMany,
             Refusal::Unavailable(_) => FailureKind::Unavailable,
