@@ -1,6 +1,7 @@
 //! Networking on the shard loop: accepting, HTTP/1.1 serving (io_uring), WebSocket sessions
 //! (readiness-driven, one shared read buffer), and each connection's outbound queue and writer.
 
+pub mod bind;
 pub mod conn;
 pub mod http_conn;
 pub mod listener;

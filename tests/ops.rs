@@ -1,0 +1,209 @@
+//! Operating the server: one server per address and per data directory (the real binary, two
+//! processes), and failed starts that leave nothing behind.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_roomcast");
+
+/// A `roomcast serve` process, killed on drop.
+struct Serve {
+    child: Child,
+    /// Every line it printed on stdout so far arrives here.
+    stdout: mpsc::Receiver<String>,
+    /// Its stderr, read to the end once it exits (or is killed).
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    /// Starts `roomcast serve` with `args` (one shard, no pinning, logs at info).
+    fn spawn(args: &[&str]) -> Serve {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(["--shards", "1", "--no-pin-cpus"])
+            .args(args)
+            .env("ROOMCAST_LOG", "info")
+            .env_remove("ROOMCAST_JWT_SECRET")
+            .env_remove("ROOMCAST_DATA_DIR")
+            .env_remove("ROOMCAST_LISTEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn roomcast serve");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, stdout) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().expect("stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        });
+        Serve { child, stdout, stderr }
+    }
+
+    /// Waits for the banner; returns the address and every banner line.
+    fn listening(&mut self) -> (SocketAddr, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut lines = Vec::new();
+        let mut addr = None;
+        while Instant::now() < deadline {
+            match self.stdout.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("roomcast listening on http://") {
+                        let text = rest.split_whitespace().next().expect("address");
+                        addr = Some(text.parse().expect("a socket address"));
+                    }
+                    let last = line.starts_with("serving in the foreground");
+                    lines.push(line);
+                    if addr.is_some() && (last || lines.len() >= 5) {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if addr.is_some() {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        match addr {
+            Some(addr) => (addr, lines),
+            None => panic!("the server did not start: {lines:?}"),
+        }
+    }
+
+    /// Waits (at most `secs`) for the process to exit: its status and stderr. `None` if it is
+    /// still running then.
+    fn exit_within(mut self, secs: u64) -> Option<(std::process::ExitStatus, String)> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let stderr = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new));
+                return Some((status, stderr.join().expect("stderr")));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+}
+
+/// `GET path` over a fresh connection: status and body.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("response");
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn path_arg(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
+}
+
+#[test]
+fn a_second_server_on_the_same_address_fails_to_start_and_the_first_keeps_serving() {
+    let tmp = TempDir::new();
+    let first_dir = tmp.0.join("first");
+    let mut first = Serve::spawn(&["--listen", "127.0.0.1:0", "--data-dir", path_arg(&first_dir)]);
+    let (addr, _) = first.listening();
+    assert_eq!(get(addr, "/healthz").0, 200);
+
+    // Another data directory and another secret, on the same address.
+    let second_dir = tmp.0.join("second");
+    let second = Serve::spawn(&[
+        "--listen",
+        &addr.to_string(),
+        "--data-dir",
+        path_arg(&second_dir),
+        "--jwt-secret",
+        "another-secret",
+    ]);
+    let Some((status, stderr)) = second.exit_within(15) else {
+        panic!("a second server on {addr} started (it would take half of the connections)");
+    };
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        stderr.contains(&format!("listen on {addr}"))
+            && stderr.contains("already served by another roomcast process"),
+        "a clear message: {stderr}"
+    );
+    assert!(!second_dir.exists(), "the failed start left {} behind", second_dir.display());
+    for _ in 0..20 {
+        assert_eq!(get(addr, "/healthz").0, 200, "the first server still serves");
+    }
+}
+
+#[test]
+fn a_data_directory_held_by_a_running_server_is_refused_as_in_use() {
+    let tmp = TempDir::new();
+    let mut first = Serve::spawn(&["--listen", "127.0.0.1:0", "--data-dir", path_arg(&tmp.0)]);
+    let (addr, _) = first.listening();
+    let second = Serve::spawn(&["--listen", "127.0.0.1:0", "--data-dir", path_arg(&tmp.0)]);
+    let Some((status, stderr)) = second.exit_within(15) else {
+        panic!("a second server on the same data directory started");
+    };
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        stderr.contains("is already in use by another roomcast process")
+            && stderr.contains(&format!("(pid {})", first.child.id())),
+        "a clear message naming the holder: {stderr}"
+    );
+    assert!(!stderr.contains("corrupt"), "{stderr}");
+    assert_eq!(get(addr, "/healthz").0, 200, "the first server still serves");
+}
+
+#[test]
+fn a_failed_start_leaves_no_new_data_directory_behind() {
+    let tmp = TempDir::new();
+    // The address is taken by another program: refused before the data directory is made.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let fresh = tmp.0.join("new").join("deeper");
+    let start = Serve::spawn(&["--listen", &addr, "--data-dir", path_arg(&fresh)]);
+    let (status, stderr) = start.exit_within(15).expect("the start fails");
+    assert!(!status.success());
+    assert!(stderr.contains("already in use by another process"), "{stderr}");
+    assert!(!tmp.0.join("new").exists(), "left {} behind", fresh.display());
+
+    // A failure after the directory was made (and its secret generated): it goes again.
+    let missing_key = tmp.0.join("missing.pem");
+    let start = Serve::spawn(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path_arg(&fresh),
+        "--jwt-rsa-public-key",
+        path_arg(&missing_key),
+    ]);
+    let (status, stderr) = start.exit_within(15).expect("the start fails");
+    assert!(!status.success());
+    assert!(stderr.contains("missing.pem"), "{stderr}");
+    assert!(!tmp.0.join("new").exists(), "left {} behind", fresh.display());
+    assert!(tmp.0.exists(), "an existing parent stays");
+}
