@@ -41,6 +41,9 @@ shard_metrics! {
     connections_accepted_total: "counter";
     /// Connections refused because the shard was at its connection limit.
     connections_refused_total: "counter";
+    /// WebSocket upgrades refused because the user held `connections_per_user_max` connections
+    /// on the shard.
+    user_connection_limit_refused_total: "counter";
     /// WebSocket frames received.
     frames_in_total: "counter";
     /// WebSocket frames queued for sending.
@@ -85,7 +88,7 @@ shard_metrics! {
     auth_failures_total: "counter";
     /// Verified tokens cached on this shard (bounded by `TOKEN_CACHE_MAX`).
     auth_cache_tokens: "gauge";
-    /// Client actions refused by the per-connection rate limit.
+    /// Client actions refused by the per-user rate limit (`actions_per_second`).
     rate_limited_total: "counter";
     /// Connections closed for a WebSocket protocol error.
     protocol_errors_total: "counter";

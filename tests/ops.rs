@@ -1,5 +1,6 @@
 //! Operating the server: one server per address and per data directory (the real binary, two
-//! processes), and failed starts that leave nothing behind.
+//! processes), failed starts that leave nothing behind, and the per-user connection cap in each
+//! dialect's shape.
 
 mod support;
 
@@ -10,7 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use serde_json::json;
 use support::*;
+use tokio_tungstenite::tungstenite::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_roomcast");
 
@@ -206,4 +210,92 @@ fn a_failed_start_leaves_no_new_data_directory_behind() {
     assert!(stderr.contains("missing.pem"), "{stderr}");
     assert!(!tmp.0.join("new").exists(), "left {} behind", fresh.display());
     assert!(tmp.0.exists(), "an existing parent stays");
+}
+
+/// A raw upgrade request to `path` with a bearer token: the server's HTTP answer.
+async fn upgrade_request(addr: SocketAddr, path: &str, token: &str) -> HttpResponse {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    raw_request(addr, request.as_bytes()).await
+}
+
+/// The shard-0 value of counter `name` in `/metrics`.
+async fn counter(addr: SocketAddr, name: &str) -> u64 {
+    let r = call(addr, "GET", "/metrics", None, None).await;
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    let prefix = format!("roomcast_{name}{{shard=\"0\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+}
+
+#[tokio::test]
+async fn the_per_user_connection_cap_refuses_in_each_dialects_shape_and_counts() {
+    // A small cap from the TOML file's key (the same as --connections-per-user-max).
+    let mut config = roomcast::config::merge(
+        &roomcast::config::ServeArgs::default(),
+        Some("connections_per_user_max = 3"),
+    )
+    .expect("connections_per_user_max is a setting");
+    let base = support::config(1);
+    config.listen = base.listen;
+    config.shards = 1;
+    config.pin_cpus = false;
+    config.jwt_secret = base.jwt_secret;
+    let server = start_with(config);
+    let addr = server.addr;
+    let token = user_token("1001");
+
+    // Three sockets of one user, in two dialects: the cap counts them all.
+    let mut held = vec![virola(addr, "1001").await, virola(addr, "1001").await];
+    let (mut osu, _) = ws_connect(addr, "/notifications", Auth::Header(&token)).await.unwrap();
+    assert_eq!(next_json(&mut osu).await, json!({"event": "connection.ready"}));
+    held.push(osu);
+
+    // Virola: its own error body with 429, before the upgrade.
+    let r = upgrade_request(addr, "/api/v1/events", &token).await;
+    assert_eq!(r.status, 429, "{}", r.head);
+    assert_eq!(r.json()["httpStatusCode"], 429);
+    assert!(r.json()["errorText"].as_str().is_some_and(|t| t.contains("too many connections")));
+
+    // BIG: Spring's error body with 429, before the upgrade.
+    let r = upgrade_request(addr, "/websocket", &token).await;
+    assert_eq!(r.status, 429, "{}", r.head);
+    assert_eq!(r.json()["error"], "Too Many Requests");
+    assert_eq!(r.json()["status"], 429);
+    assert!(r.json()["timestamp"].as_u64().is_some());
+
+    // osu!: the handshake completes, then `{"error":…}` and the connection is dropped.
+    let (mut refused, _) = ws_connect(addr, "/notifications", Auth::Header(&token)).await.unwrap();
+    let frame = tokio::time::timeout(Duration::from_secs(5), refused.next())
+        .await
+        .expect("a refusal in time")
+        .expect("a frame")
+        .expect("a frame");
+    assert_eq!(frame, Message::text(r#"{"error":"too many connections"}"#));
+    let end = tokio::time::timeout(Duration::from_secs(5), refused.next()).await.expect("dropped");
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+
+    assert_eq!(counter(addr, "user_connection_limit_refused_total").await, 3);
+
+    // Another user is not affected; a closed socket frees its slot.
+    close(virola(addr, "1002").await).await;
+    close(held.pop().unwrap()).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match ws_connect(addr, "/api/v1/events", Auth::Header(&token)).await {
+            Ok((ws, _)) => {
+                held.push(ws);
+                break;
+            }
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the freed slot was not reusable: {e}"),
+        }
+    }
+    drop(held);
 }

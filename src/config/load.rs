@@ -93,15 +93,19 @@ pub struct ServeArgs {
     /// BIG: unacknowledged events kept per user [default: 256].
     #[arg(long, env = "ROOMCAST_BIG_UNACKED_MAX")]
     pub big_unacked_max: Option<usize>,
-    /// Sustained actions per second per connection [default: 100].
+    /// Sustained actions per second of one user on one shard (REST writes, BIG requests and
+    /// typing, over all of the user's connections there) [default: 100].
     #[arg(long, env = "ROOMCAST_ACTIONS_PER_SECOND")]
     pub actions_per_second: Option<u32>,
-    /// Action burst per connection [default: 200].
+    /// Action burst of one user on one shard [default: 200].
     #[arg(long, env = "ROOMCAST_ACTIONS_BURST")]
     pub actions_burst: Option<u32>,
     /// Connections per shard [default: 100000].
     #[arg(long, env = "ROOMCAST_CONNECTIONS_PER_SHARD_MAX")]
     pub connections_per_shard_max: Option<usize>,
+    /// WebSocket connections of one user on one shard [default: 64].
+    #[arg(long, env = "ROOMCAST_CONNECTIONS_PER_USER_MAX")]
+    pub connections_per_user_max: Option<usize>,
     /// Mesh ring capacity, slots, power of two [default: 4096].
     #[arg(long, env = "ROOMCAST_RING_SLOTS")]
     pub ring_slots: Option<usize>,
@@ -154,6 +158,7 @@ struct FileConfig {
     actions_per_second: Option<u32>,
     actions_burst: Option<u32>,
     connections_per_shard_max: Option<usize>,
+    connections_per_user_max: Option<usize>,
     ring_slots: Option<usize>,
     rooms_per_shard_max: Option<usize>,
     history_per_room_max: Option<usize>,
@@ -172,7 +177,7 @@ macro_rules! overlay {
             rest_body_bytes_max, outbound_bytes_max, handshake_timeout_ms,
             idle_timeout_ms, ping_interval_ms, big_silence_ms, big_resend_ms, big_unacked_max,
             actions_per_second, actions_burst,
-            connections_per_shard_max, ring_slots, rooms_per_shard_max,
+            connections_per_shard_max, connections_per_user_max, ring_slots, rooms_per_shard_max,
             history_per_room_max, members_per_room_max, read_buffer_bytes_initial);
         overlay!(@optional $cfg, $src,
             jwt_secret, jwt_rsa_public_key, jwt_ec_public_key, echo_endpoint);

@@ -90,12 +90,16 @@ pub struct Config {
     pub big_resend_ms: u64,
     /// Most unacknowledged BIG events kept per user; past it its connections are closed.
     pub big_unacked_max: usize,
-    /// Sustained per-connection action rate (token-bucket refill per second).
+    /// Sustained action rate of one user on one shard (token-bucket refill per second): its
+    /// REST writes and BIG requests and typing events, over all of its connections there.
     pub actions_per_second: u32,
-    /// Per-connection action burst (token-bucket capacity).
+    /// Action burst of one user on one shard (token-bucket capacity).
     pub actions_burst: u32,
     /// Most concurrent connections on one shard.
     pub connections_per_shard_max: usize,
+    /// Most event connections (WebSockets) of one user on one shard; past it an upgrade is
+    /// refused in its dialect's way.
+    pub connections_per_user_max: usize,
     /// Capacity of each inter-shard mesh ring, in slots (power of two).
     pub ring_slots: usize,
     /// Most rooms owned by one shard.
@@ -136,6 +140,7 @@ impl Default for Config {
             actions_per_second: 100,
             actions_burst: 200,
             connections_per_shard_max: 100_000,
+            connections_per_user_max: 64,
             ring_slots: 4_096,
             rooms_per_shard_max: 1_000_000,
             history_per_room_max: 10_000,
@@ -175,6 +180,7 @@ impl Config {
             actions_per_second,
             actions_burst,
             connections_per_shard_max,
+            connections_per_user_max,
             ring_slots,
             rooms_per_shard_max,
             history_per_room_max,
@@ -246,6 +252,7 @@ impl fmt::Debug for Config {
             .field("actions_per_second", &self.actions_per_second)
             .field("actions_burst", &self.actions_burst)
             .field("connections_per_shard_max", &self.connections_per_shard_max)
+            .field("connections_per_user_max", &self.connections_per_user_max)
             .field("ring_slots", &self.ring_slots)
             .field("rooms_per_shard_max", &self.rooms_per_shard_max)
             .field("history_per_room_max", &self.history_per_room_max)

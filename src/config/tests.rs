@@ -52,6 +52,7 @@ fn defaults_match_the_documented_numbers() {
     assert_eq!(c.actions_per_second, 100);
     assert_eq!(c.actions_burst, 200);
     assert_eq!(c.connections_per_shard_max, 100_000);
+    assert_eq!(c.connections_per_user_max, 64);
     assert_eq!(c.ring_slots, 4_096);
     assert_eq!(c.rooms_per_shard_max, 1_000_000);
     assert_eq!(c.history_per_room_max, 10_000);
@@ -127,7 +128,7 @@ fn unknown_toml_key_is_an_error_naming_it() {
 
 #[test]
 fn validate_rejects_zero_bounds() {
-    let zeroed: [Mutation; 16] = [
+    let zeroed: [Mutation; 17] = [
         |c| c.frame_bytes_max = 0,
         |c| c.message_bytes_max = 0,
         |c| c.http_head_bytes_max = 0,
@@ -139,6 +140,7 @@ fn validate_rejects_zero_bounds() {
         |c| c.actions_per_second = 0,
         |c| c.actions_burst = 0,
         |c| c.connections_per_shard_max = 0,
+        |c| c.connections_per_user_max = 0,
         |c| c.ring_slots = 0,
         |c| c.rooms_per_shard_max = 0,
         |c| c.history_per_room_max = 0,
@@ -198,6 +200,7 @@ fn clap_flags_are_kebab_case_field_names() {
         "--frame-bytes-max=1000",
         "--read-buffer-bytes-initial=256",
         "--connections-per-shard-max=10",
+        "--connections-per-user-max=3",
     ])
     .expect("flags parse");
     let c = merge(&cli.args, None).expect("valid");
@@ -207,6 +210,7 @@ fn clap_flags_are_kebab_case_field_names() {
     assert_eq!(c.frame_bytes_max, 1000);
     assert_eq!(c.read_buffer_bytes_initial, 256);
     assert_eq!(c.connections_per_shard_max, 10);
+    assert_eq!(c.connections_per_user_max, 3);
     assert!(ServeCli::try_parse_from(["serve", "--durability=maybe"]).is_err());
     assert!(ServeCli::try_parse_from(["serve", "--shards=-1"]).is_err());
 }

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use super::{Credentials, Dialect, DialectId, Refusal, Session};
+use super::{Credentials, Dialect, DialectId, Refusal, RefuseReason, Session};
 use crate::config::Config;
 use crate::http::head::RequestHead;
 use crate::net::conn::Conn;
@@ -42,9 +42,9 @@ impl Dialect for Echo {
         Credentials::None
     }
 
-    fn refuse(&self, _reason: &str) -> Refusal {
-        // Never asked: the endpoint authenticates nobody.
-        Refusal::Http(crate::http::response::json_error(401, "unauthorized", "", false))
+    fn refuse(&self, reason: RefuseReason<'_>) -> Refusal {
+        // Never asked: the endpoint authenticates nobody and registers no connection.
+        reason.core_refusal()
     }
 
     fn session(&self) -> Box<dyn Session> {

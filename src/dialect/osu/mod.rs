@@ -16,8 +16,8 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::{
-    Credentials, Dialect, DialectId, NotificationEvent, Refusal, RoomChange, RoomEvent, Session,
-    Sweep,
+    Credentials, Dialect, DialectId, NotificationEvent, Refusal, RefuseReason, RoomChange,
+    RoomEvent, Session, Sweep,
 };
 use crate::auth::Identity;
 use crate::config::Config;
@@ -75,8 +75,14 @@ impl Dialect for Osu {
         wire::scope_flags(&identity.scopes)
     }
 
-    fn refuse(&self, _reason: &str) -> Refusal {
-        Refusal::AfterUpgrade(wire::authentication_failed())
+    /// osu!'s way: complete the handshake, send `{"error":…}`, drop the connection.
+    fn refuse(&self, reason: RefuseReason<'_>) -> Refusal {
+        match reason {
+            RefuseReason::Unauthorized(_) => Refusal::AfterUpgrade(wire::authentication_failed()),
+            RefuseReason::TooManyConnections { .. } => {
+                Refusal::AfterUpgrade(wire::too_many_connections())
+            }
+        }
     }
 
     fn session(&self) -> Box<dyn Session> {

@@ -7,7 +7,7 @@ pub mod render;
 
 use bytes::Bytes;
 
-use super::{Credentials, Dialect, DialectId, ReceiveOnly, Refusal, Session};
+use super::{Credentials, Dialect, DialectId, ReceiveOnly, Refusal, RefuseReason, Session};
 use crate::config::Config;
 use crate::http::head::RequestHead;
 use crate::http::query::{bearer, cookie, query_param};
@@ -42,10 +42,13 @@ impl Dialect for Virola {
         Credentials::Token(cookie(head, SESSION_COOKIE).map(str::to_string))
     }
 
-    fn refuse(&self, reason: &str) -> Refusal {
-        let body = serde_json::json!({ "errorText": reason, "httpStatusCode": 401 }).to_string();
+    /// Virola's error body (`errorText`, `httpStatusCode`) with 401 or 429.
+    fn refuse(&self, reason: RefuseReason<'_>) -> Refusal {
+        let status = reason.status();
+        let body = serde_json::json!({ "errorText": reason.message(), "httpStatusCode": status })
+            .to_string();
         Refusal::Http(response::response(
-            401,
+            status,
             Some("application/json"),
             body.as_bytes(),
             false,
