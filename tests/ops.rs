@@ -1,6 +1,7 @@
 //! Operating the server: one server per address and per data directory (the real binary, two
-//! processes), failed starts that leave nothing behind, and the per-user connection cap in each
-//! dialect's shape.
+//! processes), failed starts that leave nothing behind, the per-user connection cap in each
+//! dialect's shape, and the HTTP details a user meets first (`GET /`, 405 with `Allow`, one 400
+//! code, the header count).
 
 mod support;
 
@@ -210,6 +211,86 @@ fn a_failed_start_leaves_no_new_data_directory_behind() {
     assert!(stderr.contains("missing.pem"), "{stderr}");
     assert!(!tmp.0.join("new").exists(), "left {} behind", fresh.display());
     assert!(tmp.0.exists(), "an existing parent stays");
+}
+
+#[tokio::test]
+async fn get_root_describes_the_server_and_its_endpoints() {
+    let server = start(1);
+    let r = call(server.addr, "GET", "/", None, None).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    assert!(r.head.to_ascii_lowercase().contains("content-type: application/json"), "{}", r.head);
+    let body = r.json();
+    assert_eq!(body["name"], "roomcast");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    let endpoints: Vec<(String, String)> = body["websocket"]
+        .as_array()
+        .expect("websocket endpoints")
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap().into(), d["endpoint"].as_str().unwrap().into()))
+        .collect();
+    for (name, path) in
+        [("virola", "/api/v1/events"), ("osu", "/notifications"), ("big", "/websocket")]
+    {
+        assert!(endpoints.contains(&(name.into(), path.into())), "{name}: {endpoints:?}");
+    }
+    let rest = body["rest"].as_array().expect("rest paths");
+    assert!(rest.contains(&json!({"path": "/api/v1/rooms", "methods": ["GET", "POST"]})));
+    assert!(rest.contains(&json!({"path": "/healthz", "methods": ["GET"]})));
+    assert!(body["docs"].as_str().is_some_and(|d| d.contains("README")), "{body}");
+    let r = call(server.addr, "POST", "/", None, None).await;
+    assert_eq!(r.status, 405);
+}
+
+/// The value of header `name` in a response head.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+#[tokio::test]
+async fn a_405_carries_allow_with_the_paths_methods() {
+    let server = start(1);
+    let service = service_token();
+    for (method, path, allow) in [
+        ("PUT", "/api/v1/rooms", "GET, POST"),
+        ("POST", "/api/v1/rooms/1", "GET, PATCH, DELETE"),
+        ("GET", "/api/v1/rooms/1/members/bob", "PUT, DELETE"),
+        ("DELETE", "/api/v1/rooms/1/read", "POST"),
+        ("GET", "/api/v1/messages/5", "PATCH, DELETE"),
+        ("GET", "/api/v1/sessions/s", "DELETE"),
+        ("POST", "/healthz", "GET"),
+        ("DELETE", "/metrics", "GET"),
+    ] {
+        let r = call(server.addr, method, path, Some(&service), None).await;
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(header(&r.head, "allow").as_deref(), Some(allow), "{method} {path}: {}", r.head);
+        assert_eq!(r.json()["error"]["code"], "method_not_allowed");
+        assert_eq!(r.json()["error"]["message"], format!("allowed methods: {allow}"));
+    }
+}
+
+#[tokio::test]
+async fn http_400s_use_one_error_code_and_the_header_count_limit_is_named() {
+    let server = start(1);
+    let bad_head = raw_request(server.addr, b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n").await;
+    assert_eq!(bad_head.status, 400);
+    assert_eq!(bad_head.json()["error"]["code"], "invalid_request");
+    let bad_key = raw_request(
+        server.addr,
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n",
+    )
+    .await;
+    assert_eq!(bad_key.status, 400);
+    assert_eq!(bad_key.json()["error"]["code"], "invalid_request");
+    // 65 short headers (well under the 8 KiB head limit) are over the count of 64.
+    let many: String = (0..65).map(|i| format!("X-{i}: v\r\n")).collect();
+    let r =
+        raw_request(server.addr, format!("GET /healthz HTTP/1.1\r\n{many}\r\n").as_bytes()).await;
+    assert_eq!(r.status, 431);
+    assert!(r.json()["error"]["message"].as_str().is_some_and(|m| m.contains("64")), "{r:?}");
 }
 
 /// A raw upgrade request to `path` with a bearer token: the server's HTTP answer.

@@ -255,6 +255,10 @@ pub trait Dialect: Sync {
 
     /// Whether this dialect serves WebSocket upgrades at `path`.
     fn serves(&self, path: &str, config: &Config) -> bool;
+    /// The path clients connect to, as `GET /` lists it (`None`: not listed, e.g. not enabled).
+    fn endpoint(&self, _config: &Config) -> Option<String> {
+        None
+    }
     /// The credentials an upgrade request carries.
     fn credentials(&self, head: &RequestHead) -> Credentials;
     /// After the token verified: the connection's dialect flag bits ([`Conn::flags`]), or

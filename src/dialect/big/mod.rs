@@ -146,6 +146,10 @@ impl Dialect for Big {
         path == "/websocket"
     }
 
+    fn endpoint(&self, _config: &Config) -> Option<String> {
+        Some("/websocket".into())
+    }
+
     fn credentials(&self, head: &RequestHead) -> Credentials {
         Credentials::Token(bearer(head).map(str::to_string))
     }

@@ -38,6 +38,10 @@ impl Dialect for Echo {
         config.echo_endpoint.as_deref() == Some(path)
     }
 
+    fn endpoint(&self, config: &Config) -> Option<String> {
+        config.echo_endpoint.clone()
+    }
+
     fn credentials(&self, _head: &RequestHead) -> Credentials {
         Credentials::None
     }

@@ -61,6 +61,10 @@ impl Dialect for Osu {
         path == "/notifications" || path.starts_with("/notifications/")
     }
 
+    fn endpoint(&self, _config: &Config) -> Option<String> {
+        Some("/notifications".into())
+    }
+
     /// `Authorization: Bearer`, else `?access_token=` only when no `Authorization` header was
     /// sent at all (as the real server does).
     fn credentials(&self, head: &RequestHead) -> Credentials {

@@ -31,6 +31,10 @@ impl Dialect for Virola {
         path == "/api/v1/events"
     }
 
+    fn endpoint(&self, _config: &Config) -> Option<String> {
+        Some("/api/v1/events".into())
+    }
+
     /// `Authorization: Bearer`, else `?access_token=`, else the session cookie.
     fn credentials(&self, head: &RequestHead) -> Credentials {
         if let Some(token) = bearer(head) {
