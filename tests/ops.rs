@@ -1,14 +1,14 @@
 //! Operating the server: one server per address and per data directory (the real binary, two
-//! processes), failed starts that leave nothing behind, the per-user connection cap in each
-//! dialect's shape, and the HTTP details a user meets first (`GET /`, 405 with `Allow`, one 400
-//! code, the header count).
+//! processes), failed starts that leave nothing behind, the `token` command's errors, the start
+//! banner and log output, the per-user connection cap in each dialect's shape, and the HTTP
+//! details a user meets first (`GET /`, 405 with `Allow`, one 400 code, the header count).
 
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -127,6 +127,18 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Runs `roomcast token` with `args`.
+fn token_cli(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("token")
+        .args(args)
+        .env_remove("ROOMCAST_JWT_SECRET")
+        .env_remove("ROOMCAST_DATA_DIR")
+        .env_remove("ROOMCAST_CONFIG")
+        .output()
+        .expect("run roomcast token")
+}
+
 fn path_arg(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 temp path")
 }
@@ -136,7 +148,7 @@ fn a_second_server_on_the_same_address_fails_to_start_and_the_first_keeps_servin
     let tmp = TempDir::new();
     let first_dir = tmp.0.join("first");
     let mut first = Serve::spawn(&["--listen", "127.0.0.1:0", "--data-dir", path_arg(&first_dir)]);
-    let (addr, _) = first.listening();
+    let (addr, banner) = first.listening();
     assert_eq!(get(addr, "/healthz").0, 200);
 
     // Another data directory and another secret, on the same address.
@@ -162,6 +174,27 @@ fn a_second_server_on_the_same_address_fails_to_start_and_the_first_keeps_servin
     for _ in 0..20 {
         assert_eq!(get(addr, "/healthz").0, 200, "the first server still serves");
     }
+
+    // The banner: durability as the flag spells it, this binary's own name, the foreground.
+    let banner = banner.join("\n");
+    assert!(banner.contains("(durability: fsync)"), "{banner}");
+    assert!(banner.contains(&format!("mint a token: {BIN} token --user alice")), "{banner}");
+    assert!(!banner.contains("cargo run"), "{banner}");
+    assert!(banner.contains("stop with Ctrl-C"), "{banner}");
+}
+
+#[test]
+fn logs_written_to_a_pipe_have_no_colour_codes() {
+    let tmp = TempDir::new();
+    let mut server = Serve::spawn(&["--listen", "127.0.0.1:0", "--data-dir", path_arg(&tmp.0)]);
+    let (addr, _) = server.listening();
+    assert_eq!(get(addr, "/healthz").0, 200);
+    // SAFETY: sends SIGTERM to our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let (status, stderr) = server.exit_within(15).expect("SIGTERM stops the server");
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("generated a new JWT secret"), "an info line was logged: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no ANSI escapes in a pipe: {stderr:?}");
 }
 
 #[test]
@@ -211,6 +244,37 @@ fn a_failed_start_leaves_no_new_data_directory_behind() {
     assert!(stderr.contains("missing.pem"), "{stderr}");
     assert!(!tmp.0.join("new").exists(), "left {} behind", fresh.display());
     assert!(tmp.0.exists(), "an existing parent stays");
+}
+
+#[test]
+fn token_command_errors_are_clear() {
+    let tmp = TempDir::new();
+    let empty = tmp.0.join("no-secret-here");
+    let out = token_cli(&["--user", "alice", "--data-dir", path_arg(&empty)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "no token from a directory without a secret");
+    assert!(out.stdout.is_empty(), "printed a token: {:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("no JWT secret") && stderr.contains("--create-secret"), "{stderr}");
+    assert!(!empty.exists(), "nothing created without --create-secret");
+
+    let out = token_cli(&["--user", "alice", "--data-dir", path_arg(&empty), "--create-secret"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(empty.join("jwt_secret").exists());
+    let out = token_cli(&["--user", "alice", "--data-dir", path_arg(&empty)]);
+    assert!(out.status.success(), "the secret is there now");
+
+    for (args, expected) in [
+        (&["--user", "alice", "--ttl", "0"][..], "--ttl must be at least 1"),
+        (&["--user", ""][..], "--user must name a user"),
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--data-dir", path_arg(&empty)]);
+        let out = token_cli(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("invalid access token"), "{args:?}: {stderr}");
+    }
 }
 
 #[tokio::test]

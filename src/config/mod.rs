@@ -7,7 +7,7 @@
 //!   TOML file (`--config` / `ROOMCAST_CONFIG`) > default. Flags and env are
 //!   both parsed by clap into [`ServeArgs`]; the file uses the same field names
 //!   (snake_case, top level) and unknown keys are an error naming the key.
-//! - The `roomcast token` arguments ([`TokenArgs`]) and [`resolve_secret`].
+//! - The `roomcast token` arguments ([`TokenArgs`]), [`resolve_secret`] and [`token_secret`].
 //!
 //! # Invariants (enforced by [`Config::validate`], which [`load`] always runs)
 //! - Every limit is non-zero (`shards` may be 0 = one per core; `jwt_leeway_s`
@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use crate::limits::SHARDS_MAX;
 use serde::Deserialize;
 
-pub use load::{auth_settings, load, merge, resolve_secret, ServeArgs, TokenArgs};
+pub use load::{auth_settings, load, merge, resolve_secret, token_secret, ServeArgs, TokenArgs};
 
 /// Whether acknowledged writes wait for `fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -43,6 +43,16 @@ pub enum Durability {
     Fsync,
     /// No fsync: faster, but acknowledged writes can be lost on a crash.
     None,
+}
+
+impl fmt::Display for Durability {
+    /// The name as the flag and the TOML file spell it (`fsync`, `none`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::Fsync => "fsync",
+            Durability::None => "none",
+        })
+    }
 }
 
 /// All runtime settings. Field names carry their unit.
