@@ -47,12 +47,15 @@ enum Command {
 }
 
 fn main() {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ROOMCAST_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, never into a file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match Cli::parse().command {
         Command::Serve(args) => serve(*args),
@@ -80,11 +83,15 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
         );
     }
     println!("roomcast listening on http://{} with {} shard(s)", handle.addr, handle.shard_count);
-    println!("data directory: {} (durability: {:?})", data_dir.display(), durability);
-    println!(
-        "mint a token: cargo run --release -- token --user alice --data-dir {}",
-        data_dir.display()
-    );
+    println!("data directory: {} (durability: {durability})", data_dir.display());
+    let program = std::env::args_os().next().unwrap_or_else(|| "roomcast".into());
+    let program = std::path::Path::new(&program).display();
+    if secret_configured {
+        println!("mint a token: {program} token --user alice --jwt-secret <the same secret>");
+    } else {
+        println!("mint a token: {program} token --user alice --data-dir {}", data_dir.display());
+    }
+    println!("serving in the foreground; stop with Ctrl-C (SIGINT) or SIGTERM");
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -98,17 +105,19 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
 }
 
 fn token(args: roomcast::config::TokenArgs) -> Result<(), String> {
+    args.validate()?;
     let config = roomcast::config::load(args.serve_args())?;
-    let (secret, created) =
-        roomcast::config::resolve_secret(&config).map_err(|e| format!("jwt secret: {e}"))?;
+    let (secret, created) = roomcast::config::token_secret(&config, args.create_secret)?;
     if created {
         eprintln!(
             "generated a new JWT secret in {}",
             config.data_dir.join(roomcast::auth::SECRET_FILE_NAME).display()
         );
     }
-    let token =
-        roomcast::auth::mint_hs256(&secret, &args.mint_claims()).map_err(|e| e.to_string())?;
+    let token = roomcast::auth::mint_hs256(&secret, &args.mint_claims()).map_err(|e| match e {
+        roomcast::auth::AuthError::Invalid(reason) => format!("cannot mint a token: {reason}"),
+        other => format!("cannot mint a token: {other}"),
+    })?;
     println!("{token}");
     Ok(())
 }

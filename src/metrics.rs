@@ -55,6 +55,9 @@ shard_metrics! {
     /// Connections refused (503) because their source address held
     /// `http_connections_per_ip_max` HTTP-phase connections on the shard.
     http_refused_ip_cap_total: "counter";
+    /// WebSocket upgrades refused because the user held `connections_per_user_max` connections
+    /// on the shard.
+    user_connection_limit_refused_total: "counter";
     /// WebSocket frames received.
     frames_in_total: "counter";
     /// WebSocket frames queued for sending.
@@ -99,7 +102,7 @@ shard_metrics! {
     auth_failures_total: "counter";
     /// Verified tokens cached on this shard (bounded by `TOKEN_CACHE_MAX`).
     auth_cache_tokens: "gauge";
-    /// Client actions refused by the per-connection rate limit.
+    /// Client actions refused by the per-user rate limit (`actions_per_second`).
     rate_limited_total: "counter";
     /// Connections closed for a WebSocket protocol error.
     protocol_errors_total: "counter";

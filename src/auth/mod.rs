@@ -38,7 +38,7 @@ use std::fmt;
 
 pub use cache::TokenCache;
 pub use mint::{mint_hs256, now_unix_s, MintClaims};
-pub use secret::{load_or_create_secret, SECRET_FILE_NAME};
+pub use secret::{load_or_create_secret, load_secret, SECRET_FILE_NAME};
 pub use verify::{AuthSettings, Verifier};
 
 /// Verifies `token` with `verifier` and refuses a session for which `is_revoked` says it was

@@ -45,6 +45,11 @@ pub fn load_or_create_secret(data_dir: &Path) -> io::Result<(Vec<u8>, bool)> {
     }
 }
 
+/// Reads `data_dir/jwt_secret` without ever creating it (`NotFound` when absent).
+pub fn load_secret(data_dir: &Path) -> io::Result<Vec<u8>> {
+    read_secret(&data_dir.join(SECRET_FILE_NAME))
+}
+
 /// Reads and trims the secret file; refuses an empty one.
 fn read_secret(path: &Path) -> io::Result<Vec<u8>> {
     let bytes = fs::read(path)?;

@@ -112,15 +112,19 @@ pub struct ServeArgs {
     /// BIG: unacknowledged events kept per user [default: 256].
     #[arg(long, env = "ROOMCAST_BIG_UNACKED_MAX")]
     pub big_unacked_max: Option<usize>,
-    /// Sustained actions per second per connection [default: 100].
+    /// Sustained actions per second of one user on one shard (REST writes, BIG requests and
+    /// typing, over all of the user's connections there) [default: 100].
     #[arg(long, env = "ROOMCAST_ACTIONS_PER_SECOND")]
     pub actions_per_second: Option<u32>,
-    /// Action burst per connection [default: 200].
+    /// Action burst of one user on one shard [default: 200].
     #[arg(long, env = "ROOMCAST_ACTIONS_BURST")]
     pub actions_burst: Option<u32>,
     /// Connections per shard [default: 100000].
     #[arg(long, env = "ROOMCAST_CONNECTIONS_PER_SHARD_MAX")]
     pub connections_per_shard_max: Option<usize>,
+    /// WebSocket connections of one user on one shard [default: 64].
+    #[arg(long, env = "ROOMCAST_CONNECTIONS_PER_USER_MAX")]
+    pub connections_per_user_max: Option<usize>,
     /// Mesh ring capacity, slots, power of two [default: 4096].
     #[arg(long, env = "ROOMCAST_RING_SLOTS")]
     pub ring_slots: Option<usize>,
@@ -178,6 +182,7 @@ struct FileConfig {
     actions_per_second: Option<u32>,
     actions_burst: Option<u32>,
     connections_per_shard_max: Option<usize>,
+    connections_per_user_max: Option<usize>,
     ring_slots: Option<usize>,
     rooms_per_shard_max: Option<usize>,
     history_per_room_max: Option<usize>,
@@ -199,7 +204,7 @@ macro_rules! overlay {
             http_connections_per_ip_max, ping_interval_ms, big_silence_ms, big_resend_ms,
             big_unacked_max,
             actions_per_second, actions_burst,
-            connections_per_shard_max, ring_slots, rooms_per_shard_max,
+            connections_per_shard_max, connections_per_user_max, ring_slots, rooms_per_shard_max,
             history_per_room_max, members_per_room_max, read_buffer_bytes_initial);
         overlay!(@optional $cfg, $src,
             jwt_secret, jwt_rsa_public_key, jwt_ec_public_key, echo_endpoint);
@@ -258,6 +263,28 @@ pub fn resolve_secret(config: &Config) -> io::Result<(Vec<u8>, bool)> {
     }
 }
 
+/// The HS256 secret `roomcast token` signs with: the configured `jwt_secret`, else
+/// `data_dir/jwt_secret`. A missing file is an error naming the way out, unless `create`
+/// (`--create-secret`) asks to create it: a new secret would sign tokens that a server running
+/// on another data directory refuses. The bool is `true` when the file was created.
+pub fn token_secret(config: &Config, create: bool) -> Result<(Vec<u8>, bool), String> {
+    let path = config.data_dir.join(auth::SECRET_FILE_NAME);
+    let failed = |e: io::Error| format!("jwt secret {}: {e}", path.display());
+    if config.jwt_secret.is_some() || create {
+        return resolve_secret(config).map_err(failed);
+    }
+    match auth::load_secret(&config.data_dir) {
+        Ok(secret) => Ok((secret, false)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
+            "no JWT secret at {}: give the data directory of the server (--data-dir; `serve` \
+             creates the secret on its first start), or its secret (--jwt-secret), or add \
+             --create-secret to create a new one there",
+            path.display()
+        )),
+        Err(e) => Err(failed(e)),
+    }
+}
+
 /// Everything a [`auth::Verifier`] needs: the resolved secret, the PEM files'
 /// contents and the leeway. The bool is `true` when the secret file was created.
 pub fn auth_settings(config: &Config) -> io::Result<(AuthSettings, bool)> {
@@ -306,6 +333,10 @@ pub struct TokenArgs {
     /// TOML config file (for `data_dir` / `jwt_secret`).
     #[arg(long, env = "ROOMCAST_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Create DATA_DIR/jwt_secret if it does not exist (without it, a missing secret is an
+    /// error: a new secret signs tokens that a server with another secret refuses).
+    #[arg(long)]
+    pub create_secret: bool,
 }
 
 impl std::fmt::Debug for TokenArgs {
@@ -319,6 +350,7 @@ impl std::fmt::Debug for TokenArgs {
             .field("scopes", &self.scopes)
             .field("data_dir", &self.data_dir)
             .field("config", &self.config)
+            .field("create_secret", &self.create_secret)
             .finish_non_exhaustive()
     }
 }
@@ -333,6 +365,17 @@ impl TokenArgs {
             jwt_secret: self.jwt_secret.clone(),
             ..ServeArgs::default()
         }
+    }
+
+    /// Checks what the claims need: a non-blank `--user` and a positive `--ttl`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.user.trim().is_empty() {
+            return Err("--user must name a user (it is the token's `sub`), not be empty".into());
+        }
+        if self.ttl == 0 {
+            return Err("--ttl must be at least 1 (seconds the token is valid for)".into());
+        }
+        Ok(())
     }
 
     /// The claims to mint (empty scope items dropped).

@@ -7,7 +7,7 @@
 //!   TOML file (`--config` / `ROOMCAST_CONFIG`) > default. Flags and env are
 //!   both parsed by clap into [`ServeArgs`]; the file uses the same field names
 //!   (snake_case, top level) and unknown keys are an error naming the key.
-//! - The `roomcast token` arguments ([`TokenArgs`]) and [`resolve_secret`].
+//! - The `roomcast token` arguments ([`TokenArgs`]), [`resolve_secret`] and [`token_secret`].
 //!
 //! # Invariants (enforced by [`Config::validate`], which [`load`] always runs)
 //! - Every limit is non-zero (`shards` may be 0 = one per core; `jwt_leeway_s`
@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use crate::limits::{MESSAGE_ENCODED_OVERHEAD_BYTES, SHARDS_MAX};
 use serde::Deserialize;
 
-pub use load::{auth_settings, load, merge, resolve_secret, ServeArgs, TokenArgs};
+pub use load::{auth_settings, load, merge, resolve_secret, token_secret, ServeArgs, TokenArgs};
 
 /// Whether acknowledged writes wait for `fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -45,6 +45,16 @@ pub enum Durability {
     Fsync,
     /// No fsync: faster, but acknowledged writes can be lost on a crash.
     None,
+}
+
+impl fmt::Display for Durability {
+    /// The name as the flag and the TOML file spell it (`fsync`, `none`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::Fsync => "fsync",
+            Durability::None => "none",
+        })
+    }
 }
 
 /// All runtime settings. Field names carry their unit.
@@ -110,12 +120,16 @@ pub struct Config {
     pub big_resend_ms: u64,
     /// Most unacknowledged BIG events kept per user; past it its connections are closed.
     pub big_unacked_max: usize,
-    /// Sustained per-connection action rate (token-bucket refill per second).
+    /// Sustained action rate of one user on one shard (token-bucket refill per second): its
+    /// REST writes and BIG requests and typing events, over all of its connections there.
     pub actions_per_second: u32,
-    /// Per-connection action burst (token-bucket capacity).
+    /// Action burst of one user on one shard (token-bucket capacity).
     pub actions_burst: u32,
     /// Most concurrent connections on one shard.
     pub connections_per_shard_max: usize,
+    /// Most event connections (WebSockets) of one user on one shard; past it an upgrade is
+    /// refused in its dialect's way.
+    pub connections_per_user_max: usize,
     /// Capacity of each inter-shard mesh ring, in slots (power of two).
     pub ring_slots: usize,
     /// Most rooms owned by one shard.
@@ -161,6 +175,7 @@ impl Default for Config {
             actions_per_second: 100,
             actions_burst: 200,
             connections_per_shard_max: 100_000,
+            connections_per_user_max: 64,
             ring_slots: 4_096,
             rooms_per_shard_max: 1_000_000,
             history_per_room_max: 10_000,
@@ -205,6 +220,7 @@ impl Config {
             actions_per_second,
             actions_burst,
             connections_per_shard_max,
+            connections_per_user_max,
             ring_slots,
             rooms_per_shard_max,
             history_per_room_max,
@@ -290,6 +306,7 @@ impl fmt::Debug for Config {
             .field("actions_per_second", &self.actions_per_second)
             .field("actions_burst", &self.actions_burst)
             .field("connections_per_shard_max", &self.connections_per_shard_max)
+            .field("connections_per_user_max", &self.connections_per_user_max)
             .field("ring_slots", &self.ring_slots)
             .field("rooms_per_shard_max", &self.rooms_per_shard_max)
             .field("history_per_room_max", &self.history_per_room_max)

@@ -57,6 +57,7 @@ fn defaults_match_the_documented_numbers() {
     assert_eq!(c.actions_per_second, 100);
     assert_eq!(c.actions_burst, 200);
     assert_eq!(c.connections_per_shard_max, 100_000);
+    assert_eq!(c.connections_per_user_max, 64);
     assert_eq!(c.ring_slots, 4_096);
     assert_eq!(c.rooms_per_shard_max, 1_000_000);
     assert_eq!(c.history_per_room_max, 10_000);
@@ -138,7 +139,7 @@ fn unknown_toml_key_is_an_error_naming_it() {
 
 #[test]
 fn validate_rejects_zero_bounds() {
-    let zeroed: [Mutation; 20] = [
+    let zeroed: &[Mutation] = &[
         |c| c.frame_bytes_max = 0,
         |c| c.message_bytes_max = 0,
         |c| c.http_head_bytes_max = 0,
@@ -154,6 +155,7 @@ fn validate_rejects_zero_bounds() {
         |c| c.actions_per_second = 0,
         |c| c.actions_burst = 0,
         |c| c.connections_per_shard_max = 0,
+        |c| c.connections_per_user_max = 0,
         |c| c.ring_slots = 0,
         |c| c.rooms_per_shard_max = 0,
         |c| c.history_per_room_max = 0,
@@ -221,6 +223,7 @@ fn clap_flags_are_kebab_case_field_names() {
         "--http-keepalive-timeout-ms=1500",
         "--http-connections-per-shard-max=300",
         "--http-connections-per-ip-max=7",
+        "--connections-per-user-max=3",
     ])
     .expect("flags parse");
     let c = merge(&cli.args, None).expect("valid");
@@ -233,6 +236,7 @@ fn clap_flags_are_kebab_case_field_names() {
     assert_eq!((c.stored_message_bytes_max, c.history_page_bytes_max), (2048, 4096));
     assert_eq!(c.http_keepalive_timeout_ms, 1500);
     assert_eq!((c.http_connections_per_shard_max, c.http_connections_per_ip_max), (300, 7));
+    assert_eq!(c.connections_per_user_max, 3);
     assert!(ServeCli::try_parse_from(["serve", "--durability=maybe"]).is_err());
     assert!(ServeCli::try_parse_from(["serve", "--shards=-1"]).is_err());
 }

@@ -79,7 +79,56 @@ pub type DialectMask = u8;
 /// A dialect's answer to a plain HTTP request: the complete response, when it is ready.
 pub type HttpAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = Bytes>>>;
 
-/// How a dialect refuses an upgrade it cannot authenticate.
+/// Why the core refuses an upgrade; each dialect answers it in its own shape
+/// ([`Dialect::refuse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefuseReason<'a> {
+    /// The token is missing, bad, expired or logged out, or may not connect here (why).
+    Unauthorized(&'a str),
+    /// The user already holds `max` event connections on this shard
+    /// (`connections_per_user_max`).
+    TooManyConnections {
+        /// The bound.
+        max: usize,
+    },
+}
+
+impl RefuseReason<'_> {
+    /// The HTTP status of a refusal before the upgrade: 401 or 429.
+    pub fn status(&self) -> u16 {
+        match self {
+            RefuseReason::Unauthorized(_) => 401,
+            RefuseReason::TooManyConnections { .. } => 429,
+        }
+    }
+
+    /// A human-readable explanation.
+    pub fn message(&self) -> String {
+        match self {
+            RefuseReason::Unauthorized(why) => why.to_string(),
+            RefuseReason::TooManyConnections { max } => {
+                format!("too many connections: at most {max} per user on this server shard")
+            }
+        }
+    }
+
+    /// The core's refusal, for a dialect with no shape of its own for this reason: the HTTP
+    /// status with the REST API's error body (`unauthorized` or `too_many_connections`).
+    pub fn core_refusal(&self) -> Refusal {
+        let code = match self {
+            RefuseReason::Unauthorized(_) => "unauthorized",
+            RefuseReason::TooManyConnections { .. } => "too_many_connections",
+        };
+        Refusal::Http(crate::http::response::json_error(
+            self.status(),
+            code,
+            &self.message(),
+            false,
+        ))
+    }
+}
+
+/// How a dialect refuses an upgrade.
 #[derive(Debug)]
 pub enum Refusal {
     /// Answer this HTTP response instead of the 101 and close.
@@ -207,6 +256,10 @@ pub trait Dialect: Sync {
 
     /// Whether this dialect serves WebSocket upgrades at `path`.
     fn serves(&self, path: &str, config: &Config) -> bool;
+    /// The path clients connect to, as `GET /` lists it (`None`: not listed, e.g. not enabled).
+    fn endpoint(&self, _config: &Config) -> Option<String> {
+        None
+    }
     /// The credentials an upgrade request carries.
     fn credentials(&self, head: &RequestHead) -> Credentials;
     /// After the token verified: the connection's dialect flag bits ([`Conn::flags`]), or
@@ -226,8 +279,9 @@ pub trait Dialect: Sync {
             crate::http::response::json_error(404, "not_found", "no such path", false)
         })
     }
-    /// The refusal of a request whose token is missing, bad, expired or logged out.
-    fn refuse(&self, reason: &str) -> Refusal;
+    /// The refusal of an upgrade, in the dialect's own shape: a token that is missing, bad,
+    /// expired or logged out, or a user over its connection limit.
+    fn refuse(&self, reason: RefuseReason<'_>) -> Refusal;
     /// A new connection's protocol state.
     fn session(&self) -> Box<dyn Session>;
     /// A connection registered for events (after its user's owner was told).

@@ -59,7 +59,7 @@ impl Method {
 pub struct HttpError {
     /// HTTP status code to answer with.
     pub status: u16,
-    /// Stable machine-readable error code (`"bad_request"`, ...).
+    /// Stable machine-readable error code (`"invalid_request"`, ...).
     pub code: &'static str,
     /// Human-readable detail.
     pub message: String,
@@ -143,7 +143,7 @@ impl RequestHead {
 }
 
 fn bad_request(message: &str) -> HttpError {
-    HttpError::new(400, "bad_request", message)
+    HttpError::new(400, "invalid_request", message)
 }
 
 fn too_large(message: &str) -> HttpError {
@@ -171,7 +171,9 @@ pub fn parse_head(
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() <= head_bytes_max => return Ok(None),
         Ok(httparse::Status::Partial) => return Err(too_large("request head too large")),
-        Err(httparse::Error::TooManyHeaders) => return Err(too_large("too many headers")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(too_large(&format!("more than {HTTP_HEADERS_MAX} headers")))
+        }
         Err(_) if !has_end && buf.len() <= head_bytes_max => return Ok(None),
         Err(_) if !has_end => return Err(too_large("request head too large")),
         Err(e) => return Err(bad_request(&format!("malformed request head: {e}"))),
@@ -345,10 +347,10 @@ mod tests {
 
     #[test]
     fn error_renders() {
-        let e = HttpError::new(400, "bad_request", "nope");
-        assert_eq!(e.to_string(), "400 bad_request: nope");
+        let e = HttpError::new(400, "invalid_request", "nope");
+        assert_eq!(e.to_string(), "400 invalid_request: nope");
         let text = String::from_utf8(e.render(false).to_vec()).unwrap_or_default();
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
-        assert!(text.ends_with(r#"{"error":{"code":"bad_request","message":"nope"}}"#));
+        assert!(text.ends_with(r#"{"error":{"code":"invalid_request","message":"nope"}}"#));
     }
 }

@@ -37,7 +37,7 @@ pub fn accept(head: &RequestHead) -> Result<Bytes, HttpError> {
         return Err(e);
     }
     if head.version != 1 {
-        return Err(HttpError::new(400, "bad_request", "websocket upgrade requires HTTP/1.1"));
+        return Err(HttpError::new(400, "invalid_request", "websocket upgrade requires HTTP/1.1"));
     }
     if !is_websocket_upgrade(head) {
         let mut e = HttpError::new(426, "upgrade_required", "expected a websocket upgrade");
@@ -53,7 +53,7 @@ pub fn accept(head: &RequestHead) -> Result<Bytes, HttpError> {
         .header("sec-websocket-key")
         .map(<[u8]>::trim_ascii)
         .filter(|key| is_valid_key(key))
-        .ok_or_else(|| HttpError::new(400, "bad_request", "invalid Sec-WebSocket-Key"))?;
+        .ok_or_else(|| HttpError::new(400, "invalid_request", "invalid Sec-WebSocket-Key"))?;
     let accept = derive_accept_key(key);
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -7,7 +7,10 @@
 //! next request within `http_keepalive_timeout_ms` of a response; and a client must take some
 //! of a response being written at least every `handshake_timeout_ms`. Past any of these the
 //! socket is closed. Heads are at most `http_head_bytes_max` (431), bodies at most
-//! `rest_body_bytes_max` (413) and only with Content-Length (chunked: 411).
+//! `rest_body_bytes_max` (413) and only with Content-Length (chunked: 411). An upgrade past
+//! `connections_per_shard_max` gets 503; one past the user's `connections_per_user_max` gets
+//! its dialect's refusal (`Dialect::refuse` with `RefuseReason::TooManyConnections`) before
+//! the 101.
 //!
 //! Invariant: no io_uring op on the stream outlives the task's wait for it ([`until`]), so the
 //! descriptor is closed exactly once, when the last `Rc<TcpStream>` drops (the upgrade hands
@@ -22,14 +25,16 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::time::Instant;
 use tokio_uring::net::TcpStream;
 
-use crate::dialect::{self, Credentials, Refusal};
+use crate::dialect::{self, Credentials, Refusal, RefuseReason};
 use crate::http::head::{parse_head, RequestHead};
 use crate::http::{response, upgrade};
 use crate::metrics;
-use crate::model::ShardId;
+use crate::model::{ShardId, UserId};
 use crate::net::admission::HttpSlot;
 use crate::net::conn::Conn;
-use crate::shard::Shard;
+use crate::shard::{AttachRefused, Shard};
+use crate::ws::close::CLOSE_POLICY;
+use crate::ws::frame;
 
 /// Serves the connection until it closes or upgrades; `slot` is its place in the shard's HTTP
 /// phase, given back as this returns.
@@ -241,6 +246,41 @@ async fn refuse_after_upgrade(
     false
 }
 
+/// Answers an upgrade with the dialect's refusal; always false (the connection ends).
+async fn answer_refusal(
+    shard: &Shard,
+    stream: &TcpStream,
+    head: &RequestHead,
+    refusal: Refusal,
+) -> bool {
+    match refusal {
+        Refusal::Http(answer) => {
+            let _ = write(shard, stream, answer).await;
+            false
+        }
+        Refusal::AfterUpgrade(frame) => refuse_after_upgrade(shard, stream, head, frame).await,
+    }
+}
+
+/// A refusal after the 101 went out: the dialect's frame if it refuses after the upgrade,
+/// else a 1008 close frame; then the socket is shut down (one nonblocking write into a fresh
+/// socket's buffer, best effort).
+fn refuse_upgraded(conn: &Conn, dialect: &dyn dialect::Dialect, refused: AttachRefused) {
+    let frame = match refused {
+        AttachRefused::UserFull { max } => {
+            match dialect.refuse(RefuseReason::TooManyConnections { max }) {
+                Refusal::AfterUpgrade(frame) => frame,
+                Refusal::Http(_) => frame::close(CLOSE_POLICY, "too many connections"),
+            }
+        }
+        AttachRefused::ShardFull | AttachRefused::AlreadyAttached => {
+            frame::close(CLOSE_POLICY, "this server is full")
+        }
+    };
+    let _ = std::io::Write::write(&mut &conn.socket, &frame);
+    let _ = conn.socket.shutdown(std::net::Shutdown::Both);
+}
+
 async fn upgrade_to_websocket(
     shard: &Rc<Shard>,
     stream: Rc<TcpStream>,
@@ -278,19 +318,31 @@ async fn upgrade_to_websocket(
             match admitted {
                 Ok((identity, flags)) => (Some(identity), flags),
                 Err(reason) => {
-                    return match protocol.refuse(&reason) {
-                        Refusal::Http(answer) => {
-                            let _ = write(shard, &stream, answer).await;
-                            false
-                        }
-                        Refusal::AfterUpgrade(frame) => {
-                            refuse_after_upgrade(shard, &stream, &head, frame).await
-                        }
-                    };
+                    let refusal = protocol.refuse(RefuseReason::Unauthorized(&reason));
+                    return answer_refusal(shard, &stream, &head, refusal).await;
                 }
             }
         }
     };
+    // The user's connection limit is refused here, before the 101, in the dialect's shape.
+    if let Some(identity) = &identity {
+        match shard.may_attach(&UserId::new(&identity.user)) {
+            Ok(()) => {}
+            Err(AttachRefused::UserFull { max }) => {
+                let refusal = protocol.refuse(RefuseReason::TooManyConnections { max });
+                return answer_refusal(shard, &stream, &head, refusal).await;
+            }
+            Err(AttachRefused::ShardFull | AttachRefused::AlreadyAttached) => {
+                let _ = write(
+                    shard,
+                    &stream,
+                    response::json_error(503, "too_many_connections", "this server is full", false),
+                )
+                .await;
+                return false;
+            }
+        }
+    }
     // Every event connection has a session, so the sessions count them all (echo ones too).
     if shard.conn.ws.len() >= shard.config.connections_per_shard_max {
         metrics::inc(&shard.metrics.connections_refused_total);
@@ -318,8 +370,10 @@ async fn upgrade_to_websocket(
     drop(stream);
     let conn = Rc::new(Conn::new(dialect, socket, shard.conn.writer.clone()));
     if let Some(identity) = identity {
-        if !shard.attach(&conn, &identity, flags) {
-            metrics::inc(&shard.metrics.connections_refused_total);
+        if let Err(refused) = shard.attach(&conn, &identity, flags) {
+            // Another upgrade of the user (or of the shard) took the last slot since
+            // `may_attach`, while the 101 was written: refuse on the socket.
+            refuse_upgraded(&conn, protocol, refused);
             return false;
         }
     }

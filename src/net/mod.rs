@@ -2,6 +2,7 @@
 //! (readiness-driven, one shared read buffer), and each connection's outbound queue and writer.
 
 pub mod admission;
+pub mod bind;
 pub mod conn;
 pub mod http_conn;
 pub mod listener;

@@ -1,5 +1,6 @@
-//! A per-connection token bucket for client actions (DESIGN §6: `actions_per_second`, burst
-//! `actions_burst`). Pure arithmetic on a caller-supplied clock, so it is testable without time.
+//! A token bucket for client actions (DESIGN §6: `actions_per_second`, burst `actions_burst`);
+//! the shard keeps one per user (`Shard::take_user_action`), not per connection. Pure
+//! arithmetic on a caller-supplied clock, so it is testable without time.
 
 /// Tokens refill at `per_second` up to `burst`; each action takes one.
 #[derive(Debug, Clone)]

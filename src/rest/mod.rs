@@ -59,6 +59,35 @@ pub struct Caller {
     pub expires_at: u64,
 }
 
+/// Every path of the HTTP API (`{…}` is a path parameter) with the methods it answers: the
+/// `Allow` header of its 405 and the list `GET /` shows. `route` below answers exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/", "GET"),
+    ("/healthz", "GET"),
+    ("/metrics", "GET"),
+    ("/api/v1/rooms", "GET, POST"),
+    ("/api/v1/rooms/{id}", "GET, PATCH, DELETE"),
+    ("/api/v1/rooms/{id}/members/{user}", "PUT, DELETE"),
+    ("/api/v1/rooms/{id}/messages", "GET, POST"),
+    ("/api/v1/rooms/{id}/read", "POST"),
+    ("/api/v1/rooms/{id}/delivered", "POST"),
+    ("/api/v1/rooms/{id}/ack", "POST"),
+    ("/api/v1/messages/{id}", "PATCH, DELETE"),
+    ("/api/v1/users/{user}/notifications", "POST"),
+    ("/api/v1/notifications/read", "POST"),
+    ("/api/v1/sessions/{sid}", "DELETE"),
+];
+
+/// The methods [`ROUTES`] lists for a path's `segments`.
+fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
+    ROUTES.iter().find_map(|&(pattern, methods)| {
+        let pattern: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+        let matches = pattern.len() == segments.len()
+            && pattern.iter().zip(segments).all(|(p, s)| p.starts_with('{') || p == s);
+        matches.then_some(methods)
+    })
+}
+
 /// Answers one request. Path segments are percent-decoded after the split on `/` (a
 /// malformed escape or non-UTF-8 result → 400), so `%2F` never separates segments.
 pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_alive: bool) -> Bytes {
@@ -74,6 +103,13 @@ pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_ali
     let segments: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
     let result = route(shard, head, &segments, &body).await;
     match result {
+        Err(e) if e.status == 405 => response::json_error_with_headers(
+            405,
+            e.code,
+            &e.message,
+            keep_alive,
+            &[("Allow", allowed_methods(&segments).unwrap_or("GET"))],
+        ),
         Ok((204, _)) => response::response(204, None, &[], keep_alive, &[]),
         Ok((status, body)) if segments == ["metrics"] => {
             response::response(status, Some("text/plain; version=0.0.4"), &body, keep_alive, &[])
@@ -95,9 +131,11 @@ pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_ali
 async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &[u8]) -> ApiResult {
     use Method::{Delete, Get, Patch, Post, Put};
     let method = head.method;
+    let method_not_allowed = || not_allowed(segments);
     match segments {
-        ["healthz"] => only(method, &[Get], || ops::health(shard)),
-        ["metrics"] => only(method, &[Get], || ops::metrics(shard)),
+        [""] => only_get(method, segments, || ops::index(shard)),
+        ["healthz"] => only_get(method, segments, || ops::health(shard)),
+        ["metrics"] => only_get(method, segments, || ops::metrics(shard)),
         ["api", "v1", "events"] | ["notifications", ..] | ["websocket"] => Err(ApiError {
             status: 426,
             code: "upgrade_required",
@@ -119,45 +157,45 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
             match (rest, method) {
                 (["rooms"], Post) => rooms::create(shard, &caller, body).await,
                 (["rooms"], Get) => rooms::list(shard, &caller).await,
-                (["rooms"], _) => Err(not_allowed("GET, POST")),
+                (["rooms"], _) => Err(method_not_allowed()),
                 (["rooms", id], Get) => rooms::get(shard, &caller, id).await,
                 (["rooms", id], Patch) => rooms::update(shard, &caller, id, body).await,
                 (["rooms", id], Delete) => rooms::delete(shard, &caller, id).await,
-                (["rooms", _], _) => Err(not_allowed("GET, PATCH, DELETE")),
+                (["rooms", _], _) => Err(method_not_allowed()),
                 (["rooms", id, "members", user], Put) => {
                     rooms::put_member(shard, &caller, id, user, body).await
                 }
                 (["rooms", id, "members", user], Delete) => {
                     rooms::remove_member(shard, &caller, id, user).await
                 }
-                (["rooms", _, "members", _], _) => Err(not_allowed("PUT, DELETE")),
+                (["rooms", _, "members", _], _) => Err(method_not_allowed()),
                 (["rooms", id, "messages"], Post) => messages::post(shard, &caller, id, body).await,
                 (["rooms", id, "messages"], Get) => {
                     messages::history(shard, &caller, id, head.query.as_deref()).await
                 }
-                (["rooms", _, "messages"], _) => Err(not_allowed("GET, POST")),
+                (["rooms", _, "messages"], _) => Err(method_not_allowed()),
                 (["messages", id], Patch) => messages::edit(shard, &caller, id, body).await,
                 (["messages", id], Delete) => messages::delete(shard, &caller, id).await,
-                (["messages", _], _) => Err(not_allowed("PATCH, DELETE")),
+                (["messages", _], _) => Err(method_not_allowed()),
                 (["rooms", id, "ack"], Post) => rooms::ack(shard, &caller, id).await,
                 (["rooms", id, "read"], Post) => rooms::mark(shard, &caller, id, body, true).await,
                 (["rooms", id, "delivered"], Post) => {
                     rooms::mark(shard, &caller, id, body, false).await
                 }
-                (["rooms", _, "read" | "delivered"], _) => Err(not_allowed("POST")),
-                (["rooms", _, "ack"], _) => Err(not_allowed("POST")),
+                (["rooms", _, "read" | "delivered"], _) => Err(method_not_allowed()),
+                (["rooms", _, "ack"], _) => Err(method_not_allowed()),
                 (["users", user, "notifications"], Post) => {
                     notifications::create(shard, &caller, user, body).await
                 }
-                (["users", _, "notifications"], _) => Err(not_allowed("POST")),
+                (["users", _, "notifications"], _) => Err(method_not_allowed()),
                 (["notifications", "read"], Post) => {
                     notifications::read(shard, &caller, body).await
                 }
-                (["notifications", "read"], _) => Err(not_allowed("POST")),
+                (["notifications", "read"], _) => Err(method_not_allowed()),
                 (["sessions", sid], Delete) => {
                     sessions::delete(shard, &caller, sid, head.query.as_deref()).await
                 }
-                (["sessions", _], _) => Err(not_allowed("DELETE")),
+                (["sessions", _], _) => Err(method_not_allowed()),
                 (
                     _,
                     Put
@@ -183,19 +221,20 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
     }
 }
 
-fn only(method: Method, allowed: &[Method], f: impl FnOnce() -> ApiResult) -> ApiResult {
-    if allowed.contains(&method) {
+fn only_get(method: Method, segments: &[&str], f: impl FnOnce() -> ApiResult) -> ApiResult {
+    if method == Method::Get {
         f()
     } else {
-        Err(not_allowed("GET"))
+        Err(not_allowed(segments))
     }
 }
 
-fn not_allowed(allow: &str) -> ApiError {
+/// A 405 naming the path's methods (`handle` adds them as `Allow`).
+fn not_allowed(segments: &[&str]) -> ApiError {
     ApiError {
         status: 405,
         code: "method_not_allowed",
-        message: format!("allowed methods: {allow}"),
+        message: format!("allowed methods: {}", allowed_methods(segments).unwrap_or("GET")),
     }
 }
 

@@ -1,8 +1,42 @@
-//! Operations endpoints: `GET /healthz` and `GET /metrics` (Prometheus text format).
+//! Operations endpoints: `GET /` (what this server is and serves), `GET /healthz` and
+//! `GET /metrics` (Prometheus text format).
 
+use crate::dialect::DialectId;
 use crate::shard::Shard;
 
-use super::ApiResult;
+use super::{ApiResult, ROUTES};
+
+/// Where the documentation is: the README of the source tree (the package names no published
+/// repository to link to).
+pub const DOCS: &str = "README.md (in the roomcast source tree)";
+
+/// The index: the server's name and version, each dialect's WebSocket endpoint, the HTTP API's
+/// paths with their methods, and where the documentation is.
+pub fn index(shard: &Shard) -> ApiResult {
+    let dialects: Vec<_> = DialectId::all()
+        .filter_map(|d| {
+            let dialect = d.get();
+            let endpoint = dialect.endpoint(&shard.config)?;
+            Some(serde_json::json!({ "name": dialect.name(), "endpoint": endpoint }))
+        })
+        .collect();
+    let rest: Vec<_> = ROUTES
+        .iter()
+        .map(|(path, methods)| {
+            let methods: Vec<&str> = methods.split(", ").collect();
+            serde_json::json!({ "path": path, "methods": methods })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "name": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": env!("CARGO_PKG_DESCRIPTION"),
+        "websocket": dialects,
+        "rest": rest,
+        "docs": DOCS,
+    });
+    Ok((200, body.to_string().into_bytes()))
+}
 
 /// Liveness: 200 with the answering shard.
 pub fn health(shard: &Shard) -> ApiResult {

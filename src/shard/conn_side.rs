@@ -3,7 +3,9 @@
 //! logged-out sessions replica, per-user rate limits).
 //!
 //! Invariants: a connection key is in `slab` from `Shard::attach` until `Shard::detach`, and
-//! leaves every topic of `subs` before its slot is freed; `user_rates` holds at most
+//! leaves every topic of `subs` before its slot is freed; `slab` holds at most
+//! `connections_per_shard_max` connections and at most `connections_per_user_max` of one user
+//! (`Shard::attach` refuses more, saying why: [`AttachRefused`]); `user_rates` holds at most
 //! `USER_RATES_MAX` users' buckets before idle ones are dropped; everything here is touched
 //! only by this shard's thread.
 
@@ -28,6 +30,20 @@ use crate::net::admission::HttpPhase;
 use crate::net::conn::{Bound, Conn, Writer};
 use crate::net::rate::RateLimit;
 use crate::net::ws_session::Sessions;
+
+/// Why [`Shard::attach`] did not register a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachRefused {
+    /// The shard holds `connections_per_shard_max` event connections.
+    ShardFull,
+    /// The user holds `max` (`connections_per_user_max`) event connections on this shard.
+    UserFull {
+        /// The bound.
+        max: usize,
+    },
+    /// The connection was registered before.
+    AlreadyAttached,
+}
 
 /// What serves one shard's connections.
 pub struct ConnSide {
@@ -151,18 +167,42 @@ impl Shard {
         crate::metrics::add(&self.metrics.events_delivered_total, delivered);
     }
 
+    /// Whether one more connection of `user` may register here: `Err` at the shard's or the
+    /// user's connection limit, counted (`connections_refused_total`,
+    /// `user_connection_limit_refused_total`). The upgrade asks before it answers, so that it
+    /// can refuse in its dialect's shape.
+    pub fn may_attach(&self, user: &UserId) -> Result<(), AttachRefused> {
+        if self.conn.slab.borrow().len() >= self.config.connections_per_shard_max {
+            crate::metrics::inc(&self.metrics.connections_refused_total);
+            return Err(AttachRefused::ShardFull);
+        }
+        let max = self.config.connections_per_user_max;
+        if self.conn.subs.borrow().conns_of(user).len() >= max {
+            crate::metrics::inc(&self.metrics.user_connection_limit_refused_total);
+            return Err(AttachRefused::UserFull { max });
+        }
+        Ok(())
+    }
+
     /// Registers `conn` as `identity`'s connection for events (at the upgrade, or when an
     /// in-band dialect's client authenticates) with dialect `flags`; tells the user's owner
     /// when it is the user's first connection here, or the first of its dialect, and the
-    /// session it showed; then the dialect's `opened` hook runs. False (and nothing changes)
-    /// at the shard's connection limit, or when `conn` was registered before.
-    pub fn attach(self: &Rc<Self>, conn: &Rc<Conn>, identity: &Identity, flags: u8) -> bool {
-        let mut slab = self.conn.slab.borrow_mut();
-        if slab.len() >= self.config.connections_per_shard_max || conn.bound().is_some() {
-            return false;
+    /// session it showed; then the dialect's `opened` hook runs. `Err` (and nothing changes)
+    /// at the shard's or the user's connection limit (counted, see [`Shard::may_attach`]), or
+    /// when `conn` was registered before.
+    pub fn attach(
+        self: &Rc<Self>,
+        conn: &Rc<Conn>,
+        identity: &Identity,
+        flags: u8,
+    ) -> Result<(), AttachRefused> {
+        if conn.bound().is_some() {
+            return Err(AttachRefused::AlreadyAttached);
         }
-        let entry = slab.vacant_entry();
         let user = UserId::new(&identity.user);
+        self.may_attach(&user)?;
+        let mut slab = self.conn.slab.borrow_mut();
+        let entry = slab.vacant_entry();
         let session = identity.session.as_deref().map(Box::from);
         conn.bind(Bound { key: entry.key(), user: user.clone(), session });
         entry.insert(conn.clone());
@@ -184,7 +224,7 @@ impl Shard {
             self.send(owner, seen);
         }
         conn.dialect.get().opened(self, conn);
-        true
+        Ok(())
     }
 
     /// Unregisters a registered connection (before its key can be reused); tells the user's

@@ -46,7 +46,7 @@ use crate::model::{Refusal, ShardId};
 
 pub use crate::mesh::{Request, Response};
 pub use commit::{Effects, ReplyTo};
-pub use conn_side::ConnSide;
+pub use conn_side::{AttachRefused, ConnSide};
 pub use owner_side::OwnerSide;
 pub use spawn::{start, ServerHandle};
 

@@ -1,5 +1,6 @@
 //! Starting and stopping the server: one pinned OS thread per shard, each running one
-//! single-threaded tokio-uring runtime with its own `SO_REUSEPORT` listener on the same port.
+//! single-threaded tokio-uring runtime with its own `SO_REUSEPORT` listener on the same port
+//! (claimed through `net::bind`, which refuses an address another server holds).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -58,19 +59,43 @@ impl ServerHandle {
     }
 }
 
-fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
-    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
+/// What the server holds for as long as any shard thread runs: the listen address's lock and
+/// the data directory's lock. Each shard thread keeps a clone; the last one to end frees both.
+struct Held {
+    _address: crate::net::bind::AddressLock,
+    _data_dir: crate::store::DataDirLock,
 }
 
 /// Starts every shard and returns once all listen.
+///
+/// The order makes a refused start harmless: the listen address is claimed first (refused when
+/// another server holds it, before the data directory is touched), then the data directory is
+/// created if absent and locked (refused when another server holds it); a start that fails after
+/// creating the directory removes it again.
 pub fn start(config: Config) -> Result<ServerHandle, String> {
     config.validate()?;
+    let shard_count = config.shard_count();
+    let claimed = crate::net::bind::claim(config.listen, shard_count)?;
+    let (dir_lock, created) =
+        crate::store::open_data_dir(&config.data_dir, shard_count).map_err(|e| e.to_string())?;
+    let addr = claimed.addr;
+    let (address_lock, sockets) = (claimed.lock, claimed.sockets);
+    let held = Arc::new(Held { _address: address_lock, _data_dir: dir_lock });
+    let started = start_shards(config, addr, sockets, &held);
+    if started.is_err() {
+        // Still holding the lock: nobody else can be using what is removed.
+        created.remove();
+    }
+    started
+}
+
+/// Everything after the address and the data directory are held: keys, stores, shard threads.
+fn start_shards(
+    config: Config,
+    addr: SocketAddr,
+    sockets: crate::net::bind::Sockets,
+    held: &Arc<Held>,
+) -> Result<ServerHandle, String> {
     let (settings, created) =
         crate::config::auth_settings(&config).map_err(|e| format!("jwt keys: {e}"))?;
     if created {
@@ -86,7 +111,6 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
         mesh::build(shard_count, config.ring_slots).map_err(|e| e.to_string())?;
     let metrics: Vec<Arc<ShardMetrics>> = (0..shard_count).map(|_| Arc::default()).collect();
     let registry = Arc::new(Registry { shards: metrics.clone(), rings });
-    crate::store::check_data_dir(&config.data_dir, shard_count).map_err(|e| e.to_string())?;
     let mut stores = Vec::with_capacity(shard_count);
     let mut revoked: Vec<crate::store::RevokedRecord> = Vec::new();
     for id in 0..shard_count {
@@ -112,16 +136,12 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
         );
         stores.push((store, owned, memberships));
     }
-    let first = reuseport_listener(config.listen)
-        .map_err(|e| format!("listen on {}: {e}", config.listen))?;
-    let addr = first.local_addr().map_err(|e| e.to_string())?;
-    let mut listeners = vec![first];
-    for _ in 1..shard_count {
-        listeners.push(reuseport_listener(addr).map_err(|e| format!("listen on {addr}: {e}"))?);
-    }
+    // Ready: the sockets bound at the start listen from now on.
+    let listeners = sockets.listen(addr)?;
     let stop = Arc::new(AtomicBool::new(false));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let mut threads = Vec::with_capacity(shard_count);
+    let mut handle =
+        ServerHandle { addr, shard_count, stop: stop.clone(), doorbells, threads: Vec::new() };
     let shard_inputs = endpoints.into_iter().zip(listeners).zip(stores);
     let now_s = crate::auth::now_unix_s();
     for (id, ((endpoint, listener), (store, owned, memberships))) in shard_inputs.enumerate() {
@@ -144,25 +164,31 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
             stop: stop.clone(),
         };
         let core = (config.pin_cpus && !cores.is_empty()).then(|| cores[id % cores.len()]);
-        let thread = std::thread::Builder::new()
-            .name(format!("shard-{id}"))
-            .spawn(move || {
-                if let Some(core) = core {
-                    core_affinity::set_for_current(core);
-                }
-                // Queues sized for fan-out: the defaults (256 SQ / 512 CQ) overflowed the
-                // completion queue about 0.7 times per delivery (perf/RESULTS.md).
-                let mut uring = tokio_uring::uring_builder();
-                uring.setup_cqsize(URING_CQ_ENTRIES);
-                tokio_uring::builder()
-                    .entries(URING_SQ_ENTRIES)
-                    .uring_builder(&uring)
-                    .start(shard_main(parts, endpoint, listener));
-            })
-            .map_err(|e| e.to_string())?;
-        threads.push(thread);
+        let held = held.clone();
+        let spawned = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
+            let _held = held;
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            // Queues sized for fan-out: the defaults (256 SQ / 512 CQ) overflowed the
+            // completion queue about 0.7 times per delivery (perf/RESULTS.md).
+            let mut uring = tokio_uring::uring_builder();
+            uring.setup_cqsize(URING_CQ_ENTRIES);
+            tokio_uring::builder()
+                .entries(URING_SQ_ENTRIES)
+                .uring_builder(&uring)
+                .start(shard_main(parts, endpoint, listener));
+        });
+        match spawned {
+            Ok(thread) => handle.threads.push(thread),
+            Err(e) => {
+                // Stop the shards already running before the start reports its failure.
+                handle.shutdown();
+                return Err(format!("starting shard {id}: {e}"));
+            }
+        }
     }
-    Ok(ServerHandle { addr, shard_count, stop, doorbells, threads })
+    Ok(handle)
 }
 
 /// What a shard thread is given to build its `Shard`.

@@ -90,7 +90,14 @@ pub(crate) fn open_file(path: &Path) -> Result<Database, Fail> {
 /// Opens a shard file, creating its tables on first use and checking its schema version.
 pub(crate) fn open(path: &Path) -> Result<Database, StoreError> {
     let created = !path.exists();
-    let db = open_file(path).map_err(|e| StoreError::db(path, e.0))?;
+    let db = match Database::builder().set_cache_size(STORE_CACHE_BYTES).create(path) {
+        Ok(db) => db,
+        // Held by another process (redb locks the file): a clear message, not "corrupt".
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(StoreError::InUse { path: path.to_path_buf(), pid: None })
+        }
+        Err(e) => return Err(StoreError::db(path, e)),
+    };
     if created {
         if let Some(dir) = path.parent() {
             super::dir::sync_dir(dir)?;

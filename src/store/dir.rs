@@ -1,7 +1,16 @@
-//! The data directory's layout and its format record, `store.toml`.
+//! The data directory's layout, its format record `store.toml`, and its lock.
 //!
 //! Layout: `data_dir/store.toml` (format version and shard count), `data_dir/shard-<i>.redb`
-//! (one redb file per shard). Other files, such as `jwt_secret`, are left alone.
+//! (one redb file per shard), `data_dir/roomcast.lock` (the server's lock, holding its pid).
+//! Other files, such as `jwt_secret`, are left alone.
+//!
+//! Invariants of the lock ([`open_data_dir`]): a server holds an exclusive `flock` on
+//! `roomcast.lock` from before it reads anything in the directory until its last shard
+//! thread ends, so a second server on the same directory is refused with "already in use by
+//! another roomcast process" (the kernel drops the lock with the process, `kill -9` included;
+//! the file itself stays). A start that created the directory and then fails removes it again
+//! ([`Created::remove`]), and only while it holds the lock, so a concurrent start never loses a
+//! directory it locked: a lock taken on a file that was unlinked meanwhile is retried.
 //!
 //! Invariants: the format record is written once, on the first start, atomically (temp file,
 //! fsync, rename, fsync of the directory), and only when no shard file exists yet: shard files
@@ -10,7 +19,9 @@
 //! shards; there is no rebalancing).
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -22,6 +33,131 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// File name of the format record inside the data directory.
 pub const FORMAT_FILE: &str = "store.toml";
+
+/// File name of the lock inside the data directory.
+pub const LOCK_FILE: &str = "roomcast.lock";
+
+/// How often a lock taken on a file that a failed concurrent start removed is retried.
+const LOCK_ATTEMPTS: usize = 3;
+
+/// The exclusive lock of a data directory, held while this value (its open file) lives.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: fs::File,
+}
+
+/// The directories a start created (outermost first), to be removed if the start fails.
+#[derive(Debug, Default)]
+#[must_use = "remove what a failed start created, or drop it once the start succeeded"]
+pub struct Created {
+    dirs: Vec<PathBuf>,
+}
+
+impl Created {
+    /// Removes the data directory (with everything in it) and the empty parents this start
+    /// created. Call only while holding the directory's [`DataDirLock`].
+    pub fn remove(self) {
+        let Some((data_dir, parents)) = self.dirs.split_last() else {
+            return;
+        };
+        if let Err(e) = fs::remove_dir_all(data_dir) {
+            tracing::warn!(path = %data_dir.display(), "removing the new data directory: {e}");
+        }
+        for parent in parents.iter().rev() {
+            // Only when empty: another process may have put something there meanwhile.
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
+/// Creates `data_dir` if absent, locks it ([`LOCK_FILE`]), then [`check_data_dir`]s it. Returns
+/// the lock and the directories this call created (see [`Created`]). A directory held by
+/// another process is [`StoreError::InUse`].
+///
+/// Call once per process start, before anything else reads or writes the directory.
+pub fn open_data_dir(
+    data_dir: &Path,
+    shard_count: usize,
+) -> Result<(DataDirLock, Created), StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let created = create_dirs(data_dir)?;
+        match lock(data_dir) {
+            Ok(Some(lock)) => {
+                if let Err(e) = check_data_dir(data_dir, shard_count) {
+                    created.remove();
+                    return Err(e);
+                }
+                return Ok((lock, created));
+            }
+            // The directory went away under us (a failed start removed it): take it again.
+            Ok(None) if attempt < LOCK_ATTEMPTS => continue,
+            Ok(None) => {
+                return Err(StoreError::io(
+                    data_dir,
+                    "locking the data directory",
+                    std::io::Error::other("it was removed while this server was starting"),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Creates `data_dir` and its missing parents; returns those it created, outermost first.
+fn create_dirs(data_dir: &Path) -> Result<Created, StoreError> {
+    let mut missing: Vec<PathBuf> = data_dir
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .take_while(|p| fs::symlink_metadata(p).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    fs::create_dir_all(data_dir)
+        .map_err(|e| StoreError::io(data_dir, "creating the data directory", e))?;
+    Ok(Created { dirs: missing })
+}
+
+/// Locks `data_dir`'s lock file and writes this process's pid into it; `None` when the file
+/// was unlinked between its open and the lock (retry).
+fn lock(data_dir: &Path) -> Result<Option<DataDirLock>, StoreError> {
+    let path = data_dir.join(LOCK_FILE);
+    let io = |what, e| StoreError::io(&path, what, e);
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io("opening the data directory's lock", e))?;
+    // SAFETY: flock on a descriptor `file` owns; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            let mut text = String::new();
+            let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
+            return Err(StoreError::InUse { path: data_dir.to_path_buf(), pid });
+        }
+        return Err(io("locking the data directory", e));
+    }
+    let held = file.metadata().map_err(|e| io("reading the data directory's lock", e))?;
+    match fs::metadata(&path) {
+        Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {}
+        _ => return Ok(None),
+    }
+    let pid = format!("{}\n", std::process::id());
+    let write = (|| {
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(pid.as_bytes())
+    })();
+    // The pid is only for the message of a refused start: a failure to write it is harmless.
+    if let Err(e) = write {
+        tracing::warn!(path = %path.display(), "writing the pid into the lock: {e}");
+    }
+    Ok(Some(DataDirLock { _file: file }))
+}
 
 #[derive(Deserialize)]
 struct FormatRecord {

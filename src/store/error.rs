@@ -41,6 +41,13 @@ pub enum StoreError {
         /// redb's or the decoder's explanation.
         message: String,
     },
+    /// Another process holds the data directory (or a shard file in it).
+    InUse {
+        /// The data directory or shard file.
+        path: PathBuf,
+        /// The holder's pid, when its lock file names it.
+        pid: Option<u32>,
+    },
     /// The arguments cannot describe a shard (e.g. `shard >= shard_count`, zero ring slots).
     Invalid(String),
 }
@@ -70,6 +77,13 @@ impl fmt::Display for StoreError {
             ),
             StoreError::Database { path, message } => {
                 write!(f, "store file {} is unreadable or corrupt: {message}", path.display())
+            }
+            StoreError::InUse { path, pid } => {
+                write!(f, "{} is already in use by another roomcast process", path.display())?;
+                if let Some(pid) = pid {
+                    write!(f, " (pid {pid})")?;
+                }
+                f.write_str("; stop it, or start this one with another --data-dir")
             }
             StoreError::Invalid(message) => f.write_str(message),
         }

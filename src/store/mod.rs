@@ -41,7 +41,10 @@ use std::thread::JoinHandle;
 use rtrb::{Consumer, Producer, PushError, RingBuffer};
 
 pub use crate::config::Durability;
-pub use dir::{check_data_dir, shard_path, FORMAT_FILE, FORMAT_VERSION};
+pub use dir::{
+    check_data_dir, open_data_dir, shard_path, Created, DataDirLock, FORMAT_FILE, FORMAT_VERSION,
+    LOCK_FILE,
+};
 pub use error::StoreError;
 pub use record::{
     role_from_u8, role_to_u8, Completion, MessageRecord, NotificationRecord, ReceiptRecord,

@@ -27,7 +27,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{
-    Credentials, Dialect, DialectId, Presence, ReceiptRaised, Refusal, RoomEvent, Session, Sweep,
+    Credentials, Dialect, DialectId, Presence, ReceiptRaised, Refusal, RefuseReason, RoomEvent,
+    Session, Sweep,
 };
 use crate::config::Config;
 use crate::fanout::Bundle;
@@ -145,14 +146,20 @@ impl Dialect for Big {
         path == "/websocket"
     }
 
+    fn endpoint(&self, _config: &Config) -> Option<String> {
+        Some("/websocket".into())
+    }
+
     fn credentials(&self, head: &RequestHead) -> Credentials {
         Credentials::Token(bearer(head).map(str::to_string))
     }
 
-    fn refuse(&self, _reason: &str) -> Refusal {
-        let body = wire::unauthorized_body(now_ms());
+    /// BIG's (Spring's) error body: 401 `Unauthorized`, or 429 `Too Many Requests`.
+    fn refuse(&self, reason: RefuseReason<'_>) -> Refusal {
+        let status = reason.status();
+        let body = wire::error_body(status, now_ms());
         Refusal::Http(response::response(
-            401,
+            status,
             Some("application/json"),
             body.as_bytes(),
             false,

@@ -108,7 +108,14 @@ pub fn pong() -> Bytes {
 
 /// The HTTP 401 body for a missing or bad token (before any upgrade).
 pub fn unauthorized_body(now_ms: u64) -> String {
-    json!({ "error": "Unauthorized", "timestamp": now_ms, "status": 401 }).to_string()
+    error_body(401, now_ms)
+}
+
+/// The body of an HTTP refusal before the upgrade, `{"error":<reason phrase>,"timestamp",
+/// "status"}` (Spring's shape): 401 `Unauthorized`, 429 `Too Many Requests`.
+pub fn error_body(status: u16, now_ms: u64) -> String {
+    let error = crate::http::response::reason_phrase(status);
+    json!({ "error": error, "timestamp": now_ms, "status": status }).to_string()
 }
 
 /// A response to request `id`.

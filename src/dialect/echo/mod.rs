@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use super::{Credentials, Dialect, DialectId, Refusal, Session};
+use super::{Credentials, Dialect, DialectId, Refusal, RefuseReason, Session};
 use crate::config::Config;
 use crate::http::head::RequestHead;
 use crate::net::conn::Conn;
@@ -38,13 +38,17 @@ impl Dialect for Echo {
         config.echo_endpoint.as_deref() == Some(path)
     }
 
+    fn endpoint(&self, config: &Config) -> Option<String> {
+        config.echo_endpoint.clone()
+    }
+
     fn credentials(&self, _head: &RequestHead) -> Credentials {
         Credentials::None
     }
 
-    fn refuse(&self, _reason: &str) -> Refusal {
-        // Never asked: the endpoint authenticates nobody.
-        Refusal::Http(crate::http::response::json_error(401, "unauthorized", "", false))
+    fn refuse(&self, reason: RefuseReason<'_>) -> Refusal {
+        // Never asked: the endpoint authenticates nobody and registers no connection.
+        reason.core_refusal()
     }
 
     fn session(&self) -> Box<dyn Session> {

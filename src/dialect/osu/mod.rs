@@ -16,8 +16,8 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::{
-    Credentials, Dialect, DialectId, NotificationEvent, Refusal, RoomChange, RoomEvent, Session,
-    Sweep,
+    Credentials, Dialect, DialectId, NotificationEvent, Refusal, RefuseReason, RoomChange,
+    RoomEvent, Session, Sweep,
 };
 use crate::auth::Identity;
 use crate::config::Config;
@@ -61,6 +61,10 @@ impl Dialect for Osu {
         path == "/notifications" || path.starts_with("/notifications/")
     }
 
+    fn endpoint(&self, _config: &Config) -> Option<String> {
+        Some("/notifications".into())
+    }
+
     /// `Authorization: Bearer`, else `?access_token=` only when no `Authorization` header was
     /// sent at all (as the real server does).
     fn credentials(&self, head: &RequestHead) -> Credentials {
@@ -75,8 +79,14 @@ impl Dialect for Osu {
         wire::scope_flags(&identity.scopes)
     }
 
-    fn refuse(&self, _reason: &str) -> Refusal {
-        Refusal::AfterUpgrade(wire::authentication_failed())
+    /// osu!'s way: complete the handshake, send `{"error":…}`, drop the connection.
+    fn refuse(&self, reason: RefuseReason<'_>) -> Refusal {
+        match reason {
+            RefuseReason::Unauthorized(_) => Refusal::AfterUpgrade(wire::authentication_failed()),
+            RefuseReason::TooManyConnections { .. } => {
+                Refusal::AfterUpgrade(wire::too_many_connections())
+            }
+        }
     }
 
     fn session(&self) -> Box<dyn Session> {

@@ -101,6 +101,11 @@ pub fn authentication_failed() -> Bytes {
     frame::text(br#"{"error":"authentication failed"}"#)
 }
 
+/// `{"error":"too many connections"}` (the user holds its maximum of sockets).
+pub fn too_many_connections() -> Bytes {
+    frame::text(br#"{"error":"too many connections"}"#)
+}
+
 /// `{"event":"logout"}`.
 pub fn logout() -> Bytes {
     frame::text(br#"{"event":"logout"}"#)

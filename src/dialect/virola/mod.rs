@@ -7,7 +7,7 @@ pub mod render;
 
 use bytes::Bytes;
 
-use super::{Credentials, Dialect, DialectId, ReceiveOnly, Refusal, Session};
+use super::{Credentials, Dialect, DialectId, ReceiveOnly, Refusal, RefuseReason, Session};
 use crate::config::Config;
 use crate::http::head::RequestHead;
 use crate::http::query::{bearer, cookie, query_param};
@@ -31,6 +31,10 @@ impl Dialect for Virola {
         path == "/api/v1/events"
     }
 
+    fn endpoint(&self, _config: &Config) -> Option<String> {
+        Some("/api/v1/events".into())
+    }
+
     /// `Authorization: Bearer`, else `?access_token=`, else the session cookie.
     fn credentials(&self, head: &RequestHead) -> Credentials {
         if let Some(token) = bearer(head) {
@@ -42,10 +46,13 @@ impl Dialect for Virola {
         Credentials::Token(cookie(head, SESSION_COOKIE).map(str::to_string))
     }
 
-    fn refuse(&self, reason: &str) -> Refusal {
-        let body = serde_json::json!({ "errorText": reason, "httpStatusCode": 401 }).to_string();
+    /// Virola's error body (`errorText`, `httpStatusCode`) with 401 or 429.
+    fn refuse(&self, reason: RefuseReason<'_>) -> Refusal {
+        let status = reason.status();
+        let body = serde_json::json!({ "errorText": reason.message(), "httpStatusCode": status })
+            .to_string();
         Refusal::Http(response::response(
-            401,
+            status,
             Some("application/json"),
             body.as_bytes(),
             false,
