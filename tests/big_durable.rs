@@ -118,6 +118,14 @@ async fn events_within(ws: &mut Ws, ms: u64) -> Vec<Value> {
     }
 }
 
+/// `events` without the chat lists made after the restart: a user owner that learns of the
+/// user's rooms (`RoomJoined` at start) after the user reconnected sends a fresh list, whose id
+/// none of `before` has.
+fn without_fresh_lists(events: Vec<Value>, before: &[Value]) -> Vec<Value> {
+    let known = |e: &Value| before.iter().any(|b| b["id"] == e["id"]);
+    events.into_iter().filter(|e| e["eventType"] != "chats" || known(e)).collect()
+}
+
 async fn ack(ws: &mut Ws, id: &Value) {
     send(ws, json!({"type": "ack", "id": id})).await;
 }
@@ -158,12 +166,14 @@ async fn acknowledged_events_are_not_resent_after_a_restart() {
     assert!(events.iter().all(|e| e["id"] != new["id"]), "acked, not re-sent: {events:?}");
     assert!(events.contains(&chats), "the unacknowledged list is re-sent: {events:?}");
     // Acknowledged after the restart: gone for good.
-    ack(&mut bob, &chats["id"]).await;
+    for event in &events {
+        ack(&mut bob, &event["id"]).await;
+    }
 
     let server = restart(server, &dir, 256).await;
     let mut bob = big(server.addr, "bob").await;
-    let events = events_within(&mut bob, 1500).await;
-    assert!(events.is_empty(), "everything was acknowledged: {events:?}");
+    let again = without_fresh_lists(events_within(&mut bob, 1500).await, &events);
+    assert!(again.is_empty(), "everything was acknowledged: {again:?}");
     close(bob).await;
 }
 
@@ -175,7 +185,7 @@ async fn the_per_user_bound_holds_across_restarts() {
     let mut bob = big(server.addr, "bob").await;
     new_message(&mut alice, "0", "bob", "m0").await;
     let mut news = vec![next_event(&mut bob, "new").await];
-    next_event(&mut bob, "chats").await;
+    let chats = next_event(&mut bob, "chats").await;
     // Kept: m0, the list, m1; then m2 evicts the list (the oldest coalescable event).
     for i in 1..3 {
         new_message(&mut alice, &i.to_string(), "bob", &format!("m{i}")).await;
@@ -184,7 +194,9 @@ async fn the_per_user_bound_holds_across_restarts() {
 
     let server = restart(server, &dir, 3).await;
     let mut bob = big(server.addr, "bob").await;
-    let events = events_within(&mut bob, 1500).await;
+    let mut before = news.clone();
+    before.push(chats);
+    let events = without_fresh_lists(events_within(&mut bob, 1500).await, &before);
     assert_eq!(events, news, "exactly the three kept events, oldest first");
 
     // One more (alice's `online` as she connects) is past the bound: overflow, and the user's
@@ -203,7 +215,34 @@ async fn the_per_user_bound_holds_across_restarts() {
     let server = restart(server, &dir, 3).await;
     drop(alice);
     let mut bob = big(server.addr, "bob").await;
-    let events = events_within(&mut bob, 1500).await;
+    let events = without_fresh_lists(events_within(&mut bob, 1500).await, &before);
     assert!(events.is_empty(), "the overflow emptied the store: {events:?}");
     close(bob).await;
+}
+
+#[tokio::test]
+async fn a_lower_bound_after_a_restart_keeps_only_the_newest_events() {
+    let dir = TempDir::new();
+    let server = spawn_server(&dir.0, 256);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    new_message(&mut alice, "0", "bob", "m0").await;
+    let mut news = vec![next_event(&mut bob, "new").await];
+    let chats = next_event(&mut bob, "chats").await;
+    for i in 1..4 {
+        new_message(&mut alice, &i.to_string(), "bob", &format!("m{i}")).await;
+        news.push(next_event(&mut bob, "new").await);
+    }
+    ack(&mut bob, &chats["id"]).await;
+    ack(&mut bob, &news[3]["id"]).await;
+
+    // Kept: m0, m1, m2. Restarted with room for two: the two newest, oldest first.
+    let server = restart(server, &dir, 2).await;
+    let mut bob = big(server.addr, "bob").await;
+    let mut before = news.clone();
+    before.push(chats);
+    let events = without_fresh_lists(events_within(&mut bob, 1500).await, &before);
+    assert_eq!(events, news[1..3], "{events:?}");
+    close(bob).await;
+    drop(alice);
 }
