@@ -354,6 +354,10 @@ pub trait Dialect: Sync {
     fn shard_state(&self) -> Box<dyn Any> {
         Box::new(())
     }
+    /// At start, before the shard accepts anything: the records this dialect stored about the
+    /// users this shard owns (`StoreOp::PutDialectRecord` with its own index, written through
+    /// `Shard::commit_then`), in key order. Called once per shard, records or not.
+    fn recovered(&self, _shard: &Rc<Shard>, _records: Vec<crate::store::DialectRecord>) {}
 
     // --- Connection-side hooks -----------------------------------------------------------------
 

@@ -6,7 +6,9 @@
 //! Invariants: effects are released in the order their actions were applied (the store
 //! completes writes in submission order, and `pending` is a FIFO), so deliveries of a room stay
 //! in the room's order; effects without store ops (reads, refusals) are answered at once; the
-//! number of commits waiting is bounded by `COMMITS_PENDING_MAX` through admission (`admit`).
+//! number of commits waiting is bounded by `COMMITS_PENDING_MAX` through admission (`admit`) of
+//! new actions; a dialect's own writes (`commit_then`), which follow from those actions, are
+//! never refused and come on top.
 
 use std::collections::VecDeque;
 
@@ -33,6 +35,8 @@ pub enum ReplyTo {
     },
     /// A caller on this shard.
     Local(oneshot::Sender<Response>),
+    /// Nobody waits for an answer (a dialect's own writes, [`Shard::commit_then`]).
+    Nobody,
 }
 
 /// What executing an action produced: the answer, the commands to send, and what to store.
@@ -90,6 +94,7 @@ impl Shard {
             ReplyTo::Local(sender) => {
                 let _ = sender.send(response);
             }
+            ReplyTo::Nobody => {}
         }
     }
 
@@ -127,6 +132,14 @@ impl Shard {
         } else {
             commits.unsubmitted.push_back((token, ops));
         }
+    }
+
+    /// Stores `ops` (a dialect's writes, through the same group commit and FIFO as every
+    /// change), then sends `commands`: released in order with every other commit, and at once
+    /// when there are no ops. Not refused while the store fails: the ops wait and are retried.
+    pub fn commit_then(&self, ops: Vec<StoreOp>, commands: Vec<(ShardId, Command)>) {
+        let effects = Effects { response: Response::RoomIds(Vec::new()), commands, ops };
+        self.commit(effects, ReplyTo::Nobody);
     }
 
     /// Hands ops the store's ring refused earlier to it again, in order.

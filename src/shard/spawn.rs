@@ -127,6 +127,8 @@ fn start_shards(
         )
         .map_err(|e| e.to_string())?;
         revoked.extend(recovered.revoked.iter().cloned());
+        let mut recovered = recovered;
+        let dialect_records = std::mem::take(&mut recovered.dialect_records);
         let (owned, memberships) = super::persist::recover(
             ShardId(id),
             shard_count,
@@ -134,7 +136,7 @@ fn start_shards(
             config.history_per_room_max,
             config.members_per_room_max,
         );
-        stores.push((store, owned, memberships));
+        stores.push((store, owned, memberships, dialect_records));
     }
     // Ready: the sockets bound at the start listen from now on.
     let listeners = sockets.listen(addr)?;
@@ -144,7 +146,9 @@ fn start_shards(
         ServerHandle { addr, shard_count, stop: stop.clone(), doorbells, threads: Vec::new() };
     let shard_inputs = endpoints.into_iter().zip(listeners).zip(stores);
     let now_s = crate::auth::now_unix_s();
-    for (id, ((endpoint, listener), (store, owned, memberships))) in shard_inputs.enumerate() {
+    for (id, ((endpoint, listener), (store, owned, memberships, dialect_records))) in
+        shard_inputs.enumerate()
+    {
         // Every shard refuses every logged-out session from its first accept on.
         let mut replica = super::sessions::Revoked::default();
         for record in &revoked {
@@ -155,6 +159,7 @@ fn start_shards(
             store,
             owned,
             memberships,
+            dialect_records,
             id: ShardId(id),
             shard_count,
             config: config.clone(),
@@ -197,6 +202,7 @@ struct ShardParts {
     store: crate::store::Store,
     owned: owner::Owned,
     memberships: Vec<(crate::model::UserId, crate::model::RoomId)>,
+    dialect_records: Vec<crate::store::DialectRecord>,
     id: ShardId,
     shard_count: usize,
     config: Arc<Config>,
@@ -256,6 +262,22 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         shutdown_wake: tokio::sync::Notify::new(),
     });
     shard.metrics.rooms.store(shard.owner.owned.borrow().rooms.len() as u64, Ordering::Relaxed);
+    // Each dialect gets its own records back before anything is accepted.
+    let mut by_dialect: Vec<Vec<crate::store::DialectRecord>> =
+        crate::dialect::DialectId::all().map(|_| Vec::new()).collect();
+    for record in parts.dialect_records {
+        match by_dialect.get_mut(usize::from(record.dialect)) {
+            Some(records) => records.push(record),
+            None => tracing::warn!(
+                shard = shard.id.get(),
+                dialect = record.dialect,
+                "skipping a stored record of an unknown dialect"
+            ),
+        }
+    }
+    for (dialect, records) in crate::dialect::DialectId::all().zip(by_dialect) {
+        dialect.get().recovered(&shard, records);
+    }
     for (user, room) in parts.memberships {
         let owner = crate::model::ids::shard_of_user(&user, shard.shard_count);
         shard.send(owner, crate::mesh::Command::RoomJoined { user, room });

@@ -9,6 +9,8 @@
 //! - `message_rooms`: message id → room id, for lookups of messages outside the window
 //! - `notifications`: (user id, notification id) → rkyv [`NotificationRecord`]
 //! - `revoked_sessions`: session id → (user id, expiry unix s) of a logged-out session
+//! - `dialect_records`: (dialect index, user id, key) → a dialect's bytes (for example BIG's
+//!   unacknowledged events), read back whole at start
 //! - `meta`: `schema_version`, `max_room_id`, `max_message_id` (high-water marks, never lowered,
 //!   so deleted rooms' and messages' ids are never reused)
 //!
@@ -26,8 +28,8 @@ use redb::{
 use rkyv::rancor;
 
 use super::record::{
-    ArchivedMessageRecord, MessageRecord, NotificationRecord, ReceiptRecord, Recovered,
-    RecoveredRoom, RevokedRecord, RoomRecord, StoreOp,
+    ArchivedMessageRecord, DialectRecord, MessageRecord, NotificationRecord, ReceiptRecord,
+    Recovered, RecoveredRoom, RevokedRecord, RoomRecord, StoreOp,
 };
 use super::StoreError;
 use crate::limits::{STORE_CACHE_BYTES, STORE_HISTORY_READ_MAX};
@@ -46,6 +48,10 @@ const REVOKED: TableDefinition<&str, (&str, u64)> = TableDefinition::new("revoke
 /// (room, user) → (delivered, delivered_ms, read, read_ms).
 const RECEIPTS: TableDefinition<(u64, &str), (u64, u64, u64, u64)> =
     TableDefinition::new("receipts");
+
+/// (dialect, user, key) → the dialect's bytes.
+const DIALECT_RECORDS: TableDefinition<(u8, &str, &str), &[u8]> =
+    TableDefinition::new("dialect_records");
 
 const META_SCHEMA: &str = "schema_version";
 const META_MAX_ROOM: &str = "max_room_id";
@@ -117,6 +123,7 @@ fn init(db: &Database) -> Result<(), Fail> {
         txn.open_table(NOTIFICATIONS)?;
         txn.open_table(REVOKED)?;
         txn.open_table(RECEIPTS)?;
+        txn.open_table(DIALECT_RECORDS)?;
         let mut meta = txn.open_table(META)?;
         let found = meta.get(META_SCHEMA)?.map(|v| v.value());
         match found {
@@ -233,6 +240,17 @@ pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks)
             read_ms,
         });
     }
+    let mut dialect_records = Vec::new();
+    for entry in txn.open_table(DIALECT_RECORDS)?.iter()? {
+        let (key, value) = entry?;
+        let (dialect, user, key) = key.value();
+        dialect_records.push(DialectRecord {
+            dialect,
+            user: user.to_string(),
+            key: key.to_string(),
+            value: value.value().to_vec(),
+        });
+    }
     let recovered = Recovered {
         rooms: out,
         max_room_id: marks.max_room_id,
@@ -241,6 +259,7 @@ pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks)
         max_notification_id,
         revoked,
         receipts,
+        dialect_records,
     };
     Ok((recovered, marks))
 }
@@ -266,6 +285,7 @@ pub(crate) fn apply<'a>(
     let mut notifications = txn.open_table(NOTIFICATIONS)?;
     let mut revoked = txn.open_table(REVOKED)?;
     let mut receipts = txn.open_table(RECEIPTS)?;
+    let mut dialect_records = txn.open_table(DIALECT_RECORDS)?;
     let before = *marks;
     for op in batches.flatten() {
         match op {
@@ -310,6 +330,27 @@ pub(crate) fn apply<'a>(
             StoreOp::PutReceipt(r) => {
                 let value = (r.delivered, r.delivered_ms, r.read, r.read_ms);
                 receipts.insert((r.room, r.user.as_str()), value)?;
+            }
+            StoreOp::PutDialectRecord(r) => {
+                let key = (r.dialect, r.user.as_str(), r.key.as_str());
+                dialect_records.insert(key, r.value.as_slice())?;
+            }
+            StoreOp::DeleteDialectRecord { dialect, user, key } => {
+                dialect_records.remove((*dialect, user.as_str(), key.as_str()))?;
+            }
+            StoreOp::DeleteDialectRecords { dialect, user } => {
+                let mut keys = Vec::new();
+                for entry in dialect_records.range((*dialect, user.as_str(), "")..)? {
+                    let (key, _) = entry?;
+                    let (d, u, k) = key.value();
+                    if d != *dialect || u != user.as_str() {
+                        break;
+                    }
+                    keys.push(k.to_string());
+                }
+                for key in keys {
+                    dialect_records.remove((*dialect, user.as_str(), key.as_str()))?;
+                }
             }
             StoreOp::RevokeSession { sid, user, expires_at } => {
                 revoked.insert(sid.as_str(), (user.as_str(), *expires_at))?;

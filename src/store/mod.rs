@@ -47,8 +47,8 @@ pub use dir::{
 };
 pub use error::StoreError;
 pub use record::{
-    role_from_u8, role_to_u8, Completion, MessageRecord, NotificationRecord, ReceiptRecord,
-    Recovered, RecoveredRoom, RevokedRecord, RoomRecord, StoreOp,
+    role_from_u8, role_to_u8, Completion, DialectRecord, MessageRecord, NotificationRecord,
+    ReceiptRecord, Recovered, RecoveredRoom, RevokedRecord, RoomRecord, StoreOp,
 };
 pub use worker::Wake;
 

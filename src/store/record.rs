@@ -179,6 +179,24 @@ pub enum StoreOp {
     },
     /// Insert or overwrite a user's receipt marks in a room (BIG `dlvrd` / `read`).
     PutReceipt(ReceiptRecord),
+    /// Insert or overwrite a dialect's record (key: dialect, user, record key).
+    PutDialectRecord(DialectRecord),
+    /// Remove one dialect record (absent is fine).
+    DeleteDialectRecord {
+        /// The dialect's index.
+        dialect: u8,
+        /// The user.
+        user: String,
+        /// The record's key.
+        key: String,
+    },
+    /// Remove every record of `user` in `dialect`.
+    DeleteDialectRecords {
+        /// The dialect's index.
+        dialect: u8,
+        /// The user.
+        user: String,
+    },
     /// Record a logged-out session until `expires_at` (unix s).
     RevokeSession {
         /// The session id.
@@ -247,6 +265,22 @@ pub struct Recovered {
     pub revoked: Vec<RevokedRecord>,
     /// Every stored receipt.
     pub receipts: Vec<ReceiptRecord>,
+    /// Every stored dialect record, by (dialect, user, key).
+    pub dialect_records: Vec<DialectRecord>,
+}
+
+/// A dialect's own durable record about one of the users its shard owns (table
+/// `dialect_records`, key (dialect, user, key)); the store never reads `value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialectRecord {
+    /// The dialect's index (`DialectId`).
+    pub dialect: u8,
+    /// The user.
+    pub user: String,
+    /// The record's key within the dialect and user.
+    pub key: String,
+    /// The dialect's bytes.
+    pub value: Vec<u8>,
 }
 
 /// A user's receipt marks in a room, as stored (key: room, user).

@@ -590,3 +590,45 @@ fn a_rooms_last_seq_comes_from_its_newest_message_when_the_record_is_older() {
     assert_eq!(last_seq(3), Some(3), "taken from the newest message, beyond a window of 2");
     assert_eq!(last_seq(6), Some(5), "a room without messages keeps its record's");
 }
+
+#[test]
+fn dialect_records_survive_a_restart_and_are_deleted_one_or_per_user() {
+    let dir = TempDir::new("dialect");
+    let (mut store, recovered) = open(dir.path(), 0, 1, 3);
+    assert!(recovered.dialect_records.is_empty());
+    let record = |dialect: u8, user: &str, key: &str, value: &[u8]| DialectRecord {
+        dialect,
+        user: user.into(),
+        key: key.into(),
+        value: value.to_vec(),
+    };
+    submit_all(
+        &mut store,
+        vec![
+            vec![
+                StoreOp::PutDialectRecord(record(3, "bob", "a", b"1")),
+                StoreOp::PutDialectRecord(record(3, "bob", "b", b"2")),
+                StoreOp::PutDialectRecord(record(3, "bobby", "a", b"3")),
+                StoreOp::PutDialectRecord(record(3, "carol", "a", b"4")),
+                StoreOp::PutDialectRecord(record(3, "carol", "b", b"5")),
+                StoreOp::PutDialectRecord(record(2, "carol", "a", b"6")),
+            ],
+            vec![
+                // Same key: replaced.
+                StoreOp::PutDialectRecord(record(3, "bob", "b", b"2'")),
+                StoreOp::DeleteDialectRecord { dialect: 3, user: "bob".into(), key: "a".into() },
+                StoreOp::DeleteDialectRecords { dialect: 3, user: "carol".into() },
+            ],
+        ],
+    );
+    drop(store);
+    let (_store, recovered) = open(dir.path(), 0, 1, 3);
+    assert_eq!(
+        recovered.dialect_records,
+        vec![
+            record(2, "carol", "a", b"6"),
+            record(3, "bob", "b", b"2'"),
+            record(3, "bobby", "a", b"3"),
+        ]
+    );
+}

@@ -12,7 +12,7 @@
 //!
 //! Timers: a connection silent for `big_silence_ms` is closed (1011) by the shard's sweeper;
 //! unacknowledged events are re-sent every `big_resend_ms` by one task per shard while any
-//! are kept.
+//! are kept. They are stored (dialect records) and come back after a restart.
 
 pub mod owner;
 pub mod presence;
@@ -221,7 +221,12 @@ impl Dialect for Big {
             return;
         };
         match *command {
-            BigCommand::Pending { user, id, frame } => owner::keep(shard, user, id, None, frame),
+            BigCommand::Pending { user, id, frame } => {
+                // Already sent (room events go room owner → connection shards directly): the
+                // record follows with the next group commit.
+                let ops = owner::keep(shard, user, id, None, frame);
+                shard.commit_then(ops, Vec::new());
+            }
             BigCommand::Ack { user, id } => owner::ack(shard, &user, &id),
             BigCommand::Overflow { user } => owner::overflow_local(shard, &user),
             BigCommand::Presence { to, about, online, last_seen, answer } => {
@@ -241,6 +246,11 @@ impl Dialect for Big {
 
     fn shard_state(&self) -> Box<dyn Any> {
         Box::new(BigState::default())
+    }
+
+    /// The unacknowledged events kept before a restart.
+    fn recovered(&self, shard: &Rc<Shard>, records: Vec<crate::store::DialectRecord>) {
+        owner::recovered(shard, records);
     }
 
     fn delivered(&self, shard: &Shard, room: RoomId, bundle: &Bundle) {

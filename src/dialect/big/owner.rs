@@ -3,7 +3,12 @@
 //! whole chat list, sent when one of the user's chats appears or goes, coalesced per user), the
 //! `dlvrd`/`read` events of raised receipts, and the user owner's store of unacknowledged
 //! events, re-sent every `big_resend_ms` and to a shard where the user connects anew, until
-//! acknowledged.
+//! acknowledged. That store is durable: each kept event is a dialect record of its user (key
+//! `k:<coalescing key>` or `i:<event id>`, value an rkyv [`UnackedRecord`]) written through
+//! the shard's commit path; an event this shard sends itself (`chats`, presence, receipts) goes
+//! out only once its record is committed, a room event's record follows its delivery by one
+//! group commit; acks delete the record, an overflow all of the user's; [`recovered`] loads
+//! them at start.
 //!
 //! Invariants: a BIG frame is rendered once per distinct variant (a direct room's two sides),
 //! never per connection; at most `BIG_CHATS_PENDING_MAX` chat-list refreshes wait on one shard
@@ -28,6 +33,7 @@ use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
 use crate::model::{Event, Refusal, RoomId, RoomKind, RoomView, Seq, ShardId, UserId, Viewer};
 use crate::shard::{Request, Response, Shard};
+use crate::store::{DialectRecord, StoreOp};
 
 /// The coalescing key of chat-list events.
 const CHATS_KEY: &str = "chats";
@@ -41,6 +47,64 @@ pub struct Unacked {
     pub key: Option<Arc<str>>,
     /// The frame as the user got it.
     pub frame: bytes::Bytes,
+    /// When it was kept, among the shard's kept events (its order after a restart).
+    pub order: u64,
+}
+
+/// An unacknowledged event as stored (a dialect record's value; its record key is
+/// [`record_key`]).
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct UnackedRecord {
+    /// [`Unacked::order`].
+    pub order: u64,
+    /// The event id.
+    pub id: String,
+    /// The coalescing key.
+    pub key: Option<String>,
+    /// The frame.
+    pub frame: Vec<u8>,
+}
+
+impl Unacked {
+    /// Its record key: one record per coalescing key (a newer event overwrites it), else one
+    /// per event id.
+    pub fn record_key(&self) -> String {
+        record_key(&self.id, self.key.as_deref())
+    }
+
+    /// The store op that keeps it for `user`.
+    fn put(&self, user: &UserId) -> Option<StoreOp> {
+        let record = UnackedRecord {
+            order: self.order,
+            id: self.id.to_string(),
+            key: self.key.as_deref().map(str::to_string),
+            frame: self.frame.to_vec(),
+        };
+        let value = rkyv::to_bytes::<rkyv::rancor::Error>(&record).ok()?.to_vec();
+        Some(StoreOp::PutDialectRecord(DialectRecord {
+            dialect: ID.0,
+            user: user.as_str().to_string(),
+            key: self.record_key(),
+            value,
+        }))
+    }
+
+    /// The store op that forgets it for `user`.
+    fn delete(&self, user: &UserId) -> StoreOp {
+        StoreOp::DeleteDialectRecord {
+            dialect: ID.0,
+            user: user.as_str().to_string(),
+            key: self.record_key(),
+        }
+    }
+}
+
+/// The record key of an event: `k:<coalescing key>` or `i:<event id>`.
+pub fn record_key(id: &str, key: Option<&str>) -> String {
+    match key {
+        Some(key) => format!("k:{key}"),
+        None => format!("i:{id}"),
+    }
 }
 
 /// The shard's BIG state: its own BIG connections, and as a user owner.
@@ -52,10 +116,13 @@ pub struct BigState {
     pub chats_pending: HashSet<UserId>,
     /// Events this shard made (`chats`, presence, typing), for their ids.
     pub events_made: u64,
-    /// Unacknowledged events of the users owned here, oldest first.
+    /// Unacknowledged events of the users owned here, oldest first (each also a dialect
+    /// record in the store).
     pub unacked: HashMap<UserId, VecDeque<Unacked>>,
     /// Whether the resend task runs.
     pub resend_running: bool,
+    /// The next [`Unacked::order`].
+    pub kept_next: u64,
 }
 
 /// A delivered BIG event's tag (`Routing::tag`): recipients acknowledge `id`, their user owner
@@ -214,19 +281,33 @@ pub fn chats_changed(shard: &Rc<Shard>, user: UserId) {
         let id = event_id(&shard, 'c');
         let frame = wire::event(&id, now_ms(), "chats", chat_list(&views, &user));
         let key = Some(Arc::from(CHATS_KEY));
-        keep(&shard, user.clone(), Arc::from(id), key, frame.clone());
-        deliver_frame(&shard, &user, mask, frame);
+        let ops = keep(&shard, user.clone(), Arc::from(id), key, frame.clone());
+        // Stored before it is sent: the client cannot acknowledge what a restart could lose.
+        shard.commit_then(ops, deliveries(&shard, &user, mask, frame));
     });
 }
 
 /// Sends one BIG frame to `user`'s connections on the shards in `mask`.
 pub fn deliver_frame(shard: &Shard, user: &UserId, mask: u64, frame: bytes::Bytes) {
+    for (s, command) in deliveries(shard, user, mask, frame) {
+        shard.send(s, command);
+    }
+}
+
+/// The commands sending one BIG frame to `user`'s connections on the shards in `mask`.
+pub fn deliveries(
+    shard: &Shard,
+    user: &UserId,
+    mask: u64,
+    frame: bytes::Bytes,
+) -> Vec<(ShardId, Command)> {
     let mut bundle = Bundle::default();
     bundle.frames[ID.index()] = Some(frame);
     let bundle = Arc::new(bundle);
-    for s in ShardId::all(shard.shard_count).filter(|s| mask & s.bit() != 0) {
-        shard.send(s, Command::DeliverToUser { user: user.clone(), bundle: bundle.clone() });
-    }
+    ShardId::all(shard.shard_count)
+        .filter(|s| mask & s.bit() != 0)
+        .map(|s| (s, Command::DeliverToUser { user: user.clone(), bundle: bundle.clone() }))
+        .collect()
 }
 
 /// Connection shard, after delivering a tagged BIG event of `room`: tells the owners of the
@@ -255,42 +336,52 @@ pub fn delivered(shard: &Shard, room: RoomId, bundle: &Bundle) {
     }
 }
 
-/// User owner: keep `user`'s event `id` until acknowledged.
+/// User owner: keep `user`'s event `id` until acknowledged. Returns the store ops that make
+/// the change durable (the caller commits them, before the event is sent when it sends it).
 pub fn keep(
     shard: &Rc<Shard>,
     user: UserId,
     id: Arc<str>,
     key: Option<Arc<str>>,
     frame: bytes::Bytes,
-) {
+) -> Vec<StoreOp> {
     let limit = shard.config.big_unacked_max;
     let mut big = state(shard);
     if big.unacked.len() >= BIG_UNACKED_USERS_MAX && !big.unacked.contains_key(&user) {
         crate::metrics::inc(&shard.metrics.big_unacked_dropped_total);
-        return;
+        return Vec::new();
     }
+    let order = big.kept_next;
+    big.kept_next += 1;
     let events = big.unacked.entry(user.clone()).or_default();
     if events.iter().any(|e| e.id == id) {
-        return;
+        return Vec::new();
     }
+    let mut ops = Vec::with_capacity(2);
     if let Some(key) = &key {
+        // Same record key: the new record overwrites the old one.
         events.retain(|e| e.key.as_ref() != Some(key));
     }
     if events.len() >= limit {
         match events.iter().position(|e| e.key.is_some()) {
             Some(i) => {
-                events.remove(i);
+                if let Some(evicted) = events.remove(i) {
+                    ops.push(evicted.delete(&user));
+                }
             }
             None => {
                 big.unacked.remove(&user);
                 crate::metrics::inc(&shard.metrics.big_unacked_overflows_total);
+                note_unacked_users(shard, big.unacked.len());
                 drop(big);
-                overflow(shard, user);
-                return;
+                overflow(shard, user.clone());
+                return vec![forget_all(&user)];
             }
         }
     }
-    events.push_back(Unacked { id, key, frame });
+    let event = Unacked { id, key, frame, order };
+    ops.extend(event.put(&user));
+    events.push_back(event);
     let start = !big.resend_running;
     big.resend_running = true;
     note_unacked_users(shard, big.unacked.len());
@@ -298,6 +389,12 @@ pub fn keep(
     if start {
         spawn_resend(shard.clone());
     }
+    ops
+}
+
+/// The store op that forgets every kept event of `user`.
+fn forget_all(user: &UserId) -> StoreOp {
+    StoreOp::DeleteDialectRecords { dialect: ID.0, user: user.as_str().to_string() }
 }
 
 fn note_unacked_users(shard: &Shard, users: usize) {
@@ -313,22 +410,77 @@ pub fn event_to(
     frame: bytes::Bytes,
 ) {
     let mask = shard.owner.user_presence(&user).shards;
-    keep(shard, user.clone(), id, key, frame.clone());
-    if mask != 0 {
-        deliver_frame(shard, &user, mask, frame);
-    }
+    let ops = keep(shard, user.clone(), id, key, frame.clone());
+    let commands = if mask != 0 { deliveries(shard, &user, mask, frame) } else { Vec::new() };
+    shard.commit_then(ops, commands);
 }
 
-/// User owner: `user` acknowledged event `id`.
+/// User owner: `user` acknowledged event `id`; its record is deleted.
 pub fn ack(shard: &Shard, user: &UserId, id: &str) {
     let mut big = state(shard);
+    let mut ops = Vec::new();
     if let Some(events) = big.unacked.get_mut(user) {
-        events.retain(|e| &*e.id != id);
+        if let Some(i) = events.iter().position(|e| &*e.id == id) {
+            if let Some(acked) = events.remove(i) {
+                ops.push(acked.delete(user));
+            }
+        }
         if events.is_empty() {
             big.unacked.remove(user);
         }
     }
     note_unacked_users(shard, big.unacked.len());
+    drop(big);
+    shard.commit_then(ops, Vec::new());
+}
+
+/// At start: the kept events of the users this shard owns, from their records (each user's
+/// oldest first, within today's bounds; records past them or that do not decode are deleted).
+/// Event ids made from now on start above any this shard made before (they are ms-based).
+pub fn recovered(shard: &Rc<Shard>, records: Vec<DialectRecord>) {
+    let limit = shard.config.big_unacked_max;
+    let mut ops = Vec::new();
+    let mut by_user: BTreeMap<String, Vec<Unacked>> = BTreeMap::new();
+    for record in records {
+        let decoded = rkyv::from_bytes::<UnackedRecord, rkyv::rancor::Error>(&record.value)
+            .ok()
+            .filter(|r| record_key(&r.id, r.key.as_deref()) == record.key);
+        let Some(r) = decoded else {
+            tracing::warn!(shard = shard.id.get(), user = %record.user, key = %record.key,
+                "deleting a BIG unacknowledged-event record that does not decode");
+            let user = record.user.clone();
+            ops.push(StoreOp::DeleteDialectRecord { dialect: ID.0, user, key: record.key });
+            continue;
+        };
+        by_user.entry(record.user).or_default().push(Unacked {
+            id: Arc::from(r.id),
+            key: r.key.map(Arc::from),
+            frame: bytes::Bytes::from(r.frame),
+            order: r.order,
+        });
+    }
+    let mut big = state(shard);
+    big.events_made = big.events_made.max(now_ms().saturating_mul(1000));
+    for (user, mut events) in by_user {
+        let user = UserId::new(&user);
+        events.sort_unstable_by_key(|e| e.order);
+        big.kept_next = big.kept_next.max(events.last().map_or(0, |e| e.order + 1));
+        if big.unacked.len() >= BIG_UNACKED_USERS_MAX {
+            ops.push(forget_all(&user));
+            continue;
+        }
+        let extra = events.len().saturating_sub(limit);
+        ops.extend(events.drain(..extra).map(|e| e.delete(&user)));
+        big.unacked.insert(user, events.into());
+    }
+    note_unacked_users(shard, big.unacked.len());
+    let start = !big.unacked.is_empty() && !big.resend_running;
+    big.resend_running |= start;
+    drop(big);
+    if start {
+        spawn_resend(shard.clone());
+    }
+    shard.commit_then(ops, Vec::new());
 }
 
 /// User owner: `user` now has connections on `to`; send it the unacknowledged events.

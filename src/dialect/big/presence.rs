@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::owner::{deliver_frame, event_id, keep, user_room_views};
+use super::owner::{deliveries, event_id, keep, user_room_views};
 use super::{send, wire, BigCommand, ID};
 use crate::fanout::Bundle;
 use crate::limits::BIG_CHATS_MAX;
@@ -77,8 +77,8 @@ pub fn tell(
     let id = event_id(shard, 'p');
     let frame = wire::presence(&id, now_ms(), &about, online, last_seen);
     let key: Arc<str> = Arc::from(format!("{about}::status"));
-    keep(shard, to.clone(), Arc::from(id), Some(key), frame.clone());
-    deliver_frame(shard, &to, presence.shards, frame);
+    let ops = keep(shard, to.clone(), Arc::from(id), Some(key), frame.clone());
+    shard.commit_then(ops, deliveries(shard, &to, presence.shards, frame));
     if answer && presence.dialects & ID.bit() != 0 {
         let owner = shard_of_user(&about, shard.shard_count);
         let command = BigCommand::Presence {

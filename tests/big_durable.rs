@@ -1,0 +1,248 @@
+//! BIG's unacknowledged events survive a restart: the real binary is killed with `kill -9` and
+//! started again on the same data directory; a reconnecting BIG client gets every event it had
+//! not acknowledged (same ids, same frames), never one it had, and the per-user bound holds
+//! (a coalesced or evicted event does not come back, an overflow empties the user's store).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A server process on a fixed data directory.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts the binary on `data_dir` with 2 shards, resending every 60 s (so what a client gets
+/// at once comes from its reconnect) and at most `unacked_max` events per user.
+fn spawn_server(data_dir: &std::path::Path, unacked_max: usize) -> Process {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
+        .args(["serve", "--listen", &addr.to_string(), "--shards", "2", "--no-pin-cpus"])
+        .args(["--big-resend-ms", "60000", "--big-unacked-max", &unacked_max.to_string()])
+        .args(["--jwt-secret", SECRET, "--data-dir"])
+        .arg(data_dir)
+        .env("ROOMCAST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the server");
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Process { child, addr };
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the server exited at start");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("server did not listen in time");
+}
+
+fn kill9(mut process: Process) {
+    // SAFETY: sends SIGKILL to our own child process.
+    unsafe { libc::kill(process.child.id() as i32, libc::SIGKILL) };
+    let _ = process.child.wait();
+}
+
+/// Kills the server once what it was told is committed, and starts it again on `dir`.
+async fn restart(process: Process, dir: &TempDir, unacked_max: usize) -> Process {
+    // Records of delivered events follow their delivery by one group commit.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill9(process);
+    spawn_server(&dir.0, unacked_max)
+}
+
+async fn big(addr: SocketAddr, user: &str) -> Ws {
+    ws_connect(addr, "/websocket", Auth::Header(&user_token(user))).await.expect("big connect").0
+}
+
+async fn send(ws: &mut Ws, value: Value) {
+    ws.send(Message::text(value.to_string())).await.expect("send");
+}
+
+async fn new_message(ws: &mut Ws, id: &str, chat: &str, text: &str) {
+    let payload = json!({"chatId": chat, "message": text});
+    send(ws, json!({"type": "request", "id": id, "payloadType": "new", "payload": payload})).await;
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == "response" && frame["id"] == id {
+            return;
+        }
+        assert!(frame.get("error").is_none(), "{frame}");
+    }
+}
+
+async fn next_event(ws: &mut Ws, event_type: &str) -> Value {
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == "event" && frame["eventType"] == event_type {
+            return frame;
+        }
+    }
+}
+
+/// Every event frame arriving within `ms`.
+async fn events_within(ws: &mut Ws, ms: u64) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    let mut events = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return events,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let v: Value = serde_json::from_str(&text).expect("JSON");
+                if v["type"] == "event" {
+                    events.push(v);
+                }
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("stream ended: {other:?}"),
+        }
+    }
+}
+
+/// `events` without the chat lists made after the restart: a user owner that learns of the
+/// user's rooms (`RoomJoined` at start) after the user reconnected sends a fresh list, whose id
+/// none of `before` has.
+fn without_fresh_lists(events: Vec<Value>, before: &[Value]) -> Vec<Value> {
+    let known = |e: &Value| before.iter().any(|b| b["id"] == e["id"]);
+    events.into_iter().filter(|e| e["eventType"] != "chats" || known(e)).collect()
+}
+
+async fn ack(ws: &mut Ws, id: &Value) {
+    send(ws, json!({"type": "ack", "id": id})).await;
+}
+
+#[tokio::test]
+async fn unacknowledged_events_are_resent_after_a_restart_with_the_same_ids() {
+    let dir = TempDir::new();
+    let server = spawn_server(&dir.0, 256);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    new_message(&mut alice, "1", "bob", "before the crash").await;
+    let new = next_event(&mut bob, "new").await;
+    let chats = next_event(&mut bob, "chats").await;
+    assert_eq!(chats["payload"][0]["id"], "alice", "{chats}");
+
+    let server = restart(server, &dir, 256).await;
+    let mut bob = big(server.addr, "bob").await;
+    assert_eq!(next_event(&mut bob, "new").await, new, "the same frame, id and all");
+    assert_eq!(next_event(&mut bob, "chats").await, chats);
+    close(bob).await;
+}
+
+#[tokio::test]
+async fn acknowledged_events_are_not_resent_after_a_restart() {
+    let dir = TempDir::new();
+    let server = spawn_server(&dir.0, 256);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    new_message(&mut alice, "1", "bob", "seen").await;
+    let new = next_event(&mut bob, "new").await;
+    let chats = next_event(&mut bob, "chats").await;
+    ack(&mut bob, &new["id"]).await;
+
+    // Only the list comes back.
+    let server = restart(server, &dir, 256).await;
+    let mut bob = big(server.addr, "bob").await;
+    let events = events_within(&mut bob, 1500).await;
+    assert!(events.iter().all(|e| e["id"] != new["id"]), "acked, not re-sent: {events:?}");
+    assert!(events.contains(&chats), "the unacknowledged list is re-sent: {events:?}");
+    // Acknowledged after the restart: gone for good.
+    for event in &events {
+        ack(&mut bob, &event["id"]).await;
+    }
+
+    let server = restart(server, &dir, 256).await;
+    let mut bob = big(server.addr, "bob").await;
+    let again = without_fresh_lists(events_within(&mut bob, 1500).await, &events);
+    assert!(again.is_empty(), "everything was acknowledged: {again:?}");
+    close(bob).await;
+}
+
+#[tokio::test]
+async fn the_per_user_bound_holds_across_restarts() {
+    let dir = TempDir::new();
+    let server = spawn_server(&dir.0, 3);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    new_message(&mut alice, "0", "bob", "m0").await;
+    let mut news = vec![next_event(&mut bob, "new").await];
+    let chats = next_event(&mut bob, "chats").await;
+    // Kept: m0, the list, m1; then m2 evicts the list (the oldest coalescable event).
+    for i in 1..3 {
+        new_message(&mut alice, &i.to_string(), "bob", &format!("m{i}")).await;
+        news.push(next_event(&mut bob, "new").await);
+    }
+
+    let server = restart(server, &dir, 3).await;
+    let mut bob = big(server.addr, "bob").await;
+    let mut before = news.clone();
+    before.push(chats);
+    let events = without_fresh_lists(events_within(&mut bob, 1500).await, &before);
+    assert_eq!(events, news, "exactly the three kept events, oldest first");
+
+    // One more (alice's `online` as she connects) is past the bound: overflow, and the user's
+    // store is emptied, on disk too.
+    let alice = big(server.addr, "alice").await;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(5), bob.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no close: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1008));
+
+    // Alice stays until the crash (her `offline` would be a new event for bob).
+    let server = restart(server, &dir, 3).await;
+    drop(alice);
+    let mut bob = big(server.addr, "bob").await;
+    let events = without_fresh_lists(events_within(&mut bob, 1500).await, &before);
+    assert!(events.is_empty(), "the overflow emptied the store: {events:?}");
+    close(bob).await;
+}
+
+#[tokio::test]
+async fn a_lower_bound_after_a_restart_keeps_only_the_newest_events() {
+    let dir = TempDir::new();
+    let server = spawn_server(&dir.0, 256);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    new_message(&mut alice, "0", "bob", "m0").await;
+    let mut news = vec![next_event(&mut bob, "new").await];
+    let chats = next_event(&mut bob, "chats").await;
+    for i in 1..4 {
+        new_message(&mut alice, &i.to_string(), "bob", &format!("m{i}")).await;
+        news.push(next_event(&mut bob, "new").await);
+    }
+    ack(&mut bob, &chats["id"]).await;
+    ack(&mut bob, &news[3]["id"]).await;
+
+    // Kept: m0, m1, m2. Restarted with room for two: the two newest, oldest first.
+    let server = restart(server, &dir, 2).await;
+    let mut bob = big(server.addr, "bob").await;
+    let mut before = news.clone();
+    before.push(chats);
+    let events = without_fresh_lists(events_within(&mut bob, 1500).await, &before);
+    assert_eq!(events, news[1..3], "{events:?}");
+    close(bob).await;
+    drop(alice);
+}
