@@ -1,5 +1,6 @@
 //! One shard's redb file: its tables, opening and schema check, recovery, applying batches of
-//! [`StoreOp`]s inside a write transaction, and the two reads (history, message → room).
+//! [`StoreOp`]s inside a write transaction, and the reads (history, message → room, a message by
+//! id, a message by room and seq).
 //!
 //! Tables:
 //! - `rooms`: room id → rkyv [`RoomRecord`]
