@@ -389,13 +389,6 @@ impl Room {
                 if self.kind == RoomKind::Direct && self.members.len() >= 2 {
                     return Err(Refusal::Conflict("a direct room has at most two members".into()));
                 }
-                if self.kind == RoomKind::Direct {
-                    // A direct room is the one room of its pair (the owner's pair index).
-                    return Err(Refusal::Conflict(
-                        "a direct room takes no new members: open a direct room with the user"
-                            .into(),
-                    ));
-                }
                 self.members.insert(user.clone(), Member { role, shard_mask: 0 });
                 out.joined = Some(user);
             }

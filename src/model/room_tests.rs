@@ -1087,20 +1087,18 @@ fn direct_room_members_post_and_a_third_member_is_refused() {
 }
 
 #[test]
-fn direct_room_with_one_member_left_takes_no_new_member() {
+fn direct_room_with_one_member_left_takes_a_second_but_not_a_third() {
     let mut room = direct("a", "b");
     let mut alloc = ids();
     let left = room.apply(&who("b"), RoomAction::RemoveMember(uid("b")), &mut alloc, T1).unwrap();
     assert_eq!(left.left, Some((uid("b"), 0)));
     let add = |user: &str| RoomAction::PutMember { user: uid(user), role: Role::Member };
-    for user in ["c", "b"] {
-        let refused = room.apply(&who("a"), add(user), &mut alloc, T1);
-        assert_eq!(
-            refused.unwrap_err(),
-            Refusal::Conflict(
-                "a direct room takes no new members: open a direct room with the user".into()
-            )
-        );
-    }
-    assert_eq!(roster(&room), roles(&[("a", Role::Owner)]));
+    let out = room.apply(&who("a"), add("c"), &mut alloc, T1).unwrap();
+    assert_eq!(out.joined, Some(uid("c")));
+    assert_eq!(roster(&room), roles(&[("a", Role::Owner), ("c", Role::Member)]));
+    let third = room.apply(&who("a"), add("d"), &mut alloc, T1);
+    assert_eq!(
+        third.unwrap_err(),
+        Refusal::Conflict("a direct room has at most two members".into())
+    );
 }

@@ -466,6 +466,22 @@ impl Shard {
         let old_pair = (membership && entry.room.kind == crate::model::RoomKind::Direct)
             .then(|| crate::model::action::direct_pair_of(entry.room.members.keys()))
             .flatten();
+        if let RoomAction::PutMember { user, .. } = &action {
+            if entry.room.kind == crate::model::RoomKind::Direct
+                && !entry.room.members.contains_key(user)
+            {
+                // The pair this would complete may already have its direct room here.
+                let users = entry.room.members.keys().chain(std::iter::once(user));
+                let taken = crate::model::action::direct_pair_of(users)
+                    .and_then(|pair| owned.direct_pairs.get(&pair))
+                    .is_some_and(|r| *r != room_id);
+                if taken {
+                    return Effects::refused(Refusal::Conflict(
+                        "these two users already have a direct room".into(),
+                    ));
+                }
+            }
+        }
         let outcome = match entry.room.apply(viewer, action, &mut owned.message_ids, now_ms()) {
             Ok(outcome) => outcome,
             Err(refusal) => return Effects::refused(refusal),
