@@ -265,3 +265,34 @@ async fn concurrent_dialog_openings_make_one_direct_room_and_a_restart_keeps_it(
     tokio::time::sleep(Duration::from_millis(10)).await;
     handle.shutdown();
 }
+
+#[tokio::test]
+async fn a_member_that_would_give_a_pair_a_second_direct_room_is_refused() {
+    let server = start(1);
+    let addr = server.addr;
+    let create = |token: String, members: Value| async move {
+        let body = json!({"kind": "direct", "members": members});
+        call(addr, "POST", "/api/v1/rooms", Some(&token), Some(body)).await
+    };
+    let put = |room: u64, user: &'static str| async move {
+        let path = format!("/api/v1/rooms/{room}/members/{user}");
+        call(addr, "PUT", &path, Some(&service_token()), None).await.status
+    };
+    let r = create(user_token("x"), json!(["y"])).await;
+    assert_eq!(r.status, 201);
+    let dialog = r.json()["room"]["id"].as_u64().unwrap();
+    // x alone: x's room with itself, another pair.
+    let r = create(service_token(), json!(["x"])).await;
+    assert_eq!(r.status, 201);
+    let alone = r.json()["room"]["id"].as_u64().unwrap();
+    assert_ne!(alone, dialog);
+    // Adding y would make a second room of (x, y).
+    assert_eq!(put(alone, "y").await, 409);
+    // Once y has left the dialog, the pair is free again, and the other room takes it.
+    let path = format!("/api/v1/rooms/{dialog}/members/y");
+    assert_eq!(call(addr, "DELETE", &path, Some(&user_token("y")), None).await.status, 204);
+    assert_eq!(put(alone, "y").await, 200);
+    let r = create(user_token("y"), json!(["x"])).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["room"]["id"], alone);
+}
