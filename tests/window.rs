@@ -20,6 +20,8 @@ fn start_on(dir: &TempDir, shards: usize) -> roomcast::ServerHandle {
     let mut c = support::config(shards);
     c.data_dir = dir.0.clone();
     c.history_per_room_max = WINDOW;
+    // Concurrent REST requests from one address (the race tests).
+    c.http_connections_per_ip_max = 1024;
     roomcast::start(c).expect("server starts")
 }
 
@@ -295,4 +297,50 @@ async fn a_member_that_would_give_a_pair_a_second_direct_room_is_refused() {
     let r = create(user_token("y"), json!(["x"])).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["room"]["id"], alone);
+}
+
+#[tokio::test]
+async fn an_edit_racing_a_deletion_of_an_older_message_never_brings_it_back() {
+    let dir = TempDir::new();
+    let handle = start_on(&dir, 1);
+    let addr = handle.addr;
+    let room = create_room(addr, "race", &["alice"]).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(post_message(addr, room, "alice", &format!("m{i}")).await["id"].as_u64().unwrap());
+    }
+    let old = &ids[..ids.len() - WINDOW];
+    let mut tasks = Vec::new();
+    for &id in old {
+        tasks.push(tokio::spawn(async move {
+            let r = delete(addr, "alice", id).await;
+            assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+            (204, 204)
+        }));
+        tasks.push(tokio::spawn(async move {
+            let status = edit(addr, "alice", id, "edited").await.status;
+            (status, if status == 200 { 200 } else { 404 })
+        }));
+    }
+    for task in tasks {
+        let (got, want) = task.await.expect("request");
+        assert_eq!(got, want);
+    }
+    // Every deletion was acknowledged: none of them may be undone by an edit read before it.
+    let r = call(
+        addr,
+        "GET",
+        &format!("/api/v1/rooms/{room}/messages?after=0&limit=500"),
+        Some(&user_token("alice")),
+        None,
+    )
+    .await;
+    let left: Vec<u64> = r.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(left, ids[ids.len() - WINDOW..]);
+    handle.shutdown();
 }
