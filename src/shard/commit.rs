@@ -8,7 +8,7 @@
 //! in the room's order; effects without store ops (reads, refusals) are answered at once; the
 //! number of commits waiting is bounded by `COMMITS_PENDING_MAX` through admission (`admit`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use futures_channel::oneshot;
 
@@ -103,7 +103,7 @@ pub struct Commits {
     /// Ops the store's ring could not take yet, in order.
     unsubmitted: VecDeque<(u64, Vec<StoreOp>)>,
     /// Reads in flight, by token (at most `STORE_READS_IN_FLIGHT_MAX`).
-    reads: Vec<(u64, PendingRead)>,
+    reads: HashMap<u64, PendingRead>,
     /// The next store token.
     next_token: u64,
 }
@@ -199,7 +199,7 @@ impl Shard {
             && read(&mut self.owner.store.borrow_mut(), token).is_ok();
         if queued {
             commits.next_token += 1;
-            commits.reads.push((token, then));
+            commits.reads.insert(token, then);
             return;
         }
         drop(commits);
@@ -217,9 +217,7 @@ impl Shard {
 
     /// The read in flight with `token`, taken out.
     fn take_read(&self, token: u64) -> Option<PendingRead> {
-        let mut commits = self.owner.commits.borrow_mut();
-        let index = commits.reads.iter().position(|(t, _)| *t == token)?;
-        Some(commits.reads.swap_remove(index).1)
+        self.owner.commits.borrow_mut().reads.remove(&token)
     }
 
     /// Drops one pin of each of `messages` (`Owned::pin`).
