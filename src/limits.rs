@@ -139,6 +139,9 @@ pub const STORE_GROUP_OPS_MAX: usize = 16 * 1024;
 pub const STORE_READ_BATCH_MAX: usize = 64;
 /// Most messages one history read from disk returns; a larger `limit` is cut to it.
 pub const STORE_HISTORY_READ_MAX: usize = 500;
+/// Store reads (history pages, messages older than the window) one shard keeps in flight;
+/// past it a read is refused with 503.
+pub const STORE_READS_IN_FLIGHT_MAX: usize = 4096;
 /// redb page cache per shard file, in bytes; past it pages are evicted.
 pub const STORE_CACHE_BYTES: usize = 64 << 20;
 /// Shortest time between the starts of two commits while busy (the previous group held

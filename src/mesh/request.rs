@@ -12,7 +12,8 @@ use crate::model::{
 /// Work only an owner shard may do.
 #[derive(Debug)]
 pub enum Request {
-    /// Create a room owned by the executing shard (always executed locally).
+    /// Create a room owned by the executing shard: locally, except a direct room, created on
+    /// the shard of its pair (`shard_of_pair`), which answers `Existing` when the pair has one.
     CreateRoom {
         /// Who creates it.
         viewer: Viewer,
@@ -140,6 +141,8 @@ pub enum Response {
     },
     /// Refused.
     Refused(Refusal),
+    /// A direct room asked for (`CreateRoom`) already exists for that pair: this one.
+    Existing(Arc<RoomView>),
     /// Users.
     Users(Vec<UserId>),
 }

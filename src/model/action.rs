@@ -39,6 +39,37 @@ pub struct NewRoom {
     pub members: Vec<(UserId, Role)>,
 }
 
+impl NewRoom {
+    /// The pair of a direct room created by `creator` with these members: its one or two
+    /// distinct users, ordered (a user alone is paired with itself); `None` for other kinds
+    /// or another number of users.
+    pub fn direct_pair(&self, creator: &Viewer) -> Option<(UserId, UserId)> {
+        if self.kind != RoomKind::Direct {
+            return None;
+        }
+        let users = self.members.iter().map(|(u, _)| u).chain(creator.user());
+        direct_pair_of(users)
+    }
+}
+
+/// The ordered pair of one or two distinct users in `users` (duplicates count once); `None`
+/// for none or more than two.
+pub fn direct_pair_of<'a>(users: impl Iterator<Item = &'a UserId>) -> Option<(UserId, UserId)> {
+    let (mut lo, mut hi): (Option<&UserId>, Option<&UserId>) = (None, None);
+    for user in users {
+        match (lo, hi) {
+            (None, _) => lo = Some(user),
+            (Some(l), _) if l == user => {}
+            (Some(_), Some(h)) if h == user => {}
+            (Some(_), None) => hi = Some(user),
+            (Some(_), Some(_)) => return None,
+        }
+    }
+    let lo = lo?;
+    let hi = hi.unwrap_or(lo);
+    Some(if lo <= hi { (lo.clone(), hi.clone()) } else { (hi.clone(), lo.clone()) })
+}
+
 /// The fields of a new message.
 #[derive(Debug, Clone)]
 pub struct NewMessage {

@@ -236,6 +236,18 @@ pub fn shard_of_user(user: &UserId, shard_count: usize) -> ShardId {
     ShardId((hash % shard_count as u64) as usize)
 }
 
+/// The owner of the direct room of users `a` and `b` (in either order; `a` = `b` for a user's
+/// dialog with itself): a hash of the ordered pair, so both users' requests meet on one shard.
+pub fn shard_of_pair(a: &UserId, b: &UserId, shard_count: usize) -> ShardId {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in lo.as_str().bytes().chain([0u8]).chain(hi.as_str().bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    ShardId((hash % shard_count as u64) as usize)
+}
+
 /// Allocates ids owned by one shard: `counter * shard_count + shard`, so `id % shard_count`
 /// names the owner and ids from one allocator strictly increase.
 #[derive(Debug)]

@@ -136,6 +136,8 @@ pub struct Outcome {
     pub deleted: bool,
     /// A message the store must write (new or changed).
     pub stored: Option<Arc<Message>>,
+    /// The oldest message, pushed out of the in-memory window by a new one.
+    pub evicted: Option<Arc<Message>>,
 }
 
 /// The caller's answer.
@@ -463,7 +465,7 @@ impl Room {
             deleted_ms: None,
         });
         if self.history.len() >= self.history_max {
-            self.history.pop_front();
+            out.evicted = self.history.pop_front();
         }
         self.history.push_back(message.clone());
         out.events.insert(0, Event::MessageCreated(message.clone()));
@@ -487,27 +489,7 @@ impl Room {
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
         let message = self.find_mut(id).ok_or(Refusal::NotFound("no such message"))?;
-        if let Viewer::User(u) = viewer {
-            if &message.author != u {
-                return Err(Refusal::Forbidden("only the author may edit a message"));
-            }
-        }
-        let size = message.encoded_len() - json_str_len(&message.text) + json_str_len(&text);
-        if size > bytes_max {
-            return Err(Refusal::too_large(size, bytes_max));
-        }
-        let m = Arc::make_mut(message);
-        m.text = text;
-        m.edited_ms = now_ms.max(m.created_ms);
-        m.modified_ms = m.edited_ms;
-        let message = message.clone();
-        let mut out = Outcome {
-            reply: Reply::Message(message.clone()),
-            stored: Some(message.clone()),
-            ..Outcome::default()
-        };
-        out.events.push(Event::MessageUpdated(message));
-        Ok(out)
+        edit_message(viewer, message, text, bytes_max, now_ms)
     }
 
     fn delete_message(
@@ -518,17 +500,8 @@ impl Room {
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
         let message = self.find_mut(id).ok_or(Refusal::NotFound("no such message"))?;
-        if !is_moderator && viewer.user() != Some(&message.author) {
-            return Err(Refusal::Forbidden("only the author or a moderator may delete a message"));
-        }
-        let m = Arc::make_mut(message);
-        m.deleted_ms = Some(now_ms);
-        m.modified_ms = now_ms;
-        m.text.clear();
-        let parent_id = m.parent_id;
-        let stored = message.clone();
-        let mut out = Outcome { stored: Some(stored), ..Outcome::default() };
-        out.events.push(Event::MessageDeleted { room: self.id, message: id, parent_id });
+        let mut out = delete_message(viewer, is_moderator, message, now_ms)?;
+        let parent_id = message.parent_id;
         if parent_id != MessageId(0) {
             if let Some(parent) = self.find_mut(parent_id) {
                 let p = Arc::make_mut(parent);
@@ -539,6 +512,84 @@ impl Room {
         }
         Ok(out)
     }
+
+    /// Applies an edit or a deletion (`action`) for `viewer` to `message` of this room, which
+    /// is older than the in-memory window (read from the store by the owner): the same rules
+    /// and the same outcome as for a message in the window. The parent of a deleted comment is
+    /// older still, so its comment count is not changed.
+    pub fn apply_detached(
+        &mut self,
+        viewer: &Viewer,
+        action: RoomAction,
+        message: &mut Arc<Message>,
+        now_ms: u64,
+    ) -> Result<Outcome, Refusal> {
+        let role = self.check_visible(viewer)?;
+        if message.room != self.id || message.deleted_ms.is_some() {
+            return Err(Refusal::NotFound("no such message"));
+        }
+        let is_moderator = role.is_some_and(|r| r >= Role::Moderator);
+        match action {
+            RoomAction::Edit { text, bytes_max, .. } => {
+                edit_message(viewer, message, text, bytes_max, now_ms)
+            }
+            RoomAction::DeleteMessage(_) => delete_message(viewer, is_moderator, message, now_ms),
+            _ => Err(Refusal::Invalid("only edits and deletions address a message".into())),
+        }
+    }
+}
+
+/// The edit of a live `message` (in the window or read from the store): only its author (or a
+/// service) may edit it, and the result must stay within `bytes_max`.
+fn edit_message(
+    viewer: &Viewer,
+    message: &mut Arc<Message>,
+    text: String,
+    bytes_max: usize,
+    now_ms: u64,
+) -> Result<Outcome, Refusal> {
+    if let Viewer::User(u) = viewer {
+        if &message.author != u {
+            return Err(Refusal::Forbidden("only the author may edit a message"));
+        }
+    }
+    let size = message.encoded_len() - json_str_len(&message.text) + json_str_len(&text);
+    if size > bytes_max {
+        return Err(Refusal::too_large(size, bytes_max));
+    }
+    let m = Arc::make_mut(message);
+    m.text = text;
+    m.edited_ms = now_ms.max(m.created_ms);
+    m.modified_ms = m.edited_ms;
+    let message = message.clone();
+    let mut out = Outcome {
+        reply: Reply::Message(message.clone()),
+        stored: Some(message.clone()),
+        ..Outcome::default()
+    };
+    out.events.push(Event::MessageUpdated(message));
+    Ok(out)
+}
+
+/// The deletion of a live `message` (in the window or read from the store): only its author, a
+/// moderator or a service may delete it. Its parent's comment count is the caller's.
+fn delete_message(
+    viewer: &Viewer,
+    is_moderator: bool,
+    message: &mut Arc<Message>,
+    now_ms: u64,
+) -> Result<Outcome, Refusal> {
+    if !is_moderator && viewer.user() != Some(&message.author) {
+        return Err(Refusal::Forbidden("only the author or a moderator may delete a message"));
+    }
+    let m = Arc::make_mut(message);
+    m.deleted_ms = Some(now_ms);
+    m.modified_ms = now_ms;
+    m.text.clear();
+    let (room, id, parent_id) = (m.room, m.id, m.parent_id);
+    let mut out = Outcome { stored: Some(message.clone()), ..Outcome::default() };
+    out.events.push(Event::MessageDeleted { room, message: id, parent_id });
+    Ok(out)
 }
 
 #[cfg(test)]

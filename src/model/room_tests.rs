@@ -1102,3 +1102,70 @@ fn direct_room_with_one_member_left_takes_a_second_but_not_a_third() {
         Refusal::Conflict("a direct room has at most two members".into())
     );
 }
+
+/// Edits and deletions of a message older than the window (`apply_detached`) follow the same
+/// rules and give the same outcome as in the window.
+#[test]
+fn detached_messages_follow_the_window_rules() {
+    let later = T1 + 5;
+    let old = || Arc::new(message(ID1, Seq(1), "mem", "old", MessageId(0)));
+    let edit = |text: &str| RoomAction::Edit { message: ID1, text: text.into(), bytes_max: 4096 };
+    let mut room = fixture(RoomKind::Group);
+    type Case = (&'static str, RoomAction, Result<(), Refusal>);
+    let cases: Vec<Case> = vec![
+        ("stranger", edit("x"), Err(Refusal::NotFound("no such room"))),
+        ("stranger", RoomAction::DeleteMessage(ID1), Err(Refusal::NotFound("no such room"))),
+        ("mod", edit("x"), Err(Refusal::Forbidden("only the author may edit a message"))),
+        ("owner", edit("x"), Err(Refusal::Forbidden("only the author may edit a message"))),
+        ("mem", edit("new"), Ok(())),
+        ("service", edit("new"), Ok(())),
+        ("mod", RoomAction::DeleteMessage(ID1), Ok(())),
+        ("mem", RoomAction::DeleteMessage(ID1), Ok(())),
+        ("service", RoomAction::DeleteMessage(ID1), Ok(())),
+    ];
+    for (viewer, action, expected) in cases {
+        let mut m = old();
+        let got = room.apply_detached(&who(viewer), action.clone(), &mut m, later);
+        match (got, expected) {
+            (Err(got), Err(want)) => assert_eq!(got, want, "{viewer} {action:?}"),
+            (Ok(out), Ok(())) => {
+                assert_eq!(out.stored.as_ref(), Some(&m), "{viewer} {action:?}");
+                match action {
+                    RoomAction::Edit { .. } => {
+                        assert_eq!((m.text.as_str(), m.edited_ms), ("new", later));
+                        assert!(matches!(&out.events[..], [Event::MessageUpdated(e)] if *e == m));
+                    }
+                    _ => {
+                        assert_eq!(m.deleted_ms, Some(later));
+                        assert!(m.text.is_empty());
+                        let want = Event::MessageDeleted {
+                            room: ROOM,
+                            message: ID1,
+                            parent_id: MessageId(0),
+                        };
+                        assert_eq!(format!("{:?}", out.events[0]), format!("{want:?}"));
+                    }
+                }
+            }
+            (got, want) => panic!("{viewer} {action:?}: {got:?}, expected {want:?}"),
+        }
+    }
+    // Deleted, or of another room: no such message.
+    let mut gone = old();
+    Arc::make_mut(&mut gone).deleted_ms = Some(T1);
+    let got = room.apply_detached(&who("mem"), edit("x"), &mut gone, later);
+    assert_eq!(got.unwrap_err(), Refusal::NotFound("no such message"));
+    let mut elsewhere = old();
+    Arc::make_mut(&mut elsewhere).room = RoomId(8);
+    let got =
+        room.apply_detached(&who("mem"), RoomAction::DeleteMessage(ID1), &mut elsewhere, later);
+    assert_eq!(got.unwrap_err(), Refusal::NotFound("no such message"));
+    // Too large after the edit: 413, as in the window.
+    let mut m = old();
+    let big = RoomAction::Edit { message: ID1, text: "x".repeat(5000), bytes_max: 4096 };
+    assert!(matches!(
+        room.apply_detached(&who("mem"), big, &mut m, later),
+        Err(Refusal::MessageTooLarge(_))
+    ));
+    assert_eq!(m.text, "old", "a refused change leaves the message alone");
+}

@@ -263,6 +263,7 @@ pub fn reply_of(response: Response) -> Result<Reply, ApiError> {
     match response {
         Response::Done(reply) => Ok(reply),
         Response::Refused(refusal) => Err(refusal.into()),
+        Response::Existing(view) => Ok(Reply::Room(view)),
         Response::RoomIds(_)
         | Response::Rooms(_)
         | Response::Notifications(_)

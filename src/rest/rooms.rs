@@ -10,7 +10,7 @@ use crate::limits::{
     ROOM_ATTRIBUTES_BYTES_MAX, ROOM_DESCRIPTION_BYTES_MAX, ROOM_LIST_MAX, ROOM_NAME_BYTES_MAX,
 };
 use crate::model::action::{NewRoom, RoomPatch};
-use crate::model::ids::{shard_of_room, shard_of_user};
+use crate::model::ids::{shard_of_pair, shard_of_room, shard_of_user};
 use crate::model::room::Reply;
 use crate::model::{Role, RoomAction, RoomId, RoomKind, Seq, ShardId, Viewer};
 use crate::shard::{Request, Response, Shard};
@@ -118,12 +118,15 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResul
         attributes: room_attributes(body.attributes.as_ref())?,
         members,
     };
-    room_reply(
-        reply_of(
-            shard.call(shard.id, Request::CreateRoom { viewer: caller.viewer.clone(), spec }).await,
-        )?,
-        201,
-    )
+    // A direct room is made (or found) by the owner of its pair: a pair has one direct room,
+    // and asking again answers it with 200.
+    let owner = spec
+        .direct_pair(&caller.viewer)
+        .map_or(shard.id, |(a, b)| shard_of_pair(&a, &b, shard.shard_count));
+    match shard.call(owner, Request::CreateRoom { viewer: caller.viewer.clone(), spec }).await {
+        Response::Existing(view) => room_reply(Reply::Room(view), 200),
+        response => room_reply(reply_of(response)?, 201),
+    }
 }
 
 /// Sends a room action to the room's owner.

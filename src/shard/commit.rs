@@ -10,14 +10,14 @@
 //! new actions; a dialect's own writes (`commit_then`), which follow from those actions, are
 //! never refused and come on top.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use futures_channel::oneshot;
 
-use crate::limits::COMMITS_PENDING_MAX;
+use crate::limits::{COMMITS_PENDING_MAX, STORE_READS_IN_FLIGHT_MAX};
 use crate::mesh::Command;
 use crate::model::room::{Page, Reply};
-use crate::model::{MessageId, Refusal, RoomId, ShardId};
+use crate::model::{MessageId, Refusal, RoomAction, RoomId, ShardId, Viewer};
 use crate::store::{Completion, StoreOp};
 
 use super::Shard;
@@ -48,17 +48,24 @@ pub struct Effects {
     pub commands: Vec<(ShardId, Command)>,
     /// What must be durable before anything above is released.
     pub ops: Vec<StoreOp>,
+    /// Messages outside the window pinned (`Owned::pin`) until these ops are committed.
+    pub pins: Vec<MessageId>,
 }
 
 impl Effects {
     /// A refusal: nothing changed, nothing to send.
     pub fn refused(refusal: Refusal) -> Self {
-        Effects { response: Response::Refused(refusal), commands: Vec::new(), ops: Vec::new() }
+        Effects {
+            response: Response::Refused(refusal),
+            commands: Vec::new(),
+            ops: Vec::new(),
+            pins: Vec::new(),
+        }
     }
 
     /// An answer that changed nothing.
     pub fn answer(response: Response) -> Self {
-        Effects { response, commands: Vec::new(), ops: Vec::new() }
+        Effects { response, commands: Vec::new(), ops: Vec::new(), pins: Vec::new() }
     }
 }
 
@@ -68,6 +75,27 @@ pub struct PendingCommit {
     token: u64,
     effects: Effects,
     reply_to: ReplyTo,
+    pins: Vec<MessageId>,
+}
+
+/// What a store read in flight continues with.
+#[derive(Debug)]
+pub enum PendingRead {
+    /// A history page for a caller.
+    History(ReplyTo),
+    /// An edit or deletion of a message missing from the window (pinned while read).
+    Message {
+        /// The message.
+        message: MessageId,
+        /// Who acts.
+        viewer: Viewer,
+        /// The edit or deletion.
+        action: RoomAction,
+        /// The caller.
+        reply_to: ReplyTo,
+    },
+    /// BIG: a message by per-room seq, older than the window.
+    BySeq(ReplyTo),
 }
 
 /// This shard's side of its store: commits waiting, ops not yet accepted by the store's ring,
@@ -78,8 +106,8 @@ pub struct Commits {
     pending: VecDeque<PendingCommit>,
     /// Ops the store's ring could not take yet, in order.
     unsubmitted: VecDeque<(u64, Vec<StoreOp>)>,
-    /// History reads in flight, by token.
-    reads: Vec<(u64, ReplyTo)>,
+    /// Reads in flight, by token (at most `STORE_READS_IN_FLIGHT_MAX`).
+    reads: HashMap<u64, PendingRead>,
     /// The next store token.
     next_token: u64,
 }
@@ -115,16 +143,18 @@ impl Shard {
 
     /// Releases `effects` once their ops are committed (at once when there are none).
     pub fn commit(&self, effects: Effects, reply_to: ReplyTo) {
+        let mut effects = effects;
+        let pins = std::mem::take(&mut effects.pins);
         if effects.ops.is_empty() {
+            self.unpin(&pins);
             self.release(effects, reply_to);
             return;
         }
         let mut commits = self.owner.commits.borrow_mut();
         let token = commits.next_token;
         commits.next_token += 1;
-        let mut effects = effects;
         let ops = std::mem::take(&mut effects.ops);
-        commits.pending.push_back(PendingCommit { token, effects, reply_to });
+        commits.pending.push_back(PendingCommit { token, effects, reply_to, pins });
         if commits.unsubmitted.is_empty() {
             if let Err(ops) = self.owner.store.borrow_mut().submit(token, ops) {
                 commits.unsubmitted.push_back((token, ops));
@@ -138,7 +168,8 @@ impl Shard {
     /// change), then sends `commands`: released in order with every other commit, and at once
     /// when there are no ops. Not refused while the store fails: the ops wait and are retried.
     pub fn commit_then(&self, ops: Vec<StoreOp>, commands: Vec<(ShardId, Command)>) {
-        let effects = Effects { response: Response::RoomIds(Vec::new()), commands, ops };
+        let effects =
+            Effects { response: Response::RoomIds(Vec::new()), commands, ops, pins: Vec::new() };
         self.commit(effects, ReplyTo::Nobody);
     }
 
@@ -162,24 +193,55 @@ impl Shard {
         (after, before, limit, bytes_max): (Option<MessageId>, Option<MessageId>, usize, usize),
         reply_to: ReplyTo,
     ) {
+        let (after, before) = (after.map(MessageId::get), before.map(MessageId::get));
+        self.read_from_store(PendingRead::History(reply_to), |store, token| {
+            store.read_history(token, room.get(), after, before, (limit, bytes_max))
+        });
+    }
+
+    /// Queues a store read (`read` pushes it with its token) that continues with `then`;
+    /// refused with 503 when `STORE_READS_IN_FLIGHT_MAX` reads are in flight or the store's
+    /// read ring is full.
+    pub fn read_from_store(
+        &self,
+        then: PendingRead,
+        read: impl FnOnce(&mut crate::store::Store, u64) -> Result<(), crate::store::RingFull>,
+    ) {
         let mut commits = self.owner.commits.borrow_mut();
         let token = commits.next_token;
-        commits.next_token += 1;
-        match self.owner.store.borrow_mut().read_history(
-            token,
-            room.get(),
-            after.map(MessageId::get),
-            before.map(MessageId::get),
-            (limit, bytes_max),
-        ) {
-            Ok(()) => commits.reads.push((token, reply_to)),
-            Err(_) => {
-                drop(commits);
-                self.respond(
-                    reply_to,
-                    Response::Refused(Refusal::Unavailable("the store is busy; retry later")),
-                );
+        let queued = commits.reads.len() < STORE_READS_IN_FLIGHT_MAX
+            && read(&mut self.owner.store.borrow_mut(), token).is_ok();
+        if queued {
+            commits.next_token += 1;
+            commits.reads.insert(token, then);
+            return;
+        }
+        drop(commits);
+        let busy = Refusal::Unavailable("the store is busy; retry later");
+        match then {
+            PendingRead::History(reply_to) | PendingRead::BySeq(reply_to) => {
+                self.respond(reply_to, Response::Refused(busy))
             }
+            PendingRead::Message { message, reply_to, .. } => {
+                self.unpin(&[message]);
+                self.respond(reply_to, Response::Refused(busy));
+            }
+        }
+    }
+
+    /// The read in flight with `token`, taken out.
+    fn take_read(&self, token: u64) -> Option<PendingRead> {
+        self.owner.commits.borrow_mut().reads.remove(&token)
+    }
+
+    /// Drops one pin of each of `messages` (`Owned::pin`).
+    pub fn unpin(&self, messages: &[MessageId]) {
+        if messages.is_empty() {
+            return;
+        }
+        let mut owned = self.owner.owned.borrow_mut();
+        for message in messages {
+            owned.unpin(*message);
         }
     }
 
@@ -191,12 +253,9 @@ impl Shard {
             match completion {
                 Completion::Written { token, result } => self.written(token, result),
                 Completion::History { token, result } => {
-                    let reply_to = {
-                        let mut commits = self.owner.commits.borrow_mut();
-                        let index = commits.reads.iter().position(|(t, _)| *t == token);
-                        index.map(|i| commits.reads.swap_remove(i).1)
+                    let Some(PendingRead::History(reply_to)) = self.take_read(token) else {
+                        continue;
                     };
-                    let Some(reply_to) = reply_to else { continue };
                     let response = match result {
                         Ok((records, truncated)) => Response::Done(Reply::Messages(Page {
                             messages: records.into_iter().map(|r| r.into_message()).collect(),
@@ -209,6 +268,44 @@ impl Shard {
                     };
                     self.respond(reply_to, response);
                 }
+                Completion::Message { token, result } => match self.take_read(token) {
+                    Some(PendingRead::Message { message, viewer, action, reply_to }) => {
+                        let effects = match result {
+                            Ok(record) => self.apply_detached(message, record, &viewer, action),
+                            Err(error) => {
+                                tracing::error!(
+                                    shard = self.id.get(),
+                                    "message read failed: {error}"
+                                );
+                                Effects::refused(Refusal::Unavailable("reading the message failed"))
+                            }
+                        };
+                        // The read's own pin; an applied change holds another until committed.
+                        self.unpin(&[message]);
+                        self.commit(effects, reply_to);
+                    }
+                    Some(PendingRead::BySeq(reply_to)) => {
+                        let response = match result {
+                            Ok(Some(record)) => {
+                                Response::Done(Reply::Message(record.into_message()))
+                            }
+                            Ok(None) => {
+                                Response::Refused(Refusal::NotFound("messageId is not exists"))
+                            }
+                            Err(error) => {
+                                tracing::error!(
+                                    shard = self.id.get(),
+                                    "message read failed: {error}"
+                                );
+                                Response::Refused(Refusal::Unavailable(
+                                    "reading the message failed",
+                                ))
+                            }
+                        };
+                        self.respond(reply_to, response);
+                    }
+                    _ => {}
+                },
                 Completion::MessageRoom { .. } => {}
             }
         }
@@ -226,6 +323,7 @@ impl Shard {
             return;
         };
         assert_eq!(pending.token, token, "store completions come in submission order");
+        self.unpin(&pending.pins);
         match result {
             Ok(()) => self.release(pending.effects, pending.reply_to),
             Err(error) => {

@@ -20,11 +20,11 @@ use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user, IdAllocator};
 use crate::model::room::{Outcome, Reply};
 use crate::model::{
-    Event, MessageId, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomView, ShardId,
-    UserId, Viewer,
+    Event, Message, MessageId, Notification, Refusal, Role, Room, RoomAction, RoomId, RoomView,
+    ShardId, UserId, Viewer,
 };
 
-use super::commit::{Effects, ReplyTo};
+use super::commit::{Effects, PendingRead, ReplyTo};
 use super::persist;
 use super::Shard;
 use crate::mesh::{Request, Response};
@@ -155,6 +155,14 @@ pub struct Owned {
     pub users: HashMap<UserId, UserRecord>,
     /// Message id → room, for messages still in a room's window.
     pub message_rooms: HashMap<MessageId, RoomId>,
+    /// Messages outside every window that a store read or an uncommitted write touches: the
+    /// newest version applied here (`None` until one is) and how many reads and writes in
+    /// flight pin it. See `Owned::pin`.
+    pub detached: HashMap<MessageId, Detached>,
+    /// The direct room of each pair of users (ordered; a user with itself) whose pair this
+    /// shard owns (`shard_of_pair`): a direct room's current members, indexed when the pair
+    /// is free. Rebuilt from the stored rooms at start (`index_direct`).
+    pub direct_pairs: HashMap<(UserId, UserId), RoomId>,
     /// Room id allocator.
     pub room_ids: IdAllocator,
     /// Message id allocator.
@@ -172,10 +180,81 @@ impl Owned {
             rooms: HashMap::new(),
             users: HashMap::new(),
             message_rooms: HashMap::new(),
+            detached: HashMap::new(),
+            direct_pairs: HashMap::new(),
             room_ids: IdAllocator::new(shard, shard_count, 0),
             message_ids: IdAllocator::new(shard, shard_count, 0),
             notification_ids: IdAllocator::new(shard, shard_count, 0),
             receipts: HashMap::new(),
+        }
+    }
+}
+
+/// A message outside the window while reads or writes of it are in flight.
+#[derive(Debug)]
+pub struct Detached {
+    /// The newest version applied here, if any.
+    pub message: Option<Arc<Message>>,
+    /// Reads and uncommitted writes holding the entry.
+    pub pins: u32,
+}
+
+impl Owned {
+    /// Pins `id` (with its newest version, when one was just applied or evicted from the
+    /// window). A store read of an older message may not see a write still waiting for its
+    /// commit, so while any read or write of it is in flight the owner keeps its newest
+    /// version here and a read's result yields to it: an edit never resurrects a deleted
+    /// message nor undoes another edit. Bounded by the reads and commits in flight.
+    pub fn pin(&mut self, id: MessageId, message: Option<Arc<Message>>) {
+        let entry = self.detached.entry(id).or_insert(Detached { message: None, pins: 0 });
+        entry.pins += 1;
+        if message.is_some() {
+            entry.message = message;
+        }
+    }
+
+    /// Indexes direct room `room_id` (if it is one) under the pair of its current members,
+    /// after dropping its entry under `old` (its pair before a membership change): when that
+    /// pair is this shard's (`shard_of_pair`) and has no room yet. A room whose pair is another
+    /// shard's, or taken, stays unindexed.
+    pub fn index_direct(
+        &mut self,
+        room_id: RoomId,
+        old: Option<(UserId, UserId)>,
+        shard: ShardId,
+        shard_count: usize,
+    ) {
+        self.unindex_direct(room_id, old);
+        let Some(entry) = self.rooms.get(&room_id) else {
+            return;
+        };
+        if entry.room.kind != crate::model::RoomKind::Direct {
+            return;
+        }
+        let Some(pair) = crate::model::action::direct_pair_of(entry.room.members.keys()) else {
+            return;
+        };
+        if crate::model::ids::shard_of_pair(&pair.0, &pair.1, shard_count) == shard {
+            self.direct_pairs.entry(pair).or_insert(room_id);
+        }
+    }
+
+    /// Drops `pair`'s entry when it is `room_id`.
+    pub fn unindex_direct(&mut self, room_id: RoomId, pair: Option<(UserId, UserId)>) {
+        if let Some(pair) = pair {
+            if self.direct_pairs.get(&pair) == Some(&room_id) {
+                self.direct_pairs.remove(&pair);
+            }
+        }
+    }
+
+    /// Drops one pin of `id`; the entry goes with its last pin.
+    pub fn unpin(&mut self, id: MessageId) {
+        if let Some(entry) = self.detached.get_mut(&id) {
+            entry.pins = entry.pins.saturating_sub(1);
+            if entry.pins == 0 {
+                self.detached.remove(&id);
+            }
         }
     }
 }
@@ -241,11 +320,13 @@ impl Shard {
             }
             Request::Message { message, viewer, action } => {
                 let room = self.owner.owned.borrow().message_rooms.get(&message).copied();
-                let effects = match room {
-                    Some(room) => self.apply_room(room, &viewer, action),
-                    None => Effects::refused(Refusal::NotFound("no such message")),
-                };
-                self.commit(effects, reply_to);
+                match room {
+                    Some(room) => {
+                        let effects = self.apply_room(room, &viewer, action);
+                        self.commit(effects, reply_to);
+                    }
+                    None => self.read_detached(message, viewer, action, reply_to),
+                }
             }
             Request::UserRooms { user } => {
                 let owned = self.owner.owned.borrow();
@@ -279,8 +360,12 @@ impl Shard {
                 self.respond(reply_to, Response::Users(users));
             }
             Request::MessageBySeq { room, viewer, seq } => {
-                let response = self.owner.message_by_seq(room, &viewer, seq);
-                self.respond(reply_to, response);
+                match self.owner.message_by_seq(room, &viewer, seq) {
+                    Some(response) => self.respond(reply_to, response),
+                    None => self.read_from_store(PendingRead::BySeq(reply_to), |store, token| {
+                        store.read_message_by_seq(token, room.get(), seq.get())
+                    }),
+                }
             }
             Request::Mark { room, user, read, seq } => {
                 let effects = self.mark_receipt(room, &user, read, seq);
@@ -324,6 +409,12 @@ impl Shard {
         }
         let limits = &self.config;
         let mut owned = self.owner.owned.borrow_mut();
+        let pair = spec.direct_pair(viewer);
+        if let Some(existing) = pair.as_ref().and_then(|p| owned.direct_pairs.get(p)) {
+            if let Some(entry) = owned.rooms.get(existing) {
+                return Effects::answer(Response::Existing(entry.room.view()));
+            }
+        }
         if owned.rooms.len() >= limits.rooms_per_shard_max {
             return Effects::refused(Refusal::Full("this shard holds its maximum number of rooms"));
         }
@@ -344,6 +435,9 @@ impl Shard {
         let view = room.view();
         let ops = persist::ops_for_new_room(&room);
         owned.rooms.insert(id, OwnedRoom::new(room, self.shard_count));
+        if pair.is_some() {
+            owned.index_direct(id, None, self.id, self.shard_count);
+        }
         crate::metrics::inc(&self.metrics.rooms);
         drop(owned);
         let commands = members
@@ -352,7 +446,7 @@ impl Shard {
                 (shard_of_user(&user, self.shard_count), Command::RoomJoined { user, room: id })
             })
             .collect();
-        Effects { response: Response::Done(Reply::Room(view)), commands, ops }
+        Effects { response: Response::Done(Reply::Room(view)), commands, ops, pins: Vec::new() }
     }
 
     fn apply_room(&self, room_id: RoomId, viewer: &Viewer, action: RoomAction) -> Effects {
@@ -367,23 +461,118 @@ impl Shard {
                 return Effects::refused(refusal);
             }
         }
-        let history_full = entry.room.history.len() >= entry.room.history_max;
-        let oldest = entry.room.history.front().map(|m| m.id);
+        let membership =
+            matches!(action, RoomAction::PutMember { .. } | RoomAction::RemoveMember(_));
+        let old_pair = (membership && entry.room.kind == crate::model::RoomKind::Direct)
+            .then(|| crate::model::action::direct_pair_of(entry.room.members.keys()))
+            .flatten();
+        if let RoomAction::PutMember { user, .. } = &action {
+            if entry.room.kind == crate::model::RoomKind::Direct
+                && !entry.room.members.contains_key(user)
+            {
+                // The pair this would complete may already have its direct room here.
+                let users = entry.room.members.keys().chain(std::iter::once(user));
+                let taken = crate::model::action::direct_pair_of(users)
+                    .and_then(|pair| owned.direct_pairs.get(&pair))
+                    .is_some_and(|r| *r != room_id);
+                if taken {
+                    return Effects::refused(Refusal::Conflict(
+                        "these two users already have a direct room".into(),
+                    ));
+                }
+            }
+        }
         let outcome = match entry.room.apply(viewer, action, &mut owned.message_ids, now_ms()) {
             Ok(outcome) => outcome,
             Err(refusal) => return Effects::refused(refusal),
         };
+        let mut pins = Vec::new();
+        if let Some(evicted) = outcome.evicted.clone() {
+            owned.message_rooms.remove(&evicted.id);
+            // A write of it may still wait for its commit, which this one's commit follows.
+            pins.push(evicted.id);
+            owned.pin(evicted.id, Some(evicted));
+        }
         if let (Some(stored), true) = (&outcome.stored, outcome.reply_is_new_message()) {
-            if history_full {
-                if let Some(evicted) = oldest {
-                    owned.message_rooms.remove(&evicted);
-                }
-            }
             owned.message_rooms.insert(stored.id, room_id);
         }
+        if outcome.joined.is_some() || outcome.left.is_some() {
+            owned.index_direct(room_id, old_pair, self.id, self.shard_count);
+        }
+        self.room_effects(owned, room_id, viewer, write, outcome, pins)
+    }
+
+    /// Reads `message`, missing from the window, from the store (off the loop) and then
+    /// applies `action` to it (`apply_detached`); pinned while read.
+    fn read_detached(
+        &self,
+        message: MessageId,
+        viewer: Viewer,
+        action: RoomAction,
+        reply_to: ReplyTo,
+    ) {
+        if let Err(refusal) = self.admit() {
+            return self.respond(reply_to, Response::Refused(refusal));
+        }
+        self.owner.owned.borrow_mut().pin(message, None);
+        let then = PendingRead::Message { message, viewer, action, reply_to };
+        self.read_from_store(then, |store, token| store.read_message(token, message.get()));
+    }
+
+    /// Applies an edit or deletion to `message`, older than its room's window, as read from
+    /// the store (`record`; the newest version applied here wins over it): the room's rules
+    /// (`Room::apply_detached`), and the same store ops and events as in the window.
+    pub fn apply_detached(
+        &self,
+        message: MessageId,
+        record: Option<crate::store::MessageRecord>,
+        viewer: &Viewer,
+        action: RoomAction,
+    ) -> Effects {
+        let mut guard = self.owner.owned.borrow_mut();
+        let owned = &mut *guard;
+        let newest = owned.detached.get(&message).and_then(|d| d.message.clone());
+        let Some(mut current) = newest.or_else(|| record.map(|r| r.into_message())) else {
+            return Effects::refused(Refusal::NotFound("no such message"));
+        };
+        if current.id != message {
+            return Effects::refused(Refusal::NotFound("no such message"));
+        }
+        let room_id = current.room;
+        let Some(entry) = owned.rooms.get_mut(&room_id) else {
+            return Effects::refused(Refusal::NotFound("no such message"));
+        };
+        let Some(write) = persist::Write::of(&action) else {
+            return Effects::refused(Refusal::Invalid("not a change of a message".into()));
+        };
+        if let Err(refusal) = self.admit() {
+            return Effects::refused(refusal);
+        }
+        let outcome = match entry.room.apply_detached(viewer, action, &mut current, now_ms()) {
+            Ok(outcome) => outcome,
+            Err(refusal) => return Effects::refused(refusal),
+        };
+        owned.pin(message, Some(current));
+        self.room_effects(owned, room_id, viewer, Some(write), outcome, vec![message])
+    }
+
+    /// The store ops, dialect hooks, bundles and membership commands of `outcome` on room
+    /// `room_id` (which must exist), and the pins to drop once they are committed.
+    fn room_effects(
+        &self,
+        owned: &mut Owned,
+        room_id: RoomId,
+        viewer: &Viewer,
+        write: Option<persist::Write>,
+        outcome: Outcome,
+        pins: Vec<MessageId>,
+    ) -> Effects {
+        let Some(entry) = owned.rooms.get_mut(&room_id) else {
+            return Effects::refused(Refusal::NotFound("no such room"));
+        };
         let ops =
             write.as_ref().map(|w| persist::ops_for(&entry.room, w, &outcome)).unwrap_or_default();
-        let Outcome { reply, events, joined, left, deleted, stored } = outcome;
+        let Outcome { reply, events, joined, left, deleted, stored, .. } = outcome;
         let mut commands: Vec<(ShardId, Command)> = Vec::new();
         let change = RoomChange {
             room: &entry.room,
@@ -457,6 +646,10 @@ impl Shard {
         if deleted {
             owned.receipts.remove(&room_id);
             if let Some(gone) = owned.rooms.remove(&room_id) {
+                if gone.room.kind == crate::model::RoomKind::Direct {
+                    let pair = crate::model::action::direct_pair_of(gone.room.members.keys());
+                    owned.unindex_direct(room_id, pair);
+                }
                 for message in &gone.room.history {
                     owned.message_rooms.remove(&message.id);
                 }
@@ -469,8 +662,7 @@ impl Shard {
                 crate::metrics::dec(&self.metrics.rooms);
             }
         }
-        drop(guard);
-        Effects { response: Response::Done(reply), commands, ops }
+        Effects { response: Response::Done(reply), commands, ops, pins }
     }
 
     /// A history page: from the in-memory window when it holds the whole answer, else read

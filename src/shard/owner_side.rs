@@ -48,22 +48,27 @@ impl OwnerSide {
         entry.room.members.contains_key(user).then(|| (entry.room.kind, entry.shard_mask()))
     }
 
-    /// Room owner: the message of `room` with per-room `seq`, if it is in the window (deleted
-    /// ones too) and `viewer` may see the room.
-    pub fn message_by_seq(&self, room: RoomId, viewer: &Viewer, seq: Seq) -> Response {
+    /// Room owner: the message of `room` with per-room `seq` (deleted ones too) when `viewer`
+    /// may see the room: from the window, or `None` when it is older than the window and must
+    /// be read from the store.
+    pub fn message_by_seq(&self, room: RoomId, viewer: &Viewer, seq: Seq) -> Option<Response> {
         let owned = self.owned.borrow();
         let Some(entry) = owned.rooms.get(&room) else {
-            return Response::Refused(Refusal::NotFound("no such room"));
+            return Some(Response::Refused(Refusal::NotFound("no such room")));
         };
         if let Viewer::User(u) = viewer {
             if !entry.room.members.contains_key(u) {
-                return Response::Refused(Refusal::NotFound("no such room"));
+                return Some(Response::Refused(Refusal::NotFound("no such room")));
             }
         }
         let history = &entry.room.history;
         match history.binary_search_by(|m| m.seq.cmp(&seq)) {
-            Ok(i) => Response::Done(Reply::Message(history[i].clone())),
-            Err(_) => Response::Refused(Refusal::NotFound("messageId is not exists")),
+            Ok(i) => Some(Response::Done(Reply::Message(history[i].clone()))),
+            Err(_) => {
+                let older = history.front().map_or(entry.room.last_seq.next(), |m| m.seq);
+                (seq < Seq(1) || seq >= older)
+                    .then_some(Response::Refused(Refusal::NotFound("messageId is not exists")))
+            }
         }
     }
 

@@ -172,6 +172,13 @@ pub fn recover(
         entry.welcome_pending.clear();
         owned.rooms.insert(entry.room.id, entry);
     }
+    // Oldest first: of two stored direct rooms of one pair (made before the index), the
+    // first keeps it.
+    let mut ids: Vec<RoomId> = owned.rooms.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        owned.index_direct(id, None, shard, shard_count);
+    }
     (owned, memberships)
 }
 

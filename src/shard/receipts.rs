@@ -85,6 +85,6 @@ impl Shard {
         let change = ReceiptRaised { room, user, read, from_seq: from.next(), to_seq: mark, at_ms };
         let commands =
             DialectId::all().flat_map(|d| d.get().receipt_raised(self, &change)).collect();
-        Effects { response, commands, ops }
+        Effects { response, commands, ops, pins: Vec::new() }
     }
 }

@@ -143,6 +143,7 @@ impl Shard {
             response: super::Response::Done(crate::model::room::Reply::Empty),
             commands,
             ops,
+            pins: Vec::new(),
         }
     }
 

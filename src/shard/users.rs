@@ -95,7 +95,12 @@ impl Shard {
                 )
             })
             .collect();
-        Effects { response: Response::Notifications(vec![notification]), commands, ops }
+        Effects {
+            response: Response::Notifications(vec![notification]),
+            commands,
+            ops,
+            pins: Vec::new(),
+        }
     }
 
     /// User owner: marks `ids` of `user` read (unknown, foreign or already read ids are
@@ -134,6 +139,6 @@ impl Shard {
         let commands = shards_in(mask)
             .map(|s| (s, Command::DeliverToUser { user: user.clone(), bundle: bundle.clone() }))
             .collect();
-        Effects { response: Response::Notifications(read), commands, ops }
+        Effects { response: Response::Notifications(read), commands, ops, pins: Vec::new() }
     }
 }

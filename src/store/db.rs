@@ -1,5 +1,6 @@
 //! One shard's redb file: its tables, opening and schema check, recovery, applying batches of
-//! [`StoreOp`]s inside a write transaction, and the two reads (history, message → room).
+//! [`StoreOp`]s inside a write transaction, and the reads (history, message → room, a message by
+//! id, a message by room and seq).
 //!
 //! Tables:
 //! - `rooms`: room id → rkyv [`RoomRecord`]
@@ -444,6 +445,101 @@ pub(crate) fn history(
         }
     }
     Ok((out, truncated))
+}
+
+/// `message` itself, found through the `message_rooms` index (deleted ones too), if stored.
+pub(crate) fn message(txn: &ReadTransaction, message: u64) -> Result<Option<MessageRecord>, Fail> {
+    let Some(room) = message_room(txn, message)? else {
+        return Ok(None);
+    };
+    let messages = txn.open_table(MESSAGES)?;
+    let Some(value) = messages.get((room, message))? else {
+        return Ok(None);
+    };
+    let record = decode_message(value.value())
+        .map_err(|e| Fail(format!("message {message} does not decode: {}", e.0)))?;
+    if record.id != message || record.room != room {
+        return Err(Fail(format!(
+            "message under key ({room}, {message}) says it is {}",
+            record.id
+        )));
+    }
+    Ok(Some(record))
+}
+
+/// The message of `room` with per-room `seq` (deleted ones too), if stored. Messages are keyed
+/// by (room, id) and both id and seq increase within a room, so this is a binary search over
+/// the room's id range: each probe is one B-tree descent (the first key at or after the middle
+/// id), at most 64 probes and usually far fewer. No index is written for it.
+pub(crate) fn message_by_seq(
+    txn: &ReadTransaction,
+    room: u64,
+    seq: u64,
+) -> Result<Option<MessageRecord>, Fail> {
+    let messages = txn.open_table(MESSAGES)?;
+    let seq_of = |bytes: &[u8], id: u64| -> Result<u64, Fail> {
+        let archived = rkyv::access::<ArchivedMessageRecord, rancor::Error>(bytes)
+            .map_err(|e| Fail(format!("message {id} does not decode: {e}")))?;
+        Ok(archived.seq.to_native())
+    };
+    let (mut lo, mut hi) = {
+        let mut all = messages.range((room, 0)..=(room, u64::MAX))?;
+        let (Some(first), Some(last)) = (all.next(), all.next_back()) else {
+            // Zero or one message: `next_back` is `None` when `next` took the only one.
+            return match messages.range((room, 0)..=(room, u64::MAX))?.next() {
+                Some(only) => {
+                    let (key, value) = only?;
+                    let id = key.value().1;
+                    if seq_of(value.value(), id)? == seq {
+                        Ok(Some(decode_message(value.value())?))
+                    } else {
+                        Ok(None)
+                    }
+                }
+                None => Ok(None),
+            };
+        };
+        (first?.0.value().1, last?.0.value().1)
+    };
+    // Invariant: the wanted message's id, if any, lies in lo..=hi.
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
+        let Some(entry) = messages.range((room, mid)..=(room, hi))?.next() else {
+            // Nothing in mid..=hi: the wanted id, if any, is below mid.
+            match mid.checked_sub(1) {
+                Some(below) => hi = below,
+                None => return Ok(None),
+            }
+            continue;
+        };
+        let (key, value) = entry?;
+        let id = key.value().1;
+        let found = seq_of(value.value(), id)?;
+        if found == seq {
+            let record = decode_message(value.value())
+                .map_err(|e| Fail(format!("message {id} does not decode: {}", e.0)))?;
+            if record.id != id || record.room != room {
+                return Err(Fail(format!(
+                    "message under key ({room}, {id}) says it is {}",
+                    record.id
+                )));
+            }
+            return Ok(Some(record));
+        }
+        if found < seq {
+            match id.checked_add(1) {
+                Some(next) => lo = next,
+                None => return Ok(None),
+            }
+        } else {
+            // `id` is the first key at or after `mid`, and the wanted one is older than it.
+            match mid.checked_sub(1) {
+                Some(below) => hi = below,
+                None => return Ok(None),
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The room holding `message`, if it is stored.

@@ -11,7 +11,8 @@
 //! - Writes complete in submission order, each `Written` only after the group holding it is
 //!   committed (fsynced with [`Durability::Fsync`]). A failing commit is retried forever with
 //!   backoff while [`Store::is_healthy`] reports `false`; nothing submitted is dropped.
-//! - Reads ([`Store::read_history`], [`Store::find_message_room`]) run on a second thread with
+//! - Reads ([`Store::read_history`], [`Store::find_message_room`], [`Store::read_message`],
+//!   [`Store::read_message_by_seq`]) run on a second thread with
 //!   its own rings, see only committed data, and never wait behind a failing write. Their
 //!   completions are ordered among themselves, not relative to `Written` completions.
 //! - [`Store::open`] returns everything needed to rebuild the shard's memory ([`Recovered`]);
@@ -207,6 +208,19 @@ impl Store {
     /// `MessageRoom { token }` completion follows. `Err` when the read ring is full.
     pub fn find_message_room(&mut self, token: u64, message: u64) -> Result<(), RingFull> {
         self.push_read(ReadOp::MessageRoom { token, message })
+    }
+
+    /// Queues a read of `message` (found through the on-disk message → room index); a
+    /// `Message { token }` completion follows. `Err` when the read ring is full.
+    pub fn read_message(&mut self, token: u64, message: u64) -> Result<(), RingFull> {
+        self.push_read(ReadOp::Message { token, message })
+    }
+
+    /// Queues a read of the message of `room` with per-room `seq` (a binary search over the
+    /// room's key range, see `db::message_by_seq`); a `Message { token }` completion follows.
+    /// `Err` when the read ring is full.
+    pub fn read_message_by_seq(&mut self, token: u64, room: u64, seq: u64) -> Result<(), RingFull> {
+        self.push_read(ReadOp::MessageBySeq { token, room, seq })
     }
 
     fn push_read(&mut self, op: ReadOp) -> Result<(), RingFull> {

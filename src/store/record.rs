@@ -234,6 +234,15 @@ pub enum Completion {
         /// The room, `None` if no such message is stored; `Err` if the file could not be read.
         result: Result<Option<u64>, String>,
     },
+    /// A message read from disk (by id or by room and seq), deleted ones included.
+    Message {
+        /// The caller's token from [`super::Store::read_message`] or
+        /// [`super::Store::read_message_by_seq`].
+        token: u64,
+        /// The message, `None` if no such message is stored; `Err` if the file could not be
+        /// read.
+        result: Result<Option<MessageRecord>, String>,
+    },
 }
 
 /// One room rebuilt from disk at start.

@@ -632,3 +632,43 @@ fn dialect_records_survive_a_restart_and_are_deleted_one_or_per_user() {
         ]
     );
 }
+
+fn read_one(store: &mut Store) -> Option<MessageRecord> {
+    match wait(store, 1).pop() {
+        Some(Completion::Message { token: 11, result }) => result.expect("message read"),
+        other => panic!("unexpected completion {other:?}"),
+    }
+}
+
+#[test]
+fn messages_are_read_by_id_and_by_room_and_seq() {
+    let dir = TempDir::new("by-seq");
+    let (mut store, _) = open(dir.path(), 0, 1, 4);
+    // Room 1: seqs 1..=40 with sparse, uneven ids (other rooms take ids in between); room 2
+    // has one message; room 3 none.
+    let mut ops = vec![StoreOp::PutRoom(room(1, "one", 40)), StoreOp::PutRoom(room(2, "two", 1))];
+    let mut id = 5;
+    let mut ids = Vec::new();
+    for seq in 1..=40u64 {
+        id += 1 + (seq * 7) % 13;
+        ids.push(id);
+        ops.push(StoreOp::PutMessage(message(1, id, seq)));
+    }
+    ops.push(StoreOp::PutMessage(message(2, 3, 1)));
+    submit_all(&mut store, vec![ops]);
+    for (i, want) in ids.iter().enumerate() {
+        store.read_message_by_seq(11, 1, i as u64 + 1).expect("read ring");
+        assert_eq!(read_one(&mut store).map(|m| m.id), Some(*want), "seq {}", i + 1);
+        store.read_message(11, *want).expect("read ring");
+        let found = read_one(&mut store).expect("stored");
+        assert_eq!((found.room, found.seq), (1, i as u64 + 1));
+    }
+    for (room, seq) in [(1, 0), (1, 41), (2, 2), (2, 0), (3, 1)] {
+        store.read_message_by_seq(11, room, seq).expect("read ring");
+        assert_eq!(read_one(&mut store), None, "room {room} seq {seq}");
+    }
+    store.read_message_by_seq(11, 2, 1).expect("read ring");
+    assert_eq!(read_one(&mut store).map(|m| m.id), Some(3));
+    store.read_message(11, 4).expect("read ring");
+    assert_eq!(read_one(&mut store), None);
+}

@@ -54,6 +54,15 @@ pub(crate) enum ReadOp {
         token: u64,
         message: u64,
     },
+    Message {
+        token: u64,
+        message: u64,
+    },
+    MessageBySeq {
+        token: u64,
+        room: u64,
+        seq: u64,
+    },
 }
 
 /// State shared by the shard-side handle and both threads.
@@ -356,6 +365,20 @@ pub(crate) fn run_reader(
                     token,
                     result: match &txn {
                         Ok(txn) => db::message_room(txn, message).map_err(|e| unreadable(&e.0)),
+                        Err(e) => Err(unreadable(e)),
+                    },
+                },
+                ReadOp::Message { token, message } => Completion::Message {
+                    token,
+                    result: match &txn {
+                        Ok(txn) => db::message(txn, message).map_err(|e| unreadable(&e.0)),
+                        Err(e) => Err(unreadable(e)),
+                    },
+                },
+                ReadOp::MessageBySeq { token, room, seq } => Completion::Message {
+                    token,
+                    result: match &txn {
+                        Ok(txn) => db::message_by_seq(txn, room, seq).map_err(|e| unreadable(&e.0)),
                         Err(e) => Err(unreadable(e)),
                     },
                 },

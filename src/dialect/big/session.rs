@@ -20,7 +20,7 @@ use crate::dialect::Session;
 use crate::limits::{BIG_CHATS_MAX, BIG_CLOSE_GRACE, BIG_IN_FLIGHT_MAX, BIG_REQUEST_IDS_MAX};
 use crate::metrics;
 use crate::model::action::{NewMessage, NewRoom};
-use crate::model::ids::{now_ms, shard_of_room, shard_of_user};
+use crate::model::ids::{now_ms, shard_of_pair, shard_of_room, shard_of_user};
 use crate::model::room::Reply;
 use crate::model::{MessageId, Refusal, Role, RoomAction, RoomId, RoomKind, Seq, UserId, Viewer};
 use crate::net::conn::Conn;
@@ -207,9 +207,12 @@ async fn resolve(
         attributes: "{}".into(),
         members: if &peer == user { Vec::new() } else { vec![(peer.clone(), Role::Member)] },
     };
+    // The pair's owner makes the dialog, or answers the one the pair has (the peer may be
+    // opening it at the same instant).
+    let owner = shard_of_pair(user, &peer, shard.shard_count);
     let request = CoreRequest::CreateRoom { viewer: Viewer::User(user.clone()), spec };
-    match shard.call(shard.id, request).await {
-        Response::Done(Reply::Room(view)) => {
+    match shard.call(owner, request).await {
+        Response::Done(Reply::Room(view)) | Response::Existing(view) => {
             // The members' owners heard of the room (RoomJoined) on the same FIFO rings as these
             // barriers, and told this shard, the room's owner, where they are connected before
             // answering: so the first message is delivered to the peer's live sockets.

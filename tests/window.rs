@@ -1,0 +1,346 @@
+//! Messages older than the in-memory window (`history_per_room_max` = 3 here): REST and BIG
+//! edits and deletions of them, BIG's seq lookups and `messages` from the first message, the
+//! events each dialect's peers get, non-members refused, and a restart keeping it all. Also
+//! the direct-room pair index: concurrent BIG `new`s of two users to each other make one room.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const WINDOW: usize = 3;
+
+/// A server with a window of [`WINDOW`] messages per room on `dir`.
+fn start_on(dir: &TempDir, shards: usize) -> roomcast::ServerHandle {
+    let mut c = support::config(shards);
+    c.data_dir = dir.0.clone();
+    c.history_per_room_max = WINDOW;
+    // Concurrent REST requests from one address (the race tests).
+    c.http_connections_per_ip_max = 1024;
+    roomcast::start(c).expect("server starts")
+}
+
+async fn big(addr: SocketAddr, user: &str) -> Ws {
+    ws_connect(addr, "/websocket", Auth::Header(&user_token(user))).await.expect("big connect").0
+}
+
+async fn request(ws: &mut Ws, id: &str, payload_type: &str, payload: Value) -> Value {
+    let frame =
+        json!({"type": "request", "id": id, "payloadType": payload_type, "payload": payload});
+    ws.send(Message::text(frame.to_string())).await.expect("send");
+    loop {
+        let frame = next_json(ws).await;
+        if (frame["type"] == "response" && frame["id"] == id) || frame.get("error").is_some() {
+            return frame;
+        }
+    }
+}
+
+async fn ok(ws: &mut Ws, id: &str, payload_type: &str, payload: Value) -> Value {
+    let r = request(ws, id, payload_type, payload).await;
+    assert_eq!(r["type"], "response", "{r}");
+    r["payload"].clone()
+}
+
+async fn next_event(ws: &mut Ws, event_type: &str) -> Value {
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == "event" && frame["eventType"] == event_type {
+            return frame;
+        }
+    }
+}
+
+fn seqs(page: &Value) -> Vec<u64> {
+    page.as_array().expect("a page").iter().map(|m| m["messageId"].as_u64().unwrap()).collect()
+}
+
+async fn edit(addr: SocketAddr, user: &str, id: u64, text: &str) -> HttpResponse {
+    let path = format!("/api/v1/messages/{id}");
+    call(addr, "PATCH", &path, Some(&user_token(user)), Some(json!({"text": text}))).await
+}
+
+async fn delete(addr: SocketAddr, user: &str, id: u64) -> HttpResponse {
+    call(addr, "DELETE", &format!("/api/v1/messages/{id}"), Some(&user_token(user)), None).await
+}
+
+#[tokio::test]
+async fn rest_edits_and_deletes_messages_older_than_the_window_and_a_restart_keeps_them() {
+    let dir = TempDir::new();
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    let room = create_room(addr, "old", &["alice", "bob"]).await;
+    let mut bob = virola(addr, "bob").await;
+    let mut ids = Vec::new();
+    for i in 1..=10 {
+        ids.push(post_message(addr, room, "alice", &format!("m{i}")).await["id"].as_u64().unwrap());
+    }
+
+    // Not a member: 404, as for a message in the window; a member but not the author: 403.
+    assert_eq!(edit(addr, "mallory", ids[0], "x").await.status, 404);
+    assert_eq!(delete(addr, "mallory", ids[0]).await.status, 404);
+    assert_eq!(edit(addr, "bob", ids[0], "x").await.status, 403);
+    assert_eq!(edit(addr, "alice", 999_999_998, "x").await.status, 404);
+
+    let r = edit(addr, "alice", ids[0], "m1, edited").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["message"]["text"], "m1, edited");
+    let updated = next_of(&mut bob, "TextMessagesUpdated").await;
+    assert_eq!(updated["data"]["messages"][0]["messageId"], ids[0]);
+    assert_eq!(updated["data"]["messages"][0]["text"], "m1, edited");
+    // A second edit builds on the first (the owner's newest version, not a stale read).
+    assert_eq!(edit(addr, "alice", ids[0], "m1, edited twice").await.status, 200);
+    next_of(&mut bob, "TextMessagesUpdated").await;
+
+    assert_eq!(delete(addr, "alice", ids[1]).await.status, 204);
+    let gone = next_of(&mut bob, "TextMessageDeleted").await;
+    assert_eq!(gone["data"], json!({"parentMessageId": 0, "roomId": room, "messageId": ids[1]}));
+    // Deleted: gone for edits and deletions, never resurrected.
+    assert_eq!(delete(addr, "alice", ids[1]).await.status, 404);
+    assert_eq!(edit(addr, "alice", ids[1], "back").await.status, 404);
+
+    let token = user_token("bob");
+    let texts = history_texts(addr, room, &token, "after=0&limit=3").await;
+    assert_eq!(texts, ["m1, edited twice", "m3", "m4"]);
+    close(bob).await;
+    handle.shutdown();
+
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    let texts = history_texts(addr, room, &token, "after=0&limit=3").await;
+    assert_eq!(texts, ["m1, edited twice", "m3", "m4"], "edits and deletions survive");
+    assert_eq!(edit(addr, "alice", ids[2], "m3, after the restart").await.status, 200);
+    assert_eq!(delete(addr, "alice", ids[1]).await.status, 404);
+    let texts = history_texts(addr, room, &token, "after=0&limit=2").await;
+    assert_eq!(texts, ["m1, edited twice", "m3, after the restart"]);
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn big_edits_deletes_and_pages_by_seq_older_than_the_window() {
+    let dir = TempDir::new();
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    let mut alice = big(addr, "alice").await;
+    let mut bob = big(addr, "bob").await;
+    for i in 1..=10 {
+        let sent = ok(
+            &mut alice,
+            &format!("n{i}"),
+            "new",
+            json!({"chatId": "bob", "message": format!("m{i}")}),
+        )
+        .await;
+        assert_eq!(sent["messageId"], i);
+    }
+    let mut bob_virola = virola(addr, "bob").await;
+
+    let edited = ok(
+        &mut alice,
+        "e1",
+        "edit",
+        json!({"chatId": "bob", "originalMessageId": 1, "message": "m1!"}),
+    )
+    .await;
+    assert_eq!(edited["messageId"], 1);
+    // BIG has no edit event; bob's Virola socket gets the update.
+    let updated = next_of(&mut bob_virola, "TextMessagesUpdated").await;
+    assert_eq!(updated["data"]["messages"][0]["text"], "m1!");
+
+    ok(&mut alice, "d2", "delete", json!({"chatId": "bob", "originalMessageId": 2})).await;
+    let deleted = next_event(&mut bob, "delete").await;
+    assert_eq!(deleted["payload"]["chatId"], "alice");
+    assert_eq!(deleted["payload"]["originalMessageId"], 2);
+    next_of(&mut bob_virola, "TextMessageDeleted").await;
+
+    // Pages from the very beginning, by startId and by endId.
+    let from =
+        ok(&mut bob, "p1", "messages", json!({"chatId": "alice", "startId": 1, "count": 3})).await;
+    assert_eq!(seqs(&from), [1, 3, 4]);
+    assert_eq!(from[0]["message"], "m1!");
+    let until =
+        ok(&mut bob, "p2", "messages", json!({"chatId": "alice", "endId": 3, "count": 5})).await;
+    assert_eq!(seqs(&until), [1, 3]);
+    // Bob may not edit alice's message; unknown seqs are BIG's own error.
+    let r = request(
+        &mut bob,
+        "e2",
+        "edit",
+        json!({"chatId": "alice", "originalMessageId": 3, "message": "x"}),
+    )
+    .await;
+    assert!(r.get("error").is_some(), "{r}");
+    let r = request(
+        &mut alice,
+        "e3",
+        "edit",
+        json!({"chatId": "bob", "originalMessageId": 11, "message": "x"}),
+    )
+    .await;
+    assert!(r["error"]["exception"].as_str().unwrap().contains("messageId is not exists"), "{r}");
+    close(alice).await;
+    close(bob).await;
+    close(bob_virola).await;
+    handle.shutdown();
+
+    let handle = start_on(&dir, 2);
+    let mut bob = big(handle.addr, "bob").await;
+    let from =
+        ok(&mut bob, "p1", "messages", json!({"chatId": "alice", "startId": 1, "count": 2})).await;
+    assert_eq!(seqs(&from), [1, 3]);
+    assert_eq!(from[0]["message"], "m1!", "the edit survives a restart");
+    close(bob).await;
+    handle.shutdown();
+}
+
+/// The ids of `user`'s direct rooms, over REST.
+async fn direct_rooms(addr: SocketAddr, user: &str) -> Vec<u64> {
+    let r = call(addr, "GET", "/api/v1/rooms", Some(&user_token(user)), None).await;
+    assert_eq!(r.status, 200);
+    let body = r.json();
+    let rooms = body["rooms"].as_array().expect("rooms").clone();
+    rooms.iter().filter(|r| r["kind"] == "direct").map(|r| r["id"].as_u64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn concurrent_dialog_openings_make_one_direct_room_and_a_restart_keeps_it() {
+    let dir = TempDir::new();
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    for round in 0..4 {
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        // Several sockets each (the kernel spreads them over both shards), all sending at once.
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let (me, peer) =
+                if i % 2 == 0 { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
+            tasks.push(tokio::spawn(async move {
+                let mut ws = big(addr, &me).await;
+                let r =
+                    ok(&mut ws, "1", "new", json!({"chatId": peer, "message": format!("hi {i}")}))
+                        .await;
+                close(ws).await;
+                r
+            }));
+        }
+        for task in tasks {
+            task.await.expect("opener");
+        }
+        let rooms = direct_rooms(addr, &a).await;
+        assert_eq!(rooms.len(), 1, "one direct room for {a} and {b}: {rooms:?}");
+        assert_eq!(direct_rooms(addr, &b).await, rooms);
+        // REST asks for the same pair: the existing room, 200.
+        let r = call(
+            addr,
+            "POST",
+            "/api/v1/rooms",
+            Some(&user_token(&a)),
+            Some(json!({"kind": "direct", "members": [b]})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["room"]["id"], rooms[0]);
+    }
+    let before = direct_rooms(addr, "a0").await;
+    handle.shutdown();
+
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    let mut ws = big(addr, "b0").await;
+    ok(&mut ws, "1", "new", json!({"chatId": "a0", "message": "after the restart"})).await;
+    close(ws).await;
+    let r = call(
+        addr,
+        "POST",
+        "/api/v1/rooms",
+        Some(&service_token()),
+        Some(json!({"kind": "direct", "members": ["b0", "a0"]})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(direct_rooms(addr, "a0").await, before);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn a_member_that_would_give_a_pair_a_second_direct_room_is_refused() {
+    let server = start(1);
+    let addr = server.addr;
+    let create = |token: String, members: Value| async move {
+        let body = json!({"kind": "direct", "members": members});
+        call(addr, "POST", "/api/v1/rooms", Some(&token), Some(body)).await
+    };
+    let put = |room: u64, user: &'static str| async move {
+        let path = format!("/api/v1/rooms/{room}/members/{user}");
+        call(addr, "PUT", &path, Some(&service_token()), None).await.status
+    };
+    let r = create(user_token("x"), json!(["y"])).await;
+    assert_eq!(r.status, 201);
+    let dialog = r.json()["room"]["id"].as_u64().unwrap();
+    // x alone: x's room with itself, another pair.
+    let r = create(service_token(), json!(["x"])).await;
+    assert_eq!(r.status, 201);
+    let alone = r.json()["room"]["id"].as_u64().unwrap();
+    assert_ne!(alone, dialog);
+    // Adding y would make a second room of (x, y).
+    assert_eq!(put(alone, "y").await, 409);
+    // Once y has left the dialog, the pair is free again, and the other room takes it.
+    let path = format!("/api/v1/rooms/{dialog}/members/y");
+    assert_eq!(call(addr, "DELETE", &path, Some(&user_token("y")), None).await.status, 204);
+    assert_eq!(put(alone, "y").await, 200);
+    let r = create(user_token("y"), json!(["x"])).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["room"]["id"], alone);
+}
+
+#[tokio::test]
+async fn an_edit_racing_a_deletion_of_an_older_message_never_brings_it_back() {
+    let dir = TempDir::new();
+    let handle = start_on(&dir, 1);
+    let addr = handle.addr;
+    let room = create_room(addr, "race", &["alice"]).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(post_message(addr, room, "alice", &format!("m{i}")).await["id"].as_u64().unwrap());
+    }
+    let old = &ids[..ids.len() - WINDOW];
+    let mut tasks = Vec::new();
+    for &id in old {
+        tasks.push(tokio::spawn(async move {
+            let r = delete(addr, "alice", id).await;
+            assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+            (204, 204)
+        }));
+        tasks.push(tokio::spawn(async move {
+            let status = edit(addr, "alice", id, "edited").await.status;
+            (status, if status == 200 { 200 } else { 404 })
+        }));
+    }
+    for task in tasks {
+        let (got, want) = task.await.expect("request");
+        assert_eq!(got, want);
+    }
+    // Every deletion was acknowledged: none of them may be undone by an edit read before it.
+    let r = call(
+        addr,
+        "GET",
+        &format!("/api/v1/rooms/{room}/messages?after=0&limit=500"),
+        Some(&user_token("alice")),
+        None,
+    )
+    .await;
+    let left: Vec<u64> = r.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(left, ids[ids.len() - WINDOW..]);
+    handle.shutdown();
+}
