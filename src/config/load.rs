@@ -93,6 +93,12 @@ pub struct ServeArgs {
     /// BIG: unacknowledged events kept per user [default: 256].
     #[arg(long, env = "ROOMCAST_BIG_UNACKED_MAX")]
     pub big_unacked_max: Option<usize>,
+    /// Rechat: Engine.IO pingInterval, ms [default: 25000].
+    #[arg(long, env = "ROOMCAST_RECHAT_PING_INTERVAL_MS")]
+    pub rechat_ping_interval_ms: Option<u64>,
+    /// Rechat: Engine.IO pingTimeout, ms [default: 20000].
+    #[arg(long, env = "ROOMCAST_RECHAT_PING_TIMEOUT_MS")]
+    pub rechat_ping_timeout_ms: Option<u64>,
     /// Sustained actions per second per connection [default: 100].
     #[arg(long, env = "ROOMCAST_ACTIONS_PER_SECOND")]
     pub actions_per_second: Option<u32>,
@@ -151,6 +157,8 @@ struct FileConfig {
     big_silence_ms: Option<u64>,
     big_resend_ms: Option<u64>,
     big_unacked_max: Option<usize>,
+    rechat_ping_interval_ms: Option<u64>,
+    rechat_ping_timeout_ms: Option<u64>,
     actions_per_second: Option<u32>,
     actions_burst: Option<u32>,
     connections_per_shard_max: Option<usize>,
@@ -171,6 +179,7 @@ macro_rules! overlay {
             frame_bytes_max, message_bytes_max, http_head_bytes_max,
             rest_body_bytes_max, outbound_bytes_max, handshake_timeout_ms,
             idle_timeout_ms, ping_interval_ms, big_silence_ms, big_resend_ms, big_unacked_max,
+            rechat_ping_interval_ms, rechat_ping_timeout_ms,
             actions_per_second, actions_burst,
             connections_per_shard_max, ring_slots, rooms_per_shard_max,
             history_per_room_max, members_per_room_max, read_buffer_bytes_initial);

@@ -202,6 +202,16 @@ async fn upgrade_to_websocket(
             }
         }
     };
+    let session = match protocol.session_for(&head) {
+        Ok(session) => session,
+        Err(Refusal::Http(answer)) => {
+            let _ = write(&stream, answer).await;
+            return false;
+        }
+        Err(Refusal::AfterUpgrade(frame)) => {
+            return refuse_after_upgrade(&stream, &head, shard.id, frame).await;
+        }
+    };
     // Every event connection has a session, so the sessions count them all (echo ones too).
     if shard.conn.ws.len() >= shard.config.connections_per_shard_max {
         metrics::inc(&shard.metrics.connections_refused_total);
@@ -235,7 +245,7 @@ async fn upgrade_to_websocket(
     }
     // The head's headers are not needed any more: free them before the long-lived session.
     drop(head);
-    shard.conn.ws.open(shard, conn, buf);
+    shard.conn.ws.open(shard, conn, session, buf);
     true
 }
 

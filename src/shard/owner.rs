@@ -430,6 +430,7 @@ impl Shard {
                 event,
                 stored: stored.as_ref(),
                 actor: viewer.user(),
+                joined: joined.as_ref(),
                 receipts: owned.receipts.get(&room_id),
                 deleted,
             };
