@@ -166,6 +166,17 @@ async fn open_packets_per_version_and_refused_handshakes() {
         assert_eq!(r.status, 400, "{query}");
         assert!(r.json()["code"].as_u64().is_some(), "{query}");
     }
+    // Long-polling is not served: plain HTTP gets the engine.io error, not the REST 404.
+    for (query, code) in
+        [("EIO=3&transport=polling", 0), ("EIO=4&transport=polling", 0), ("EIO=9", 5)]
+    {
+        let r = raw_request(
+            server.addr,
+            format!("GET /socket.io/?{query} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!((r.status, r.json()["code"].as_u64()), (400, Some(code)), "{query}");
+    }
     drop((ws3, ws4));
 }
 

@@ -11,8 +11,9 @@
 //!
 //! Transport: WebSocket only (`transport=websocket`, no `sid`): the open packet
 //! (`upgrades: []`), then `40` in v3; a v4 client's CONNECT gets `40{"sid"}`, and a token in its
-//! `auth` authenticates it. Long-polling is refused with the engine.io 400 (`Transport
-//! unknown`); a WebSocket with a `sid` (an upgrade from polling) with `Session ID unknown`.
+//! `auth` authenticates it. Long-polling (plain HTTP to the path, through `Dialect::http`) is
+//! refused with the engine.io 400 (`Transport unknown`); a WebSocket with a `sid` (an upgrade
+//! from polling) with `Session ID unknown`.
 //!
 //! Authentication is in band (`Credentials::InBand`): the socket is accepted anonymous; on
 //! `Authenticate(token)` it is registered (`Shard::attach`), then its user's owner
@@ -128,6 +129,24 @@ impl Dialect for Rechat {
 
     fn credentials(&self, _head: &RequestHead) -> Credentials {
         Credentials::InBand
+    }
+
+    fn serves_http(&self, path: &str, config: &Config) -> bool {
+        self.serves(path, config)
+    }
+
+    /// Plain HTTP to `/socket.io/`: long-polling is not served yet, so every request gets the
+    /// engine.io error a server without that transport answers (400, `Transport unknown`;
+    /// `Unsupported protocol version` first when `EIO` is bad), which the clients report.
+    fn http(&self, _shard: &Rc<Shard>, head: &RequestHead, _body: Bytes) -> super::HttpAnswer {
+        let query = head.query.as_deref().unwrap_or("");
+        let eio = crate::http::query::query_param(query, "EIO");
+        let error = match engineio::Version::from_query(eio.as_deref()) {
+            Err(e) => e.http(),
+            Ok(_) => engineio::HttpError::TransportUnknown,
+        };
+        let answer = engineio_error(error);
+        Box::pin(async move { answer })
     }
 
     fn refuse(&self, _reason: &str) -> Refusal {
