@@ -1,7 +1,8 @@
-//! Rechat `/socket.io/` end to end over the WebSocket transport, with raw Engine.IO text frames
-//! (tokio-tungstenite): the open packet (v3 and v4), ping/pong and the silence drop, ack
-//! numbering, malformed and binary packets, authentication and its failure shape, presence,
-//! typing, membership, and cross-dialect delivery both ways, on two shards.
+//! Rechat `/socket.io/` end to end with raw Engine.IO packets: WebSocket text frames
+//! (tokio-tungstenite) and long-polling requests. The open packet (v3 and v4), ping/pong and
+//! the silence drop, ack numbering, malformed and binary packets, authentication and its
+//! failure shape, presence, typing, membership, cross-dialect delivery both ways, and polling
+//! payloads (v3 length-prefixed, v4 record-separated) forwarded across two shards.
 
 mod support;
 
@@ -166,9 +167,8 @@ async fn open_packets_per_version_and_refused_handshakes() {
         assert_eq!(r.status, 400, "{query}");
         assert!(r.json()["code"].as_u64().is_some(), "{query}");
     }
-    // Long-polling is not served: plain HTTP gets the engine.io error, not the REST 404.
-    for (query, code) in
-        [("EIO=3&transport=polling", 0), ("EIO=4&transport=polling", 0), ("EIO=9", 5)]
+    // Plain HTTP that is no polling request gets the engine.io error, not the REST 404.
+    for (query, code) in [("EIO=3&transport=websocket", 3), ("EIO=9", 5), ("EIO=3&transport=x", 0)]
     {
         let r = raw_request(
             server.addr,
@@ -410,4 +410,93 @@ async fn logout_closes_the_sessions_sockets() {
     assert_eq!(r.status, 204, "{:?}", String::from_utf8_lossy(&r.body));
     next_matching(&mut ws, |t| (t == "41").then_some(())).await;
     assert_eq!(closed(&mut ws, 3000).await, Some(1008));
+}
+
+/// One polling request (a new TCP connection each, so the kernel spreads them over shards).
+async fn poll(addr: SocketAddr, query: &str, post: Option<&str>) -> (u16, String) {
+    let request = match post {
+        None => format!("GET /socket.io/?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        Some(body) => format!(
+            "POST /socket.io/?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    };
+    let r = raw_request(addr, request.as_bytes()).await;
+    (r.status, String::from_utf8(r.body).expect("UTF-8 body"))
+}
+
+#[tokio::test]
+async fn long_polling_payloads_per_version_across_shards() {
+    let mut config = config(2);
+    config.rechat_ping_interval_ms = 400;
+    config.rechat_ping_timeout_ms = 2000;
+    let server = start_with(config);
+    let addr = server.addr;
+    let room = create_room(addr, "polled", &["paula", "quinn"]).await;
+    // v3: length-prefixed records; the handshake answers the open packet and 40.
+    let (status, body) = poll(addr, "EIO=3&transport=polling", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (len, rest) = body.split_once(':').expect("v3 record");
+    let open: Value = serde_json::from_str(&rest[1..len.parse::<usize>().unwrap()]).expect("open");
+    assert_eq!(open["upgrades"], json!([]), "no upgrade is offered");
+    assert!(rest.ends_with("2:40"), "{body}");
+    let sid = open["sid"].as_str().expect("sid").to_string();
+    let q = format!("EIO=3&transport=polling&sid={sid}");
+    // Several POSTs and GETs: whatever shard each lands on, the session answers.
+    for _ in 0..4 {
+        assert_eq!(poll(addr, &q, Some("1:2")).await, (200, "ok".into()));
+        assert_eq!(poll(addr, &q, None).await, (200, "1:3".into()));
+    }
+    // A payload of several packets, acks in order, and an event delivered to the session.
+    let auth = format!(r#"421["Authenticate","{}"]"#, user_token("paula"));
+    let send =
+        format!(r#"422["Message.Send","{room}",{{"comment":"é😀","message_type":"TopLevel"}}]"#);
+    let payload =
+        format!("{}:{auth}{}:{send}", auth.len(), send.chars().map(char::len_utf16).sum::<usize>());
+    assert_eq!(poll(addr, &q, Some(&payload)).await.0, 200);
+    let mut seen = String::new();
+    while !(seen.contains("431[null")
+        && seen.contains("\"Message.Sent\"")
+        && seen.contains("432[null"))
+    {
+        let (status, body) = poll(addr, &q, None).await;
+        assert_eq!(status, 200, "{body}");
+        seen.push_str(&body);
+    }
+    // Nothing queued: a noop after pingInterval.
+    assert_eq!(poll(addr, &q, None).await, (200, "1:6".into()));
+    // A malformed payload ends the session.
+    assert_eq!(poll(addr, &q, Some("5:2")).await.0, 400);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = poll(addr, &q, None).await;
+    assert!(status == 400 || body.ends_with(":1"), "{status} {body}");
+
+    // v4: record-separated payloads; the server pings, the client answers.
+    let (status, body) = poll(addr, "EIO=4&transport=polling", None).await;
+    assert_eq!(status, 200);
+    let open: Value = serde_json::from_str(body.strip_prefix('0').expect("open")).expect("open");
+    let q = format!("EIO=4&transport=polling&sid={}", open["sid"].as_str().unwrap());
+    assert_eq!(
+        poll(addr, &q, Some(&format!(r#"40{{"token":"{}"}}"#, user_token("quinn")))).await.0,
+        200
+    );
+    let mut seen = String::new();
+    while !seen.contains("40{\"sid\"") {
+        seen.push_str(&poll(addr, &q, None).await.1);
+        seen.push('\u{1e}');
+    }
+    assert!(seen.contains("Users.Online"), "{seen}");
+    post_message(addr, room, "paula", "to quinn").await;
+    let mut seen = String::new();
+    while !seen.contains("to quinn") {
+        let body = poll(addr, &q, None).await.1;
+        if body.split('\u{1e}').any(|p| p == "2") {
+            assert_eq!(poll(addr, &q, Some("3")).await.0, 200);
+        }
+        seen.push_str(&body);
+    }
+    // Unknown sids are refused.
+    let (status, body) = poll(addr, "EIO=4&transport=polling&sid=00AAAAAAAAAAAAAAAAAA", None).await;
+    assert_eq!((status, body.as_str()), (400, r#"{"code":1,"message":"Session ID unknown"}"#));
 }

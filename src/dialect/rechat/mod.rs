@@ -9,11 +9,13 @@
 //!   per shard, while sessions exist) does the Engine.IO keepalive.
 //! - Here: the `Dialect` hooks and [`RechatCommand`], the dialect's cross-shard messages.
 //!
-//! Transport: WebSocket only (`transport=websocket`, no `sid`): the open packet
+//! Transports: WebSocket (`transport=websocket`, no `sid`): the open packet
 //! (`upgrades: []`), then `40` in v3; a v4 client's CONNECT gets `40{"sid"}`, and a token in its
-//! `auth` authenticates it. Long-polling (plain HTTP to the path, through `Dialect::http`) is
-//! refused with the engine.io 400 (`Transport unknown`); a WebSocket with a `sid` (an upgrade
-//! from polling) with `Session ID unknown`.
+//! `auth` authenticates it. Long-polling ([`polling`], through `Dialect::http`): the same
+//! session over an in-process connection (`net::pipe`), on the shard its `sid` names, requests
+//! landing elsewhere forwarded there ([`RechatCommand::Poll`]). No upgrade is offered
+//! (`upgrades: []`), so a polling client stays on polling; a WebSocket with a `sid` gets
+//! `Session ID unknown`.
 //!
 //! Authentication is in band (`Credentials::InBand`): the socket is accepted anonymous; on
 //! `Authenticate(token)` it is registered (`Shard::attach`), then its user's owner
@@ -26,14 +28,15 @@
 //! `Notification` (`UserSentMessage`, not stored) in one frame array; `Room.UserJoined(user)`
 //! for a member added; stored notifications as `Notification`.
 //!
-//! # Not done: long-polling
+//! # Not done: the upgrade from polling to WebSocket
 //!
-//! The plan (module doc of the codec commit): sessions keyed by `sid` (it names its shard),
-//! polling `GET`/`POST` through `Dialect::http`, forwarded to the sid's shard in a
-//! `RechatCommand`; a polling session backed by a `Conn` whose socket is one end of a Unix
-//! socketpair so the core's delivery stays unchanged; the probe and the handover on upgrade.
+//! The probe (`2probe` → `3probe` → `5`) on a WebSocket carrying the polling session's `sid`,
+//! possibly on another shard: the polling session would hand its state over (the user's
+//! attach moves to the WebSocket's connection without presence flapping, the queued packets
+//! are flushed to it, the pending `GET` is answered with a noop) and then end.
 
 pub mod engineio;
+pub mod polling;
 pub mod session;
 pub mod socketio;
 
@@ -51,7 +54,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::fanout::Bundle;
-use crate::http::head::RequestHead;
+use crate::http::head::{Method, RequestHead};
 use crate::http::response;
 use crate::mesh::{Command, Request, Response};
 use crate::model::ids::{shard_of_room, shard_of_user};
@@ -87,6 +90,27 @@ pub enum RechatCommand {
     Welcomed {
         /// The waiting `Authenticate`.
         token: u64,
+    },
+    /// HTTP connection's shard → the shard of polling session `sid`: serve this request (a
+    /// `POST` with `body`, else a `GET`) and answer [`RechatCommand::Polled`].
+    Poll {
+        /// The session.
+        sid: String,
+        /// A `POST`'s body.
+        body: Option<Bytes>,
+        /// The HTTP request keeps its connection.
+        keep_alive: bool,
+        /// Where the HTTP connection is.
+        from: ShardId,
+        /// The waiting request.
+        token: u64,
+    },
+    /// The answer to a forwarded [`RechatCommand::Poll`]: the complete HTTP response.
+    Polled {
+        /// The waiting request.
+        token: u64,
+        /// The response.
+        answer: Bytes,
     },
 }
 
@@ -135,18 +159,61 @@ impl Dialect for Rechat {
         self.serves(path, config)
     }
 
-    /// Plain HTTP to `/socket.io/`: long-polling is not served yet, so every request gets the
-    /// engine.io error a server without that transport answers (400, `Transport unknown`;
-    /// `Unsupported protocol version` first when `EIO` is bad), which the clients report.
-    fn http(&self, _shard: &Rc<Shard>, head: &RequestHead, _body: Bytes) -> super::HttpAnswer {
+    /// Long-polling: a handshake makes a session here; a request for a session on another
+    /// shard (its `sid` says which) is forwarded there and answered back.
+    fn http(&self, shard: &Rc<Shard>, head: &RequestHead, body: Bytes) -> super::HttpAnswer {
         let query = head.query.as_deref().unwrap_or("");
-        let eio = crate::http::query::query_param(query, "EIO");
-        let error = match engineio::Version::from_query(eio.as_deref()) {
-            Err(e) => e.http(),
-            Ok(_) => engineio::HttpError::TransportUnknown,
+        let param = |name| crate::http::query::query_param(query, name);
+        let refused = |e: engineio::HttpError| -> super::HttpAnswer {
+            let answer = polling::error(e);
+            Box::pin(async move { answer })
         };
-        let answer = engineio_error(error);
-        Box::pin(async move { answer })
+        let version = match engineio::Version::from_query(param("EIO").as_deref()) {
+            Ok(version) => version,
+            Err(e) => return refused(e.http()),
+        };
+        match engineio::Transport::from_query(param("transport").as_deref()) {
+            Ok(engineio::Transport::Polling) => {}
+            Ok(engineio::Transport::WebSocket) => return refused(engineio::HttpError::BadRequest),
+            Err(e) => return refused(e.http()),
+        }
+        let body = match head.method {
+            Method::Get => None,
+            Method::Post => Some(body),
+            _ => return refused(engineio::HttpError::BadRequest),
+        };
+        let keep_alive = head.keep_alive;
+        let shard = shard.clone();
+        let Some(sid) = param("sid").map(|s| s.into_owned()) else {
+            if body.is_some() {
+                return refused(engineio::HttpError::BadHandshakeMethod);
+            }
+            return Box::pin(async move { polling::handshake(&shard, version, keep_alive).await });
+        };
+        let Some(owner) = engineio::shard_of_sid(&sid, shard.shard_count) else {
+            return refused(engineio::HttpError::SessionIdUnknown);
+        };
+        Box::pin(async move {
+            if owner == shard.id {
+                return polling::request(&shard, &sid, body, keep_alive).await;
+            }
+            let (tx, rx) = oneshot::channel();
+            let token = {
+                let mut state = shard.dialect_state::<RechatState>(ID);
+                let token = state.next_token;
+                state.next_token += 1;
+                state.forwarded.insert(token, tx);
+                token
+            };
+            let from = shard.id;
+            send(&shard, owner, RechatCommand::Poll { sid, body, keep_alive, from, token });
+            let answer = tokio::time::timeout(crate::limits::OWNER_REPLY_TIMEOUT, rx).await;
+            shard.dialect_state::<RechatState>(ID).forwarded.remove(&token);
+            match answer {
+                Ok(Ok(answer)) => answer,
+                _ => polling::error(engineio::HttpError::SessionIdUnknown),
+            }
+        })
     }
 
     fn refuse(&self, _reason: &str) -> Refusal {
@@ -234,6 +301,19 @@ impl Dialect for Rechat {
         };
         match *command {
             RechatCommand::Online { user, from, token } => online(shard, user, from, token),
+            RechatCommand::Poll { sid, body, keep_alive, from, token } => {
+                let shard = shard.clone();
+                tokio_uring::spawn(async move {
+                    let answer = polling::request(&shard, &sid, body, keep_alive).await;
+                    send(&shard, from, RechatCommand::Polled { token, answer });
+                });
+            }
+            RechatCommand::Polled { token, answer } => {
+                let waiter = shard.dialect_state::<RechatState>(ID).forwarded.remove(&token);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(answer);
+                }
+            }
             RechatCommand::Welcomed { token } => {
                 let waiter = shard.dialect_state::<RechatState>(ID).pending.remove(&token);
                 if let Some(waiter) = waiter {

@@ -11,6 +11,7 @@
 //! ack and delivers nothing; each action runs in its own task and answers through its ack.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -50,12 +51,18 @@ pub struct RechatState {
     pub pending: Pending,
     /// The next token.
     pub next_token: u64,
+    /// Polling sessions on this shard, by `sid`.
+    pub polls: HashMap<String, Rc<super::polling::Poll>>,
+    /// Polling requests forwarded to another shard, waiting for their answers, by token.
+    pub forwarded: HashMap<u64, futures_channel::oneshot::Sender<bytes::Bytes>>,
 }
 
 /// A session's state, shared with its running actions and the shard's timer.
 pub struct Inner {
     /// The Engine.IO revision.
     version: Version,
+    /// The `sid` chosen before the session started (polling), else one is made at start.
+    sid: RefCell<Option<String>>,
     /// The socket, once started.
     conn: RefCell<Weak<Conn>>,
     /// The client joined the default namespace (v3: at once; v4: on its CONNECT).
@@ -76,12 +83,22 @@ impl RechatSession {
     pub fn new(version: Version) -> RechatSession {
         RechatSession(Rc::new(Inner {
             version,
+            sid: RefCell::new(None),
             conn: RefCell::new(Weak::new()),
             connected: Cell::new(false),
             ping_sent_ms: Cell::new(0),
             last_ping_ms: Cell::new(0),
             listed: RefCell::new(None),
         }))
+    }
+}
+
+impl RechatSession {
+    /// A polling session's, whose `sid` its transport already chose.
+    pub fn polling(version: Version, sid: String) -> RechatSession {
+        let session = RechatSession::new(version);
+        *session.0.sid.borrow_mut() = Some(sid);
+        session
     }
 }
 
@@ -103,7 +120,11 @@ impl Session for RechatSession {
         inner.last_ping_ms.set(now);
         conn.last_seen_ms.set(now);
         let open = Open {
-            sid: engineio::sid_for(shard.id, &rand::random::<[u8; 14]>()),
+            sid: inner
+                .sid
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| engineio::sid_for(shard.id, &rand::random::<[u8; 14]>())),
             upgrades: Vec::new(),
             ping_interval_ms: shard.config.rechat_ping_interval_ms,
             ping_timeout_ms: shard.config.rechat_ping_timeout_ms,

@@ -1,5 +1,6 @@
 // The Rechat dialect with the real Socket.IO clients: socket.io-client 2 (Engine.IO 3, npm alias
-// sio2) and 4 (Engine.IO 4, sio4), WebSocket transport, against a running server.
+// sio2) and 4 (Engine.IO 4, sio4), over WebSocket and over long-polling, against a running
+// server.
 //
 //   ROOMCAST_URL=http://127.0.0.1:PORT ROOMCAST_BIN=target/release/roomcast \
 //   ROOMCAST_DATA_DIR=<the server's data dir> node --test tests/clients/rechat/
@@ -160,11 +161,22 @@ async function connect(version, opts, url) {
   return client;
 }
 
-for (const version of ["v2", "v4"]) {
-  test(`${version}: connects over WebSocket and authenticates; refusals have Rechat's shape`, async () => {
-    const alice = user(`alice-auth-${version}`);
-    const c = await connect(version);
-    assert.equal(c.socket.io.engine.transport.name, "websocket");
+// Each client in each transport: WebSocket only, and the defaults (long-polling first; the
+// server offers no upgrade, so the session stays on polling).
+const MODES = [
+  ["v2", "websocket"],
+  ["v4", "websocket"],
+  ["v2", "polling"],
+  ["v4", "polling"],
+];
+const transportsOf = (mode) => (mode === "websocket" ? ["websocket"] : ["polling", "websocket"]);
+
+for (const [version, mode] of MODES) {
+  const opts = { transports: transportsOf(mode) };
+  test(`${version} ${mode}: connects and authenticates; refusals have Rechat's shape`, async () => {
+    const alice = user(`alice-auth-${version}-${mode}`);
+    const c = await connect(version, opts);
+    assert.equal(c.socket.io.engine.transport.name, mode);
     // Before Authenticate every action is refused through its callback.
     const room = await createRoom("auth", [alice]);
     const [early] = await c.call("Message.Send", room, { comment: "x", message_type: "TopLevel" });
@@ -177,13 +189,13 @@ for (const version of ["v2", "v4"]) {
     assert.deepEqual(online, [alice]);
     c.close();
     // A new socket (a reconnect) authenticates again.
-    const again = await connect(version);
+    const again = await connect(version, opts);
     await again.authenticate(alice);
     again.close();
   });
 
-  test(`${version}: messages, notifications, typing, presence and membership`, async () => {
-    const [alice, bob, carol] = [user(`alice-${version}`), user(`bob-${version}`), user(`carol-${version}`)];
+  test(`${version} ${mode}: messages, notifications, typing, presence and membership`, async () => {
+    const [alice, bob, carol] = ["alice", "bob", "carol"].map((n) => user(`${n}-${version}-${mode}`));
     const room = await createRoom("Buyers", [alice, bob]);
     const b = await connect("v2");
     await b.authenticate(bob);
@@ -197,7 +209,7 @@ for (const version of ["v2", "v4"]) {
       virola.once("error", reject);
     });
 
-    const a = await connect(version);
+    const a = await connect(version, opts);
     await a.authenticate(alice);
     const [online] = await a.event("Users.Online");
     assert.deepEqual(online, [alice, bob].sort());
@@ -247,7 +259,7 @@ for (const version of ["v2", "v4"]) {
     }
     a.socket.emit("User.TypingEnded", room);
     assert.deepEqual((await b.event("User.TypingEnded"))[0], { user_id: alice, room_id: room });
-    const outsider = await connect(version);
+    const outsider = await connect(version, opts);
     await outsider.authenticate(carol);
     outsider.socket.emit("User.Typing", room);
     await b.none("User.Typing", (t) => t.user_id === carol);
@@ -286,12 +298,12 @@ test("v4: the token in the CONNECT packet's auth authenticates", async () => {
   refused.close();
 });
 
-for (const version of ["v2", "v4"]) {
-  test(`${version}: logging the session out closes its sockets`, async () => {
-    const erin = user(`erin-${version}`);
-    const sid = `rechat-${RUN}-${version}`;
+for (const [version, mode] of MODES) {
+  test(`${version} ${mode}: logging the session out closes its sockets`, async () => {
+    const erin = user(`erin-${version}-${mode}`);
+    const sid = `rechat-${RUN}-${version}-${mode}`;
     const tok = token(erin, { sid });
-    const c = await connect(version);
+    const c = await connect(version, { transports: transportsOf(mode) });
     const [err] = await c.call("Authenticate", tok);
     assert.equal(err, null);
     const gone = new Promise((resolve) => c.socket.once("disconnect", resolve));
@@ -322,15 +334,15 @@ test("keepalive: both clients stay connected across many short ping intervals", 
       } catch {}
       await new Promise((r) => setTimeout(r, 100));
     }
-    for (const version of ["v2", "v4"]) {
-      const c = await connect(version, {}, url);
+    for (const [version, mode] of MODES) {
+      const c = await connect(version, { transports: transportsOf(mode) }, url);
       const engine = c.socket.io.engine;
       assert.equal(engine.pingInterval ?? engine._pingInterval, 200);
       const dropped = [];
       c.socket.on("disconnect", (reason) => dropped.push(reason));
       await new Promise((r) => setTimeout(r, 1500));
       assert.deepEqual(dropped, []);
-      await c.authenticate(user(`keepalive-${version}`), `${work}/data`);
+      await c.authenticate(user(`keepalive-${version}-${mode}`), `${work}/data`);
       c.close();
     }
   } finally {
