@@ -87,8 +87,8 @@ impl Pipe {
                     _ => continue,
                 }
             }
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(16 * 1024);
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(4096);
             }
             let (result, back) = crate::net::read_appending_unix(&self.peer, buf).await;
             buf = back;

@@ -44,6 +44,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
@@ -207,7 +208,10 @@ impl Dialect for Rechat {
             };
             let from = shard.id;
             send(&shard, owner, RechatCommand::Poll { sid, body, keep_alive, from, token });
-            let answer = tokio::time::timeout(crate::limits::OWNER_REPLY_TIMEOUT, rx).await;
+            // A GET waits up to pingInterval on the session's shard before it answers.
+            let wait = Duration::from_millis(shard.config.rechat_ping_interval_ms)
+                + crate::limits::OWNER_REPLY_TIMEOUT;
+            let answer = tokio::time::timeout(wait, rx).await;
             shard.dialect_state::<RechatState>(ID).forwarded.remove(&token);
             match answer {
                 Ok(Ok(answer)) => answer,
