@@ -204,6 +204,9 @@ pub const RECHAT_COMMENT_BYTES_MAX: usize = 65_536;
 pub const RECHAT_ID_LIST_MAX: usize = 64;
 /// Rechat: most members a room object lists in `users`.
 pub const RECHAT_ROOM_USERS_MAX: usize = 256;
+/// Rechat: actions one socket may have waiting or running (they run one at a time); one more
+/// is refused through its ack.
+pub const RECHAT_IN_FLIGHT_MAX: usize = 64;
 /// Rechat: how long a socket the server closes (silence, bad input, logout) may take to flush
 /// its close frame before it is dropped.
 pub const RECHAT_CLOSE_GRACE: Duration = Duration::from_millis(500);

@@ -8,7 +8,8 @@
 //!
 //! Invariants: a malformed Engine.IO or Socket.IO packet closes this socket only (1002; binary
 //! 1003); unknown events are ignored; an action before `Authenticate` is refused through its
-//! ack and delivers nothing; each action runs in its own task and answers through its ack.
+//! ack and delivers nothing; a socket's actions run one at a time in arrival order (at most
+//! `RECHAT_IN_FLIGHT_MAX` waiting), each answering through its ack.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use super::engineio::{self, Open, Packet, PacketType, Version};
 use super::socketio::{self, ClientPacket, Failure, FailureKind, MessageBody, Request};
 use super::{announce_online, rechat_bundle, text_frame, Pending, ID};
 use crate::dialect::Session;
-use crate::limits::RECHAT_CLOSE_GRACE;
+use crate::limits::{RECHAT_CLOSE_GRACE, RECHAT_IN_FLIGHT_MAX};
 use crate::mesh::{Command, Request as CoreRequest, Response};
 use crate::metrics;
 use crate::model::action::NewMessage;
@@ -71,6 +72,10 @@ pub struct Inner {
     ping_sent_ms: Cell<u64>,
     /// When the server last pinged at all (v4), ms.
     last_ping_ms: Cell<u64>,
+    /// Actions run one at a time, in arrival order.
+    turn: tokio::sync::Mutex<()>,
+    /// Actions waiting or running.
+    in_flight: Cell<usize>,
     /// The shard's session list and this session's key in it.
     listed: RefCell<Option<(SessionList, usize)>>,
 }
@@ -88,6 +93,8 @@ impl RechatSession {
             connected: Cell::new(false),
             ping_sent_ms: Cell::new(0),
             last_ping_ms: Cell::new(0),
+            turn: tokio::sync::Mutex::new(()),
+            in_flight: Cell::new(0),
             listed: RefCell::new(None),
         }))
     }
@@ -215,6 +222,7 @@ fn on_socketio(shard: &Rc<Shard>, conn: &Rc<Conn>, inner: &Rc<Inner>, packet: Cl
             };
             let (shard, conn, inner) = (shard.clone(), conn.clone(), inner.clone());
             tokio_uring::spawn(async move {
+                let _turn = inner.turn.lock().await;
                 match authenticate(&shard, &conn, &token).await {
                     Ok(_) => {
                         inner.connected.set(true);
@@ -238,7 +246,7 @@ fn on_socketio(shard: &Rc<Shard>, conn: &Rc<Conn>, inner: &Rc<Inner>, packet: Cl
         ClientPacket::Event { .. } if !inner.connected.get() => {}
         ClientPacket::Event { ack, request, .. } => match request {
             Err(failure) => answer(conn, ack, Err(failure)),
-            Ok(request) => on_request(shard, conn, ack, request),
+            Ok(request) => on_request(shard, conn, inner, ack, request),
         },
     }
 }
@@ -271,18 +279,38 @@ fn unauthorized(message: &str) -> Failure {
     Failure::new(FailureKind::Unauthorized, message)
 }
 
-/// Runs one action.
-fn on_request(shard: &Rc<Shard>, conn: &Rc<Conn>, ack: Option<u64>, request: Request) {
+/// Runs one action after the socket's earlier ones (Rechat handles a socket's actions one at a
+/// time: an action sent right after `Authenticate` runs authenticated), at most
+/// `RECHAT_IN_FLIGHT_MAX` waiting or running.
+fn on_request(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    inner: &Rc<Inner>,
+    ack: Option<u64>,
+    request: Request,
+) {
     if let Request::Unknown(_) = request {
         return;
     }
+    if inner.in_flight.get() >= RECHAT_IN_FLIGHT_MAX {
+        let failure = Failure::new(FailureKind::TooMany, "Too many requests in flight");
+        return answer(conn, ack, Err(failure));
+    }
+    inner.in_flight.set(inner.in_flight.get() + 1);
+    let (shard, conn, inner) = (shard.clone(), conn.clone(), inner.clone());
+    tokio_uring::spawn(async move {
+        let turn = inner.turn.lock().await;
+        run(&shard, &conn, ack, request).await;
+        drop(turn);
+        inner.in_flight.set(inner.in_flight.get().saturating_sub(1));
+    });
+}
+
+/// Runs one action and answers its ack.
+async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, ack: Option<u64>, request: Request) {
     if let Request::Authenticate { token } = request {
-        let (shard, conn) = (shard.clone(), conn.clone());
-        tokio_uring::spawn(async move {
-            let result = authenticate(&shard, &conn, &token).await;
-            answer(&conn, ack, result.map(|user| socketio::user_json(None, &user)));
-        });
-        return;
+        let result = authenticate(shard, conn, &token).await;
+        return answer(conn, ack, result.map(|user| socketio::user_json(None, &user)));
     }
     let Some(user) = conn.bound().map(|b| b.user.clone()) else {
         return answer(conn, ack, Err(unauthorized("Authentication required")));
@@ -297,11 +325,8 @@ fn on_request(shard: &Rc<Shard>, conn: &Rc<Conn>, ack: Option<u64>, request: Req
                 let failure = Failure::new(FailureKind::Validation, "comment is too long");
                 return answer(conn, ack, Err(failure));
             }
-            let (shard, conn) = (shard.clone(), conn.clone());
-            tokio_uring::spawn(async move {
-                let result = post(&shard, user, room, *message).await;
-                answer(&conn, ack, result);
-            });
+            let result = post(shard, user, room, *message).await;
+            answer(conn, ack, result);
         }
         Request::Typing { room } => typing(shard, user, room, false),
         Request::TypingEnded { room } => typing(shard, user, room, true),
