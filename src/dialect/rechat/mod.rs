@@ -33,7 +33,10 @@
 //! The probe (`2probe` → `3probe` → `5`) on a WebSocket carrying the polling session's `sid`,
 //! possibly on another shard: the polling session would hand its state over (the user's
 //! attach moves to the WebSocket's connection without presence flapping, the queued packets
-//! are flushed to it, the pending `GET` is answered with a noop) and then end.
+//! are flushed to it, the pending `GET` is answered with a noop) and then end. A first try
+//! (branch `wt-r2-upgrade-wip`) loses the ack of an action still running on the polling side
+//! during the handover: the polling session must finish its running actions and flush its
+//! pipe into the queue before handing the queue over.
 
 pub mod engineio;
 pub mod polling;
