@@ -200,3 +200,44 @@ const _: () = assert!(USER_ID_BYTES_MAX <= BIG_ID_BYTES_MAX);
 const _: () = assert!(BIG_IN_FLIGHT_MAX <= BIG_REQUEST_IDS_MAX);
 // The server-side close of a BIG connection is meant to end sooner than the generic bound.
 const _: () = assert!(BIG_CLOSE_GRACE.as_millis() < CLOSING_MAX_MS as u128);
+
+/// Rechat: most packets one Engine.IO polling payload may carry.
+pub const RECHAT_PAYLOAD_PACKETS_MAX: usize = 256;
+/// Rechat: most decimal digits of an Engine.IO v3 record length.
+pub const RECHAT_LENGTH_DIGITS_MAX: usize = 9;
+/// Rechat: most bytes of an Engine.IO `sid` a client may send back.
+pub const RECHAT_SID_BYTES_MAX: usize = 64;
+/// Rechat: most bytes of an event name (longer names of unknown events are shortened to it).
+pub const RECHAT_EVENT_NAME_BYTES_MAX: usize = 64;
+/// Rechat: most arguments after an event name (`Message.Send`, the longest action, has two).
+pub const RECHAT_EVENT_ARGS_MAX: usize = 4;
+/// Rechat: most bytes of a Socket.IO namespace.
+pub const RECHAT_NSP_BYTES_MAX: usize = 128;
+/// Rechat: most decimal digits of an ack id (JavaScript's safe integers have 16).
+pub const RECHAT_ACK_ID_DIGITS_MAX: usize = 15;
+/// Rechat: most bytes of an access token.
+pub const RECHAT_TOKEN_BYTES_MAX: usize = 4096;
+/// Rechat: most bytes of an id-like string (room ids, uuids of recommendations, mentions).
+pub const RECHAT_ID_BYTES_MAX: usize = 64;
+/// Rechat: most bytes of a URL field of a message.
+pub const RECHAT_URL_BYTES_MAX: usize = 2048;
+/// Rechat: most bytes of a comment (the configured message limit applies too).
+pub const RECHAT_COMMENT_BYTES_MAX: usize = 65_536;
+/// Rechat: most entries of a message's `mentions` or `attachments`.
+pub const RECHAT_ID_LIST_MAX: usize = 64;
+/// Rechat: most members a room object lists in `users`.
+pub const RECHAT_ROOM_USERS_MAX: usize = 256;
+/// Rechat: actions one socket may have waiting or running (they run one at a time); one more
+/// is refused through its ack.
+pub const RECHAT_IN_FLIGHT_MAX: usize = 64;
+/// Rechat: how long a socket the server closes (silence, bad input, logout) may take to flush
+/// its close frame before it is dropped.
+pub const RECHAT_CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+// A v3 record length of that many digits fits a usize on every target.
+const _: () = assert!(RECHAT_LENGTH_DIGITS_MAX <= 9);
+// A sid names its shard in two hex digits.
+const _: () = assert!(SHARDS_MAX <= 256);
+// Ack ids stay JavaScript safe integers.
+const _: () = assert!(RECHAT_ACK_ID_DIGITS_MAX < 16);
+const _: () = assert!(RECHAT_CLOSE_GRACE.as_millis() < CLOSING_MAX_MS as u128);

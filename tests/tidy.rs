@@ -91,7 +91,7 @@ fn words(identifier: &str) -> Vec<String> {
 
 #[test]
 fn tidy_the_core_names_no_dialect() {
-    let dialects = ["big", "osu", "virola"];
+    let dialects = ["big", "osu", "rechat", "virola"];
     let mut offences = Vec::new();
     for dir in ["net", "shard", "fanout", "mesh", "rest", "http", "ws"] {
         let mut files = Vec::new();

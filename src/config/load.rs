@@ -112,6 +112,12 @@ pub struct ServeArgs {
     /// BIG: unacknowledged events kept per user [default: 256].
     #[arg(long, env = "ROOMCAST_BIG_UNACKED_MAX")]
     pub big_unacked_max: Option<usize>,
+    /// Rechat: Engine.IO pingInterval, ms [default: 25000].
+    #[arg(long, env = "ROOMCAST_RECHAT_PING_INTERVAL_MS")]
+    pub rechat_ping_interval_ms: Option<u64>,
+    /// Rechat: Engine.IO pingTimeout, ms [default: 20000].
+    #[arg(long, env = "ROOMCAST_RECHAT_PING_TIMEOUT_MS")]
+    pub rechat_ping_timeout_ms: Option<u64>,
     /// Sustained actions per second of one user on one shard (REST writes, BIG requests and
     /// typing, over all of the user's connections there) [default: 100].
     #[arg(long, env = "ROOMCAST_ACTIONS_PER_SECOND")]
@@ -179,6 +185,8 @@ struct FileConfig {
     big_silence_ms: Option<u64>,
     big_resend_ms: Option<u64>,
     big_unacked_max: Option<usize>,
+    rechat_ping_interval_ms: Option<u64>,
+    rechat_ping_timeout_ms: Option<u64>,
     actions_per_second: Option<u32>,
     actions_burst: Option<u32>,
     connections_per_shard_max: Option<usize>,
@@ -203,6 +211,7 @@ macro_rules! overlay {
             idle_timeout_ms, http_keepalive_timeout_ms, http_connections_per_shard_max,
             http_connections_per_ip_max, ping_interval_ms, big_silence_ms, big_resend_ms,
             big_unacked_max,
+            rechat_ping_interval_ms, rechat_ping_timeout_ms,
             actions_per_second, actions_burst,
             connections_per_shard_max, connections_per_user_max, ring_slots, rooms_per_shard_max,
             history_per_room_max, members_per_room_max, read_buffer_bytes_initial);

@@ -120,6 +120,11 @@ pub struct Config {
     pub big_resend_ms: u64,
     /// Most unacknowledged BIG events kept per user; past it its connections are closed.
     pub big_unacked_max: usize,
+    /// Rechat (Engine.IO) `pingInterval`, ms: v3 clients ping this often, v4 clients are pinged.
+    pub rechat_ping_interval_ms: u64,
+    /// Rechat (Engine.IO) `pingTimeout`, ms: a session silent for the interval plus this is
+    /// dropped.
+    pub rechat_ping_timeout_ms: u64,
     /// Sustained action rate of one user on one shard (token-bucket refill per second): its
     /// REST writes and BIG requests and typing events, over all of its connections there.
     pub actions_per_second: u32,
@@ -172,6 +177,8 @@ impl Default for Config {
             big_silence_ms: 20_000,
             big_resend_ms: 5_000,
             big_unacked_max: 256,
+            rechat_ping_interval_ms: 25_000,
+            rechat_ping_timeout_ms: 20_000,
             actions_per_second: 100,
             actions_burst: 200,
             connections_per_shard_max: 100_000,
@@ -217,6 +224,8 @@ impl Config {
             big_silence_ms,
             big_resend_ms,
             big_unacked_max,
+            rechat_ping_interval_ms,
+            rechat_ping_timeout_ms,
             actions_per_second,
             actions_burst,
             connections_per_shard_max,
@@ -302,6 +311,8 @@ impl fmt::Debug for Config {
             .field("big_silence_ms", &self.big_silence_ms)
             .field("big_resend_ms", &self.big_resend_ms)
             .field("big_unacked_max", &self.big_unacked_max)
+            .field("rechat_ping_interval_ms", &self.rechat_ping_interval_ms)
+            .field("rechat_ping_timeout_ms", &self.rechat_ping_timeout_ms)
             .field("ping_interval_ms", &self.ping_interval_ms)
             .field("actions_per_second", &self.actions_per_second)
             .field("actions_burst", &self.actions_burst)

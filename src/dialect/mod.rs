@@ -153,6 +153,9 @@ pub enum Credentials {
 /// One connection's protocol state and its client frames. Held by the shard's session slot for
 /// the connection's life; dropped with it.
 pub trait Session {
+    /// The connection is upgraded and its session registered: the dialect may greet the client
+    /// (an in-band protocol's handshake packet).
+    fn started(&self, _shard: &Rc<Shard>, _conn: &Rc<Conn>) {}
     /// A complete text message from the client. Bad input gets the dialect's own error reply;
     /// the connection stays up unless the dialect closes it.
     fn on_text(&self, shard: &Rc<Shard>, conn: &Rc<Conn>, payload: &[u8]);
@@ -174,6 +177,9 @@ pub enum Sweep {
     Continue,
     /// The dialect closed or dropped the connection.
     Ended,
+    /// The dialect keeps the connection alive itself (its own keepalive packets and silence
+    /// rule): no core ping and no core idle timeout.
+    Kept,
 }
 
 /// A room event on its owner shard, as dialects decorating its bundle see it.
@@ -188,6 +194,8 @@ pub struct RoomEvent<'a> {
     pub stored: Option<&'a Arc<Message>>,
     /// Who acted (`None` for a service).
     pub actor: Option<&'a UserId>,
+    /// A member who joined with this change.
+    pub joined: Option<&'a UserId>,
     /// The room's receipts.
     pub receipts: Option<&'a HashMap<UserId, Receipt>>,
     /// The room itself was deleted by this action.
@@ -284,6 +292,12 @@ pub trait Dialect: Sync {
     fn refuse(&self, reason: RefuseReason<'_>) -> Refusal;
     /// A new connection's protocol state.
     fn session(&self) -> Box<dyn Session>;
+    /// A new connection's protocol state for this upgrade request (its query may choose a
+    /// protocol revision), or the refusal of a request the dialect cannot serve; asked before
+    /// the 101 is sent. Defaults to [`Dialect::session`].
+    fn session_for(&self, _head: &RequestHead) -> Result<Box<dyn Session>, Refusal> {
+        Ok(self.session())
+    }
     /// A connection registered for events (after its user's owner was told).
     fn opened(&self, _shard: &Rc<Shard>, _conn: &Rc<Conn>) {}
     /// A registered connection ended.

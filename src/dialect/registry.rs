@@ -5,11 +5,16 @@
 use super::Dialect;
 
 /// Every dialect, indexed by [`super::DialectId`].
-pub static DIALECTS: [&dyn Dialect; DIALECT_COUNT] =
-    [&super::virola::Virola, &super::echo::Echo, &super::osu::Osu, &super::big::Big];
+pub static DIALECTS: [&dyn Dialect; DIALECT_COUNT] = [
+    &super::virola::Virola,
+    &super::echo::Echo,
+    &super::osu::Osu,
+    &super::big::Big,
+    &super::rechat::Rechat,
+];
 
 /// How many dialects there are (the length of a bundle's frame array).
-pub const DIALECT_COUNT: usize = 4;
+pub const DIALECT_COUNT: usize = 5;
 
 // Each dialect's `ID` is its position above; a mask has a bit per dialect.
 const _: () = {
@@ -17,5 +22,6 @@ const _: () = {
     assert!(super::echo::ID.0 == 1);
     assert!(super::osu::ID.0 == 2);
     assert!(super::big::ID.0 == 3);
+    assert!(super::rechat::ID.0 == 4);
     assert!(DIALECT_COUNT <= super::DialectMask::BITS as usize);
 };

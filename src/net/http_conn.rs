@@ -343,6 +343,10 @@ async fn upgrade_to_websocket(
             }
         }
     }
+    let session = match protocol.session_for(&head) {
+        Ok(session) => session,
+        Err(refusal) => return answer_refusal(shard, &stream, &head, refusal).await,
+    };
     // Every event connection has a session, so the sessions count them all (echo ones too).
     if shard.conn.ws.len() >= shard.config.connections_per_shard_max {
         metrics::inc(&shard.metrics.connections_refused_total);
@@ -379,7 +383,7 @@ async fn upgrade_to_websocket(
     }
     // The head's headers are not needed any more: free them before the long-lived session.
     drop(head);
-    shard.conn.ws.open(shard, conn, buf);
+    shard.conn.ws.open(shard, conn, session, buf);
     true
 }
 

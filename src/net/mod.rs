@@ -6,6 +6,7 @@ pub mod bind;
 pub mod conn;
 pub mod http_conn;
 pub mod listener;
+pub mod pipe;
 pub mod poller;
 pub mod rate;
 pub mod sweeper;
@@ -19,6 +20,17 @@ use tokio_uring::net::TcpStream;
 /// plain `read` writes from the start of the buffer). The caller reserves capacity first.
 pub async fn read_appending(
     stream: &TcpStream,
+    buf: BytesMut,
+) -> (std::io::Result<usize>, BytesMut) {
+    let start = buf.len();
+    let end = buf.capacity();
+    let (result, slice) = stream.read(buf.slice(start..end)).await;
+    (result, slice.into_inner())
+}
+
+/// [`read_appending`] for a Unix stream (an in-process connection's client end).
+pub async fn read_appending_unix(
+    stream: &tokio_uring::net::UnixStream,
     buf: BytesMut,
 ) -> (std::io::Result<usize>, BytesMut) {
     let start = buf.len();

@@ -50,8 +50,11 @@ pub async fn run(shard: Rc<Shard>) {
                 if now.saturating_sub(closing_since) > CLOSING_MAX_MS {
                     conn.kill();
                 }
-            } else if conn.dialect.get().sweep(&shard, &conn, now, judged_ping) == Sweep::Ended {
-                // The dialect ended it.
+            } else if matches!(
+                conn.dialect.get().sweep(&shard, &conn, now, judged_ping),
+                Sweep::Ended | Sweep::Kept
+            ) {
+                // The dialect ended it, or keeps it alive itself.
             } else if now.saturating_sub(conn.last_seen_ms.get()) > shard.config.idle_timeout_ms {
                 metrics::inc(&shard.metrics.timeouts_total);
                 conn.close(CLOSE_GOING_AWAY, "idle timeout");

@@ -100,9 +100,15 @@ impl Sessions {
 
     /// Serves `conn` from now on; `leftover` holds bytes read past the HTTP head. The caller
     /// counted it in `connections`; the session's end uncounts it.
-    pub fn open(&self, shard: &Rc<Shard>, conn: Rc<Conn>, leftover: BytesMut) {
+    /// `protocol` is the dialect's state for it; its `started` runs once the socket is watched.
+    pub fn open(
+        &self,
+        shard: &Rc<Shard>,
+        conn: Rc<Conn>,
+        protocol: Box<dyn dialect::Session>,
+        leftover: BytesMut,
+    ) {
         metrics::inc(&shard.metrics.websockets);
-        let protocol = conn.dialect.get().session();
         let session = Session { conn, partial: None, protocol, ending: false };
         let key = {
             let mut slots = self.slots.borrow_mut();
@@ -117,6 +123,13 @@ impl Sessions {
             }
             key
         };
+        {
+            let slots = self.slots.borrow();
+            if let Some(session) = slots.get(key) {
+                let (conn, protocol) = (session.conn.clone(), &*session.protocol);
+                protocol.started(shard, &conn);
+            }
+        }
         if leftover.is_empty() {
             return;
         }

@@ -619,6 +619,7 @@ impl Shard {
                 event,
                 stored: stored.as_ref(),
                 actor: viewer.user(),
+                joined: joined.as_ref(),
                 receipts: owned.receipts.get(&room_id),
                 deleted,
             };

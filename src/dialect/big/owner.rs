@@ -621,6 +621,7 @@ mod tests {
             event: &outcome.events[0],
             stored: None,
             actor: None,
+            joined: None,
             receipts: Some(&receipts),
             deleted: false,
         };

@@ -18,17 +18,10 @@ use serde_json::{json, Value};
 
 use crate::model::ShardId;
 
-/// Most packets one polling payload may carry (a client batches what it queued while its POST
-/// was in flight; far more than that is not a client).
-pub const PAYLOAD_PACKETS_MAX: usize = 256;
-
-/// Most decimal digits of a v3 record length (a 64 KiB body needs 5; 9 keeps `usize` math
-/// trivially safe on every target).
-pub const LENGTH_DIGITS_MAX: usize = 9;
-
-/// Most bytes of a `sid` a client may send back (ours are [`SID_LEN`]; the bound is for
-/// anything else).
-pub const SID_BYTES_MAX: usize = 64;
+pub use crate::limits::{
+    RECHAT_LENGTH_DIGITS_MAX as LENGTH_DIGITS_MAX,
+    RECHAT_PAYLOAD_PACKETS_MAX as PAYLOAD_PACKETS_MAX, RECHAT_SID_BYTES_MAX as SID_BYTES_MAX,
+};
 
 /// The probe ping a client sends first on the WebSocket it is upgrading to.
 pub const PROBE_PING: &str = "2probe";
@@ -472,8 +465,6 @@ pub fn shard_of_sid(sid: &str, shard_count: usize) -> Option<ShardId> {
     let shard = usize::from_str_radix(hex, 16).ok()?;
     (shard < shard_count).then_some(ShardId(shard))
 }
-
-const _: () = assert!(crate::limits::SHARDS_MAX <= 256, "a sid names its shard in two hex digits");
 
 #[cfg(test)]
 mod tests {

@@ -20,30 +20,14 @@ use serde_json::{json, Map, Value};
 
 use crate::model::{Message, Notification, Refusal, Role, RoomId, RoomKind, RoomView, UserId};
 
-// Bounds of what a client may send. They move to `crate::limits` (RECHAT_*) with the rest of
-// the dialect.
-
-/// Most bytes of an event name (longer names of unknown events are shortened to it).
-pub const EVENT_NAME_BYTES_MAX: usize = 64;
-/// Most arguments after the event name (Rechat's longest action, `Message.Send`, has two).
-pub const EVENT_ARGS_MAX: usize = 4;
-/// Most bytes of a namespace.
-pub const NSP_BYTES_MAX: usize = 128;
-/// Most decimal digits of an ack id (JavaScript's safe integers have 16).
-pub const ACK_ID_DIGITS_MAX: usize = 15;
-/// Most bytes of an access token.
-pub const TOKEN_BYTES_MAX: usize = 4096;
-/// Most bytes of an id-like string (room ids, uuids of recommendations, mentions, attachments).
-pub const ID_BYTES_MAX: usize = 64;
-/// Most bytes of a URL field of a message.
-pub const URL_BYTES_MAX: usize = 2048;
-/// Most bytes of a comment (the session checks the configured message limit too).
-pub const COMMENT_BYTES_MAX: usize = 65_536;
-/// Most entries of a message's `mentions` or `attachments`.
-pub const ID_LIST_MAX: usize = 64;
-/// Most members a room object lists in `users` (Rechat rooms are small; a public room's full
-/// member list is not sent with every message).
-pub const ROOM_USERS_MAX: usize = 256;
+// Bounds of what a client may send (`crate::limits`, RECHAT_*).
+pub use crate::limits::{
+    RECHAT_ACK_ID_DIGITS_MAX as ACK_ID_DIGITS_MAX, RECHAT_COMMENT_BYTES_MAX as COMMENT_BYTES_MAX,
+    RECHAT_EVENT_ARGS_MAX as EVENT_ARGS_MAX, RECHAT_EVENT_NAME_BYTES_MAX as EVENT_NAME_BYTES_MAX,
+    RECHAT_ID_BYTES_MAX as ID_BYTES_MAX, RECHAT_ID_LIST_MAX as ID_LIST_MAX,
+    RECHAT_NSP_BYTES_MAX as NSP_BYTES_MAX, RECHAT_ROOM_USERS_MAX as ROOM_USERS_MAX,
+    RECHAT_TOKEN_BYTES_MAX as TOKEN_BYTES_MAX, RECHAT_URL_BYTES_MAX as URL_BYTES_MAX,
+};
 
 /// The default namespace.
 pub const DEFAULT_NSP: &str = "/";
@@ -768,6 +752,35 @@ pub fn user_offline(user: &UserId) -> String {
 pub fn users_online<'a>(users: impl IntoIterator<Item = &'a UserId>) -> String {
     let ids: Vec<Value> = users.into_iter().map(|u| json!(u.as_str())).collect();
     event("Users.Online", &[Value::Array(ids)])
+}
+
+/// The `Notification` (`UserSentMessage`) Rechat sends every member of `room` for message `m`
+/// (not stored: its id is the message's): `"#<room title>: @<author first name> <comment>"`.
+pub fn message_notification(room: &RoomView, m: &Message) -> String {
+    let attrs = parse_attributes(&room.attributes);
+    let author = user_json(attrs.as_ref(), &m.author);
+    let first = author.get("first_name").and_then(Value::as_str).unwrap_or(m.author.as_str());
+    let text = format!("#{}: @{} {}", room.name, first, m.text);
+    let n = json!({
+        "type": "notification",
+        "id": m.id.to_string(),
+        "notification_id": m.id.to_string(),
+        "message": text,
+        "created_at": seconds(m.created_ms),
+        "updated_at": seconds(m.created_ms),
+        "deleted_at": null,
+        "room": room.id.to_string(),
+        "action": "Sent",
+        "object_class": "Message",
+        "subject_class": "User",
+        "auxiliary_object_class": "Room",
+        "notification_type": "UserSentMessage",
+        "subjects": [author],
+        "objects": null,
+        "recommendation": null,
+        "specific": null,
+    });
+    event("Notification", &[n])
 }
 
 /// `Room.UserJoined(user)`, the user's display fields from `room`.

@@ -1,0 +1,158 @@
+//! Engine.IO's HTTP long-polling transport, without the upgrade (the open packet offers none,
+//! so clients stay on polling): `GET` receives a payload of the packets queued since the last
+//! one, `POST` sends a payload.
+//!
+//! A polling session is an in-process connection ([`crate::net::pipe`]) served by the same
+//! [`super::session::RechatSession`] as a WebSocket: a `POST`'s packets go into the pipe as
+//! client messages, and a task reads what the server sent (the core's deliveries included)
+//! into the session's queue for the next `GET`. The session lives on the shard that answered
+//! its handshake, which its `sid` names; requests arriving on another shard are forwarded
+//! there ([`super::RechatCommand::Poll`]) and answered back.
+//!
+//! Invariants: at most one `GET` waits per session (another gets 400); a `GET` waits at most
+//! `pingInterval`, then answers a noop; the queue holds at most `outbound_bytes_max` bytes, past
+//! which the session is closed (a slow consumer); a `POST` payload is bounded by the HTTP body
+//! limit and [`engineio::PAYLOAD_PACKETS_MAX`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::engineio::{self, HttpError, Version};
+use super::session::{RechatSession, RechatState};
+use super::ID;
+use crate::http::response;
+use crate::metrics;
+use crate::net::pipe::{self, Pipe};
+use crate::shard::Shard;
+
+/// One polling session.
+pub struct Poll {
+    version: Version,
+    pipe: Pipe,
+    /// Packets for the next `GET`.
+    queue: RefCell<VecDeque<Bytes>>,
+    /// Their bytes.
+    queued: Cell<usize>,
+    /// The session ended (nothing more will be queued).
+    closed: Cell<bool>,
+    /// A `GET` waits.
+    waiting: Cell<bool>,
+    /// Wakes the waiting `GET`.
+    wake: tokio::sync::Notify,
+}
+
+/// An HTTP answer for `body`.
+fn ok(body: &[u8], content_type: &str, keep_alive: bool) -> Bytes {
+    response::response(200, Some(content_type), body, keep_alive, &[])
+}
+
+/// The engine.io error answer.
+pub fn error(e: HttpError) -> Bytes {
+    response::response(e.status(), Some("application/json"), e.body().as_bytes(), false, &[])
+}
+
+/// A handshake (`GET` without `sid`): a new session on this shard; answered like its first
+/// `GET` (the open packet, and `40` in v3).
+pub async fn handshake(shard: &Rc<Shard>, version: Version, keep_alive: bool) -> Bytes {
+    let sid = engineio::sid_for(shard.id, &rand::random::<[u8; 14]>());
+    let session = RechatSession::polling(version, sid.clone());
+    let Some(pipe) = pipe::open(shard, ID, Box::new(session)) else {
+        return response::json_error(503, "too_many_connections", "this server is full", false);
+    };
+    let poll = Rc::new(Poll {
+        version,
+        pipe,
+        queue: RefCell::new(VecDeque::new()),
+        queued: Cell::new(0),
+        closed: Cell::new(false),
+        waiting: Cell::new(false),
+        wake: tokio::sync::Notify::new(),
+    });
+    shard.dialect_state::<RechatState>(ID).polls.insert(sid.clone(), poll.clone());
+    tokio_uring::spawn(read_into_queue(shard.clone(), sid, poll.clone()));
+    get(shard, &poll, keep_alive).await
+}
+
+/// Moves what the server sends the session into its queue, until the session ends.
+async fn read_into_queue(shard: Rc<Shard>, sid: String, poll: Rc<Poll>) {
+    while let Some(packet) = poll.pipe.next().await {
+        let queued = poll.queued.get() + packet.len();
+        if queued > shard.config.outbound_bytes_max {
+            metrics::inc(&shard.metrics.slow_consumer_closes_total);
+            poll.pipe.close();
+            break;
+        }
+        poll.queued.set(queued);
+        poll.queue.borrow_mut().push_back(packet);
+        poll.wake.notify_one();
+    }
+    poll.closed.set(true);
+    poll.wake.notify_one();
+    poll.pipe.close();
+    shard.dialect_state::<RechatState>(ID).polls.remove(&sid);
+}
+
+/// A request for session `sid` on this shard: `body` is a `POST`'s (`None`: a `GET`).
+pub async fn request(shard: &Rc<Shard>, sid: &str, body: Option<Bytes>, keep_alive: bool) -> Bytes {
+    let poll = shard.dialect_state::<RechatState>(ID).polls.get(sid).cloned();
+    let Some(poll) = poll else {
+        return error(HttpError::SessionIdUnknown);
+    };
+    match body {
+        None => get(shard, &poll, keep_alive).await,
+        Some(body) => post(shard, &poll, &body, keep_alive).await,
+    }
+}
+
+/// A `GET`: the queued packets, at once or as soon as some come, or a noop after
+/// `pingInterval` (a close packet once the session ended).
+async fn get(shard: &Shard, poll: &Poll, keep_alive: bool) -> Bytes {
+    if poll.waiting.replace(true) {
+        return error(HttpError::BadRequest);
+    }
+    let wait = Duration::from_millis(shard.config.rechat_ping_interval_ms);
+    let deadline = tokio::time::Instant::now() + wait;
+    while poll.queue.borrow().is_empty() && !poll.closed.get() {
+        if tokio::time::timeout_at(deadline, poll.wake.notified()).await.is_err() {
+            break;
+        }
+    }
+    poll.waiting.set(false);
+    let packets: Vec<Bytes> = poll.queue.borrow_mut().drain(..).collect();
+    poll.queued.set(0);
+    let texts: Vec<&str> = packets.iter().filter_map(|p| std::str::from_utf8(p).ok()).collect();
+    let body = match (texts.is_empty(), poll.closed.get()) {
+        (true, true) => engineio::encode_payload(poll.version, [engineio::CLOSE]),
+        (true, false) => engineio::encode_payload(poll.version, [engineio::NOOP]),
+        (false, _) => engineio::encode_payload(poll.version, texts),
+    };
+    ok(body.as_bytes(), "text/plain; charset=UTF-8", keep_alive)
+}
+
+/// A `POST`: its packets go to the session as client messages, in order; a malformed payload
+/// ends the session.
+async fn post(shard: &Shard, poll: &Poll, body: &[u8], keep_alive: bool) -> Bytes {
+    let Ok(text) = std::str::from_utf8(body) else {
+        poll.pipe.close();
+        return error(HttpError::BadRequest);
+    };
+    let packets =
+        match engineio::decode_payload(poll.version, text, shard.config.rest_body_bytes_max) {
+            Ok(packets) => packets,
+            Err(_) => {
+                metrics::inc(&shard.metrics.protocol_errors_total);
+                poll.pipe.close();
+                return error(HttpError::BadRequest);
+            }
+        };
+    for packet in packets {
+        if !poll.pipe.send_text(packet.encode().as_bytes()).await {
+            return error(HttpError::SessionIdUnknown);
+        }
+    }
+    ok(b"ok", "text/html", keep_alive)
+}
