@@ -64,8 +64,9 @@ fn kill9(mut process: Process) {
 
 /// Kills the server once what it was told is committed, and starts it again on `dir`.
 async fn restart(process: Process, dir: &TempDir, unacked_max: usize) -> Process {
-    // Records of delivered events follow their delivery by one group commit.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Records of delivered events follow their delivery by a ring hop and one group commit
+    // (milliseconds; a loaded machine can take far longer).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     kill9(process);
     spawn_server(&dir.0, unacked_max)
 }
