@@ -306,7 +306,6 @@ impl Shard {
                     }
                     _ => {}
                 },
-                Completion::MessageRoom { .. } => {}
             }
         }
         self.resubmit();

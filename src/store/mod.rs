@@ -11,14 +11,14 @@
 //! - Writes complete in submission order, each `Written` only after the group holding it is
 //!   committed (fsynced with [`Durability::Fsync`]). A failing commit is retried forever with
 //!   backoff while [`Store::is_healthy`] reports `false`; nothing submitted is dropped.
-//! - Reads ([`Store::read_history`], [`Store::find_message_room`], [`Store::read_message`],
+//! - Reads ([`Store::read_history`], [`Store::read_message`],
 //!   [`Store::read_message_by_seq`]) run on a second thread with
 //!   its own rings, see only committed data, and never wait behind a failing write. Their
 //!   completions are ordered among themselves, not relative to `Written` completions.
 //! - [`Store::open`] returns everything needed to rebuild the shard's memory ([`Recovered`]);
 //!   a corrupt or torn file is a [`StoreError`] naming the file, never a partial load.
 //! - The message → room index is on disk (`message_rooms`); the shard keeps only its window's
-//!   entries in memory and asks [`Store::find_message_room`] for older messages.
+//!   entries in memory and reads older messages through it ([`Store::read_message`]).
 //! - Dropping the [`Store`] commits everything submitted, then stops both threads.
 //!
 //! Limits (in [`crate::limits`]): ring sizes are the caller's `ring_slots`; a group holds at
@@ -202,12 +202,6 @@ impl Store {
         (limit, bytes_max): (usize, usize),
     ) -> Result<(), RingFull> {
         self.push_read(ReadOp::History { token, room, after, before, limit, bytes_max })
-    }
-
-    /// Queues a lookup of the room holding `message` in the on-disk index; a
-    /// `MessageRoom { token }` completion follows. `Err` when the read ring is full.
-    pub fn find_message_room(&mut self, token: u64, message: u64) -> Result<(), RingFull> {
-        self.push_read(ReadOp::MessageRoom { token, message })
     }
 
     /// Queues a read of `message` (found through the on-disk message → room index); a

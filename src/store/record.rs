@@ -227,13 +227,6 @@ pub enum Completion {
         /// its byte bound; `Err` if the file could not be read.
         result: Result<(Vec<MessageRecord>, bool), String>,
     },
-    /// The room of a message, from the on-disk index.
-    MessageRoom {
-        /// The caller's token from [`super::Store::find_message_room`].
-        token: u64,
-        /// The room, `None` if no such message is stored; `Err` if the file could not be read.
-        result: Result<Option<u64>, String>,
-    },
     /// A message read from disk (by id or by room and seq), deleted ones included.
     Message {
         /// The caller's token from [`super::Store::read_message`] or

@@ -138,9 +138,9 @@ fn history_bytes(
 }
 
 fn message_room(store: &mut Store, message: u64) -> Option<u64> {
-    store.find_message_room(9, message).expect("read ring");
+    store.read_message(9, message).expect("read ring");
     match wait(store, 1).pop() {
-        Some(Completion::MessageRoom { token: 9, result }) => result.expect("lookup"),
+        Some(Completion::Message { token: 9, result }) => result.expect("lookup").map(|m| m.room),
         other => panic!("unexpected completion {other:?}"),
     }
 }
@@ -479,7 +479,7 @@ fn failed_commits_are_retried_until_they_succeed() {
         std::thread::sleep(Duration::from_millis(1));
     }
     // Reads are served by their own thread meanwhile (or refused while the file reopens).
-    store.find_message_room(1, 1).expect("read ring");
+    store.read_message(1, 1).expect("read ring");
     let done = wait(&mut store, token as usize + 1);
     let mut written: Vec<u64> = Vec::new();
     for c in done {
@@ -488,7 +488,7 @@ fn failed_commits_are_retried_until_they_succeed() {
                 assert_eq!(result, Ok(()));
                 written.push(token);
             }
-            Completion::MessageRoom { token: 1, .. } => {}
+            Completion::Message { token: 1, .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }

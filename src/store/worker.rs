@@ -50,10 +50,6 @@ pub(crate) enum ReadOp {
         limit: usize,
         bytes_max: usize,
     },
-    MessageRoom {
-        token: u64,
-        message: u64,
-    },
     Message {
         token: u64,
         message: u64,
@@ -361,13 +357,6 @@ pub(crate) fn run_reader(
                         },
                     }
                 }
-                ReadOp::MessageRoom { token, message } => Completion::MessageRoom {
-                    token,
-                    result: match &txn {
-                        Ok(txn) => db::message_room(txn, message).map_err(|e| unreadable(&e.0)),
-                        Err(e) => Err(unreadable(e)),
-                    },
-                },
                 ReadOp::Message { token, message } => Completion::Message {
                     token,
                     result: match &txn {
