@@ -366,25 +366,6 @@ fn server_resending(shards: usize, resend_ms: u64, unacked_max: usize) -> Server
     start_with(config)
 }
 
-/// Every event frame arriving within `ms`.
-async fn events_within(ws: &mut Ws, ms: u64) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
-    let mut events = Vec::new();
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_) => return events,
-            Ok(Some(Ok(Message::Text(text)))) => {
-                let v: Value = serde_json::from_str(&text).expect("JSON");
-                if v["type"] == "event" {
-                    events.push(v);
-                }
-            }
-            Ok(Some(Ok(_))) => continue,
-            Ok(other) => panic!("stream ended: {other:?}"),
-        }
-    }
-}
-
 async fn ack(ws: &mut Ws, id: &Value) {
     send(ws, json!({"type": "ack", "id": id})).await;
 }

@@ -6,30 +6,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A server process on a fixed data directory.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// Starts the binary on `data_dir` with 2 shards, resending every 60 s (so what a client gets
 /// at once comes from its reconnect) and at most `unacked_max` events per user.
@@ -96,25 +79,6 @@ async fn next_event(ws: &mut Ws, event_type: &str) -> Value {
         let frame = next_json(ws).await;
         if frame["type"] == "event" && frame["eventType"] == event_type {
             return frame;
-        }
-    }
-}
-
-/// Every event frame arriving within `ms`.
-async fn events_within(ws: &mut Ws, ms: u64) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
-    let mut events = Vec::new();
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_) => return events,
-            Ok(Some(Ok(Message::Text(text)))) => {
-                let v: Value = serde_json::from_str(&text).expect("JSON");
-                if v["type"] == "event" {
-                    events.push(v);
-                }
-            }
-            Ok(Some(Ok(_))) => continue,
-            Ok(other) => panic!("stream ended: {other:?}"),
         }
     }
 }

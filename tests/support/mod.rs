@@ -345,3 +345,42 @@ pub async fn history_texts(addr: SocketAddr, room: u64, token: &str, query: &str
         .map(|m| m["text"].as_str().expect("text").to_string())
         .collect()
 }
+
+/// Every event frame arriving within `ms`.
+pub async fn events_within(ws: &mut Ws, ms: u64) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    let mut events = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return events,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let v: Value = serde_json::from_str(&text).expect("JSON");
+                if v["type"] == "event" {
+                    events.push(v);
+                }
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("stream ended: {other:?}"),
+        }
+    }
+}
+
+/// A server process on a fixed data directory.
+pub struct Process {
+    /// The child process.
+    pub child: std::process::Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
