@@ -11,6 +11,10 @@ seconds=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 export RUSTC_BOOTSTRAP=1
 if [ $# -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo fuzz list); fi
+if [ ${#targets[@]} -eq 0 ]; then
+  echo "fuzz: no targets (is cargo-fuzz installed?)" >&2
+  exit 1
+fi
 
 start=$(date +%s)
 cargo fuzz build -a
