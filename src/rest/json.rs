@@ -23,19 +23,19 @@ pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiErr
 pub struct PostBody {
     /// The message text (`content` is accepted too); required.
     #[serde(alias = "content")]
-    pub(crate) text: Option<String>,
+    pub text: Option<String>,
     /// The message this one answers; 0 when absent.
-    pub(crate) parent_id: Option<u64>,
+    pub parent_id: Option<u64>,
     /// The client's own id for the message.
-    pub(crate) client_message_id: Option<String>,
+    pub client_message_id: Option<String>,
     /// The message kind; `Regular` when absent.
-    pub(crate) kind: Option<String>,
+    pub kind: Option<String>,
     /// A JSON array, stored as text.
-    pub(crate) attachments: Option<Value>,
+    pub attachments: Option<Value>,
     /// A JSON object, stored as text.
-    pub(crate) attributes: Option<Value>,
+    pub attributes: Option<Value>,
     /// The author a service posts for (a user id, string or integer).
-    pub(crate) author: Option<Value>,
+    pub author: Option<Value>,
 }
 
 /// Decodes the body of `POST /api/v1/rooms/{id}/messages` (through [`parse_body`]): what the

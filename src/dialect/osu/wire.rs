@@ -315,6 +315,19 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing (fuzz/seeds/osu_wire/regress-*): serde skips the value of a member it
+    /// ignores without validating it, so an object with a lone surrogate escape or (from a
+    /// caller that passes bytes, not a text frame) bytes that are not UTF-8 there still decodes
+    /// by its `event`, which a strict JSON parser would refuse. Harmless: the command read is
+    /// the one sent, and text frames are UTF-8 (the WebSocket decoder checks). Pinned so that
+    /// a change is seen.
+    #[test]
+    fn decode_reads_event_past_an_unvalidated_ignored_member() {
+        assert_eq!(decode(br#"{"event":"chat.start","x":"\ud800"}"#), ClientCommand::ChatStart);
+        assert_eq!(decode(b"{\"event\":\"chat.end\",\"x\":\"\x8a\"}"), ClientCommand::ChatEnd);
+        assert_eq!(decode(br#"{"x":"\ud800","event":"chat.stop"}"#), ClientCommand::Ignored);
+    }
+
     #[test]
     fn scopes_map_to_flags() {
         assert_eq!(scope_flags(&["*".into()]), Some(SCOPE_ALL));
