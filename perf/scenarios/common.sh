@@ -52,7 +52,7 @@ start_server() {
       # The loadgen is a few loopback addresses with thousands of connections each: lift the
       # per-address cap on connections in the HTTP phase (64 per shard by default).
       taskset -c "$SERVER_CPU" "$BIN/roomcast" serve --listen "127.0.0.1:$port" --data-dir "$DATA_DIR" \
-        --durability none --shards "$SHARDS" --http-connections-per-ip-max 100000 $RC_ARGS \
+        --durability "${DURABILITY:-none}" --shards "$SHARDS" --http-connections-per-ip-max 100000 $RC_ARGS \
         >"$SERVER_LOG" 2>&1 &
       ;;
   esac

@@ -25,7 +25,21 @@ pub fn source_ip(index: usize, per_ip: usize) -> Ipv4Addr {
 
 /// Opens a TCP connection to `addr` from source address `src` with `TCP_NODELAY` set.
 pub async fn tcp_connect(addr: SocketAddr, src: Ipv4Addr) -> io::Result<TcpStream> {
+    tcp_connect_with(addr, src, None).await
+}
+
+/// [`tcp_connect`] with an optional `SO_RCVBUF` set before connecting (the kernel doubles it and
+/// applies its minimum): a small receive window makes a client that stops reading back up the
+/// server's queue quickly.
+pub async fn tcp_connect_with(
+    addr: SocketAddr,
+    src: Ipv4Addr,
+    rcvbuf: Option<usize>,
+) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(bytes) = rcvbuf {
+        socket.set_recv_buffer_size(bytes)?;
+    }
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
     // Let connect() pick the port from the full 4-tuple instead of reserving one at bind().
