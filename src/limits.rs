@@ -233,6 +233,9 @@ pub const RECHAT_IN_FLIGHT_MAX: usize = 64;
 /// Rechat: how long a socket the server closes (silence, bad input, logout) may take to flush
 /// its close frame before it is dropped.
 pub const RECHAT_CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// How long a WebSocket that probed a polling session (`2probe`) may take to send the upgrade
+/// packet (`5`) before it is closed (engine.io's `upgradeTimeout`).
+pub const RECHAT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 // A v3 record length of that many digits fits a usize on every target.
 const _: () = assert!(RECHAT_LENGTH_DIGITS_MAX <= 9);

@@ -46,6 +46,9 @@ shard_metrics! {
     accept_backoffs_total: "counter";
     /// Connections refused because the shard was at its connection limit.
     connections_refused_total: "counter";
+    /// Upgrade requests handed to the shard their dialect's state lives on
+    /// (`Dialect::home_shard`).
+    upgrades_handed_off_total: "counter";
     /// Connections in the HTTP phase (accepted, not upgraded), at most
     /// `http_connections_per_shard_max`.
     http_phase_connections: "gauge";

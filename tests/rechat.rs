@@ -439,7 +439,7 @@ async fn long_polling_payloads_per_version_across_shards() {
     assert_eq!(status, 200, "{body}");
     let (len, rest) = body.split_once(':').expect("v3 record");
     let open: Value = serde_json::from_str(&rest[1..len.parse::<usize>().unwrap()]).expect("open");
-    assert_eq!(open["upgrades"], json!([]), "no upgrade is offered");
+    assert_eq!(open["upgrades"], json!(["websocket"]), "polling may upgrade");
     assert!(rest.ends_with("2:40"), "{body}");
     let sid = open["sid"].as_str().expect("sid").to_string();
     let q = format!("EIO=3&transport=polling&sid={sid}");
@@ -499,4 +499,223 @@ async fn long_polling_payloads_per_version_across_shards() {
     // Unknown sids are refused.
     let (status, body) = poll(addr, "EIO=4&transport=polling&sid=00AAAAAAAAAAAAAAAAAA", None).await;
     assert_eq!((status, body.as_str()), (400, r#"{"code":1,"message":"Session ID unknown"}"#));
+}
+
+/// A v3 polling session of `user` (authenticated, its ack read); its `sid`.
+async fn polling_session(addr: SocketAddr, user: &str) -> String {
+    let (status, body) = poll(addr, "EIO=3&transport=polling", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (len, rest) = body.split_once(':').expect("v3 record");
+    let open: Value = serde_json::from_str(&rest[1..len.parse::<usize>().unwrap()]).expect("open");
+    let sid = open["sid"].as_str().expect("sid").to_string();
+    let q = format!("EIO=3&transport=polling&sid={sid}");
+    let auth = format!(r#"421["Authenticate","{}"]"#, user_token(user));
+    assert_eq!(poll(addr, &q, Some(&format!("{}:{auth}", auth.len()))).await.0, 200);
+    let mut seen = String::new();
+    while !seen.contains("431[null") {
+        seen.push_str(&poll(addr, &q, None).await.1);
+    }
+    sid
+}
+
+/// The WebSocket that upgrades polling session `sid` (`eio`), and the shard that served it.
+async fn upgrade_socket(addr: SocketAddr, eio: u8, sid: &str) -> (Sio, usize) {
+    let path = format!("/socket.io/?EIO={eio}&transport=websocket&sid={sid}");
+    let (ws, shard) = ws_connect(addr, &path, Auth::None).await.expect("upgrade connect");
+    (Sio { ws, backlog: VecDeque::new() }, shard)
+}
+
+#[tokio::test]
+async fn polling_upgrades_to_websocket_on_the_sessions_shard() {
+    let mut config = config(2);
+    // Long enough that a GET returning quickly can only be the probe's doing.
+    config.rechat_ping_interval_ms = 30_000;
+    config.rechat_ping_timeout_ms = 30_000;
+    let server = start_with(config);
+    let addr = server.addr;
+    let room = create_room(addr, "upgraded", &["ursula", "victor"]).await;
+    let mut victor = authed(addr, "victor").await;
+    next_event(&mut victor, "Users.Online").await;
+
+    // Every upgrade is served by the shard its sid names, wherever the kernel put it.
+    for _ in 0..6 {
+        let sid = polling_session(addr, "walter").await;
+        let home = roomcast::dialect::rechat::engineio::shard_of_sid(&sid, 2).expect("shard");
+        let (ws, shard) = upgrade_socket(addr, 3, &sid).await;
+        assert_eq!(shard, home.0, "{sid}");
+        drop(ws);
+    }
+
+    let sid = polling_session(addr, "ursula").await;
+    let q = format!("EIO=3&transport=polling&sid={sid}");
+    next_event(&mut victor, "User.Online").await;
+    // A GET waits; the probe makes it answer a noop at once.
+    let waiting = tokio::spawn({
+        let q = q.clone();
+        async move { poll(addr, &q, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut ws, _) = upgrade_socket(addr, 3, &sid).await;
+    send(&mut ws, "2probe").await;
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    let answered = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    assert_eq!(answered.expect("the GET answers").expect("task"), (200, "1:6".into()));
+    // Sent while paused: an action whose ack is still to come, and an event for the session.
+    let send_action = format!(
+        r#"422["Message.Send","{room}",{{"comment":"in flight","message_type":"TopLevel"}}]"#
+    );
+    assert_eq!(poll(addr, &q, Some(&format!("{}:{send_action}", send_action.len()))).await.0, 200);
+    post_message(addr, room, "victor", "while paused").await;
+    // The upgrade: both come over the WebSocket, nothing is lost.
+    send(&mut ws, "5").await;
+    assert_eq!(next_ack(&mut ws, 2).await[0], Value::Null);
+    let sent = next_event(&mut ws, "Message.Sent").await;
+    let texts: Vec<String> = vec![sent[1]["comment"].as_str().unwrap_or("").to_string()];
+    let sent = next_event(&mut ws, "Message.Sent").await;
+    let mut texts = texts;
+    texts.push(sent[1]["comment"].as_str().unwrap_or("").to_string());
+    texts.sort();
+    assert_eq!(texts, ["in flight", "while paused"]);
+    // The WebSocket now carries the session: pings, actions and acks, events.
+    send(&mut ws, "2").await;
+    next_matching(&mut ws, |t| (t == "3").then_some(())).await;
+    send(
+        &mut ws,
+        &format!(
+            r#"423["Message.Send","{room}",{{"comment":"over ws","message_type":"TopLevel"}}]"#
+        ),
+    )
+    .await;
+    assert_eq!(next_ack(&mut ws, 3).await[0], Value::Null);
+    // Polling for the session is over.
+    assert_eq!(poll(addr, &q, None).await.0, 400);
+    // Victor saw ursula's messages and no presence flap during the upgrade.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|t: &String| t.contains("over ws")) {
+        seen.push(next_text(&mut victor).await);
+    }
+    assert!(!seen.iter().any(|t| t.contains("User.Offline")), "{seen:?}");
+    // Closing the WebSocket ends the session: ursula goes offline.
+    drop(ws);
+    assert_eq!(next_event(&mut victor, "User.Offline").await, vec![json!("ursula")]);
+}
+
+#[tokio::test]
+async fn bad_upgrades_are_refused_and_polling_goes_on() {
+    let mut config = config(1);
+    config.rechat_ping_interval_ms = 1_000;
+    config.rechat_ping_timeout_ms = 30_000;
+    let server = start_with(config);
+    let addr = server.addr;
+    let room = create_room(addr, "probed", &["xena"]).await;
+    let sid = polling_session(addr, "xena").await;
+    let q = format!("EIO=3&transport=polling&sid={sid}");
+    // Another revision than the session's: 400 before the upgrade.
+    let path = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    match ws_connect(addr, &path, Auth::None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+        other => panic!("expected 400, got {:?}", other.map(|_| ())),
+    }
+    // A probe followed by anything but the upgrade closes that WebSocket only (1002).
+    let (mut ws, _) = upgrade_socket(addr, 3, &sid).await;
+    send(&mut ws, "2probe").await;
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    send(&mut ws, r#"42["Message.Send"]"#).await;
+    assert_eq!(closed(&mut ws, 3000).await, Some(1002));
+    // The session is still polled, events included.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    post_message(addr, room, "xena", "still polling").await;
+    let mut seen = String::new();
+    while !seen.contains("still polling") {
+        let (status, body) = poll(addr, &q, None).await;
+        assert_eq!(status, 200, "{body}");
+        seen.push_str(&body);
+    }
+    // Binary on the probing socket: 1003.
+    let (mut ws, _) = upgrade_socket(addr, 3, &sid).await;
+    ws.ws.send(Message::binary(vec![4u8, 1, 2])).await.expect("send");
+    assert_eq!(closed(&mut ws, 3000).await, Some(1003));
+    // Once upgraded, a second upgrade of the session is refused.
+    let (mut ws, _) = upgrade_socket(addr, 3, &sid).await;
+    send(&mut ws, "2probe").await;
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    send(&mut ws, "5").await;
+    send(&mut ws, "2").await;
+    next_matching(&mut ws, |t| (t == "3").then_some(())).await;
+    let path = format!("/socket.io/?EIO=3&transport=websocket&sid={sid}");
+    match ws_connect(addr, &path, Auth::None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+        other => panic!("expected 400, got {:?}", other.map(|_| ())),
+    }
+    // Malformed input on the upgraded socket ends the session and its WebSocket.
+    send(&mut ws, "x").await;
+    assert!(matches!(closed(&mut ws, 3000).await, Some(1000 | 1002) | None));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(poll(addr, &q, None).await.0, 400);
+}
+
+/// A polling handshake (`GET`, or another `method`) with `origin`: the response.
+async fn from_origin(addr: SocketAddr, method: &str, origin: Option<&str>) -> HttpResponse {
+    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+    let request = format!(
+        "{method} /socket.io/?EIO=3&transport=polling HTTP/1.1\r\nHost: x\r\n{origin}\
+         Connection: close\r\n\r\n"
+    );
+    raw_request(addr, request.as_bytes()).await
+}
+
+#[tokio::test]
+async fn browser_pages_get_cors_headers_for_allowed_origins_only() {
+    // The default, as Rechat's server: every origin, reflected with credentials.
+    let server = start(1);
+    let r = from_origin(server.addr, "GET", Some("https://any.example")).await;
+    assert_eq!(r.status, 200);
+    assert!(r.head.contains("Access-Control-Allow-Origin: https://any.example\r\n"), "{}", r.head);
+    assert!(r.head.contains("Access-Control-Allow-Credentials: true\r\n"), "{}", r.head);
+    let r = from_origin(server.addr, "GET", None).await;
+    assert!(r.head.contains("Access-Control-Allow-Origin: *\r\n"), "{}", r.head);
+    let r = from_origin(server.addr, "OPTIONS", Some("https://any.example")).await;
+    assert_eq!(r.status, 204, "{}", r.head);
+    assert!(r.head.contains("Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"), "{}", r.head);
+    drop(server);
+
+    // A list: its origins are served, others get engine.io's 403, polling and WebSocket alike.
+    let mut config = config(1);
+    config.rechat_cors_origins = "https://app.example, http://localhost:3000".into();
+    let server = start_with(config);
+    let r = from_origin(server.addr, "GET", Some("http://localhost:3000")).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.head.contains("Access-Control-Allow-Origin: http://localhost:3000\r\n"),
+        "{}",
+        r.head
+    );
+    for method in ["GET", "OPTIONS"] {
+        let r = from_origin(server.addr, method, Some("https://evil.example")).await;
+        assert_eq!((r.status, r.json()["code"].as_u64()), (403, Some(4)), "{method}");
+        assert!(!r.head.contains("Access-Control-Allow-Origin"), "{}", r.head);
+    }
+    let upgrade = |origin: &str| {
+        format!(
+            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+    };
+    let r = raw_request(server.addr, upgrade("https://evil.example").as_bytes()).await;
+    assert_eq!(r.status, 403, "{}", r.head);
+    // An allowed page's WebSocket is served (101, then the open packet).
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, upgrade("https://app.example").as_bytes())
+        .await
+        .expect("write");
+    let mut head = vec![0u8; 512];
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut stream, &mut head),
+    )
+    .await
+    .expect("in time")
+    .expect("read");
+    assert!(head[..n].starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&head[..n]));
 }

@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// Rechat: Engine.IO pingTimeout, ms [default: 20000].
     #[arg(long, env = "ROOMCAST_RECHAT_PING_TIMEOUT_MS")]
     pub rechat_ping_timeout_ms: Option<u64>,
+    /// Rechat: the origins (`scheme://host[:port]`, comma-separated) whose pages may use the
+    /// Socket.IO endpoint; `*` allows every origin, as Rechat's server does [default: *].
+    #[arg(long, env = "ROOMCAST_RECHAT_CORS_ORIGINS")]
+    pub rechat_cors_origins: Option<String>,
     /// Sustained actions per second of one user on one shard (REST writes, BIG requests and
     /// typing, over all of the user's connections there) [default: 100].
     #[arg(long, env = "ROOMCAST_ACTIONS_PER_SECOND")]
@@ -187,6 +191,7 @@ struct FileConfig {
     big_unacked_max: Option<usize>,
     rechat_ping_interval_ms: Option<u64>,
     rechat_ping_timeout_ms: Option<u64>,
+    rechat_cors_origins: Option<String>,
     actions_per_second: Option<u32>,
     actions_burst: Option<u32>,
     connections_per_shard_max: Option<usize>,
@@ -211,7 +216,7 @@ macro_rules! overlay {
             idle_timeout_ms, http_keepalive_timeout_ms, http_connections_per_shard_max,
             http_connections_per_ip_max, ping_interval_ms, big_silence_ms, big_resend_ms,
             big_unacked_max,
-            rechat_ping_interval_ms, rechat_ping_timeout_ms,
+            rechat_ping_interval_ms, rechat_ping_timeout_ms, rechat_cors_origins,
             actions_per_second, actions_burst,
             connections_per_shard_max, connections_per_user_max, ring_slots, rooms_per_shard_max,
             history_per_room_max, members_per_room_max, read_buffer_bytes_initial);

@@ -125,6 +125,10 @@ pub struct Config {
     /// Rechat (Engine.IO) `pingTimeout`, ms: a session silent for the interval plus this is
     /// dropped.
     pub rechat_ping_timeout_ms: u64,
+    /// Rechat: the origins whose pages may use `/socket.io/` (comma-separated
+    /// `scheme://host[:port]`, or `*` for any): polling answers carry CORS headers for them,
+    /// and a request from another origin gets engine.io's 403.
+    pub rechat_cors_origins: String,
     /// Sustained action rate of one user on one shard (token-bucket refill per second): its
     /// REST writes and BIG requests and typing events, over all of its connections there.
     pub actions_per_second: u32,
@@ -179,6 +183,7 @@ impl Default for Config {
             big_unacked_max: 256,
             rechat_ping_interval_ms: 25_000,
             rechat_ping_timeout_ms: 20_000,
+            rechat_cors_origins: "*".into(),
             actions_per_second: 100,
             actions_burst: 200,
             connections_per_shard_max: 100_000,
@@ -263,6 +268,7 @@ impl Config {
         if self.jwt_secret.as_deref().is_some_and(str::is_empty) {
             return Err("jwt_secret must not be empty when given".into());
         }
+        crate::dialect::rechat::cors::validate(&self.rechat_cors_origins)?;
         if let Some(path) = &self.echo_endpoint {
             if !path.starts_with('/') || path.contains(char::is_whitespace) {
                 return Err("echo_endpoint must be a path starting with '/'".into());
@@ -313,6 +319,7 @@ impl fmt::Debug for Config {
             .field("big_unacked_max", &self.big_unacked_max)
             .field("rechat_ping_interval_ms", &self.rechat_ping_interval_ms)
             .field("rechat_ping_timeout_ms", &self.rechat_ping_timeout_ms)
+            .field("rechat_cors_origins", &self.rechat_cors_origins)
             .field("ping_interval_ms", &self.ping_interval_ms)
             .field("actions_per_second", &self.actions_per_second)
             .field("actions_burst", &self.actions_burst)

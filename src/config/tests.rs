@@ -174,7 +174,7 @@ fn validate_rejects_zero_bounds() {
 
 #[test]
 fn validate_checks_relationships() {
-    let bad: [(Mutation, &str); 10] = [
+    let bad: [(Mutation, &str); 11] = [
         (|c| c.shards = 65, "shards"),
         (|c| c.frame_bytes_max = c.message_bytes_max + 1, "frame_bytes_max"),
         (|c| c.ring_slots = 1000, "ring_slots"),
@@ -185,6 +185,7 @@ fn validate_checks_relationships() {
         (|c| c.stored_message_bytes_max = 0, "stored_message_bytes_max"),
         (|c| c.stored_message_bytes_max = 512, "stored_message_bytes_max"),
         (|c| c.history_page_bytes_max = c.stored_message_bytes_max - 1, "history_page_bytes_max"),
+        (|c| c.rechat_cors_origins = "app.example".into(), "rechat_cors_origins"),
     ];
     for (mutate, field) in bad {
         let mut c = Config::default();

@@ -295,8 +295,19 @@ pub trait Dialect: Sync {
     /// A new connection's protocol state for this upgrade request (its query may choose a
     /// protocol revision), or the refusal of a request the dialect cannot serve; asked before
     /// the 101 is sent. Defaults to [`Dialect::session`].
-    fn session_for(&self, _head: &RequestHead) -> Result<Box<dyn Session>, Refusal> {
+    fn session_for(
+        &self,
+        _shard: &Rc<Shard>,
+        _head: &RequestHead,
+    ) -> Result<Box<dyn Session>, Refusal> {
         Ok(self.session())
+    }
+    /// The shard that must serve this upgrade request, when the dialect's state for it lives
+    /// on one shard (a session the request continues); `None`: any shard. An upgrade landing
+    /// elsewhere is handed, socket and all, to that shard before anything is answered
+    /// (`net::http_conn`'s handoff), which then asks [`Dialect::session_for`].
+    fn home_shard(&self, _head: &RequestHead, _shard_count: usize) -> Option<ShardId> {
+        None
     }
     /// A connection registered for events (after its user's owner was told).
     fn opened(&self, _shard: &Rc<Shard>, _conn: &Rc<Conn>) {}

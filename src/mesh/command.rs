@@ -8,6 +8,7 @@ use super::request::{Request, Response};
 use crate::dialect::{DialectId, DialectMask};
 use crate::fanout::Bundle;
 use crate::model::{RoomId, ShardId, UserId};
+use crate::net::http_conn::Handoff;
 
 /// A cross-shard message, pushed into the SPSC ring from one shard to another.
 #[derive(Debug)]
@@ -155,6 +156,9 @@ pub enum Command {
         /// The dialect's message.
         payload: Box<dyn Any + Send>,
     },
+    /// A shard that accepted an upgrade request → the shard its dialect says must serve it
+    /// (`Dialect::home_shard`): the socket, the parsed head and the bytes read past it.
+    Adopt(Box<Handoff>),
     /// Main thread → every shard: close every connection with 1001 and stop.
     Shutdown,
 }

@@ -80,7 +80,7 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
         };
         metrics::inc(&shard.metrics.http_requests_total);
         if upgrade::is_websocket_upgrade(&head) {
-            return upgrade_to_websocket(shard, stream, head, buf).await;
+            return upgrade_to_websocket(shard, stream, head, buf, false).await;
         }
         let Some(body) = read_body(shard, &stream, &head, &mut buf, deadline).await else {
             return false;
@@ -281,11 +281,42 @@ fn refuse_upgraded(conn: &Conn, dialect: &dyn dialect::Dialect, refused: AttachR
     let _ = conn.socket.shutdown(std::net::Shutdown::Both);
 }
 
+/// An upgrade request on its way to the shard that must serve it ([`Dialect::home_shard`]):
+/// nothing was answered yet.
+///
+/// [`Dialect::home_shard`]: crate::dialect::Dialect::home_shard
+#[derive(Debug)]
+pub struct Handoff {
+    /// The socket (its own descriptor, nonblocking).
+    socket: std::net::TcpStream,
+    /// The parsed request head.
+    head: RequestHead,
+    /// Bytes read past the head.
+    buf: BytesMut,
+}
+
+/// Serves a handed-off upgrade request on this shard (its home): counted as this shard's
+/// connection from here on.
+pub fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
+    let shard = shard.clone();
+    tokio_uring::spawn(async move {
+        metrics::inc(&shard.metrics.connections);
+        let Handoff { socket, head, buf } = handoff;
+        let stream = Rc::new(TcpStream::from_std(socket));
+        if !upgrade_to_websocket(&shard, stream, head, buf, true).await {
+            metrics::dec(&shard.metrics.connections);
+        }
+    });
+}
+
+/// Upgrades the connection to the dialect's WebSocket session (true), or answers the refusal
+/// (false). `adopted`: the request was handed here by another shard, so it is served here.
 async fn upgrade_to_websocket(
     shard: &Rc<Shard>,
     stream: Rc<TcpStream>,
     head: RequestHead,
     buf: BytesMut,
+    adopted: bool,
 ) -> bool {
     let Some(dialect) = dialect::at_path(&head.path, &shard.config) else {
         let _ = write(
@@ -306,6 +337,20 @@ async fn upgrade_to_websocket(
         return false;
     }
     let protocol = dialect.get();
+    match protocol.home_shard(&head, shard.shard_count) {
+        Some(home) if home != shard.id && !adopted && home.0 < shard.shard_count => {
+            // The request continues state that lives on `home`: serve it there. This shard's
+            // count of it ends here (the caller's), the home's starts in `adopt`.
+            let Some(socket) = nonblocking_socket(&stream) else {
+                return false;
+            };
+            drop(stream);
+            metrics::inc(&shard.metrics.upgrades_handed_off_total);
+            shard.send(home, crate::mesh::Command::Adopt(Box::new(Handoff { socket, head, buf })));
+            return false;
+        }
+        _ => {}
+    }
     let (identity, flags) = match protocol.credentials(&head) {
         Credentials::None | Credentials::InBand => (None, 0),
         Credentials::Token(token) => {
@@ -343,7 +388,7 @@ async fn upgrade_to_websocket(
             }
         }
     }
-    let session = match protocol.session_for(&head) {
+    let session = match protocol.session_for(shard, &head) {
         Ok(session) => session,
         Err(refusal) => return answer_refusal(shard, &stream, &head, refusal).await,
     };

@@ -103,6 +103,7 @@ fn handle(shard: &Rc<Shard>, command: Command) {
             },
         ),
         Command::Dialect { dialect, payload } => dialect.get().on_command(shard, payload),
+        Command::Adopt(handoff) => crate::net::http_conn::adopt(shard, *handoff),
         Command::Shutdown => shard.begin_shutdown(),
     }
 }

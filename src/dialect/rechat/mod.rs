@@ -13,9 +13,10 @@
 //! (`upgrades: []`), then `40` in v3; a v4 client's CONNECT gets `40{"sid"}`, and a token in its
 //! `auth` authenticates it. Long-polling ([`polling`], through `Dialect::http`): the same
 //! session over an in-process connection (`net::pipe`), on the shard its `sid` names, requests
-//! landing elsewhere forwarded there ([`RechatCommand::Poll`]). No upgrade is offered
-//! (`upgrades: []`), so a polling client stays on polling; a WebSocket with a `sid` gets
-//! `Session ID unknown`.
+//! landing elsewhere forwarded there ([`RechatCommand::Poll`]); its open packet offers
+//! `upgrades: ["websocket"]`. The upgrade ([`upgrade`]): a WebSocket with the `sid` is handed
+//! to the session's shard (`Dialect::home_shard`), answers the probe, and after `5` carries
+//! the polling session (which keeps its state: nothing is handed over between connections).
 //!
 //! Authentication is in band (`Credentials::InBand`): the socket is accepted anonymous; on
 //! `Authenticate(token)` it is registered (`Shard::attach`), then its user's owner
@@ -28,20 +29,12 @@
 //! `Notification` (`UserSentMessage`, not stored) in one frame array; `Room.UserJoined(user)`
 //! for a member added; stored notifications as `Notification`.
 //!
-//! # Not done: the upgrade from polling to WebSocket
-//!
-//! The probe (`2probe` → `3probe` → `5`) on a WebSocket carrying the polling session's `sid`,
-//! possibly on another shard: the polling session would hand its state over (the user's
-//! attach moves to the WebSocket's connection without presence flapping, the queued packets
-//! are flushed to it, the pending `GET` is answered with a noop) and then end. A first try
-//! (branch `wt-r2-upgrade-wip`) loses the ack of an action still running on the polling side
-//! during the handover: the polling session must finish its running actions and flush its
-//! pipe into the queue before handing the queue over.
-
+pub mod cors;
 pub mod engineio;
 pub mod polling;
 pub mod session;
 pub mod socketio;
+pub mod upgrade;
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
@@ -146,26 +139,16 @@ fn engineio_error(error: engineio::HttpError) -> Bytes {
     )
 }
 
-impl Dialect for Rechat {
-    fn name(&self) -> &'static str {
-        "rechat"
-    }
-
-    fn serves(&self, path: &str, _config: &Config) -> bool {
-        path == "/socket.io/" || path == "/socket.io"
-    }
-
-    fn credentials(&self, _head: &RequestHead) -> Credentials {
-        Credentials::InBand
-    }
-
-    fn serves_http(&self, path: &str, config: &Config) -> bool {
-        self.serves(path, config)
-    }
-
-    /// Long-polling: a handshake makes a session here; a request for a session on another
-    /// shard (its `sid` says which) is forwarded there and answered back.
-    fn http(&self, shard: &Rc<Shard>, head: &RequestHead, body: Bytes) -> super::HttpAnswer {
+impl Rechat {
+    /// A long-polling request (its origin allowed): a handshake makes a session here; a request
+    /// for a session on another shard (its `sid` says which) is forwarded there and answered
+    /// back.
+    fn polling_http(
+        &self,
+        shard: &Rc<Shard>,
+        head: &RequestHead,
+        body: Bytes,
+    ) -> super::HttpAnswer {
         let query = head.query.as_deref().unwrap_or("");
         let param = |name| crate::http::query::query_param(query, name);
         let refused = |e: engineio::HttpError| -> super::HttpAnswer {
@@ -222,6 +205,47 @@ impl Dialect for Rechat {
             }
         })
     }
+}
+
+impl Dialect for Rechat {
+    fn name(&self) -> &'static str {
+        "rechat"
+    }
+
+    fn serves(&self, path: &str, _config: &Config) -> bool {
+        path == "/socket.io/" || path == "/socket.io"
+    }
+
+    fn credentials(&self, _head: &RequestHead) -> Credentials {
+        Credentials::InBand
+    }
+
+    fn serves_http(&self, path: &str, config: &Config) -> bool {
+        self.serves(path, config)
+    }
+
+    /// Long-polling, for pages of the allowed origins ([`cors`]): a handshake makes a session
+    /// here; a request for a session on another shard (its `sid` says which) is forwarded
+    /// there and answered back.
+    fn http(&self, shard: &Rc<Shard>, head: &RequestHead, body: Bytes) -> super::HttpAnswer {
+        let verdict = cors::judge(head, &shard.config.rechat_cors_origins);
+        if verdict == cors::Verdict::Refused {
+            let answer = polling::error(engineio::HttpError::Forbidden);
+            return Box::pin(async move { answer });
+        }
+        if head.method == Method::Options {
+            let answer = cors::preflight(&verdict, head.keep_alive);
+            return Box::pin(async move { answer });
+        }
+        let headers: Vec<(&'static str, String)> =
+            cors::headers(&verdict).into_iter().map(|(n, v)| (n, v.to_string())).collect();
+        let answer = self.polling_http(shard, head, body);
+        Box::pin(async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            cors::with_headers(answer.await, &headers)
+        })
+    }
 
     /// Never asked at the upgrade (authentication is in band); engine.io's 403 if it were.
     fn refuse(&self, _reason: super::RefuseReason<'_>) -> Refusal {
@@ -232,11 +256,26 @@ impl Dialect for Rechat {
         Box::new(session::RechatSession::new(engineio::Version::V4))
     }
 
-    /// `EIO=3|4`, `transport=websocket`, no `sid` (an upgrade from polling: not served yet).
-    fn session_for(&self, head: &RequestHead) -> Result<Box<dyn Session>, Refusal> {
+    /// A WebSocket carrying a polling session's `sid` is served where that session lives.
+    fn home_shard(&self, head: &RequestHead, shard_count: usize) -> Option<ShardId> {
+        let sid = crate::http::query::query_param(head.query.as_deref()?, "sid")?;
+        engineio::shard_of_sid(&sid, shard_count)
+    }
+
+    /// `EIO=3|4`, `transport=websocket`, from an allowed origin ([`cors`]): a new session, or
+    /// with a `sid` the upgrade of that polling session (on its shard: [`Rechat::home_shard`]),
+    /// which must be of the same revision and not ended or upgraded already.
+    fn session_for(
+        &self,
+        shard: &Rc<Shard>,
+        head: &RequestHead,
+    ) -> Result<Box<dyn Session>, Refusal> {
         let query = head.query.as_deref().unwrap_or("");
         let param = |name| crate::http::query::query_param(query, name);
         let refuse = |e: engineio::HttpError| Err(Refusal::Http(engineio_error(e)));
+        if cors::judge(head, &shard.config.rechat_cors_origins) == cors::Verdict::Refused {
+            return refuse(engineio::HttpError::Forbidden);
+        }
         let version = match engineio::Version::from_query(param("EIO").as_deref()) {
             Ok(version) => version,
             Err(e) => return refuse(e.http()),
@@ -248,10 +287,17 @@ impl Dialect for Rechat {
             }
             Err(e) => return refuse(e.http()),
         }
-        if param("sid").is_some() {
-            return refuse(engineio::HttpError::SessionIdUnknown);
+        let Some(sid) = param("sid") else {
+            return Ok(Box::new(session::RechatSession::new(version)));
+        };
+        let poll = shard.dialect_state::<RechatState>(ID).polls.get(sid.as_ref()).cloned();
+        match poll {
+            None => refuse(engineio::HttpError::SessionIdUnknown),
+            Some(poll) if poll.version() != version || !poll.upgradable() => {
+                refuse(engineio::HttpError::BadRequest)
+            }
+            Some(poll) => Ok(Box::new(upgrade::UpgradeSession::new(poll))),
         }
-        Ok(Box::new(session::RechatSession::new(version)))
     }
 
     fn render_notification(&self, event: &NotificationEvent<'_>) -> Option<(Bytes, u8)> {

@@ -118,7 +118,8 @@ impl Drop for RechatSession {
 }
 
 impl Session for RechatSession {
-    /// The open packet (`upgrades: []`: already on the WebSocket), then `40` in v3; the session
+    /// The open packet (`upgrades`: `["websocket"]` on polling, `[]` on a WebSocket), then `40`
+    /// in v3; the session
     /// joins the shard's list and the keepalive timer starts if it was idle.
     fn started(&self, shard: &Rc<Shard>, conn: &Rc<Conn>) {
         let inner = &self.0;
@@ -126,13 +127,14 @@ impl Session for RechatSession {
         let now = now_ms();
         inner.last_ping_ms.set(now);
         conn.last_seen_ms.set(now);
+        // A polling session (its transport chose the sid) may upgrade to a WebSocket.
+        let polling_sid = inner.sid.borrow_mut().take();
+        let upgrades =
+            if polling_sid.is_some() { vec!["websocket".to_string()] } else { Vec::new() };
         let open = Open {
-            sid: inner
-                .sid
-                .borrow_mut()
-                .take()
+            sid: polling_sid
                 .unwrap_or_else(|| engineio::sid_for(shard.id, &rand::random::<[u8; 14]>())),
-            upgrades: Vec::new(),
+            upgrades,
             ping_interval_ms: shard.config.rechat_ping_interval_ms,
             ping_timeout_ms: shard.config.rechat_ping_timeout_ms,
             max_payload: Some(shard.config.message_bytes_max as u64),

@@ -150,6 +150,19 @@ class Client {
     return me;
   }
 
+  // Resolves once the engine runs on WebSocket (after the polling → WebSocket upgrade).
+  upgraded() {
+    const engine = this.socket.io.engine;
+    return new Promise((resolve, reject) => {
+      if (engine.transport.name === "websocket") return resolve();
+      const timer = setTimeout(() => reject(new Error(`${this.version}: no upgrade`)), WAIT_MS);
+      engine.once("upgrade", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
   close() {
     this.socket.close();
   }
@@ -161,22 +174,31 @@ async function connect(version, opts, url) {
   return client;
 }
 
-// Each client in each transport: WebSocket only, and the defaults (long-polling first; the
-// server offers no upgrade, so the session stays on polling).
+// Each client in each transport: WebSocket only, long-polling only, and the defaults
+// (long-polling first, then the upgrade to WebSocket through the probe).
 const MODES = [
   ["v2", "websocket"],
   ["v4", "websocket"],
   ["v2", "polling"],
   ["v4", "polling"],
+  ["v2", "upgrade"],
+  ["v4", "upgrade"],
 ];
-const transportsOf = (mode) => (mode === "websocket" ? ["websocket"] : ["polling", "websocket"]);
+const TRANSPORTS = { websocket: ["websocket"], polling: ["polling"], upgrade: ["polling", "websocket"] };
+const transportsOf = (mode) => TRANSPORTS[mode];
 
 for (const [version, mode] of MODES) {
   const opts = { transports: transportsOf(mode) };
   test(`${version} ${mode}: connects and authenticates; refusals have Rechat's shape`, async () => {
     const alice = user(`alice-auth-${version}-${mode}`);
     const c = await connect(version, opts);
-    assert.equal(c.socket.io.engine.transport.name, mode);
+    if (mode === "upgrade") {
+      // Connected over polling, then upgraded.
+      await c.upgraded();
+      assert.equal(c.socket.io.engine.transport.name, "websocket");
+    } else {
+      assert.equal(c.socket.io.engine.transport.name, mode);
+    }
     // Before Authenticate every action is refused through its callback.
     const room = await createRoom("auth", [alice]);
     const [early] = await c.call("Message.Send", room, { comment: "x", message_type: "TopLevel" });
@@ -273,6 +295,12 @@ for (const [version, mode] of MODES) {
     assert.equal(joined.type, "user");
     await rest("POST", `/api/v1/rooms/${room}/messages`, token(bob), { text: "welcome" });
     await outsider.event("Message.Sent", (_r, m) => m.comment === "welcome");
+
+    // With the defaults, the events above flowed across the upgrade, and it happened.
+    if (mode === "upgrade") {
+      await a.upgraded();
+      await outsider.upgraded();
+    }
 
     // Offline: bob's last Rechat socket closes.
     b.close();
