@@ -18,9 +18,9 @@ pub const URING_SQ_ENTRIES: u32 = 4096;
 /// Completion queue entries of each shard's io_uring; past it completions overflow (the
 /// defaults, 256 SQ / 512 CQ, overflowed about 0.7 times per delivery: perf/RESULTS.md).
 pub const URING_CQ_ENTRIES: u32 = 16_384;
-/// How long a stopping shard waits for its connections to finish their close handshakes; then
-/// it stops with whatever is left open.
-pub const SHARD_CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// How often each shard's loop records that it runs (`loop_heartbeat_ms`, read by the systemd
+/// watchdog thread).
+pub const LOOP_HEARTBEAT_PERIOD: Duration = Duration::from_millis(250);
 /// Commands taken from each mesh ring per inbox pass; then the task yields so the loop runs.
 pub const MESH_DRAIN_BUDGET: usize = 1024;
 /// Parked commands for one peer above which new client actions are refused (503).

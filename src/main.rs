@@ -97,11 +97,42 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
         signal_hook::consts::SIGTERM,
     ])
     .map_err(|e| format!("signal handler: {e}"))?;
-    if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "shutting down: closing every connection with 1001");
+    // Under systemd (Type=notify): ready once every shard listens, and the watchdog fed while
+    // every shard's loop runs. Outside systemd these do nothing.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        feed_watchdog(handle.health(), timeout);
     }
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(
+            signal,
+            "draining: answering requests in flight, flushing queued frames, then 1001"
+        );
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     handle.shutdown();
     Ok(())
+}
+
+/// Sends systemd `WATCHDOG=1` every quarter of `timeout` while every shard's loop has run
+/// within half of it (at least a second: the loops record it every 250 ms); a stuck shard stops
+/// the feeding, and systemd restarts the service.
+fn feed_watchdog(health: roomcast::shard::spawn::Health, timeout: std::time::Duration) {
+    let started_ms = roomcast::model::ids::now_ms();
+    let within_ms = ((timeout / 2).as_millis() as u64).max(1000);
+    let spawned = std::thread::Builder::new().name("watchdog".into()).spawn(move || loop {
+        std::thread::sleep(timeout / 4);
+        if health.loops_alive(within_ms, started_ms) {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        } else {
+            tracing::error!(
+                "a shard's loop has not ticked for {within_ms} ms: not feeding the watchdog"
+            );
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("no watchdog thread: {e}");
+    }
 }
 
 fn token(args: roomcast::config::TokenArgs) -> Result<(), String> {

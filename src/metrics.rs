@@ -46,6 +46,10 @@ shard_metrics! {
     accept_backoffs_total: "counter";
     /// Connections refused because the shard was at its connection limit.
     connections_refused_total: "counter";
+    /// When the shard's loop last ran its heartbeat task (ms since the Unix epoch, every
+    /// 250 ms): a loop that stops updating it is stuck (the systemd watchdog is fed only while
+    /// every shard's is recent).
+    loop_heartbeat_ms: "gauge";
     /// Upgrade requests handed to the shard their dialect's state lives on
     /// (`Dialect::home_shard`).
     upgrades_handed_off_total: "counter";

@@ -36,11 +36,20 @@ impl Drop for Serve {
 }
 
 impl Serve {
-    /// Starts `roomcast serve` with `args` (one shard, no pinning, logs at info).
+    /// Starts `roomcast serve` with `args` (one shard unless they say, no pinning, logs at
+    /// info).
     fn spawn(args: &[&str]) -> Serve {
+        Serve::spawn_with_env(args, &[])
+    }
+
+    /// [`Serve::spawn`] with extra environment variables.
+    fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let shards: &[&str] = if args.contains(&"--shards") { &[] } else { &["--shards", "1"] };
         let mut child = Command::new(BIN)
+            .envs(env.iter().copied())
             .arg("serve")
-            .args(["--shards", "1", "--no-pin-cpus"])
+            .args(shards)
+            .arg("--no-pin-cpus")
             .args(args)
             .env("ROOMCAST_LOG", "info")
             .env_remove("ROOMCAST_JWT_SECRET")
@@ -443,4 +452,169 @@ async fn the_per_user_connection_cap_refuses_in_each_dialects_shape_and_counts()
         }
     }
     drop(held);
+}
+
+/// Posts `text` to `room` as `user` over a fresh connection: the status, or `None` when the
+/// server did not answer (refused, reset, closed).
+async fn try_post(addr: SocketAddr, room: u64, user: &str, text: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = json!({ "text": text }).to_string();
+    let request = format!(
+        "POST /api/v1/rooms/{room}/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        user_token(user),
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&response);
+    text.split(' ').nth(1).and_then(|s| s.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_every_acknowledged_message_to_its_subscribers_then_closes_1001() {
+    let tmp = TempDir::new();
+    let dir = path_arg(&tmp.0).to_string();
+    let args = ["--listen", "127.0.0.1:0", "--data-dir", &dir, "--jwt-secret", SECRET];
+    let mut server = Serve::spawn(&[&args[..], &["--shards", "2", "--drain-ms", "10000"]].concat());
+    let (addr, _) = server.listening();
+    let room = create_room(addr, "drained", &["alice", "bob"]).await;
+    let mut bob = virola(addr, "bob").await;
+    // Bob's subscription is in place (it is made asynchronously after the 101) once a message
+    // reaches him: post until one does.
+    'subscribed: for attempt in 0..50 {
+        post_message(addr, room, "alice", &format!("ready-{attempt}")).await;
+        while let Ok(frame) = tokio::time::timeout(Duration::from_millis(200), bob.next()).await {
+            if let Some(Ok(Message::Text(text))) = frame {
+                if text.contains("TextMessagesCreated") {
+                    break 'subscribed;
+                }
+            }
+        }
+        assert!(attempt < 49, "bob never received a message");
+    }
+
+    // Publishers post until the server stops answering; each remembers what was acknowledged.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut publishers = Vec::new();
+    for p in 0..4 {
+        let acked = acked.clone();
+        publishers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let text = format!("drain-{p}-{n}");
+                match try_post(addr, room, "alice", &text).await {
+                    Some(201) => acked.lock().unwrap().push(text),
+                    Some(503) => continue,
+                    _ => return,
+                }
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // SAFETY: sends SIGTERM to our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+
+    // Bob gets every frame queued for him, then the close 1001.
+    let mut received = std::collections::HashSet::new();
+    let close = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), bob.next())
+            .await
+            .expect("frames or the close within the drain");
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                let event: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+                if event["type"] == "TextMessagesCreated" {
+                    for m in event["data"]["messages"].as_array().into_iter().flatten() {
+                        received.insert(m["text"].as_str().unwrap_or_default().to_string());
+                    }
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("the socket ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close, Some(1001));
+    for publisher in publishers {
+        publisher.await.expect("publisher");
+    }
+    let acked = acked.lock().unwrap().clone();
+    let missing: Vec<&String> = acked.iter().filter(|t| !received.contains(*t)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged not delivered: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+    let drain_started = Instant::now();
+    let (status, stderr) =
+        tokio::task::spawn_blocking(move || server.exit_within(20)).await.unwrap().expect("exits");
+    eprintln!("the server exited {:?} after bob's close", drain_started.elapsed());
+    assert!(status.success(), "{status}: {stderr}");
+
+    // After a restart every acknowledged message is in the room's history.
+    let mut again = Serve::spawn(&[&args[..], &["--shards", "2"]].concat());
+    let (addr, _) = again.listening();
+    let mut stored = std::collections::HashSet::new();
+    let mut after = 0u64;
+    loop {
+        let path = format!("/api/v1/rooms/{room}/messages?limit=100&after={after}");
+        let r = call(addr, "GET", &path, Some(&user_token("bob")), None).await;
+        assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+        let page = r.json()["messages"].as_array().cloned().unwrap_or_default();
+        if page.is_empty() {
+            break;
+        }
+        for m in &page {
+            stored.insert(m["text"].as_str().unwrap_or_default().to_string());
+        }
+        match page.iter().filter_map(|m| m["id"].as_u64()).max() {
+            Some(last) if last > after => after = last,
+            _ => break,
+        }
+    }
+    let lost: Vec<&String> = acked.iter().filter(|t| !stored.contains(*t)).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    drop(again);
+}
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    let tmp = TempDir::new();
+    let socket_path = tmp.0.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let data = tmp.0.join("data");
+    let server = Serve::spawn_with_env(
+        &["--listen", "127.0.0.1:0", "--data-dir", path_arg(&data), "--shards", "2"],
+        &[("NOTIFY_SOCKET", path_arg(&socket_path)), ("WATCHDOG_USEC", "2000000")],
+    );
+    let mut heard = Vec::new();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification in time");
+        String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
+    };
+    // READY=1 first (every shard listens), then the watchdog, fed while the loops run.
+    heard.push(next());
+    assert_eq!(heard[0], "READY=1");
+    for _ in 0..3 {
+        heard.push(next());
+        assert_eq!(heard.last().map(String::as_str), Some("WATCHDOG=1"), "{heard:?}");
+    }
+    // SAFETY: sends SIGTERM to our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    while heard.last().map(String::as_str) != Some("STOPPING=1") {
+        heard.push(next());
+    }
+    let (status, stderr) = server.exit_within(15).expect("the drain ends");
+    assert!(status.success(), "{status}: {stderr}");
 }

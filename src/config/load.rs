@@ -112,6 +112,11 @@ pub struct ServeArgs {
     /// BIG: unacknowledged events kept per user [default: 256].
     #[arg(long, env = "ROOMCAST_BIG_UNACKED_MAX")]
     pub big_unacked_max: Option<usize>,
+    /// On SIGTERM, how long the drain may take (requests in flight answered, queued frames
+    /// flushed, clients told to go with 1001) before the server stops anyway, ms
+    /// [default: 10000].
+    #[arg(long, env = "ROOMCAST_DRAIN_MS")]
+    pub drain_ms: Option<u64>,
     /// Rechat: Engine.IO pingInterval, ms [default: 25000].
     #[arg(long, env = "ROOMCAST_RECHAT_PING_INTERVAL_MS")]
     pub rechat_ping_interval_ms: Option<u64>,
@@ -189,6 +194,7 @@ struct FileConfig {
     big_silence_ms: Option<u64>,
     big_resend_ms: Option<u64>,
     big_unacked_max: Option<usize>,
+    drain_ms: Option<u64>,
     rechat_ping_interval_ms: Option<u64>,
     rechat_ping_timeout_ms: Option<u64>,
     rechat_cors_origins: Option<String>,
@@ -216,7 +222,7 @@ macro_rules! overlay {
             idle_timeout_ms, http_keepalive_timeout_ms, http_connections_per_shard_max,
             http_connections_per_ip_max, ping_interval_ms, big_silence_ms, big_resend_ms,
             big_unacked_max,
-            rechat_ping_interval_ms, rechat_ping_timeout_ms, rechat_cors_origins,
+            drain_ms, rechat_ping_interval_ms, rechat_ping_timeout_ms, rechat_cors_origins,
             actions_per_second, actions_burst,
             connections_per_shard_max, connections_per_user_max, ring_slots, rooms_per_shard_max,
             history_per_room_max, members_per_room_max, read_buffer_bytes_initial);

@@ -122,6 +122,8 @@ pub struct Config {
     pub big_unacked_max: usize,
     /// Rechat (Engine.IO) `pingInterval`, ms: v3 clients ping this often, v4 clients are pinged.
     pub rechat_ping_interval_ms: u64,
+    /// On SIGTERM, the longest the drain may take (`shard::drain`), ms.
+    pub drain_ms: u64,
     /// Rechat (Engine.IO) `pingTimeout`, ms: a session silent for the interval plus this is
     /// dropped.
     pub rechat_ping_timeout_ms: u64,
@@ -183,6 +185,7 @@ impl Default for Config {
             big_unacked_max: 256,
             rechat_ping_interval_ms: 25_000,
             rechat_ping_timeout_ms: 20_000,
+            drain_ms: 10_000,
             rechat_cors_origins: "*".into(),
             actions_per_second: 100,
             actions_burst: 200,
@@ -320,6 +323,7 @@ impl fmt::Debug for Config {
             .field("rechat_ping_interval_ms", &self.rechat_ping_interval_ms)
             .field("rechat_ping_timeout_ms", &self.rechat_ping_timeout_ms)
             .field("rechat_cors_origins", &self.rechat_cors_origins)
+            .field("drain_ms", &self.drain_ms)
             .field("ping_interval_ms", &self.ping_interval_ms)
             .field("actions_per_second", &self.actions_per_second)
             .field("actions_burst", &self.actions_burst)

@@ -149,6 +149,14 @@ pub enum Command {
         /// The asker's pending-reply slot.
         token: u64,
     },
+    /// A draining shard → every other shard: `from` finished drain round `round` (0: its HTTP
+    /// requests are answered; 1: every shard's round 0 reached it). See `shard::drain`.
+    Drained {
+        /// The sending shard.
+        from: ShardId,
+        /// 0 or 1.
+        round: usize,
+    },
     /// A dialect's own message: only `dialect` reads `payload` (its `on_command` hook).
     Dialect {
         /// The dialect.

@@ -86,10 +86,12 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
             return false;
         };
         let keep_alive = head.keep_alive && !shard.shutting_down.get();
+        let in_flight = InFlight::new(shard);
         let reply = match dialect::http_at(&head.path, &shard.config) {
             Some(dialect) => dialect.get().http(shard, &head, body).await,
             None => crate::rest::handle(shard, &head, body, keep_alive).await,
         };
+        drop(in_flight);
         if !write(shard, &stream, reply).await || !keep_alive {
             return false;
         }
@@ -102,6 +104,23 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
         }
         // A later request's deadline runs from its first byte.
         deadline = Instant::now() + request_time;
+    }
+}
+
+/// One HTTP request being handled, counted in `Shard::requests_in_flight` while it lives (the
+/// drain waits for the count to reach 0).
+struct InFlight<'a>(&'a Shard);
+
+impl<'a> InFlight<'a> {
+    fn new(shard: &'a Shard) -> Self {
+        shard.requests_in_flight.set(shard.requests_in_flight.get() + 1);
+        InFlight(shard)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.requests_in_flight.set(self.0.requests_in_flight.get().saturating_sub(1));
     }
 }
 

@@ -103,6 +103,11 @@ fn handle(shard: &Rc<Shard>, command: Command) {
             },
         ),
         Command::Dialect { dialect, payload } => dialect.get().on_command(shard, payload),
+        Command::Drained { from, round } => {
+            if let Some(marks) = shard.drained_from.get(round) {
+                marks.set(marks.get() | from.bit());
+            }
+        }
         Command::Adopt(handoff) => crate::net::http_conn::adopt(shard, *handoff),
         Command::Shutdown => shard.begin_shutdown(),
     }

@@ -18,6 +18,7 @@
 
 pub mod commit;
 pub mod conn_side;
+pub mod drain;
 pub mod inbox;
 pub mod owner;
 pub mod owner_side;
@@ -91,6 +92,10 @@ pub struct Shard {
     pub shutting_down: Cell<bool>,
     /// Wakes tasks that wait for shutdown.
     pub shutdown_wake: tokio::sync::Notify,
+    /// HTTP requests being handled (REST or a dialect's), which a drain lets finish.
+    pub requests_in_flight: Cell<usize>,
+    /// The drain's two rounds: the shards (bits) whose `Command::Drained` of each arrived.
+    pub drained_from: [Cell<u64>; 2],
 }
 
 impl Shard {

@@ -9,17 +9,15 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
 use crate::auth::Verifier;
 use crate::config::Config;
-use crate::limits::{SHARD_CLOSE_GRACE, TOKEN_CACHE_MAX, URING_CQ_ENTRIES, URING_SQ_ENTRIES};
+use crate::limits::{LOOP_HEARTBEAT_PERIOD, TOKEN_CACHE_MAX, URING_CQ_ENTRIES, URING_SQ_ENTRIES};
 use crate::mesh::{self, Doorbell, MeshEndpoint};
 use crate::metrics::{Registry, ShardMetrics};
 use crate::model::ShardId;
-use crate::ws::close::CLOSE_GOING_AWAY;
 
 use super::{inbox, owner, Shard};
 
@@ -32,6 +30,25 @@ pub struct ServerHandle {
     stop: Arc<AtomicBool>,
     doorbells: Arc<Vec<Doorbell>>,
     threads: Vec<JoinHandle<()>>,
+    metrics: Vec<Arc<ShardMetrics>>,
+}
+
+/// Whether every shard's loop is running: read from any thread (the systemd watchdog).
+#[derive(Clone)]
+pub struct Health {
+    metrics: Vec<Arc<ShardMetrics>>,
+}
+
+impl Health {
+    /// True when every shard's loop ran its heartbeat within `within_ms` (a shard that has not
+    /// yet counts from `started_ms`).
+    pub fn loops_alive(&self, within_ms: u64, started_ms: u64) -> bool {
+        let now = crate::model::ids::now_ms();
+        self.metrics.iter().all(|m| {
+            let beat = m.loop_heartbeat_ms.load(Ordering::Relaxed).max(started_ms);
+            now.saturating_sub(beat) <= within_ms
+        })
+    }
 }
 
 impl ServerHandle {
@@ -41,6 +58,11 @@ impl ServerHandle {
         for doorbell in self.doorbells.iter() {
             doorbell.ring_always();
         }
+    }
+
+    /// The shards' liveness, for a watchdog thread.
+    pub fn health(&self) -> Health {
+        Health { metrics: self.metrics.clone() }
     }
 
     /// Stops the server and waits for every shard thread to end.
@@ -142,8 +164,14 @@ fn start_shards(
     let listeners = sockets.listen(addr)?;
     let stop = Arc::new(AtomicBool::new(false));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let mut handle =
-        ServerHandle { addr, shard_count, stop: stop.clone(), doorbells, threads: Vec::new() };
+    let mut handle = ServerHandle {
+        addr,
+        shard_count,
+        stop: stop.clone(),
+        doorbells,
+        threads: Vec::new(),
+        metrics: metrics.clone(),
+    };
     let shard_inputs = endpoints.into_iter().zip(listeners).zip(stores);
     let now_s = crate::auth::now_unix_s();
     for (id, ((endpoint, listener), (store, owned, memberships, dialect_records))) in
@@ -260,6 +288,8 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         ),
         shutting_down: Cell::new(false),
         shutdown_wake: tokio::sync::Notify::new(),
+        requests_in_flight: Cell::new(0),
+        drained_from: [Cell::new(0), Cell::new(0)],
     });
     shard.metrics.rooms.store(shard.owner.owned.borrow().rooms.len() as u64, Ordering::Relaxed);
     // Each dialect gets its own records back before anything is accepted.
@@ -285,23 +315,19 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
     tokio_uring::spawn(inbox::run(shard.clone(), doorbell));
     tokio_uring::spawn(shard.clone().retry_parked());
     tokio_uring::spawn(crate::net::sweeper::run(shard.clone()));
+    tokio_uring::spawn(heartbeat(shard.clone()));
     tokio_uring::spawn(writer.run());
     tokio_uring::spawn(crate::net::ws_session::run(shard.clone(), readiness));
     crate::net::listener::accept_loop(shard.clone(), listener).await;
-    close_all(&shard).await;
+    super::drain::drain(&shard).await;
 }
 
-/// Closes every event connection with 1001 and waits (bounded) for them to go.
-async fn close_all(shard: &Rc<Shard>) {
-    let conns: Vec<_> = shard.conn.slab.borrow().iter().map(|(_, c)| c.clone()).collect();
-    for conn in conns {
-        conn.close(CLOSE_GOING_AWAY, "server shutting down");
-    }
-    let deadline = tokio::time::Instant::now() + SHARD_CLOSE_GRACE;
-    while shard.metrics.connections.load(Ordering::Relaxed) > 0
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+/// Records every [`LOOP_HEARTBEAT_PERIOD`] that the shard's loop runs (`loop_heartbeat_ms`).
+async fn heartbeat(shard: Rc<Shard>) {
+    loop {
+        let now = crate::model::ids::now_ms();
+        shard.metrics.loop_heartbeat_ms.store(now, Ordering::Relaxed);
+        tokio::time::sleep(LOOP_HEARTBEAT_PERIOD).await;
     }
 }
 

@@ -237,9 +237,16 @@ async fn get(shard: &Shard, poll: &Poll, keep_alive: bool) -> Bytes {
     }
     let wait = Duration::from_millis(shard.config.rechat_ping_interval_ms);
     let deadline = tokio::time::Instant::now() + wait;
-    while poll.queue.borrow().is_empty() && !poll.closed.get() && !poll.paused.get() {
-        if tokio::time::timeout_at(deadline, poll.wake.notified()).await.is_err() {
-            break;
+    // A draining server answers at once, so the drain need not wait out the poll.
+    while poll.queue.borrow().is_empty()
+        && !poll.closed.get()
+        && !poll.paused.get()
+        && !shard.shutting_down.get()
+    {
+        tokio::select! {
+            () = poll.wake.notified() => {}
+            () = shard.shutdown_wake.notified() => {}
+            () = tokio::time::sleep_until(deadline) => break,
         }
     }
     poll.waiting.set(false);
