@@ -299,6 +299,106 @@ async fn a_member_that_would_give_a_pair_a_second_direct_room_is_refused() {
     assert_eq!(r.json()["room"]["id"], alone);
 }
 
+/// Two users `x`, `y` whose pair's shard (of 2) is not the shard of `x` alone, so a room of `x`
+/// alone is owned by one shard and the pair (x, y) by the other.
+fn users_whose_pair_is_on_the_other_shard(tag: &str) -> (String, String) {
+    use roomcast::model::ids::shard_of_pair;
+    use roomcast::model::UserId;
+    for i in 0..100 {
+        let (x, y) = (format!("{tag}x{i}"), format!("{tag}y{i}"));
+        let (ux, uy) = (UserId::new(&x), UserId::new(&y));
+        if shard_of_pair(&ux, &ux, 2) != shard_of_pair(&ux, &uy, 2) {
+            return (x, y);
+        }
+    }
+    panic!("no such pair of users");
+}
+
+async fn create_direct(addr: SocketAddr, token: &str, members: Value) -> HttpResponse {
+    let body = json!({"kind": "direct", "members": members});
+    call(addr, "POST", "/api/v1/rooms", Some(token), Some(body)).await
+}
+
+async fn put_member(addr: SocketAddr, room: u64, user: &str) -> u16 {
+    let path = format!("/api/v1/rooms/{room}/members/{user}");
+    call(addr, "PUT", &path, Some(&service_token()), None).await.status
+}
+
+#[tokio::test]
+async fn a_room_completed_through_another_shard_is_its_pairs_direct_room_across_a_restart() {
+    let (x, y) = users_whose_pair_is_on_the_other_shard("done");
+    let dir = TempDir::new();
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    // A service makes x's room alone (owned by the shard of (x, x)), then adds y: it is now
+    // the direct room of (x, y), whose pair belongs to the other shard.
+    let r = create_direct(addr, &service_token(), json!([x])).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let room = r.json()["room"]["id"].as_u64().unwrap();
+    assert_eq!(put_member(addr, room, &y).await, 200);
+    // Asking for the pair's direct room, by either user or the service: that room, 200.
+    for (token, members) in [
+        (user_token(&x), json!([y])),
+        (user_token(&y), json!([x])),
+        (service_token(), json!([y, x])),
+    ] {
+        let r = create_direct(addr, &token, members).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["room"]["id"], room);
+    }
+    // BIG opens the dialog in that room too.
+    let mut ws = big(addr, &y).await;
+    ok(&mut ws, "1", "new", json!({"chatId": x, "message": "hi"})).await;
+    close(ws).await;
+    assert_eq!(direct_rooms(addr, &x).await, [room]);
+    assert_eq!(direct_rooms(addr, &y).await, [room]);
+    handle.shutdown();
+
+    // The index is rebuilt across shards at start.
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    let r = create_direct(addr, &user_token(&y), json!([x])).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["room"]["id"], room);
+    // Once y has left, the pair is free: a new dialog is a new room.
+    let path = format!("/api/v1/rooms/{room}/members/{y}");
+    assert_eq!(call(addr, "DELETE", &path, Some(&user_token(&y)), None).await.status, 204);
+    let r = create_direct(addr, &user_token(&x), json!([y])).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_ne!(r.json()["room"]["id"], room);
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn a_member_that_would_give_a_pair_on_another_shard_a_second_direct_room_is_refused() {
+    let (x, y) = users_whose_pair_is_on_the_other_shard("refused");
+    let server = start(2);
+    let addr = server.addr;
+    // The dialog of (x, y), made on the pair's shard; x's room alone on the other.
+    let r = create_direct(addr, &user_token(&x), json!([y])).await;
+    assert_eq!(r.status, 201);
+    let dialog = r.json()["room"]["id"].as_u64().unwrap();
+    let r = create_direct(addr, &service_token(), json!([x])).await;
+    assert_eq!(r.status, 201);
+    let alone = r.json()["room"]["id"].as_u64().unwrap();
+    assert_ne!(dialog % 2, alone % 2, "the two rooms are owned by different shards");
+    // Adding y would make a second room of (x, y).
+    assert_eq!(put_member(addr, alone, &y).await, 409);
+    assert_eq!(direct_rooms(addr, &y).await, [dialog]);
+    // Once y has left the dialog, the pair is free again, and the other room takes it.
+    let path = format!("/api/v1/rooms/{dialog}/members/{y}");
+    assert_eq!(call(addr, "DELETE", &path, Some(&user_token(&y)), None).await.status, 204);
+    assert_eq!(put_member(addr, alone, &y).await, 200);
+    let r = create_direct(addr, &user_token(&y), json!([x])).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["room"]["id"], alone);
+    // A deleted room frees its pair.
+    let path = format!("/api/v1/rooms/{alone}");
+    assert_eq!(call(addr, "DELETE", &path, Some(&service_token()), None).await.status, 204);
+    let r = create_direct(addr, &user_token(&y), json!([x])).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
 #[tokio::test]
 async fn an_edit_racing_a_deletion_of_an_older_message_never_brings_it_back() {
     let dir = TempDir::new();

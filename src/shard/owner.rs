@@ -62,6 +62,48 @@ impl UserConns {
     }
 }
 
+/// The ordered pair of user ids of a direct room (a user with itself: its favorites).
+pub type Pair = (UserId, UserId);
+
+/// How many times a `CreateRoom` of a direct pair indexed to another shard's room asks that
+/// room's owner before giving up with 503: each retry follows a change of the pair's room
+/// (it left the pair while asked), so this bounds a loop only a storm of changes could run.
+const PAIR_LOOKUP_TRIES: u8 = 8;
+
+/// What an owner does once a peer owner answers what it asked (`Shard::ask`) while executing
+/// a request.
+#[derive(Debug)]
+pub enum Then {
+    /// The pair's owner answered `ClaimPair`: add the member that completes `pair` in `room`
+    /// if the pair is this room's, else refuse (409).
+    Claimed {
+        /// The room.
+        room: RoomId,
+        /// Who acts.
+        viewer: Viewer,
+        /// The `PutMember`.
+        action: RoomAction,
+        /// The pair claimed.
+        pair: Pair,
+        /// The caller.
+        reply_to: ReplyTo,
+    },
+    /// The owner of the room `pair` is indexed to answered `RoomViews`: that room is the
+    /// answer of a `CreateRoom` of `pair` if it still has the pair, else ask again.
+    Existing {
+        /// The pair.
+        pair: Pair,
+        /// Who creates.
+        viewer: Viewer,
+        /// The room asked for.
+        spec: crate::model::action::NewRoom,
+        /// The caller.
+        reply_to: ReplyTo,
+        /// Lookups so far.
+        tries: u8,
+    },
+}
+
 /// A user's record on its owner shard.
 #[derive(Debug, Default)]
 pub struct UserRecord {
@@ -161,8 +203,10 @@ pub struct Owned {
     pub detached: HashMap<MessageId, Detached>,
     /// The direct room of each pair of users (ordered; a user with itself) whose pair this
     /// shard owns (`shard_of_pair`): a direct room's current members, indexed when the pair
-    /// is free. Rebuilt from the stored rooms at start (`index_direct`).
-    pub direct_pairs: HashMap<(UserId, UserId), RoomId>,
+    /// is free. The room may be another shard's, whose owner keeps the entry current
+    /// (`Request::ClaimPair`, `Command::DirectPair`). Rebuilt from every shard's stored rooms
+    /// at start (`persist::index_direct_rooms`). Bounded by the direct rooms.
+    pub direct_pairs: HashMap<Pair, RoomId>,
     /// Room id allocator.
     pub room_ids: IdAllocator,
     /// Message id allocator.
@@ -213,38 +257,66 @@ impl Owned {
         }
     }
 
-    /// Indexes direct room `room_id` (if it is one) under the pair of its current members,
-    /// after dropping its entry under `old` (its pair before a membership change): when that
-    /// pair is this shard's (`shard_of_pair`) and has no room yet. A room whose pair is another
-    /// shard's, or taken, stays unindexed.
+    /// Follows direct room `room_id`'s membership change in the pair index: its old pair
+    /// `old` (before the change) no longer has it, and the pair of its current members does
+    /// (if the room still exists and is direct), each on the pair's owner (`shard_of_pair`):
+    /// here at once, else through the returned `Command::DirectPair`s, to send now. A pair
+    /// that already has another room keeps it (this one stays unindexed).
     pub fn index_direct(
         &mut self,
         room_id: RoomId,
-        old: Option<(UserId, UserId)>,
+        old: Option<Pair>,
         shard: ShardId,
         shard_count: usize,
-    ) {
-        self.unindex_direct(room_id, old);
-        let Some(entry) = self.rooms.get(&room_id) else {
-            return;
-        };
-        if entry.room.kind != crate::model::RoomKind::Direct {
-            return;
+    ) -> Vec<(ShardId, Command)> {
+        let new = self.direct_pair_of_room(room_id);
+        let mut out = Vec::new();
+        if old == new {
+            return out;
         }
-        let Some(pair) = crate::model::action::direct_pair_of(entry.room.members.keys()) else {
-            return;
-        };
-        if crate::model::ids::shard_of_pair(&pair.0, &pair.1, shard_count) == shard {
-            self.direct_pairs.entry(pair).or_insert(room_id);
+        if let Some(old) = old {
+            out.extend(self.pair_held(old, room_id, false, shard, shard_count));
         }
+        if let Some(new) = new {
+            out.extend(self.pair_held(new, room_id, true, shard, shard_count));
+        }
+        out
     }
 
-    /// Drops `pair`'s entry when it is `room_id`.
-    pub fn unindex_direct(&mut self, room_id: RoomId, pair: Option<(UserId, UserId)>) {
-        if let Some(pair) = pair {
-            if self.direct_pairs.get(&pair) == Some(&room_id) {
-                self.direct_pairs.remove(&pair);
-            }
+    /// The pair of room `room_id`'s members when it is a direct room with one or two.
+    pub fn direct_pair_of_room(&self, room_id: RoomId) -> Option<Pair> {
+        let entry = self.rooms.get(&room_id)?;
+        if entry.room.kind != crate::model::RoomKind::Direct {
+            return None;
+        }
+        crate::model::action::direct_pair_of(entry.room.members.keys())
+    }
+
+    /// `room` has (`held`) or no longer has `pair`: applied here when this shard owns the
+    /// pair, else the command for its owner.
+    fn pair_held(
+        &mut self,
+        pair: Pair,
+        room: RoomId,
+        held: bool,
+        shard: ShardId,
+        shard_count: usize,
+    ) -> Option<(ShardId, Command)> {
+        let owner = crate::model::ids::shard_of_pair(&pair.0, &pair.1, shard_count);
+        if owner == shard {
+            self.set_pair(pair, room, held);
+            return None;
+        }
+        Some((owner, Command::DirectPair { pair, room, held }))
+    }
+
+    /// On the pair's owner: index `pair` to `room` if it has no room (`held`), or drop its
+    /// entry if it is `room` (not `held`).
+    pub fn set_pair(&mut self, pair: Pair, room: RoomId, held: bool) {
+        if held {
+            self.direct_pairs.entry(pair).or_insert(room);
+        } else if self.direct_pairs.get(&pair) == Some(&room) {
+            self.direct_pairs.remove(&pair);
         }
     }
 
@@ -304,8 +376,7 @@ impl Shard {
     pub fn execute(&self, request: Request, reply_to: ReplyTo) {
         match request {
             Request::CreateRoom { viewer, spec } => {
-                let effects = self.create_room(&viewer, spec);
-                self.commit(effects, reply_to);
+                self.create_or_find_room(viewer, spec, reply_to, 0);
             }
             Request::Room {
                 room,
@@ -314,9 +385,21 @@ impl Shard {
             } => {
                 self.history(room, &viewer, (after, before, limit, bytes_max), reply_to);
             }
-            Request::Room { room, viewer, action } => {
-                let effects = self.apply_room(room, &viewer, action);
-                self.commit(effects, reply_to);
+            Request::Room { room, viewer, action } => match self.pair_to_claim(room, &action) {
+                Some((owner, pair)) => {
+                    let request = Request::ClaimPair { pair: pair.clone(), room };
+                    let then = Then::Claimed { room, viewer, action, pair, reply_to };
+                    self.ask(owner, request, then);
+                }
+                None => {
+                    let effects = self.apply_room(room, &viewer, action);
+                    self.commit(effects, reply_to);
+                }
+            },
+            Request::ClaimPair { pair, room } => {
+                let holder =
+                    *self.owner.owned.borrow_mut().direct_pairs.entry(pair).or_insert(room);
+                self.respond(reply_to, Response::PairHolder(holder));
             }
             Request::Message { message, viewer, action } => {
                 let room = self.owner.owned.borrow().message_rooms.get(&message).copied();
@@ -378,6 +461,106 @@ impl Shard {
         }
     }
 
+    /// `CreateRoom`: a direct pair indexed to another shard's room is answered with that
+    /// room, asked of its owner (`Then::Existing`); anything else is created (or found) here.
+    fn create_or_find_room(
+        &self,
+        viewer: Viewer,
+        spec: crate::model::action::NewRoom,
+        reply_to: ReplyTo,
+        tries: u8,
+    ) {
+        let pair = spec.direct_pair(&viewer);
+        let held =
+            pair.as_ref().and_then(|p| self.owner.owned.borrow().direct_pairs.get(p).copied());
+        if let (Some(pair), Some(room)) = (pair, held) {
+            let owner = shard_of_room(room, self.shard_count);
+            if owner != self.id {
+                if tries >= PAIR_LOOKUP_TRIES {
+                    let busy = Refusal::Unavailable("the direct room is changing; retry later");
+                    return self.respond(reply_to, Response::Refused(busy));
+                }
+                let request = Request::RoomViews {
+                    rooms: Some(vec![room]),
+                    viewer: viewer.clone(),
+                    limit: 1,
+                };
+                let then = Then::Existing { pair, viewer, spec, reply_to, tries: tries + 1 };
+                return self.ask(owner, request, then);
+            }
+        }
+        let effects = self.create_room(&viewer, spec);
+        self.commit(effects, reply_to);
+    }
+
+    /// The pair's owner and the pair when `action` adds a member that completes a direct
+    /// room's pair owned by another shard (which must agree first: `ClaimPair`).
+    fn pair_to_claim(&self, room_id: RoomId, action: &RoomAction) -> Option<(ShardId, Pair)> {
+        let RoomAction::PutMember { user, .. } = action else {
+            return None;
+        };
+        let owned = self.owner.owned.borrow();
+        let entry = owned.rooms.get(&room_id)?;
+        let members = &entry.room.members;
+        if entry.room.kind != crate::model::RoomKind::Direct
+            || members.contains_key(user)
+            || members.len() >= 2
+        {
+            return None;
+        }
+        let pair = crate::model::action::direct_pair_of(members.keys().chain(Some(user)))?;
+        let owner = crate::model::ids::shard_of_pair(&pair.0, &pair.1, self.shard_count);
+        (owner != self.id).then_some((owner, pair))
+    }
+
+    /// Continues a request with a peer owner's answer (`Shard::ask`).
+    pub fn resume(&self, then: Then, response: Response) {
+        match then {
+            Then::Claimed { room, viewer, action, pair, reply_to } => match response {
+                Response::PairHolder(holder) if holder == room => {
+                    let effects = self.apply_room(room, &viewer, action);
+                    // A refused or changed addition gives the claim back.
+                    let release = {
+                        let mut owned = self.owner.owned.borrow_mut();
+                        if owned.direct_pair_of_room(room).as_ref() == Some(&pair) {
+                            None
+                        } else {
+                            owned.pair_held(pair, room, false, self.id, self.shard_count)
+                        }
+                    };
+                    if let Some((to, command)) = release {
+                        self.send(to, command);
+                    }
+                    self.commit(effects, reply_to);
+                }
+                Response::PairHolder(_) => {
+                    let taken =
+                        Refusal::Conflict("these two users already have a direct room".into());
+                    self.respond(reply_to, Response::Refused(taken));
+                }
+                other => self.respond(reply_to, other),
+            },
+            Then::Existing { pair, viewer, spec, reply_to, tries } => {
+                if let Response::Rooms(views) = &response {
+                    let found = views.first().filter(|v| {
+                        v.kind == crate::model::RoomKind::Direct
+                            && crate::model::action::direct_pair_of(
+                                v.members.iter().map(|(u, _)| u),
+                            )
+                            .as_ref()
+                                == Some(&pair)
+                    });
+                    if let Some(view) = found {
+                        return self.respond(reply_to, Response::Existing(view.clone()));
+                    }
+                }
+                // It left the pair while asked: its owner told the pair's owner (this shard)
+                // before answering, so the index has moved on.
+                self.create_or_find_room(viewer, spec, reply_to, tries);
+            }
+        }
+    }
+
     fn room_views(&self, rooms: Option<Vec<RoomId>>, viewer: &Viewer, limit: usize) -> Response {
         let owned = self.owner.owned.borrow();
         let visible = |r: &OwnedRoom| match viewer {
@@ -435,11 +618,12 @@ impl Shard {
         let view = room.view();
         let ops = persist::ops_for_new_room(&room);
         owned.rooms.insert(id, OwnedRoom::new(room, self.shard_count));
-        if pair.is_some() {
-            owned.index_direct(id, None, self.id, self.shard_count);
-        }
+        let pair_commands = owned.index_direct(id, None, self.id, self.shard_count);
         crate::metrics::inc(&self.metrics.rooms);
         drop(owned);
+        for (to, command) in pair_commands {
+            self.send(to, command);
+        }
         let commands = members
             .into_iter()
             .map(|user| {
@@ -497,7 +681,11 @@ impl Shard {
             owned.message_rooms.insert(stored.id, room_id);
         }
         if outcome.joined.is_some() || outcome.left.is_some() {
-            owned.index_direct(room_id, old_pair, self.id, self.shard_count);
+            // Sent at once, not after the commit: the index follows the rooms in memory, and
+            // the pair's owner hears of it before any later answer of this shard.
+            for (to, command) in owned.index_direct(room_id, old_pair, self.id, self.shard_count) {
+                self.send(to, command);
+            }
         }
         self.room_effects(owned, room_id, viewer, write, outcome, pins)
     }
@@ -649,7 +837,11 @@ impl Shard {
             if let Some(gone) = owned.rooms.remove(&room_id) {
                 if gone.room.kind == crate::model::RoomKind::Direct {
                     let pair = crate::model::action::direct_pair_of(gone.room.members.keys());
-                    owned.unindex_direct(room_id, pair);
+                    for (to, command) in
+                        owned.index_direct(room_id, pair, self.id, self.shard_count)
+                    {
+                        self.send(to, command);
+                    }
                 }
                 for message in &gone.room.history {
                     owned.message_rooms.remove(&message.id);

@@ -172,14 +172,24 @@ pub fn recover(
         entry.welcome_pending.clear();
         owned.rooms.insert(entry.room.id, entry);
     }
-    // Oldest first: of two stored direct rooms of one pair (made before the index), the
-    // first keeps it.
-    let mut ids: Vec<RoomId> = owned.rooms.keys().copied().collect();
-    ids.sort_unstable();
-    for id in ids {
-        owned.index_direct(id, None, shard, shard_count);
-    }
     (owned, memberships)
+}
+
+/// Rebuilds the direct-pair index of every shard (`owned[s]` is shard `s`'s recovered
+/// state) from their stored direct rooms, before any shard runs: each pair is indexed on its
+/// owner (`shard_of_pair`) to its room, wherever that room lives. Lowest room id first: of
+/// two stored rooms of one pair (made before the index existed), the first keeps it.
+pub fn index_direct_rooms(owned: &mut [&mut Owned]) {
+    let shard_count = owned.len();
+    let mut pairs: Vec<(RoomId, crate::shard::owner::Pair)> = owned
+        .iter()
+        .flat_map(|o| o.rooms.keys().filter_map(|id| Some((*id, o.direct_pair_of_room(*id)?))))
+        .collect();
+    pairs.sort_unstable();
+    for (room, pair) in pairs {
+        let owner = crate::model::ids::shard_of_pair(&pair.0, &pair.1, shard_count);
+        owned[owner.0].set_pair(pair, room, true);
+    }
 }
 
 /// True when older messages of `room` exist only in the store (not in the in-memory window).

@@ -138,6 +138,8 @@ fn start_shards(
         );
         stores.push((store, owned, memberships, dialect_records));
     }
+    let mut owned: Vec<&mut owner::Owned> = stores.iter_mut().map(|s| &mut s.1).collect();
+    super::persist::index_direct_rooms(&mut owned);
     // Ready: the sockets bound at the start listen from now on.
     let listeners = sockets.listen(addr)?;
     let stop = Arc::new(AtomicBool::new(false));
