@@ -299,6 +299,104 @@ async fn a_member_that_would_give_a_pair_a_second_direct_room_is_refused() {
     assert_eq!(r.json()["room"]["id"], alone);
 }
 
+/// A server whose window is bounded by bytes (`history_bytes_per_room_max`) long before its
+/// count: a few messages of up to 4 KiB.
+fn start_byte_bounded(dir: &TempDir) -> roomcast::ServerHandle {
+    let mut c = support::config(2);
+    c.data_dir = dir.0.clone();
+    c.stored_message_bytes_max = 4096;
+    c.history_page_bytes_max = 64 << 10;
+    c.history_per_room_max = 1000;
+    c.history_bytes_per_room_max = 8192;
+    roomcast::start(c).expect("server starts")
+}
+
+/// One history page's (id, text) pairs.
+async fn page(addr: SocketAddr, room: u64, query: &str) -> Vec<(u64, String)> {
+    let path = format!("/api/v1/rooms/{room}/messages?{query}");
+    let r = call(addr, "GET", &path, Some(&service_token()), None).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let body = r.json();
+    let messages = body["messages"].as_array().expect("messages").clone();
+    messages
+        .iter()
+        .map(|m| (m["id"].as_u64().unwrap(), m["text"].as_str().unwrap().into()))
+        .collect()
+}
+
+/// The sum over shards of counter `name` in `/metrics`.
+async fn metric_sum(addr: SocketAddr, name: &str) -> u64 {
+    let r = call(addr, "GET", "/metrics", None, None).await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let prefix = format!("roomcast_{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Every message of `room`, paged forward and then back in pages of `limit`, both ascending.
+async fn all_both_ways(addr: SocketAddr, room: u64, limit: usize) -> [Vec<(u64, String)>; 2] {
+    let mut forward = Vec::new();
+    let mut after = 0;
+    loop {
+        let got = page(addr, room, &format!("after={after}&limit={limit}")).await;
+        let Some(last) = got.last() else { break };
+        after = last.0;
+        forward.extend(got);
+    }
+    let mut back = Vec::new();
+    let mut before = u64::MAX / 2;
+    loop {
+        let got = page(addr, room, &format!("before={before}&limit={limit}")).await;
+        let Some(first) = got.first() else { break };
+        before = first.0;
+        back.splice(0..0, got);
+    }
+    [forward, back]
+}
+
+#[tokio::test]
+async fn history_is_complete_and_in_order_across_a_byte_bounded_window_and_a_restart() {
+    let dir = TempDir::new();
+    let handle = start_byte_bounded(&dir);
+    let addr = handle.addr;
+    let room = create_room(addr, "bytes", &["alice"]).await;
+    let mut posted = Vec::new();
+    for i in 0..40 {
+        // 100 to 3 000 bytes: the window holds two to a dozen of them.
+        let text = format!("m{i}:{}", "x".repeat(100 + (i * 773) % 2900));
+        let id = post_message(addr, room, "alice", &text).await["id"].as_u64().unwrap();
+        posted.push((id, text));
+    }
+    assert!(
+        metric_sum(addr, "history_window_byte_evictions_total").await >= 25,
+        "the byte bound evicts messages the count bound (1000) would keep"
+    );
+    for limit in [1, 3, 7, 500] {
+        let [forward, back] = all_both_ways(addr, room, limit).await;
+        assert_eq!(forward, posted, "forward in pages of {limit}");
+        assert_eq!(back, posted, "back in pages of {limit}");
+    }
+    // A message the byte bound evicted is edited through the store.
+    let r = edit(addr, "alice", posted[30].0, "m30, edited").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    posted[30].1 = "m30, edited".into();
+    handle.shutdown();
+
+    // The window rebuilt at start keeps to the byte bound, and history is still whole.
+    let handle = start_byte_bounded(&dir);
+    let addr = handle.addr;
+    let [forward, back] = all_both_ways(addr, room, 5).await;
+    assert_eq!(forward, posted);
+    assert_eq!(back, posted);
+    let text = "m40: after the restart".to_string();
+    let id = post_message(addr, room, "alice", &text).await["id"].as_u64().unwrap();
+    posted.push((id, text));
+    assert_eq!(all_both_ways(addr, room, 500).await, [posted.clone(), posted]);
+    handle.shutdown();
+}
+
 /// Two users `x`, `y` whose pair's shard (of 2) is not the shard of `x` alone, so a room of `x`
 /// alone is owned by one shard and the pair (x, y) by the other.
 fn users_whose_pair_is_on_the_other_shard(tag: &str) -> (String, String) {

@@ -1,8 +1,10 @@
 //! A room as its owner shard holds it, and the pure transition `Room::apply(action) -> outcome`.
 //!
 //! Invariants: `seq` increases by one per message; message ids increase (they come from the
-//! owner's allocator); the in-memory history holds at most `history_max` messages (older ones
-//! live only in the store); membership never exceeds `members_max`.
+//! owner's allocator); the in-memory history holds at most `history_max` messages and, but for
+//! its newest message, at most `history_bytes_max` bytes of their encoded sizes (older ones
+//! live only in the store); `history_bytes` is the sum of the window's encoded sizes;
+//! membership never exceeds `members_max`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -112,10 +114,15 @@ pub struct Room {
     pub updated_ms: u64,
     /// Seq of the newest message.
     pub last_seq: Seq,
-    /// The newest messages, oldest first, at most `history_max`.
+    /// The newest messages, oldest first, at most `history_max` and `history_bytes_max`.
     pub history: VecDeque<Arc<Message>>,
-    /// Bound of `history`.
+    /// Bound of `history`, in messages.
     pub history_max: usize,
+    /// Bound of `history`, in bytes of the messages' encoded sizes (`Message::encoded_len`);
+    /// the newest message stays whatever its size.
+    pub history_bytes_max: usize,
+    /// The encoded sizes of `history`'s messages, summed.
+    pub history_bytes: usize,
     /// Bound of `members`.
     pub members_max: usize,
 }
@@ -136,8 +143,12 @@ pub struct Outcome {
     pub deleted: bool,
     /// A message the store must write (new or changed).
     pub stored: Option<Arc<Message>>,
-    /// The oldest message, pushed out of the in-memory window by a new one.
-    pub evicted: Option<Arc<Message>>,
+    /// The oldest messages, pushed out of the in-memory window by a new or larger one (oldest
+    /// first, as they were last changed).
+    pub evicted: SmallVec<[Arc<Message>; 1]>,
+    /// How many of `evicted` the byte bound pushed out (the count bound alone would have kept
+    /// them).
+    pub evicted_for_bytes: usize,
 }
 
 /// The caller's answer.
@@ -203,6 +214,7 @@ impl Room {
         creator: &Viewer,
         now_ms: u64,
         history_max: usize,
+        history_bytes_max: usize,
         members_max: usize,
     ) -> Result<Room, Refusal> {
         let mut members = HashMap::with_capacity(spec.members.len() + 1);
@@ -230,6 +242,8 @@ impl Room {
             last_seq: Seq(0),
             history: VecDeque::new(),
             history_max,
+            history_bytes_max,
+            history_bytes: 0,
             members_max,
         })
     }
@@ -464,10 +478,9 @@ impl Room {
             modified_ms: now_ms,
             deleted_ms: None,
         });
-        if self.history.len() >= self.history_max {
-            out.evicted = self.history.pop_front();
-        }
+        self.history_bytes = self.history_bytes.saturating_add(message.encoded_len());
         self.history.push_back(message.clone());
+        self.trim_window(&mut out);
         out.events.insert(0, Event::MessageCreated(message.clone()));
         out.stored = Some(message.clone());
         out.reply = Reply::Message(message);
@@ -489,7 +502,41 @@ impl Room {
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
         let message = self.find_mut(id).ok_or(Refusal::NotFound("no such message"))?;
-        edit_message(viewer, message, text, bytes_max, now_ms)
+        let before = message.encoded_len();
+        let mut out = edit_message(viewer, message, text, bytes_max, now_ms)?;
+        let after = message.encoded_len();
+        self.history_bytes = self.history_bytes.saturating_sub(before).saturating_add(after);
+        self.trim_window(&mut out);
+        Ok(out)
+    }
+
+    /// Sets the window to `history` (oldest first: a room rebuilt from the store) and trims
+    /// it to its bounds; returns what it trimmed.
+    pub fn set_window(&mut self, history: VecDeque<Arc<Message>>) -> SmallVec<[Arc<Message>; 1]> {
+        self.history_bytes = history.iter().map(|m| m.encoded_len()).sum();
+        self.history = history;
+        let mut out = Outcome::default();
+        self.trim_window(&mut out);
+        out.evicted
+    }
+
+    /// Evicts the oldest messages while the window is over either bound (keeping the newest
+    /// one, whatever its size) into `out.evicted`.
+    fn trim_window(&mut self, out: &mut Outcome) {
+        while self.history.len() > 1
+            && (self.history.len() > self.history_max
+                || self.history_bytes > self.history_bytes_max)
+        {
+            let by_count = self.history.len() > self.history_max;
+            let Some(oldest) = self.history.pop_front() else {
+                break;
+            };
+            self.history_bytes = self.history_bytes.saturating_sub(oldest.encoded_len());
+            if !by_count {
+                out.evicted_for_bytes += 1;
+            }
+            out.evicted.push(oldest);
+        }
     }
 
     fn delete_message(
@@ -500,8 +547,11 @@ impl Room {
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
         let message = self.find_mut(id).ok_or(Refusal::NotFound("no such message"))?;
+        let before = message.encoded_len();
         let mut out = delete_message(viewer, is_moderator, message, now_ms)?;
+        let after = message.encoded_len();
         let parent_id = message.parent_id;
+        self.history_bytes = self.history_bytes.saturating_sub(before).saturating_add(after);
         if parent_id != MessageId(0) {
             if let Some(parent) = self.find_mut(parent_id) {
                 let p = Arc::make_mut(parent);

@@ -52,12 +52,21 @@ fn spec(kind: RoomKind, members: &[(&str, Role)]) -> NewRoom {
 /// A room of `kind` created by the service with an owner, a moderator and a member.
 fn fixture(kind: RoomKind) -> Room {
     let members = [("owner", Role::Owner), ("mod", Role::Moderator), ("mem", Role::Member)];
-    Room::create(ROOM, spec(kind, &members), &Viewer::Service, T0, 100, 10).unwrap()
+    Room::create(ROOM, spec(kind, &members), &Viewer::Service, T0, 100, usize::MAX, 10).unwrap()
 }
 
 /// A direct room of `a` and `b`, created by `a`.
 fn direct(a: &str, b: &str) -> Room {
-    Room::create(ROOM, spec(RoomKind::Direct, &[(b, Role::Member)]), &who(a), T0, 100, 10).unwrap()
+    Room::create(
+        ROOM,
+        spec(RoomKind::Direct, &[(b, Role::Member)]),
+        &who(a),
+        T0,
+        100,
+        usize::MAX,
+        10,
+    )
+    .unwrap()
 }
 
 fn new_message(author: &str, text: &str, parent_id: MessageId) -> NewMessage {
@@ -318,6 +327,7 @@ fn create_sets_members_and_roles_or_refuses_over_the_limits() {
             &who(case.creator),
             T0,
             100,
+            usize::MAX,
             case.members_max,
         );
         match (created, case.expected) {
@@ -341,6 +351,7 @@ fn create_view_shows_every_field_and_an_empty_history() {
         &who("c"),
         T0,
         50,
+        usize::MAX,
         10,
     )
     .unwrap();
@@ -466,7 +477,8 @@ fn post_assigns_increasing_ids_and_seqs_and_emits_one_created_event() {
 
 #[test]
 fn post_keeps_only_the_newest_history_max_messages_in_memory() {
-    let mut room = Room::create(ROOM, spec(RoomKind::Group, &[]), &who("a"), T0, 3, 10).unwrap();
+    let mut room =
+        Room::create(ROOM, spec(RoomKind::Group, &[]), &who("a"), T0, 3, usize::MAX, 10).unwrap();
     let mut alloc = ids();
     for text in ["1", "2", "3", "4", "5"] {
         post_ok(&mut room, &mut alloc, "a", text);
@@ -475,6 +487,47 @@ fn post_keeps_only_the_newest_history_max_messages_in_memory() {
     assert_eq!(room.last_seq, Seq(5));
     let seqs: Vec<Seq> = room.history.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, vec![Seq(3), Seq(4), Seq(5)]);
+}
+
+#[test]
+fn the_window_keeps_within_its_byte_bound_through_posts_and_edits() {
+    let t100 = "x".repeat(100);
+    let mut scratch =
+        Room::create(ROOM, spec(RoomKind::Group, &[]), &who("a"), T0, 100, usize::MAX, 10).unwrap();
+    post_ok(&mut scratch, &mut ids(), "a", &t100);
+    let one = scratch.history[0].encoded_len();
+    // Room for two such messages, not three.
+    let bound = 2 * one + 50;
+    let mut room =
+        Room::create(ROOM, spec(RoomKind::Group, &[]), &who("a"), T0, 100, bound, 10).unwrap();
+    let window_bytes = |room: &Room| room.history.iter().map(|m| m.encoded_len()).sum::<usize>();
+    let mut alloc = ids();
+    post_ok(&mut room, &mut alloc, "a", &t100);
+    post_ok(&mut room, &mut alloc, "a", &t100);
+    assert_eq!(history_ids(&room), vec![ID1, ID2]);
+    assert_eq!(room.history_bytes, 2 * one);
+    let out = room
+        .apply(&who("a"), RoomAction::Post(new_message("a", &t100, MessageId(0))), &mut alloc, T1)
+        .unwrap();
+    assert_eq!(out.evicted.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ID1]);
+    assert_eq!(out.evicted_for_bytes, 1);
+    assert_eq!(history_ids(&room), vec![ID2, ID3]);
+    // An edit that grows a message evicts the oldest too (here: the edited one itself).
+    let edit = RoomAction::Edit { message: ID2, text: "y".repeat(300), bytes_max: usize::MAX };
+    let out = room.apply(&who("a"), edit, &mut alloc, T1).unwrap();
+    assert_eq!(out.evicted.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ID2]);
+    assert_eq!(out.evicted[0].text, "y".repeat(300), "the evicted version is the edited one");
+    assert_eq!(history_ids(&room), vec![ID3]);
+    assert_eq!(room.history_bytes, window_bytes(&room));
+    // A deletion shrinks it; the newest message always stays, however large.
+    room.apply(&who("a"), RoomAction::DeleteMessage(ID3), &mut alloc, T1).unwrap();
+    assert_eq!(room.history_bytes, window_bytes(&room));
+    assert!(room.history_bytes < one);
+    let big = "z".repeat(bound);
+    post_ok(&mut room, &mut alloc, "a", &big);
+    assert_eq!(room.history.len(), 1);
+    assert_eq!(room.history_bytes, window_bytes(&room));
+    assert!(room.history_bytes > bound);
 }
 
 #[test]
@@ -743,9 +796,16 @@ fn put_member_permissions_roles_limits_and_joined() {
     ];
     for (name, kind, members_max, viewer, user, role, expected) in cases {
         let members = [("owner", Owner), ("mod", Moderator), ("mem", Member)];
-        let mut room =
-            Room::create(ROOM, spec(kind, &members), &Viewer::Service, T0, 100, members_max)
-                .unwrap();
+        let mut room = Room::create(
+            ROOM,
+            spec(kind, &members),
+            &Viewer::Service,
+            T0,
+            100,
+            usize::MAX,
+            members_max,
+        )
+        .unwrap();
         let put = RoomAction::PutMember { user: uid(user), role };
         let got = room.apply(&who(viewer), put, &mut ids(), T1);
         match expected {

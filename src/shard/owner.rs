@@ -609,6 +609,7 @@ impl Shard {
             viewer,
             now_ms(),
             limits.history_per_room_max,
+            limits.history_bytes_per_room_max,
             limits.members_per_room_max,
         ) {
             Ok(room) => room,
@@ -671,11 +672,16 @@ impl Shard {
             Err(refusal) => return Effects::refused(refusal),
         };
         let mut pins = Vec::new();
-        if let Some(evicted) = outcome.evicted.clone() {
+        for evicted in outcome.evicted.iter().cloned() {
             owned.message_rooms.remove(&evicted.id);
             // A write of it may still wait for its commit, which this one's commit follows.
             pins.push(evicted.id);
             owned.pin(evicted.id, Some(evicted));
+        }
+        if outcome.evicted_for_bytes > 0 {
+            self.metrics
+                .history_window_byte_evictions_total
+                .fetch_add(outcome.evicted_for_bytes as u64, std::sync::atomic::Ordering::Relaxed);
         }
         if let (Some(stored), true) = (&outcome.stored, outcome.reply_is_new_message()) {
             owned.message_rooms.insert(stored.id, room_id);

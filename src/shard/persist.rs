@@ -110,7 +110,7 @@ pub fn recover(
     shard: ShardId,
     shard_count: usize,
     recovered: Recovered,
-    history_max: usize,
+    (history_max, history_bytes_max): (usize, usize),
     members_max: usize,
 ) -> (Owned, Vec<(UserId, RoomId)>) {
     let mut owned = Owned::new(shard, shard_count);
@@ -150,10 +150,7 @@ pub fn recover(
         }
         let history: std::collections::VecDeque<_> =
             entry.recent.into_iter().map(MessageRecord::into_message).collect();
-        for message in &history {
-            owned.message_rooms.insert(message.id, room_id);
-        }
-        let room = Room {
+        let mut room = Room {
             id: room_id,
             kind,
             name: record.name,
@@ -163,10 +160,17 @@ pub fn recover(
             created_ms: record.created_ms,
             updated_ms: record.updated_ms,
             last_seq: Seq(record.last_seq),
-            history,
+            history: Default::default(),
             history_max,
+            history_bytes_max,
+            history_bytes: 0,
             members_max,
         };
+        // The store hands back the newest `history_max`; the byte bound may keep fewer.
+        room.set_window(history);
+        for message in &room.history {
+            owned.message_rooms.insert(message.id, room_id);
+        }
         let mut entry = OwnedRoom::new(room, shard_count);
         // Its members were welcomed before the restart.
         entry.welcome_pending.clear();

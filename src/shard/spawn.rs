@@ -133,7 +133,7 @@ fn start_shards(
             ShardId(id),
             shard_count,
             recovered,
-            config.history_per_room_max,
+            (config.history_per_room_max, config.history_bytes_per_room_max),
             config.members_per_room_max,
         );
         stores.push((store, owned, memberships, dialect_records));

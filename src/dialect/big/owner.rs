@@ -592,7 +592,8 @@ mod tests {
             attributes: "{}".into(),
             members,
         };
-        let mut room = Room::create(RoomId(1), spec, &Viewer::Service, 0, 100, 100).unwrap();
+        let mut room =
+            Room::create(RoomId(1), spec, &Viewer::Service, 0, 100, usize::MAX, 100).unwrap();
         let mut ids = IdAllocator::new(ShardId(0), 1, 0);
         let post = |room: &mut Room, ids: &mut IdAllocator, author: &str| {
             let new = NewMessage {
