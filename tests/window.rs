@@ -299,6 +299,114 @@ async fn a_member_that_would_give_a_pair_a_second_direct_room_is_refused() {
     assert_eq!(r.json()["room"]["id"], alone);
 }
 
+/// Posts `text` as `user` in `room`, a comment on `parent`.
+async fn comment(addr: SocketAddr, room: u64, user: &str, parent: u64, text: &str) -> HttpResponse {
+    let path = format!("/api/v1/rooms/{room}/messages");
+    let body = json!({"text": text, "parent_id": parent});
+    call(addr, "POST", &path, Some(&user_token(user)), Some(body)).await
+}
+
+/// The comment count of message `id` of `room`, as history (from the store) shows it.
+async fn comment_count(addr: SocketAddr, room: u64, id: u64) -> u64 {
+    let path = format!("/api/v1/rooms/{room}/messages?after={}&limit=1", id - 1);
+    let r = call(addr, "GET", &path, Some(&service_token()), None).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let body = r.json();
+    assert_eq!(body["messages"][0]["id"], id, "{body}");
+    body["messages"][0]["comment_count"].as_u64().expect("comment_count")
+}
+
+#[tokio::test]
+async fn comments_on_a_message_older_than_the_window_count_on_it_across_a_restart() {
+    let dir = TempDir::new();
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    let room = create_room(addr, "comments", &["alice", "bob"]).await;
+    let mut bob = virola(addr, "bob").await;
+    let parent = post_message(addr, room, "alice", "the topic").await["id"].as_u64().unwrap();
+    for i in 0..WINDOW {
+        post_message(addr, room, "alice", &format!("filler {i}")).await;
+    }
+    // Out of the window now; commenting on it still works, and counts.
+    let r = comment(addr, room, "bob", parent, "a late reply").await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let reply = r.json()["message"]["id"].as_u64().unwrap();
+    assert_eq!(r.json()["message"]["parent_id"], parent);
+    // The members see the parent updated, as for a parent in the window.
+    let updated = loop {
+        let event = next_of(&mut bob, "TextMessagesUpdated").await;
+        if event["data"]["messages"][0]["messageId"] == parent {
+            break event;
+        }
+    };
+    assert_eq!(updated["data"]["messages"][0]["commentCount"], 1);
+    assert_eq!(comment_count(addr, room, parent).await, 1);
+    assert_eq!(comment(addr, room, "alice", parent, "another").await.status, 201);
+    assert_eq!(comment_count(addr, room, parent).await, 2);
+    // No such parent, or another room's: 404 as before.
+    assert_eq!(comment(addr, room, "bob", 999_999_998, "x").await.status, 404);
+    let other = create_room(addr, "other", &["bob"]).await;
+    assert_eq!(comment(addr, other, "bob", parent, "x").await.status, 404);
+    // A deleted parent takes no comment.
+    let gone = post_message(addr, room, "alice", "soon gone").await["id"].as_u64().unwrap();
+    for i in 0..WINDOW {
+        post_message(addr, room, "alice", &format!("more {i}")).await;
+    }
+    assert_eq!(delete(addr, "alice", gone).await.status, 204);
+    assert_eq!(comment(addr, room, "bob", gone, "x").await.status, 404);
+    close(bob).await;
+    handle.shutdown();
+
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    assert_eq!(comment_count(addr, room, parent).await, 2);
+    assert_eq!(comment(addr, room, "bob", parent, "after the restart").await.status, 201);
+    assert_eq!(comment_count(addr, room, parent).await, 3);
+    assert_eq!(delete(addr, "bob", reply).await.status, 204);
+    assert_eq!(comment_count(addr, room, parent).await, 2);
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn deleting_a_comment_lowers_its_parents_count_when_the_parent_is_older_than_the_window() {
+    let dir = TempDir::new();
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    let room = create_room(addr, "uncount", &["alice", "bob"]).await;
+    let parent = post_message(addr, room, "alice", "the topic").await["id"].as_u64().unwrap();
+    let id_of = |r: HttpResponse| {
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["message"]["id"].as_u64().unwrap()
+    };
+    // Two comments while the parent is in the window.
+    let old_comment = id_of(comment(addr, room, "bob", parent, "first").await);
+    let new_comment = id_of(comment(addr, room, "bob", parent, "second").await);
+    assert_eq!(comment_count(addr, room, parent).await, 2);
+    // One filler: the parent and the first comment leave the window, the second stays.
+    post_message(addr, room, "alice", "filler").await;
+    let mut alice = virola(addr, "alice").await;
+
+    // A comment in the window, its parent not: the parent counts one fewer.
+    assert_eq!(delete(addr, "bob", new_comment).await.status, 204);
+    assert_eq!(comment_count(addr, room, parent).await, 1);
+    let updated = loop {
+        let event = next_of(&mut alice, "TextMessagesUpdated").await;
+        if event["data"]["messages"][0]["messageId"] == parent {
+            break event;
+        }
+    };
+    assert_eq!(updated["data"]["messages"][0]["commentCount"], 1);
+    // A comment older than the window too.
+    assert_eq!(delete(addr, "bob", old_comment).await.status, 204);
+    assert_eq!(comment_count(addr, room, parent).await, 0);
+    close(alice).await;
+    handle.shutdown();
+
+    let handle = start_on(&dir, 2);
+    assert_eq!(comment_count(handle.addr, room, parent).await, 0, "stored");
+    handle.shutdown();
+}
+
 /// A server whose window is bounded by bytes (`history_bytes_per_room_max`) long before its
 /// count: a few messages of up to 4 KiB.
 fn start_byte_bounded(dir: &TempDir) -> roomcast::ServerHandle {

@@ -298,6 +298,22 @@ impl Room {
         ids: &mut IdAllocator,
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
+        self.apply_with_parent(viewer, action, ids, now_ms, None)
+    }
+
+    /// `apply`, with `parent`: the parent of the comment `action` posts or deletes when it is
+    /// older than the window (the owner read it from the store, see
+    /// [`Room::outside_parent`]). Its comment count changes as it would in the window
+    /// (`parent` is updated, and a `MessageUpdated` of it is among the events); a post whose
+    /// parent is neither in the window nor given (or not this room's, or deleted) is refused.
+    pub fn apply_with_parent(
+        &mut self,
+        viewer: &Viewer,
+        action: RoomAction,
+        ids: &mut IdAllocator,
+        now_ms: u64,
+        parent: Option<&mut Arc<Message>>,
+    ) -> Result<Outcome, Refusal> {
         let role = self.check_visible(viewer)?;
         let is_moderator = role.is_some_and(|r| r >= Role::Moderator);
         match action {
@@ -343,14 +359,33 @@ impl Room {
             RoomAction::RemoveMember(user) => {
                 self.remove_member(viewer, is_moderator, user, now_ms)
             }
-            RoomAction::Post(new) => self.post(viewer, role, new, ids, now_ms),
+            RoomAction::Post(new) => self.post(viewer, role, new, ids, now_ms, parent),
             RoomAction::Edit { message, text, bytes_max } => {
                 self.edit(viewer, message, text, bytes_max, now_ms)
             }
             RoomAction::DeleteMessage(message) => {
-                self.delete_message(viewer, is_moderator, message, now_ms)
+                self.delete_message(viewer, is_moderator, message, now_ms, parent)
             }
         }
+    }
+
+    /// The id of the parent `action` would change (the parent of a comment it posts, or of a
+    /// comment in the window it deletes) when that parent is older than the window: the owner
+    /// reads it from the store and passes it to `apply_with_parent`.
+    pub fn outside_parent(&self, action: &RoomAction) -> Option<MessageId> {
+        let parent = match action {
+            RoomAction::Post(new) => new.parent_id,
+            RoomAction::DeleteMessage(id) => {
+                self.window_index(*id).map(|i| self.history[i].parent_id)?
+            }
+            _ => return None,
+        };
+        (parent != MessageId(0) && self.window_index(parent).is_none()).then_some(parent)
+    }
+
+    /// Where message `id` is in the window (deleted ones included).
+    fn window_index(&self, id: MessageId) -> Option<usize> {
+        self.history.binary_search_by(|m| m.id.cmp(&id)).ok()
     }
 
     fn history(
@@ -440,6 +475,7 @@ impl Room {
         new: NewMessage,
         ids: &mut IdAllocator,
         now_ms: u64,
+        outside: Option<&mut Arc<Message>>,
     ) -> Result<Outcome, Refusal> {
         let author_role = match viewer {
             Viewer::Service => self.members.get(&new.author).map(|m| m.role).or(Some(Role::Owner)),
@@ -453,8 +489,13 @@ impl Room {
         }
         let mut out = Outcome::default();
         if new.parent_id != MessageId(0) {
-            let parent =
-                self.find_mut(new.parent_id).ok_or(Refusal::NotFound("no such parent message"))?;
+            let room = self.id;
+            let parent = match self.find_mut(new.parent_id) {
+                Some(parent) => parent,
+                None => outside
+                    .filter(|p| p.id == new.parent_id && p.room == room && p.deleted_ms.is_none())
+                    .ok_or(Refusal::NotFound("no such parent message"))?,
+            };
             let p = Arc::make_mut(parent);
             p.comment_count += 1;
             p.modified_ms = now_ms;
@@ -545,6 +586,7 @@ impl Room {
         is_moderator: bool,
         id: MessageId,
         now_ms: u64,
+        outside: Option<&mut Arc<Message>>,
     ) -> Result<Outcome, Refusal> {
         let message = self.find_mut(id).ok_or(Refusal::NotFound("no such message"))?;
         let before = message.encoded_len();
@@ -553,11 +595,13 @@ impl Room {
         let parent_id = message.parent_id;
         self.history_bytes = self.history_bytes.saturating_sub(before).saturating_add(after);
         if parent_id != MessageId(0) {
-            if let Some(parent) = self.find_mut(parent_id) {
-                let p = Arc::make_mut(parent);
-                p.comment_count = p.comment_count.saturating_sub(1);
-                p.modified_ms = now_ms;
-                out.events.push(Event::MessageUpdated(parent.clone()));
+            let room = self.id;
+            let parent = match self.find_mut(parent_id) {
+                Some(parent) => Some(parent),
+                None => outside.filter(|p| p.id == parent_id && p.room == room),
+            };
+            if let Some(parent) = parent {
+                uncount_comment(parent, now_ms, &mut out);
             }
         }
         Ok(out)
@@ -566,13 +610,14 @@ impl Room {
     /// Applies an edit or a deletion (`action`) for `viewer` to `message` of this room, which
     /// is older than the in-memory window (read from the store by the owner): the same rules
     /// and the same outcome as for a message in the window. The parent of a deleted comment is
-    /// older still, so its comment count is not changed.
+    /// older still: its comment count changes when the owner read it (`parent`).
     pub fn apply_detached(
         &mut self,
         viewer: &Viewer,
         action: RoomAction,
         message: &mut Arc<Message>,
         now_ms: u64,
+        parent: Option<&mut Arc<Message>>,
     ) -> Result<Outcome, Refusal> {
         let role = self.check_visible(viewer)?;
         if message.room != self.id || message.deleted_ms.is_some() {
@@ -583,10 +628,31 @@ impl Room {
             RoomAction::Edit { text, bytes_max, .. } => {
                 edit_message(viewer, message, text, bytes_max, now_ms)
             }
-            RoomAction::DeleteMessage(_) => delete_message(viewer, is_moderator, message, now_ms),
+            RoomAction::DeleteMessage(_) => {
+                let mut out = delete_message(viewer, is_moderator, message, now_ms)?;
+                let (room, parent_id) = (self.id, message.parent_id);
+                let parent = parent
+                    .filter(|p| parent_id != MessageId(0) && p.id == parent_id && p.room == room);
+                if let Some(parent) = parent {
+                    uncount_comment(parent, now_ms, &mut out);
+                }
+                Ok(out)
+            }
             _ => Err(Refusal::Invalid("only edits and deletions address a message".into())),
         }
     }
+}
+
+/// One comment fewer on `parent` (a deleted comment's, unless deleted itself), with its
+/// `MessageUpdated` in `out`.
+fn uncount_comment(parent: &mut Arc<Message>, now_ms: u64, out: &mut Outcome) {
+    if parent.deleted_ms.is_some() {
+        return;
+    }
+    let p = Arc::make_mut(parent);
+    p.comment_count = p.comment_count.saturating_sub(1);
+    p.modified_ms = now_ms;
+    out.events.push(Event::MessageUpdated(parent.clone()));
 }
 
 /// The edit of a live `message` (in the window or read from the store): only its author (or a

@@ -531,6 +531,63 @@ fn the_window_keeps_within_its_byte_bound_through_posts_and_edits() {
 }
 
 #[test]
+fn comments_count_on_a_parent_older_than_the_window_when_the_owner_gives_it() {
+    let mut room =
+        Room::create(ROOM, spec(RoomKind::Group, &[]), &who("a"), T0, 2, usize::MAX, 10).unwrap();
+    let mut alloc = ids();
+    for text in ["topic", "f1", "f2"] {
+        post_ok(&mut room, &mut alloc, "a", text);
+    }
+    assert_eq!(history_ids(&room), vec![ID2, ID3]);
+    let post = |parent| RoomAction::Post(new_message("a", "reply", parent));
+    assert_eq!(room.outside_parent(&post(ID1)), Some(ID1));
+    assert_eq!(room.outside_parent(&post(ID2)), None, "in the window");
+    // Without the parent at hand: 404; another room's message is no parent either.
+    let refused = room.apply(&who("a"), post(ID1), &mut alloc, T1).unwrap_err();
+    assert_eq!(refused, Refusal::NotFound("no such parent message"));
+    let mut foreign =
+        Arc::new(Message { room: RoomId(99), ..message(ID1, Seq(1), "a", "x", MessageId(0)) });
+    let refused = room.apply_with_parent(&who("a"), post(ID1), &mut alloc, T1, Some(&mut foreign));
+    assert_eq!(refused.unwrap_err(), Refusal::NotFound("no such parent message"));
+    // With it: counted, and updated among the events (so the owner stores and sends it).
+    let mut parent = room_message(ID1, "topic");
+    let out =
+        room.apply_with_parent(&who("a"), post(ID1), &mut alloc, T1, Some(&mut parent)).unwrap();
+    assert_eq!(parent.comment_count, 1);
+    assert!(
+        matches!(&out.events[1], Event::MessageUpdated(m) if m.id == ID1 && m.comment_count == 1)
+    );
+    let comment = match out.reply {
+        Reply::Message(m) => m,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(room.outside_parent(&RoomAction::DeleteMessage(comment.id)), Some(ID1));
+    let delete = RoomAction::DeleteMessage(comment.id);
+    let out = room.apply_with_parent(&who("a"), delete, &mut alloc, T1, Some(&mut parent)).unwrap();
+    assert_eq!(parent.comment_count, 0);
+    assert!(matches!(&out.events[1], Event::MessageUpdated(m) if m.id == ID1));
+    // A comment outside the window too (apply_detached), its parent given.
+    let mut old_comment = Arc::new(message(ID6, Seq(4), "a", "old reply", ID1));
+    Arc::make_mut(&mut parent).comment_count = 1;
+    let out = room
+        .apply_detached(
+            &who("a"),
+            RoomAction::DeleteMessage(ID6),
+            &mut old_comment,
+            T1,
+            Some(&mut parent),
+        )
+        .unwrap();
+    assert_eq!(parent.comment_count, 0);
+    assert_eq!(out.events.len(), 2);
+}
+
+/// A message of `ROOM` by "a", with no comments.
+fn room_message(id: MessageId, text: &str) -> Arc<Message> {
+    Arc::new(Message { room: ROOM, ..message(id, Seq(1), "a", text, MessageId(0)) })
+}
+
+#[test]
 fn post_comment_counts_on_the_parent_and_emits_created_then_updated() {
     let mut room = fixture(RoomKind::Group);
     let mut alloc = ids();
@@ -1185,7 +1242,7 @@ fn detached_messages_follow_the_window_rules() {
     ];
     for (viewer, action, expected) in cases {
         let mut m = old();
-        let got = room.apply_detached(&who(viewer), action.clone(), &mut m, later);
+        let got = room.apply_detached(&who(viewer), action.clone(), &mut m, later, None);
         match (got, expected) {
             (Err(got), Err(want)) => assert_eq!(got, want, "{viewer} {action:?}"),
             (Ok(out), Ok(())) => {
@@ -1213,18 +1270,23 @@ fn detached_messages_follow_the_window_rules() {
     // Deleted, or of another room: no such message.
     let mut gone = old();
     Arc::make_mut(&mut gone).deleted_ms = Some(T1);
-    let got = room.apply_detached(&who("mem"), edit("x"), &mut gone, later);
+    let got = room.apply_detached(&who("mem"), edit("x"), &mut gone, later, None);
     assert_eq!(got.unwrap_err(), Refusal::NotFound("no such message"));
     let mut elsewhere = old();
     Arc::make_mut(&mut elsewhere).room = RoomId(8);
-    let got =
-        room.apply_detached(&who("mem"), RoomAction::DeleteMessage(ID1), &mut elsewhere, later);
+    let got = room.apply_detached(
+        &who("mem"),
+        RoomAction::DeleteMessage(ID1),
+        &mut elsewhere,
+        later,
+        None,
+    );
     assert_eq!(got.unwrap_err(), Refusal::NotFound("no such message"));
     // Too large after the edit: 413, as in the window.
     let mut m = old();
     let big = RoomAction::Edit { message: ID1, text: "x".repeat(5000), bytes_max: 4096 };
     assert!(matches!(
-        room.apply_detached(&who("mem"), big, &mut m, later),
+        room.apply_detached(&who("mem"), big, &mut m, later, None),
         Err(Refusal::MessageTooLarge(_))
     ));
     assert_eq!(m.text, "old", "a refused change leaves the message alone");

@@ -104,6 +104,32 @@ pub enum Then {
     },
 }
 
+/// What a message action addresses: a room (posts, and changes of messages in its window),
+/// or a message by id, wherever it is (`Request::Message`).
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// A room.
+    Room(RoomId),
+    /// A message, in a window or only in the store.
+    Message(MessageId),
+}
+
+/// A room or message action on its way through the owner (`Shard::run_room_action`).
+#[derive(Debug)]
+pub struct MessageRun {
+    /// What it addresses.
+    pub target: Target,
+    /// Who acts.
+    pub viewer: Viewer,
+    /// What to do.
+    pub action: RoomAction,
+    /// The caller.
+    pub reply_to: ReplyTo,
+    /// The parent it changes was read from the store already (found or not): it runs with
+    /// what is at hand, never reading it again.
+    pub parent_read: bool,
+}
+
 /// A user's record on its owner shard.
 #[derive(Debug, Default)]
 pub struct UserRecord {
@@ -320,6 +346,16 @@ impl Owned {
         }
     }
 
+    /// Whether a version of `id`, outside every window, is at hand (pinned, `Owned::pin`).
+    pub fn has_version(&self, id: MessageId) -> bool {
+        self.detached.get(&id).is_some_and(|d| d.message.is_some())
+    }
+
+    /// The version of `id` at hand, if any (`has_version`).
+    fn version(&self, id: MessageId) -> Option<Arc<Message>> {
+        self.detached.get(&id).and_then(|d| d.message.clone())
+    }
+
     /// Drops one pin of `id`; the entry goes with its last pin.
     pub fn unpin(&mut self, id: MessageId) {
         if let Some(entry) = self.detached.get_mut(&id) {
@@ -328,6 +364,19 @@ impl Owned {
                 self.detached.remove(&id);
             }
         }
+    }
+}
+
+/// Pins `parent` (outside every window) with its version `outcome` updated, if it did, until
+/// the outcome commits (`pins`).
+fn pin_updated(owned: &mut Owned, outcome: &Outcome, parent: MessageId, pins: &mut Vec<MessageId>) {
+    let updated = outcome.events.iter().find_map(|e| match e {
+        Event::MessageUpdated(m) if m.id == parent => Some(m.clone()),
+        _ => None,
+    });
+    if let Some(updated) = updated {
+        owned.pin(parent, Some(updated));
+        pins.push(parent);
     }
 }
 
@@ -391,26 +440,26 @@ impl Shard {
                     let then = Then::Claimed { room, viewer, action, pair, reply_to };
                     self.ask(owner, request, then);
                 }
-                None => {
-                    let effects = self.apply_room(room, &viewer, action);
-                    self.commit(effects, reply_to);
-                }
+                None => self.run_room_action(MessageRun {
+                    target: Target::Room(room),
+                    viewer,
+                    action,
+                    reply_to,
+                    parent_read: false,
+                }),
             },
             Request::ClaimPair { pair, room } => {
                 let holder =
                     *self.owner.owned.borrow_mut().direct_pairs.entry(pair).or_insert(room);
                 self.respond(reply_to, Response::PairHolder(holder));
             }
-            Request::Message { message, viewer, action } => {
-                let room = self.owner.owned.borrow().message_rooms.get(&message).copied();
-                match room {
-                    Some(room) => {
-                        let effects = self.apply_room(room, &viewer, action);
-                        self.commit(effects, reply_to);
-                    }
-                    None => self.read_detached(message, viewer, action, reply_to),
-                }
-            }
+            Request::Message { message, viewer, action } => self.run_room_action(MessageRun {
+                target: Target::Message(message),
+                viewer,
+                action,
+                reply_to,
+                parent_read: false,
+            }),
             Request::UserRooms { user } => {
                 let owned = self.owner.owned.borrow();
                 let mut rooms: Vec<RoomId> = owned
@@ -667,11 +716,20 @@ impl Shard {
                 }
             }
         }
-        let outcome = match entry.room.apply(viewer, action, &mut owned.message_ids, now_ms()) {
-            Ok(outcome) => outcome,
-            Err(refusal) => return Effects::refused(refusal),
-        };
+        // A comment's parent older than the window, read from the store beforehand.
+        let parent_id = entry.room.outside_parent(&action);
+        let detached = &owned.detached;
+        let mut parent = parent_id.and_then(|id| detached.get(&id)?.message.clone());
+        let ids = &mut owned.message_ids;
+        let outcome =
+            match entry.room.apply_with_parent(viewer, action, ids, now_ms(), parent.as_mut()) {
+                Ok(outcome) => outcome,
+                Err(refusal) => return Effects::refused(refusal),
+            };
         let mut pins = Vec::new();
+        if let Some(parent_id) = parent_id {
+            pin_updated(owned, &outcome, parent_id, &mut pins);
+        }
         for evicted in outcome.evicted.iter().cloned() {
             owned.message_rooms.remove(&evicted.id);
             // A write of it may still wait for its commit, which this one's commit follows.
@@ -696,43 +754,133 @@ impl Shard {
         self.room_effects(owned, room_id, viewer, write, outcome, pins)
     }
 
+    /// Runs a room or message action: a message missing from every window is read from the
+    /// store first (`read_detached`), and so is the parent a post or deletion of a comment
+    /// changes when it is older than the window (`read_parent`, once); then it is applied.
+    pub fn run_room_action(&self, run: MessageRun) {
+        let room = match run.target {
+            Target::Room(room) => room,
+            Target::Message(message) => {
+                let room = self.owner.owned.borrow().message_rooms.get(&message).copied();
+                match room {
+                    Some(room) => room,
+                    None => return self.read_detached(message, run),
+                }
+            }
+        };
+        if !run.parent_read {
+            let parent = {
+                let owned = self.owner.owned.borrow();
+                owned
+                    .rooms
+                    .get(&room)
+                    .and_then(|entry| entry.room.outside_parent(&run.action))
+                    .filter(|parent| !owned.has_version(*parent))
+            };
+            if let Some(parent) = parent {
+                return self.read_parent(parent, None, run);
+            }
+        }
+        let MessageRun { viewer, action, reply_to, .. } = run;
+        let effects = self.apply_room(room, &viewer, action);
+        self.commit(effects, reply_to);
+    }
+
     /// Reads `message`, missing from the window, from the store (off the loop) and then
-    /// applies `action` to it (`apply_detached`); pinned while read.
-    fn read_detached(
-        &self,
-        message: MessageId,
-        viewer: Viewer,
-        action: RoomAction,
-        reply_to: ReplyTo,
-    ) {
+    /// applies `run` to it (`detached_ready`); pinned while read. A version already at hand
+    /// (pinned) is newer than anything the store holds, so it needs no read.
+    fn read_detached(&self, message: MessageId, run: MessageRun) {
         if let Err(refusal) = self.admit() {
-            return self.respond(reply_to, Response::Refused(refusal));
+            return self.respond(run.reply_to, Response::Refused(refusal));
+        }
+        if self.owner.owned.borrow().has_version(message) {
+            return self.detached_ready(message, None, run);
         }
         self.owner.owned.borrow_mut().pin(message, None);
-        let then = PendingRead::Message { message, viewer, action, reply_to };
+        let then = PendingRead::Message { message, run: Box::new(run) };
         self.read_from_store(then, |store, token| store.read_message(token, message.get()));
+    }
+
+    /// Reads `parent` (a comment's, older than the window) from the store, pinned, and then
+    /// runs `run` again with it at hand; `also` is a message pinned until then.
+    fn read_parent(&self, parent: MessageId, also: Option<MessageId>, mut run: MessageRun) {
+        run.parent_read = true;
+        if let Err(refusal) = self.admit() {
+            self.unpin(also.as_slice());
+            return self.respond(run.reply_to, Response::Refused(refusal));
+        }
+        self.owner.owned.borrow_mut().pin(parent, None);
+        let then = PendingRead::Parent { parent, also, run: Box::new(run) };
+        self.read_from_store(then, |store, token| store.read_message(token, parent.get()));
+    }
+
+    /// A parent read (`read_parent`) completed with `record`: keeps it at hand (unless a
+    /// newer version is) and runs the action again.
+    pub fn parent_ready(
+        &self,
+        parent: MessageId,
+        record: Option<crate::store::MessageRecord>,
+        run: MessageRun,
+    ) {
+        if let Some(record) = record {
+            if let Some(entry) = self.owner.owned.borrow_mut().detached.get_mut(&parent) {
+                entry.message.get_or_insert_with(|| record.into_message());
+            }
+        }
+        self.run_room_action(run);
+    }
+
+    /// `message` (outside every window) is at hand or read (`record`): applies `run` to it,
+    /// after reading the parent of a comment it deletes when no version of it is at hand.
+    pub fn detached_ready(
+        &self,
+        message: MessageId,
+        record: Option<crate::store::MessageRecord>,
+        run: MessageRun,
+    ) {
+        let record = record.map(|r| r.into_message());
+        if !run.parent_read && matches!(run.action, RoomAction::DeleteMessage(_)) {
+            let mut owned = self.owner.owned.borrow_mut();
+            let current = owned.version(message).or_else(|| record.clone());
+            let comment = current.filter(|c| {
+                c.id == message && c.parent_id != MessageId(0) && c.deleted_ms.is_none()
+            });
+            if let Some(comment) = comment.filter(|c| !owned.has_version(c.parent_id)) {
+                // Kept at hand (it is the newest version) until the action runs again.
+                let parent = comment.parent_id;
+                owned.pin(message, Some(comment));
+                drop(owned);
+                return self.read_parent(parent, Some(message), run);
+            }
+        }
+        let MessageRun { viewer, action, reply_to, .. } = run;
+        let effects = self.apply_detached(message, record, &viewer, action);
+        self.commit(effects, reply_to);
     }
 
     /// Applies an edit or deletion to `message`, older than its room's window, as read from
     /// the store (`record`; the newest version applied here wins over it): the room's rules
-    /// (`Room::apply_detached`), and the same store ops and events as in the window.
-    pub fn apply_detached(
+    /// (`Room::apply_detached`), and the same store ops and events as in the window. A
+    /// deleted comment's parent counts one comment fewer when a version of it is at hand.
+    fn apply_detached(
         &self,
         message: MessageId,
-        record: Option<crate::store::MessageRecord>,
+        record: Option<Arc<Message>>,
         viewer: &Viewer,
         action: RoomAction,
     ) -> Effects {
         let mut guard = self.owner.owned.borrow_mut();
         let owned = &mut *guard;
-        let newest = owned.detached.get(&message).and_then(|d| d.message.clone());
-        let Some(mut current) = newest.or_else(|| record.map(|r| r.into_message())) else {
+        let newest = owned.version(message);
+        let Some(mut current) = newest.or(record) else {
             return Effects::refused(Refusal::NotFound("no such message"));
         };
         if current.id != message {
             return Effects::refused(Refusal::NotFound("no such message"));
         }
         let room_id = current.room;
+        let parent_id = current.parent_id;
+        let mut parent = (parent_id != MessageId(0)).then(|| owned.version(parent_id)).flatten();
         let Some(entry) = owned.rooms.get_mut(&room_id) else {
             return Effects::refused(Refusal::NotFound("no such message"));
         };
@@ -742,12 +890,20 @@ impl Shard {
         if let Err(refusal) = self.admit() {
             return Effects::refused(refusal);
         }
-        let outcome = match entry.room.apply_detached(viewer, action, &mut current, now_ms()) {
+        let outcome = match entry.room.apply_detached(
+            viewer,
+            action,
+            &mut current,
+            now_ms(),
+            parent.as_mut(),
+        ) {
             Ok(outcome) => outcome,
             Err(refusal) => return Effects::refused(refusal),
         };
         owned.pin(message, Some(current));
-        self.room_effects(owned, room_id, viewer, Some(write), outcome, vec![message])
+        let mut pins = vec![message];
+        pin_updated(owned, &outcome, parent_id, &mut pins);
+        self.room_effects(owned, room_id, viewer, Some(write), outcome, pins)
     }
 
     /// The store ops, dialect hooks, bundles and membership commands of `outcome` on room
