@@ -373,6 +373,7 @@ async fn deleting_a_comment_lowers_its_parents_count_when_the_parent_is_older_th
     let handle = start_on(&dir, 2);
     let addr = handle.addr;
     let room = create_room(addr, "uncount", &["alice", "bob"]).await;
+    let mut alice = virola(addr, "alice").await;
     let parent = post_message(addr, room, "alice", "the topic").await["id"].as_u64().unwrap();
     let id_of = |r: HttpResponse| {
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
@@ -384,7 +385,6 @@ async fn deleting_a_comment_lowers_its_parents_count_when_the_parent_is_older_th
     assert_eq!(comment_count(addr, room, parent).await, 2);
     // One filler: the parent and the first comment leave the window, the second stays.
     post_message(addr, room, "alice", "filler").await;
-    let mut alice = virola(addr, "alice").await;
 
     // A comment in the window, its parent not: the parent counts one fewer.
     assert_eq!(delete(addr, "bob", new_comment).await.status, 204);
