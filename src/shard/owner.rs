@@ -972,9 +972,10 @@ impl Shard {
                 joined: joined.as_ref(),
                 receipts: owned.receipts.get(&room_id),
                 deleted,
+                connected: &entry.member_dialects,
             };
             for d in DialectId::in_mask(dialects) {
-                d.get().decorate(self, &cx, &mut bundle);
+                d.get().decorate(self, &cx, &mut bundle, &mut commands);
             }
             let bundle = Arc::new(bundle);
             for s in shards_in(mask) {
