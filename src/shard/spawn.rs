@@ -121,7 +121,7 @@ fn start_shards(
             id,
             shard_count,
             config.durability,
-            config.history_per_room_max,
+            (config.history_per_room_max, config.history_bytes_per_room_max),
             config.ring_slots,
             wake,
         )
