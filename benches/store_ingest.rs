@@ -46,7 +46,8 @@ fn ingest(c: &mut Criterion) {
             let _ = std::fs::remove_dir_all(&dir);
             check_data_dir(&dir, 1).expect("data dir");
             let (mut store, _) =
-                Store::open(&dir, 0, 1, durability, 100, 4096, Arc::new(|| {})).expect("open");
+                Store::open(&dir, 0, 1, durability, (100, usize::MAX), 4096, Arc::new(|| {}))
+                    .expect("open");
             let room = 1;
             let first = vec![StoreOp::PutRoom(RoomRecord {
                 id: room,

@@ -121,6 +121,9 @@ shard_metrics! {
     http_keepalive_closes_total: "counter";
     /// Rooms owned by this shard.
     rooms: "gauge";
+    /// Messages pushed out of a room's in-memory window by its byte bound
+    /// (`history_bytes_per_room_max`) before its count bound; they are read from the store.
+    history_window_byte_evictions_total: "counter";
     /// Users owned by this shard with connections or rooms.
     users: "gauge";
     /// Store write transactions committed (each a group of batches).

@@ -2,6 +2,8 @@
 //! started again on the same data directory; a reconnecting BIG client gets every event it had
 //! not acknowledged (same ids, same frames), never one it had, and the per-user bound holds
 //! (a coalesced or evicted event does not come back, an overflow empties the user's store).
+//! A room event a client got survives a crash the moment after (its record is committed
+//! before it is sent).
 
 mod support;
 
@@ -47,8 +49,9 @@ fn kill9(mut process: Process) {
 
 /// Kills the server once what it was told is committed, and starts it again on `dir`.
 async fn restart(process: Process, dir: &TempDir, unacked_max: usize) -> Process {
-    // Records of delivered events follow their delivery by a ring hop and one group commit
-    // (milliseconds; a loaded machine can take far longer).
+    // An event reaches a client only once its record is committed, but an ack's deletion of
+    // it follows the ack by a ring hop and one group commit (milliseconds; a loaded machine
+    // can take far longer).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     kill9(process);
     spawn_server(&dir.0, unacked_max)
@@ -210,4 +213,70 @@ async fn a_lower_bound_after_a_restart_keeps_only_the_newest_events() {
     assert_eq!(events, news[1..3], "{events:?}");
     close(bob).await;
     drop(alice);
+}
+
+#[tokio::test]
+async fn a_room_event_a_client_got_survives_a_crash_the_moment_after() {
+    let dir = TempDir::new();
+    let server = spawn_server(&dir.0, 256);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    let mut carol = big(server.addr, "carol").await;
+    new_message(&mut alice, "0", "bob", "open the dialog").await;
+    // A group too: its `new`s go to two recipients.
+    let r = call(
+        server.addr,
+        "POST",
+        "/api/v1/rooms",
+        Some(&user_token("alice")),
+        Some(json!({"kind": "group", "members": ["bob", "carol"]})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let group = r.json()["room"]["id"].as_u64().unwrap().to_string();
+    // Once the group is in their chat lists, their sockets are subscribed to it.
+    for ws in [&mut bob, &mut carol] {
+        loop {
+            let chats = next_event(ws, "chats").await;
+            let items = chats["payload"].as_array().cloned().unwrap_or_default();
+            if items.iter().any(|c| c["id"].as_str() == Some(&group)) {
+                break;
+            }
+        }
+    }
+    for i in 1..=5 {
+        new_message(&mut alice, &format!("d{i}"), "bob", &format!("dialog {i}")).await;
+        new_message(&mut alice, &format!("g{i}"), &group, &format!("group {i}")).await;
+    }
+    // Every `new` each got since (none acknowledged); the server dies the moment the last
+    // arrives.
+    let got = [distinct_news(&mut bob, 10).await, distinct_news(&mut carol, 5).await];
+    kill9(server);
+
+    let server = spawn_server(&dir.0, 256);
+    for (user, got) in [("bob", &got[0]), ("carol", &got[1])] {
+        assert!(!got.is_empty(), "{user}");
+        let mut ws = big(server.addr, user).await;
+        // Each comes back, the same frame, id and all (bob also gets the dialog's first).
+        let mut again = Vec::new();
+        while again.len() < got.len() {
+            let event = next_event(&mut ws, "new").await;
+            if got.contains(&event) && !again.contains(&event) {
+                again.push(event);
+            }
+        }
+        close(ws).await;
+    }
+}
+
+/// The first `n` distinct `new` events on `ws`.
+async fn distinct_news(ws: &mut Ws, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let event = next_event(ws, "new").await;
+        if !got.contains(&event) {
+            got.push(event);
+        }
+    }
+    got
 }

@@ -299,6 +299,312 @@ async fn a_member_that_would_give_a_pair_a_second_direct_room_is_refused() {
     assert_eq!(r.json()["room"]["id"], alone);
 }
 
+/// Posts `text` as `user` in `room`, a comment on `parent`.
+async fn comment(addr: SocketAddr, room: u64, user: &str, parent: u64, text: &str) -> HttpResponse {
+    let path = format!("/api/v1/rooms/{room}/messages");
+    let body = json!({"text": text, "parent_id": parent});
+    call(addr, "POST", &path, Some(&user_token(user)), Some(body)).await
+}
+
+/// The comment count of message `id` of `room`, as history (from the store) shows it.
+async fn comment_count(addr: SocketAddr, room: u64, id: u64) -> u64 {
+    let path = format!("/api/v1/rooms/{room}/messages?after={}&limit=1", id - 1);
+    let r = call(addr, "GET", &path, Some(&service_token()), None).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let body = r.json();
+    assert_eq!(body["messages"][0]["id"], id, "{body}");
+    body["messages"][0]["comment_count"].as_u64().expect("comment_count")
+}
+
+#[tokio::test]
+async fn comments_on_a_message_older_than_the_window_count_on_it_across_a_restart() {
+    let dir = TempDir::new();
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    let room = create_room(addr, "comments", &["alice", "bob"]).await;
+    let mut bob = virola(addr, "bob").await;
+    let parent = post_message(addr, room, "alice", "the topic").await["id"].as_u64().unwrap();
+    for i in 0..WINDOW {
+        post_message(addr, room, "alice", &format!("filler {i}")).await;
+    }
+    // Out of the window now; commenting on it still works, and counts.
+    let r = comment(addr, room, "bob", parent, "a late reply").await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let reply = r.json()["message"]["id"].as_u64().unwrap();
+    assert_eq!(r.json()["message"]["parent_id"], parent);
+    // The members see the parent updated, as for a parent in the window.
+    let updated = loop {
+        let event = next_of(&mut bob, "TextMessagesUpdated").await;
+        if event["data"]["messages"][0]["messageId"] == parent {
+            break event;
+        }
+    };
+    assert_eq!(updated["data"]["messages"][0]["commentCount"], 1);
+    assert_eq!(comment_count(addr, room, parent).await, 1);
+    assert_eq!(comment(addr, room, "alice", parent, "another").await.status, 201);
+    assert_eq!(comment_count(addr, room, parent).await, 2);
+    // No such parent, or another room's: 404 as before.
+    assert_eq!(comment(addr, room, "bob", 999_999_998, "x").await.status, 404);
+    let other = create_room(addr, "other", &["bob"]).await;
+    assert_eq!(comment(addr, other, "bob", parent, "x").await.status, 404);
+    // A deleted parent takes no comment.
+    let gone = post_message(addr, room, "alice", "soon gone").await["id"].as_u64().unwrap();
+    for i in 0..WINDOW {
+        post_message(addr, room, "alice", &format!("more {i}")).await;
+    }
+    assert_eq!(delete(addr, "alice", gone).await.status, 204);
+    assert_eq!(comment(addr, room, "bob", gone, "x").await.status, 404);
+    close(bob).await;
+    handle.shutdown();
+
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    assert_eq!(comment_count(addr, room, parent).await, 2);
+    assert_eq!(comment(addr, room, "bob", parent, "after the restart").await.status, 201);
+    assert_eq!(comment_count(addr, room, parent).await, 3);
+    assert_eq!(delete(addr, "bob", reply).await.status, 204);
+    assert_eq!(comment_count(addr, room, parent).await, 2);
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn deleting_a_comment_lowers_its_parents_count_when_the_parent_is_older_than_the_window() {
+    let dir = TempDir::new();
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    let room = create_room(addr, "uncount", &["alice", "bob"]).await;
+    let mut alice = virola(addr, "alice").await;
+    let parent = post_message(addr, room, "alice", "the topic").await["id"].as_u64().unwrap();
+    let id_of = |r: HttpResponse| {
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["message"]["id"].as_u64().unwrap()
+    };
+    // Two comments while the parent is in the window.
+    let old_comment = id_of(comment(addr, room, "bob", parent, "first").await);
+    let new_comment = id_of(comment(addr, room, "bob", parent, "second").await);
+    assert_eq!(comment_count(addr, room, parent).await, 2);
+    // One filler: the parent and the first comment leave the window, the second stays.
+    post_message(addr, room, "alice", "filler").await;
+
+    // A comment in the window, its parent not: the parent counts one fewer.
+    assert_eq!(delete(addr, "bob", new_comment).await.status, 204);
+    assert_eq!(comment_count(addr, room, parent).await, 1);
+    let updated = loop {
+        let event = next_of(&mut alice, "TextMessagesUpdated").await;
+        if event["data"]["messages"][0]["messageId"] == parent {
+            break event;
+        }
+    };
+    assert_eq!(updated["data"]["messages"][0]["commentCount"], 1);
+    // A comment older than the window too.
+    assert_eq!(delete(addr, "bob", old_comment).await.status, 204);
+    assert_eq!(comment_count(addr, room, parent).await, 0);
+    close(alice).await;
+    handle.shutdown();
+
+    let handle = start_on(&dir, 2);
+    assert_eq!(comment_count(handle.addr, room, parent).await, 0, "stored");
+    handle.shutdown();
+}
+
+/// A server whose window is bounded by bytes (`history_bytes_per_room_max`) long before its
+/// count: a few messages of up to 4 KiB.
+fn start_byte_bounded(dir: &TempDir) -> roomcast::ServerHandle {
+    let mut c = support::config(2);
+    c.data_dir = dir.0.clone();
+    c.stored_message_bytes_max = 4096;
+    c.history_page_bytes_max = 64 << 10;
+    c.history_per_room_max = 1000;
+    c.history_bytes_per_room_max = 8192;
+    roomcast::start(c).expect("server starts")
+}
+
+/// One history page's (id, text) pairs.
+async fn page(addr: SocketAddr, room: u64, query: &str) -> Vec<(u64, String)> {
+    let path = format!("/api/v1/rooms/{room}/messages?{query}");
+    let r = call(addr, "GET", &path, Some(&service_token()), None).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let body = r.json();
+    let messages = body["messages"].as_array().expect("messages").clone();
+    messages
+        .iter()
+        .map(|m| (m["id"].as_u64().unwrap(), m["text"].as_str().unwrap().into()))
+        .collect()
+}
+
+/// The sum over shards of counter `name` in `/metrics`.
+async fn metric_sum(addr: SocketAddr, name: &str) -> u64 {
+    let r = call(addr, "GET", "/metrics", None, None).await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let prefix = format!("roomcast_{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Every message of `room`, paged forward and then back in pages of `limit`, both ascending.
+async fn all_both_ways(addr: SocketAddr, room: u64, limit: usize) -> [Vec<(u64, String)>; 2] {
+    let mut forward = Vec::new();
+    let mut after = 0;
+    loop {
+        let got = page(addr, room, &format!("after={after}&limit={limit}")).await;
+        let Some(last) = got.last() else { break };
+        after = last.0;
+        forward.extend(got);
+    }
+    let mut back = Vec::new();
+    let mut before = u64::MAX / 2;
+    loop {
+        let got = page(addr, room, &format!("before={before}&limit={limit}")).await;
+        let Some(first) = got.first() else { break };
+        before = first.0;
+        back.splice(0..0, got);
+    }
+    [forward, back]
+}
+
+#[tokio::test]
+async fn history_is_complete_and_in_order_across_a_byte_bounded_window_and_a_restart() {
+    let dir = TempDir::new();
+    let handle = start_byte_bounded(&dir);
+    let addr = handle.addr;
+    let room = create_room(addr, "bytes", &["alice"]).await;
+    let mut posted = Vec::new();
+    for i in 0..40 {
+        // 100 to 3 000 bytes: the window holds two to a dozen of them.
+        let text = format!("m{i}:{}", "x".repeat(100 + (i * 773) % 2900));
+        let id = post_message(addr, room, "alice", &text).await["id"].as_u64().unwrap();
+        posted.push((id, text));
+    }
+    assert!(
+        metric_sum(addr, "history_window_byte_evictions_total").await >= 25,
+        "the byte bound evicts messages the count bound (1000) would keep"
+    );
+    for limit in [1, 3, 7, 500] {
+        let [forward, back] = all_both_ways(addr, room, limit).await;
+        assert_eq!(forward, posted, "forward in pages of {limit}");
+        assert_eq!(back, posted, "back in pages of {limit}");
+    }
+    // A message the byte bound evicted is edited through the store.
+    let r = edit(addr, "alice", posted[30].0, "m30, edited").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    posted[30].1 = "m30, edited".into();
+    handle.shutdown();
+
+    // The window rebuilt at start keeps to the byte bound, and history is still whole.
+    let handle = start_byte_bounded(&dir);
+    let addr = handle.addr;
+    let [forward, back] = all_both_ways(addr, room, 5).await;
+    assert_eq!(forward, posted);
+    assert_eq!(back, posted);
+    let text = "m40: after the restart".to_string();
+    let id = post_message(addr, room, "alice", &text).await["id"].as_u64().unwrap();
+    posted.push((id, text));
+    assert_eq!(all_both_ways(addr, room, 500).await, [posted.clone(), posted]);
+    handle.shutdown();
+}
+
+/// Two users `x`, `y` whose pair's shard (of 2) is not the shard of `x` alone, so a room of `x`
+/// alone is owned by one shard and the pair (x, y) by the other.
+fn users_whose_pair_is_on_the_other_shard(tag: &str) -> (String, String) {
+    use roomcast::model::ids::shard_of_pair;
+    use roomcast::model::UserId;
+    for i in 0..100 {
+        let (x, y) = (format!("{tag}x{i}"), format!("{tag}y{i}"));
+        let (ux, uy) = (UserId::new(&x), UserId::new(&y));
+        if shard_of_pair(&ux, &ux, 2) != shard_of_pair(&ux, &uy, 2) {
+            return (x, y);
+        }
+    }
+    panic!("no such pair of users");
+}
+
+async fn create_direct(addr: SocketAddr, token: &str, members: Value) -> HttpResponse {
+    let body = json!({"kind": "direct", "members": members});
+    call(addr, "POST", "/api/v1/rooms", Some(token), Some(body)).await
+}
+
+async fn put_member(addr: SocketAddr, room: u64, user: &str) -> u16 {
+    let path = format!("/api/v1/rooms/{room}/members/{user}");
+    call(addr, "PUT", &path, Some(&service_token()), None).await.status
+}
+
+#[tokio::test]
+async fn a_room_completed_through_another_shard_is_its_pairs_direct_room_across_a_restart() {
+    let (x, y) = users_whose_pair_is_on_the_other_shard("done");
+    let dir = TempDir::new();
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    // A service makes x's room alone (owned by the shard of (x, x)), then adds y: it is now
+    // the direct room of (x, y), whose pair belongs to the other shard.
+    let r = create_direct(addr, &service_token(), json!([x])).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let room = r.json()["room"]["id"].as_u64().unwrap();
+    assert_eq!(put_member(addr, room, &y).await, 200);
+    // Asking for the pair's direct room, by either user or the service: that room, 200.
+    for (token, members) in [
+        (user_token(&x), json!([y])),
+        (user_token(&y), json!([x])),
+        (service_token(), json!([y, x])),
+    ] {
+        let r = create_direct(addr, &token, members).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["room"]["id"], room);
+    }
+    // BIG opens the dialog in that room too.
+    let mut ws = big(addr, &y).await;
+    ok(&mut ws, "1", "new", json!({"chatId": x, "message": "hi"})).await;
+    close(ws).await;
+    assert_eq!(direct_rooms(addr, &x).await, [room]);
+    assert_eq!(direct_rooms(addr, &y).await, [room]);
+    handle.shutdown();
+
+    // The index is rebuilt across shards at start.
+    let handle = start_on(&dir, 2);
+    let addr = handle.addr;
+    let r = create_direct(addr, &user_token(&y), json!([x])).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["room"]["id"], room);
+    // Once y has left, the pair is free: a new dialog is a new room.
+    let path = format!("/api/v1/rooms/{room}/members/{y}");
+    assert_eq!(call(addr, "DELETE", &path, Some(&user_token(&y)), None).await.status, 204);
+    let r = create_direct(addr, &user_token(&x), json!([y])).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_ne!(r.json()["room"]["id"], room);
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn a_member_that_would_give_a_pair_on_another_shard_a_second_direct_room_is_refused() {
+    let (x, y) = users_whose_pair_is_on_the_other_shard("refused");
+    let server = start(2);
+    let addr = server.addr;
+    // The dialog of (x, y), made on the pair's shard; x's room alone on the other.
+    let r = create_direct(addr, &user_token(&x), json!([y])).await;
+    assert_eq!(r.status, 201);
+    let dialog = r.json()["room"]["id"].as_u64().unwrap();
+    let r = create_direct(addr, &service_token(), json!([x])).await;
+    assert_eq!(r.status, 201);
+    let alone = r.json()["room"]["id"].as_u64().unwrap();
+    assert_ne!(dialog % 2, alone % 2, "the two rooms are owned by different shards");
+    // Adding y would make a second room of (x, y).
+    assert_eq!(put_member(addr, alone, &y).await, 409);
+    assert_eq!(direct_rooms(addr, &y).await, [dialog]);
+    // Once y has left the dialog, the pair is free again, and the other room takes it.
+    let path = format!("/api/v1/rooms/{dialog}/members/{y}");
+    assert_eq!(call(addr, "DELETE", &path, Some(&user_token(&y)), None).await.status, 204);
+    assert_eq!(put_member(addr, alone, &y).await, 200);
+    let r = create_direct(addr, &user_token(&y), json!([x])).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["room"]["id"], alone);
+    // A deleted room frees its pair.
+    let path = format!("/api/v1/rooms/{alone}");
+    assert_eq!(call(addr, "DELETE", &path, Some(&service_token()), None).await.status, 204);
+    let r = create_direct(addr, &user_token(&y), json!([x])).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
 #[tokio::test]
 async fn an_edit_racing_a_deletion_of_an_older_message_never_brings_it_back() {
     let dir = TempDir::new();

@@ -149,6 +149,9 @@ pub struct ServeArgs {
     /// In-memory history window per room, messages [default: 10000].
     #[arg(long, env = "ROOMCAST_HISTORY_PER_ROOM_MAX")]
     pub history_per_room_max: Option<usize>,
+    /// In-memory history window per room, bytes of encoded messages [default: 8388608].
+    #[arg(long, env = "ROOMCAST_HISTORY_BYTES_PER_ROOM_MAX")]
+    pub history_bytes_per_room_max: Option<usize>,
     /// Members per room [default: 100000].
     #[arg(long, env = "ROOMCAST_MEMBERS_PER_ROOM_MAX")]
     pub members_per_room_max: Option<usize>,
@@ -205,6 +208,7 @@ struct FileConfig {
     ring_slots: Option<usize>,
     rooms_per_shard_max: Option<usize>,
     history_per_room_max: Option<usize>,
+    history_bytes_per_room_max: Option<usize>,
     members_per_room_max: Option<usize>,
     read_buffer_bytes_initial: Option<usize>,
 }
@@ -225,7 +229,8 @@ macro_rules! overlay {
             drain_ms, rechat_ping_interval_ms, rechat_ping_timeout_ms, rechat_cors_origins,
             actions_per_second, actions_burst,
             connections_per_shard_max, connections_per_user_max, ring_slots, rooms_per_shard_max,
-            history_per_room_max, members_per_room_max, read_buffer_bytes_initial);
+            history_per_room_max, history_bytes_per_room_max, members_per_room_max,
+            read_buffer_bytes_initial);
         overlay!(@optional $cfg, $src,
             jwt_secret, jwt_rsa_public_key, jwt_ec_public_key, echo_endpoint);
     };

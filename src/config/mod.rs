@@ -13,7 +13,7 @@
 //! - Every limit is non-zero (`shards` may be 0 = one per core; `jwt_leeway_s`
 //!   may be 0); `shards <= 64`; `frame_bytes_max <= message_bytes_max`;
 //!   `stored_message_bytes_max` is more than a message's fixed overhead and at most
-//!   `history_page_bytes_max`;
+//!   `history_page_bytes_max` and `history_bytes_per_room_max`;
 //!   `ring_slots` is a power of two; `ping_interval_ms < idle_timeout_ms`;
 //!   `echo_endpoint` starts with `/`; a configured `jwt_secret` is non-empty.
 //!
@@ -147,6 +147,10 @@ pub struct Config {
     pub rooms_per_shard_max: usize,
     /// Messages kept per room in the in-memory history window.
     pub history_per_room_max: usize,
+    /// Bytes (of the messages' encoded sizes) kept per room in the in-memory history window;
+    /// the oldest go first, the newest message always stays. Older messages are read from the
+    /// store.
+    pub history_bytes_per_room_max: usize,
     /// Most members of one room.
     pub members_per_room_max: usize,
     /// Initial size of the buffer a WebSocket connection gets while a frame is incomplete, in
@@ -194,6 +198,7 @@ impl Default for Config {
             ring_slots: 4_096,
             rooms_per_shard_max: 1_000_000,
             history_per_room_max: 10_000,
+            history_bytes_per_room_max: 8 << 20,
             members_per_room_max: 100_000,
             read_buffer_bytes_initial: 512,
         }
@@ -241,6 +246,7 @@ impl Config {
             ring_slots,
             rooms_per_shard_max,
             history_per_room_max,
+            history_bytes_per_room_max,
             members_per_room_max,
             read_buffer_bytes_initial,
         );
@@ -258,6 +264,11 @@ impl Config {
         }
         if self.history_page_bytes_max < self.stored_message_bytes_max {
             return Err("history_page_bytes_max must be at least stored_message_bytes_max".into());
+        }
+        if self.history_bytes_per_room_max < self.stored_message_bytes_max {
+            return Err(
+                "history_bytes_per_room_max must be at least stored_message_bytes_max".into()
+            );
         }
         if !self.ring_slots.is_power_of_two() {
             return Err("ring_slots must be a power of two".into());
@@ -332,6 +343,7 @@ impl fmt::Debug for Config {
             .field("ring_slots", &self.ring_slots)
             .field("rooms_per_shard_max", &self.rooms_per_shard_max)
             .field("history_per_room_max", &self.history_per_room_max)
+            .field("history_bytes_per_room_max", &self.history_bytes_per_room_max)
             .field("members_per_room_max", &self.members_per_room_max)
             .field("read_buffer_bytes_initial", &self.read_buffer_bytes_initial)
             .finish()

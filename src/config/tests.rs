@@ -61,6 +61,7 @@ fn defaults_match_the_documented_numbers() {
     assert_eq!(c.ring_slots, 4_096);
     assert_eq!(c.rooms_per_shard_max, 1_000_000);
     assert_eq!(c.history_per_room_max, 10_000);
+    assert_eq!(c.history_bytes_per_room_max, 8 << 20);
     assert_eq!(c.members_per_room_max, 100_000);
     assert_eq!(c.read_buffer_bytes_initial, 512);
     assert_eq!(c.validate(), Ok(()));
@@ -159,6 +160,7 @@ fn validate_rejects_zero_bounds() {
         |c| c.ring_slots = 0,
         |c| c.rooms_per_shard_max = 0,
         |c| c.history_per_room_max = 0,
+        |c| c.history_bytes_per_room_max = 0,
         |c| c.members_per_room_max = 0,
         |c| c.read_buffer_bytes_initial = 0,
     ];
@@ -174,7 +176,7 @@ fn validate_rejects_zero_bounds() {
 
 #[test]
 fn validate_checks_relationships() {
-    let bad: [(Mutation, &str); 11] = [
+    let bad: [(Mutation, &str); 12] = [
         (|c| c.shards = 65, "shards"),
         (|c| c.frame_bytes_max = c.message_bytes_max + 1, "frame_bytes_max"),
         (|c| c.ring_slots = 1000, "ring_slots"),
@@ -186,6 +188,10 @@ fn validate_checks_relationships() {
         (|c| c.stored_message_bytes_max = 512, "stored_message_bytes_max"),
         (|c| c.history_page_bytes_max = c.stored_message_bytes_max - 1, "history_page_bytes_max"),
         (|c| c.rechat_cors_origins = "app.example".into(), "rechat_cors_origins"),
+        (
+            |c| c.history_bytes_per_room_max = c.stored_message_bytes_max - 1,
+            "history_bytes_per_room_max",
+        ),
     ];
     for (mutate, field) in bad {
         let mut c = Config::default();

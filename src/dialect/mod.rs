@@ -200,6 +200,9 @@ pub struct RoomEvent<'a> {
     pub receipts: Option<&'a HashMap<UserId, Receipt>>,
     /// The room itself was deleted by this action.
     pub deleted: bool,
+    /// The dialects of each connected member's connections, as their user owners last said
+    /// (members with none are absent).
+    pub connected: &'a HashMap<UserId, DialectMask>,
 }
 
 /// One change a room's owner applied, before its events are rendered.
@@ -340,8 +343,17 @@ pub trait Dialect: Sync {
     fn render_notification(&self, _event: &NotificationEvent<'_>) -> Option<(Bytes, u8)> {
         None
     }
-    /// Room owner: adds frames or routing that depend on the room to `bundle`.
-    fn decorate(&self, _shard: &Shard, _event: &RoomEvent<'_>, _bundle: &mut Bundle) {}
+    /// Room owner: adds frames or routing that depend on the room to `bundle`, and commands
+    /// to send besides it (`commands`; for instance frames routed through their recipients'
+    /// user owners), released with the bundle once the change is committed.
+    fn decorate(
+        &self,
+        _shard: &Shard,
+        _event: &RoomEvent<'_>,
+        _bundle: &mut Bundle,
+        _commands: &mut Vec<(ShardId, crate::mesh::Command)>,
+    ) {
+    }
 
     // --- Owner-side hooks ----------------------------------------------------------------------
 

@@ -157,6 +157,17 @@ pub enum Command {
         /// 0 or 1.
         round: usize,
     },
+    /// Room owner → the owner of direct `pair` (`shard_of_pair`): `room` now has (`held`) or
+    /// no longer has that pair of members; index it to `room` if the pair has no room, or
+    /// drop the pair's entry if it is `room`.
+    DirectPair {
+        /// The ordered pair of user ids.
+        pair: (UserId, UserId),
+        /// The room.
+        room: RoomId,
+        /// Whether the room has the pair now.
+        held: bool,
+    },
     /// A dialect's own message: only `dialect` reads `payload` (its `on_command` hook).
     Dialect {
         /// The dialect.

@@ -105,6 +105,15 @@ pub enum Request {
         /// Who.
         user: UserId,
     },
+    /// Room owner → the owner of direct `pair` (`shard_of_pair`), before adding the member
+    /// that completes the pair in `room`: index the pair to `room` unless it has a room;
+    /// answered with `PairHolder`, the pair's room now.
+    ClaimPair {
+        /// The ordered pair of user ids.
+        pair: (UserId, UserId),
+        /// The room that would be the pair's.
+        room: RoomId,
+    },
     /// Members of `rooms` (those this viewer may see) with connections speaking one of
     /// `dialects`, each once (owner: the rooms' shard).
     OnlineMembers {
@@ -145,4 +154,6 @@ pub enum Response {
     Existing(Arc<RoomView>),
     /// Users.
     Users(Vec<UserId>),
+    /// The direct room a pair is indexed to (answer to `ClaimPair`).
+    PairHolder(RoomId),
 }

@@ -1,8 +1,10 @@
 //! A room as its owner shard holds it, and the pure transition `Room::apply(action) -> outcome`.
 //!
 //! Invariants: `seq` increases by one per message; message ids increase (they come from the
-//! owner's allocator); the in-memory history holds at most `history_max` messages (older ones
-//! live only in the store); membership never exceeds `members_max`.
+//! owner's allocator); the in-memory history holds at most `history_max` messages and, but for
+//! its newest message, at most `history_bytes_max` bytes of their encoded sizes (older ones
+//! live only in the store); `history_bytes` is the sum of the window's encoded sizes;
+//! membership never exceeds `members_max`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -112,10 +114,15 @@ pub struct Room {
     pub updated_ms: u64,
     /// Seq of the newest message.
     pub last_seq: Seq,
-    /// The newest messages, oldest first, at most `history_max`.
+    /// The newest messages, oldest first, at most `history_max` and `history_bytes_max`.
     pub history: VecDeque<Arc<Message>>,
-    /// Bound of `history`.
+    /// Bound of `history`, in messages.
     pub history_max: usize,
+    /// Bound of `history`, in bytes of the messages' encoded sizes (`Message::encoded_len`);
+    /// the newest message stays whatever its size.
+    pub history_bytes_max: usize,
+    /// The encoded sizes of `history`'s messages, summed.
+    pub history_bytes: usize,
     /// Bound of `members`.
     pub members_max: usize,
 }
@@ -136,8 +143,12 @@ pub struct Outcome {
     pub deleted: bool,
     /// A message the store must write (new or changed).
     pub stored: Option<Arc<Message>>,
-    /// The oldest message, pushed out of the in-memory window by a new one.
-    pub evicted: Option<Arc<Message>>,
+    /// The oldest messages, pushed out of the in-memory window by a new or larger one (oldest
+    /// first, as they were last changed).
+    pub evicted: SmallVec<[Arc<Message>; 1]>,
+    /// How many of `evicted` the byte bound pushed out (the count bound alone would have kept
+    /// them).
+    pub evicted_for_bytes: usize,
 }
 
 /// The caller's answer.
@@ -203,6 +214,7 @@ impl Room {
         creator: &Viewer,
         now_ms: u64,
         history_max: usize,
+        history_bytes_max: usize,
         members_max: usize,
     ) -> Result<Room, Refusal> {
         let mut members = HashMap::with_capacity(spec.members.len() + 1);
@@ -230,6 +242,8 @@ impl Room {
             last_seq: Seq(0),
             history: VecDeque::new(),
             history_max,
+            history_bytes_max,
+            history_bytes: 0,
             members_max,
         })
     }
@@ -284,6 +298,22 @@ impl Room {
         ids: &mut IdAllocator,
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
+        self.apply_with_parent(viewer, action, ids, now_ms, None)
+    }
+
+    /// `apply`, with `parent`: the parent of the comment `action` posts or deletes when it is
+    /// older than the window (the owner read it from the store, see
+    /// [`Room::outside_parent`]). Its comment count changes as it would in the window
+    /// (`parent` is updated, and a `MessageUpdated` of it is among the events); a post whose
+    /// parent is neither in the window nor given (or not this room's, or deleted) is refused.
+    pub fn apply_with_parent(
+        &mut self,
+        viewer: &Viewer,
+        action: RoomAction,
+        ids: &mut IdAllocator,
+        now_ms: u64,
+        parent: Option<&mut Arc<Message>>,
+    ) -> Result<Outcome, Refusal> {
         let role = self.check_visible(viewer)?;
         let is_moderator = role.is_some_and(|r| r >= Role::Moderator);
         match action {
@@ -329,14 +359,33 @@ impl Room {
             RoomAction::RemoveMember(user) => {
                 self.remove_member(viewer, is_moderator, user, now_ms)
             }
-            RoomAction::Post(new) => self.post(viewer, role, new, ids, now_ms),
+            RoomAction::Post(new) => self.post(viewer, role, new, ids, now_ms, parent),
             RoomAction::Edit { message, text, bytes_max } => {
                 self.edit(viewer, message, text, bytes_max, now_ms)
             }
             RoomAction::DeleteMessage(message) => {
-                self.delete_message(viewer, is_moderator, message, now_ms)
+                self.delete_message(viewer, is_moderator, message, now_ms, parent)
             }
         }
+    }
+
+    /// The id of the parent `action` would change (the parent of a comment it posts, or of a
+    /// comment in the window it deletes) when that parent is older than the window: the owner
+    /// reads it from the store and passes it to `apply_with_parent`.
+    pub fn outside_parent(&self, action: &RoomAction) -> Option<MessageId> {
+        let parent = match action {
+            RoomAction::Post(new) => new.parent_id,
+            RoomAction::DeleteMessage(id) => {
+                self.window_index(*id).map(|i| self.history[i].parent_id)?
+            }
+            _ => return None,
+        };
+        (parent != MessageId(0) && self.window_index(parent).is_none()).then_some(parent)
+    }
+
+    /// Where message `id` is in the window (deleted ones included).
+    fn window_index(&self, id: MessageId) -> Option<usize> {
+        self.history.binary_search_by(|m| m.id.cmp(&id)).ok()
     }
 
     fn history(
@@ -426,6 +475,7 @@ impl Room {
         new: NewMessage,
         ids: &mut IdAllocator,
         now_ms: u64,
+        outside: Option<&mut Arc<Message>>,
     ) -> Result<Outcome, Refusal> {
         let author_role = match viewer {
             Viewer::Service => self.members.get(&new.author).map(|m| m.role).or(Some(Role::Owner)),
@@ -439,8 +489,13 @@ impl Room {
         }
         let mut out = Outcome::default();
         if new.parent_id != MessageId(0) {
-            let parent =
-                self.find_mut(new.parent_id).ok_or(Refusal::NotFound("no such parent message"))?;
+            let room = self.id;
+            let parent = match self.find_mut(new.parent_id) {
+                Some(parent) => parent,
+                None => outside
+                    .filter(|p| p.id == new.parent_id && p.room == room && p.deleted_ms.is_none())
+                    .ok_or(Refusal::NotFound("no such parent message"))?,
+            };
             let p = Arc::make_mut(parent);
             p.comment_count += 1;
             p.modified_ms = now_ms;
@@ -464,10 +519,9 @@ impl Room {
             modified_ms: now_ms,
             deleted_ms: None,
         });
-        if self.history.len() >= self.history_max {
-            out.evicted = self.history.pop_front();
-        }
+        self.history_bytes = self.history_bytes.saturating_add(message.encoded_len());
         self.history.push_back(message.clone());
+        self.trim_window(&mut out);
         out.events.insert(0, Event::MessageCreated(message.clone()));
         out.stored = Some(message.clone());
         out.reply = Reply::Message(message);
@@ -489,7 +543,41 @@ impl Room {
         now_ms: u64,
     ) -> Result<Outcome, Refusal> {
         let message = self.find_mut(id).ok_or(Refusal::NotFound("no such message"))?;
-        edit_message(viewer, message, text, bytes_max, now_ms)
+        let before = message.encoded_len();
+        let mut out = edit_message(viewer, message, text, bytes_max, now_ms)?;
+        let after = message.encoded_len();
+        self.history_bytes = self.history_bytes.saturating_sub(before).saturating_add(after);
+        self.trim_window(&mut out);
+        Ok(out)
+    }
+
+    /// Sets the window to `history` (oldest first: a room rebuilt from the store) and trims
+    /// it to its bounds; returns what it trimmed.
+    pub fn set_window(&mut self, history: VecDeque<Arc<Message>>) -> SmallVec<[Arc<Message>; 1]> {
+        self.history_bytes = history.iter().map(|m| m.encoded_len()).sum();
+        self.history = history;
+        let mut out = Outcome::default();
+        self.trim_window(&mut out);
+        out.evicted
+    }
+
+    /// Evicts the oldest messages while the window is over either bound (keeping the newest
+    /// one, whatever its size) into `out.evicted`.
+    fn trim_window(&mut self, out: &mut Outcome) {
+        while self.history.len() > 1
+            && (self.history.len() > self.history_max
+                || self.history_bytes > self.history_bytes_max)
+        {
+            let by_count = self.history.len() > self.history_max;
+            let Some(oldest) = self.history.pop_front() else {
+                break;
+            };
+            self.history_bytes = self.history_bytes.saturating_sub(oldest.encoded_len());
+            if !by_count {
+                out.evicted_for_bytes += 1;
+            }
+            out.evicted.push(oldest);
+        }
     }
 
     fn delete_message(
@@ -498,16 +586,22 @@ impl Room {
         is_moderator: bool,
         id: MessageId,
         now_ms: u64,
+        outside: Option<&mut Arc<Message>>,
     ) -> Result<Outcome, Refusal> {
         let message = self.find_mut(id).ok_or(Refusal::NotFound("no such message"))?;
+        let before = message.encoded_len();
         let mut out = delete_message(viewer, is_moderator, message, now_ms)?;
+        let after = message.encoded_len();
         let parent_id = message.parent_id;
+        self.history_bytes = self.history_bytes.saturating_sub(before).saturating_add(after);
         if parent_id != MessageId(0) {
-            if let Some(parent) = self.find_mut(parent_id) {
-                let p = Arc::make_mut(parent);
-                p.comment_count = p.comment_count.saturating_sub(1);
-                p.modified_ms = now_ms;
-                out.events.push(Event::MessageUpdated(parent.clone()));
+            let room = self.id;
+            let parent = match self.find_mut(parent_id) {
+                Some(parent) => Some(parent),
+                None => outside.filter(|p| p.id == parent_id && p.room == room),
+            };
+            if let Some(parent) = parent {
+                uncount_comment(parent, now_ms, &mut out);
             }
         }
         Ok(out)
@@ -516,13 +610,14 @@ impl Room {
     /// Applies an edit or a deletion (`action`) for `viewer` to `message` of this room, which
     /// is older than the in-memory window (read from the store by the owner): the same rules
     /// and the same outcome as for a message in the window. The parent of a deleted comment is
-    /// older still, so its comment count is not changed.
+    /// older still: its comment count changes when the owner read it (`parent`).
     pub fn apply_detached(
         &mut self,
         viewer: &Viewer,
         action: RoomAction,
         message: &mut Arc<Message>,
         now_ms: u64,
+        parent: Option<&mut Arc<Message>>,
     ) -> Result<Outcome, Refusal> {
         let role = self.check_visible(viewer)?;
         if message.room != self.id || message.deleted_ms.is_some() {
@@ -533,10 +628,31 @@ impl Room {
             RoomAction::Edit { text, bytes_max, .. } => {
                 edit_message(viewer, message, text, bytes_max, now_ms)
             }
-            RoomAction::DeleteMessage(_) => delete_message(viewer, is_moderator, message, now_ms),
+            RoomAction::DeleteMessage(_) => {
+                let mut out = delete_message(viewer, is_moderator, message, now_ms)?;
+                let (room, parent_id) = (self.id, message.parent_id);
+                let parent = parent
+                    .filter(|p| parent_id != MessageId(0) && p.id == parent_id && p.room == room);
+                if let Some(parent) = parent {
+                    uncount_comment(parent, now_ms, &mut out);
+                }
+                Ok(out)
+            }
             _ => Err(Refusal::Invalid("only edits and deletions address a message".into())),
         }
     }
+}
+
+/// One comment fewer on `parent` (a deleted comment's, unless deleted itself), with its
+/// `MessageUpdated` in `out`.
+fn uncount_comment(parent: &mut Arc<Message>, now_ms: u64, out: &mut Outcome) {
+    if parent.deleted_ms.is_some() {
+        return;
+    }
+    let p = Arc::make_mut(parent);
+    p.comment_count = p.comment_count.saturating_sub(1);
+    p.modified_ms = now_ms;
+    out.events.push(Event::MessageUpdated(parent.clone()));
 }
 
 /// The edit of a live `message` (in the window or read from the store): only its author (or a

@@ -52,12 +52,21 @@ fn spec(kind: RoomKind, members: &[(&str, Role)]) -> NewRoom {
 /// A room of `kind` created by the service with an owner, a moderator and a member.
 fn fixture(kind: RoomKind) -> Room {
     let members = [("owner", Role::Owner), ("mod", Role::Moderator), ("mem", Role::Member)];
-    Room::create(ROOM, spec(kind, &members), &Viewer::Service, T0, 100, 10).unwrap()
+    Room::create(ROOM, spec(kind, &members), &Viewer::Service, T0, 100, usize::MAX, 10).unwrap()
 }
 
 /// A direct room of `a` and `b`, created by `a`.
 fn direct(a: &str, b: &str) -> Room {
-    Room::create(ROOM, spec(RoomKind::Direct, &[(b, Role::Member)]), &who(a), T0, 100, 10).unwrap()
+    Room::create(
+        ROOM,
+        spec(RoomKind::Direct, &[(b, Role::Member)]),
+        &who(a),
+        T0,
+        100,
+        usize::MAX,
+        10,
+    )
+    .unwrap()
 }
 
 fn new_message(author: &str, text: &str, parent_id: MessageId) -> NewMessage {
@@ -318,6 +327,7 @@ fn create_sets_members_and_roles_or_refuses_over_the_limits() {
             &who(case.creator),
             T0,
             100,
+            usize::MAX,
             case.members_max,
         );
         match (created, case.expected) {
@@ -341,6 +351,7 @@ fn create_view_shows_every_field_and_an_empty_history() {
         &who("c"),
         T0,
         50,
+        usize::MAX,
         10,
     )
     .unwrap();
@@ -466,7 +477,8 @@ fn post_assigns_increasing_ids_and_seqs_and_emits_one_created_event() {
 
 #[test]
 fn post_keeps_only_the_newest_history_max_messages_in_memory() {
-    let mut room = Room::create(ROOM, spec(RoomKind::Group, &[]), &who("a"), T0, 3, 10).unwrap();
+    let mut room =
+        Room::create(ROOM, spec(RoomKind::Group, &[]), &who("a"), T0, 3, usize::MAX, 10).unwrap();
     let mut alloc = ids();
     for text in ["1", "2", "3", "4", "5"] {
         post_ok(&mut room, &mut alloc, "a", text);
@@ -475,6 +487,104 @@ fn post_keeps_only_the_newest_history_max_messages_in_memory() {
     assert_eq!(room.last_seq, Seq(5));
     let seqs: Vec<Seq> = room.history.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, vec![Seq(3), Seq(4), Seq(5)]);
+}
+
+#[test]
+fn the_window_keeps_within_its_byte_bound_through_posts_and_edits() {
+    let t100 = "x".repeat(100);
+    let mut scratch =
+        Room::create(ROOM, spec(RoomKind::Group, &[]), &who("a"), T0, 100, usize::MAX, 10).unwrap();
+    post_ok(&mut scratch, &mut ids(), "a", &t100);
+    let one = scratch.history[0].encoded_len();
+    // Room for two such messages, not three.
+    let bound = 2 * one + 50;
+    let mut room =
+        Room::create(ROOM, spec(RoomKind::Group, &[]), &who("a"), T0, 100, bound, 10).unwrap();
+    let window_bytes = |room: &Room| room.history.iter().map(|m| m.encoded_len()).sum::<usize>();
+    let mut alloc = ids();
+    post_ok(&mut room, &mut alloc, "a", &t100);
+    post_ok(&mut room, &mut alloc, "a", &t100);
+    assert_eq!(history_ids(&room), vec![ID1, ID2]);
+    assert_eq!(room.history_bytes, 2 * one);
+    let out = room
+        .apply(&who("a"), RoomAction::Post(new_message("a", &t100, MessageId(0))), &mut alloc, T1)
+        .unwrap();
+    assert_eq!(out.evicted.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ID1]);
+    assert_eq!(out.evicted_for_bytes, 1);
+    assert_eq!(history_ids(&room), vec![ID2, ID3]);
+    // An edit that grows a message evicts the oldest too (here: the edited one itself).
+    let edit = RoomAction::Edit { message: ID2, text: "y".repeat(300), bytes_max: usize::MAX };
+    let out = room.apply(&who("a"), edit, &mut alloc, T1).unwrap();
+    assert_eq!(out.evicted.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ID2]);
+    assert_eq!(out.evicted[0].text, "y".repeat(300), "the evicted version is the edited one");
+    assert_eq!(history_ids(&room), vec![ID3]);
+    assert_eq!(room.history_bytes, window_bytes(&room));
+    // A deletion shrinks it; the newest message always stays, however large.
+    room.apply(&who("a"), RoomAction::DeleteMessage(ID3), &mut alloc, T1).unwrap();
+    assert_eq!(room.history_bytes, window_bytes(&room));
+    assert!(room.history_bytes < one);
+    let big = "z".repeat(bound);
+    post_ok(&mut room, &mut alloc, "a", &big);
+    assert_eq!(room.history.len(), 1);
+    assert_eq!(room.history_bytes, window_bytes(&room));
+    assert!(room.history_bytes > bound);
+}
+
+#[test]
+fn comments_count_on_a_parent_older_than_the_window_when_the_owner_gives_it() {
+    let mut room =
+        Room::create(ROOM, spec(RoomKind::Group, &[]), &who("a"), T0, 2, usize::MAX, 10).unwrap();
+    let mut alloc = ids();
+    for text in ["topic", "f1", "f2"] {
+        post_ok(&mut room, &mut alloc, "a", text);
+    }
+    assert_eq!(history_ids(&room), vec![ID2, ID3]);
+    let post = |parent| RoomAction::Post(new_message("a", "reply", parent));
+    assert_eq!(room.outside_parent(&post(ID1)), Some(ID1));
+    assert_eq!(room.outside_parent(&post(ID2)), None, "in the window");
+    // Without the parent at hand: 404; another room's message is no parent either.
+    let refused = room.apply(&who("a"), post(ID1), &mut alloc, T1).unwrap_err();
+    assert_eq!(refused, Refusal::NotFound("no such parent message"));
+    let mut foreign =
+        Arc::new(Message { room: RoomId(99), ..message(ID1, Seq(1), "a", "x", MessageId(0)) });
+    let refused = room.apply_with_parent(&who("a"), post(ID1), &mut alloc, T1, Some(&mut foreign));
+    assert_eq!(refused.unwrap_err(), Refusal::NotFound("no such parent message"));
+    // With it: counted, and updated among the events (so the owner stores and sends it).
+    let mut parent = room_message(ID1, "topic");
+    let out =
+        room.apply_with_parent(&who("a"), post(ID1), &mut alloc, T1, Some(&mut parent)).unwrap();
+    assert_eq!(parent.comment_count, 1);
+    assert!(
+        matches!(&out.events[1], Event::MessageUpdated(m) if m.id == ID1 && m.comment_count == 1)
+    );
+    let comment = match out.reply {
+        Reply::Message(m) => m,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(room.outside_parent(&RoomAction::DeleteMessage(comment.id)), Some(ID1));
+    let delete = RoomAction::DeleteMessage(comment.id);
+    let out = room.apply_with_parent(&who("a"), delete, &mut alloc, T1, Some(&mut parent)).unwrap();
+    assert_eq!(parent.comment_count, 0);
+    assert!(matches!(&out.events[1], Event::MessageUpdated(m) if m.id == ID1));
+    // A comment outside the window too (apply_detached), its parent given.
+    let mut old_comment = Arc::new(message(ID6, Seq(4), "a", "old reply", ID1));
+    Arc::make_mut(&mut parent).comment_count = 1;
+    let out = room
+        .apply_detached(
+            &who("a"),
+            RoomAction::DeleteMessage(ID6),
+            &mut old_comment,
+            T1,
+            Some(&mut parent),
+        )
+        .unwrap();
+    assert_eq!(parent.comment_count, 0);
+    assert_eq!(out.events.len(), 2);
+}
+
+/// A message of `ROOM` by "a", with no comments.
+fn room_message(id: MessageId, text: &str) -> Arc<Message> {
+    Arc::new(Message { room: ROOM, ..message(id, Seq(1), "a", text, MessageId(0)) })
 }
 
 #[test]
@@ -743,9 +853,16 @@ fn put_member_permissions_roles_limits_and_joined() {
     ];
     for (name, kind, members_max, viewer, user, role, expected) in cases {
         let members = [("owner", Owner), ("mod", Moderator), ("mem", Member)];
-        let mut room =
-            Room::create(ROOM, spec(kind, &members), &Viewer::Service, T0, 100, members_max)
-                .unwrap();
+        let mut room = Room::create(
+            ROOM,
+            spec(kind, &members),
+            &Viewer::Service,
+            T0,
+            100,
+            usize::MAX,
+            members_max,
+        )
+        .unwrap();
         let put = RoomAction::PutMember { user: uid(user), role };
         let got = room.apply(&who(viewer), put, &mut ids(), T1);
         match expected {
@@ -1125,7 +1242,7 @@ fn detached_messages_follow_the_window_rules() {
     ];
     for (viewer, action, expected) in cases {
         let mut m = old();
-        let got = room.apply_detached(&who(viewer), action.clone(), &mut m, later);
+        let got = room.apply_detached(&who(viewer), action.clone(), &mut m, later, None);
         match (got, expected) {
             (Err(got), Err(want)) => assert_eq!(got, want, "{viewer} {action:?}"),
             (Ok(out), Ok(())) => {
@@ -1153,18 +1270,23 @@ fn detached_messages_follow_the_window_rules() {
     // Deleted, or of another room: no such message.
     let mut gone = old();
     Arc::make_mut(&mut gone).deleted_ms = Some(T1);
-    let got = room.apply_detached(&who("mem"), edit("x"), &mut gone, later);
+    let got = room.apply_detached(&who("mem"), edit("x"), &mut gone, later, None);
     assert_eq!(got.unwrap_err(), Refusal::NotFound("no such message"));
     let mut elsewhere = old();
     Arc::make_mut(&mut elsewhere).room = RoomId(8);
-    let got =
-        room.apply_detached(&who("mem"), RoomAction::DeleteMessage(ID1), &mut elsewhere, later);
+    let got = room.apply_detached(
+        &who("mem"),
+        RoomAction::DeleteMessage(ID1),
+        &mut elsewhere,
+        later,
+        None,
+    );
     assert_eq!(got.unwrap_err(), Refusal::NotFound("no such message"));
     // Too large after the edit: 413, as in the window.
     let mut m = old();
     let big = RoomAction::Edit { message: ID1, text: "x".repeat(5000), bytes_max: 4096 };
     assert!(matches!(
-        room.apply_detached(&who("mem"), big, &mut m, later),
+        room.apply_detached(&who("mem"), big, &mut m, later, None),
         Err(Refusal::MessageTooLarge(_))
     ));
     assert_eq!(m.text, "old", "a refused change leaves the message alone");

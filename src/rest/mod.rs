@@ -268,7 +268,8 @@ pub fn reply_of(response: Response) -> Result<Reply, ApiError> {
         | Response::Rooms(_)
         | Response::Notifications(_)
         | Response::Receipt { .. }
-        | Response::Users(_) => Err(ApiError {
+        | Response::Users(_)
+        | Response::PairHolder(_) => Err(ApiError {
             status: 500,
             code: "internal",
             message: "unexpected owner answer".into(),

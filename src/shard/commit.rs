@@ -17,9 +17,10 @@ use futures_channel::oneshot;
 use crate::limits::{COMMITS_PENDING_MAX, STORE_READS_IN_FLIGHT_MAX};
 use crate::mesh::Command;
 use crate::model::room::{Page, Reply};
-use crate::model::{MessageId, Refusal, RoomAction, RoomId, ShardId, Viewer};
+use crate::model::{MessageId, Refusal, RoomId, ShardId};
 use crate::store::{Completion, StoreOp};
 
+use super::owner::MessageRun;
 use super::Shard;
 use crate::mesh::Response;
 
@@ -87,12 +88,18 @@ pub enum PendingRead {
     Message {
         /// The message.
         message: MessageId,
-        /// Who acts.
-        viewer: Viewer,
         /// The edit or deletion.
-        action: RoomAction,
-        /// The caller.
-        reply_to: ReplyTo,
+        run: Box<MessageRun>,
+    },
+    /// The parent (older than the window) of a comment posted or deleted (pinned while
+    /// read); then the action runs again with it at hand.
+    Parent {
+        /// The parent.
+        parent: MessageId,
+        /// A message pinned until the action ran again (a deleted comment outside the window).
+        also: Option<MessageId>,
+        /// The action.
+        run: Box<MessageRun>,
     },
     /// BIG: a message by per-room seq, older than the window.
     BySeq(ReplyTo),
@@ -222,9 +229,14 @@ impl Shard {
             PendingRead::History(reply_to) | PendingRead::BySeq(reply_to) => {
                 self.respond(reply_to, Response::Refused(busy))
             }
-            PendingRead::Message { message, reply_to, .. } => {
+            PendingRead::Message { message, run } => {
                 self.unpin(&[message]);
-                self.respond(reply_to, Response::Refused(busy));
+                self.respond(run.reply_to, Response::Refused(busy));
+            }
+            PendingRead::Parent { parent, also, run } => {
+                self.unpin(&[parent]);
+                self.unpin(also.as_slice());
+                self.respond(run.reply_to, Response::Refused(busy));
             }
         }
     }
@@ -269,20 +281,35 @@ impl Shard {
                     self.respond(reply_to, response);
                 }
                 Completion::Message { token, result } => match self.take_read(token) {
-                    Some(PendingRead::Message { message, viewer, action, reply_to }) => {
-                        let effects = match result {
-                            Ok(record) => self.apply_detached(message, record, &viewer, action),
+                    Some(PendingRead::Message { message, run }) => {
+                        match result {
+                            Ok(record) => self.detached_ready(message, record, *run),
                             Err(error) => {
                                 tracing::error!(
                                     shard = self.id.get(),
                                     "message read failed: {error}"
                                 );
-                                Effects::refused(Refusal::Unavailable("reading the message failed"))
+                                let failed = Refusal::Unavailable("reading the message failed");
+                                self.respond(run.reply_to, Response::Refused(failed));
                             }
-                        };
+                        }
                         // The read's own pin; an applied change holds another until committed.
                         self.unpin(&[message]);
-                        self.commit(effects, reply_to);
+                    }
+                    Some(PendingRead::Parent { parent, also, run }) => {
+                        match result {
+                            Ok(record) => self.parent_ready(parent, record, *run),
+                            Err(error) => {
+                                tracing::error!(
+                                    shard = self.id.get(),
+                                    "message read failed: {error}"
+                                );
+                                let failed = Refusal::Unavailable("reading the message failed");
+                                self.respond(run.reply_to, Response::Refused(failed));
+                            }
+                        }
+                        self.unpin(&[parent]);
+                        self.unpin(also.as_slice());
                     }
                     Some(PendingRead::BySeq(reply_to)) => {
                         let response = match result {

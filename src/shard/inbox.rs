@@ -57,8 +57,13 @@ fn handle(shard: &Rc<Shard>, command: Command) {
             shard.execute(request, super::ReplyTo::Remote { from, token });
         }
         Command::Response { token, response } => {
-            if let Some(waiter) = shard.pending.borrow_mut().remove(&token) {
-                let _ = waiter.send(response);
+            let waiter = shard.pending.borrow_mut().remove(&token);
+            match waiter {
+                Some(super::Waiter::Task(sender)) => {
+                    let _ = sender.send(response);
+                }
+                Some(super::Waiter::Then(then)) => shard.resume(*then, response),
+                None => {}
             }
         }
         Command::ToRoom { room, user, bundle } => shard.to_room(room, &user, bundle),
@@ -102,6 +107,9 @@ fn handle(shard: &Rc<Shard>, command: Command) {
                 response: super::Response::Done(crate::model::room::Reply::Empty),
             },
         ),
+        Command::DirectPair { pair, room, held } => {
+            shard.owner.owned.borrow_mut().set_pair(pair, room, held)
+        }
         Command::Dialect { dialect, payload } => dialect.get().on_command(shard, payload),
         Command::Drained { from, round } => {
             if let Some(marks) = shard.drained_from.get(round) {

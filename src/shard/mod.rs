@@ -51,6 +51,16 @@ pub use conn_side::{AttachRefused, ConnSide};
 pub use owner_side::OwnerSide;
 pub use spawn::{start, ServerHandle};
 
+/// Who waits for an owner's answer on this shard.
+#[derive(Debug)]
+pub enum Waiter {
+    /// A task (`Shard::call`, `Shard::barrier`).
+    Task(oneshot::Sender<Response>),
+    /// An owner's own continuation (`Shard::ask`), run by the inbox as the answer arrives,
+    /// before the commands behind it on the same ring are handled.
+    Then(Box<owner::Then>),
+}
+
 /// One core's state. Shared by its tasks through `Rc`.
 pub struct Shard {
     /// This shard's index.
@@ -77,7 +87,7 @@ pub struct Shard {
     retry_wake: tokio::sync::Notify,
     /// Callers waiting for owner answers, by token. Tokens are never reused, so a late answer
     /// to a caller that gave up cannot reach another caller.
-    pending: RefCell<std::collections::HashMap<u64, oneshot::Sender<Response>>>,
+    pending: RefCell<std::collections::HashMap<u64, Waiter>>,
     /// The next caller token.
     next_call_token: Cell<u64>,
     /// The connection side: the connections this shard accepted and what serves them.
@@ -132,8 +142,19 @@ impl Shard {
         let (tx, rx) = oneshot::channel();
         let token = self.next_call_token.get();
         self.next_call_token.set(token + 1);
-        self.pending.borrow_mut().insert(token, tx);
+        self.pending.borrow_mut().insert(token, Waiter::Task(tx));
         (token, rx)
+    }
+
+    /// Asks shard `to` to execute `request` and continues with `then` (`Shard::resume`) when
+    /// the answer arrives: in the inbox, before any later command from `to` is handled. Each
+    /// continuation belongs to a request this owner is executing, so they are bounded by the
+    /// requests in flight; rings never drop, so every one is answered.
+    pub fn ask(&self, to: ShardId, request: Request, then: owner::Then) {
+        let token = self.next_call_token.get();
+        self.next_call_token.set(token + 1);
+        self.pending.borrow_mut().insert(token, Waiter::Then(Box::new(then)));
+        self.send(to, Command::Request { from: self.id, token, request });
     }
 
     /// Asks the owner shard `to` to execute `request` and waits for its answer.

@@ -62,6 +62,74 @@ impl UserConns {
     }
 }
 
+/// The ordered pair of user ids of a direct room (a user with itself: its favorites).
+pub type Pair = (UserId, UserId);
+
+/// How many times a `CreateRoom` of a direct pair indexed to another shard's room asks that
+/// room's owner before giving up with 503: each retry follows a change of the pair's room
+/// (it left the pair while asked), so this bounds a loop only a storm of changes could run.
+const PAIR_LOOKUP_TRIES: u8 = 8;
+
+/// What an owner does once a peer owner answers what it asked (`Shard::ask`) while executing
+/// a request.
+#[derive(Debug)]
+pub enum Then {
+    /// The pair's owner answered `ClaimPair`: add the member that completes `pair` in `room`
+    /// if the pair is this room's, else refuse (409).
+    Claimed {
+        /// The room.
+        room: RoomId,
+        /// Who acts.
+        viewer: Viewer,
+        /// The `PutMember`.
+        action: RoomAction,
+        /// The pair claimed.
+        pair: Pair,
+        /// The caller.
+        reply_to: ReplyTo,
+    },
+    /// The owner of the room `pair` is indexed to answered `RoomViews`: that room is the
+    /// answer of a `CreateRoom` of `pair` if it still has the pair, else ask again.
+    Existing {
+        /// The pair.
+        pair: Pair,
+        /// Who creates.
+        viewer: Viewer,
+        /// The room asked for.
+        spec: crate::model::action::NewRoom,
+        /// The caller.
+        reply_to: ReplyTo,
+        /// Lookups so far.
+        tries: u8,
+    },
+}
+
+/// What a message action addresses: a room (posts, and changes of messages in its window),
+/// or a message by id, wherever it is (`Request::Message`).
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// A room.
+    Room(RoomId),
+    /// A message, in a window or only in the store.
+    Message(MessageId),
+}
+
+/// A room or message action on its way through the owner (`Shard::run_room_action`).
+#[derive(Debug)]
+pub struct MessageRun {
+    /// What it addresses.
+    pub target: Target,
+    /// Who acts.
+    pub viewer: Viewer,
+    /// What to do.
+    pub action: RoomAction,
+    /// The caller.
+    pub reply_to: ReplyTo,
+    /// The parent it changes was read from the store already (found or not): it runs with
+    /// what is at hand, never reading it again.
+    pub parent_read: bool,
+}
+
 /// A user's record on its owner shard.
 #[derive(Debug, Default)]
 pub struct UserRecord {
@@ -161,8 +229,10 @@ pub struct Owned {
     pub detached: HashMap<MessageId, Detached>,
     /// The direct room of each pair of users (ordered; a user with itself) whose pair this
     /// shard owns (`shard_of_pair`): a direct room's current members, indexed when the pair
-    /// is free. Rebuilt from the stored rooms at start (`index_direct`).
-    pub direct_pairs: HashMap<(UserId, UserId), RoomId>,
+    /// is free. The room may be another shard's, whose owner keeps the entry current
+    /// (`Request::ClaimPair`, `Command::DirectPair`). Rebuilt from every shard's stored rooms
+    /// at start (`persist::index_direct_rooms`). Bounded by the direct rooms.
+    pub direct_pairs: HashMap<Pair, RoomId>,
     /// Room id allocator.
     pub room_ids: IdAllocator,
     /// Message id allocator.
@@ -213,39 +283,77 @@ impl Owned {
         }
     }
 
-    /// Indexes direct room `room_id` (if it is one) under the pair of its current members,
-    /// after dropping its entry under `old` (its pair before a membership change): when that
-    /// pair is this shard's (`shard_of_pair`) and has no room yet. A room whose pair is another
-    /// shard's, or taken, stays unindexed.
+    /// Follows direct room `room_id`'s membership change in the pair index: its old pair
+    /// `old` (before the change) no longer has it, and the pair of its current members does
+    /// (if the room still exists and is direct), each on the pair's owner (`shard_of_pair`):
+    /// here at once, else through the returned `Command::DirectPair`s, to send now. A pair
+    /// that already has another room keeps it (this one stays unindexed).
     pub fn index_direct(
         &mut self,
         room_id: RoomId,
-        old: Option<(UserId, UserId)>,
+        old: Option<Pair>,
         shard: ShardId,
         shard_count: usize,
-    ) {
-        self.unindex_direct(room_id, old);
-        let Some(entry) = self.rooms.get(&room_id) else {
-            return;
-        };
-        if entry.room.kind != crate::model::RoomKind::Direct {
-            return;
+    ) -> Vec<(ShardId, Command)> {
+        let new = self.direct_pair_of_room(room_id);
+        let mut out = Vec::new();
+        if old == new {
+            return out;
         }
-        let Some(pair) = crate::model::action::direct_pair_of(entry.room.members.keys()) else {
-            return;
-        };
-        if crate::model::ids::shard_of_pair(&pair.0, &pair.1, shard_count) == shard {
-            self.direct_pairs.entry(pair).or_insert(room_id);
+        if let Some(old) = old {
+            out.extend(self.pair_held(old, room_id, false, shard, shard_count));
+        }
+        if let Some(new) = new {
+            out.extend(self.pair_held(new, room_id, true, shard, shard_count));
+        }
+        out
+    }
+
+    /// The pair of room `room_id`'s members when it is a direct room with one or two.
+    pub fn direct_pair_of_room(&self, room_id: RoomId) -> Option<Pair> {
+        let entry = self.rooms.get(&room_id)?;
+        if entry.room.kind != crate::model::RoomKind::Direct {
+            return None;
+        }
+        crate::model::action::direct_pair_of(entry.room.members.keys())
+    }
+
+    /// `room` has (`held`) or no longer has `pair`: applied here when this shard owns the
+    /// pair, else the command for its owner.
+    fn pair_held(
+        &mut self,
+        pair: Pair,
+        room: RoomId,
+        held: bool,
+        shard: ShardId,
+        shard_count: usize,
+    ) -> Option<(ShardId, Command)> {
+        let owner = crate::model::ids::shard_of_pair(&pair.0, &pair.1, shard_count);
+        if owner == shard {
+            self.set_pair(pair, room, held);
+            return None;
+        }
+        Some((owner, Command::DirectPair { pair, room, held }))
+    }
+
+    /// On the pair's owner: index `pair` to `room` if it has no room (`held`), or drop its
+    /// entry if it is `room` (not `held`).
+    pub fn set_pair(&mut self, pair: Pair, room: RoomId, held: bool) {
+        if held {
+            self.direct_pairs.entry(pair).or_insert(room);
+        } else if self.direct_pairs.get(&pair) == Some(&room) {
+            self.direct_pairs.remove(&pair);
         }
     }
 
-    /// Drops `pair`'s entry when it is `room_id`.
-    pub fn unindex_direct(&mut self, room_id: RoomId, pair: Option<(UserId, UserId)>) {
-        if let Some(pair) = pair {
-            if self.direct_pairs.get(&pair) == Some(&room_id) {
-                self.direct_pairs.remove(&pair);
-            }
-        }
+    /// Whether a version of `id`, outside every window, is at hand (pinned, `Owned::pin`).
+    pub fn has_version(&self, id: MessageId) -> bool {
+        self.detached.get(&id).is_some_and(|d| d.message.is_some())
+    }
+
+    /// The version of `id` at hand, if any (`has_version`).
+    fn version(&self, id: MessageId) -> Option<Arc<Message>> {
+        self.detached.get(&id).and_then(|d| d.message.clone())
     }
 
     /// Drops one pin of `id`; the entry goes with its last pin.
@@ -256,6 +364,19 @@ impl Owned {
                 self.detached.remove(&id);
             }
         }
+    }
+}
+
+/// Pins `parent` (outside every window) with its version `outcome` updated, if it did, until
+/// the outcome commits (`pins`).
+fn pin_updated(owned: &mut Owned, outcome: &Outcome, parent: MessageId, pins: &mut Vec<MessageId>) {
+    let updated = outcome.events.iter().find_map(|e| match e {
+        Event::MessageUpdated(m) if m.id == parent => Some(m.clone()),
+        _ => None,
+    });
+    if let Some(updated) = updated {
+        owned.pin(parent, Some(updated));
+        pins.push(parent);
     }
 }
 
@@ -304,8 +425,7 @@ impl Shard {
     pub fn execute(&self, request: Request, reply_to: ReplyTo) {
         match request {
             Request::CreateRoom { viewer, spec } => {
-                let effects = self.create_room(&viewer, spec);
-                self.commit(effects, reply_to);
+                self.create_or_find_room(viewer, spec, reply_to, 0);
             }
             Request::Room {
                 room,
@@ -314,20 +434,32 @@ impl Shard {
             } => {
                 self.history(room, &viewer, (after, before, limit, bytes_max), reply_to);
             }
-            Request::Room { room, viewer, action } => {
-                let effects = self.apply_room(room, &viewer, action);
-                self.commit(effects, reply_to);
-            }
-            Request::Message { message, viewer, action } => {
-                let room = self.owner.owned.borrow().message_rooms.get(&message).copied();
-                match room {
-                    Some(room) => {
-                        let effects = self.apply_room(room, &viewer, action);
-                        self.commit(effects, reply_to);
-                    }
-                    None => self.read_detached(message, viewer, action, reply_to),
+            Request::Room { room, viewer, action } => match self.pair_to_claim(room, &action) {
+                Some((owner, pair)) => {
+                    let request = Request::ClaimPair { pair: pair.clone(), room };
+                    let then = Then::Claimed { room, viewer, action, pair, reply_to };
+                    self.ask(owner, request, then);
                 }
+                None => self.run_room_action(MessageRun {
+                    target: Target::Room(room),
+                    viewer,
+                    action,
+                    reply_to,
+                    parent_read: false,
+                }),
+            },
+            Request::ClaimPair { pair, room } => {
+                let holder =
+                    *self.owner.owned.borrow_mut().direct_pairs.entry(pair).or_insert(room);
+                self.respond(reply_to, Response::PairHolder(holder));
             }
+            Request::Message { message, viewer, action } => self.run_room_action(MessageRun {
+                target: Target::Message(message),
+                viewer,
+                action,
+                reply_to,
+                parent_read: false,
+            }),
             Request::UserRooms { user } => {
                 let owned = self.owner.owned.borrow();
                 let mut rooms: Vec<RoomId> = owned
@@ -374,6 +506,106 @@ impl Shard {
             Request::RoomAck { room, user } => {
                 let response = self.room_ack(room, &user);
                 self.respond(reply_to, response);
+            }
+        }
+    }
+
+    /// `CreateRoom`: a direct pair indexed to another shard's room is answered with that
+    /// room, asked of its owner (`Then::Existing`); anything else is created (or found) here.
+    fn create_or_find_room(
+        &self,
+        viewer: Viewer,
+        spec: crate::model::action::NewRoom,
+        reply_to: ReplyTo,
+        tries: u8,
+    ) {
+        let pair = spec.direct_pair(&viewer);
+        let held =
+            pair.as_ref().and_then(|p| self.owner.owned.borrow().direct_pairs.get(p).copied());
+        if let (Some(pair), Some(room)) = (pair, held) {
+            let owner = shard_of_room(room, self.shard_count);
+            if owner != self.id {
+                if tries >= PAIR_LOOKUP_TRIES {
+                    let busy = Refusal::Unavailable("the direct room is changing; retry later");
+                    return self.respond(reply_to, Response::Refused(busy));
+                }
+                let request = Request::RoomViews {
+                    rooms: Some(vec![room]),
+                    viewer: viewer.clone(),
+                    limit: 1,
+                };
+                let then = Then::Existing { pair, viewer, spec, reply_to, tries: tries + 1 };
+                return self.ask(owner, request, then);
+            }
+        }
+        let effects = self.create_room(&viewer, spec);
+        self.commit(effects, reply_to);
+    }
+
+    /// The pair's owner and the pair when `action` adds a member that completes a direct
+    /// room's pair owned by another shard (which must agree first: `ClaimPair`).
+    fn pair_to_claim(&self, room_id: RoomId, action: &RoomAction) -> Option<(ShardId, Pair)> {
+        let RoomAction::PutMember { user, .. } = action else {
+            return None;
+        };
+        let owned = self.owner.owned.borrow();
+        let entry = owned.rooms.get(&room_id)?;
+        let members = &entry.room.members;
+        if entry.room.kind != crate::model::RoomKind::Direct
+            || members.contains_key(user)
+            || members.len() >= 2
+        {
+            return None;
+        }
+        let pair = crate::model::action::direct_pair_of(members.keys().chain(Some(user)))?;
+        let owner = crate::model::ids::shard_of_pair(&pair.0, &pair.1, self.shard_count);
+        (owner != self.id).then_some((owner, pair))
+    }
+
+    /// Continues a request with a peer owner's answer (`Shard::ask`).
+    pub fn resume(&self, then: Then, response: Response) {
+        match then {
+            Then::Claimed { room, viewer, action, pair, reply_to } => match response {
+                Response::PairHolder(holder) if holder == room => {
+                    let effects = self.apply_room(room, &viewer, action);
+                    // A refused or changed addition gives the claim back.
+                    let release = {
+                        let mut owned = self.owner.owned.borrow_mut();
+                        if owned.direct_pair_of_room(room).as_ref() == Some(&pair) {
+                            None
+                        } else {
+                            owned.pair_held(pair, room, false, self.id, self.shard_count)
+                        }
+                    };
+                    if let Some((to, command)) = release {
+                        self.send(to, command);
+                    }
+                    self.commit(effects, reply_to);
+                }
+                Response::PairHolder(_) => {
+                    let taken =
+                        Refusal::Conflict("these two users already have a direct room".into());
+                    self.respond(reply_to, Response::Refused(taken));
+                }
+                other => self.respond(reply_to, other),
+            },
+            Then::Existing { pair, viewer, spec, reply_to, tries } => {
+                if let Response::Rooms(views) = &response {
+                    let found = views.first().filter(|v| {
+                        v.kind == crate::model::RoomKind::Direct
+                            && crate::model::action::direct_pair_of(
+                                v.members.iter().map(|(u, _)| u),
+                            )
+                            .as_ref()
+                                == Some(&pair)
+                    });
+                    if let Some(view) = found {
+                        return self.respond(reply_to, Response::Existing(view.clone()));
+                    }
+                }
+                // It left the pair while asked: its owner told the pair's owner (this shard)
+                // before answering, so the index has moved on.
+                self.create_or_find_room(viewer, spec, reply_to, tries);
             }
         }
     }
@@ -426,6 +658,7 @@ impl Shard {
             viewer,
             now_ms(),
             limits.history_per_room_max,
+            limits.history_bytes_per_room_max,
             limits.members_per_room_max,
         ) {
             Ok(room) => room,
@@ -435,11 +668,12 @@ impl Shard {
         let view = room.view();
         let ops = persist::ops_for_new_room(&room);
         owned.rooms.insert(id, OwnedRoom::new(room, self.shard_count));
-        if pair.is_some() {
-            owned.index_direct(id, None, self.id, self.shard_count);
-        }
+        let pair_commands = owned.index_direct(id, None, self.id, self.shard_count);
         crate::metrics::inc(&self.metrics.rooms);
         drop(owned);
+        for (to, command) in pair_commands {
+            self.send(to, command);
+        }
         let commands = members
             .into_iter()
             .map(|user| {
@@ -482,63 +716,171 @@ impl Shard {
                 }
             }
         }
-        let outcome = match entry.room.apply(viewer, action, &mut owned.message_ids, now_ms()) {
-            Ok(outcome) => outcome,
-            Err(refusal) => return Effects::refused(refusal),
-        };
+        // A comment's parent older than the window, read from the store beforehand.
+        let parent_id = entry.room.outside_parent(&action);
+        let detached = &owned.detached;
+        let mut parent = parent_id.and_then(|id| detached.get(&id)?.message.clone());
+        let ids = &mut owned.message_ids;
+        let outcome =
+            match entry.room.apply_with_parent(viewer, action, ids, now_ms(), parent.as_mut()) {
+                Ok(outcome) => outcome,
+                Err(refusal) => return Effects::refused(refusal),
+            };
         let mut pins = Vec::new();
-        if let Some(evicted) = outcome.evicted.clone() {
+        if let Some(parent_id) = parent_id {
+            pin_updated(owned, &outcome, parent_id, &mut pins);
+        }
+        for evicted in outcome.evicted.iter().cloned() {
             owned.message_rooms.remove(&evicted.id);
             // A write of it may still wait for its commit, which this one's commit follows.
             pins.push(evicted.id);
             owned.pin(evicted.id, Some(evicted));
         }
+        if outcome.evicted_for_bytes > 0 {
+            self.metrics
+                .history_window_byte_evictions_total
+                .fetch_add(outcome.evicted_for_bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         if let (Some(stored), true) = (&outcome.stored, outcome.reply_is_new_message()) {
             owned.message_rooms.insert(stored.id, room_id);
         }
         if outcome.joined.is_some() || outcome.left.is_some() {
-            owned.index_direct(room_id, old_pair, self.id, self.shard_count);
+            // Sent at once, not after the commit: the index follows the rooms in memory, and
+            // the pair's owner hears of it before any later answer of this shard.
+            for (to, command) in owned.index_direct(room_id, old_pair, self.id, self.shard_count) {
+                self.send(to, command);
+            }
         }
         self.room_effects(owned, room_id, viewer, write, outcome, pins)
     }
 
+    /// Runs a room or message action: a message missing from every window is read from the
+    /// store first (`read_detached`), and so is the parent a post or deletion of a comment
+    /// changes when it is older than the window (`read_parent`, once); then it is applied.
+    pub fn run_room_action(&self, run: MessageRun) {
+        let room = match run.target {
+            Target::Room(room) => room,
+            Target::Message(message) => {
+                let room = self.owner.owned.borrow().message_rooms.get(&message).copied();
+                match room {
+                    Some(room) => room,
+                    None => return self.read_detached(message, run),
+                }
+            }
+        };
+        if !run.parent_read {
+            let parent = {
+                let owned = self.owner.owned.borrow();
+                owned
+                    .rooms
+                    .get(&room)
+                    .and_then(|entry| entry.room.outside_parent(&run.action))
+                    .filter(|parent| !owned.has_version(*parent))
+            };
+            if let Some(parent) = parent {
+                return self.read_parent(parent, None, run);
+            }
+        }
+        let MessageRun { viewer, action, reply_to, .. } = run;
+        let effects = self.apply_room(room, &viewer, action);
+        self.commit(effects, reply_to);
+    }
+
     /// Reads `message`, missing from the window, from the store (off the loop) and then
-    /// applies `action` to it (`apply_detached`); pinned while read.
-    fn read_detached(
-        &self,
-        message: MessageId,
-        viewer: Viewer,
-        action: RoomAction,
-        reply_to: ReplyTo,
-    ) {
+    /// applies `run` to it (`detached_ready`); pinned while read. A version already at hand
+    /// (pinned) is newer than anything the store holds, so it needs no read.
+    fn read_detached(&self, message: MessageId, run: MessageRun) {
         if let Err(refusal) = self.admit() {
-            return self.respond(reply_to, Response::Refused(refusal));
+            return self.respond(run.reply_to, Response::Refused(refusal));
+        }
+        if self.owner.owned.borrow().has_version(message) {
+            return self.detached_ready(message, None, run);
         }
         self.owner.owned.borrow_mut().pin(message, None);
-        let then = PendingRead::Message { message, viewer, action, reply_to };
+        let then = PendingRead::Message { message, run: Box::new(run) };
         self.read_from_store(then, |store, token| store.read_message(token, message.get()));
+    }
+
+    /// Reads `parent` (a comment's, older than the window) from the store, pinned, and then
+    /// runs `run` again with it at hand; `also` is a message pinned until then.
+    fn read_parent(&self, parent: MessageId, also: Option<MessageId>, mut run: MessageRun) {
+        run.parent_read = true;
+        if let Err(refusal) = self.admit() {
+            self.unpin(also.as_slice());
+            return self.respond(run.reply_to, Response::Refused(refusal));
+        }
+        self.owner.owned.borrow_mut().pin(parent, None);
+        let then = PendingRead::Parent { parent, also, run: Box::new(run) };
+        self.read_from_store(then, |store, token| store.read_message(token, parent.get()));
+    }
+
+    /// A parent read (`read_parent`) completed with `record`: keeps it at hand (unless a
+    /// newer version is) and runs the action again.
+    pub fn parent_ready(
+        &self,
+        parent: MessageId,
+        record: Option<crate::store::MessageRecord>,
+        run: MessageRun,
+    ) {
+        if let Some(record) = record {
+            if let Some(entry) = self.owner.owned.borrow_mut().detached.get_mut(&parent) {
+                entry.message.get_or_insert_with(|| record.into_message());
+            }
+        }
+        self.run_room_action(run);
+    }
+
+    /// `message` (outside every window) is at hand or read (`record`): applies `run` to it,
+    /// after reading the parent of a comment it deletes when no version of it is at hand.
+    pub fn detached_ready(
+        &self,
+        message: MessageId,
+        record: Option<crate::store::MessageRecord>,
+        run: MessageRun,
+    ) {
+        let record = record.map(|r| r.into_message());
+        if !run.parent_read && matches!(run.action, RoomAction::DeleteMessage(_)) {
+            let mut owned = self.owner.owned.borrow_mut();
+            let current = owned.version(message).or_else(|| record.clone());
+            let comment = current.filter(|c| {
+                c.id == message && c.parent_id != MessageId(0) && c.deleted_ms.is_none()
+            });
+            if let Some(comment) = comment.filter(|c| !owned.has_version(c.parent_id)) {
+                // Kept at hand (it is the newest version) until the action runs again.
+                let parent = comment.parent_id;
+                owned.pin(message, Some(comment));
+                drop(owned);
+                return self.read_parent(parent, Some(message), run);
+            }
+        }
+        let MessageRun { viewer, action, reply_to, .. } = run;
+        let effects = self.apply_detached(message, record, &viewer, action);
+        self.commit(effects, reply_to);
     }
 
     /// Applies an edit or deletion to `message`, older than its room's window, as read from
     /// the store (`record`; the newest version applied here wins over it): the room's rules
-    /// (`Room::apply_detached`), and the same store ops and events as in the window.
-    pub fn apply_detached(
+    /// (`Room::apply_detached`), and the same store ops and events as in the window. A
+    /// deleted comment's parent counts one comment fewer when a version of it is at hand.
+    fn apply_detached(
         &self,
         message: MessageId,
-        record: Option<crate::store::MessageRecord>,
+        record: Option<Arc<Message>>,
         viewer: &Viewer,
         action: RoomAction,
     ) -> Effects {
         let mut guard = self.owner.owned.borrow_mut();
         let owned = &mut *guard;
-        let newest = owned.detached.get(&message).and_then(|d| d.message.clone());
-        let Some(mut current) = newest.or_else(|| record.map(|r| r.into_message())) else {
+        let newest = owned.version(message);
+        let Some(mut current) = newest.or(record) else {
             return Effects::refused(Refusal::NotFound("no such message"));
         };
         if current.id != message {
             return Effects::refused(Refusal::NotFound("no such message"));
         }
         let room_id = current.room;
+        let parent_id = current.parent_id;
+        let mut parent = (parent_id != MessageId(0)).then(|| owned.version(parent_id)).flatten();
         let Some(entry) = owned.rooms.get_mut(&room_id) else {
             return Effects::refused(Refusal::NotFound("no such message"));
         };
@@ -548,12 +890,20 @@ impl Shard {
         if let Err(refusal) = self.admit() {
             return Effects::refused(refusal);
         }
-        let outcome = match entry.room.apply_detached(viewer, action, &mut current, now_ms()) {
+        let outcome = match entry.room.apply_detached(
+            viewer,
+            action,
+            &mut current,
+            now_ms(),
+            parent.as_mut(),
+        ) {
             Ok(outcome) => outcome,
             Err(refusal) => return Effects::refused(refusal),
         };
         owned.pin(message, Some(current));
-        self.room_effects(owned, room_id, viewer, Some(write), outcome, vec![message])
+        let mut pins = vec![message];
+        pin_updated(owned, &outcome, parent_id, &mut pins);
+        self.room_effects(owned, room_id, viewer, Some(write), outcome, pins)
     }
 
     /// The store ops, dialect hooks, bundles and membership commands of `outcome` on room
@@ -622,9 +972,10 @@ impl Shard {
                 joined: joined.as_ref(),
                 receipts: owned.receipts.get(&room_id),
                 deleted,
+                connected: &entry.member_dialects,
             };
             for d in DialectId::in_mask(dialects) {
-                d.get().decorate(self, &cx, &mut bundle);
+                d.get().decorate(self, &cx, &mut bundle, &mut commands);
             }
             let bundle = Arc::new(bundle);
             for s in shards_in(mask) {
@@ -649,7 +1000,11 @@ impl Shard {
             if let Some(gone) = owned.rooms.remove(&room_id) {
                 if gone.room.kind == crate::model::RoomKind::Direct {
                     let pair = crate::model::action::direct_pair_of(gone.room.members.keys());
-                    owned.unindex_direct(room_id, pair);
+                    for (to, command) in
+                        owned.index_direct(room_id, pair, self.id, self.shard_count)
+                    {
+                        self.send(to, command);
+                    }
                 }
                 for message in &gone.room.history {
                     owned.message_rooms.remove(&message.id);

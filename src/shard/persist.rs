@@ -110,7 +110,7 @@ pub fn recover(
     shard: ShardId,
     shard_count: usize,
     recovered: Recovered,
-    history_max: usize,
+    (history_max, history_bytes_max): (usize, usize),
     members_max: usize,
 ) -> (Owned, Vec<(UserId, RoomId)>) {
     let mut owned = Owned::new(shard, shard_count);
@@ -150,10 +150,7 @@ pub fn recover(
         }
         let history: std::collections::VecDeque<_> =
             entry.recent.into_iter().map(MessageRecord::into_message).collect();
-        for message in &history {
-            owned.message_rooms.insert(message.id, room_id);
-        }
-        let room = Room {
+        let mut room = Room {
             id: room_id,
             kind,
             name: record.name,
@@ -163,23 +160,40 @@ pub fn recover(
             created_ms: record.created_ms,
             updated_ms: record.updated_ms,
             last_seq: Seq(record.last_seq),
-            history,
+            history: Default::default(),
             history_max,
+            history_bytes_max,
+            history_bytes: 0,
             members_max,
         };
+        // The store hands back the newest `history_max`; the byte bound may keep fewer.
+        room.set_window(history);
+        for message in &room.history {
+            owned.message_rooms.insert(message.id, room_id);
+        }
         let mut entry = OwnedRoom::new(room, shard_count);
         // Its members were welcomed before the restart.
         entry.welcome_pending.clear();
         owned.rooms.insert(entry.room.id, entry);
     }
-    // Oldest first: of two stored direct rooms of one pair (made before the index), the
-    // first keeps it.
-    let mut ids: Vec<RoomId> = owned.rooms.keys().copied().collect();
-    ids.sort_unstable();
-    for id in ids {
-        owned.index_direct(id, None, shard, shard_count);
-    }
     (owned, memberships)
+}
+
+/// Rebuilds the direct-pair index of every shard (`owned[s]` is shard `s`'s recovered
+/// state) from their stored direct rooms, before any shard runs: each pair is indexed on its
+/// owner (`shard_of_pair`) to its room, wherever that room lives. Lowest room id first: of
+/// two stored rooms of one pair (made before the index existed), the first keeps it.
+pub fn index_direct_rooms(owned: &mut [&mut Owned]) {
+    let shard_count = owned.len();
+    let mut pairs: Vec<(RoomId, crate::shard::owner::Pair)> = owned
+        .iter()
+        .flat_map(|o| o.rooms.keys().filter_map(|id| Some((*id, o.direct_pair_of_room(*id)?))))
+        .collect();
+    pairs.sort_unstable();
+    for (room, pair) in pairs {
+        let owner = crate::model::ids::shard_of_pair(&pair.0, &pair.1, shard_count);
+        owned[owner.0].set_pair(pair, room, true);
+    }
 }
 
 /// True when older messages of `room` exist only in the store (not in the in-memory window).

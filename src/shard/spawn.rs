@@ -143,7 +143,7 @@ fn start_shards(
             id,
             shard_count,
             config.durability,
-            config.history_per_room_max,
+            (config.history_per_room_max, config.history_bytes_per_room_max),
             config.ring_slots,
             wake,
         )
@@ -155,11 +155,13 @@ fn start_shards(
             ShardId(id),
             shard_count,
             recovered,
-            config.history_per_room_max,
+            (config.history_per_room_max, config.history_bytes_per_room_max),
             config.members_per_room_max,
         );
         stores.push((store, owned, memberships, dialect_records));
     }
+    let mut owned: Vec<&mut owner::Owned> = stores.iter_mut().map(|s| &mut s.1).collect();
+    super::persist::index_direct_rooms(&mut owned);
     // Ready: the sockets bound at the start listen from now on.
     let listeners = sockets.listen(addr)?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -151,9 +151,11 @@ fn decode_message(bytes: &[u8]) -> Result<MessageRecord, Fail> {
     Ok(rkyv::from_bytes::<MessageRecord, rancor::Error>(bytes)?)
 }
 
-/// Everything the shard needs at start: rooms, members, the newest `window` messages per room,
-/// and the high-water marks.
-pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks), Fail> {
+/// Everything the shard needs at start: rooms, members, the newest messages per room (at most
+/// `window.0` of them, and, but for the newest, within `window.1` bytes of encoded size, as
+/// the room's in-memory window keeps them), and the high-water marks.
+pub(crate) fn recover(db: &Database, window: (usize, usize)) -> Result<(Recovered, Marks), Fail> {
+    let (window, window_bytes) = window;
     let txn = db.begin_read()?;
     let rooms = txn.open_table(ROOMS)?;
     let members = txn.open_table(MEMBERS)?;
@@ -178,6 +180,7 @@ pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks)
             room_members.push((key.value().1.to_string(), role.value()));
         }
         let mut recent = Vec::with_capacity(window.min(1024));
+        let mut recent_bytes = 0usize;
         for entry in messages.range((id, 0)..=(id, u64::MAX))?.rev().take(window) {
             let (key, value) = entry?;
             let (_, message_id) = key.value();
@@ -190,6 +193,18 @@ pub(crate) fn recover(db: &Database, window: usize) -> Result<(Recovered, Marks)
                 )));
             }
             marks.max_message_id = marks.max_message_id.max(message_id);
+            let size = message_encoded_len(
+                &message.author,
+                &message.text,
+                message.client_message_id.as_deref(),
+                &message.kind,
+                &message.attachments,
+                &message.attributes,
+            );
+            recent_bytes = recent_bytes.saturating_add(size);
+            if !recent.is_empty() && recent_bytes > window_bytes {
+                break;
+            }
             recent.push(message);
         }
         recent.reverse();

@@ -108,8 +108,9 @@ impl Store {
     /// Opens shard `shard`'s file in `data_dir` (creating it on first start), recovers its
     /// state, and starts its writer and reader threads.
     ///
-    /// `window` is how many newest messages per room to return in [`Recovered`] (the shard's
-    /// in-memory history bound); `ring_slots` the capacity of each ring (write batches and read
+    /// `window` is how many newest messages per room to return in [`Recovered`], and within
+    /// how many bytes of encoded size (but for the newest): the shard's in-memory history
+    /// bounds; `ring_slots` the capacity of each ring (write batches and read
     /// requests); `wake` is called from the store threads whenever completions are waiting.
     /// [`check_data_dir`] must have been called for `data_dir` and `shard_count` first.
     pub fn open(
@@ -117,7 +118,7 @@ impl Store {
         shard: usize,
         shard_count: usize,
         durability: Durability,
-        window: usize,
+        window: (usize, usize),
         ring_slots: usize,
         wake: Wake,
     ) -> Result<(Store, Recovered), StoreError> {

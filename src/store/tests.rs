@@ -43,6 +43,7 @@ fn no_wake() -> Wake {
 
 fn open(dir: &Path, shard: usize, shards: usize, window: usize) -> (Store, Recovered) {
     check_data_dir(dir, shards).expect("data dir");
+    let window = (window, usize::MAX);
     Store::open(dir, shard, shards, Durability::Fsync, window, 1024, no_wake()).expect("open")
 }
 
@@ -387,7 +388,7 @@ fn data_dir_records_its_shard_count() {
     assert!(err.contains("created with 2 shards"), "{err}");
     assert!(err.contains("--shards 2"), "{err}");
     assert!(err.contains('3'), "{err}");
-    let err = Store::open(dir.path(), 0, 3, Durability::Fsync, 1, 8, no_wake())
+    let err = Store::open(dir.path(), 0, 3, Durability::Fsync, (1, usize::MAX), 8, no_wake())
         .err()
         .expect("open refuses too")
         .to_string();
@@ -425,7 +426,7 @@ fn corrupt_files_are_errors_naming_the_file() {
         txn.open_table(db::ROOMS).expect("table").insert(3, &[0xff_u8; 5][..]).expect("insert");
         txn.commit().expect("commit");
     }
-    let err = Store::open(dir.path(), 0, 1, Durability::Fsync, 3, 8, no_wake())
+    let err = Store::open(dir.path(), 0, 1, Durability::Fsync, (3, usize::MAX), 8, no_wake())
         .err()
         .expect("bad record refused")
         .to_string();
@@ -436,7 +437,7 @@ fn corrupt_files_are_errors_naming_the_file() {
     let mut bytes = std::fs::read(&path).expect("read");
     bytes[..64].fill(0xa5);
     std::fs::write(&path, &bytes).expect("write");
-    let err = Store::open(dir.path(), 0, 1, Durability::Fsync, 3, 8, no_wake())
+    let err = Store::open(dir.path(), 0, 1, Durability::Fsync, (3, usize::MAX), 8, no_wake())
         .err()
         .expect("corrupt file refused")
         .to_string();
@@ -454,7 +455,7 @@ fn failed_commits_are_retried_until_they_succeed() {
         0,
         1,
         Durability::Fsync,
-        3,
+        (3, usize::MAX),
         2,
         Arc::new(move || {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -512,7 +513,8 @@ fn non_durable_commits_are_flushed_at_shutdown() {
     let dir = TempDir::new("nondurable");
     check_data_dir(dir.path(), 1).expect("dir");
     let (mut store, _) =
-        Store::open(dir.path(), 0, 1, Durability::None, 5, 16, no_wake()).expect("open");
+        Store::open(dir.path(), 0, 1, Durability::None, (5, usize::MAX), 16, no_wake())
+            .expect("open");
     submit_all(
         &mut store,
         vec![vec![StoreOp::PutRoom(room(3, "r", 1)), StoreOp::PutMessage(message(3, 4, 1))]],
@@ -568,6 +570,34 @@ fn notifications_and_revoked_sessions_survive_a_restart() {
         vec![RevokedRecord { sid: "a".into(), user: "1001".into(), expires_at: now + 60 }],
         "expired revocations are skipped"
     );
+}
+
+#[test]
+fn recovery_reads_the_newest_messages_within_the_windows_byte_bound() {
+    let dir = TempDir::new("recover-bytes");
+    let (mut store, _) = open(dir.path(), 0, 1, 100);
+    let mut ops = vec![StoreOp::PutRoom(room(3, "three", 10))];
+    let sized = |id: u64, seq: u64, len: usize| {
+        let mut m = message(3, id, seq);
+        m.text = "x".repeat(len);
+        m.client_message_id = None;
+        m
+    };
+    for i in 1..=10u64 {
+        ops.push(StoreOp::PutMessage(sized(i * 10, i, 1000)));
+    }
+    submit_all(&mut store, vec![ops]);
+    drop(store);
+    let size = sized(10, 1, 1000).into_message().encoded_len();
+    let recent = |window| {
+        let (_, recovered) =
+            Store::open(dir.path(), 0, 1, Durability::Fsync, window, 64, no_wake()).expect("open");
+        recovered.rooms[0].recent.iter().map(|m| m.id).collect::<Vec<_>>()
+    };
+    assert_eq!(recent((100, 3 * size)), [80, 90, 100]);
+    assert_eq!(recent((100, 3 * size - 1)), [90, 100]);
+    assert_eq!(recent((2, 3 * size)), [90, 100], "the count bound too");
+    assert_eq!(recent((100, 1)), [100], "the newest, whatever its size");
 }
 
 #[test]

@@ -54,16 +54,6 @@ pub struct Big;
 /// BIG's cross-shard messages (the payload of `mesh::Command::Dialect` for [`ID`]).
 #[derive(Debug)]
 pub enum BigCommand {
-    /// Connection shard → user owner: `user`'s BIG connections here were sent event `id` as
-    /// `frame`; keep it for resending until acknowledged.
-    Pending {
-        /// The user.
-        user: UserId,
-        /// The event id.
-        id: Arc<str>,
-        /// The exact frame the user got.
-        frame: Bytes,
-    },
     /// Connection shard → user owner: `user` acknowledged event `id`.
     Ack {
         /// The user.
@@ -114,7 +104,8 @@ pub enum BigCommand {
         /// Up to this per-room seq.
         seq: Option<Seq>,
     },
-    /// Room owner → user owner: send `user` this event and keep it until acknowledged.
+    /// Room owner → user owner: keep this event for `user` until acknowledged, and send it
+    /// to the user's connections once that is committed (a room event, a receipt).
     Event {
         /// The user.
         user: UserId,
@@ -124,6 +115,9 @@ pub enum BigCommand {
         key: Option<Arc<str>>,
         /// The frame.
         frame: Bytes,
+        /// A `new` of this room and seq: marked delivered for the user as it is sent, when the
+        /// user has BIG connections.
+        mark: Option<(RoomId, Seq)>,
     },
 }
 
@@ -179,8 +173,16 @@ impl Dialect for Big {
         owner::count_local(shard, -1);
     }
 
-    fn decorate(&self, _shard: &Shard, event: &RoomEvent<'_>, bundle: &mut Bundle) {
-        owner::decorate(event, bundle);
+    /// Room events go through their recipients' user owners, stored before they are sent
+    /// (`owner::decorate`); the bundle carries no BIG frame.
+    fn decorate(
+        &self,
+        shard: &Shard,
+        event: &RoomEvent<'_>,
+        _bundle: &mut Bundle,
+        commands: &mut Vec<(ShardId, Command)>,
+    ) {
+        owner::decorate(event, shard.shard_count, commands);
     }
 
     fn receipt_raised(
@@ -221,12 +223,6 @@ impl Dialect for Big {
             return;
         };
         match *command {
-            BigCommand::Pending { user, id, frame } => {
-                // Already sent (room events go room owner → connection shards directly): the
-                // record follows with the next group commit.
-                let ops = owner::keep(shard, user, id, None, frame);
-                shard.commit_then(ops, Vec::new());
-            }
             BigCommand::Ack { user, id } => owner::ack(shard, &user, &id),
             BigCommand::Overflow { user } => owner::overflow_local(shard, &user),
             BigCommand::Presence { to, about, online, last_seen, answer } => {
@@ -238,8 +234,8 @@ impl Dialect for Big {
                 let (unanswered, _) = futures_channel::oneshot::channel();
                 shard.commit(effects, crate::shard::ReplyTo::Local(unanswered));
             }
-            BigCommand::Event { user, id, key, frame } => {
-                owner::event_to(shard, user, id, key, frame)
+            BigCommand::Event { user, id, key, frame, mark } => {
+                owner::event_to(shard, user, id, key, (frame, mark))
             }
         }
     }
@@ -251,10 +247,6 @@ impl Dialect for Big {
     /// The unacknowledged events kept before a restart.
     fn recovered(&self, shard: &Rc<Shard>, records: Vec<crate::store::DialectRecord>) {
         owner::recovered(shard, records);
-    }
-
-    fn delivered(&self, shard: &Shard, room: RoomId, bundle: &Bundle) {
-        owner::delivered(shard, room, bundle);
     }
 
     fn sweep_period_ms(&self, config: &Config) -> Option<u64> {

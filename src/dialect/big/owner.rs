@@ -5,9 +5,9 @@
 //! events, re-sent every `big_resend_ms` and to a shard where the user connects anew, until
 //! acknowledged. That store is durable: each kept event is a dialect record of its user (key
 //! `k:<coalescing key>` or `i:<event id>`, value an rkyv [`UnackedRecord`]) written through
-//! the shard's commit path; an event this shard sends itself (`chats`, presence, receipts) goes
-//! out only once its record is committed, a room event's record follows its delivery by one
-//! group commit; acks delete the record, an overflow all of the user's; [`recovered`] loads
+//! the shard's commit path; every event goes out only once its record is committed (room
+//! events too: the room owner sends them to their recipients' user owners, not to the
+//! connection shards); acks delete the record, an overflow all of the user's; [`recovered`] loads
 //! them at start.
 //!
 //! Invariants: a BIG frame is rendered once per distinct variant (a direct room's two sides),
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use super::{send, wire, BigCommand, ID};
 use crate::dialect::{ReceiptRaised, RoomEvent};
-use crate::fanout::{Bundle, Routing};
+use crate::fanout::Bundle;
 use crate::limits::{
     BIG_CHATS_DEBOUNCE, BIG_CHATS_MAX, BIG_CHATS_PENDING_MAX, BIG_UNACKED_USERS_MAX,
 };
@@ -125,16 +125,6 @@ pub struct BigState {
     pub kept_next: u64,
 }
 
-/// A delivered BIG event's tag (`Routing::tag`): recipients acknowledge `id`, their user owner
-/// keeps it until then; a `new` also marks `mark` delivered for them.
-#[derive(Debug)]
-pub struct Delivery {
-    /// The event's id.
-    pub id: Arc<str>,
-    /// A `new` event: the recipients' user owners mark this seq delivered for them.
-    pub mark: Option<Seq>,
-}
-
 fn state(shard: &Shard) -> std::cell::RefMut<'_, BigState> {
     shard.dialect_state::<BigState>(ID)
 }
@@ -153,68 +143,69 @@ pub fn event_id(shard: &Shard, kind: char) -> String {
     format!("{kind}{}-{}", shard.id, big.events_made)
 }
 
-/// Adds BIG frames for a room event to its bundle: `new` to everyone but the author (one
-/// rendering per distinct `missed` among the recipients), `delete` to everyone but the actor,
-/// each side of a direct room seeing the other's id.
-pub fn decorate(cx: &RoomEvent<'_>, bundle: &mut Bundle) {
+/// The BIG frames of a room event, as commands to the user owners of its recipients (the
+/// room's members with BIG connections): `new` to everyone but the author (one rendering per
+/// distinct `missed` among the recipients), `delete` to everyone but the actor, each side of a
+/// direct room seeing the other's id. Each user owner stores the event as unacknowledged
+/// before it sends it (`BigCommand::Event`), so a client never gets a room event a crash could
+/// take back from its unacknowledged store; the room's bundle carries no BIG frame.
+pub fn decorate(cx: &RoomEvent<'_>, shard_count: usize, commands: &mut Vec<(ShardId, Command)>) {
     let (room, receipts) = (cx.room, cx.receipts);
     let now = now_ms();
-    let (plain, routing) = match cx.event {
+    let recipients = |skip: Option<&UserId>| -> Vec<&UserId> {
+        let big = |u: &UserId| cx.connected.get(u).is_some_and(|d| d & ID.bit() != 0);
+        room.members.keys().filter(|u| Some(*u) != skip && big(u)).collect()
+    };
+    let mut out = |user: &UserId, id: &Arc<str>, frame: &bytes::Bytes, mark: Option<Seq>| {
+        let event = BigCommand::Event {
+            user: user.clone(),
+            id: id.clone(),
+            key: None,
+            frame: frame.clone(),
+            mark: mark.map(|seq| (room.id, seq)),
+        };
+        commands.push((shard_of_user(user, shard_count), super::command(event)));
+    };
+    match cx.event {
         Event::MessageCreated(m) => {
             let chat = wire::chat_id_for_recipients(room.kind, m);
-            let mut routing = Routing {
-                skip: Some(m.author.clone()),
-                tag: Some(Arc::new(Delivery {
-                    id: Arc::from(format!("n{}", m.id)),
-                    mark: Some(m.seq),
-                })),
-                ..Default::default()
-            };
-            // Recipients by `missed`; the most common value is the plain frame.
+            let id: Arc<str> = Arc::from(format!("n{}", m.id));
+            // Recipients by `missed`: one rendering each.
             let mut by_missed: BTreeMap<u64, Vec<&UserId>> = BTreeMap::new();
-            for user in room.members.keys().filter(|u| **u != m.author) {
+            for user in recipients(Some(&m.author)) {
                 let read = receipts.and_then(|r| r.get(user)).map_or(Seq(0), |r| r.read);
                 by_missed.entry(room.last_seq.saturating_sub(read)).or_default().push(user);
             }
-            let common = by_missed.iter().max_by_key(|(_, users)| users.len()).map(|(n, _)| *n);
             for (missed, users) in &by_missed {
-                if Some(*missed) != common {
-                    let frame = wire::message_new(m, &chat, *missed, now);
-                    for user in users {
-                        routing.per_viewer.insert((*user).clone(), frame.clone());
-                    }
+                let frame = wire::message_new(m, &chat, *missed, now);
+                for user in users {
+                    out(user, &id, &frame, Some(m.seq));
                 }
             }
-            (Some(wire::message_new(m, &chat, common.unwrap_or(1), now)), routing)
         }
         Event::MessageDeleted { message, .. } => {
             let Some(m) = cx.stored.filter(|m| m.id == *message) else {
                 return;
             };
-            let mut routing = Routing {
-                skip: cx.actor.cloned(),
-                tag: Some(Arc::new(Delivery { id: Arc::from(format!("d{}", m.id)), mark: None })),
-                ..Default::default()
-            };
-            let plain = if room.kind == RoomKind::Direct {
-                let members: Vec<UserId> = room.members.keys().cloned().collect();
-                for viewer in &members {
-                    let chat = match members.iter().find(|u| *u != viewer) {
-                        Some(other) => other.as_str().to_string(),
-                        None => viewer.as_str().to_string(),
+            let id: Arc<str> = Arc::from(format!("d{}", m.id));
+            if room.kind == RoomKind::Direct {
+                let members: Vec<&UserId> = room.members.keys().collect();
+                for viewer in recipients(cx.actor) {
+                    let chat = match members.iter().find(|u| **u != viewer) {
+                        Some(other) => other.as_str(),
+                        None => viewer.as_str(),
                     };
-                    routing.per_viewer.insert(viewer.clone(), wire::message_deleted(m, &chat, now));
+                    out(viewer, &id, &wire::message_deleted(m, chat, now), None);
                 }
-                None
             } else {
-                Some(wire::message_deleted(m, &room.id.to_string(), now))
-            };
-            (plain, routing)
+                let frame = wire::message_deleted(m, &room.id.to_string(), now);
+                for user in recipients(cx.actor) {
+                    out(user, &id, &frame, None);
+                }
+            }
         }
-        _ => return,
-    };
-    bundle.frames[ID.index()] = plain;
-    bundle.routing[ID.index()] = Some(Box::new(routing));
+        _ => {}
+    }
 }
 
 /// Every room `user` belongs to, as views (at most [`BIG_CHATS_MAX`]), ascending by id.
@@ -310,32 +301,6 @@ pub fn deliveries(
         .collect()
 }
 
-/// Connection shard, after delivering a tagged BIG event of `room`: tells the owners of the
-/// users whose BIG connections here got it to keep it until acknowledged (once per user), and
-/// marks a `new` delivered for them.
-pub fn delivered(shard: &Shard, room: RoomId, bundle: &Bundle) {
-    let Some(routing) = &bundle.routing[ID.index()] else {
-        return;
-    };
-    let Some(delivery) = routing.tag.as_ref().and_then(|t| t.downcast_ref::<Delivery>()) else {
-        return;
-    };
-    if state(shard).local_conns == 0 {
-        return;
-    }
-    let got = shard.conn.recipients(room, ID, bundle);
-    let room_owner = shard_of_room(room, shard.shard_count);
-    for (user, frame) in got {
-        if let Some(seq) = delivery.mark {
-            // The recipient is online: the message is delivered at once.
-            let mark = BigCommand::Mark { room, user: user.clone(), read: false, seq: Some(seq) };
-            send(shard, room_owner, mark);
-        }
-        let owner = shard_of_user(&user, shard.shard_count);
-        send(shard, owner, BigCommand::Pending { user, id: delivery.id.clone(), frame });
-    }
-}
-
 /// User owner: keep `user`'s event `id` until acknowledged. Returns the store ops that make
 /// the change durable (the caller commits them, before the event is sent when it sends it).
 pub fn keep(
@@ -401,17 +366,27 @@ fn note_unacked_users(shard: &Shard, users: usize) {
     shard.metrics.big_unacked_users.store(users as u64, Ordering::Relaxed);
 }
 
-/// User owner: send `user` an event made elsewhere (a receipt) and keep it until acked.
+/// User owner: keep `user`'s event made elsewhere (a room event, a receipt) until acked, and
+/// send it to the user's connections once its record is committed; with `mark` (a `new` of
+/// that room and seq), mark it delivered for the user then if it has BIG connections.
 pub fn event_to(
     shard: &Rc<Shard>,
     user: UserId,
     id: Arc<str>,
     key: Option<Arc<str>>,
-    frame: bytes::Bytes,
+    (frame, mark): (bytes::Bytes, Option<(RoomId, Seq)>),
 ) {
-    let mask = shard.owner.user_presence(&user).shards;
+    let presence = shard.owner.user_presence(&user);
     let ops = keep(shard, user.clone(), id, key, frame.clone());
-    let commands = if mask != 0 { deliveries(shard, &user, mask, frame) } else { Vec::new() };
+    let mut commands = Vec::new();
+    if presence.shards != 0 {
+        commands = deliveries(shard, &user, presence.shards, frame);
+    }
+    if let (Some((room, seq)), true) = (mark, presence.dialects & ID.bit() != 0) {
+        // The recipient is online: the message is delivered as it is sent.
+        let mark = BigCommand::Mark { room, user, read: false, seq: Some(seq) };
+        commands.push((shard_of_room(room, shard.shard_count), super::command(mark)));
+    }
     shard.commit_then(ops, commands);
 }
 
@@ -566,7 +541,8 @@ pub fn receipt_events(shard: &Shard, r: &ReceiptRaised<'_>) -> Vec<(ShardId, Com
         let frame = wire::receipt(&id, now, kind, &chat, user, m, r.at_ms);
         let key = Some(Arc::from(format!("{kind}:{}:{user}", room.id)));
         let owner = shard_of_user(author, shard.shard_count);
-        let event = BigCommand::Event { user: author.clone(), id: Arc::from(id), key, frame };
+        let id = Arc::from(id);
+        let event = BigCommand::Event { user: author.clone(), id, key, frame, mark: None };
         commands.push((owner, super::command(event)));
     }
     commands
@@ -584,7 +560,7 @@ mod tests {
     #[test]
     fn new_is_rendered_once_per_distinct_missed_and_skips_the_author() {
         let members: Vec<(UserId, Role)> =
-            ["a", "b", "c", "d"].iter().map(|u| (UserId::new(u), Role::Member)).collect();
+            ["a", "b", "c", "d", "e"].iter().map(|u| (UserId::new(u), Role::Member)).collect();
         let spec = NewRoom {
             kind: RoomKind::Group,
             name: "g".into(),
@@ -592,7 +568,8 @@ mod tests {
             attributes: "{}".into(),
             members,
         };
-        let mut room = Room::create(RoomId(1), spec, &Viewer::Service, 0, 100, 100).unwrap();
+        let mut room =
+            Room::create(RoomId(1), spec, &Viewer::Service, 0, 100, usize::MAX, 100).unwrap();
         let mut ids = IdAllocator::new(ShardId(0), 1, 0);
         let post = |room: &mut Room, ids: &mut IdAllocator, author: &str| {
             let new = NewMessage {
@@ -614,7 +591,12 @@ mod tests {
             UserId::new("b"),
             Receipt { read: Seq(1), delivered: Seq(1), ..Receipt::default() },
         );
-        let mut bundle = Bundle::default();
+        // Everyone but e has a BIG connection (e: Virola only).
+        let mut connected = HashMap::new();
+        for u in ["a", "b", "c", "d"] {
+            connected.insert(UserId::new(u), ID.bit());
+        }
+        connected.insert(UserId::new("e"), 1);
         let cx = RoomEvent {
             room: &room,
             view: None,
@@ -624,11 +606,25 @@ mod tests {
             joined: None,
             receipts: Some(&receipts),
             deleted: false,
+            connected: &connected,
         };
-        decorate(&cx, &mut bundle);
-        let frame = |u: &str| bundle.frame_for(ID, &UserId::new(u), 0).cloned();
-        assert!(frame("a").is_none(), "the author gets its response instead");
-        let (b, c, d) = (frame("b").unwrap(), frame("c").unwrap(), frame("d").unwrap());
+        let mut commands = Vec::new();
+        decorate(&cx, 2, &mut commands);
+        let mut frames: HashMap<String, bytes::Bytes> = HashMap::new();
+        for (to, command) in commands {
+            let Command::Dialect { payload, .. } = command else { panic!("a BIG command") };
+            let Ok(event) = payload.downcast::<BigCommand>() else { panic!("a BIG command") };
+            let BigCommand::Event { user, id, key, frame, mark } = *event else {
+                panic!("an event")
+            };
+            assert_eq!(to, shard_of_user(&user, 2), "to the recipient's user owner");
+            assert_eq!((&*id, key, mark), ("n2", None, Some((RoomId(1), Seq(2)))));
+            frames.insert(user.as_str().to_string(), frame);
+        }
+        let mut users: Vec<&String> = frames.keys().collect();
+        users.sort();
+        assert_eq!(users, ["b", "c", "d"], "not the author, not a member without BIG");
+        let (b, c, d) = (&frames["b"], &frames["c"], &frames["d"]);
         assert_eq!(c.as_ptr(), d.as_ptr(), "c and d share one rendering");
         assert_ne!(b, c);
         let missed = |f: &bytes::Bytes| {
@@ -636,11 +632,6 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&f[start..]).unwrap();
             v["payload"]["missed"].as_u64().unwrap()
         };
-        assert_eq!((missed(&b), missed(&c)), (1, 2));
-        assert_eq!(
-            bundle.routing[ID.index()].as_ref().unwrap().per_viewer.len(),
-            1,
-            "one variant besides plain"
-        );
+        assert_eq!((missed(b), missed(c)), (1, 2));
     }
 }

@@ -147,7 +147,13 @@ impl Dialect for Osu {
 
     /// A public room's new message goes only to members active in the last minute; a deleted
     /// room parts its channel (a PM rendered for each of its members).
-    fn decorate(&self, shard: &Shard, cx: &RoomEvent<'_>, bundle: &mut Bundle) {
+    fn decorate(
+        &self,
+        shard: &Shard,
+        cx: &RoomEvent<'_>,
+        bundle: &mut Bundle,
+        _commands: &mut Vec<(crate::model::ShardId, crate::mesh::Command)>,
+    ) {
         match cx.event {
             Event::MessageCreated(_) if cx.room.kind == RoomKind::Public => {
                 let only = shard

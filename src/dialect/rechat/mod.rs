@@ -309,7 +309,13 @@ impl Dialect for Rechat {
 
     /// `Message.Sent(room, message)` then its `Notification`, one rendering for every member;
     /// `Room.UserJoined(user)` when a member joined.
-    fn decorate(&self, _shard: &Shard, cx: &RoomEvent<'_>, bundle: &mut Bundle) {
+    fn decorate(
+        &self,
+        _shard: &Shard,
+        cx: &RoomEvent<'_>,
+        bundle: &mut Bundle,
+        _commands: &mut Vec<(crate::model::ShardId, crate::mesh::Command)>,
+    ) {
         match cx.event {
             Event::MessageCreated(m) => {
                 let view = cx.room.view();
