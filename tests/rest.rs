@@ -304,3 +304,22 @@ async fn rest_read_and_delivered_receipts_are_cumulative_and_members_only() {
     assert_eq!(service.status, 200, "a service marks for a member");
     assert_eq!(service.json()["receipt"]["unread"], json!(0));
 }
+
+#[tokio::test]
+async fn rest_creating_a_room_over_the_member_cap_is_429_limit_exceeded() {
+    // The README's limits table: past `--members-per-room-max`, 429 `limit_exceeded`, whether
+    // the members listed alone or with the creating user are over it.
+    let mut config = config(1);
+    config.members_per_room_max = 2;
+    let server = start_with(config);
+    let addr = server.addr;
+    let listed = json!({"name": "big", "members": ["a", "b", "c"]});
+    let r = call(addr, "POST", "/api/v1/rooms", Some(&service_token()), Some(listed)).await;
+    assert_error(&r, 429, "limit_exceeded");
+    let with_creator = json!({"name": "big", "members": ["a", "b"]});
+    let r = call(addr, "POST", "/api/v1/rooms", Some(&user_token("c")), Some(with_creator)).await;
+    assert_error(&r, 429, "limit_exceeded");
+    let fits = json!({"name": "fits", "members": ["a"]});
+    let r = call(addr, "POST", "/api/v1/rooms", Some(&user_token("c")), Some(fits)).await;
+    assert_eq!(r.status, 201);
+}

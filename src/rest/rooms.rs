@@ -12,7 +12,7 @@ use crate::limits::{
 use crate::model::action::{NewRoom, RoomPatch};
 use crate::model::ids::{shard_of_pair, shard_of_room, shard_of_user};
 use crate::model::room::Reply;
-use crate::model::{Role, RoomAction, RoomId, RoomKind, Seq, ShardId, Viewer};
+use crate::model::{Refusal, Role, RoomAction, RoomId, RoomKind, Seq, ShardId, Viewer};
 use crate::shard::{Request, Response, Shard};
 
 use super::json::{self, parse_body};
@@ -103,12 +103,9 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResul
         })?,
     };
     let members = body.members.unwrap_or_default();
+    // Refused before the members are parsed, as the owner would (429 `limit_exceeded`).
     if members.len() > shard.config.members_per_room_max {
-        return Err(ApiError {
-            status: 413,
-            code: "too_many_members",
-            message: "too many members".into(),
-        });
+        return Err(Refusal::Full("too many members").into());
     }
     let members = members.iter().map(parse_member).collect::<Result<Vec<_>, _>>()?;
     let spec = NewRoom {
