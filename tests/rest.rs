@@ -305,6 +305,87 @@ async fn rest_read_and_delivered_receipts_are_cumulative_and_members_only() {
     assert_eq!(service.json()["receipt"]["unread"], json!(0));
 }
 
+/// The `(path, method)` pairs of the router's table, `ROUTES`.
+fn routed_operations() -> std::collections::BTreeSet<(String, String)> {
+    roomcast::rest::ROUTES
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods.split(", ").map(|m| (path.to_string(), m.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
+/// Follows a local `$ref` (`#/components/…`) in `doc` until a value without one.
+fn resolve<'a>(
+    doc: &'a serde_json::Value,
+    mut value: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    while let Some(pointer) = value.get("$ref").and_then(|r| r.as_str()) {
+        let pointer = pointer.strip_prefix('#').expect("a local $ref");
+        value = doc.pointer(pointer).unwrap_or_else(|| panic!("dangling $ref {pointer}"));
+    }
+    value
+}
+
+#[tokio::test]
+async fn rest_openapi_contract_is_served_and_documents_every_route() {
+    let server = start(1);
+    let addr = server.addr;
+    let response = call(addr, "GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(response.status, 200, "served without a token");
+    assert!(response.head.contains("Content-Type: application/json"), "{}", response.head);
+    let doc = response.json();
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().expect("paths");
+    let methods = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+    let documented: std::collections::BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            let item = item.as_object().expect("path item");
+            item.keys()
+                .filter(|k| methods.contains(&k.as_str()))
+                .map(|m| (path.clone(), m.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let routed = routed_operations();
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(undocumented.is_empty(), "routes missing from openapi.yaml: {undocumented:?}");
+    assert!(unrouted.is_empty(), "operations in openapi.yaml the router lacks: {unrouted:?}");
+
+    // Every error response of every operation is the shared Error shape.
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("path item") {
+            let Some(responses) = operation.get("responses").and_then(|r| r.as_object()) else {
+                continue;
+            };
+            assert!(!responses.is_empty(), "{method} {path} has responses");
+            for (status, response) in responses.iter().filter(|(s, _)| s.as_str() >= "400") {
+                let schema = &resolve(&doc, response)["content"]["application/json"]["schema"];
+                let schema = resolve(&doc, schema);
+                let is_error = schema == &doc["components"]["schemas"]["Error"]
+                    || schema["allOf"][0]["$ref"] == "#/components/schemas/Error";
+                assert!(is_error, "{method} {path} {status}: not the Error schema: {schema}");
+            }
+        }
+    }
+
+    // The table is what the router answers: each of its routes is neither unknown (404 "no
+    // route") nor refused for its method (405).
+    let service = service_token();
+    for (path, method) in &routed {
+        let concrete = path.replace("{id}", "1").replace("{user}", "alice").replace("{sid}", "s1");
+        let r = call(addr, &method.to_ascii_uppercase(), &concrete, Some(&service), None).await;
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            r.status != 405 && !(r.status == 404 && body.contains("no route")),
+            "{method} {path} is in ROUTES but the router answers {}: {body}",
+            r.status
+        );
+    }
+}
+
 #[tokio::test]
 async fn rest_creating_a_room_over_the_member_cap_is_429_limit_exceeded() {
     // The README's limits table: past `--members-per-room-max`, 429 `limit_exceeded`, whether

@@ -65,6 +65,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/", "GET"),
     ("/healthz", "GET"),
     ("/metrics", "GET"),
+    ("/api/v1/openapi.json", "GET"),
     ("/api/v1/rooms", "GET, POST"),
     ("/api/v1/rooms/{id}", "GET, PATCH, DELETE"),
     ("/api/v1/rooms/{id}/members/{user}", "PUT, DELETE"),
@@ -136,6 +137,7 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
         [""] => only_get(method, segments, || ops::index(shard)),
         ["healthz"] => only_get(method, segments, || ops::health(shard)),
         ["metrics"] => only_get(method, segments, || ops::metrics(shard)),
+        ["api", "v1", "openapi.json"] => only_get(method, segments, ops::openapi),
         ["api", "v1", "events"] | ["notifications", ..] | ["websocket"] => Err(ApiError {
             status: 426,
             code: "upgrade_required",
