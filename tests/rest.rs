@@ -404,3 +404,22 @@ async fn rest_creating_a_room_over_the_member_cap_is_429_limit_exceeded() {
     let r = call(addr, "POST", "/api/v1/rooms", Some(&user_token("c")), Some(fits)).await;
     assert_eq!(r.status, 201);
 }
+
+#[tokio::test]
+async fn rest_a_head_request_gets_no_content_and_keep_alive_stays_in_step() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(1);
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    assert!(answer.contains("Allow: GET\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n"), "no content after the head: {answer:?}");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let next = read_response(&mut stream).await;
+    assert_eq!(next.status, 200, "the next response on the connection is whole");
+    assert_eq!(next.json()["status"], "ok");
+}
