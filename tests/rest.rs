@@ -423,3 +423,35 @@ async fn rest_a_head_request_gets_no_content_and_keep_alive_stays_in_step() {
     assert_eq!(next.status, 200, "the next response on the connection is whole");
     assert_eq!(next.json()["status"], "ok");
 }
+
+#[tokio::test]
+async fn rest_bodies_that_are_not_json_objects_are_400() {
+    // serde takes a struct from an array of its fields too: `[5]` must not mark seq 5, nor
+    // `["x"]` name a room.
+    let server = start(1);
+    let addr = server.addr;
+    let room = create_room(addr, "bodies", &["alice"]).await;
+    post_message(addr, room, "alice", "m").await;
+    let alice = user_token("alice");
+    for (path, body) in [
+        (format!("/api/v1/rooms/{room}/read"), json!([1])),
+        (format!("/api/v1/rooms/{room}/delivered"), json!([null, null])),
+        ("/api/v1/rooms".to_string(), json!(["named by position"])),
+        (format!("/api/v1/rooms/{room}/messages"), json!(["text"])),
+        ("/api/v1/notifications/read".to_string(), json!([[1]])),
+        (format!("/api/v1/rooms/{room}"), json!("x")),
+        (format!("/api/v1/rooms/{room}/members/bob"), json!(null)),
+    ] {
+        let method = if path.contains("members") {
+            "PUT"
+        } else if path.ends_with(&room.to_string()) {
+            "PATCH"
+        } else {
+            "POST"
+        };
+        let r = call(addr, method, &path, Some(&alice), Some(body.clone())).await;
+        assert_error(&r, 400, "invalid_request");
+    }
+    let read = call(addr, "POST", &format!("/api/v1/rooms/{room}/read"), Some(&alice), None).await;
+    assert_eq!(read.status, 200, "an empty body is still {{}}");
+}
