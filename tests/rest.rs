@@ -455,3 +455,27 @@ async fn rest_bodies_that_are_not_json_objects_are_400() {
     let read = call(addr, "POST", &format!("/api/v1/rooms/{room}/read"), Some(&alice), None).await;
     assert_eq!(read.status, 200, "an empty body is still {{}}");
 }
+
+#[tokio::test]
+async fn rest_a_user_naming_a_user_in_a_receipt_or_read_call_names_itself() {
+    // Found by schemathesis' negative data: a user's `"user"` was ignored whatever it was.
+    let server = start(2);
+    let addr = server.addr;
+    let room = create_room(addr, "naming", &["alice", "bob"]).await;
+    post_message(addr, room, "alice", "m").await;
+    let bob = user_token("bob");
+    let read = format!("/api/v1/rooms/{room}/read");
+    let delivered = format!("/api/v1/rooms/{room}/delivered");
+    let notifications = "/api/v1/notifications/read".to_string();
+    for path in [&read, &delivered, &notifications] {
+        let body = |user: serde_json::Value| Some(json!({"ids": [], "user": user}));
+        let r = call(addr, "POST", path, Some(&bob), body(json!(2.5))).await;
+        assert_error(&r, 400, "invalid_request");
+        let r = call(addr, "POST", path, Some(&bob), body(json!("a/b"))).await;
+        assert_error(&r, 400, "invalid_request");
+        let r = call(addr, "POST", path, Some(&bob), body(json!("alice"))).await;
+        assert_error(&r, 403, "forbidden");
+        let r = call(addr, "POST", path, Some(&bob), body(json!("bob"))).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", String::from_utf8_lossy(&r.body));
+    }
+}

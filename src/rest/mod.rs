@@ -251,6 +251,23 @@ fn caller(shard: &Shard, head: &RequestHead) -> Result<Caller, ApiError> {
     Ok(Caller { viewer, user, session: identity.session, expires_at: identity.expires_at })
 }
 
+/// Whom a call that names a `"user"` in its body acts for: a service must name one; a user
+/// acts for itself and may name only itself (another valid id → 403, as for a message's
+/// `author`). A named id that breaks the user id rule → 400.
+pub fn acting_user(caller: &Caller, named: Option<&serde_json::Value>) -> Result<UserId, ApiError> {
+    let named = named.map(json::user_id).transpose()?;
+    match (&caller.viewer, named) {
+        (Viewer::Service, Some(user)) => Ok(user),
+        (Viewer::Service, None) => Err(ApiError::bad_request("a service names the \"user\"")),
+        (Viewer::User(me), Some(user)) if &user != me => Err(ApiError {
+            status: 403,
+            code: "forbidden",
+            message: "users act for themselves".into(),
+        }),
+        (Viewer::User(me), _) => Ok(me.clone()),
+    }
+}
+
 /// Parses a numeric path segment into an id.
 pub fn parse_id<Id: From<u64>>(segment: &str, what: &'static str) -> Result<Id, ApiError> {
     segment.parse::<u64>().map(Id::from).map_err(|_| ApiError {

@@ -247,7 +247,8 @@ struct MarkBody {
 
 /// `POST /api/v1/rooms/{id}/read` and `/delivered` with an optional `{"seq": N}`: the caller's
 /// cumulative receipt (marking N marks every earlier message; read implies delivered). A
-/// service names the member with `"user"`. Answers the receipt as it now stands.
+/// service names the member with `"user"` (a user may name only itself). Answers the receipt
+/// as it now stands.
 pub async fn mark(
     shard: &Rc<Shard>,
     caller: &Caller,
@@ -257,13 +258,7 @@ pub async fn mark(
 ) -> ApiResult {
     let room: RoomId = parse_id(id, "room")?;
     let body: MarkBody = parse_body(body)?;
-    let user = match (&caller.viewer, &body.user) {
-        (Viewer::Service, Some(user)) => json::user_id(user)?,
-        (Viewer::Service, None) => {
-            return Err(ApiError::bad_request("a service names the \"user\""))
-        }
-        (Viewer::User(user), _) => user.clone(),
-    };
+    let user = super::acting_user(caller, body.user.as_ref())?;
     let owner = shard_of_room(room, shard.shard_count);
     match shard.call(owner, Request::Mark { room, user, read, seq: body.seq.map(Seq) }).await {
         Response::Receipt { seq, at_ms, missed, .. } => {
