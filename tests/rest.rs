@@ -336,6 +336,7 @@ async fn rest_openapi_contract_is_served_and_documents_every_route() {
     assert!(response.head.contains("Content-Type: application/json"), "{}", response.head);
     let doc = response.json();
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")), "{}", doc["openapi"]);
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"), "openapi.yaml's info.version");
     let paths = doc["paths"].as_object().expect("paths");
     let methods = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
     let documented: std::collections::BTreeSet<(String, String)> = paths
