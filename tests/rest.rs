@@ -304,3 +304,179 @@ async fn rest_read_and_delivered_receipts_are_cumulative_and_members_only() {
     assert_eq!(service.status, 200, "a service marks for a member");
     assert_eq!(service.json()["receipt"]["unread"], json!(0));
 }
+
+/// The `(path, method)` pairs of the router's table, `ROUTES`.
+fn routed_operations() -> std::collections::BTreeSet<(String, String)> {
+    roomcast::rest::ROUTES
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods.split(", ").map(|m| (path.to_string(), m.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
+/// Follows a local `$ref` (`#/components/…`) in `doc` until a value without one.
+fn resolve<'a>(
+    doc: &'a serde_json::Value,
+    mut value: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    while let Some(pointer) = value.get("$ref").and_then(|r| r.as_str()) {
+        let pointer = pointer.strip_prefix('#').expect("a local $ref");
+        value = doc.pointer(pointer).unwrap_or_else(|| panic!("dangling $ref {pointer}"));
+    }
+    value
+}
+
+#[tokio::test]
+async fn rest_openapi_contract_is_served_and_documents_every_route() {
+    let server = start(1);
+    let addr = server.addr;
+    let response = call(addr, "GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(response.status, 200, "served without a token");
+    assert!(response.head.contains("Content-Type: application/json"), "{}", response.head);
+    let doc = response.json();
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")), "{}", doc["openapi"]);
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"), "openapi.yaml's info.version");
+    let paths = doc["paths"].as_object().expect("paths");
+    let methods = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+    let documented: std::collections::BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            let item = item.as_object().expect("path item");
+            item.keys()
+                .filter(|k| methods.contains(&k.as_str()))
+                .map(|m| (path.clone(), m.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let routed = routed_operations();
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(undocumented.is_empty(), "routes missing from openapi.yaml: {undocumented:?}");
+    assert!(unrouted.is_empty(), "operations in openapi.yaml the router lacks: {unrouted:?}");
+
+    // Every error response of every operation is the shared Error shape.
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("path item") {
+            let Some(responses) = operation.get("responses").and_then(|r| r.as_object()) else {
+                continue;
+            };
+            assert!(!responses.is_empty(), "{method} {path} has responses");
+            for (status, response) in responses.iter().filter(|(s, _)| s.as_str() >= "400") {
+                let schema = &resolve(&doc, response)["content"]["application/json"]["schema"];
+                let schema = resolve(&doc, schema);
+                let is_error = schema == &doc["components"]["schemas"]["Error"]
+                    || schema["allOf"][0]["$ref"] == "#/components/schemas/Error";
+                assert!(is_error, "{method} {path} {status}: not the Error schema: {schema}");
+            }
+        }
+    }
+
+    // The table is what the router answers: each of its routes is neither unknown (404 "no
+    // route") nor refused for its method (405).
+    let service = service_token();
+    for (path, method) in &routed {
+        let concrete = path.replace("{id}", "1").replace("{user}", "alice").replace("{sid}", "s1");
+        let r = call(addr, &method.to_ascii_uppercase(), &concrete, Some(&service), None).await;
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            r.status != 405 && !(r.status == 404 && body.contains("no route")),
+            "{method} {path} is in ROUTES but the router answers {}: {body}",
+            r.status
+        );
+    }
+}
+
+#[tokio::test]
+async fn rest_creating_a_room_over_the_member_cap_is_429_limit_exceeded() {
+    // The README's limits table: past `--members-per-room-max`, 429 `limit_exceeded`, whether
+    // the members listed alone or with the creating user are over it.
+    let mut config = config(1);
+    config.members_per_room_max = 2;
+    let server = start_with(config);
+    let addr = server.addr;
+    let listed = json!({"name": "big", "members": ["a", "b", "c"]});
+    let r = call(addr, "POST", "/api/v1/rooms", Some(&service_token()), Some(listed)).await;
+    assert_error(&r, 429, "limit_exceeded");
+    let with_creator = json!({"name": "big", "members": ["a", "b"]});
+    let r = call(addr, "POST", "/api/v1/rooms", Some(&user_token("c")), Some(with_creator)).await;
+    assert_error(&r, 429, "limit_exceeded");
+    let fits = json!({"name": "fits", "members": ["a"]});
+    let r = call(addr, "POST", "/api/v1/rooms", Some(&user_token("c")), Some(fits)).await;
+    assert_eq!(r.status, 201);
+}
+
+#[tokio::test]
+async fn rest_a_head_request_gets_no_content_and_keep_alive_stays_in_step() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(1);
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    assert!(answer.contains("Allow: GET\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n"), "no content after the head: {answer:?}");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let next = read_response(&mut stream).await;
+    assert_eq!(next.status, 200, "the next response on the connection is whole");
+    assert_eq!(next.json()["status"], "ok");
+}
+
+#[tokio::test]
+async fn rest_bodies_that_are_not_json_objects_are_400() {
+    // serde takes a struct from an array of its fields too: `[5]` must not mark seq 5, nor
+    // `["x"]` name a room.
+    let server = start(1);
+    let addr = server.addr;
+    let room = create_room(addr, "bodies", &["alice"]).await;
+    post_message(addr, room, "alice", "m").await;
+    let alice = user_token("alice");
+    for (path, body) in [
+        (format!("/api/v1/rooms/{room}/read"), json!([1])),
+        (format!("/api/v1/rooms/{room}/delivered"), json!([null, null])),
+        ("/api/v1/rooms".to_string(), json!(["named by position"])),
+        (format!("/api/v1/rooms/{room}/messages"), json!(["text"])),
+        ("/api/v1/notifications/read".to_string(), json!([[1]])),
+        (format!("/api/v1/rooms/{room}"), json!("x")),
+        (format!("/api/v1/rooms/{room}/members/bob"), json!(null)),
+    ] {
+        let method = if path.contains("members") {
+            "PUT"
+        } else if path.ends_with(&room.to_string()) {
+            "PATCH"
+        } else {
+            "POST"
+        };
+        let r = call(addr, method, &path, Some(&alice), Some(body.clone())).await;
+        assert_error(&r, 400, "invalid_request");
+    }
+    let read = call(addr, "POST", &format!("/api/v1/rooms/{room}/read"), Some(&alice), None).await;
+    assert_eq!(read.status, 200, "an empty body is still {{}}");
+}
+
+#[tokio::test]
+async fn rest_a_user_naming_a_user_in_a_receipt_or_read_call_names_itself() {
+    // Found by schemathesis' negative data: a user's `"user"` was ignored whatever it was.
+    let server = start(2);
+    let addr = server.addr;
+    let room = create_room(addr, "naming", &["alice", "bob"]).await;
+    post_message(addr, room, "alice", "m").await;
+    let bob = user_token("bob");
+    let read = format!("/api/v1/rooms/{room}/read");
+    let delivered = format!("/api/v1/rooms/{room}/delivered");
+    let notifications = "/api/v1/notifications/read".to_string();
+    for path in [&read, &delivered, &notifications] {
+        let body = |user: serde_json::Value| Some(json!({"ids": [], "user": user}));
+        let r = call(addr, "POST", path, Some(&bob), body(json!(2.5))).await;
+        assert_error(&r, 400, "invalid_request");
+        let r = call(addr, "POST", path, Some(&bob), body(json!("a/b"))).await;
+        assert_error(&r, 400, "invalid_request");
+        let r = call(addr, "POST", path, Some(&bob), body(json!("alice"))).await;
+        assert_error(&r, 403, "forbidden");
+        let r = call(addr, "POST", path, Some(&bob), body(json!("bob"))).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", String::from_utf8_lossy(&r.body));
+    }
+}

@@ -1,7 +1,8 @@
 //! Complete HTTP/1.1 response bytes: status line, headers and body in one `Bytes`.
 //!
 //! Owns: [`response`] and its JSON helpers, including the API's error body shape
-//! `{"error":{"code":"...","message":"..."}}`, and [`reason_phrase`].
+//! `{"error":{"code":"...","message":"..."}}`, [`head_only`] (the answer to HEAD) and
+//! [`reason_phrase`].
 //!
 //! Invariants: every response carries `Content-Length` except 1xx, 204 and 304 (which RFC
 //! 9110 §8.6 forbids from having one); `Connection: close` is sent whenever `keep_alive` is
@@ -75,6 +76,15 @@ pub fn response(
     Bytes::from(out)
 }
 
+/// `response` without its content: the status line and headers (`Content-Length` kept), as
+/// the answer to a HEAD request must be (RFC 9110 §9.3.2).
+pub fn head_only(response: Bytes) -> Bytes {
+    match response.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => response.slice(..end + 4),
+        None => response,
+    }
+}
+
 /// A JSON response from an already-serialised `body`.
 pub fn json(status: u16, body: &[u8], keep_alive: bool) -> Bytes {
     response(status, Some("application/json"), body, keep_alive, &[])
@@ -126,6 +136,21 @@ mod tests {
         assert_eq!(r, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         let r = text(response(204, None, b"", true, &[]));
         assert_eq!(r, "HTTP/1.1 204 No Content\r\n\r\n");
+    }
+
+    #[test]
+    fn head_only_keeps_the_headers_and_drops_the_content() {
+        let full = response(405, Some("application/json"), b"{\"a\":1}", true, &[("Allow", "GET")]);
+        let head = text(head_only(full));
+        assert_eq!(
+            head,
+            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n\
+             Content-Length: 7\r\nAllow: GET\r\n\r\n"
+        );
+        assert_eq!(
+            text(head_only(response(204, None, b"", true, &[]))),
+            "HTTP/1.1 204 No Content\r\n\r\n"
+        );
     }
 
     #[test]

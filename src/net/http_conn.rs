@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tokio_uring::net::TcpStream;
 
 use crate::dialect::{self, Credentials, Refusal, RefuseReason};
-use crate::http::head::{parse_head, RequestHead};
+use crate::http::head::{parse_head, Method, RequestHead};
 use crate::http::{response, upgrade};
 use crate::metrics;
 use crate::model::{ShardId, UserId};
@@ -92,6 +92,9 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
             None => crate::rest::handle(shard, &head, body, keep_alive).await,
         };
         drop(in_flight);
+        // A response to HEAD has no content (RFC 9110 §9.3.2): a keep-alive client would read
+        // it as the start of the next response.
+        let reply = if head.method == Method::Head { response::head_only(reply) } else { reply };
         if !write(shard, &stream, reply).await || !keep_alive {
             return false;
         }

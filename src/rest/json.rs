@@ -8,11 +8,18 @@ use crate::model::{Message, MessageId, Role, RoomId, RoomView, Seq, UserId};
 
 use super::ApiError;
 
-/// Parses a JSON body into `T`; an empty body parses as `{}`. serde_json, not simd-json: REST
-/// bodies are small, and for them serde_json (no copy) measured 2.6x faster than simd-json
-/// with the copy it needs (`benches/json_decode.rs`, perf/RESULTS.md optimisation log).
+/// Parses a JSON body, which must be an object, into `T`; an empty body parses as `{}`.
+/// serde_json, not simd-json: REST bodies are small, and for them serde_json (no copy)
+/// measured 2.6x faster than simd-json with the copy it needs (`benches/json_decode.rs`,
+/// perf/RESULTS.md optimisation log).
+///
+/// Anything but an object is refused before serde sees it: a derived `Deserialize` also takes
+/// a struct from a JSON array of its fields in order (`[5]` would be `{"seq": 5}`).
 pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }

@@ -65,6 +65,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/", "GET"),
     ("/healthz", "GET"),
     ("/metrics", "GET"),
+    ("/api/v1/openapi.json", "GET"),
     ("/api/v1/rooms", "GET, POST"),
     ("/api/v1/rooms/{id}", "GET, PATCH, DELETE"),
     ("/api/v1/rooms/{id}/members/{user}", "PUT, DELETE"),
@@ -136,6 +137,7 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
         [""] => only_get(method, segments, || ops::index(shard)),
         ["healthz"] => only_get(method, segments, || ops::health(shard)),
         ["metrics"] => only_get(method, segments, || ops::metrics(shard)),
+        ["api", "v1", "openapi.json"] => only_get(method, segments, ops::openapi),
         ["api", "v1", "events"] | ["notifications", ..] | ["websocket"] => Err(ApiError {
             status: 426,
             code: "upgrade_required",
@@ -247,6 +249,23 @@ fn caller(shard: &Shard, head: &RequestHead) -> Result<Caller, ApiError> {
     let user = UserId::new(&identity.user);
     let viewer = if identity.is_service { Viewer::Service } else { Viewer::User(user.clone()) };
     Ok(Caller { viewer, user, session: identity.session, expires_at: identity.expires_at })
+}
+
+/// Whom a call that names a `"user"` in its body acts for: a service must name one; a user
+/// acts for itself and may name only itself (another valid id → 403, as for a message's
+/// `author`). A named id that breaks the user id rule → 400.
+pub fn acting_user(caller: &Caller, named: Option<&serde_json::Value>) -> Result<UserId, ApiError> {
+    let named = named.map(json::user_id).transpose()?;
+    match (&caller.viewer, named) {
+        (Viewer::Service, Some(user)) => Ok(user),
+        (Viewer::Service, None) => Err(ApiError::bad_request("a service names the \"user\"")),
+        (Viewer::User(me), Some(user)) if &user != me => Err(ApiError {
+            status: 403,
+            code: "forbidden",
+            message: "users act for themselves".into(),
+        }),
+        (Viewer::User(me), _) => Ok(me.clone()),
+    }
 }
 
 /// Parses a numeric path segment into an id.

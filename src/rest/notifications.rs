@@ -98,17 +98,12 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, user: &str, body: &[u8])
     Ok((201, json::body(&json!({ "notification": n.to_json() }))))
 }
 
-/// `POST /api/v1/notifications/read` `{"ids": [...]}` (a service adds `"user"`) → 200
+/// `POST /api/v1/notifications/read` `{"ids": [...]}` (a service adds `"user"`; a user may
+/// name only itself) → 200
 /// `{"read": [ids marked now]}`.
 pub async fn read(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult {
     let body: ReadBody = parse_body(body)?;
-    let user: UserId = match (&caller.viewer, &body.user) {
-        (Viewer::Service, Some(user)) => json::user_id(user)?,
-        (Viewer::Service, None) => {
-            return Err(ApiError::bad_request("a service names the user: {\"user\": …}"))
-        }
-        (Viewer::User(user), _) => user.clone(),
-    };
+    let user: UserId = super::acting_user(caller, body.user.as_ref())?;
     let ids = body.ids.ok_or_else(|| ApiError::bad_request("ids is required"))?;
     if ids.len() > NOTIFICATION_READ_IDS_MAX {
         return Err(ApiError::bad_request(format!("at most {NOTIFICATION_READ_IDS_MAX} ids")));

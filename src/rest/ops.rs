@@ -1,5 +1,6 @@
-//! Operations endpoints: `GET /` (what this server is and serves), `GET /healthz` and
-//! `GET /metrics` (Prometheus text format).
+//! Operations endpoints: `GET /` (what this server is and serves), `GET /healthz`,
+//! `GET /metrics` (Prometheus text format) and `GET /api/v1/openapi.json` (the REST API's
+//! contract, `openapi.yaml`, converted to JSON by `build.rs`).
 
 use crate::dialect::DialectId;
 use crate::shard::Shard;
@@ -36,6 +37,15 @@ pub fn index(shard: &Shard) -> ApiResult {
         "docs": DOCS,
     });
     Ok((200, body.to_string().into_bytes()))
+}
+
+/// The REST API's OpenAPI 3.1 contract as JSON: `openapi.yaml` at the crate root, converted
+/// once at build time (`build.rs`).
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
+
+/// `GET /api/v1/openapi.json`: the contract, no token needed.
+pub fn openapi() -> ApiResult {
+    Ok((200, OPENAPI_JSON.as_bytes().to_vec()))
 }
 
 /// Liveness: 200 with the answering shard.

@@ -12,7 +12,7 @@ use crate::limits::{
 use crate::model::action::{NewRoom, RoomPatch};
 use crate::model::ids::{shard_of_pair, shard_of_room, shard_of_user};
 use crate::model::room::Reply;
-use crate::model::{Role, RoomAction, RoomId, RoomKind, Seq, ShardId, Viewer};
+use crate::model::{Refusal, Role, RoomAction, RoomId, RoomKind, Seq, ShardId, Viewer};
 use crate::shard::{Request, Response, Shard};
 
 use super::json::{self, parse_body};
@@ -103,12 +103,9 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResul
         })?,
     };
     let members = body.members.unwrap_or_default();
+    // Refused before the members are parsed, as the owner would (429 `limit_exceeded`).
     if members.len() > shard.config.members_per_room_max {
-        return Err(ApiError {
-            status: 413,
-            code: "too_many_members",
-            message: "too many members".into(),
-        });
+        return Err(Refusal::Full("too many members").into());
     }
     let members = members.iter().map(parse_member).collect::<Result<Vec<_>, _>>()?;
     let spec = NewRoom {
@@ -250,7 +247,8 @@ struct MarkBody {
 
 /// `POST /api/v1/rooms/{id}/read` and `/delivered` with an optional `{"seq": N}`: the caller's
 /// cumulative receipt (marking N marks every earlier message; read implies delivered). A
-/// service names the member with `"user"`. Answers the receipt as it now stands.
+/// service names the member with `"user"` (a user may name only itself). Answers the receipt
+/// as it now stands.
 pub async fn mark(
     shard: &Rc<Shard>,
     caller: &Caller,
@@ -260,13 +258,7 @@ pub async fn mark(
 ) -> ApiResult {
     let room: RoomId = parse_id(id, "room")?;
     let body: MarkBody = parse_body(body)?;
-    let user = match (&caller.viewer, &body.user) {
-        (Viewer::Service, Some(user)) => json::user_id(user)?,
-        (Viewer::Service, None) => {
-            return Err(ApiError::bad_request("a service names the \"user\""))
-        }
-        (Viewer::User(user), _) => user.clone(),
-    };
+    let user = super::acting_user(caller, body.user.as_ref())?;
     let owner = shard_of_room(room, shard.shard_count);
     match shard.call(owner, Request::Mark { room, user, read, seq: body.seq.map(Seq) }).await {
         Response::Receipt { seq, at_ms, missed, .. } => {
