@@ -15,7 +15,7 @@
 #   DOCS_EXAMPLES_WORK  where the Python venv and the Node packages are installed, once
 #                       (default ${TMPDIR:-/tmp}/roomcast-docs-examples); needs network the
 #                       first time (pip, npm)
-#   PYTHON              a Python with websockets and python-socketio[asyncio_client] to use
+#   PYTHON              a Python with websockets, python-socketio and aiohttp to use
 #                       instead of the venv
 # Examples: virola.py virola.mjs osu.py osu.mjs big.py big.mjs rechat.py rechat-v2.mjs
 # rechat-v4.mjs (default: all).
@@ -45,7 +45,7 @@ mkdir -p "$WORK"
 if [ -z "${PYTHON:-}" ]; then
   if [ ! -x "$WORK/venv/bin/python" ]; then
     python3 -m venv "$WORK/venv"
-    "$WORK/venv/bin/pip" install -q websockets "python-socketio[asyncio_client]"
+    "$WORK/venv/bin/pip" install -q websockets python-socketio aiohttp
   fi
   PYTHON=$WORK/venv/bin/python
 fi
@@ -66,7 +66,8 @@ ALICE_TOKEN=$(token "$ALICE")
 BOB_TOKEN=$(token "$BOB")
 ROOM=$(curl -sf -X POST "$URL/api/v1/rooms" -H "Authorization: Bearer $SERVICE" \
   -d "{\"name\":\"docs-$RUN\",\"members\":[\"$ALICE\",\"$BOB\"]}" |
-  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["room"]["id"])')
+  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["room"]["id"])' 2>/dev/null) ||
+  { echo "cannot create a room at $URL (is the server running, and its data directory given?)"; exit 1; }
 echo "server $URL, room $ROOM, users $ALICE and $BOB"
 
 post() {

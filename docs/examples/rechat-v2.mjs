@@ -1,4 +1,4 @@
-// Rechat (Socket.IO at /socket.io/) with socket.io-client 2 (Engine.IO 3), as Rechat's web app.
+// Rechat (Socket.IO at /socket.io/) with socket.io-client 2 (Engine.IO 3, as Rechat's Socket.IO 1.x server).
 //   npm install socket.io-client@2
 //   ROOMCAST_URL=http://127.0.0.1:8080 ROOMCAST_TOKEN=<jwt> node rechat-v2.mjs
 import io from "socket.io-client";

@@ -1,5 +1,5 @@
 # Rechat (Socket.IO at /socket.io/) with python-socketio 5 (Engine.IO 4, as socket.io-client 4).
-#   pip install "python-socketio[asyncio_client]"
+#   pip install python-socketio aiohttp  (the asyncio client needs aiohttp)
 #   ROOMCAST_URL=http://127.0.0.1:8080 ROOMCAST_TOKEN=<jwt> python3 rechat.py
 import asyncio
 import os
