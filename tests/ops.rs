@@ -301,9 +301,12 @@ async fn get_root_describes_the_server_and_its_endpoints() {
         .iter()
         .map(|d| (d["name"].as_str().unwrap().into(), d["endpoint"].as_str().unwrap().into()))
         .collect();
-    for (name, path) in
-        [("virola", "/api/v1/events"), ("osu", "/notifications"), ("big", "/websocket")]
-    {
+    for (name, path) in [
+        ("virola", "/api/v1/events"),
+        ("osu", "/notifications"),
+        ("big", "/websocket"),
+        ("rechat", "/socket.io/"),
+    ] {
         assert!(endpoints.contains(&(name.into(), path.into())), "{name}: {endpoints:?}");
     }
     let rest = body["rest"].as_array().expect("rest paths");

@@ -216,6 +216,10 @@ impl Dialect for Rechat {
         path == "/socket.io/" || path == "/socket.io"
     }
 
+    fn endpoint(&self, _config: &Config) -> Option<String> {
+        Some("/socket.io/".into())
+    }
+
     fn credentials(&self, _head: &RequestHead) -> Credentials {
         Credentials::InBand
     }

@@ -222,18 +222,23 @@ fn on_socketio(shard: &Rc<Shard>, conn: &Rc<Conn>, inner: &Rc<Inner>, packet: Cl
                 inner.connected.set(true);
                 return conn.send(text_frame(&connect_packet(v4)));
             };
+            // The token is checked first, so the namespace's CONNECT answer goes out before
+            // any event (Users.Online follows the registration).
+            let identity = match verify(shard, &token) {
+                Ok(identity) => identity,
+                Err(failure) => return conn.send(text_frame(&connect_refused(&failure))),
+            };
+            inner.connected.set(true);
+            conn.send(text_frame(&connect_packet(true)));
             let (shard, conn, inner) = (shard.clone(), conn.clone(), inner.clone());
             tokio_uring::spawn(async move {
                 let _turn = inner.turn.lock().await;
-                match authenticate(&shard, &conn, &token).await {
-                    Ok(_) => {
-                        inner.connected.set(true);
-                        conn.send(text_frame(&connect_packet(true)));
-                    }
-                    Err(failure) => {
-                        let packet = connect_refused(&failure);
-                        conn.send(text_frame(&packet));
-                    }
+                if let Err(failure) = register(&shard, &conn, &identity).await {
+                    // Refused after the CONNECT answer (e.g. the user's connection cap): the
+                    // namespace is left with a CONNECT_ERROR and the socket closed.
+                    inner.connected.set(false);
+                    conn.send(text_frame(&connect_refused(&failure)));
+                    close_then_drop(&conn, CLOSE_NORMAL, "");
                 }
             });
         }
@@ -336,15 +341,29 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, ack: Option<u64>, request: Requ
     }
 }
 
-/// Verifies `token`, registers the socket for its user's events and waits until the user's
-/// owner sent its presence events; the user, or the failure to ack with. A socket already
-/// registered may authenticate again as the same user.
-async fn authenticate(shard: &Rc<Shard>, conn: &Rc<Conn>, token: &str) -> Result<UserId, Failure> {
-    let identity = shard.authenticate(Some(token)).map_err(|reason| {
+/// Verifies `token` (signature, expiry, logout): its identity, or the failure in Rechat's
+/// shape.
+fn verify(shard: &Rc<Shard>, token: &str) -> Result<crate::auth::Identity, Failure> {
+    shard.authenticate(Some(token)).map_err(|reason| {
         let message =
             if reason.contains("expired") { "Token expired" } else { "Invalid credentials" };
         unauthorized(message)
-    })?;
+    })
+}
+
+/// Verifies `token`, then [`register`]s the socket.
+async fn authenticate(shard: &Rc<Shard>, conn: &Rc<Conn>, token: &str) -> Result<UserId, Failure> {
+    register(shard, conn, &verify(shard, token)?).await
+}
+
+/// Registers the socket for `identity`'s events and waits until the user's owner sent its
+/// presence events; the user, or the failure to answer with. A socket already registered may
+/// authenticate again as the same user.
+async fn register(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    identity: &crate::auth::Identity,
+) -> Result<UserId, Failure> {
     let user = UserId::new(&identity.user);
     if let Some(bound) = conn.bound() {
         return if bound.user == user {
@@ -353,7 +372,7 @@ async fn authenticate(shard: &Rc<Shard>, conn: &Rc<Conn>, token: &str) -> Result
             Err(Failure::new(FailureKind::Conflict, "This socket is authenticated as another user"))
         };
     }
-    match shard.attach(conn, &identity, 0) {
+    match shard.attach(conn, identity, 0) {
         Ok(()) => {}
         Err(crate::shard::AttachRefused::UserFull { .. }) => {
             return Err(Failure::new(FailureKind::TooMany, "Too many connections for this user"));
