@@ -117,6 +117,8 @@ pub const MESSAGE_KIND_BYTES_MAX: usize = 64;
 pub const MESSAGE_ENCODED_OVERHEAD_BYTES: usize = 512;
 /// Most rooms one room listing returns; the rest are left out.
 pub const ROOM_LIST_MAX: usize = 1000;
+/// Lifetime of a token the web console mints (`POST /console/token`, `--console-mint`), in s.
+pub const CONSOLE_TOKEN_TTL_S: u64 = 3600;
 /// Longest notification name, category or object type, in bytes; longer → 400.
 pub const NOTIFICATION_NAME_BYTES_MAX: usize = 128;
 /// Largest notification details object, in bytes of JSON; larger → 400.

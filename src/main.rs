@@ -75,6 +75,7 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
     let data_dir = config.data_dir.clone();
     let durability = config.durability;
     let secret_configured = config.jwt_secret.is_some();
+    let console_mint = config.console_mint;
     let handle = roomcast::start(config)?;
     if !secret_configured {
         tracing::info!(
@@ -90,6 +91,13 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
         println!("mint a token: {program} token --user alice --jwt-secret <the same secret>");
     } else {
         println!("mint a token: {program} token --user alice --data-dir {}", data_dir.display());
+    }
+    println!("web console: http://{}/ in a browser", handle.addr);
+    if console_mint {
+        tracing::warn!(
+            "--console-mint: POST /console/token mints a token for any user to anyone who \
+             reaches this server; dev servers only"
+        );
     }
     println!("serving in the foreground; stop with Ctrl-C (SIGINT) or SIGTERM");
     let mut signals = signal_hook::iterator::Signals::new([

@@ -1,7 +1,8 @@
 //! Operating the server: one server per address and per data directory (the real binary, two
 //! processes), failed starts that leave nothing behind, the `token` command's errors, the start
 //! banner and log output, the per-user connection cap in each dialect's shape, and the HTTP
-//! details a user meets first (`GET /`, 405 with `Allow`, one 400 code, the header count).
+//! details a user meets first (`GET /` as JSON or the web console, the console's files and its
+//! token minting, 405 with `Allow`, one 400 code, the header count).
 
 mod support;
 
@@ -315,6 +316,109 @@ async fn get_root_describes_the_server_and_its_endpoints() {
     assert!(body["docs"].as_str().is_some_and(|d| d.contains("README")), "{body}");
     let r = call(server.addr, "POST", "/", None, None).await;
     assert_eq!(r.status, 405);
+}
+
+/// A GET of `path` with `Accept: accept`.
+async fn get_accepting(addr: SocketAddr, path: &str, accept: &str) -> HttpResponse {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\n\r\n");
+    raw_request(addr, request.as_bytes()).await
+}
+
+#[tokio::test]
+async fn get_root_serves_the_console_to_browsers_and_json_to_other_clients() {
+    let server = start(1);
+    let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let r = get_accepting(server.addr, "/", browser).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(header(&r.head, "content-type").as_deref(), Some("text/html; charset=utf-8"));
+    let csp = header(&r.head, "content-security-policy").expect("a CSP");
+    assert_eq!(csp, roomcast::rest::console::CSP);
+    for directive in ["default-src 'none'", "script-src 'self'", "frame-ancestors 'none'"] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(header(&r.head, "x-content-type-options").as_deref(), Some("nosniff"));
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains(r#"<script src="/console/app.js""#), "{page}");
+    assert!(!page.contains("<script>") && !page.contains("style="), "no inline script or style");
+
+    // Other clients keep the JSON index (curl's */*, an API client's application/json).
+    for accept in ["*/*", "application/json"] {
+        let r = get_accepting(server.addr, "/", accept).await;
+        assert_eq!(header(&r.head, "content-type").as_deref(), Some("application/json"));
+        assert_eq!(r.json()["name"], "roomcast");
+        assert_eq!(r.json()["console"], json!({"path": "/", "mint": false}));
+        assert_eq!(header(&r.head, "vary").as_deref(), Some("Accept"));
+    }
+
+    for (path, content_type) in [
+        ("/console/index.html", "text/html; charset=utf-8"),
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/style.css", "text/css; charset=utf-8"),
+        ("/console/icon.svg", "image/svg+xml"),
+    ] {
+        let r = call(server.addr, "GET", path, None, None).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(header(&r.head, "content-type").as_deref(), Some(content_type), "{path}");
+        assert_eq!(header(&r.head, "content-security-policy").as_deref(), Some(csp.as_str()));
+        assert!(!r.body.is_empty(), "{path}");
+    }
+    let r = call(server.addr, "GET", "/console/secret.txt", None, None).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (404, Some("not_found")));
+    let r = call(server.addr, "POST", "/console/app.js", None, None).await;
+    assert_eq!((r.status, header(&r.head, "allow").as_deref()), (405, Some("GET")));
+}
+
+#[tokio::test]
+async fn the_console_mints_tokens_only_when_the_server_allows_it() {
+    let off = start(1);
+    let r = call(off.addr, "POST", "/console/token", None, Some(json!({"user": "alice"}))).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    assert!(r.json()["error"]["message"].as_str().is_some_and(|m| m.contains("--console-mint")));
+    let r = call(off.addr, "GET", "/console/token", None, None).await;
+    assert_eq!((r.status, header(&r.head, "allow").as_deref()), (405, Some("POST")));
+
+    let on = start_with(roomcast::config::Config {
+        console_mint: true,
+        actions_per_second: 1,
+        actions_burst: 3,
+        ..config(1)
+    });
+    let index = call(on.addr, "GET", "/", None, None).await.json();
+    assert_eq!(index["console"], json!({"path": "/", "mint": true}));
+    let r = call(on.addr, "POST", "/console/token", None, Some(json!({"user": "alice"}))).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let minted = r.json();
+    assert_eq!(
+        (minted["user"].as_str(), minted["expires_in"].as_u64()),
+        (Some("alice"), Some(3600))
+    );
+    let token = minted["token"].as_str().expect("a token").to_string();
+
+    // The token is alice's, on REST and on a socket opened the browser's way (query).
+    let (mut ws, _) = ws_connect(on.addr, "/api/v1/events", Auth::Query(&token)).await.unwrap();
+    let r = call(on.addr, "POST", "/api/v1/rooms", Some(&token), Some(json!({"name": "c"}))).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let room = r.json()["room"].clone();
+    assert_eq!(room["members"], json!([{"user": "alice", "role": "owner"}]));
+    assert_eq!(next_of(&mut ws, "RoomCreated").await["data"]["room"]["roomId"], room["id"]);
+    let rooms = call(on.addr, "GET", "/api/v1/rooms", Some(&token), None).await;
+    assert_eq!(rooms.json()["rooms"][0]["id"], room["id"]);
+    close(ws).await;
+
+    // The user id rule applies, and each mint is one of the user's rate-limited actions (one
+    // shard: the buckets are per shard).
+    for body in [json!({"user": "a/b"}), json!({"user": ""}), json!({}), json!({"user": [1]})] {
+        let r = call(on.addr, "POST", "/console/token", None, Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{body}: {r:?}");
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = call(on.addr, "POST", "/console/token", None, Some(json!({"user": "bob"}))).await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses[..3], [201, 201, 201]);
+    assert_eq!(statuses[3], 429, "{statuses:?}");
 }
 
 /// The value of header `name` in a response head.

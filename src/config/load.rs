@@ -57,6 +57,19 @@ pub struct ServeArgs {
         value_name = "BOOL"
     )]
     pub no_pin_cpus: Option<bool>,
+    /// Let the web console mint user tokens with this server's secret (`POST /console/token`):
+    /// anyone who reaches the server can then act as any user. Dev servers only
+    /// (`--console-mint` or `--console-mint=false`) [default: false].
+    #[arg(
+        long,
+        env = "ROOMCAST_CONSOLE_MINT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub console_mint: Option<bool>,
     /// fsync before acknowledging writes, or not [default: fsync].
     #[arg(long, env = "ROOMCAST_DURABILITY", value_enum)]
     pub durability: Option<Durability>,
@@ -180,6 +193,7 @@ struct FileConfig {
     jwt_leeway_s: Option<u64>,
     echo_endpoint: Option<String>,
     pin_cpus: Option<bool>,
+    console_mint: Option<bool>,
     durability: Option<Durability>,
     frame_bytes_max: Option<usize>,
     message_bytes_max: Option<usize>,
@@ -219,7 +233,7 @@ struct FileConfig {
 macro_rules! overlay {
     ($cfg:expr, $src:expr) => {
         overlay!(@plain $cfg, $src,
-            listen, shards, data_dir, jwt_leeway_s, durability,
+            listen, shards, data_dir, jwt_leeway_s, durability, console_mint,
             frame_bytes_max, message_bytes_max, http_head_bytes_max,
             rest_body_bytes_max, stored_message_bytes_max, history_page_bytes_max,
             outbound_bytes_max, handshake_timeout_ms,

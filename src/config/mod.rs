@@ -78,6 +78,9 @@ pub struct Config {
     pub echo_endpoint: Option<String>,
     /// Pin each shard thread to one CPU.
     pub pin_cpus: bool,
+    /// The web console's `POST /console/token` mints user tokens with the server's HS256
+    /// secret for anyone who asks: dev servers only (off by default).
+    pub console_mint: bool,
     /// Whether writes are fsynced before acknowledgement.
     pub durability: Durability,
     /// Largest accepted WebSocket frame payload, in bytes.
@@ -170,6 +173,7 @@ impl Default for Config {
             jwt_leeway_s: 60,
             echo_endpoint: None,
             pin_cpus: true,
+            console_mint: false,
             durability: Durability::Fsync,
             frame_bytes_max: 65_536,
             message_bytes_max: 65_536,
@@ -315,6 +319,7 @@ impl fmt::Debug for Config {
             .field("jwt_leeway_s", &self.jwt_leeway_s)
             .field("echo_endpoint", &self.echo_endpoint)
             .field("pin_cpus", &self.pin_cpus)
+            .field("console_mint", &self.console_mint)
             .field("durability", &self.durability)
             .field("frame_bytes_max", &self.frame_bytes_max)
             .field("message_bytes_max", &self.message_bytes_max)

@@ -40,6 +40,7 @@ fn defaults_match_the_documented_numbers() {
     assert_eq!((&c.jwt_rsa_public_key, &c.jwt_ec_public_key), (&None, &None));
     assert_eq!(c.jwt_leeway_s, 60);
     assert!(c.pin_cpus);
+    assert!(!c.console_mint, "the console's token minting is off unless asked for");
     assert_eq!(c.durability, Durability::Fsync);
     assert_eq!(c.frame_bytes_max, 65_536);
     assert_eq!(c.message_bytes_max, 65_536);
@@ -244,6 +245,7 @@ fn clap_flags_are_kebab_case_field_names() {
     assert_eq!(c.http_keepalive_timeout_ms, 1500);
     assert_eq!((c.http_connections_per_shard_max, c.http_connections_per_ip_max), (300, 7));
     assert_eq!(c.connections_per_user_max, 3);
+    assert!(!c.console_mint);
     assert!(ServeCli::try_parse_from(["serve", "--durability=maybe"]).is_err());
     assert!(ServeCli::try_parse_from(["serve", "--shards=-1"]).is_err());
 }
@@ -322,4 +324,16 @@ fn load_reads_the_config_file() {
     let missing = ServeArgs { config: Some(dir.join("absent.toml")), ..ServeArgs::default() };
     assert!(load(missing).is_err());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn console_mint_is_a_flag_an_env_value_and_a_toml_key() {
+    let on = ServeCli::try_parse_from(["serve", "--console-mint"]).expect("flag parses");
+    assert!(merge(&on.args, None).expect("valid").console_mint);
+    let off = ServeCli::try_parse_from(["serve", "--console-mint=false"]).expect("parses");
+    assert!(!merge(&off.args, Some("console_mint = true")).expect("valid").console_mint);
+    assert!(merge(&ServeArgs::default(), Some("console_mint = true")).expect("valid").console_mint);
+    // What clap makes of ROOMCAST_CONSOLE_MINT=1.
+    let env = ServeArgs { console_mint: Some(true), ..ServeArgs::default() };
+    assert!(merge(&env, Some("console_mint = false")).expect("valid").console_mint);
 }

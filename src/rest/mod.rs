@@ -2,6 +2,7 @@
 //! turning every outcome into a response with a JSON body (`{"error":{"code","message"}}` on
 //! failure). Handlers build core actions and send them to the owner shard.
 
+pub mod console;
 pub mod json;
 pub mod messages;
 pub mod notifications;
@@ -66,6 +67,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/healthz", "GET"),
     ("/metrics", "GET"),
     ("/api/v1/openapi.json", "GET"),
+    ("/console/token", "POST"),
+    ("/console/{file}", "GET"),
     ("/api/v1/rooms", "GET, POST"),
     ("/api/v1/rooms/{id}", "GET, PATCH, DELETE"),
     ("/api/v1/rooms/{id}/members/{user}", "PUT, DELETE"),
@@ -102,6 +105,11 @@ pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_ali
         }
     };
     let segments: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
+    if head.method == Method::Get {
+        if let Some(page) = console::serve(head, &segments, keep_alive) {
+            return page;
+        }
+    }
     let result = route(shard, head, &segments, &body).await;
     match result {
         Err(e) if e.status == 405 => response::json_error_with_headers(
@@ -115,6 +123,14 @@ pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_ali
         Ok((status, body)) if segments == ["metrics"] => {
             response::response(status, Some("text/plain; version=0.0.4"), &body, keep_alive, &[])
         }
+        // `/` is the console to a browser (`console::serve`) and this JSON to other clients.
+        Ok((status, body)) if segments == [""] => response::response(
+            status,
+            Some("application/json"),
+            &body,
+            keep_alive,
+            &[("Vary", "Accept")],
+        ),
         Ok((status, body)) => {
             response::response(status, Some("application/json"), &body, keep_alive, &[])
         }
@@ -138,6 +154,15 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
         ["healthz"] => only_get(method, segments, || ops::health(shard)),
         ["metrics"] => only_get(method, segments, || ops::metrics(shard)),
         ["api", "v1", "openapi.json"] => only_get(method, segments, ops::openapi),
+        ["console", "token"] if method == Method::Post => console::mint(shard, body),
+        ["console", "token"] => Err(not_allowed(segments)),
+        ["console", _] => only_get(method, segments, || {
+            Err(ApiError {
+                status: 404,
+                code: "not_found",
+                message: format!("no console file {}", head.path),
+            })
+        }),
         ["api", "v1", "events"] | ["notifications", ..] | ["websocket"] => Err(ApiError {
             status: 426,
             code: "upgrade_required",

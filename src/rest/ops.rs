@@ -12,7 +12,8 @@ use super::{ApiResult, ROUTES};
 pub const DOCS: &str = "README.md (in the roomcast source tree)";
 
 /// The index: the server's name and version, each dialect's WebSocket endpoint, the HTTP API's
-/// paths with their methods, and where the documentation is.
+/// paths with their methods, the web console (`/` for browsers; whether it mints tokens), and
+/// where the documentation is.
 pub fn index(shard: &Shard) -> ApiResult {
     let dialects: Vec<_> = DialectId::all()
         .filter_map(|d| {
@@ -34,6 +35,7 @@ pub fn index(shard: &Shard) -> ApiResult {
         "description": env!("CARGO_PKG_DESCRIPTION"),
         "websocket": dialects,
         "rest": rest,
+        "console": { "path": "/", "mint": shard.console_mint.is_some() },
         "docs": DOCS,
     });
     Ok((200, body.to_string().into_bytes()))

@@ -71,6 +71,9 @@ pub struct Shard {
     pub config: Arc<Config>,
     /// Token verification.
     pub verifier: Arc<Verifier>,
+    /// The HS256 secret the web console's `POST /console/token` signs with: only with
+    /// `--console-mint` (`rest::console`).
+    pub console_mint: Option<Arc<[u8]>>,
     /// This shard's counters.
     pub metrics: Arc<ShardMetrics>,
     /// Every shard's counters, for `/metrics`.

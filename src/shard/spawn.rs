@@ -127,6 +127,8 @@ fn start_shards(
         );
     }
     let verifier = Arc::new(Verifier::new(&settings).map_err(|e| format!("jwt keys: {e}"))?);
+    let console_mint: Option<Arc<[u8]>> =
+        settings.hs256_secret.as_deref().filter(|_| config.console_mint).map(Arc::from);
     let shard_count = config.shard_count();
     let config = Arc::new(config);
     let mesh::Built { endpoints, doorbells, gauges: rings } =
@@ -194,6 +196,7 @@ fn start_shards(
             shard_count,
             config: config.clone(),
             verifier: verifier.clone(),
+            console_mint: console_mint.clone(),
             metrics: metrics[id].clone(),
             registry: registry.clone(),
             stop: stop.clone(),
@@ -237,6 +240,7 @@ struct ShardParts {
     shard_count: usize,
     config: Arc<Config>,
     verifier: Arc<Verifier>,
+    console_mint: Option<Arc<[u8]>>,
     metrics: Arc<ShardMetrics>,
     registry: Arc<Registry>,
     stop: Arc<AtomicBool>,
@@ -272,6 +276,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         dialects: crate::dialect::DIALECTS.iter().map(|d| RefCell::new(d.shard_state())).collect(),
         config: parts.config,
         verifier: parts.verifier,
+        console_mint: parts.console_mint,
         metrics: parts.metrics,
         registry: parts.registry,
         stop: parts.stop,
