@@ -27,11 +27,13 @@ pub struct Errors {
     pub http_io: AtomicU64,
     pub send: AtomicU64,
     pub setup: AtomicU64,
+    /// Rechat: `Message.Send` acks carrying an error object.
+    pub ack: AtomicU64,
 }
 
 impl Errors {
     pub fn total(&self) -> u64 {
-        [&self.connect, &self.closed, &self.http, &self.http_io, &self.send, &self.setup]
+        [&self.connect, &self.closed, &self.http, &self.http_io, &self.send, &self.setup, &self.ack]
             .iter()
             .map(|c| c.load(Relaxed))
             .sum()
