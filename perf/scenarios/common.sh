@@ -76,9 +76,10 @@ start_server() {
     # the connection count caps the publish rate: HTTP_CONNS (32; chatmax.sh 128) connections.
     roomcast | roomcast-virola) LG_TARGET=(--target roomcast --url "http://127.0.0.1:$port" --secret-file "$DATA_DIR/jwt_secret"
       --http-conns "${HTTP_CONNS:-32}") ;;
-    # Rechat publishers write Message.Send on their own sockets (open loop; counted on the ack).
+    # Rechat publishers write Message.Send on their own sockets (open loop; counted on the ack);
+    # RECHAT_PAUSE s (5) after connecting let the presence events of the connect phase drain.
     roomcast-rechat) LG_TARGET=(--target rechat --url "http://127.0.0.1:$port" --secret-file "$DATA_DIR/jwt_secret"
-      --rechat-auth "${RECHAT_AUTH:-connect}") ;;
+      --rechat-auth "${RECHAT_AUTH:-connect}" --pause "${RECHAT_PAUSE:-5}") ;;
     *) LG_TARGET=(--target plain --url "ws://127.0.0.1:$port") ;;
   esac
   sleep 0.3 # let the server's RSS settle before the loadgen samples it

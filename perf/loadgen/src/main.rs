@@ -109,6 +109,10 @@ struct Args {
     /// Longest wait after the window for in-flight deliveries, in seconds.
     #[arg(long, default_value_t = 3.0)]
     drain: f64,
+    /// Seconds to wait once connected before the first rate step (Rechat: the connect phase's
+    /// presence events drain first).
+    #[arg(long, default_value_t = 0.0)]
+    pause: f64,
     /// With --idle: seconds to let the server settle before sampling its RSS.
     #[arg(long, default_value_t = 1.0)]
     settle: f64,
@@ -128,6 +132,20 @@ struct Latency {
     p99: f64,
     p999: f64,
     max: f64,
+}
+
+impl Latency {
+    /// The percentiles of a histogram of nanoseconds, in µs.
+    fn of(hist: &hdrhistogram::Histogram<u64>) -> Latency {
+        let us = |q: f64| round(hist.value_at_quantile(q) as f64 / 1000.0, 1);
+        Latency {
+            p50: us(0.5),
+            p90: us(0.9),
+            p99: us(0.99),
+            p999: us(0.999),
+            max: round(hist.max() as f64 / 1000.0, 1),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -179,6 +197,9 @@ struct Report {
     /// Frames received twice by a connection (see `Shared::duplicates`), over the run so far.
     duplicate_deliveries: u64,
     latency_us: Latency,
+    /// Rechat: `Message.Send` written → its ack read, for messages sent inside the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ack_latency_us: Option<Latency>,
     publish_lag: u64,
     publish_skipped: u64,
     http_reopened: u64,
@@ -352,6 +373,7 @@ fn run(args: Args) -> Result<(), String> {
         let report = base.report(0, 0.0, &shared, &hists, server.clone(), cpu, lg);
         print_line(&report)?;
     } else {
+        std::thread::sleep(Duration::from_secs_f64(args.pause));
         let rates =
             if args.rate_steps.is_empty() { vec![args.rate] } else { args.rate_steps.clone() };
         for (step, &rate) in rates.iter().enumerate() {
@@ -443,7 +465,8 @@ impl Base<'_> {
             }
         }
         let e = &shared.errors;
-        let us = |q: f64| round(hist.value_at_quantile(q) as f64 / 1000.0, 1);
+        let ack_latency_us = (args.target == Target::Rechat && !args.idle)
+            .then(|| Latency::of(&shared.ack_latency.lock().unwrap()));
         Report {
             target: args.target,
             mode: if args.idle { "idle" } else { "publish" },
@@ -468,13 +491,8 @@ impl Base<'_> {
             } else {
                 0.0
             },
-            latency_us: Latency {
-                p50: us(0.5),
-                p90: us(0.9),
-                p99: us(0.99),
-                p999: us(0.999),
-                max: round(hist.max() as f64 / 1000.0, 1),
-            },
+            latency_us: Latency::of(&hist),
+            ack_latency_us,
             publish_lag: shared.publish_lag.load(Relaxed),
             publish_skipped: shared.publish_skipped.load(Relaxed),
             http_reopened: shared.http_reopened.load(Relaxed),

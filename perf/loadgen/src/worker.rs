@@ -268,6 +268,10 @@ async fn receive<S>(
                         Frame::Ack { result: Ok(message), .. } => {
                             if let Some(sent) = stamp::parse_rechat(message) {
                                 count_sent(&shared, sent, room_size);
+                                if shared.in_window(sent) {
+                                    let took = now.saturating_sub(sent).max(1);
+                                    shared.ack_latency.lock().unwrap().saturating_record(took);
+                                }
                             }
                         }
                         Frame::Ack { id, result: Err(error) } => {
