@@ -2,7 +2,7 @@
 # Chat at rising load: ROOMS (5 000) rooms x 2 members, every room publishing; the total rate is
 # stepped up (RATES, messages/s) until p99 > P99_LIMIT_MS (50) or deliveries fall below 95 %.
 # Reports the highest passing rate ("max sustained"), deliveries/s there and CPU-us/delivery.
-# Usage: SERVER=roomcast|tt|tt-tuned|node perf/scenarios/chatmax.sh   (REPS, RATES, DURATION, WARMUP)
+# Usage: SERVER=roomcast|roomcast-rechat|tt|tt-tuned|node perf/scenarios/chatmax.sh   (REPS, RATES, DURATION, WARMUP)
 source "$(dirname "$0")/common.sh"
 ROOMS=${ROOMS:-5000}
 HTTP_CONNS=${HTTP_CONNS:-128} # roomcast: enough keep-alive connections for 30 000 requests/s

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Shared helpers for the scenario scripts: build, start a pinned server, run the pinned loadgen,
 # summarise. Sourced, not run. Servers run on CPU 1 and the loadgen on CPU 0 (taskset).
+# SERVER: roomcast (= roomcast-virola: the Virola dialect, /api/v1/events, publishing over REST),
+# roomcast-rechat (the same server through its Rechat dialect, Socket.IO v4 over WebSocket,
+# publishing with Message.Send), or a peer: tt, tt-tuned, node.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -27,13 +30,13 @@ build() {
   [[ ${SKIP_BUILD:-0} == 1 ]] && return 0
   log "building for SERVER=$SERVER"
   case $SERVER in
-    roomcast) (cd "$ROOT" && cargo build --release -q -p roomcast -p loadgen) ;;
+    roomcast | roomcast-virola | roomcast-rechat) (cd "$ROOT" && cargo build --release -q -p roomcast -p loadgen) ;;
     tt | tt-tuned) (cd "$ROOT" && cargo build --release -q -p loadgen -p peer-tokio-tungstenite) ;;
     node)
       (cd "$ROOT" && cargo build --release -q -p loadgen)
       (cd "$ROOT/perf/peers/node-ws" && { [[ -d node_modules/ws ]] || npm ci --no-audit --no-fund --silent; })
       ;;
-    *) echo "unknown SERVER=$SERVER (roomcast|tt|tt-tuned|node)" >&2; return 1 ;;
+    *) echo "unknown SERVER=$SERVER (roomcast|roomcast-virola|roomcast-rechat|tt|tt-tuned|node)" >&2; return 1 ;;
   esac
 }
 
@@ -47,7 +50,7 @@ start_server() {
     tt) taskset -c "$SERVER_CPU" "$BIN/peer-tokio-tungstenite" --listen "127.0.0.1:$port" >"$SERVER_LOG" 2>&1 & ;;
     tt-tuned) taskset -c "$SERVER_CPU" "$BIN/peer-tokio-tungstenite" --tuned --listen "127.0.0.1:$port" >"$SERVER_LOG" 2>&1 & ;;
     node) taskset -c "$SERVER_CPU" node "$ROOT/perf/peers/node-ws/server.js" --listen "127.0.0.1:$port" >"$SERVER_LOG" 2>&1 & ;;
-    roomcast)
+    roomcast | roomcast-virola | roomcast-rechat)
       DATA_DIR=$(mktemp -d)
       # The loadgen is a few loopback addresses with thousands of connections each: lift the
       # per-address cap on connections in the HTTP phase (64 per shard by default).
@@ -63,7 +66,7 @@ start_server() {
       echo "server $SERVER exited; log:" >&2; cat "$SERVER_LOG" >&2; return 1
     fi
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      if [[ $SERVER != roomcast || -s "$DATA_DIR/jwt_secret" ]]; then break; fi
+      if [[ -z $DATA_DIR || -s "$DATA_DIR/jwt_secret" ]]; then break; fi
     fi
     sleep 0.05
     if [[ $i == 200 ]]; then echo "server $SERVER not ready on port $port" >&2; return 1; fi
@@ -71,8 +74,12 @@ start_server() {
   case $SERVER in
     # Publishing over REST is closed-loop per HTTP connection (one request in flight each), so
     # the connection count caps the publish rate: HTTP_CONNS (32; chatmax.sh 128) connections.
-    roomcast) LG_TARGET=(--target roomcast --url "http://127.0.0.1:$port" --secret-file "$DATA_DIR/jwt_secret"
+    roomcast | roomcast-virola) LG_TARGET=(--target roomcast --url "http://127.0.0.1:$port" --secret-file "$DATA_DIR/jwt_secret"
       --http-conns "${HTTP_CONNS:-32}") ;;
+    # Rechat publishers write Message.Send on their own sockets (open loop; counted on the ack);
+    # RECHAT_PAUSE s (5) after connecting let the presence events of the connect phase drain.
+    roomcast-rechat) LG_TARGET=(--target rechat --url "http://127.0.0.1:$port" --secret-file "$DATA_DIR/jwt_secret"
+      --rechat-auth "${RECHAT_AUTH:-connect}" --pause "${RECHAT_PAUSE:-5}") ;;
     *) LG_TARGET=(--target plain --url "ws://127.0.0.1:$port") ;;
   esac
   sleep 0.3 # let the server's RSS settle before the loadgen samples it

@@ -2,7 +2,7 @@
 # Fan-out: ROOMS (10) rooms x MEMBERS (1 000) members, one publisher per room; the total publish
 # rate is stepped up (RATES, messages/s) until p99 > P99_LIMIT_MS (50) or deliveries fall below 95 %.
 # Reports the highest passing rate, deliveries/s there and server CPU-us per delivery.
-# Usage: SERVER=roomcast|tt|tt-tuned|node perf/scenarios/fanout.sh   (REPS, RATES, DURATION, WARMUP)
+# Usage: SERVER=roomcast|roomcast-rechat|tt|tt-tuned|node perf/scenarios/fanout.sh   (REPS, RATES, DURATION, WARMUP)
 source "$(dirname "$0")/common.sh"
 ROOMS=${ROOMS:-10}
 MEMBERS=${MEMBERS:-1000}

@@ -8,7 +8,8 @@
 //!
 //! Layout: `shared` (counters, window, phase signal), `worker` (one thread's connections and
 //! publishers), `conn` (sockets and handshakes), `http` (tiny HTTP/1.1 client), `setup`
-//! (roomcast rooms), `token` (JWTs), `stamp` (timestamps in message text), `procfs` (readings).
+//! (roomcast rooms), `token` (JWTs), `stamp` (timestamps in message text), `rechat` (the Rechat
+//! target's Socket.IO wire), `procfs` (readings).
 
 // glibc malloc was ~13 % of the loadgen's samples in a connect storm; the load generator must
 // not be the bottleneck.
@@ -17,6 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use loadgen::{conn, http, procfs, token};
 
+mod rechat;
 mod setup;
 mod shared;
 mod stamp;
@@ -34,7 +36,7 @@ use serde::Serialize;
 use crate::conn::source_ip;
 use crate::shared::{Phase, Shared};
 use crate::worker::{
-    Config, ConnSpec, Hist, HttpTarget, HttpWorkerSpec, Schedule, Target, ThreadPlan,
+    Config, ConnSpec, Hist, HttpTarget, HttpWorkerSpec, Publisher, Schedule, Target, ThreadPlan,
 };
 
 /// The most connections one process may hold (the open-file limit here is 20 000).
@@ -90,6 +92,11 @@ struct Args {
     /// roomcast: the JWT secret itself.
     #[arg(long)]
     secret: Option<String>,
+    /// Rechat: authenticate with the token in the v4 CONNECT packet (`connect`, what
+    /// `socket.io-client` 4 sends for `io(url, {auth: {token}})`) or with the `Authenticate`
+    /// event (`event`, what Rechat's app calls).
+    #[arg(long, value_enum, default_value = "connect")]
+    rechat_auth: rechat::Auth,
     /// roomcast: HTTP keep-alive connections used by the publishers in total.
     #[arg(long, default_value_t = 32)]
     http_conns: usize,
@@ -102,6 +109,10 @@ struct Args {
     /// Longest wait after the window for in-flight deliveries, in seconds.
     #[arg(long, default_value_t = 3.0)]
     drain: f64,
+    /// Seconds to wait once connected before the first rate step (Rechat: the connect phase's
+    /// presence events drain first).
+    #[arg(long, default_value_t = 0.0)]
+    pause: f64,
     /// With --idle: seconds to let the server settle before sampling its RSS.
     #[arg(long, default_value_t = 1.0)]
     settle: f64,
@@ -123,6 +134,20 @@ struct Latency {
     max: f64,
 }
 
+impl Latency {
+    /// The percentiles of a histogram of nanoseconds, in µs.
+    fn of(hist: &hdrhistogram::Histogram<u64>) -> Latency {
+        let us = |q: f64| round(hist.value_at_quantile(q) as f64 / 1000.0, 1);
+        Latency {
+            p50: us(0.5),
+            p90: us(0.9),
+            p99: us(0.99),
+            p999: us(0.999),
+            max: round(hist.max() as f64 / 1000.0, 1),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorKinds {
     connect: u64,
@@ -131,6 +156,8 @@ struct ErrorKinds {
     http_io: u64,
     send: u64,
     setup: u64,
+    /// Rechat: `Message.Send` acks carrying an error object.
+    ack: u64,
 }
 
 #[derive(Serialize, Default, Clone)]
@@ -170,6 +197,9 @@ struct Report {
     /// Frames received twice by a connection (see `Shared::duplicates`), over the run so far.
     duplicate_deliveries: u64,
     latency_us: Latency,
+    /// Rechat: `Message.Send` written → its ack read, for messages sent inside the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ack_latency_us: Option<Latency>,
     publish_lag: u64,
     publish_skipped: u64,
     http_reopened: u64,
@@ -217,47 +247,50 @@ fn run(args: Args) -> Result<(), String> {
     let mut plans: Vec<ThreadPlan> = (0..threads).map(|_| ThreadPlan::default()).collect();
     let setup_start = Instant::now();
 
+    // Publishers on their own sockets (plain, Rechat): equal shares of the rate, phases spread.
+    let mut pub_index = 0usize;
+    let mut ws_publisher = |c: usize, room_id: u64| {
+        is_publisher(c).then(|| {
+            let schedule = Schedule {
+                share: 1.0 / publishers as f64,
+                phase: pub_index as f64 / publishers as f64,
+            };
+            pub_index += 1;
+            Publisher { schedule, room_size: room_size(c % rooms), room_id }
+        })
+    };
+    let conn_spec = |c: usize, path: String, token: Option<String>, publisher| ConnSpec {
+        src: source_ip(c, args.conns_per_ip),
+        path,
+        token,
+        publisher,
+    };
+
     match args.target {
         Target::Plain => {
-            let mut pub_index = 0usize;
             for c in 0..n {
-                let r = c % rooms;
-                let publisher = is_publisher(c).then(|| {
-                    let schedule = Schedule {
-                        share: 1.0 / publishers as f64,
-                        phase: pub_index as f64 / publishers as f64,
-                    };
-                    pub_index += 1;
-                    (schedule, room_size(r))
-                });
-                plans[c % threads].conns.push(ConnSpec {
-                    src: source_ip(c, args.conns_per_ip),
-                    path: format!("/ws?room=room-{r}"),
-                    token: None,
+                let path = format!("/ws?room=room-{}", c % rooms);
+                plans[c % threads].conns.push(conn_spec(c, path, None, ws_publisher(c, 0)));
+            }
+        }
+        Target::Rechat => {
+            let (tokens, room_ids) = roomcast_setup(&args, addr, n, rooms, &shared)?;
+            for (c, token) in tokens.into_iter().enumerate() {
+                let room_id = room_ids.get(c % rooms).copied().flatten();
+                let publisher = room_id.and_then(|id| ws_publisher(c, id));
+                plans[c % threads].conns.push(conn_spec(
+                    c,
+                    rechat::PATH.into(),
+                    Some(token),
                     publisher,
-                });
+                ));
             }
         }
         Target::Roomcast => {
-            let secret = read_secret(&args)?;
-            let minter = token::Minter::new(&secret);
-            let tokens: Vec<String> = (0..n).map(|c| minter.mint(&format!("u{c}"), None)).collect();
-            let room_ids = if args.idle {
-                Vec::new()
-            } else {
-                let members: Vec<Vec<String>> = (0..rooms)
-                    .map(|r| (r..n).step_by(rooms).map(|c| format!("u{c}")).collect())
-                    .collect();
-                let service = minter.mint("loadgen", Some("service"));
-                setup::create_rooms(addr, &service, &members, 8, &shared)
-            };
+            let (tokens, room_ids) = roomcast_setup(&args, addr, n, rooms, &shared)?;
             for (c, token) in tokens.iter().enumerate() {
-                plans[c % threads].conns.push(ConnSpec {
-                    src: source_ip(c, args.conns_per_ip),
-                    path: "/api/v1/events".to_string(),
-                    token: Some(token.clone()),
-                    publisher: None,
-                });
+                let path = "/api/v1/events".to_string();
+                plans[c % threads].conns.push(conn_spec(c, path, Some(token.clone()), None));
             }
             let authors: Vec<HttpTarget> = (0..n)
                 .filter(|&c| is_publisher(c))
@@ -286,6 +319,7 @@ fn run(args: Args) -> Result<(), String> {
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
         connect_concurrency: args.connect_concurrency.div_ceil(threads),
+        rechat_auth: args.rechat_auth,
     });
 
     let hists: Vec<Hist> = (0..threads).map(|_| Arc::new(Mutex::new(worker::new_hist()))).collect();
@@ -339,6 +373,7 @@ fn run(args: Args) -> Result<(), String> {
         let report = base.report(0, 0.0, &shared, &hists, server.clone(), cpu, lg);
         print_line(&report)?;
     } else {
+        std::thread::sleep(Duration::from_secs_f64(args.pause));
         let rates =
             if args.rate_steps.is_empty() { vec![args.rate] } else { args.rate_steps.clone() };
         for (step, &rate) in rates.iter().enumerate() {
@@ -430,7 +465,8 @@ impl Base<'_> {
             }
         }
         let e = &shared.errors;
-        let us = |q: f64| round(hist.value_at_quantile(q) as f64 / 1000.0, 1);
+        let ack_latency_us = (args.target == Target::Rechat && !args.idle)
+            .then(|| Latency::of(&shared.ack_latency.lock().unwrap()));
         Report {
             target: args.target,
             mode: if args.idle { "idle" } else { "publish" },
@@ -455,13 +491,8 @@ impl Base<'_> {
             } else {
                 0.0
             },
-            latency_us: Latency {
-                p50: us(0.5),
-                p90: us(0.9),
-                p99: us(0.99),
-                p999: us(0.999),
-                max: round(hist.max() as f64 / 1000.0, 1),
-            },
+            latency_us: Latency::of(&hist),
+            ack_latency_us,
             publish_lag: shared.publish_lag.load(Relaxed),
             publish_skipped: shared.publish_skipped.load(Relaxed),
             http_reopened: shared.http_reopened.load(Relaxed),
@@ -473,6 +504,7 @@ impl Base<'_> {
                 http_io: e.http_io.load(Relaxed),
                 send: e.send.load(Relaxed),
                 setup: e.setup.load(Relaxed),
+                ack: e.ack.load(Relaxed),
             },
             loadgen_cpu_s: round(procfs::own_cpu_s(), 3),
             loadgen_cpu_window_s: round(loadgen_window_s, 3),
@@ -532,12 +564,35 @@ fn http_workers(authors: Vec<HttpTarget>, conns: usize) -> Vec<HttpWorkerSpec> {
         .collect()
 }
 
+/// roomcast and Rechat: a token for every connection (user `u<c>`), and unless `--idle` the
+/// rooms made over REST with their members (each room's id, `None` where creation failed).
+fn roomcast_setup(
+    args: &Args,
+    addr: SocketAddr,
+    n: usize,
+    rooms: usize,
+    shared: &Arc<Shared>,
+) -> Result<(Vec<String>, Vec<Option<u64>>), String> {
+    let secret = read_secret(args)?;
+    let minter = token::Minter::new(&secret);
+    let tokens: Vec<String> = (0..n).map(|c| minter.mint(&format!("u{c}"), None)).collect();
+    if args.idle {
+        return Ok((tokens, Vec::new()));
+    }
+    let members: Vec<Vec<String>> =
+        (0..rooms).map(|r| (r..n).step_by(rooms).map(|c| format!("u{c}")).collect()).collect();
+    let service = minter.mint("loadgen", Some("service"));
+    Ok((tokens, setup::create_rooms(addr, &service, &members, 8, shared)))
+}
+
 fn read_secret(args: &Args) -> Result<String, String> {
     if let Some(s) = &args.secret {
         return Ok(s.trim().to_string());
     }
-    let path =
-        args.secret_file.as_ref().ok_or("--target roomcast needs --secret-file or --secret")?;
+    let path = args
+        .secret_file
+        .as_ref()
+        .ok_or("--target roomcast|rechat needs --secret-file or --secret")?;
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|e| format!("{}: {e}", path.display()))

@@ -2,8 +2,10 @@
 //! signal and the run-wide counters.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Instant;
 
+use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
 /// What the threads should be doing now.
@@ -27,11 +29,13 @@ pub struct Errors {
     pub http_io: AtomicU64,
     pub send: AtomicU64,
     pub setup: AtomicU64,
+    /// Rechat: `Message.Send` acks carrying an error object.
+    pub ack: AtomicU64,
 }
 
 impl Errors {
     pub fn total(&self) -> u64 {
-        [&self.connect, &self.closed, &self.http, &self.http_io, &self.send, &self.setup]
+        [&self.connect, &self.closed, &self.http, &self.http_io, &self.send, &self.setup, &self.ack]
             .iter()
             .map(|c| c.load(Relaxed))
             .sum()
@@ -64,6 +68,8 @@ pub struct Shared {
     /// roomcast: requests sent again because the server had closed the idle keep-alive
     /// connection they met (not errors; the server never read them). Cumulative over the run.
     pub http_reopened: AtomicU64,
+    /// Rechat: `Message.Send` → its ack, for messages sent inside the window (ns).
+    pub ack_latency: Mutex<Histogram<u64>>,
     pub errors: Errors,
 }
 
@@ -86,6 +92,7 @@ impl Shared {
             publish_lag: AtomicU64::new(0),
             publish_skipped: AtomicU64::new(0),
             http_reopened: AtomicU64::new(0),
+            ack_latency: Mutex::new(crate::worker::new_hist()),
             errors: Errors::default(),
         }
     }
@@ -103,6 +110,7 @@ impl Shared {
         ] {
             c.store(0, Relaxed);
         }
+        self.ack_latency.lock().unwrap().reset();
     }
 
     /// Nanoseconds since the epoch.

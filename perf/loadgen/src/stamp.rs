@@ -43,6 +43,16 @@ pub fn for_each_roomcast(frame: &str, mut each: impl FnMut(u64)) {
     }
 }
 
+/// The stamp of a Rechat message object's `comment`: the last `"comment"` of `json`, which
+/// in a `Message.Sent` packet is the message's (the room before it may repeat the message as
+/// its `latest_message`, with the same comment), and in a `Message.Send` ack the message's.
+/// Searching from the end skips the room's list of up to 256 users.
+pub fn parse_rechat(json: &str) -> Option<u64> {
+    const KEY: &str = "\"comment\":\"t=";
+    let at = json.rfind(KEY)?;
+    parse_at(&json.as_bytes()[at + KEY.len()..])
+}
+
 fn parse_at(digits: &[u8]) -> Option<u64> {
     let mut value: u64 = 0;
     for (i, &b) in digits.iter().enumerate() {
@@ -76,5 +86,13 @@ mod tests {
         let mut none = Vec::new();
         for_each_roomcast(r#"{"type":"RoomCreated","data":{"text":"t=1;"}}"#, |n| none.push(n));
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn rechat_comment() {
+        let sent = r#"42["Message.Sent",{"latest_message":{"comment":"t=9;x"},"users":[{"id":"u1"}]},{"author":{},"comment":"t=9;x","id":"3"}]"#;
+        assert_eq!(parse_rechat(sent), Some(9));
+        assert_eq!(parse_rechat(r#"{"comment":"t=12;xx","id":"1"}]"#), Some(12));
+        assert_eq!(parse_rechat(r#"{"comment":"hello"}"#), None);
     }
 }

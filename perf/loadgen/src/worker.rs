@@ -8,17 +8,19 @@
 use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, Stream, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::sync::{Notify, Semaphore};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::conn::ws_connect;
+use crate::conn::{ws_connect, Ws};
 use crate::http::HttpConn;
+use crate::rechat::{self, Frame};
 use crate::shared::{Phase, Shared};
 use crate::stamp;
 
@@ -37,8 +39,11 @@ const HIST_MAX_NS: u64 = 120_000_000_000;
 pub enum Target {
     /// `ws://HOST/ws?room=NAME`; text frames are relayed to the room.
     Plain,
-    /// roomcast's REST + `/api/v1/events` API.
+    /// roomcast's REST + `/api/v1/events` API (the Virola dialect): publishing over REST.
     Roomcast,
+    /// roomcast's Rechat dialect (Socket.IO v4 over a WebSocket, [`rechat`]): the rooms are
+    /// made over REST, publishers send `Message.Send` on their own socket.
+    Rechat,
 }
 
 /// Run-wide settings every thread reads.
@@ -49,6 +54,8 @@ pub struct Config {
     pub warmup: Duration,
     pub duration: Duration,
     pub connect_concurrency: usize,
+    /// Rechat: how the sockets authenticate.
+    pub rechat_auth: rechat::Auth,
 }
 
 /// One publisher's part of the total rate: it publishes `share * rate` messages/s, its slot `k`
@@ -59,13 +66,30 @@ pub struct Schedule {
     pub phase: f64,
 }
 
-/// One WebSocket connection to open; a plain-target publisher also sends on it.
+/// One WebSocket connection to open; a plain- or Rechat-target publisher also sends on it.
 pub struct ConnSpec {
     pub src: Ipv4Addr,
     pub path: String,
+    /// roomcast: the `Authorization: Bearer` token; Rechat: the token sent in band.
     pub token: Option<String>,
-    pub publisher: Option<(Schedule, u64)>,
+    pub publisher: Option<Publisher>,
 }
+
+/// A publisher on its own WebSocket: its schedule, and the room it sends to.
+#[derive(Clone, Copy)]
+pub struct Publisher {
+    pub schedule: Schedule,
+    /// Members of the room (the deliveries one message should cause, the sender's included).
+    pub room_size: u64,
+    /// Rechat: the room's id, named in `Message.Send` (plain: unused; the path names the room).
+    pub room_id: u64,
+}
+
+/// A connection's write half, shared by its publisher and (Rechat) its receiver's pongs.
+type SharedSink = Rc<tokio::sync::Mutex<SplitSink<Ws, Message>>>;
+
+/// Refused `Message.Send` acks already printed (the first few go to stderr).
+static ACK_ERRORS_REPORTED: AtomicU32 = AtomicU32::new(0);
 
 /// One HTTP keep-alive connection posting messages for one or more (room, author) pairs.
 pub struct HttpWorkerSpec {
@@ -148,10 +172,16 @@ async fn conn_task(
     connecting: Connecting,
 ) {
     let permit = connecting.gate.acquire().await.expect("semaphore open");
-    let result = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        ws_connect(cfg.addr, spec.src, &spec.path, spec.token.as_deref()),
-    )
+    let rechat = cfg.target == Target::Rechat;
+    let bearer = spec.token.as_deref().filter(|_| !rechat);
+    let result = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let mut ws = ws_connect(cfg.addr, spec.src, &spec.path, bearer).await?;
+        if rechat {
+            let token = spec.token.as_deref().unwrap_or_default();
+            rechat::handshake(&mut ws, token, cfg.rechat_auth).await?;
+        }
+        Ok(ws)
+    })
     .await
     .unwrap_or_else(|_| Err("timed out".to_string()));
     drop(permit);
@@ -171,25 +201,30 @@ async fn conn_task(
         }
     };
     shared.connected.fetch_add(1, Relaxed);
-    match spec.publisher {
-        Some((schedule, room_size)) => {
-            let (sink, stream) = ws.split();
-            tokio::task::spawn_local(publish_ws(
-                sink,
-                schedule,
-                room_size,
-                cfg.clone(),
-                shared.clone(),
-            ));
-            receive(stream, cfg.target, hist, shared).await;
-        }
-        None => receive(ws, cfg.target, hist, shared).await,
+    let room_size = spec.publisher.map_or(0, |p| p.room_size);
+    if spec.publisher.is_none() && !rechat {
+        return receive(ws, cfg.target, hist, shared, None, room_size).await;
     }
+    let (sink, stream) = ws.split();
+    let sink: SharedSink = Rc::new(tokio::sync::Mutex::new(sink));
+    if let Some(publisher) = spec.publisher {
+        tokio::task::spawn_local(publish_ws(sink.clone(), publisher, cfg.clone(), shared.clone()));
+    }
+    let replies = rechat.then_some(sink);
+    receive(stream, cfg.target, hist, shared, replies, room_size).await;
 }
 
-/// Reads frames until the socket closes, timing every stamped message.
-async fn receive<S>(mut stream: S, target: Target, hist: Hist, shared: Arc<Shared>)
-where
+/// Reads frames until the socket closes, timing every stamped message. Rechat: answers the
+/// server's pings through `replies` and counts the acks of this socket's `Message.Send`s to a
+/// room of `room_size` members as sent (or as `ack` errors).
+async fn receive<S>(
+    mut stream: S,
+    target: Target,
+    hist: Hist,
+    shared: Arc<Shared>,
+    replies: Option<SharedSink>,
+    room_size: u64,
+) where
     S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {
     let mut recent = [0u64; 8];
@@ -218,6 +253,35 @@ where
                         }
                     }
                     Target::Roomcast => stamp::for_each_roomcast(text.as_str(), record),
+                    Target::Rechat => match rechat::classify(text.as_str()) {
+                        Frame::Sent(packet) => {
+                            if let Some(sent) = stamp::parse_rechat(packet) {
+                                record(sent);
+                            }
+                        }
+                        Frame::Ping => {
+                            let Some(sink) = &replies else { continue };
+                            if sink.lock().await.send(Message::text(rechat::PONG)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Frame::Ack { result: Ok(message), .. } => {
+                            if let Some(sent) = stamp::parse_rechat(message) {
+                                count_sent(&shared, sent, room_size);
+                                if shared.in_window(sent) {
+                                    let took = now.saturating_sub(sent).max(1);
+                                    shared.ack_latency.lock().unwrap().saturating_record(took);
+                                }
+                            }
+                        }
+                        Frame::Ack { id, result: Err(error) } => {
+                            shared.errors.ack.fetch_add(1, Relaxed);
+                            if ACK_ERRORS_REPORTED.fetch_add(1, Relaxed) < 3 {
+                                eprintln!("Message.Send {id} refused: {error}");
+                            }
+                        }
+                        Frame::Other => {}
+                    },
                 }
             }
             Ok(Message::Close(_)) | Err(_) => break,
@@ -309,29 +373,34 @@ fn count_sent(shared: &Shared, sent: u64, room_size: u64) {
     }
 }
 
-/// A plain-target publisher: text frames on its own WebSocket.
-async fn publish_ws<S>(
-    mut sink: S,
-    schedule: Schedule,
-    room_size: u64,
-    cfg: Arc<Config>,
-    shared: Arc<Shared>,
-) where
-    S: Sink<Message, Error = tungstenite::Error> + Unpin,
-{
+/// A publisher on its own WebSocket: plain, the stamped text as a frame, counted as sent once
+/// written; Rechat, a `Message.Send` with a fresh ack id, counted when its ack arrives (see
+/// [`receive`]). It never waits for an ack: the server runs a socket's actions in order.
+async fn publish_ws(sink: SharedSink, publisher: Publisher, cfg: Arc<Config>, shared: Arc<Shared>) {
     let mut last = None;
+    let mut ack = 0u64;
     while let Some((go, step, rate)) = wait_go(&shared, last).await {
         last = Some(step);
-        let mut slots = Slots::new(go, rate, &cfg, schedule);
+        let mut slots = Slots::new(go, rate, &cfg, publisher.schedule);
         while slots.next(&shared).await.is_some() {
             let sent = shared.now_ns();
-            if sink.send(Message::text(stamp::text(sent, cfg.payload))).await.is_err() {
+            let text = stamp::text(sent, cfg.payload);
+            let frame = match cfg.target {
+                Target::Rechat => {
+                    ack += 1;
+                    rechat::message_send(ack, publisher.room_id, &text)
+                }
+                Target::Plain | Target::Roomcast => text,
+            };
+            if sink.lock().await.send(Message::text(frame)).await.is_err() {
                 if !shared.stopping.load(Relaxed) {
                     shared.errors.send.fetch_add(1, Relaxed);
                 }
                 return;
             }
-            count_sent(&shared, sent, room_size);
+            if cfg.target != Target::Rechat {
+                count_sent(&shared, sent, publisher.room_size);
+            }
         }
     }
 }
