@@ -268,20 +268,35 @@ async fn compressed_client_messages_are_inflated_and_echoed_compressed() {
     let (b0, payload) = read_data(&mut stream).await;
     assert_eq!(b0, 0x80 | RSV1 | 1);
     assert_eq!(inflate(&payload), text.as_bytes());
-    // Small messages, compressed or not, come back plain (under the threshold).
+    // The echo endpoint compresses every reply, small ones too; a plain client message is
+    // fine on a deflate connection.
     stream.write_all(&frame(0x80 | RSV1 | 2, &deflate(b"tiny"))).await.unwrap();
-    assert_eq!(read_data(&mut stream).await, (0x82, b"tiny".to_vec()));
+    let (b0, payload) = read_data(&mut stream).await;
+    assert_eq!((b0, inflate(&payload)), (0x80 | RSV1 | 2, b"tiny".to_vec()));
     stream.write_all(&frame(0x81, b"plain")).await.unwrap();
-    assert_eq!(read_data(&mut stream).await, (0x81, b"plain".to_vec()));
+    let (b0, payload) = read_data(&mut stream).await;
+    assert_eq!((b0, inflate(&payload)), (0x80 | RSV1 | 1, b"plain".to_vec()));
     // Invalid UTF-8 inside compressed text: 1007.
     stream.write_all(&frame(0x80 | RSV1 | 1, &deflate(b"ok\xff"))).await.unwrap();
     assert_eq!(close_code(&mut stream).await, Some(1007));
 
-    // server_max_window_bits below 15: the client's compressed messages are accepted, the
-    // server's come back plain (it cannot compress within a smaller window).
+    // server_max_window_bits below 15 is honoured: replies compressed within a 512-byte
+    // window; 8 (which zlib cannot make for raw DEFLATE): replies plain.
     let offer = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9\r\n";
     let (mut stream, answer) = raw_ws(server.addr, "/echo", offer).await;
     assert_eq!(answer, Some(format!("{ANSWER}; server_max_window_bits=9")));
+    stream.write_all(&frame(0x80 | RSV1 | 1, &deflate(text.as_bytes()))).await.unwrap();
+    let (b0, payload) = read_data(&mut stream).await;
+    assert_eq!(b0, 0x80 | RSV1 | 1);
+    let mut small = Decompress::new_with_window_bits(false, 9);
+    let mut input = payload.clone();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(4096);
+    small.decompress_vec(&input, &mut out, FlushDecompress::Sync).unwrap();
+    assert_eq!(out, text.as_bytes(), "inflates with a 9-bit window");
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=8\r\n";
+    let (mut stream, answer) = raw_ws(server.addr, "/echo", offer).await;
+    assert_eq!(answer, Some(format!("{ANSWER}; server_max_window_bits=8")));
     stream.write_all(&frame(0x80 | RSV1 | 1, &deflate(text.as_bytes()))).await.unwrap();
     assert_eq!(read_data(&mut stream).await, (0x81, text.into_bytes()));
 }

@@ -105,7 +105,8 @@ impl Bundle {
             Source::Alternative => &deflated.alternative[dialect.index()],
             Source::Viewer => return Some(frame.clone()),
         };
-        Some(cache.get_or_init(|| crate::ws::deflate::compress_frames(frame, threshold)).clone())
+        let compress = || crate::ws::deflate::compress_frames(frame, threshold, 15);
+        Some(cache.get_or_init(compress).clone())
     }
 
     #[inline]

@@ -7,8 +7,8 @@
 //! close frame is ever queued. A write that finds the socket's send buffer full leaves the
 //! connection `blocked` until the shard's readiness poller reports it writable.
 //! A connection that negotiated permessage-deflate holds only two flags for it (no
-//! compressor): broadcast frames come compressed from the bundle ([`Recipient::deflate_threshold`]),
-//! replies through [`Conn::compressed`].
+//! compressor): broadcast frames come compressed from the bundle
+//! ([`Recipient::deflate_threshold`]), replies through [`Conn::compressed`].
 //!
 //! [`Recipient::deflate_threshold`]: crate::fanout::Recipient::deflate_threshold
 
@@ -141,9 +141,10 @@ pub struct Conn {
 pub struct Deflate {
     /// The client may send compressed messages (RSV1).
     pub inbound: bool,
-    /// The server may send compressed messages (the client did not limit its window below
-    /// what the compressor uses).
-    pub outbound: bool,
+    /// The window (log2) the server may compress this connection's messages with: 15 unless
+    /// the client asked for less; 0 = never compressed (not negotiated, or a window of 8,
+    /// which the compressor cannot make).
+    pub window_bits: u8,
 }
 
 /// A registered connection's identity: set once, never changed.
@@ -176,22 +177,26 @@ impl Conn {
         }
     }
 
-    /// The payload size from which this connection's data frames are sent compressed; `None`
-    /// when it did not negotiate (outbound) permessage-deflate.
+    /// The payload size from which this connection gets broadcast frames compressed (the
+    /// bundle's shared ones, made with a 32 KiB window); `None` when it did not negotiate
+    /// permessage-deflate or limited the server's window below that.
     #[inline]
     pub fn deflate_threshold(&self) -> Option<usize> {
-        self.deflate.outbound.then_some(self.writer.deflate_threshold)
+        (self.deflate.window_bits == crate::ws::deflate::WINDOW_BITS_MAX)
+            .then_some(self.writer.deflate_threshold)
     }
 
-    /// `frame` (one or more complete frames) as this connection should get it: with each data
-    /// message of at least the threshold compressed when it negotiated permessage-deflate,
-    /// else unchanged. For per-connection replies; broadcast frames are compressed once in
-    /// their bundle.
-    pub fn compressed(&self, frame: Bytes) -> Bytes {
-        match self.deflate_threshold() {
-            Some(threshold) => crate::ws::deflate::compress_frames(&frame, threshold),
-            None => frame,
+    /// `frame` (one or more complete frames) compressed for this connection alone (within its
+    /// window) when it negotiated permessage-deflate: each data message of at least
+    /// `threshold` bytes (0: every one; `None`: the server's `deflate_threshold_bytes`). For
+    /// per-connection replies; broadcast frames are compressed once in their bundle.
+    pub fn compressed(&self, frame: Bytes, threshold: Option<usize>) -> Bytes {
+        let bits = self.deflate.window_bits;
+        if bits < crate::ws::deflate::WINDOW_BITS_MIN {
+            return frame;
         }
+        let threshold = threshold.unwrap_or(self.writer.deflate_threshold);
+        crate::ws::deflate::compress_frames(&frame, threshold, bits)
     }
 
     /// Binds the connection to its slab `key` and identity; false when it was bound before.

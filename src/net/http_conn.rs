@@ -446,7 +446,9 @@ async fn upgrade_to_websocket(
     drop(stream);
     let mut conn = Conn::new(dialect, socket, shard.conn.writer.clone());
     if let Some(agreement) = &deflate {
-        conn.deflate = Deflate { inbound: true, outbound: agreement.compress_outbound };
+        let bits = agreement.server_window_bits;
+        let window_bits = if bits >= crate::ws::deflate::WINDOW_BITS_MIN { bits } else { 0 };
+        conn.deflate = Deflate { inbound: true, window_bits };
     }
     let conn = Rc::new(conn);
     if let Some(identity) = identity {

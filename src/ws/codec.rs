@@ -491,7 +491,7 @@ mod tests {
 
     fn deflated(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        crate::ws::deflate::deflate_into(data, &mut out);
+        crate::ws::deflate::deflate_into(data, 15, &mut out);
         out
     }
 

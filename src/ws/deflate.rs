@@ -3,7 +3,7 @@
 //!
 //! Owns: [`inflate`] (a message's compressed payload → its bytes, at most a given size) and
 //! [`compress_frames`] (one or several complete server frames → the same frames with each
-//! large enough data message compressed and RSV1 set).
+//! large enough data message compressed, within a given window, and RSV1 set).
 //!
 //! Invariants:
 //! - No context is kept between messages (both sides negotiated `no_context_takeover`): each
@@ -12,10 +12,12 @@
 //! - [`inflate`] never holds more than `max + 1` bytes of output, however small the input:
 //!   a zip bomb costs at most the bound, then [`InflateError::TooBig`].
 //! - [`compress_frames`] never compresses control frames, fragments or frames with RSV bits
-//!   already set, and keeps a message plain when compression would not make it smaller.
+//!   already set, and keeps a message under the threshold plain, and one that compression
+//!   would not make smaller (unless the threshold is 0: then every data message).
 //!
-//! Limits: compression level 6 (zlib's default) with a 32 KiB window (the backend,
-//! miniz_oxide, has no smaller one; see `extension` for `server_max_window_bits`).
+//! Limits: compression level 6 (zlib's default), through flate2's zlib-rs backend (pure Rust),
+//! which takes windows of 2^9 to 2^15 bytes; the inflater always has a 32 KiB window, enough
+//! for whatever window the client chose.
 
 use std::cell::RefCell;
 
@@ -40,9 +42,16 @@ pub enum InflateError {
     Corrupt,
 }
 
+/// Smallest and largest compression window (log2) the compressor can use for raw DEFLATE.
+pub const WINDOW_BITS_MIN: u8 = 9;
+/// The largest window, 32 KiB: what broadcast frames are compressed with.
+pub const WINDOW_BITS_MAX: u8 = 15;
+
 thread_local! {
     static INFLATER: RefCell<Decompress> = RefCell::new(Decompress::new(false));
-    static DEFLATER: RefCell<Compress> = RefCell::new(Compress::new(Compression::default(), false));
+    /// One compressor per window size, made on first use (each holds its window and hash
+    /// tables: a few hundred KiB at 15 bits), per thread.
+    static DEFLATERS: RefCell<[Option<Compress>; 7]> = const { RefCell::new([const { None }; 7]) };
 }
 
 /// Inflates one message's compressed payload (RFC 7692 §7.2.2: `00 00 ff ff` appended) into
@@ -101,11 +110,16 @@ fn inflate_with(
     Ok(out)
 }
 
-/// Compresses `payload` as one message: raw DEFLATE, sync-flushed, without the trailing
-/// `00 00 ff ff` (RFC 7692 §7.2.1), appended to `out`.
-pub fn deflate_into(payload: &[u8], out: &mut Vec<u8>) {
-    DEFLATER.with(|deflater| {
-        let mut c = deflater.borrow_mut();
+/// Compresses `payload` as one message: raw DEFLATE with a `2^window_bits`-byte window
+/// (clamped to 9..=15), sync-flushed, without the trailing `00 00 ff ff` (RFC 7692 §7.2.1),
+/// appended to `out`.
+pub fn deflate_into(payload: &[u8], window_bits: u8, out: &mut Vec<u8>) {
+    let bits = window_bits.clamp(WINDOW_BITS_MIN, WINDOW_BITS_MAX);
+    DEFLATERS.with(|deflaters| {
+        let mut deflaters = deflaters.borrow_mut();
+        let c = deflaters[usize::from(bits - WINDOW_BITS_MIN)].get_or_insert_with(|| {
+            Compress::new_with_window_bits(Compression::default(), false, bits)
+        });
         c.reset();
         let mut input = payload;
         loop {
@@ -128,10 +142,11 @@ pub fn deflate_into(payload: &[u8], out: &mut Vec<u8>) {
 }
 
 /// `frames` (one or several complete, unmasked server frames back to back) with each
-/// unfragmented text/binary frame of at least `threshold` payload bytes compressed (RSV1 set).
-/// Returns `frames` itself (a refcount bump) when nothing was worth compressing or the bytes
-/// are not a sequence of frames.
-pub fn compress_frames(frames: &Bytes, threshold: usize) -> Bytes {
+/// unfragmented text/binary frame of at least `threshold` payload bytes compressed with a
+/// `2^window_bits`-byte window (RSV1 set), unless that would not make it smaller (with
+/// `threshold` 0, every such frame, smaller or not). Returns `frames` itself (a refcount
+/// bump) when nothing was compressed or the bytes are not a sequence of frames.
+pub fn compress_frames(frames: &Bytes, threshold: usize, window_bits: u8) -> Bytes {
     let mut out: Option<Vec<u8>> = None;
     let mut at = 0;
     while at < frames.len() {
@@ -142,10 +157,10 @@ pub fn compress_frames(frames: &Bytes, threshold: usize) -> Bytes {
         let end = start + payload_len;
         let opcode = b0 & 0x0f;
         let data = b0 & 0xf0 == 0x80 && (opcode == OP_TEXT || opcode == OP_BINARY);
-        if data && payload_len >= threshold.max(1) {
+        if data && payload_len >= threshold {
             let mut compressed = Vec::with_capacity(payload_len / 2 + 64);
-            deflate_into(&frames[start..end], &mut compressed);
-            if compressed.len() < payload_len {
+            deflate_into(&frames[start..end], window_bits, &mut compressed);
+            if compressed.len() < payload_len || threshold == 0 {
                 let out = out.get_or_insert_with(|| {
                     let mut v = Vec::with_capacity(frames.len());
                     v.extend_from_slice(&frames[..at]);
@@ -215,11 +230,17 @@ mod tests {
     fn round_trip_sizes() {
         for n in [0, 1, 100, 300, 4096, 70_000, 300_000] {
             let data = sample(n);
-            let mut compressed = Vec::new();
-            deflate_into(&data, &mut compressed);
-            assert_eq!(inflate(&compressed, n).as_deref(), Ok(&data[..]), "{n}");
-            if n > 0 {
-                assert_eq!(inflate(&compressed, n - 1), Err(InflateError::TooBig), "{n}");
+            for bits in [9, 12, 15] {
+                let mut compressed = Vec::new();
+                deflate_into(&data, bits, &mut compressed);
+                assert_eq!(inflate(&compressed, n).as_deref(), Ok(&data[..]), "{n} {bits}");
+                if n > 0 {
+                    assert_eq!(inflate(&compressed, n - 1), Err(InflateError::TooBig), "{n}");
+                }
+                let mut small = Decompress::new_with_window_bits(false, bits);
+                let mut input = compressed.clone();
+                input.extend_from_slice(&TAIL);
+                assert_eq!(inflate_with(&mut small, &input, n).as_deref(), Ok(&data[..]));
             }
         }
     }
@@ -242,7 +263,7 @@ mod tests {
     fn a_bomb_stops_at_the_bound() {
         let zeros = vec![0u8; 8 << 20];
         let mut bomb = Vec::new();
-        deflate_into(&zeros, &mut bomb);
+        deflate_into(&zeros, 15, &mut bomb);
         assert!(bomb.len() < 16 << 10, "{}", bomb.len());
         assert_eq!(inflate(&bomb, 1 << 20), Err(InflateError::TooBig));
         assert_eq!(inflate(&bomb, 8 << 20).map(|v| v.len()), Ok(8 << 20));
@@ -256,7 +277,7 @@ mod tests {
             [frame::text(&big), frame::ping(b"p"), frame::text(&small), frame::binary(&big)]
                 .concat();
         let frames = Bytes::from(frames);
-        let out = compress_frames(&frames, 128);
+        let out = compress_frames(&frames, 128, 15);
         assert!(out.len() < frames.len());
         // Walk the result: compressed, ping, plain, compressed.
         let mut at = 0;
@@ -276,7 +297,7 @@ mod tests {
         assert_eq!(got, want);
         // Below the threshold, incompressible or not frames: the same bytes back.
         let plain = Bytes::from(frame::text(&sample(100)).to_vec());
-        assert_eq!(compress_frames(&plain, 128).as_ptr(), plain.as_ptr());
+        assert_eq!(compress_frames(&plain, 128, 15).as_ptr(), plain.as_ptr());
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let noise: Vec<u8> = (0..400)
             .map(|_| {
@@ -287,8 +308,12 @@ mod tests {
             })
             .collect();
         let noisy = frame::binary(&noise);
-        assert_eq!(compress_frames(&noisy, 128), noisy);
+        assert_eq!(compress_frames(&noisy, 128, 15), noisy);
+        // Threshold 0: compressed even when it does not shrink.
+        let forced = compress_frames(&noisy, 0, 15);
+        assert_eq!(forced[0], 0xC2);
+        assert_eq!(inflate(frame::payload(&forced), 1000).as_deref(), Ok(&noise[..]));
         let garbage = Bytes::from_static(&[0x81, 0x7e, 0x01]);
-        assert_eq!(compress_frames(&garbage, 0), garbage);
+        assert_eq!(compress_frames(&garbage, 0, 15), garbage);
     }
 }

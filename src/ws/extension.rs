@@ -8,9 +8,10 @@
 //! client_no_context_takeover`: neither side keeps a compression context between messages,
 //! so a connection holds no (de)compressor while idle and one compressed frame can be shared
 //! by every deflate recipient. `server_max_window_bits=N` is echoed when offered (RFC 7692
-//! §7.1.2.1 requires it); the compressor here always uses a 32 KiB window, so for `N < 15` the
-//! server honours the bound by sending that connection's messages uncompressed (RSV1 = 0 is
-//! always valid), while the client's compressed messages are still accepted.
+//! §7.1.2.1 requires it) and honoured: the connection's own messages are compressed with a
+//! `2^N`-byte window (zlib-rs takes 9 to 15); broadcast frames, compressed once with a 32 KiB
+//! window, go to it uncompressed (RSV1 = 0 is always valid), and so does everything for
+//! `N = 8`, a window zlib cannot produce for raw DEFLATE.
 //! `client_max_window_bits` is never answered: the server inflates with a 32 KiB window,
 //! which covers any window the client picks.
 //!
@@ -29,9 +30,9 @@ pub const PARAMS_MAX: usize = 8;
 pub struct Agreement {
     /// The `Sec-WebSocket-Extensions` response header's value.
     pub response: String,
-    /// The server may compress its messages (false when the client limited the server's
-    /// window below 32 KiB, which this compressor cannot produce).
-    pub compress_outbound: bool,
+    /// The LZ77 window the server may use for its messages, log2 (15 unless the client
+    /// asked for less with `server_max_window_bits`).
+    pub server_window_bits: u8,
 }
 
 /// The answer to the offers in `values` (every `Sec-WebSocket-Extensions` header, in order):
@@ -99,7 +100,7 @@ fn accept_offer(offer: &[u8]) -> Option<Agreement> {
     if let Some(bits) = server_window {
         response.push_str(&format!("; server_max_window_bits={bits}"));
     }
-    Some(Agreement { response, compress_outbound: server_window.is_none_or(|bits| bits == 15) })
+    Some(Agreement { response, server_window_bits: server_window.unwrap_or(15) })
 }
 
 /// A window size parameter: `8` to `15`, digits only, no leading zero.
@@ -156,15 +157,15 @@ mod tests {
 
     const BOTH: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
-    fn answer(values: &[&str]) -> Option<(String, bool)> {
+    fn answer(values: &[&str]) -> Option<(String, u8)> {
         negotiate(values.iter().map(|v| v.as_bytes()))
-            .map(|agreement| (agreement.response, agreement.compress_outbound))
+            .map(|agreement| (agreement.response, agreement.server_window_bits))
     }
 
     #[test]
     fn accepted_offers() {
-        let plain = Some((BOTH.to_string(), true));
-        let table: &[(&[&str], Option<(String, bool)>)] = &[
+        let plain = Some((BOTH.to_string(), 15));
+        let table: &[(&[&str], Option<(String, u8)>)] = &[
             (&["permessage-deflate"], plain.clone()),
             (&["PerMessage-Deflate"], plain.clone()),
             (&["permessage-deflate; client_max_window_bits"], plain.clone()),
@@ -178,22 +179,22 @@ mod tests {
             (
                 &["permessage-deflate; client_no_context_takeover; client_max_window_bits; \
                    server_no_context_takeover; server_max_window_bits=15"],
-                Some((format!("{BOTH}; server_max_window_bits=15"), true)),
+                Some((format!("{BOTH}; server_max_window_bits=15"), 15)),
             ),
             (
                 &["permessage-deflate; server_max_window_bits=8"],
-                Some((format!("{BOTH}; server_max_window_bits=8"), false)),
+                Some((format!("{BOTH}; server_max_window_bits=8"), 8)),
             ),
             (
                 &["permessage-deflate; server_max_window_bits=\"10\""],
-                Some((format!("{BOTH}; server_max_window_bits=10"), false)),
+                Some((format!("{BOTH}; server_max_window_bits=10"), 10)),
             ),
             // Other extensions are skipped; the first acceptable offer wins.
             (&["x-webkit-deflate-frame, permessage-deflate"], plain.clone()),
             (&["foo; bar=\"a,b\"", "permessage-deflate"], plain.clone()),
             (
                 &["permessage-deflate; server_max_window_bits=9, permessage-deflate"],
-                Some((format!("{BOTH}; server_max_window_bits=9"), false)),
+                Some((format!("{BOTH}; server_max_window_bits=9"), 9)),
             ),
             // A declined offer falls back to the next one.
             (&["permessage-deflate; server_max_window_bits=7, permessage-deflate"], plain.clone()),
