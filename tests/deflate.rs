@@ -7,7 +7,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
@@ -19,11 +18,7 @@ const ANSWER: &str = "permessage-deflate; server_no_context_takeover; client_no_
 const RSV1: u8 = 0x40;
 
 /// One test of this file at a time: one of them measures the process's memory.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Opens a WebSocket at `target` by hand with `extra` header lines; returns the socket after the
 /// 101 and the response's `Sec-WebSocket-Extensions`, if any.
@@ -179,7 +174,7 @@ async fn close_code(stream: &mut TcpStream) -> Option<u16> {
 
 #[tokio::test]
 async fn negotiation_answers_offers_and_declines_what_it_cannot_honour() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let server = start(1);
     let addr = server.addr;
     let with_bits = |bits: u8| format!("{ANSWER}; server_max_window_bits={bits}");
@@ -231,7 +226,7 @@ async fn negotiation_answers_offers_and_declines_what_it_cannot_honour() {
 
 #[tokio::test]
 async fn unnegotiated_rsv1_is_a_protocol_error() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let server = start(1);
     let (mut stream, answer) = raw_ws(server.addr, "/echo", "").await;
     assert_eq!(answer, None);
@@ -241,7 +236,7 @@ async fn unnegotiated_rsv1_is_a_protocol_error() {
 
 #[tokio::test]
 async fn compressed_client_messages_are_inflated_and_echoed_compressed() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let server = start(1);
     let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
     let (mut stream, answer) = raw_ws(server.addr, "/echo", offer).await;
@@ -315,7 +310,7 @@ fn rss_bytes() -> usize {
 #[tokio::test]
 async fn a_zip_bomb_gets_1009_without_a_memory_spike() {
     const MIB: usize = 1 << 20;
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     // 1 MiB messages; each bomb is ~250 KiB on the wire and inflates to 256 MiB.
     let server = start_with(roomcast::config::Config {
         frame_bytes_max: MIB,
@@ -350,7 +345,7 @@ async fn a_zip_bomb_gets_1009_without_a_memory_spike() {
 
 #[tokio::test]
 async fn a_broadcast_is_compressed_for_deflate_clients_shared_and_plain_for_others() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let server = start(2);
     let addr = server.addr;
     let room = create_room(addr, "mixed", &["alice", "bob", "carol"]).await;

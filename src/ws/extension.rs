@@ -157,7 +157,10 @@ mod tests {
 
     const BOTH: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
-    fn answer(values: &[&str]) -> Option<(String, u8)> {
+    /// The answer header and the server's window bits.
+    type Answer = Option<(String, u8)>;
+
+    fn answer(values: &[&str]) -> Answer {
         negotiate(values.iter().map(|v| v.as_bytes()))
             .map(|agreement| (agreement.response, agreement.server_window_bits))
     }
@@ -165,7 +168,7 @@ mod tests {
     #[test]
     fn accepted_offers() {
         let plain = Some((BOTH.to_string(), 15));
-        let table: &[(&[&str], Option<(String, u8)>)] = &[
+        let table: &[(&[&str], Answer)] = &[
             (&["permessage-deflate"], plain.clone()),
             (&["PerMessage-Deflate"], plain.clone()),
             (&["permessage-deflate; client_max_window_bits"], plain.clone()),

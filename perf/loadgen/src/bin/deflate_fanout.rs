@@ -161,7 +161,12 @@ fn main() {
         let period = Duration::from_micros(1_000_000 / args.rate.max(1));
         for i in 0..args.messages {
             let (status, _) = http
-                .request("POST", &format!("/api/v1/rooms/{room}/messages"), &poster, body.as_bytes())
+                .request(
+                    "POST",
+                    &format!("/api/v1/rooms/{room}/messages"),
+                    &poster,
+                    body.as_bytes(),
+                )
                 .await
                 .expect("post");
             assert_eq!(status, 201);
