@@ -93,6 +93,41 @@ fn bench(c: &mut Criterion) {
         deflated.len(),
         compressed.len() as f64 / plain.len() as f64
     );
+    // CPU time (this thread's), which a loaded machine does not inflate as it does wall time.
+    let render = || {
+        let message = chat_frame();
+        black_box(message);
+    };
+    eprintln!("CPU per op (thread CPU time, 20 000 ops each):");
+    eprintln!("  render the Virola frame: {:.2} us", cpu_us(render));
+    eprintln!(
+        "  compress_frames: {:.2} us",
+        cpu_us(|| {
+            black_box(compress_frames(black_box(&plain), THRESHOLD, 15));
+        })
+    );
+    eprintln!(
+        "  inflate: {:.2} us",
+        cpu_us(|| {
+            let _ = black_box(inflate(black_box(deflated), 1 << 16));
+        })
+    );
+    // What the level and the window cost on this frame (flate2 on zlib-rs, reset per message).
+    let payload_bytes = frame::payload(&plain).to_vec();
+    for (level, bits) in [(1, 9), (1, 15), (6, 9), (6, 15), (9, 15)] {
+        let mut c =
+            flate2::Compress::new_with_window_bits(flate2::Compression::new(level), false, bits);
+        let mut out = Vec::with_capacity(4096);
+        let us = cpu_us(|| {
+            c.reset();
+            out.clear();
+            let _ = c.compress_vec(&payload_bytes, &mut out, flate2::FlushCompress::Sync);
+        });
+        eprintln!(
+            "  level {level}, window 2^{bits}: {us:.2} us, {} B",
+            out.len().saturating_sub(4)
+        );
+    }
     c.bench_function("deflate/compress_frame_300B", |b| {
         b.iter(|| compress_frames(black_box(&plain), THRESHOLD, 15))
     });
@@ -117,6 +152,24 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+}
+
+/// This thread's CPU time per call of `f`, in µs, over 20 000 calls.
+fn cpu_us(mut f: impl FnMut()) -> f64 {
+    let now = || {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes the timespec we pass.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+    };
+    for _ in 0..1000 {
+        f();
+    }
+    let start = now();
+    for _ in 0..20_000 {
+        f();
+    }
+    (now() - start) / 20_000.0
 }
 
 /// The allocator the server binary uses (src/main.rs), so allocation costs match.

@@ -271,10 +271,10 @@ mod tests {
 
     #[test]
     fn compress_frames_compresses_each_data_message_above_the_threshold() {
-        let big = sample(300);
+        let long = sample(300);
         let small = sample(20);
         let frames =
-            [frame::text(&big), frame::ping(b"p"), frame::text(&small), frame::binary(&big)]
+            [frame::text(&long), frame::ping(b"p"), frame::text(&small), frame::binary(&long)]
                 .concat();
         let frames = Bytes::from(frames);
         let out = compress_frames(&frames, 128, 15);
@@ -293,7 +293,7 @@ mod tests {
             got.push((out[at] & 0xbf, plain));
             at += h + len;
         }
-        let want = vec![(0x81, big.clone()), (0x89, b"p".to_vec()), (0x81, small), (0x82, big)];
+        let want = vec![(0x81, long.clone()), (0x89, b"p".to_vec()), (0x81, small), (0x82, long)];
         assert_eq!(got, want);
         // Below the threshold, incompressible or not frames: the same bytes back.
         let plain = Bytes::from(frame::text(&sample(100)).to_vec());
