@@ -10,7 +10,8 @@
 //!   message starts from a reset (de)compressor. The (de)compressor itself is one per thread
 //!   (a shard's), reused, so no connection ever holds one.
 //! - [`inflate`] never holds more than `max + 1` bytes of output, however small the input:
-//!   a zip bomb costs at most the bound, then [`InflateError::TooBig`].
+//!   the output starts small and doubles as it fills, capped there, so a zip bomb costs at
+//!   most the bound, then [`InflateError::TooBig`].
 //! - [`compress_frames`] never compresses control frames, fragments or frames with RSV bits
 //!   already set, and keeps a message under the threshold plain, and one that compression
 //!   would not make smaller (unless the threshold is 0: then every data message).
@@ -30,7 +31,7 @@ use super::header::{frame_header_len, OP_BINARY, OP_TEXT};
 /// block from a sync flush), and §7.2.2 appends before inflating.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// Output is grown at most this much at a time while inflating.
+/// The first output allocation while inflating is at most this (then it doubles).
 const INFLATE_CHUNK: usize = 16 * 1024;
 
 /// Why a compressed message could not be inflated.
@@ -77,8 +78,8 @@ fn inflate_with(
             return Err(InflateError::TooBig);
         }
         if out.len() == out.capacity() {
-            // Grow by doubling, in chunks, never past one byte over the bound.
-            let room = out.len().clamp(256, INFLATE_CHUNK).min(max + 1 - out.len());
+            // Grow by doubling (amortised copies), never past one byte over the bound.
+            let room = out.len().max(256).min(max + 1 - out.len());
             out.reserve_exact(room);
         }
         let input = if body.is_empty() { tail } else { body };
