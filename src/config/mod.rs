@@ -11,7 +11,7 @@
 //!
 //! # Invariants (enforced by [`Config::validate`], which [`load`] always runs)
 //! - Every limit is non-zero (`shards` may be 0 = one per core; `jwt_leeway_s`
-//!   may be 0); `shards <= 64`; `frame_bytes_max <= message_bytes_max`;
+//!   and `deflate_threshold_bytes` may be 0); `shards <= 64`; `frame_bytes_max <= message_bytes_max`;
 //!   `stored_message_bytes_max` is more than a message's fixed overhead and at most
 //!   `history_page_bytes_max`;
 //!   `ring_slots` is a power of two; `ping_interval_ms < idle_timeout_ms`;
