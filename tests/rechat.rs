@@ -482,12 +482,13 @@ async fn long_polling_payloads_per_version_across_shards() {
         poll(addr, &q, Some(&format!(r#"40{{"token":"{}"}}"#, user_token("quinn")))).await.0,
         200
     );
+    // The CONNECT answer, then (after the registration) Users.Online.
     let mut seen = String::new();
-    while !seen.contains("40{\"sid\"") {
+    while !(seen.contains("40{\"sid\"") && seen.contains("Users.Online")) {
         seen.push_str(&poll(addr, &q, None).await.1);
         seen.push('\u{1e}');
     }
-    assert!(seen.contains("Users.Online"), "{seen}");
+    assert!(seen.find("40{\"sid\"") < seen.find("Users.Online"), "{seen}");
     post_message(addr, room, "paula", "to quinn").await;
     let mut seen = String::new();
     while !seen.contains("to quinn") {

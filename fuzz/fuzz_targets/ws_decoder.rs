@@ -1,6 +1,9 @@
-//! `ws::codec::Decoder::decode` under small and large limits, fed whole and in chunks.
+//! `ws::codec::Decoder::decode` under small and large limits, fed whole and in chunks, with
+//! permessage-deflate negotiated or not.
 //!
-//! The first bytes choose the limits and the chunk sizes; the rest is the client's stream.
+//! The first bytes choose the limits, deflate (the low bit of the first) and the chunk sizes;
+//! the rest is the client's stream. With deflate, compressed messages are inflated within the
+//! message limit (a bomb is an error, never an item past the limit).
 //! Invariants: no panic; messages within `message_bytes_max`, control payloads within 125
 //! bytes, text and close reasons UTF-8, close codes only as a peer may send; the same items
 //! and the same final error whether the stream arrives at once or in pieces; an item,
@@ -25,16 +28,16 @@ fn drain(decoder: &mut Decoder, buf: &mut BytesMut, items: &mut Vec<Incoming>) -
     }
 }
 
-fn whole(limits: WsLimits, stream: &[u8]) -> Outcome {
-    let mut decoder = Decoder::new(limits);
+fn whole(limits: WsLimits, deflate: bool, stream: &[u8]) -> Outcome {
+    let mut decoder = Decoder::new(limits).with_deflate(deflate);
     let mut buf = BytesMut::from(stream);
     let mut items = Vec::new();
     let error = drain(&mut decoder, &mut buf, &mut items);
     (items, error)
 }
 
-fn chunked(limits: WsLimits, stream: &[u8], sizes: &[u8]) -> Outcome {
-    let mut decoder = Decoder::new(limits);
+fn chunked(limits: WsLimits, deflate: bool, stream: &[u8], sizes: &[u8]) -> Outcome {
+    let mut decoder = Decoder::new(limits).with_deflate(deflate);
     let mut buf = BytesMut::new();
     let mut items = Vec::new();
     let mut rest = stream;
@@ -105,19 +108,20 @@ fn check(limits: WsLimits, item: &Incoming) {
 
 fuzz_target!(|data: &[u8]| {
     let [a, b, rest @ ..] = data else { return };
+    let deflate = a & 1 == 1;
     let (sizes, stream) = rest.split_at(rest.len().min(4));
     let small =
         WsLimits { frame_bytes_max: usize::from(*a), message_bytes_max: usize::from(*b) * 2 };
     let large = WsLimits { frame_bytes_max: 16 << 20, message_bytes_max: 16 << 20 };
     for limits in [small, large, WsLimits::default()] {
-        let at_once = whole(limits, stream);
-        let pieces = chunked(limits, stream, sizes);
+        let at_once = whole(limits, deflate, stream);
+        let pieces = chunked(limits, deflate, stream, sizes);
         assert_eq!(at_once, pieces, "whole and chunked differ");
         for item in &at_once.0 {
             check(limits, item);
             let (frame, len) = client_frame(item);
             if len <= limits.frame_bytes_max {
-                let (again, error) = whole(limits, &frame);
+                let (again, error) = whole(limits, deflate, &frame);
                 assert_eq!(error, None, "re-encoded {item:?}");
                 assert_eq!(again, vec![item.clone()]);
             }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use clap::builder::BoolishValueParser;
 use serde::Deserialize;
 
-use super::{Config, Durability};
+use super::{Config, Durability, Switch};
 use crate::auth::{self, AuthSettings, MintClaims};
 
 /// Flags of `roomcast serve`; each also readable from its `ROOMCAST_*` variable.
@@ -79,6 +79,12 @@ pub struct ServeArgs {
     /// Largest WebSocket message, bytes [default: 65536].
     #[arg(long, env = "ROOMCAST_MESSAGE_BYTES_MAX")]
     pub message_bytes_max: Option<usize>,
+    /// permessage-deflate (RFC 7692) with clients that offer it: on or off [default: on].
+    #[arg(long, env = "ROOMCAST_DEFLATE", value_enum)]
+    pub deflate: Option<Switch>,
+    /// Frames with a smaller payload go uncompressed to deflate clients, bytes [default: 128].
+    #[arg(long, env = "ROOMCAST_DEFLATE_THRESHOLD_BYTES")]
+    pub deflate_threshold_bytes: Option<usize>,
     /// Largest HTTP request head, bytes [default: 8192].
     #[arg(long, env = "ROOMCAST_HTTP_HEAD_BYTES_MAX")]
     pub http_head_bytes_max: Option<usize>,
@@ -197,6 +203,8 @@ struct FileConfig {
     durability: Option<Durability>,
     frame_bytes_max: Option<usize>,
     message_bytes_max: Option<usize>,
+    deflate: Option<Switch>,
+    deflate_threshold_bytes: Option<usize>,
     http_head_bytes_max: Option<usize>,
     rest_body_bytes_max: Option<usize>,
     stored_message_bytes_max: Option<usize>,
@@ -234,7 +242,8 @@ macro_rules! overlay {
     ($cfg:expr, $src:expr) => {
         overlay!(@plain $cfg, $src,
             listen, shards, data_dir, jwt_leeway_s, durability, console_mint,
-            frame_bytes_max, message_bytes_max, http_head_bytes_max,
+            frame_bytes_max, message_bytes_max, deflate, deflate_threshold_bytes,
+            http_head_bytes_max,
             rest_body_bytes_max, stored_message_bytes_max, history_page_bytes_max,
             outbound_bytes_max, handshake_timeout_ms,
             idle_timeout_ms, http_keepalive_timeout_ms, http_connections_per_shard_max,

@@ -11,7 +11,7 @@
 //!
 //! # Invariants (enforced by [`Config::validate`], which [`load`] always runs)
 //! - Every limit is non-zero (`shards` may be 0 = one per core; `jwt_leeway_s`
-//!   may be 0); `shards <= 64`; `frame_bytes_max <= message_bytes_max`;
+//!   and `deflate_threshold_bytes` may be 0); `shards <= 64`; `frame_bytes_max <= message_bytes_max`;
 //!   `stored_message_bytes_max` is more than a message's fixed overhead and at most
 //!   `history_page_bytes_max` and `history_bytes_per_room_max`;
 //!   `ring_slots` is a power of two; `ping_interval_ms < idle_timeout_ms`;
@@ -45,6 +45,27 @@ pub enum Durability {
     Fsync,
     /// No fsync: faster, but acknowledged writes can be lost on a crash.
     None,
+}
+
+/// permessage-deflate (RFC 7692) offered to clients, or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    /// Accepted when a client offers it (default).
+    #[default]
+    On,
+    /// Never negotiated.
+    Off,
+}
+
+impl fmt::Display for Switch {
+    /// The name as the flag and the TOML file spell it (`on`, `off`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Switch::On => "on",
+            Switch::Off => "off",
+        })
+    }
 }
 
 impl fmt::Display for Durability {
@@ -85,8 +106,14 @@ pub struct Config {
     pub durability: Durability,
     /// Largest accepted WebSocket frame payload, in bytes.
     pub frame_bytes_max: usize,
-    /// Largest accepted (reassembled) WebSocket message, in bytes.
+    /// Largest accepted (reassembled) WebSocket message, in bytes; for a compressed message,
+    /// both its compressed and its inflated size.
     pub message_bytes_max: usize,
+    /// Negotiate permessage-deflate (RFC 7692, no context takeover) with clients that offer it.
+    pub deflate: Switch,
+    /// Broadcast frames with a smaller payload go uncompressed to deflate clients, in bytes
+    /// (0 = compress every data frame that shrinks).
+    pub deflate_threshold_bytes: usize,
     /// Largest accepted HTTP request head, in bytes.
     pub http_head_bytes_max: usize,
     /// Largest accepted REST request body, in bytes.
@@ -177,6 +204,8 @@ impl Default for Config {
             durability: Durability::Fsync,
             frame_bytes_max: 65_536,
             message_bytes_max: 65_536,
+            deflate: Switch::On,
+            deflate_threshold_bytes: 128,
             http_head_bytes_max: 8_192,
             rest_body_bytes_max: 1 << 20,
             stored_message_bytes_max: 128 << 10,
@@ -323,6 +352,8 @@ impl fmt::Debug for Config {
             .field("durability", &self.durability)
             .field("frame_bytes_max", &self.frame_bytes_max)
             .field("message_bytes_max", &self.message_bytes_max)
+            .field("deflate", &self.deflate)
+            .field("deflate_threshold_bytes", &self.deflate_threshold_bytes)
             .field("http_head_bytes_max", &self.http_head_bytes_max)
             .field("rest_body_bytes_max", &self.rest_body_bytes_max)
             .field("stored_message_bytes_max", &self.stored_message_bytes_max)

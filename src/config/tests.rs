@@ -65,6 +65,7 @@ fn defaults_match_the_documented_numbers() {
     assert_eq!(c.history_bytes_per_room_max, 8 << 20);
     assert_eq!(c.members_per_room_max, 100_000);
     assert_eq!(c.read_buffer_bytes_initial, 512);
+    assert_eq!((c.deflate, c.deflate_threshold_bytes), (Switch::On, 128));
     assert_eq!(c.validate(), Ok(()));
     assert_eq!(merge(&ServeArgs::default(), None), Ok(c));
 }
@@ -232,6 +233,8 @@ fn clap_flags_are_kebab_case_field_names() {
         "--http-connections-per-shard-max=300",
         "--http-connections-per-ip-max=7",
         "--connections-per-user-max=3",
+        "--deflate=off",
+        "--deflate-threshold-bytes=0",
     ])
     .expect("flags parse");
     let c = merge(&cli.args, None).expect("valid");
@@ -246,6 +249,11 @@ fn clap_flags_are_kebab_case_field_names() {
     assert_eq!((c.http_connections_per_shard_max, c.http_connections_per_ip_max), (300, 7));
     assert_eq!(c.connections_per_user_max, 3);
     assert!(!c.console_mint);
+    assert_eq!((c.deflate, c.deflate_threshold_bytes), (Switch::Off, 0));
+    assert!(ServeCli::try_parse_from(["serve", "--deflate=maybe"]).is_err());
+    let toml = "deflate = \"off\"\ndeflate_threshold_bytes = 1024\n";
+    let c = merge(&ServeArgs::default(), Some(toml)).expect("valid");
+    assert_eq!((c.deflate, c.deflate_threshold_bytes), (Switch::Off, 1024));
     assert!(ServeCli::try_parse_from(["serve", "--durability=maybe"]).is_err());
     assert!(ServeCli::try_parse_from(["serve", "--shards=-1"]).is_err());
 }

@@ -18,12 +18,20 @@ pub trait Recipient {
     fn user(&self) -> &UserId;
     /// Its dialect flag bits (`Conn::flags`), checked against the bundle's gates.
     fn flags(&self) -> u8;
+    /// The payload size from which it gets data frames compressed (permessage-deflate);
+    /// `None` (the default) for a connection that gets them plain.
+    #[inline]
+    fn deflate_threshold(&self) -> Option<usize> {
+        None
+    }
     /// Queues a complete frame (a refcount bump of the shared `Bytes`, never a copy).
     fn queue(&self, frame: Bytes);
 }
 
 /// Hands `bundle` to the connections `keys` that `lookup` still finds: each gets
-/// [`Bundle::frame_for`] its dialect, user and flags, if any. Returns how many got a frame.
+/// [`Bundle::frame_for`] its dialect, user and flags, if any (compressed once per bundle, and
+/// shared, for recipients with a deflate threshold: [`Bundle::deflated_for`]). Returns how
+/// many got a frame.
 #[inline]
 pub fn deliver<'a, R, F>(keys: &[ConnKey], lookup: F, bundle: &Bundle) -> u64
 where
@@ -33,8 +41,13 @@ where
     let mut delivered = 0;
     for &key in keys {
         if let Some(conn) = lookup(key) {
-            if let Some(frame) = bundle.frame_for(conn.dialect(), conn.user(), conn.flags()) {
-                conn.queue(frame.clone());
+            let (dialect, user, flags) = (conn.dialect(), conn.user(), conn.flags());
+            let frame = match conn.deflate_threshold() {
+                None => bundle.frame_for(dialect, user, flags).cloned(),
+                Some(threshold) => bundle.deflated_for(dialect, user, flags, threshold),
+            };
+            if let Some(frame) = frame {
+                conn.queue(frame);
                 delivered += 1;
             }
         }

@@ -5,6 +5,6 @@ pub mod bundle;
 pub mod deliver;
 pub mod topic;
 
-pub use bundle::{Alternative, Bundle, Frames, Routing};
+pub use bundle::{Alternative, Bundle, Deflated, Frames, Routing};
 pub use deliver::{deliver, Recipient};
 pub use topic::{ConnKey, Subscriptions};

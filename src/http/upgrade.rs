@@ -7,8 +7,9 @@
 //! `Connection: upgrade`, `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key` that is the
 //! base64 encoding of exactly 16 bytes. Failures are [`HttpError`]s whose `extra_headers`
 //! carry what RFC 6455 requires (e.g. `Sec-WebSocket-Version: 13` on 426).
-//! Limits: no subprotocol or extension negotiation; an offered `Sec-WebSocket-Protocol`
-//! or `Sec-WebSocket-Extensions` is ignored and never echoed.
+//! Limits: no subprotocol negotiation: an offered `Sec-WebSocket-Protocol` is ignored and
+//! never echoed. `Sec-WebSocket-Extensions` (permessage-deflate) is answered by the caller
+//! (`net::http_conn`, through `ws::extension`), which adds the header to this response.
 
 use bytes::Bytes;
 use tungstenite::handshake::derive_accept_key;

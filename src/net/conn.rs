@@ -6,6 +6,11 @@
 //! shard's connections; frames are written whole and in order; once `closed`, nothing but the
 //! close frame is ever queued. A write that finds the socket's send buffer full leaves the
 //! connection `blocked` until the shard's readiness poller reports it writable.
+//! A connection that negotiated permessage-deflate holds only two flags for it (no
+//! compressor): broadcast frames come compressed from the bundle
+//! ([`Recipient::deflate_threshold`]), replies through [`Conn::compressed`].
+//!
+//! [`Recipient::deflate_threshold`]: crate::fanout::Recipient::deflate_threshold
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
@@ -51,6 +56,8 @@ pub struct Writer {
     pending: RefCell<Vec<Rc<Conn>>>,
     /// Bound on each connection's queued bytes (`outbound_bytes_max`).
     outbound_bytes_max: usize,
+    /// Data frames with a smaller payload go uncompressed (`deflate_threshold_bytes`).
+    deflate_threshold: usize,
     /// Woken when a closing connection's queue is written, or a connection is killed.
     drained: tokio::sync::Notify,
     /// The list the writer works through (kept to reuse its allocation).
@@ -61,10 +68,15 @@ pub struct Writer {
 
 impl Writer {
     /// An idle writer; `run` must be spawned on the shard's loop.
-    pub fn new(metrics: Arc<ShardMetrics>, outbound_bytes_max: usize) -> Writer {
+    pub fn new(
+        metrics: Arc<ShardMetrics>,
+        outbound_bytes_max: usize,
+        deflate_threshold: usize,
+    ) -> Writer {
         Writer {
             pending: RefCell::new(Vec::new()),
             outbound_bytes_max,
+            deflate_threshold,
             drained: tokio::sync::Notify::new(),
             spare: RefCell::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
@@ -119,7 +131,20 @@ pub struct Conn {
     /// Dialect protocol state bits: what they mean is the dialect's; a bundle's gate bits for
     /// the dialect must all be set for the connection to get its frame.
     pub flags: Cell<u8>,
+    /// What permessage-deflate allows on this connection (set before it is shared).
+    pub deflate: Deflate,
     writer: Rc<Writer>,
+}
+
+/// permessage-deflate on one connection (RFC 7692, no context takeover either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deflate {
+    /// The client may send compressed messages (RSV1).
+    pub inbound: bool,
+    /// The window (log2) the server may compress this connection's messages with: 15 unless
+    /// the client asked for less; 0 = never compressed (not negotiated, or a window of 8,
+    /// which the compressor cannot make).
+    pub window_bits: u8,
 }
 
 /// A registered connection's identity: set once, never changed.
@@ -147,8 +172,31 @@ impl Conn {
             last_seen_ms: Cell::new(now_ms()),
             closing_since_ms: Cell::new(0),
             flags: Cell::new(0),
+            deflate: Deflate::default(),
             writer,
         }
+    }
+
+    /// The payload size from which this connection gets broadcast frames compressed (the
+    /// bundle's shared ones, made with a 32 KiB window); `None` when it did not negotiate
+    /// permessage-deflate or limited the server's window below that.
+    #[inline]
+    pub fn deflate_threshold(&self) -> Option<usize> {
+        (self.deflate.window_bits == crate::ws::deflate::WINDOW_BITS_MAX)
+            .then_some(self.writer.deflate_threshold)
+    }
+
+    /// `frame` (one or more complete frames) compressed for this connection alone (within its
+    /// window) when it negotiated permessage-deflate: each data message of at least
+    /// `threshold` bytes (0: every one; `None`: the server's `deflate_threshold_bytes`). For
+    /// per-connection replies; broadcast frames are compressed once in their bundle.
+    pub fn compressed(&self, frame: Bytes, threshold: Option<usize>) -> Bytes {
+        let bits = self.deflate.window_bits;
+        if bits < crate::ws::deflate::WINDOW_BITS_MIN {
+            return frame;
+        }
+        let threshold = threshold.unwrap_or(self.writer.deflate_threshold);
+        crate::ws::deflate::compress_frames(&frame, threshold, bits)
     }
 
     /// Binds the connection to its slab `key` and identity; false when it was bound before.
@@ -356,6 +404,11 @@ impl crate::fanout::Recipient for Rc<Conn> {
     #[inline]
     fn flags(&self) -> u8 {
         self.flags.get()
+    }
+
+    #[inline]
+    fn deflate_threshold(&self) -> Option<usize> {
+        Conn::deflate_threshold(self)
     }
 
     #[inline]

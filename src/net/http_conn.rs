@@ -10,7 +10,8 @@
 //! `rest_body_bytes_max` (413) and only with Content-Length (chunked: 411). An upgrade past
 //! `connections_per_shard_max` gets 503; one past the user's `connections_per_user_max` gets
 //! its dialect's refusal (`Dialect::refuse` with `RefuseReason::TooManyConnections`) before
-//! the 101.
+//! the 101. permessage-deflate is negotiated at the upgrade (`ws::extension`) unless
+//! `--deflate off`.
 //!
 //! Invariant: no io_uring op on the stream outlives the task's wait for it ([`until`]), so the
 //! descriptor is closed exactly once, when the last `Rc<TcpStream>` drops (the upgrade hands
@@ -25,15 +26,17 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::time::Instant;
 use tokio_uring::net::TcpStream;
 
+use crate::config::Switch;
 use crate::dialect::{self, Credentials, Refusal, RefuseReason};
 use crate::http::head::{parse_head, Method, RequestHead};
 use crate::http::{response, upgrade};
 use crate::metrics;
 use crate::model::{ShardId, UserId};
 use crate::net::admission::HttpSlot;
-use crate::net::conn::Conn;
+use crate::net::conn::{Conn, Deflate};
 use crate::shard::{AttachRefused, Shard};
 use crate::ws::close::CLOSE_POLICY;
+use crate::ws::extension::{self, Agreement};
 use crate::ws::frame;
 
 /// Serves the connection until it closes or upgrades; `slot` is its place in the shard's HTTP
@@ -254,7 +257,7 @@ async fn refuse_after_upgrade(
     frame: Bytes,
 ) -> bool {
     let accepted = match upgrade::accept(head) {
-        Ok(accepted) => with_shard_header(&accepted, shard.id),
+        Ok(accepted) => with_headers(&accepted, shard.id, None),
         Err(e) => {
             let _ = write(shard, stream, e.render(false)).await;
             return false;
@@ -425,8 +428,13 @@ async fn upgrade_to_websocket(
         .await;
         return false;
     }
+    // permessage-deflate: the first acceptable offer, unless it is switched off.
+    let deflate = match shard.config.deflate {
+        Switch::On => extension::negotiate(head.headers_named("sec-websocket-extensions")),
+        Switch::Off => None,
+    };
     let accepted = match upgrade::accept(&head) {
-        Ok(accepted) => with_shard_header(&accepted, shard.id),
+        Ok(accepted) => with_headers(&accepted, shard.id, deflate.as_ref()),
         Err(e) => {
             let _ = write(shard, &stream, e.render(false)).await;
             return false;
@@ -439,7 +447,13 @@ async fn upgrade_to_websocket(
         return false;
     };
     drop(stream);
-    let conn = Rc::new(Conn::new(dialect, socket, shard.conn.writer.clone()));
+    let mut conn = Conn::new(dialect, socket, shard.conn.writer.clone());
+    if let Some(agreement) = &deflate {
+        let bits = agreement.server_window_bits;
+        let window_bits = if bits >= crate::ws::deflate::WINDOW_BITS_MIN { bits } else { 0 };
+        conn.deflate = Deflate { inbound: true, window_bits };
+    }
+    let conn = Rc::new(conn);
     if let Some(identity) = identity {
         if let Err(refused) = shard.attach(&conn, &identity, flags) {
             // Another upgrade of the user (or of the shard) took the last slot since
@@ -465,11 +479,16 @@ fn nonblocking_socket(stream: &TcpStream) -> Option<std::net::TcpStream> {
     Some(socket)
 }
 
-/// Adds `X-Roomcast-Shard` to a 101 response (tests and operators see where a socket lives).
-fn with_shard_header(accepted: &[u8], shard: ShardId) -> Bytes {
+/// Adds `X-Roomcast-Shard` to a 101 response (tests and operators see where a socket lives),
+/// and the negotiated `Sec-WebSocket-Extensions`, if any.
+fn with_headers(accepted: &[u8], shard: ShardId, deflate: Option<&Agreement>) -> Bytes {
     let head = accepted.strip_suffix(b"\r\n\r\n").unwrap_or(accepted);
-    let mut out = Vec::with_capacity(accepted.len() + 24);
+    let mut out = Vec::with_capacity(accepted.len() + 128);
     out.extend_from_slice(head);
+    if let Some(agreement) = deflate {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(agreement.response.as_bytes());
+    }
     out.extend_from_slice(format!("\r\nX-Roomcast-Shard: {shard}\r\n\r\n").as_bytes());
     Bytes::from(out)
 }

@@ -53,12 +53,14 @@ struct Partial {
 }
 
 impl Partial {
-    fn new(shard: &Shard) -> Partial {
+    /// `conn`'s decoder (accepting compressed messages if it negotiated permessage-deflate).
+    fn new(shard: &Shard, conn: &Conn) -> Partial {
         let limits = WsLimits {
             frame_bytes_max: shard.config.frame_bytes_max,
             message_bytes_max: shard.config.message_bytes_max,
         };
-        Partial { decoder: Decoder::new(limits), pending: BytesMut::new() }
+        let decoder = Decoder::new(limits).with_deflate(conn.deflate.inbound);
+        Partial { decoder, pending: BytesMut::new() }
     }
 
     /// Nothing in progress: the session need not keep it.
@@ -137,7 +139,7 @@ impl Sessions {
         let Some(session) = slots.get_mut(key) else {
             return;
         };
-        let mut state = Partial::new(shard);
+        let mut state = Partial::new(shard, &session.conn);
         state.pending = leftover;
         let go_on = handle_frames(
             shard,
@@ -166,7 +168,8 @@ impl Sessions {
         let initial = shard.config.read_buffer_bytes_initial;
         let mut go_on = true;
         let mut drained = false;
-        let mut state = session.partial.take().map_or_else(|| Partial::new(shard), |p| *p);
+        let mut state =
+            session.partial.take().map_or_else(|| Partial::new(shard, &session.conn), |p| *p);
         let (conn, protocol) = (&session.conn, &*session.protocol);
         for _ in 0..WS_READS_PER_TURN {
             let own = !state.pending.is_empty();

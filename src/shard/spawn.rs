@@ -268,6 +268,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
     let writer = Rc::new(crate::net::conn::Writer::new(
         parts.metrics.clone(),
         parts.config.outbound_bytes_max,
+        parts.config.deflate_threshold_bytes,
     ));
     let shard = Rc::new(Shard {
         id: parts.id,

@@ -1,4 +1,5 @@
-//! Server-side RFC 6455 frame decoder over caller-owned buffers (no IO, no deflate).
+//! Server-side RFC 6455 frame decoder over caller-owned buffers (no IO), with
+//! permessage-deflate (RFC 7692, no context takeover) when negotiated.
 //!
 //! Owns: consuming client frames from the front of a `BytesMut` read buffer, unmasking,
 //! reassembling fragmented messages, UTF-8 and close-frame validation (header-level checks
@@ -17,6 +18,11 @@
 //! - Nothing a peer sends can panic; every violation is a [`WsError`] carrying the close code
 //!   to send. After an error the decoder state is unspecified: close the connection.
 //!
+//! - A compressed message (RSV1 on its first frame, only when negotiated: else 1002) is
+//!   inflated once complete, with a fresh (reset) decompressor, into at most
+//!   `message_bytes_max` bytes (else 1009, having held no more than that); its text is
+//!   UTF-8-checked then (no fail-fast inside compressed text).
+//!
 //! Limits: UTF-8 fail-fast works at fragment granularity; an invalid sequence inside a single
 //! frame that is still arriving is reported once the whole frame is buffered.
 
@@ -24,7 +30,10 @@ use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::close::{is_valid_close_code_from_peer, CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL_ERROR};
+use super::close::{
+    is_valid_close_code_from_peer, CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
+};
+use super::deflate::{inflate, InflateError};
 use super::header::{
     apply_mask, parse_header, Header, MessageState, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT,
 };
@@ -94,6 +103,8 @@ const ERR_STRAY_CONTINUATION: WsError =
     WsError::new(CLOSE_PROTOCOL_ERROR, "continuation without message");
 const ERR_UTF8: WsError = WsError::new(CLOSE_INVALID_PAYLOAD, "invalid UTF-8 in text");
 const ERR_CLOSE_UTF8: WsError = WsError::new(CLOSE_INVALID_PAYLOAD, "invalid UTF-8 in reason");
+const ERR_INFLATED_TOO_BIG: WsError = WsError::new(CLOSE_TOO_BIG, "inflated message too big");
+const ERR_INFLATE: WsError = WsError::new(CLOSE_INVALID_PAYLOAD, "invalid compressed data");
 
 /// Kind of the fragmented data message in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,12 +123,29 @@ pub struct Decoder {
     partial: BytesMut,
     /// Prefix of `partial` known to be complete, valid UTF-8 (text messages only).
     utf8_checked: usize,
+    /// permessage-deflate was negotiated (RSV1 allowed on a message's first frame).
+    deflate: bool,
+    /// The fragmented message in progress is compressed (`partial` holds compressed bytes).
+    compressed: bool,
 }
 
 impl Decoder {
     /// A decoder enforcing `limits`.
     pub fn new(limits: WsLimits) -> Self {
-        Self { limits, fragmented: None, partial: BytesMut::new(), utf8_checked: 0 }
+        Self {
+            limits,
+            fragmented: None,
+            partial: BytesMut::new(),
+            utf8_checked: 0,
+            deflate: false,
+            compressed: false,
+        }
+    }
+
+    /// The same decoder accepting compressed messages (permessage-deflate negotiated) or not.
+    pub fn with_deflate(mut self, deflate: bool) -> Self {
+        self.deflate = deflate;
+        self
     }
 
     /// True when no fragmented message is in progress (the decoder holds nothing).
@@ -135,6 +163,7 @@ impl Decoder {
             let state = MessageState {
                 in_message: self.fragmented.is_some(),
                 message_len: self.partial.len(),
+                deflate: self.deflate,
             };
             let Some(header) = parse_header(buf, &self.limits, state)? else {
                 return Ok(None);
@@ -161,6 +190,13 @@ impl Decoder {
             OP_PING => Ok(Some(Incoming::Ping(copy_control(buf, len)))),
             OP_PONG => Ok(Some(Incoming::Pong(copy_control(buf, len)))),
             OP_CLOSE => parse_close(copy_control(buf, len)).map(Some),
+            OP_TEXT | OP_BINARY if header.fin && header.rsv1 => {
+                let kind =
+                    if header.opcode == OP_TEXT { MessageKind::Text } else { MessageKind::Binary };
+                let inflated = self.inflate(kind, &buf[..len]);
+                buf.advance(len);
+                inflated.map(Some)
+            }
             OP_TEXT | OP_BINARY if header.fin => {
                 let payload = buf.split_to(len).freeze();
                 if header.opcode == OP_BINARY {
@@ -185,14 +221,23 @@ impl Decoder {
             (_, Some(kind)) => kind,
             (_, None) => return Err(ERR_STRAY_CONTINUATION),
         };
+        if self.fragmented.is_none() {
+            self.compressed = header.rsv1;
+        }
         self.fragmented = Some(kind);
         self.partial.extend_from_slice(&buf[..header.payload_len]);
         buf.advance(header.payload_len);
-        if kind == MessageKind::Text {
+        if kind == MessageKind::Text && !self.compressed {
             self.check_utf8_progress()?;
         }
         if !header.fin {
             return Ok(None);
+        }
+        if self.compressed {
+            let compressed = std::mem::take(&mut self.partial);
+            self.fragmented = None;
+            self.compressed = false;
+            return self.inflate(kind, &compressed).map(Some);
         }
         if kind == MessageKind::Text && self.utf8_checked != self.partial.len() {
             return Err(ERR_UTF8); // message ends inside a code point
@@ -204,6 +249,21 @@ impl Decoder {
             MessageKind::Text => Incoming::Text(payload),
             MessageKind::Binary => Incoming::Binary(payload),
         }))
+    }
+
+    /// A complete compressed message, inflated within `message_bytes_max` and checked.
+    fn inflate(&self, kind: MessageKind, compressed: &[u8]) -> Result<Incoming, WsError> {
+        let payload = inflate(compressed, self.limits.message_bytes_max).map_err(|e| match e {
+            InflateError::TooBig => ERR_INFLATED_TOO_BIG,
+            InflateError::Corrupt => ERR_INFLATE,
+        })?;
+        Ok(match kind {
+            MessageKind::Text => {
+                std::str::from_utf8(&payload).map_err(|_| ERR_UTF8)?;
+                Incoming::Text(Bytes::from(payload))
+            }
+            MessageKind::Binary => Incoming::Binary(Bytes::from(payload)),
+        })
     }
 
     /// Validate the not-yet-checked tail of `partial`, tolerating an incomplete last char.
@@ -242,7 +302,7 @@ fn parse_close(payload: Bytes) -> Result<Incoming, WsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ws::header::{ERR_FRAME_TOO_BIG, ERR_MESSAGE_TOO_BIG};
+    use crate::ws::header::{ERR_FRAME_TOO_BIG, ERR_MESSAGE_TOO_BIG, ERR_RSV as ERR_RSV_TEST};
 
     const FIN: u8 = 0x80;
     const KEY: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
@@ -427,6 +487,79 @@ mod tests {
         let large = vec![b'z'; 70_000];
         let wide = WsLimits { frame_bytes_max: 70_000, message_bytes_max: 70_000 };
         check_with(&client(FIN | 1, &large), wide, &[text(&large)]);
+    }
+
+    fn deflated(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::ws::deflate::deflate_into(data, 15, &mut out);
+        out
+    }
+
+    fn run_deflate(input: &[u8], limits: WsLimits) -> Outcome {
+        let (mut dec, mut out) = (Decoder::new(limits).with_deflate(true), Vec::new());
+        drain(&mut dec, &mut BytesMut::from(input), &mut out);
+        let (mut dec, mut bytewise, mut buf) =
+            (Decoder::new(limits).with_deflate(true), Vec::new(), BytesMut::new());
+        for &byte in input {
+            buf.extend_from_slice(&[byte]);
+            if !drain(&mut dec, &mut buf, &mut bytewise) {
+                break;
+            }
+        }
+        assert_eq!(out, bytewise, "byte at a time");
+        out
+    }
+
+    #[test]
+    fn compressed_messages() {
+        const RSV1: u8 = 0x40;
+        let hello = deflated(b"hello hello hello");
+        let limits = WsLimits::default();
+        let (head, tail) = hello.split_at(hello.len() / 2);
+        let table: Vec<(Vec<u8>, Outcome)> = vec![
+            (client(FIN | RSV1 | 1, &hello), vec![text(b"hello hello hello")]),
+            (
+                client(FIN | RSV1 | 2, &hello),
+                vec![Ok(Incoming::Binary(Bytes::from_static(b"hello hello hello")))],
+            ),
+            // Fragmented: RSV1 on the first frame only; a ping in between.
+            (
+                cat(&[client(RSV1 | 1, head), client(FIN | 9, b"p"), client(FIN, tail)]),
+                vec![Ok(Incoming::Ping(Bytes::from_static(b"p"))), text(b"hello hello hello")],
+            ),
+            // A plain message between compressed ones.
+            (
+                cat(&[client(FIN | RSV1 | 1, &hello), client(FIN | 1, b"x")]),
+                vec![text(b"hello hello hello"), text(b"x")],
+            ),
+            // RSV1 on a continuation or a control frame.
+            (cat(&[client(RSV1 | 1, head), client(FIN | RSV1, tail)]), vec![Err(ERR_RSV_TEST)]),
+            (cat(&[client(2, head), client(FIN | RSV1, tail)]), vec![Err(ERR_RSV_TEST)]),
+            (client(FIN | RSV1 | 9, b""), vec![Err(ERR_RSV_TEST)]),
+            (client(FIN | 0x20 | 1, &hello), vec![Err(ERR_RSV_TEST)]),
+            // Invalid UTF-8 once inflated, and data that is not DEFLATE.
+            (client(FIN | RSV1 | 1, &deflated(b"ok\xff")), vec![Err(ERR_UTF8)]),
+            (client(FIN | RSV1 | 1, &[0xff, 0xff, 0xff]), vec![Err(ERR_INFLATE)]),
+        ];
+        for (input, expected) in table {
+            assert_eq!(run_deflate(&input, limits), expected, "{input:02x?}");
+        }
+        // Without negotiation RSV1 stays a protocol error.
+        let plain = run_whole(&client(FIN | RSV1 | 1, &hello), limits);
+        assert!(err(1002)(&plain), "{plain:?}");
+    }
+
+    #[test]
+    fn an_inflated_message_is_bounded() {
+        let limits = WsLimits { frame_bytes_max: 4096, message_bytes_max: 100_000 };
+        let bomb = deflated(&vec![b'a'; 1 << 20]);
+        assert!(bomb.len() < 4096);
+        let out = run_deflate(&client(FIN | 0x40 | 1, &bomb), limits);
+        assert_eq!(out, vec![Err(ERR_INFLATED_TOO_BIG)]);
+        assert_eq!(ERR_INFLATED_TOO_BIG.close_code, 1009);
+        let exact = deflated(&vec![b'a'; 100_000]);
+        let out = run_deflate(&client(FIN | 0x40 | 1, &exact), limits);
+        assert_eq!(out, vec![text(&vec![b'a'; 100_000])]);
     }
 
     #[test]

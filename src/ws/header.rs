@@ -25,7 +25,7 @@ const fn protocol(reason: &'static str) -> WsError {
     WsError { close_code: CLOSE_PROTOCOL_ERROR, reason }
 }
 
-const ERR_RSV: WsError = protocol("reserved bits set");
+pub(crate) const ERR_RSV: WsError = protocol("reserved bits set");
 const ERR_OPCODE: WsError = protocol("unknown opcode");
 const ERR_UNMASKED: WsError = protocol("client frame not masked");
 const ERR_CONTROL_FRAGMENTED: WsError = protocol("fragmented control frame");
@@ -69,6 +69,8 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Header {
     pub fin: bool,
+    /// RSV1: the message this frame starts is compressed (permessage-deflate only).
+    pub rsv1: bool,
     pub opcode: u8,
     pub mask: [u8; 4],
     /// Bytes of header including the mask key (6, 8 or 14).
@@ -83,6 +85,8 @@ pub(crate) struct MessageState {
     pub in_message: bool,
     /// Payload bytes of that message received so far.
     pub message_len: usize,
+    /// permessage-deflate was negotiated: RSV1 may start a data message.
+    pub deflate: bool,
 }
 
 /// Parse and validate the client frame header at the front of `buf` without consuming it.
@@ -98,7 +102,11 @@ pub(crate) fn parse_header(
     };
     let fin = b0 & 0x80 != 0;
     let opcode = b0 & 0x0F;
-    if b0 & 0x70 != 0 {
+    // RSV1 marks a compressed message: only with permessage-deflate, only on the first frame
+    // of a data message (RFC 7692 §6.1). RSV2 and RSV3 are never valid.
+    let rsv1 = b0 & 0x40 != 0;
+    let starts_message = opcode == OP_TEXT || opcode == OP_BINARY;
+    if b0 & 0x30 != 0 || (rsv1 && !(state.deflate && starts_message)) {
         return Err(ERR_RSV);
     }
     if b1 & 0x80 == 0 {
@@ -121,7 +129,7 @@ pub(crate) fn parse_header(
     let Some(&[k0, k1, k2, k3]) = buf.get(header_len - 4..header_len) else {
         return Ok(None);
     };
-    Ok(Some(Header { fin, opcode, mask: [k0, k1, k2, k3], header_len, payload_len }))
+    Ok(Some(Header { fin, rsv1, opcode, mask: [k0, k1, k2, k3], header_len, payload_len }))
 }
 
 /// Opcode, control-frame and fragmentation-state rules (RFC 6455 §5.2, §5.4, §5.5).
@@ -164,7 +172,7 @@ mod tests {
     use super::*;
 
     const KEY: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
-    const IDLE: MessageState = MessageState { in_message: false, message_len: 0 };
+    const IDLE: MessageState = MessageState { in_message: false, message_len: 0, deflate: false };
 
     #[test]
     fn mask_matches_bytewise_xor() {

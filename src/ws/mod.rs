@@ -1,12 +1,17 @@
-//! IO-free WebSocket codec (RFC 6455, server side, no extensions).
+//! IO-free WebSocket codec (RFC 6455, server side) with permessage-deflate (RFC 7692).
 //!
 //! Owns: decoding client frames ([`codec`]; header parsing and masking in the private
-//! `header` module), close codes ([`close`]) and prebuilt server frames ([`frame`]).
-//! Invariants: no IO and no allocation beyond the returned payloads; nothing a peer sends
-//! can panic. Limits: no permessage-deflate, no subprotocols.
+//! `header` module), close codes ([`close`]), prebuilt server frames ([`frame`]), the
+//! `Sec-WebSocket-Extensions` negotiation ([`extension`]) and inflating/compressing messages
+//! ([`deflate`]).
+//! Invariants: no IO and no allocation beyond the returned payloads (and the per-thread
+//! (de)compressor, reused); nothing a peer sends can panic. Limits: no subprotocols;
+//! permessage-deflate only without context takeover.
 
 pub mod close;
 pub mod codec;
+pub mod deflate;
+pub mod extension;
 pub mod frame;
 mod header;
 

@@ -1,5 +1,7 @@
 //! The conformance echo endpoint (`--echo-endpoint PATH`, off by default): every data frame
-//! comes back as it was sent. No authentication, no events: it exists for the Autobahn cases.
+//! comes back as it was sent: compressed again, every message whatever its size, when the
+//! connection negotiated permessage-deflate (so conformance runs exercise the compressor on
+//! each case). No authentication, no events: it exists for the Autobahn cases.
 
 use std::rc::Rc;
 
@@ -21,11 +23,11 @@ struct EchoSession;
 
 impl Session for EchoSession {
     fn on_text(&self, _shard: &Rc<Shard>, conn: &Rc<Conn>, payload: &[u8]) {
-        conn.send(frame::text(payload));
+        conn.send(conn.compressed(frame::text(payload), Some(0)));
     }
 
     fn on_binary(&self, _shard: &Rc<Shard>, conn: &Rc<Conn>, payload: &[u8]) {
-        conn.send(frame::binary(payload));
+        conn.send(conn.compressed(frame::binary(payload), Some(0)));
     }
 }
 
