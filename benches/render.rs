@@ -55,6 +55,7 @@ fn room(members: usize) -> RoomView {
             created_ms: NOW,
             author: UserId::new("42"),
         }),
+        summary: None,
     }
 }
 

@@ -669,3 +669,59 @@ async fn the_chat_list_is_sent_when_a_chat_appears_and_when_it_goes() {
     assert_ne!(gone["id"], appeared["id"]);
     close(bob).await;
 }
+
+#[tokio::test]
+async fn chat_lists_and_chats_carry_unread_counts_last_text_and_status() {
+    let server = start(2);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    ok(&mut bob, "0", "chats", json!({})).await;
+    for (i, text) in ["m1", "m2"].iter().enumerate() {
+        let id = format!("{i}");
+        ok(&mut alice, &id, "new", json!({"chatId": "bob", "message": text})).await;
+    }
+    let mut missed = 0;
+    while missed < 2 {
+        missed = next_event(&mut bob, "new").await["payload"]["missed"].as_u64().unwrap();
+    }
+    // Delivered to bob (online) but not read.
+    while next_event(&mut alice, "dlvrd").await["payload"]["messageId"] != 2 {}
+
+    // Bob's view: two unread messages, the newest one's text, unread.
+    let list = ok(&mut bob, "1", "chats", json!({})).await;
+    let item = &list[0];
+    assert_eq!(item["id"], "alice");
+    assert_eq!(item["missed"], 2, "{item}");
+    assert_eq!(item["lastMessageText"], "m2");
+    assert_eq!(item["lastMessageStatus"], "unread");
+    assert_eq!(item["isMine"], false);
+    let chat = ok(&mut bob, "2", "chat", json!({"chatId": "alice"})).await;
+    assert_eq!(chat["missed"], 2, "{chat}");
+    assert_eq!(chat["lastMessageId"], 2);
+    // Alice's view: her own message, nothing unread, delivered but not read by bob.
+    let list = ok(&mut alice, "a", "chats", json!({})).await;
+    assert_eq!(list[0]["missed"], 0, "{list}");
+    assert_eq!(list[0]["lastMessageText"], "m2");
+    assert_eq!(list[0]["lastMessageStatus"], "unread");
+    assert_eq!(list[0]["isMine"], true);
+
+    // Bob reads the first: one left.
+    ok(&mut bob, "3", "read", json!({"chatId": "alice", "messageId": 1})).await;
+    assert_eq!(ok(&mut bob, "4", "chats", json!({})).await[0]["missed"], 1);
+    assert_eq!(ok(&mut bob, "5", "chat", json!({"chatId": "alice"})).await["missed"], 1);
+    // Bob reads everything: none left, and alice sees her message read.
+    ok(&mut bob, "6", "read", json!({"chatId": "alice"})).await;
+    let item = &ok(&mut bob, "7", "chats", json!({})).await[0];
+    assert_eq!((&item["missed"], &item["lastMessageStatus"]), (&json!(0), &json!("read")));
+    next_event(&mut alice, "read").await;
+    assert_eq!(ok(&mut alice, "b", "chats", json!({})).await[0]["lastMessageStatus"], "read");
+
+    // A message to a user who never connected: undelivered, on the author's side.
+    ok(&mut alice, "c", "new", json!({"chatId": "carol", "message": "are you there?"})).await;
+    let list = ok(&mut alice, "d", "chats", json!({})).await;
+    let to_carol = list.as_array().unwrap().iter().find(|c| c["id"] == "carol").unwrap();
+    assert_eq!(to_carol["lastMessageStatus"], "undelivered", "{to_carol}");
+    assert_eq!(to_carol["lastMessageText"], "are you there?");
+    close(alice).await;
+    close(bob).await;
+}

@@ -208,8 +208,15 @@ pub fn decorate(cx: &RoomEvent<'_>, shard_count: usize, commands: &mut Vec<(Shar
     }
 }
 
-/// Every room `user` belongs to, as views (at most [`BIG_CHATS_MAX`]), ascending by id.
-pub async fn user_room_views(shard: &Shard, user: &UserId) -> Result<Vec<Arc<RoomView>>, Refusal> {
+/// Every room `user` belongs to, as views (at most [`BIG_CHATS_MAX`]), ascending by id; with
+/// `summary`, each with the user's [`crate::model::MemberSummary`] (for `missed`, the last
+/// message's text and status: per room one pass over its receipts and one copy of a text
+/// preview of at most `LAST_MESSAGE_PREVIEW_BYTES_MAX` bytes, on the room's owner).
+pub async fn user_room_views(
+    shard: &Shard,
+    user: &UserId,
+    summary: bool,
+) -> Result<Vec<Arc<RoomView>>, Refusal> {
     let owner = shard_of_user(user, shard.shard_count);
     let ids = match shard.call(owner, Request::UserRooms { user: user.clone() }).await {
         Response::RoomIds(ids) => ids,
@@ -223,7 +230,8 @@ pub async fn user_room_views(shard: &Shard, user: &UserId) -> Result<Vec<Arc<Roo
     let mut views = Vec::new();
     for (owner, ids) in by_owner {
         let viewer = Viewer::User(user.clone());
-        let request = Request::RoomViews { rooms: Some(ids), viewer, limit: BIG_CHATS_MAX };
+        let request =
+            Request::RoomViews { rooms: Some(ids), viewer, limit: BIG_CHATS_MAX, summary };
         match shard.call(owner, request).await {
             Response::Rooms(found) => views.extend(found),
             Response::Refused(refusal) => return Err(refusal),
@@ -262,7 +270,7 @@ pub fn chats_changed(shard: &Rc<Shard>, user: UserId) {
     tokio_uring::spawn(async move {
         tokio::time::sleep(BIG_CHATS_DEBOUNCE).await;
         state(&shard).chats_pending.remove(&user);
-        let Ok(views) = user_room_views(&shard, &user).await else {
+        let Ok(views) = user_room_views(&shard, &user, true).await else {
             return;
         };
         let mask = shard.owner.user_presence(&user).shards;

@@ -309,7 +309,36 @@ fn chat_type(kind: RoomKind) -> &'static str {
     }
 }
 
-/// One ChatListItem (sheet §7.2) of `room` as `viewer` sees it.
+/// `missed` of `room` for the member its summary is of: the messages after its read mark
+/// (as `new` counts them); 0 without a summary.
+fn missed(room: &RoomView) -> u64 {
+    room.summary.as_ref().map_or(0, |s| room.last_seq.saturating_sub(s.read))
+}
+
+/// The MessageStatus of the room's newest live message for `viewer`: its own message is `read`
+/// once another member read it, `unread` once another member has it, else `undelivered` (read
+/// when it is alone); another's is `read` once the viewer's read mark covers it, else `unread`.
+fn last_message_status(room: &RoomView, viewer: &UserId) -> Option<&'static str> {
+    let (last, summary) = (room.last_message.as_ref()?, room.summary.as_ref()?);
+    let seq = summary.last_seq;
+    Some(if &last.author != viewer {
+        if summary.read >= seq {
+            "read"
+        } else {
+            "unread"
+        }
+    } else if summary.others_read >= seq || room.members.iter().all(|(u, _)| u == viewer) {
+        "read"
+    } else if summary.others_delivered >= seq {
+        "unread"
+    } else {
+        "undelivered"
+    })
+}
+
+/// One ChatListItem (sheet §7.2) of `room` as `viewer` sees it: `missed`, `lastMessageText`
+/// and `lastMessageStatus` come from the view's summary (the room owner's receipts and
+/// window), when it has one.
 pub fn chat_list_item(room: &RoomView, viewer: &UserId) -> Value {
     let id = chat_id(room.kind, room.id, &room.members, viewer);
     let name = if room.kind == RoomKind::Direct {
@@ -317,12 +346,19 @@ pub fn chat_list_item(room: &RoomView, viewer: &UserId) -> Value {
     } else {
         room.name.clone()
     };
-    let mut v = json!({ "type": chat_type(room.kind), "id": id, "name": name, "missed": 0 });
+    let missed = missed(room);
+    let mut v = json!({ "type": chat_type(room.kind), "id": id, "name": name, "missed": missed });
     if let (Some(last), Value::Object(map)) = (&room.last_message, &mut v) {
         map.insert("lastMessageTime".into(), json!(last.created_ms));
         map.insert("lastMessageAuthor".into(), user_str(&last.author));
         map.insert("lastMessageId".into(), json!(room.last_seq));
         map.insert("isMine".into(), json!(&last.author == viewer));
+        if let Some(summary) = room.summary.as_ref().filter(|s| !s.last_text.is_empty()) {
+            map.insert("lastMessageText".into(), json!(summary.last_text));
+        }
+        if let Some(status) = last_message_status(room, viewer) {
+            map.insert("lastMessageStatus".into(), json!(status));
+        }
     }
     v
 }
@@ -348,7 +384,7 @@ pub fn chat(room: &RoomView, viewer: &UserId) -> Value {
         "type": item["type"],
         "photoUrl": "",
         "lastMessageId": room.last_seq,
-        "missed": 0,
+        "missed": missed(room),
         "meta": meta,
     })
 }

@@ -400,6 +400,7 @@ mod tests {
             updated_ms: 0,
             last_seq: Seq(0),
             last_message: None,
+            summary: None,
         };
         let for_one = payload(&channel_event(true, &view, &UserId::new("1")));
         assert_eq!(for_one["event"], "chat.channel.join");
