@@ -166,17 +166,10 @@ async fn dialog_both_ways(shards: usize) {
     assert_eq!(sent["messageId"], 1);
     assert_eq!(sent["clientMessageId"], "u-1");
 
-    // Bob: the dialog appears (chats) and the message arrives, with chatId = alice (BIG events
-    // may arrive in any order).
-    let (mut chats, mut new) = (Value::Null, Value::Null);
-    while chats.is_null() || new.is_null() {
-        let frame = next_json(&mut bob).await;
-        match frame["eventType"].as_str() {
-            Some("chats") => chats = frame,
-            Some("new") => new = frame,
-            _ => {}
-        }
-    }
+    // Bob: the dialog appears (chats), then the message arrives, with chatId = alice.
+    let chats = first_of(&mut bob, &["chats", "new"]).await;
+    assert_eq!(chats["eventType"], "chats", "{chats}");
+    let new = next_event(&mut bob, "new").await;
     assert_eq!(chats["payload"][0]["type"], "dialog");
     assert_eq!(chats["payload"][0]["id"], "alice");
     let p = &new["payload"];
@@ -668,6 +661,40 @@ async fn the_chat_list_is_sent_when_a_chat_appears_and_when_it_goes() {
     assert_eq!(gone["payload"], json!([]));
     assert_ne!(gone["id"], appeared["id"]);
     close(bob).await;
+}
+
+/// The first event of `event_types` that arrives, skipping others.
+async fn first_of(ws: &mut Ws, event_types: &[&str]) -> Value {
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == "event" && event_types.iter().any(|t| frame["eventType"] == *t) {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_new_dialog_s_chat_list_comes_before_its_first_message() {
+    // Several dialogs on two shards, so that the pair, the room and the users' owners differ.
+    let server = start(2);
+    for i in 0..6 {
+        let (a, b) = (format!("first-a{i}"), format!("first-b{i}"));
+        let mut alice = big(server.addr, &a).await;
+        let mut bob = big(server.addr, &b).await;
+        // Answered through bob's user owner: it knows bob is connected before the dialog is made.
+        assert_eq!(ok(&mut bob, "0", "chats", json!({})).await, json!([]));
+        let new = json!({"chatId": b, "message": "hello", "clientMessageId": format!("f{i}")});
+        ok(&mut alice, "1", "new", new).await;
+        // The sheet: `chats` first, so that the `new`'s chatId is a chat the client knows.
+        let first = first_of(&mut bob, &["chats", "new"]).await;
+        assert_eq!(first["eventType"], "chats", "dialog {i}: {first}");
+        assert_eq!(first["payload"][0]["id"], a.as_str());
+        let new = next_event(&mut bob, "new").await;
+        assert_eq!(new["payload"]["chatId"], a.as_str());
+        assert_eq!(new["payload"]["message"], "hello");
+        close(alice).await;
+        close(bob).await;
+    }
 }
 
 #[tokio::test]
