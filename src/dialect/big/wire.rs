@@ -444,6 +444,55 @@ mod tests {
     }
 
     #[test]
+    fn chat_list_status_and_missed_follow_the_summary() {
+        use crate::model::{LastMessage, MemberSummary, MessageId, Seq};
+        let (a, b) = (UserId::new("a"), UserId::new("b"));
+        let room = |members: &[&UserId], author: &UserId, summary: MemberSummary| RoomView {
+            id: RoomId(3),
+            kind: RoomKind::Direct,
+            name: String::new(),
+            description: String::new(),
+            attributes: "{}".into(),
+            members: members.iter().map(|u| ((*u).clone(), Role::Member)).collect(),
+            created_ms: 0,
+            updated_ms: 0,
+            last_seq: Seq(4),
+            last_message: Some(LastMessage {
+                id: MessageId(9),
+                created_ms: 1,
+                author: author.clone(),
+            }),
+            summary: Some(summary),
+        };
+        let s = |read, others_delivered, others_read| MemberSummary {
+            read: Seq(read),
+            others_delivered: Seq(others_delivered),
+            others_read: Seq(others_read),
+            last_seq: Seq(4),
+            last_text: "hi".into(),
+        };
+        let item = |r: &RoomView| chat_list_item(r, &a);
+        // Someone else's message: by the viewer's read mark; missed counts from it.
+        let theirs = item(&room(&[&a, &b], &b, s(1, 0, 0)));
+        assert_eq!(
+            (&theirs["missed"], &theirs["lastMessageStatus"]),
+            (&json!(3), &json!("unread"))
+        );
+        assert_eq!(theirs["lastMessageText"], "hi");
+        assert_eq!(item(&room(&[&a, &b], &b, s(4, 0, 0)))["lastMessageStatus"], "read");
+        // The viewer's own: by the others' marks; alone (favorites) it is read.
+        assert_eq!(item(&room(&[&a, &b], &a, s(4, 3, 0)))["lastMessageStatus"], "undelivered");
+        assert_eq!(item(&room(&[&a, &b], &a, s(4, 4, 0)))["lastMessageStatus"], "unread");
+        assert_eq!(item(&room(&[&a, &b], &a, s(4, 4, 4)))["lastMessageStatus"], "read");
+        assert_eq!(item(&room(&[&a], &a, s(4, 0, 0)))["lastMessageStatus"], "read");
+        // Without a summary (a view made for another use): 0 and no status or text.
+        let bare = RoomView { summary: None, ..room(&[&a, &b], &b, s(0, 0, 0)) };
+        let bare = item(&bare);
+        assert_eq!(bare["missed"], 0);
+        assert!(bare.get("lastMessageStatus").is_none() && bare.get("lastMessageText").is_none());
+    }
+
+    #[test]
     fn direct_chat_id_is_the_other_member() {
         let members = vec![(UserId::new("a"), Role::Member), (UserId::new("b"), Role::Member)];
         assert_eq!(chat_id(RoomKind::Direct, RoomId(7), &members, &UserId::new("a")), "b");
