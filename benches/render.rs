@@ -55,6 +55,7 @@ fn room(members: usize) -> RoomView {
             created_ms: NOW,
             author: UserId::new("42"),
         }),
+        summary: None,
     }
 }
 
@@ -69,7 +70,7 @@ fn bench(c: &mut Criterion) {
     eprintln!("RoomUpdated frame: {} bytes", render(&updated, false).len());
     let posted = message();
     c.bench_function("osu_render/chat.message.new_64B", |b| {
-        b.iter(|| roomcast::dialect::osu::wire::message_new(black_box(&posted)))
+        b.iter(|| roomcast::dialect::osu::wire::message_new(black_box(&posted), "{}"))
     });
     c.bench_function("virola_render/RoomUpdated", |b| b.iter(|| render(black_box(&updated), true)));
 }

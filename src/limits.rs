@@ -168,6 +168,10 @@ const _: () = assert!(STORE_RETRY_FIRST.as_nanos() <= STORE_RETRY_MAX.as_nanos()
 /// milliseconds (osu!'s `CHAT_ACTIVITY_TIMEOUT`); others do not get it.
 pub const OSU_ACTIVE_WINDOW_MS: u64 = 60_000;
 
+/// The longest `lastMessageText` a chat list shows (BIG), in bytes (cut at a character
+/// boundary): a chat list holds up to `BIG_CHATS_MAX` of them.
+pub const LAST_MESSAGE_PREVIEW_BYTES_MAX: usize = 256;
+
 /// BIG: longest chat id, client message id, request id and ack id, in bytes; longer → error.
 pub const BIG_ID_BYTES_MAX: usize = 128;
 /// BIG: most messages one `messages` request returns; a larger `count` → error.

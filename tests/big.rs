@@ -166,17 +166,10 @@ async fn dialog_both_ways(shards: usize) {
     assert_eq!(sent["messageId"], 1);
     assert_eq!(sent["clientMessageId"], "u-1");
 
-    // Bob: the dialog appears (chats) and the message arrives, with chatId = alice (BIG events
-    // may arrive in any order).
-    let (mut chats, mut new) = (Value::Null, Value::Null);
-    while chats.is_null() || new.is_null() {
-        let frame = next_json(&mut bob).await;
-        match frame["eventType"].as_str() {
-            Some("chats") => chats = frame,
-            Some("new") => new = frame,
-            _ => {}
-        }
-    }
+    // Bob: the dialog appears (chats), then the message arrives, with chatId = alice.
+    let chats = first_of(&mut bob, &["chats", "new"]).await;
+    assert_eq!(chats["eventType"], "chats", "{chats}");
+    let new = next_event(&mut bob, "new").await;
     assert_eq!(chats["payload"][0]["type"], "dialog");
     assert_eq!(chats["payload"][0]["id"], "alice");
     let p = &new["payload"];
@@ -667,5 +660,95 @@ async fn the_chat_list_is_sent_when_a_chat_appears_and_when_it_goes() {
     let gone = next_event(&mut bob, "chats").await;
     assert_eq!(gone["payload"], json!([]));
     assert_ne!(gone["id"], appeared["id"]);
+    close(bob).await;
+}
+
+/// The first event of `event_types` that arrives, skipping others.
+async fn first_of(ws: &mut Ws, event_types: &[&str]) -> Value {
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == "event" && event_types.iter().any(|t| frame["eventType"] == *t) {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_new_dialog_s_chat_list_comes_before_its_first_message() {
+    // Several dialogs on two shards, so that the pair, the room and the users' owners differ.
+    let server = start(2);
+    for i in 0..6 {
+        let (a, b) = (format!("first-a{i}"), format!("first-b{i}"));
+        let mut alice = big(server.addr, &a).await;
+        let mut bob = big(server.addr, &b).await;
+        // Answered through bob's user owner: it knows bob is connected before the dialog is made.
+        assert_eq!(ok(&mut bob, "0", "chats", json!({})).await, json!([]));
+        let new = json!({"chatId": b, "message": "hello", "clientMessageId": format!("f{i}")});
+        ok(&mut alice, "1", "new", new).await;
+        // The sheet: `chats` first, so that the `new`'s chatId is a chat the client knows.
+        let first = first_of(&mut bob, &["chats", "new"]).await;
+        assert_eq!(first["eventType"], "chats", "dialog {i}: {first}");
+        assert_eq!(first["payload"][0]["id"], a.as_str());
+        let new = next_event(&mut bob, "new").await;
+        assert_eq!(new["payload"]["chatId"], a.as_str());
+        assert_eq!(new["payload"]["message"], "hello");
+        close(alice).await;
+        close(bob).await;
+    }
+}
+
+#[tokio::test]
+async fn chat_lists_and_chats_carry_unread_counts_last_text_and_status() {
+    let server = start(2);
+    let mut alice = big(server.addr, "alice").await;
+    let mut bob = big(server.addr, "bob").await;
+    ok(&mut bob, "0", "chats", json!({})).await;
+    for (i, text) in ["m1", "m2"].iter().enumerate() {
+        let id = format!("{i}");
+        ok(&mut alice, &id, "new", json!({"chatId": "bob", "message": text})).await;
+    }
+    let mut missed = 0;
+    while missed < 2 {
+        missed = next_event(&mut bob, "new").await["payload"]["missed"].as_u64().unwrap();
+    }
+    // Delivered to bob (online) but not read.
+    while next_event(&mut alice, "dlvrd").await["payload"]["messageId"] != 2 {}
+
+    // Bob's view: two unread messages, the newest one's text, unread.
+    let list = ok(&mut bob, "1", "chats", json!({})).await;
+    let item = &list[0];
+    assert_eq!(item["id"], "alice");
+    assert_eq!(item["missed"], 2, "{item}");
+    assert_eq!(item["lastMessageText"], "m2");
+    assert_eq!(item["lastMessageStatus"], "unread");
+    assert_eq!(item["isMine"], false);
+    let chat = ok(&mut bob, "2", "chat", json!({"chatId": "alice"})).await;
+    assert_eq!(chat["missed"], 2, "{chat}");
+    assert_eq!(chat["lastMessageId"], 2);
+    // Alice's view: her own message, nothing unread, delivered but not read by bob.
+    let list = ok(&mut alice, "a", "chats", json!({})).await;
+    assert_eq!(list[0]["missed"], 0, "{list}");
+    assert_eq!(list[0]["lastMessageText"], "m2");
+    assert_eq!(list[0]["lastMessageStatus"], "unread");
+    assert_eq!(list[0]["isMine"], true);
+
+    // Bob reads the first: one left.
+    ok(&mut bob, "3", "read", json!({"chatId": "alice", "messageId": 1})).await;
+    assert_eq!(ok(&mut bob, "4", "chats", json!({})).await[0]["missed"], 1);
+    assert_eq!(ok(&mut bob, "5", "chat", json!({"chatId": "alice"})).await["missed"], 1);
+    // Bob reads everything: none left, and alice sees her message read.
+    ok(&mut bob, "6", "read", json!({"chatId": "alice"})).await;
+    let item = &ok(&mut bob, "7", "chats", json!({})).await[0];
+    assert_eq!((&item["missed"], &item["lastMessageStatus"]), (&json!(0), &json!("read")));
+    next_event(&mut alice, "read").await;
+    assert_eq!(ok(&mut alice, "b", "chats", json!({})).await[0]["lastMessageStatus"], "read");
+
+    // A message to a user who never connected: undelivered, on the author's side.
+    ok(&mut alice, "c", "new", json!({"chatId": "carol", "message": "are you there?"})).await;
+    let list = ok(&mut alice, "d", "chats", json!({})).await;
+    let to_carol = list.as_array().unwrap().iter().find(|c| c["id"] == "carol").unwrap();
+    assert_eq!(to_carol["lastMessageStatus"], "undelivered", "{to_carol}");
+    assert_eq!(to_carol["lastMessageText"], "are you there?");
+    close(alice).await;
     close(bob).await;
 }

@@ -240,6 +240,40 @@ async fn osu_join_and_part_render_the_channel_for_that_user() {
 }
 
 #[tokio::test]
+async fn osu_message_senders_are_named_from_the_room_attributes_as_join_names_them() {
+    let server = start(2);
+    let addr = server.addr;
+    let attributes =
+        json!({"users": {"1001": {"username": "alice", "avatar_url": "https://a/1001"}}});
+    let r = call(
+        addr,
+        "POST",
+        "/api/v1/rooms",
+        Some(&service_token()),
+        Some(json!({"kind": "group", "name": "crew", "members": ["1001", "2002", "3003"],
+            "attributes": attributes})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let room = r.json()["room"]["id"].as_u64().unwrap();
+    let (mut bob, _) = osu(addr, &token("2002", None, None)).await;
+    chat_start(&mut bob).await;
+
+    // A sender the attributes name: its username and avatar, as chat.channel.join shows them.
+    post_message(addr, room, "1001", "named").await;
+    let event = next_event(&mut bob, "chat.message.new").await;
+    let user = &event["data"]["users"][0];
+    assert_eq!(user["id"], json!(1001));
+    assert_eq!(user["username"], "alice");
+    assert_eq!(user["avatar_url"], "https://a/1001");
+    // A sender they do not name: its id and no avatar, as before.
+    post_message(addr, room, "3003", "unnamed").await;
+    let event = next_event(&mut bob, "chat.message.new").await;
+    let user = &event["data"]["users"][0];
+    assert_eq!((&user["username"], &user["avatar_url"]), (&json!("3003"), &json!("")));
+}
+
+#[tokio::test]
 async fn osu_public_rooms_deliver_only_to_recently_active_members() {
     let server = start(1);
     let addr = server.addr;

@@ -52,6 +52,8 @@ pub enum Request {
         viewer: Viewer,
         /// At most this many.
         limit: usize,
+        /// Fill each view's `summary` for the viewer (a member).
+        summary: bool,
     },
     /// Post a notification to `user` (owner: the user's shard).
     Notify {

@@ -123,6 +123,38 @@ pub struct RoomView {
     pub last_seq: Seq,
     /// The newest live message.
     pub last_message: Option<LastMessage>,
+    /// What a member's chat list shows beyond the room itself: only in answers to
+    /// `RoomViews { summary: true }`, for the member who asked.
+    pub summary: Option<MemberSummary>,
+}
+
+/// A room as one member's chat list sees it (BIG's `missed`, `lastMessageText`,
+/// `lastMessageStatus`), computed by the room owner from its receipts and window.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberSummary {
+    /// The member's read mark.
+    pub read: Seq,
+    /// The furthest delivered mark of any other member.
+    pub others_delivered: Seq,
+    /// The furthest read mark of any other member.
+    pub others_read: Seq,
+    /// The newest live message's seq (0 when there is none in the window).
+    pub last_seq: Seq,
+    /// The newest live message's text, cut to `LAST_MESSAGE_PREVIEW_BYTES_MAX` bytes (at a
+    /// character boundary).
+    pub last_text: String,
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub fn preview(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 impl RoomView {
@@ -162,6 +194,15 @@ pub enum Event {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_preview_is_cut_at_a_character_boundary_within_its_bound() {
+        assert_eq!(preview("short", 256), "short");
+        assert_eq!(preview("abcdef", 3), "abc");
+        // "é" is two bytes: a cut inside it keeps the character out.
+        assert_eq!(preview("aé", 2), "a");
+        assert_eq!(preview("€€", 4), "€");
+    }
 
     #[test]
     fn json_string_lengths_count_serde_json_escapes() {

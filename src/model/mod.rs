@@ -12,7 +12,7 @@ pub mod room;
 pub mod room_set;
 
 pub use action::{RoomAction, Viewer};
-pub use event::{Event, LastMessage, Message, RoomView};
+pub use event::{Event, LastMessage, MemberSummary, Message, RoomView};
 pub use ids::{InvalidUserId, MessageId, RoomId, Seq, ShardId, UserId};
 pub use notification::Notification;
 pub use room::{Member, Role, Room, RoomKind};

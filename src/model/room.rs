@@ -270,6 +270,7 @@ impl Room {
             updated_ms: self.updated_ms,
             last_seq: self.last_seq,
             last_message,
+            summary: None,
         })
     }
 

@@ -374,6 +374,7 @@ fn create_view_shows_every_field_and_an_empty_history() {
             updated_ms: T0,
             last_seq: Seq(0),
             last_message: None,
+            summary: None,
         }
     );
 }

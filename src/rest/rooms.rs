@@ -212,8 +212,12 @@ pub async fn list(shard: &Rc<Shard>, caller: &Caller) -> ApiResult {
     }
     let mut rooms = Vec::new();
     for (owner, ids) in by_owner {
-        let request =
-            Request::RoomViews { rooms: ids, viewer: caller.viewer.clone(), limit: ROOM_LIST_MAX };
+        let request = Request::RoomViews {
+            rooms: ids,
+            viewer: caller.viewer.clone(),
+            limit: ROOM_LIST_MAX,
+            summary: false,
+        };
         match shard.call(owner, request).await {
             Response::Rooms(views) => rooms.extend(views),
             Response::Refused(refusal) => return Err(refusal.into()),

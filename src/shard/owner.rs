@@ -16,6 +16,7 @@ use crate::dialect::{
     render_all, DialectId, DialectMask, Presence, RoomChange, RoomEvent, DIALECT_COUNT,
 };
 use crate::fanout::{Alternative, Bundle};
+use crate::limits::LAST_MESSAGE_PREVIEW_BYTES_MAX;
 use crate::mesh::Command;
 use crate::model::ids::{now_ms, shard_of_room, shard_of_user, IdAllocator};
 use crate::model::room::{Outcome, Reply};
@@ -404,6 +405,30 @@ fn bundle_of(event: &Event, room: Option<&RoomView>, dialects: DialectMask) -> B
     Bundle { frames, alternative, gates: crate::dialect::gates_of(event), ..Bundle::default() }
 }
 
+/// `user`'s [`MemberSummary`] of `room`: its read mark, the others' furthest marks (from
+/// `receipts`) and the newest live message of the window.
+fn member_summary(
+    room: &Room,
+    receipts: Option<&HashMap<UserId, crate::model::receipt::Receipt>>,
+    user: &UserId,
+) -> crate::model::MemberSummary {
+    let mut summary = crate::model::MemberSummary::default();
+    for (member, receipt) in receipts.into_iter().flatten() {
+        if member == user {
+            summary.read = receipt.read;
+        } else {
+            summary.others_read = summary.others_read.max(receipt.read);
+            summary.others_delivered = summary.others_delivered.max(receipt.delivered);
+        }
+    }
+    if let Some(last) = room.history.iter().rev().find(|m| m.deleted_ms.is_none()) {
+        summary.last_seq = last.seq;
+        let text = crate::model::event::preview(&last.text, LAST_MESSAGE_PREVIEW_BYTES_MAX);
+        summary.last_text = text.to_string();
+    }
+    summary
+}
+
 /// A bundle for one `viewer` only (a room joined or left), for the dialects in `dialects`.
 fn personal_bundle(
     event: &Event,
@@ -471,8 +496,8 @@ impl Shard {
                 rooms.sort_unstable();
                 self.respond(reply_to, Response::RoomIds(rooms));
             }
-            Request::RoomViews { rooms, viewer, limit } => {
-                let response = self.room_views(rooms, &viewer, limit);
+            Request::RoomViews { rooms, viewer, limit, summary } => {
+                let response = self.room_views(rooms, &viewer, limit, summary);
                 self.respond(reply_to, response);
             }
             Request::Notify { notification } => {
@@ -533,6 +558,7 @@ impl Shard {
                     rooms: Some(vec![room]),
                     viewer: viewer.clone(),
                     limit: 1,
+                    summary: false,
                 };
                 let then = Then::Existing { pair, viewer, spec, reply_to, tries: tries + 1 };
                 return self.ask(owner, request, then);
@@ -610,11 +636,28 @@ impl Shard {
         }
     }
 
-    fn room_views(&self, rooms: Option<Vec<RoomId>>, viewer: &Viewer, limit: usize) -> Response {
+    /// `RoomViews`; with `summary`, each view carries the member's [`MemberSummary`]: one
+    /// pass over the room's receipts (at most one per member) and one copy of the newest live
+    /// message's text, cut to `LAST_MESSAGE_PREVIEW_BYTES_MAX` bytes.
+    fn room_views(
+        &self,
+        rooms: Option<Vec<RoomId>>,
+        viewer: &Viewer,
+        limit: usize,
+        summary: bool,
+    ) -> Response {
         let owned = self.owner.owned.borrow();
         let visible = |r: &OwnedRoom| match viewer {
             Viewer::Service => true,
             Viewer::User(u) => r.room.members.contains_key(u),
+        };
+        let view = |r: &OwnedRoom| match (summary, viewer) {
+            (true, Viewer::User(user)) => {
+                let mut view = (*r.room.view()).clone();
+                view.summary = Some(member_summary(&r.room, owned.receipts.get(&r.room.id), user));
+                Arc::new(view)
+            }
+            _ => r.room.view(),
         };
         let views = match rooms {
             Some(ids) => ids
@@ -622,15 +665,9 @@ impl Shard {
                 .filter_map(|id| owned.rooms.get(id))
                 .filter(|r| visible(r))
                 .take(limit)
-                .map(|r| r.room.view())
+                .map(view)
                 .collect(),
-            None => owned
-                .rooms
-                .values()
-                .filter(|r| visible(r))
-                .take(limit)
-                .map(|r| r.room.view())
-                .collect(),
+            None => owned.rooms.values().filter(|r| visible(r)).take(limit).map(view).collect(),
         };
         Response::Rooms(views)
     }

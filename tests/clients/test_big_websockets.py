@@ -81,13 +81,27 @@ async def dialog_and_cross_dialect():
     alice_id, bob_id, carol_id = unique("py-alice"), unique("py-bob"), unique("py-carol")
     alice = await connect(alice_id)
     bob = await connect(bob_id)
+    # Answered through bob's user owner, which so knows bob is connected before the dialog exists.
+    assert await ok(bob, "0", "chats", {}) == []
 
     sent = await ok(alice, "1", "new", {"chatId": bob_id, "message": "hello", "clientMessageId": "py-c1"})
     assert sent["messageId"] == 1 and sent["clientMessageId"] == "py-c1"
+    # The new dialog's chat list comes first, then its first message.
+    while True:
+        first = await recv_json(bob)
+        if first.get("eventType") in ("chats", "new"):
+            break
+    assert first["eventType"] == "chats", first
+    assert first["payload"][0]["id"] == alice_id
     new = await next_event(bob, "new")
     assert new["payload"]["chatId"] == alice_id and new["payload"]["sender"] == alice_id
     assert new["payload"]["messageId"] == 1 and new["payload"]["message"] == "hello"
     await bob.send(json.dumps({"type": "ack", "id": new["id"]}))
+    # The chat list counts it unread, with its text.
+    item = (await ok(bob, "l1", "chats", {}))[0]
+    assert item["missed"] == 1 and item["lastMessageText"] == "hello", item
+    assert item["lastMessageStatus"] == "unread" and item["isMine"] is False, item
+    assert (await ok(bob, "l2", "chat", {"chatId": alice_id}))["missed"] == 1
 
     reply = await ok(bob, "1", "new", {"chatId": alice_id, "message": "hi back"})
     assert reply["messageId"] == 2

@@ -63,7 +63,9 @@ async def auth_and_chat():
     assert await frames_until_closed(bad) == [{"error": "authentication failed"}]
     assert bad.close_code == 1006, "dropped without a close frame"
 
-    status, body = rest("POST", "/api/v1/rooms", service, {"name": "py-osu", "members": ["1001", "2002"]})
+    users = {"2002": {"username": "bob", "avatar_url": "https://a/2002"}}
+    status, body = rest("POST", "/api/v1/rooms", service,
+                        {"name": "py-osu", "members": ["1001", "2002"], "attributes": {"users": users}})
     assert status == 201, body
     room = body["room"]["id"]
 
@@ -82,6 +84,9 @@ async def auth_and_chat():
     assert message["message_id"] == body["message"]["id"] and message["channel_id"] == room
     assert message["timestamp"].endswith("+00:00")
     assert [u["id"] for u in event["data"]["users"]] == [2002]
+    # Named from the room's attributes, as join/part name users.
+    assert event["data"]["users"][0]["username"] == "bob"
+    assert event["data"]["users"][0]["avatar_url"] == "https://a/2002"
     # Own message echo.
     rest("POST", f"/api/v1/rooms/{room}/messages", token("1001"), {"text": "mine"})
     assert (await next_event(alice, "chat.message.new"))["data"]["messages"][0]["sender_id"] == 1001

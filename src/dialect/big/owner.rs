@@ -12,7 +12,9 @@
 //!
 //! Invariants: a BIG frame is rendered once per distinct variant (a direct room's two sides),
 //! never per connection; at most `BIG_CHATS_PENDING_MAX` chat-list refreshes wait on one shard
-//! (a user already waiting is coalesced into its pending refresh); at most `big_unacked_max`
+//! (a user already waiting is coalesced into its pending refresh), and while one is scheduled
+//! or being made the user's events from other owners wait behind it (at most
+//! `big_unacked_max` per user), so a new chat's `chats` precedes its first `new`; at most `big_unacked_max`
 //! unacknowledged events per user (an event with a coalescing key replaces the older one with
 //! that key; past the bound the oldest keyed one goes, else the user's BIG connections are told
 //! and closed and its store is emptied) and at most `BIG_UNACKED_USERS_MAX` users with any.
@@ -107,6 +109,20 @@ pub fn record_key(id: &str, key: Option<&str>) -> String {
     }
 }
 
+/// An event made elsewhere (a room event, a receipt) for a user whose chat list is being
+/// made: kept and sent after that `chats`, so that a new chat is known before its events.
+#[derive(Debug)]
+pub struct Held {
+    /// The event id.
+    id: Arc<str>,
+    /// Its coalescing key.
+    key: Option<Arc<str>>,
+    /// The frame.
+    frame: bytes::Bytes,
+    /// A `new` of this room and seq (see [`BigCommand::Event`]).
+    mark: Option<(RoomId, Seq)>,
+}
+
 /// The shard's BIG state: its own BIG connections, and as a user owner.
 #[derive(Debug, Default)]
 pub struct BigState {
@@ -114,6 +130,9 @@ pub struct BigState {
     pub local_conns: usize,
     /// Users with a chat-list refresh scheduled.
     pub chats_pending: HashSet<UserId>,
+    /// Users with a chat-list refresh scheduled or being made, and the events made elsewhere
+    /// for them since (at most `big_unacked_max` each), kept and sent after that `chats`.
+    pub chats_holding: HashMap<UserId, Vec<Held>>,
     /// Events this shard made (`chats`, presence, typing), for their ids.
     pub events_made: u64,
     /// Unacknowledged events of the users owned here, oldest first (each also a dialect
@@ -208,8 +227,15 @@ pub fn decorate(cx: &RoomEvent<'_>, shard_count: usize, commands: &mut Vec<(Shar
     }
 }
 
-/// Every room `user` belongs to, as views (at most [`BIG_CHATS_MAX`]), ascending by id.
-pub async fn user_room_views(shard: &Shard, user: &UserId) -> Result<Vec<Arc<RoomView>>, Refusal> {
+/// Every room `user` belongs to, as views (at most [`BIG_CHATS_MAX`]), ascending by id; with
+/// `summary`, each with the user's [`crate::model::MemberSummary`] (for `missed`, the last
+/// message's text and status: per room one pass over its receipts and one copy of a text
+/// preview of at most `LAST_MESSAGE_PREVIEW_BYTES_MAX` bytes, on the room's owner).
+pub async fn user_room_views(
+    shard: &Shard,
+    user: &UserId,
+    summary: bool,
+) -> Result<Vec<Arc<RoomView>>, Refusal> {
     let owner = shard_of_user(user, shard.shard_count);
     let ids = match shard.call(owner, Request::UserRooms { user: user.clone() }).await {
         Response::RoomIds(ids) => ids,
@@ -223,7 +249,8 @@ pub async fn user_room_views(shard: &Shard, user: &UserId) -> Result<Vec<Arc<Roo
     let mut views = Vec::new();
     for (owner, ids) in by_owner {
         let viewer = Viewer::User(user.clone());
-        let request = Request::RoomViews { rooms: Some(ids), viewer, limit: BIG_CHATS_MAX };
+        let request =
+            Request::RoomViews { rooms: Some(ids), viewer, limit: BIG_CHATS_MAX, summary };
         match shard.call(owner, request).await {
             Response::Rooms(found) => views.extend(found),
             Response::Refused(refusal) => return Err(refusal),
@@ -245,7 +272,9 @@ pub fn chat_list(views: &[Arc<RoomView>], user: &UserId) -> serde_json::Value {
 }
 
 /// User owner: one of `user`'s chats appeared or went; send its BIG connections the whole
-/// chat list once the changes arriving together are in (coalesced per user).
+/// chat list once the changes arriving together are in (coalesced per user). Events made
+/// elsewhere for the user meanwhile (the first `new` of a new dialog) are held and sent after
+/// it, as the real server sends `chats` before the `new` of a new chat ([`event_to`]).
 pub fn chats_changed(shard: &Rc<Shard>, user: UserId) {
     {
         let mut big = state(shard);
@@ -257,24 +286,41 @@ pub fn chats_changed(shard: &Rc<Shard>, user: UserId) {
             return;
         }
         big.chats_pending.insert(user.clone());
+        if big.chats_holding.len() < BIG_CHATS_PENDING_MAX {
+            big.chats_holding.entry(user.clone()).or_default();
+        }
     }
     let shard = shard.clone();
     tokio_uring::spawn(async move {
         tokio::time::sleep(BIG_CHATS_DEBOUNCE).await;
         state(&shard).chats_pending.remove(&user);
-        let Ok(views) = user_room_views(&shard, &user).await else {
-            return;
+        let views = user_room_views(&shard, &user, true).await;
+        let held = {
+            let mut big = state(&shard);
+            let held = big.chats_holding.remove(&user).unwrap_or_default();
+            if big.chats_pending.contains(&user) {
+                // A newer refresh is scheduled: later events wait for that one.
+                big.chats_holding.insert(user.clone(), Vec::new());
+            }
+            held
         };
+        let (mut ops, mut commands) = (Vec::new(), Vec::new());
         let mask = shard.owner.user_presence(&user).shards;
-        if mask == 0 {
-            return;
+        if let (Ok(views), true) = (views, mask != 0) {
+            let id = event_id(&shard, 'c');
+            let frame = wire::event(&id, now_ms(), "chats", chat_list(&views, &user));
+            let key = Some(Arc::from(CHATS_KEY));
+            ops = keep(&shard, user.clone(), Arc::from(id), key, frame.clone());
+            commands = deliveries(&shard, &user, mask, frame);
         }
-        let id = event_id(&shard, 'c');
-        let frame = wire::event(&id, now_ms(), "chats", chat_list(&views, &user));
-        let key = Some(Arc::from(CHATS_KEY));
-        let ops = keep(&shard, user.clone(), Arc::from(id), key, frame.clone());
+        for event in held {
+            let (more_ops, more_commands) = event_commands(&shard, user.clone(), event);
+            ops.extend(more_ops);
+            commands.extend(more_commands);
+        }
         // Stored before it is sent: the client cannot acknowledge what a restart could lose.
-        shard.commit_then(ops, deliveries(&shard, &user, mask, frame));
+        // One commit: the held events go out after the list, in the order they came.
+        shard.commit_then(ops, commands);
     });
 }
 
@@ -368,7 +414,9 @@ fn note_unacked_users(shard: &Shard, users: usize) {
 
 /// User owner: keep `user`'s event made elsewhere (a room event, a receipt) until acked, and
 /// send it to the user's connections once its record is committed; with `mark` (a `new` of
-/// that room and seq), mark it delivered for the user then if it has BIG connections.
+/// that room and seq), mark it delivered for the user then if it has BIG connections. While
+/// the user's chat list is being made (a chat appeared), the event is held and kept and sent
+/// after that `chats` (at most `big_unacked_max` held; past it, at once).
 pub fn event_to(
     shard: &Rc<Shard>,
     user: UserId,
@@ -376,6 +424,26 @@ pub fn event_to(
     key: Option<Arc<str>>,
     (frame, mark): (bytes::Bytes, Option<(RoomId, Seq)>),
 ) {
+    let event = Held { id, key, frame, mark };
+    let event = {
+        let limit = shard.config.big_unacked_max;
+        match state(shard).chats_holding.get_mut(&user) {
+            Some(held) if held.len() < limit => return held.push(event),
+            _ => event,
+        }
+    };
+    let (ops, commands) = event_commands(shard, user, event);
+    shard.commit_then(ops, commands);
+}
+
+/// The store ops keeping `event` for `user` and the commands sending it (and marking a `new`
+/// delivered when the user has BIG connections), to release after those ops' commit.
+fn event_commands(
+    shard: &Rc<Shard>,
+    user: UserId,
+    event: Held,
+) -> (Vec<StoreOp>, Vec<(ShardId, Command)>) {
+    let Held { id, key, frame, mark } = event;
     let presence = shard.owner.user_presence(&user);
     let ops = keep(shard, user.clone(), id, key, frame.clone());
     let mut commands = Vec::new();
@@ -387,7 +455,7 @@ pub fn event_to(
         let mark = BigCommand::Mark { room, user, read: false, seq: Some(seq) };
         commands.push((shard_of_room(room, shard.shard_count), super::command(mark)));
     }
-    shard.commit_then(ops, commands);
+    (ops, commands)
 }
 
 /// User owner: `user` acknowledged event `id`; its record is deleted.

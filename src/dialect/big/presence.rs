@@ -29,7 +29,7 @@ pub fn online_changed(shard: &Rc<Shard>, user: UserId, online: bool) {
     let last_seen = if online { 0 } else { now_ms() };
     let shard = shard.clone();
     tokio_uring::spawn(async move {
-        let Ok(views) = user_room_views(&shard, &user).await else {
+        let Ok(views) = user_room_views(&shard, &user, false).await else {
             return;
         };
         let is_online = shard.owner.user_presence(&user).dialects & ID.bit() != 0;

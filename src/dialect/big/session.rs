@@ -164,7 +164,7 @@ async fn room_call(shard: &Shard, request: CoreRequest, room: RoomId) -> Result<
 
 /// Refreshes the chat-id cache from the user's chat list.
 async fn refresh_chats(shard: &Shard, user: &UserId, state: &BigConn) -> Result<(), String> {
-    let views = user_room_views(shard, user).await.map_err(|r| refusal_text(&r))?;
+    let views = user_room_views(shard, user, false).await.map_err(|r| refusal_text(&r))?;
     let mut chats = HashMap::with_capacity(views.len());
     // Direct rooms last: a dialog's peer id wins over a room id that happens to be equal.
     for view in views.iter().filter(|v| v.kind != RoomKind::Direct) {
@@ -256,14 +256,19 @@ async fn execute(
     let too_long = |text: &str| text.len() > shard.config.message_bytes_max;
     match request {
         Request::Chats => {
-            let views = user_room_views(shard, user).await.map_err(|r| refusal_text(&r))?;
+            let views = user_room_views(shard, user, true).await.map_err(|r| refusal_text(&r))?;
             Ok(chat_list(&views, user))
         }
         Request::Chat { chat_id } => {
             let room = resolve(shard, user, state, &chat_id, false).await?;
-            let request = CoreRequest::Room { room, viewer, action: RoomAction::Get };
-            match room_call(shard, request, room).await? {
-                Reply::Room(view) => Ok(wire::chat(&view, user)),
+            let (rooms, limit) = (Some(vec![room]), 1);
+            let request = CoreRequest::RoomViews { rooms, viewer, limit, summary: true };
+            match shard.call(shard_of_room(room, shard.shard_count), request).await {
+                Response::Rooms(views) => match views.first() {
+                    Some(view) => Ok(wire::chat(view, user)),
+                    None => Err("chat not found".into()),
+                },
+                Response::Refused(refusal) => Err(refusal_text(&refusal)),
                 _ => Err("chat not found".into()),
             }
         }

@@ -309,7 +309,36 @@ fn chat_type(kind: RoomKind) -> &'static str {
     }
 }
 
-/// One ChatListItem (sheet §7.2) of `room` as `viewer` sees it.
+/// `missed` of `room` for the member its summary is of: the messages after its read mark
+/// (as `new` counts them); 0 without a summary.
+fn missed(room: &RoomView) -> u64 {
+    room.summary.as_ref().map_or(0, |s| room.last_seq.saturating_sub(s.read))
+}
+
+/// The MessageStatus of the room's newest live message for `viewer`: its own message is `read`
+/// once another member read it, `unread` once another member has it, else `undelivered` (read
+/// when it is alone); another's is `read` once the viewer's read mark covers it, else `unread`.
+fn last_message_status(room: &RoomView, viewer: &UserId) -> Option<&'static str> {
+    let (last, summary) = (room.last_message.as_ref()?, room.summary.as_ref()?);
+    let seq = summary.last_seq;
+    Some(if &last.author != viewer {
+        if summary.read >= seq {
+            "read"
+        } else {
+            "unread"
+        }
+    } else if summary.others_read >= seq || room.members.iter().all(|(u, _)| u == viewer) {
+        "read"
+    } else if summary.others_delivered >= seq {
+        "unread"
+    } else {
+        "undelivered"
+    })
+}
+
+/// One ChatListItem (sheet §7.2) of `room` as `viewer` sees it: `missed`, `lastMessageText`
+/// and `lastMessageStatus` come from the view's summary (the room owner's receipts and
+/// window), when it has one.
 pub fn chat_list_item(room: &RoomView, viewer: &UserId) -> Value {
     let id = chat_id(room.kind, room.id, &room.members, viewer);
     let name = if room.kind == RoomKind::Direct {
@@ -317,12 +346,19 @@ pub fn chat_list_item(room: &RoomView, viewer: &UserId) -> Value {
     } else {
         room.name.clone()
     };
-    let mut v = json!({ "type": chat_type(room.kind), "id": id, "name": name, "missed": 0 });
+    let missed = missed(room);
+    let mut v = json!({ "type": chat_type(room.kind), "id": id, "name": name, "missed": missed });
     if let (Some(last), Value::Object(map)) = (&room.last_message, &mut v) {
         map.insert("lastMessageTime".into(), json!(last.created_ms));
         map.insert("lastMessageAuthor".into(), user_str(&last.author));
         map.insert("lastMessageId".into(), json!(room.last_seq));
         map.insert("isMine".into(), json!(&last.author == viewer));
+        if let Some(summary) = room.summary.as_ref().filter(|s| !s.last_text.is_empty()) {
+            map.insert("lastMessageText".into(), json!(summary.last_text));
+        }
+        if let Some(status) = last_message_status(room, viewer) {
+            map.insert("lastMessageStatus".into(), json!(status));
+        }
     }
     v
 }
@@ -348,7 +384,7 @@ pub fn chat(room: &RoomView, viewer: &UserId) -> Value {
         "type": item["type"],
         "photoUrl": "",
         "lastMessageId": room.last_seq,
-        "missed": 0,
+        "missed": missed(room),
         "meta": meta,
     })
 }
@@ -405,6 +441,55 @@ mod tests {
         let message = crate::model::event::tests::widest_message();
         let json = message_json(&message).to_string();
         assert!(json.len() <= message.encoded_len(), "{} > {}", json.len(), message.encoded_len());
+    }
+
+    #[test]
+    fn chat_list_status_and_missed_follow_the_summary() {
+        use crate::model::{LastMessage, MemberSummary, MessageId, Seq};
+        let (a, b) = (UserId::new("a"), UserId::new("b"));
+        let room = |members: &[&UserId], author: &UserId, summary: MemberSummary| RoomView {
+            id: RoomId(3),
+            kind: RoomKind::Direct,
+            name: String::new(),
+            description: String::new(),
+            attributes: "{}".into(),
+            members: members.iter().map(|u| ((*u).clone(), Role::Member)).collect(),
+            created_ms: 0,
+            updated_ms: 0,
+            last_seq: Seq(4),
+            last_message: Some(LastMessage {
+                id: MessageId(9),
+                created_ms: 1,
+                author: author.clone(),
+            }),
+            summary: Some(summary),
+        };
+        let s = |read, others_delivered, others_read| MemberSummary {
+            read: Seq(read),
+            others_delivered: Seq(others_delivered),
+            others_read: Seq(others_read),
+            last_seq: Seq(4),
+            last_text: "hi".into(),
+        };
+        let item = |r: &RoomView| chat_list_item(r, &a);
+        // Someone else's message: by the viewer's read mark; missed counts from it.
+        let theirs = item(&room(&[&a, &b], &b, s(1, 0, 0)));
+        assert_eq!(
+            (&theirs["missed"], &theirs["lastMessageStatus"]),
+            (&json!(3), &json!("unread"))
+        );
+        assert_eq!(theirs["lastMessageText"], "hi");
+        assert_eq!(item(&room(&[&a, &b], &b, s(4, 0, 0)))["lastMessageStatus"], "read");
+        // The viewer's own: by the others' marks; alone (favorites) it is read.
+        assert_eq!(item(&room(&[&a, &b], &a, s(4, 3, 0)))["lastMessageStatus"], "undelivered");
+        assert_eq!(item(&room(&[&a, &b], &a, s(4, 4, 0)))["lastMessageStatus"], "unread");
+        assert_eq!(item(&room(&[&a, &b], &a, s(4, 4, 4)))["lastMessageStatus"], "read");
+        assert_eq!(item(&room(&[&a], &a, s(4, 0, 0)))["lastMessageStatus"], "read");
+        // Without a summary (a view made for another use): 0 and no status or text.
+        let bare = RoomView { summary: None, ..room(&[&a, &b], &b, s(0, 0, 0)) };
+        let bare = item(&bare);
+        assert_eq!(bare["missed"], 0);
+        assert!(bare.get("lastMessageStatus").is_none() && bare.get("lastMessageText").is_none());
     }
 
     #[test]

@@ -105,13 +105,6 @@ impl Dialect for Osu {
         });
     }
 
-    fn render(&self, event: &Event, _moderator: bool) -> Option<Bytes> {
-        match event {
-            Event::MessageCreated(m) => Some(wire::message_new(m)),
-            _ => None,
-        }
-    }
-
     /// A room joined (`chat.channel.join`) or left (`chat.channel.part`), as `viewer` sees it.
     fn render_for(
         &self,
@@ -145,8 +138,10 @@ impl Dialect for Osu {
         Some((frame, SCOPE_ALL))
     }
 
-    /// A public room's new message goes only to members active in the last minute; a deleted
-    /// room parts its channel (a PM rendered for each of its members).
+    /// A new message's `chat.message.new` is rendered here, not in `render`: its sender is
+    /// named from the room's attributes, as join/part name users. A public room's new message
+    /// goes only to members active in the last minute; a deleted room parts its channel (a PM
+    /// rendered for each of its members).
     fn decorate(
         &self,
         shard: &Shard,
@@ -154,6 +149,10 @@ impl Dialect for Osu {
         bundle: &mut Bundle,
         _commands: &mut Vec<(crate::model::ShardId, crate::mesh::Command)>,
     ) {
+        if let Event::MessageCreated(m) = cx.event {
+            // Once per message, shared by every osu! recipient.
+            bundle.frames[ID.index()] = Some(wire::message_new(m, &cx.room.attributes));
+        }
         match cx.event {
             Event::MessageCreated(_) if cx.room.kind == RoomKind::Public => {
                 let only = shard

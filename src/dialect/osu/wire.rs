@@ -150,10 +150,10 @@ struct ChatMessage<'a> {
     uuid: Option<&'a str>,
 }
 
-/// A UserCompact (sheet §7.3) for a user of whom we know no more than its id.
+/// A UserCompact (sheet §7.3): the id, and the name and avatar the room's attributes give.
 #[derive(Serialize)]
 struct UserCompactJson<'a> {
-    avatar_url: &'static str,
+    avatar_url: &'a str,
     country_code: &'static str,
     default_group: &'static str,
     id: UserIdJson<'a>,
@@ -168,10 +168,16 @@ struct UserCompactJson<'a> {
     username: &'a str,
 }
 
-/// `chat.message.new` for a posted message: one message, its sender in `users`. Rendered once
-/// per message for every osu! recipient, so it serializes borrowed structs (no `Value` tree).
-pub fn message_new(m: &Message) -> Bytes {
+/// `chat.message.new` for a posted message: one message, its sender in `users`, named (and
+/// with the avatar) as `chat.channel.join`/`part` name users: the room's `attributes`
+/// (`users.<id>.{username, avatar_url}`), else the id and an empty avatar. Rendered once per
+/// message for every osu! recipient, so it serializes borrowed structs (no `Value` tree); the
+/// attributes are parsed only when they mention `"users"`.
+pub fn message_new(m: &Message, attributes: &str) -> Bytes {
     let is_action = m.kind == "action";
+    let parsed: Option<Value> =
+        if attributes.contains("\"users\"") { serde_json::from_str(attributes).ok() } else { None };
+    let (username, avatar) = profile(parsed.as_ref(), &m.author);
     let event = MessageNew {
         data: MessageNewData {
             messages: [ChatMessage {
@@ -185,7 +191,7 @@ pub fn message_new(m: &Message) -> Bytes {
                 uuid: m.client_message_id.as_deref(),
             }],
             users: [UserCompactJson {
-                avatar_url: "",
+                avatar_url: avatar.as_deref().unwrap_or(""),
                 country_code: "",
                 default_group: "default",
                 id: UserIdJson(&m.author),
@@ -197,7 +203,7 @@ pub fn message_new(m: &Message) -> Bytes {
                 last_visit: None,
                 pm_friends_only: false,
                 profile_colour: None,
-                username: m.author.as_str(),
+                username: &username,
             }],
         },
         event: "chat.message.new",
@@ -362,7 +368,7 @@ mod tests {
             modified_ms: 0,
             deleted_ms: None,
         };
-        let v = payload(&message_new(&m));
+        let v = payload(&message_new(&m, "{}"));
         assert_eq!(v["event"], "chat.message.new");
         assert_eq!(
             v["data"]["messages"],
@@ -372,6 +378,13 @@ mod tests {
         );
         assert_eq!(v["data"]["users"][0]["id"], 1001);
         assert_eq!(v["data"]["users"][0]["username"], "1001");
+        assert_eq!(v["data"]["users"][0]["avatar_url"], "");
+        // Named as join/part name users: from the room's attributes.
+        let attributes = r#"{"users":{"1001":{"username":"peppy","avatar_url":"https://a/1"}}}"#;
+        let v = payload(&message_new(&m, attributes));
+        assert_eq!(v["data"]["users"][0]["username"], "peppy");
+        assert_eq!(v["data"]["users"][0]["avatar_url"], "https://a/1");
+        assert_eq!(v["data"]["users"][0]["id"], 1001);
     }
 
     #[test]
@@ -387,6 +400,7 @@ mod tests {
             updated_ms: 0,
             last_seq: Seq(0),
             last_message: None,
+            summary: None,
         };
         let for_one = payload(&channel_event(true, &view, &UserId::new("1")));
         assert_eq!(for_one["event"], "chat.channel.join");

@@ -1181,6 +1181,7 @@ mod tests {
                 created_ms: 1_465_200_600_789,
                 author: UserId::new("b"),
             }),
+            summary: None,
         }
     }
 

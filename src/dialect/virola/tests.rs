@@ -61,6 +61,7 @@ fn sheet_room() -> RoomView {
         updated_ms: 1_753_212_000_000,
         last_seq: Seq(0),
         last_message: None,
+        summary: None,
     }
 }
 
@@ -233,6 +234,7 @@ fn virola_user_ids_are_integers_only_when_canonical() {
                 created_ms: 5,
                 author: UserId::new(user),
             }),
+            summary: None,
             ..sheet_room()
         };
         let got = json_of(&render(&Event::RoomUpdated(Arc::new(room)), false));
@@ -274,6 +276,7 @@ fn virola_room_shows_its_own_timestamps_and_last_message() {
             created_ms: 2_400,
             author: UserId::new("3"),
         }),
+        summary: None,
         ..sheet_room()
     };
     let got = json_of(&render(&Event::RoomUpdated(Arc::new(room)), false));
