@@ -51,16 +51,13 @@ fn notifications_of(response: Response) -> Result<Vec<Notification>, ApiError> {
     }
 }
 
-/// `POST /api/v1/users/{user}/notifications` (service only): `{"name", "object_type",
-/// "object_id", "source_user_id"?, "details"?, "category"?}` → 201 `{"notification": …}`.
-pub async fn create(shard: &Rc<Shard>, caller: &Caller, user: &str, body: &[u8]) -> ApiResult {
-    if caller.viewer != Viewer::Service {
-        return Err(ApiError {
-            status: 403,
-            code: "forbidden",
-            message: "only a service posts notifications".into(),
-        });
-    }
+/// Decodes and checks `POST /api/v1/users/{user}/notifications`: the decoded path segment
+/// `user` (the user id rule), the body's required `name` and `object_type` and optional
+/// `category` (each at most [`NOTIFICATION_NAME_BYTES_MAX`] bytes; `category` defaults to
+/// `object_type`), `details` (a JSON object within [`NOTIFICATION_DETAILS_BYTES_MAX`]) and
+/// `source_user_id` (a valid user id). The notification to store (id and time still 0): what
+/// `create` runs before asking the user's owner.
+pub fn notification_body(user: &str, body: &[u8]) -> Result<Notification, ApiError> {
     let user = json::user_id_text(user)?;
     let body: NewBody = parse_body(body)?;
     let name = short(body.name, "name", true)?;
@@ -77,9 +74,9 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, user: &str, body: &[u8])
         None | Some(Value::Null) => None,
         Some(v) => Some(json::user_id(&v)?),
     };
-    let notification = Notification {
+    Ok(Notification {
         id: 0,
-        user: user.clone(),
+        user,
         name,
         category,
         object_type,
@@ -88,7 +85,21 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, user: &str, body: &[u8])
         details,
         created_ms: 0,
         read: false,
-    };
+    })
+}
+
+/// `POST /api/v1/users/{user}/notifications` (service only): `{"name", "object_type",
+/// "object_id", "source_user_id"?, "details"?, "category"?}` → 201 `{"notification": …}`.
+pub async fn create(shard: &Rc<Shard>, caller: &Caller, user: &str, body: &[u8]) -> ApiResult {
+    if caller.viewer != Viewer::Service {
+        return Err(ApiError {
+            status: 403,
+            code: "forbidden",
+            message: "only a service posts notifications".into(),
+        });
+    }
+    let notification = notification_body(user, body)?;
+    let user = notification.user.clone();
     let owner = shard_of_user(&user, shard.shard_count);
     let request = Request::Notify { notification: Box::new(notification) };
     let created = notifications_of(shard.call(owner, request).await)?;
@@ -98,11 +109,12 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, user: &str, body: &[u8])
     Ok((201, json::body(&json!({ "notification": n.to_json() }))))
 }
 
-/// `POST /api/v1/notifications/read` `{"ids": [...]}` (a service adds `"user"`) → 200
-/// `{"read": [ids marked now]}`.
-pub async fn read(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult {
+/// Decodes and checks the body of `POST /api/v1/notifications/read` for `viewer`: whose
+/// notifications (a user's own; a service must name a valid `"user"`) and the required `ids`,
+/// at most [`NOTIFICATION_READ_IDS_MAX`]. What `read` runs before asking the user's owner.
+pub fn read_body(body: &[u8], viewer: &Viewer) -> Result<(UserId, Vec<u64>), ApiError> {
     let body: ReadBody = parse_body(body)?;
-    let user: UserId = match (&caller.viewer, &body.user) {
+    let user: UserId = match (viewer, &body.user) {
         (Viewer::Service, Some(user)) => json::user_id(user)?,
         (Viewer::Service, None) => {
             return Err(ApiError::bad_request("a service names the user: {\"user\": …}"))
@@ -113,6 +125,13 @@ pub async fn read(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult 
     if ids.len() > NOTIFICATION_READ_IDS_MAX {
         return Err(ApiError::bad_request(format!("at most {NOTIFICATION_READ_IDS_MAX} ids")));
     }
+    Ok((user, ids))
+}
+
+/// `POST /api/v1/notifications/read` `{"ids": [...]}` (a service adds `"user"`) → 200
+/// `{"read": [ids marked now]}`.
+pub async fn read(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult {
+    let (user, ids) = read_body(body, &caller.viewer)?;
     let owner = shard_of_user(&user, shard.shard_count);
     let read = notifications_of(shard.call(owner, Request::ReadNotifications { user, ids }).await)?;
     let ids: Vec<u64> = read.iter().map(|n| n.id).collect();
