@@ -137,3 +137,52 @@ pub async fn read(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult 
     let ids: Vec<u64> = read.iter().map(|n| n.id).collect();
     Ok((200, json::body(&json!({ "read": ids }))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(value: Value) -> Vec<u8> {
+        value.to_string().into_bytes()
+    }
+
+    #[test]
+    fn notification_bodies_are_accepted_at_their_limits_and_refused_past_them() {
+        let name = "n".repeat(NOTIFICATION_NAME_BYTES_MAX);
+        let details =
+            json!({ "a": "x".repeat(NOTIFICATION_DETAILS_BYTES_MAX - r#"{"a":""}"#.len()) });
+        let at = json!({
+            "name": name, "category": name, "object_type": name, "object_id": 7, "details": details,
+        });
+        let n = notification_body("1001", &body(at.clone())).expect("at every limit");
+        assert_eq!((n.user.as_str(), n.object_id), ("1001", 7));
+        assert_eq!(n.details.len(), NOTIFICATION_DETAILS_BYTES_MAX);
+        for field in ["name", "category", "object_type", "details"] {
+            let mut over = at.clone();
+            over[field] = if field == "details" {
+                json!({ "a": "x".repeat(NOTIFICATION_DETAILS_BYTES_MAX + 1 - r#"{"a":""}"#.len()) })
+            } else {
+                json!("n".repeat(NOTIFICATION_NAME_BYTES_MAX + 1))
+            };
+            let e = notification_body("1001", &body(over)).expect_err(field);
+            assert_eq!(e.status, 400, "{field}");
+        }
+    }
+
+    #[test]
+    fn read_bodies_take_at_most_the_id_limit_and_a_service_names_the_user() {
+        let alice = Viewer::User(UserId::new("alice"));
+        let ids: Vec<u64> = (0..NOTIFICATION_READ_IDS_MAX as u64).collect();
+        let (user, read) =
+            read_body(&body(json!({ "ids": ids, "user": "bob" })), &alice).expect("at the limit");
+        assert_eq!((user.as_str(), read.len()), ("alice", NOTIFICATION_READ_IDS_MAX));
+        let more: Vec<u64> = (0..=NOTIFICATION_READ_IDS_MAX as u64).collect();
+        let e = read_body(&body(json!({ "ids": more })), &alice).expect_err("past the limit");
+        assert_eq!(e.status, 400);
+        let (user, _) = read_body(&body(json!({ "ids": [1], "user": "bob" })), &Viewer::Service)
+            .expect("named");
+        assert_eq!(user.as_str(), "bob");
+        let e = read_body(&body(json!({ "ids": [1] })), &Viewer::Service).expect_err("unnamed");
+        assert_eq!(e.status, 400);
+    }
+}

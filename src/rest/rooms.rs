@@ -319,6 +319,49 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn body(value: Value) -> Vec<u8> {
+        value.to_string().into_bytes()
+    }
+
+    /// `{"a":"xx…"}` of exactly `len` bytes of JSON text.
+    fn object_of_len(len: usize) -> Value {
+        json!({ "a": "x".repeat(len - r#"{"a":""}"#.len()) })
+    }
+
+    #[test]
+    fn room_bodies_are_accepted_at_their_limits_and_refused_past_them() {
+        let config = Config { members_per_room_max: 2, ..Config::default() };
+        let at = json!({
+            "name": "n".repeat(ROOM_NAME_BYTES_MAX),
+            "description": "d".repeat(ROOM_DESCRIPTION_BYTES_MAX),
+            "attributes": object_of_len(ROOM_ATTRIBUTES_BYTES_MAX),
+            "members": ["bob", "carol"],
+        });
+        let room = create_body(&body(at.clone()), &config).expect("at every limit");
+        assert_eq!(room.attributes.len(), ROOM_ATTRIBUTES_BYTES_MAX);
+        assert_eq!(room.members.len(), 2);
+        let patch = patch_body(&body(at.clone())).expect("at every limit");
+        assert_eq!(patch.attributes.map(|a| a.len()), Some(ROOM_ATTRIBUTES_BYTES_MAX));
+
+        let past = [
+            ("name", json!("n".repeat(ROOM_NAME_BYTES_MAX + 1))),
+            ("description", json!("d".repeat(ROOM_DESCRIPTION_BYTES_MAX + 1))),
+            ("attributes", object_of_len(ROOM_ATTRIBUTES_BYTES_MAX + 1)),
+        ];
+        for (field, value) in past {
+            let mut over = at.clone();
+            over[field] = value;
+            let e = create_body(&body(over.clone()), &config).expect_err(field);
+            assert_eq!(e.status, 400, "{field}");
+            let e = patch_body(&body(over)).expect_err(field);
+            assert_eq!(e.status, 400, "{field}");
+        }
+        let mut crowded = at;
+        crowded["members"] = json!(["bob", "carol", "dave"]);
+        let e = create_body(&body(crowded), &config).expect_err("three members");
+        assert_eq!((e.status, e.code), (413, "too_many_members"));
+    }
+
     #[test]
     fn members_decode_and_wrong_types_are_refused() {
         let ok: Vec<(Value, &str, Role)> = vec![
