@@ -4,8 +4,11 @@
 //! `rest::notifications::{notification_body, read_body}`, each for the same body.
 //!
 //! Input: the first byte picks the caller (a service or the user `alice`), the path user of
-//! the member and notification calls, and a small configuration (0–7 members, 0–248 bytes of
-//! text); the rest is the body, decoded under that configuration and under the defaults.
+//! the member and notification calls, and a small configuration (0–7 members, 56–248 bytes
+//! of text, 513–1281 bytes of encoded message); the rest is the body, decoded under that
+//! configuration and under the defaults. Limits above libFuzzer's default 4 KB inputs (room
+//! attributes, notification details, the default stored message size) are not reached here;
+//! the unit tests of `rest::rooms` and `rest::notifications` try each at and past its limit.
 //!
 //! Invariants: no panic; a refusal is a 400, or the 413/403 its call documents; what is
 //! accepted keeps every limit of `limits.rs` and of the configuration (name, description,
@@ -19,9 +22,9 @@
 use libfuzzer_sys::fuzz_target;
 use roomcast::config::Config;
 use roomcast::limits::{
-    CLIENT_MESSAGE_ID_BYTES_MAX, MESSAGE_KIND_BYTES_MAX, NOTIFICATION_DETAILS_BYTES_MAX,
-    NOTIFICATION_NAME_BYTES_MAX, NOTIFICATION_READ_IDS_MAX, ROOM_ATTRIBUTES_BYTES_MAX,
-    ROOM_DESCRIPTION_BYTES_MAX, ROOM_NAME_BYTES_MAX, USER_ID_BYTES_MAX,
+    CLIENT_MESSAGE_ID_BYTES_MAX, MESSAGE_ENCODED_OVERHEAD_BYTES, MESSAGE_KIND_BYTES_MAX,
+    NOTIFICATION_DETAILS_BYTES_MAX, NOTIFICATION_NAME_BYTES_MAX, NOTIFICATION_READ_IDS_MAX,
+    ROOM_ATTRIBUTES_BYTES_MAX, ROOM_DESCRIPTION_BYTES_MAX, ROOM_NAME_BYTES_MAX, USER_ID_BYTES_MAX,
 };
 use roomcast::model::{Role, RoomKind, UserId, Viewer};
 use roomcast::rest::messages::{edit_body, message_body};
@@ -161,6 +164,9 @@ fuzz_target!(|data: &[u8]| {
     let small = Config {
         members_per_room_max: usize::from(pick >> 3 & 7),
         message_bytes_max: usize::from(pick >> 6) * 64 + 56,
+        // Just over a message's fixed overhead (`Config::validate`'s floor), so that the
+        // encoded-size check is reached by inputs of libFuzzer's default 4 KB at most.
+        stored_message_bytes_max: MESSAGE_ENCODED_OVERHEAD_BYTES + 1 + usize::from(pick >> 6) * 256,
         ..Config::default()
     };
     check_bodies(body, &caller, path_user, &small);
@@ -169,6 +175,7 @@ fuzz_target!(|data: &[u8]| {
     // What the small limits accept, the defaults accept the same.
     assert!(small.members_per_room_max <= defaults.members_per_room_max);
     assert!(small.message_bytes_max <= defaults.message_bytes_max);
+    assert!(small.stored_message_bytes_max <= defaults.stored_message_bytes_max);
     if let Ok(room) = create_body(body, &small) {
         let again = create_body(body, &defaults).expect("accepted under smaller limits");
         assert_eq!((room.kind, room.name, room.members), (again.kind, again.name, again.members));
