@@ -279,9 +279,9 @@ fn caller(shard: &Shard, head: &RequestHead) -> Result<Caller, ApiError> {
 /// Whom a call that names a `"user"` in its body acts for: a service must name one; a user
 /// acts for itself and may name only itself (another valid id → 403, as for a message's
 /// `author`). A named id that breaks the user id rule → 400.
-pub fn acting_user(caller: &Caller, named: Option<&serde_json::Value>) -> Result<UserId, ApiError> {
+pub fn acting_user(viewer: &Viewer, named: Option<&serde_json::Value>) -> Result<UserId, ApiError> {
     let named = named.map(json::user_id).transpose()?;
-    match (&caller.viewer, named) {
+    match (viewer, named) {
         (Viewer::Service, Some(user)) => Ok(user),
         (Viewer::Service, None) => Err(ApiError::bad_request("a service names the \"user\"")),
         (Viewer::User(me), Some(user)) if &user != me => Err(ApiError {
