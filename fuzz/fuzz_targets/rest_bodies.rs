@@ -70,7 +70,7 @@ fn check_bodies(data: &[u8], caller: &Caller, path_user: &str, config: &Config) 
                 assert_eq!(Role::parse(role.as_str()), Some(*role));
             }
         }
-        Err(e) => refused(&e, &[(413, "too_many_members")]),
+        Err(e) => refused(&e, &[(429, "limit_exceeded")]),
     }
     match patch_body(data) {
         Ok(patch) => {
@@ -83,7 +83,7 @@ fn check_bodies(data: &[u8], caller: &Caller, path_user: &str, config: &Config) 
                 assert!(a.len() <= ROOM_ATTRIBUTES_BYTES_MAX && is_json(&a, true));
             }
         }
-        Err(e) => refused(&e, &[(429, "limit_exceeded")]),
+        Err(e) => refused(&e, &[]),
     }
     match member_body(path_user, data) {
         Ok((user, role)) => {
