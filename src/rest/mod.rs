@@ -171,15 +171,8 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
         ["api", "v1", rest @ ..] => {
             let caller = caller(shard, head)?;
             let writes = matches!(method, Post | Put | Patch | Delete);
-            if writes && caller.viewer != Viewer::Service && !shard.take_user_action(&caller.user) {
-                return Err(ApiError {
-                    status: 429,
-                    code: "rate_limited",
-                    message: format!(
-                        "over {} actions per second (burst {}); slow down",
-                        shard.config.actions_per_second, shard.config.actions_burst
-                    ),
-                });
+            if writes && caller.viewer != Viewer::Service {
+                take_user_action(shard, &caller.user)?;
             }
             match (rest, method) {
                 (["rooms"], Post) => rooms::create(shard, &caller, body).await,
@@ -291,6 +284,22 @@ pub fn acting_user(viewer: &Viewer, named: Option<&serde_json::Value>) -> Result
         }),
         (Viewer::User(me), _) => Ok(me.clone()),
     }
+}
+
+/// Takes one of `user`'s actions on this shard (`actions_per_second`), or refuses with 429
+/// `rate_limited`.
+pub fn take_user_action(shard: &Shard, user: &UserId) -> Result<(), ApiError> {
+    if shard.take_user_action(user) {
+        return Ok(());
+    }
+    Err(ApiError {
+        status: 429,
+        code: "rate_limited",
+        message: format!(
+            "over {} actions per second (burst {}); slow down",
+            shard.config.actions_per_second, shard.config.actions_burst
+        ),
+    })
 }
 
 /// Parses a numeric path segment into an id.
