@@ -65,6 +65,9 @@ shard_metrics! {
     /// WebSocket upgrades refused because the user held `connections_per_user_max` connections
     /// on the shard.
     user_connection_limit_refused_total: "counter";
+    /// New event connections refused (503, or the dialect's error) because the user's room
+    /// owners did not confirm their subscriptions in time (`Shard::settle_subscriptions`).
+    attach_settle_timeouts_total: "counter";
     /// WebSocket frames received.
     frames_in_total: "counter";
     /// WebSocket frames queued for sending.

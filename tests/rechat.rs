@@ -721,3 +721,51 @@ async fn browser_pages_get_cors_headers_for_allowed_origins_only() {
     .expect("read");
     assert!(head[..n].starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&head[..n]));
 }
+
+/// The `Authenticate` ack promises a subscribed socket: a message committed right after it
+/// (by a REST post sent the moment the ack arrives, on an already open connection) reaches
+/// the socket, for a fresh user whose rooms live on other shards than its socket.
+#[tokio::test]
+async fn a_message_posted_right_after_the_authenticate_ack_reaches_the_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = support::config(2);
+    config.durability = roomcast::config::Durability::None;
+    let server = start_with(config);
+    let addr = server.addr;
+    let mut missed = Vec::new();
+    for round in 0..40 {
+        let user = format!("fresh{round}");
+        let mut rooms = Vec::new();
+        for r in 0..8 {
+            rooms.push(create_room(addr, &format!("r{round}-{r}"), &[&user, "poster"]).await);
+        }
+        let marker = format!("race-{round}-marker");
+        let body = json!({ "text": marker }).to_string();
+        let request = format!(
+            "POST /api/v1/rooms/{}/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            rooms[7],
+            user_token("poster"),
+            body.len()
+        );
+        let mut rest = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut sio = authed(addr, &user).await;
+        rest.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = [0u8; 12];
+        rest.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 201", "the post is acknowledged");
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+        let mut got = sio.backlog.iter().any(|t| t.contains(&marker));
+        while !got {
+            match tokio::time::timeout_at(deadline, sio.ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => got = text.contains(&marker),
+                Ok(Some(Ok(_))) => {}
+                _ => break,
+            }
+        }
+        if !got {
+            missed.push(round);
+        }
+    }
+    assert!(missed.is_empty(), "rounds whose socket missed the message: {missed:?}");
+}

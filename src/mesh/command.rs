@@ -149,6 +149,20 @@ pub enum Command {
         /// The asker's pending-reply slot.
         token: u64,
     },
+    /// Connection shard → user owner, after the user's connection registered there: prove
+    /// that every room owner of the user has handled the news of it (`MemberShards`) and that
+    /// the `Subscribe` commands they sent back were handled on `from`. The owner answers each
+    /// of the `shard_count` tokens `base + i`: a room owner `i` through a `Barrier` (whose
+    /// answer travels behind that owner's `Subscribe` on the same ring), any other shard at
+    /// once. See `Shard::settle_subscriptions`.
+    SettleAttach {
+        /// The connection's shard.
+        from: ShardId,
+        /// The user.
+        user: UserId,
+        /// The first of the `shard_count` consecutive tokens to answer.
+        base: u64,
+    },
     /// A draining shard → every other shard: `from` finished drain round `round` (0: its HTTP
     /// requests are answered; 1: every shard's round 0 reached it). See `shard::drain`.
     Drained {

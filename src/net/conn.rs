@@ -47,6 +47,8 @@ struct Outbound {
     shutdown_when_flushed: bool,
     /// The front frame is partly written (so it must be finished, never dropped).
     front_started: bool,
+    /// Nothing is written yet: the upgrade has not answered (frames queue behind the 101).
+    held: bool,
 }
 
 /// The shard's writer: the connections with frames to write since it last ran. Frames queued
@@ -245,8 +247,23 @@ impl Conn {
         self.schedule(out);
     }
 
+    /// Writes nothing until [`Conn::release`]: frames queued meanwhile (within the bound) go
+    /// out after what the caller writes on the socket first (the upgrade's 101).
+    pub fn hold(&self) {
+        self.out.borrow_mut().held = true;
+    }
+
+    /// Ends [`Conn::hold`]: what was queued is written from now on.
+    pub fn release(self: &Rc<Self>) {
+        let mut out = self.out.borrow_mut();
+        out.held = false;
+        if !out.frames.is_empty() {
+            self.schedule(out);
+        }
+    }
+
     fn schedule(self: &Rc<Self>, mut out: std::cell::RefMut<'_, Outbound>) {
-        if !out.scheduled && !out.blocked {
+        if !out.scheduled && !out.blocked && !out.held {
             out.scheduled = true;
             drop(out);
             self.writer.schedule(self.clone());
@@ -337,7 +354,7 @@ impl Conn {
     fn write_out(&self) {
         let mut out = self.out.borrow_mut();
         out.scheduled = false;
-        if out.blocked {
+        if out.blocked || out.held {
             return;
         }
         let metrics = &self.writer.metrics;

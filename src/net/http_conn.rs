@@ -35,9 +35,7 @@ use crate::model::{ShardId, UserId};
 use crate::net::admission::HttpSlot;
 use crate::net::conn::{Conn, Deflate};
 use crate::shard::{AttachRefused, Shard};
-use crate::ws::close::CLOSE_POLICY;
 use crate::ws::extension::{self, Agreement};
-use crate::ws::frame;
 
 /// Serves the connection until it closes or upgrades; `slot` is its place in the shard's HTTP
 /// phase, given back as this returns.
@@ -296,25 +294,6 @@ async fn answer_refusal(
     }
 }
 
-/// A refusal after the 101 went out: the dialect's frame if it refuses after the upgrade,
-/// else a 1008 close frame; then the socket is shut down (one nonblocking write into a fresh
-/// socket's buffer, best effort).
-fn refuse_upgraded(conn: &Conn, dialect: &dyn dialect::Dialect, refused: AttachRefused) {
-    let frame = match refused {
-        AttachRefused::UserFull { max } => {
-            match dialect.refuse(RefuseReason::TooManyConnections { max }) {
-                Refusal::AfterUpgrade(frame) => frame,
-                Refusal::Http(_) => frame::close(CLOSE_POLICY, "too many connections"),
-            }
-        }
-        AttachRefused::ShardFull | AttachRefused::AlreadyAttached => {
-            frame::close(CLOSE_POLICY, "this server is full")
-        }
-    };
-    let _ = std::io::Write::write(&mut &conn.socket, &frame);
-    let _ = conn.socket.shutdown(std::net::Shutdown::Both);
-}
-
 /// An upgrade request on its way to the shard that must serve it ([`Dialect::home_shard`]):
 /// nothing was answered yet.
 ///
@@ -449,13 +428,9 @@ async fn upgrade_to_websocket(
             return false;
         }
     };
-    if !write(shard, &stream, accepted).await {
-        return false;
-    }
     let Some(socket) = nonblocking_socket(&stream) else {
         return false;
     };
-    drop(stream);
     let mut conn = Conn::new(dialect, socket, shard.conn.writer.clone());
     if let Some(agreement) = &deflate {
         let bits = agreement.server_window_bits;
@@ -464,13 +439,39 @@ async fn upgrade_to_websocket(
     }
     let conn = Rc::new(conn);
     if let Some(identity) = identity {
+        // Registered before the 101, whose arrival tells the client it is subscribed: frames
+        // for it queue behind the 101 until it is written (`hold`).
+        conn.hold();
         if let Err(refused) = shard.attach(&conn, &identity, flags) {
             // Another upgrade of the user (or of the shard) took the last slot since
-            // `may_attach`, while the 101 was written: refuse on the socket.
-            refuse_upgraded(&conn, protocol, refused);
+            // `may_attach`: refuse in the dialect's shape.
+            let refusal = match refused {
+                AttachRefused::UserFull { max } => {
+                    protocol.refuse(RefuseReason::TooManyConnections { max })
+                }
+                AttachRefused::ShardFull | AttachRefused::AlreadyAttached => Refusal::Http(
+                    response::json_error(503, "too_many_connections", "this server is full", false),
+                ),
+            };
+            return answer_refusal(shard, &stream, &head, refusal).await;
+        }
+        if !shard.settle_subscriptions(conn.user()).await {
+            shard.detach(&conn);
+            let _ = write(
+                shard,
+                &stream,
+                response::json_error(503, "unavailable", "the server is overloaded", false),
+            )
+            .await;
             return false;
         }
     }
+    if !write(shard, &stream, accepted).await {
+        shard.detach(&conn);
+        return false;
+    }
+    conn.release();
+    drop(stream);
     // The head's headers are not needed any more: free them before the long-lived session.
     drop(head);
     shard.conn.ws.open(shard, conn, session, buf);

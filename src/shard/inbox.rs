@@ -100,6 +100,7 @@ fn handle(shard: &Rc<Shard>, command: Command) {
         }
         Command::RevokeSession { sid, expires_at } => shard.revoke_local(&sid, expires_at),
         Command::SessionSeen { user, sid, expires_at } => shard.session_seen(user, sid, expires_at),
+        Command::SettleAttach { from, user, base } => shard.settle_attach(from, &user, base),
         Command::Barrier { from, token } => shard.send(
             from,
             Command::Response {

@@ -25,6 +25,7 @@ pub mod owner_side;
 pub mod persist;
 pub mod receipts;
 pub mod sessions;
+pub mod settle;
 pub mod spawn;
 pub mod users;
 

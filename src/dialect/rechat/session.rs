@@ -382,6 +382,14 @@ async fn register(
             return Err(Failure::new(FailureKind::Unavailable, "This server is full"));
         }
     }
+    // The ack promises the socket is subscribed to the user's rooms (`shard::settle`).
+    if !shard.settle_subscriptions(&user).await {
+        // An owner is stuck: end the socket (it cannot authenticate again once registered);
+        // the client reconnects as after any drop.
+        shard.detach(conn);
+        conn.kill();
+        return Err(Failure::new(FailureKind::Unavailable, "The server is overloaded"));
+    }
     announce_online(shard, &user).await;
     Ok(user)
 }
