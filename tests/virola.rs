@@ -16,7 +16,6 @@ async fn virola_members_receive_created_message_with_exact_fields_and_non_member
         ws_connect(addr, "/api/v1/events", Auth::Query(&user_token("bob"))).await.unwrap();
     let (mut carol, _) =
         ws_connect(addr, "/api/v1/events", Auth::Cookie(&user_token("carol"))).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 
     let posted = post_message(addr, room, "101", "Build 1.4.2 is ready").await;
     let id = posted["id"].as_u64().unwrap();
@@ -48,7 +47,6 @@ async fn virola_edit_and_delete_reach_members_in_order() {
     let addr = server.addr;
     let room = create_room(addr, "edits", &["alice", "bob"]).await;
     let mut bob = virola(addr, "bob").await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let posted = post_message(addr, room, "alice", "first").await;
     let id = posted["id"].as_u64().unwrap();
     let edited = call(
@@ -103,7 +101,6 @@ async fn virola_membership_changes_create_and_delete_rooms_for_that_user_only() 
     let room = create_room(addr, "team", &["alice"]).await;
     let mut alice = virola(addr, "alice").await;
     let mut dave = virola(addr, "dave").await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 
     let added = call(
         addr,
@@ -173,7 +170,6 @@ async fn virola_room_update_and_delete_reach_members_and_moderators_see_is_moder
     let room = created.json()["room"]["id"].as_u64().unwrap();
     let mut owner = virola(addr, "owner1").await;
     let mut bob = virola(addr, "bob").await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 
     let patched = call(
         addr,
@@ -226,7 +222,6 @@ async fn virola_author_receives_own_message_on_every_connection() {
     let room = create_room(addr, "echo", &["alice"]).await;
     let mut first = virola(addr, "alice").await;
     let mut second = virola(addr, "alice").await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     post_message(addr, room, "alice", "mine").await;
     for ws in [&mut first, &mut second] {
         assert_eq!(next_of(ws, "TextMessagesCreated").await["data"]["messages"][0]["text"], "mine");

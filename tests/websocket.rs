@@ -259,7 +259,6 @@ async fn ws_a_paused_reader_gets_every_frame_in_order_once_it_reads() {
     let addr = server.addr;
     let room = create_room(addr, "backlog", &["poster", "paused"]).await;
     let mut paused = virola(addr, "paused").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // 24 MB for a client that reads nothing yet: more than loopback's socket buffers hold, so
     // the server's writes find the send buffer full and must resume on the writable edge.
