@@ -227,11 +227,7 @@ const DIALECTS = {
     path: (t) => `/notifications?access_token=${encodeURIComponent(t)}`,
     open: (ws) => send(ws, JSON.stringify({ event: "chat.start" })),
   },
-  big: {
-    path: () => "/websocket",
-    note: "BIG authenticates by the Authorization header only, as BIG's server does, and a " +
-      "browser cannot send one on a WebSocket: expect the server's 401 and a close.",
-  },
+  big: { path: (t) => `/websocket?access_token=${encodeURIComponent(t)}` },
   rechat: {
     path: () => "/socket.io/?EIO=4&transport=websocket",
     // Engine.IO 4 by hand: open → connect the namespace ("40") → Authenticate with an ack.

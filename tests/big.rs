@@ -91,9 +91,24 @@ async fn missing_or_bad_token_gets_401_with_bigs_body_before_upgrade() {
     // A plain GET is told to upgrade.
     let r = call(server.addr, "GET", "/websocket", Some(&user_token("alice")), None).await;
     assert_eq!(r.status, 426);
-    // A query token is not BIG's: still 401.
+    // A bad query token (the browser's way in) is refused the same way.
+    let request = "GET /websocket?access_token=nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                   Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                   Sec-WebSocket-Version: 13\r\n\r\n";
+    let r = raw_request(server.addr, request.as_bytes()).await;
+    assert_eq!(r.status, 401, "{}", r.head);
+    assert_eq!(r.json()["error"], "Unauthorized");
+}
+
+/// Browsers cannot set `Authorization` on a WebSocket: `?access_token=` opens the same
+/// session (requests answered as the token's user).
+#[tokio::test]
+async fn a_query_token_opens_a_session_for_browsers() {
+    let server = start(1);
     let token = user_token("alice");
-    assert!(ws_connect(server.addr, "/websocket", Auth::Query(&token)).await.is_err());
+    let (mut ws, _) = ws_connect(server.addr, "/websocket", Auth::Query(&token)).await.unwrap();
+    assert_eq!(ok(&mut ws, "1", "chats", json!({})).await, json!([]));
+    close(ws).await;
 }
 
 #[tokio::test]

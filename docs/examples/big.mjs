@@ -1,5 +1,5 @@
 // BIG messenger (/websocket) with the `ws` package. The token goes in the Authorization
-// header only, which a browser cannot set on a WebSocket: this is a Node (or native) client.
+// header, as BIG's server expects (a browser, which cannot set it, uses ?access_token=).
 //   ROOMCAST_URL=http://127.0.0.1:8080 ROOMCAST_TOKEN=<jwt> node big.mjs
 import WebSocket from "ws";
 

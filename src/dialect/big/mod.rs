@@ -1,7 +1,8 @@
 //! The BIG messenger dialect (`GET /websocket`, protocol sheet 004): requests answered with
 //! `response`s, server events acknowledged by the client and re-sent until they are, presence
 //! to dialog peers, typing, and delivered/read receipts. Authentication at the upgrade
-//! (Bearer; a 401 JSON body before any upgrade).
+//! (Bearer as BIG's server, or `?access_token=` for browsers, which cannot set the header; a
+//! 401 JSON body before any upgrade).
 //!
 //! - [`wire`]: pure decode and render of BIG frames; [`request`]: requests and client events
 //!   as closed enums, validated where decoded.
@@ -33,7 +34,7 @@ use super::{
 use crate::config::Config;
 use crate::fanout::Bundle;
 use crate::http::head::RequestHead;
-use crate::http::query::bearer;
+use crate::http::query::{bearer, query_param};
 use crate::http::response;
 use crate::mesh::Command;
 use crate::metrics;
@@ -144,8 +145,14 @@ impl Dialect for Big {
         Some("/websocket".into())
     }
 
+    /// `Authorization: Bearer`, as BIG's server; else `?access_token=` (our extension: a
+    /// browser cannot set the header on a WebSocket).
     fn credentials(&self, head: &RequestHead) -> Credentials {
-        Credentials::Token(bearer(head).map(str::to_string))
+        if let Some(token) = bearer(head) {
+            return Credentials::Token(Some(token.to_string()));
+        }
+        let query = head.query.as_deref().and_then(|q| query_param(q, "access_token"));
+        Credentials::Token(query.map(|token| token.into_owned()))
     }
 
     /// BIG's (Spring's) error body: 401 `Unauthorized`, or 429 `Too Many Requests`.
