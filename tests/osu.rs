@@ -521,7 +521,6 @@ async fn osu_drops_a_connection_that_misses_a_pong_and_keeps_one_that_answers() 
         token("1001", None, None)
     );
     raw.write_all(request.as_bytes()).await.unwrap();
-    let started = std::time::Instant::now();
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -531,10 +530,12 @@ async fn osu_drops_a_connection_that_misses_a_pong_and_keeps_one_that_answers() 
             Ok(Ok(n)) => received.extend_from_slice(&chunk[..n]),
         }
     }
-    let elapsed = started.elapsed();
     assert!(received.starts_with(b"HTTP/1.1 101"), "upgraded");
-    assert!(received.windows(2).any(|w| w == [0x89, 0x00]), "it was pinged");
-    assert!(elapsed < Duration::from_secs(2), "dropped after about two intervals: {elapsed:?}");
+    // Dropped at the first ping that finds the one before unanswered: after one or two
+    // pings, not kept on being pinged.
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+    let pings = received[head_end..].chunks(2).filter(|f| *f == [0x89, 0x00]).count();
+    assert!((1..=2).contains(&pings), "pinged once or twice before the drop, got {pings}");
 
     tokio::time::sleep(Duration::from_millis(800)).await;
     let r =
