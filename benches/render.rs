@@ -1,4 +1,4 @@
-//! Virola dialect rendering: `roomcast::dialect::virola::render::render` of a MessageCreated event
+//! Dialect rendering (Virola, osu!, Rechat's Message.Sent): `roomcast::dialect::virola::render::render` of a MessageCreated event
 //! (64 B text) and a RoomUpdated event, from `roomcast::model` values built directly.
 //! Each render is one JSON serialisation into one complete WebSocket text frame, done once per
 //! event by the room's owner (not once per recipient).
@@ -73,6 +73,18 @@ fn bench(c: &mut Criterion) {
         b.iter(|| roomcast::dialect::osu::wire::message_new(black_box(&posted), "{}"))
     });
     c.bench_function("virola_render/RoomUpdated", |b| b.iter(|| render(black_box(&updated), true)));
+    // Rechat's Message.Sent carries the room object (at most 256 member objects) and the
+    // message: the chat case (2 members) and a big room.
+    for members in [2, 1000] {
+        let view = room(members);
+        let mut m = message();
+        m.id = view.last_message.as_ref().map_or(m.id, |l| l.id);
+        let frame = roomcast::dialect::rechat::socketio::message_sent(&view, &m);
+        eprintln!("Message.Sent ({members} members): {} bytes", frame.len());
+        c.bench_function(&format!("rechat_render/Message.Sent_{members}_members"), |b| {
+            b.iter(|| roomcast::dialect::rechat::socketio::message_sent(black_box(&view), &m))
+        });
+    }
 }
 
 /// The allocator the server binary uses (src/main.rs), so allocation costs match.

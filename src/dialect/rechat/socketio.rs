@@ -550,7 +550,12 @@ fn emit<T: serde::Serialize>(prefix: &str, items: &T) -> String {
 
 /// Milliseconds as Rechat's epoch seconds (fractional).
 pub fn seconds(ms: u64) -> Value {
-    json!(ms as f64 / 1000.0)
+    json!(seconds_f64(ms))
+}
+
+/// Milliseconds as epoch seconds.
+fn seconds_f64(ms: u64) -> f64 {
+    ms as f64 / 1000.0
 }
 
 /// A room's `attributes`, parsed (`None` when not a JSON object).
@@ -558,37 +563,49 @@ pub fn parse_attributes(text: &str) -> Option<Value> {
     serde_json::from_str::<Value>(text).ok().filter(Value::is_object)
 }
 
-/// The display fields a user object takes from `attributes.users.<id>` (strings only).
-const USER_FIELDS: [&str; 9] = [
-    "username",
-    "first_name",
-    "last_name",
-    "email",
-    "phone_number",
-    "profile_image_url",
-    "profile_image_thumbnail_url",
-    "cover_image_url",
-    "cover_image_thumbnail_url",
-];
+/// A user object as Rechat renders it, borrowing its display fields from the room
+/// attributes' `users.<id>` entry (strings only): `first_name` falls back to `username`, then
+/// to the id; `last_name` to `""`; `user_type` to `"Client"`.
+#[derive(serde::Serialize)]
+pub struct UserWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    username: Option<&'a str>,
+    first_name: &'a str,
+    last_name: &'a str,
+    email: Option<&'a str>,
+    phone_number: Option<&'a str>,
+    profile_image_url: Option<&'a str>,
+    profile_image_thumbnail_url: Option<&'a str>,
+    cover_image_url: Option<&'a str>,
+    cover_image_thumbnail_url: Option<&'a str>,
+    user_type: &'a str,
+}
 
-/// The user object of `user`, its display fields from the room attributes'
-/// `users.<id>` entry: `first_name` falls back to `username`, then to the id.
-pub fn user_json(attributes: Option<&Value>, user: &UserId) -> Value {
-    let entry = attributes.and_then(|a| a.get("users")).and_then(|u| u.get(user.as_str()));
+/// The [`UserWire`] of user `id`, with display fields from `attributes` (the room's, parsed).
+pub fn user_wire<'a>(attributes: Option<&'a Value>, id: &'a str) -> UserWire<'a> {
+    let entry = attributes.and_then(|a| a.get("users")).and_then(|u| u.get(id));
     let field = |name: &str| entry.and_then(|e| e.get(name)).and_then(Value::as_str);
-    let mut map = Map::new();
-    map.insert("type".into(), json!("user"));
-    map.insert("id".into(), json!(user.as_str()));
-    for name in USER_FIELDS {
-        map.insert(name.into(), field(name).map_or(Value::Null, |s| json!(s)));
+    UserWire {
+        kind: "user",
+        id,
+        username: field("username"),
+        first_name: field("first_name").or(field("username")).unwrap_or(id),
+        last_name: field("last_name").unwrap_or(""),
+        email: field("email"),
+        phone_number: field("phone_number"),
+        profile_image_url: field("profile_image_url"),
+        profile_image_thumbnail_url: field("profile_image_thumbnail_url"),
+        cover_image_url: field("cover_image_url"),
+        cover_image_thumbnail_url: field("cover_image_thumbnail_url"),
+        user_type: field("user_type").unwrap_or("Client"),
     }
-    let first = field("first_name").or(field("username")).unwrap_or(user.as_str());
-    map.insert("first_name".into(), json!(first));
-    if field("last_name").is_none() {
-        map.insert("last_name".into(), json!(""));
-    }
-    map.insert("user_type".into(), json!(field("user_type").unwrap_or("Client")));
-    Value::Object(map)
+}
+
+/// The user object of `user` as a JSON value (acks; see [`user_wire`]).
+pub fn user_json(attributes: Option<&Value>, user: &UserId) -> Value {
+    serde_json::to_value(user_wire(attributes, user.as_str())).unwrap_or(Value::Null)
 }
 
 /// Rechat's `room_type` of a room kind.
@@ -599,75 +616,124 @@ fn room_type(kind: RoomKind) -> &'static str {
     }
 }
 
-/// The room object: `users` lists at most [`ROOM_USERS_MAX`] members; `status`,
-/// `client_type`, `room_code` and `lead_agent` come from the room's attributes when set.
-pub fn room_json(room: &RoomView) -> Value {
-    let attrs = parse_attributes(&room.attributes);
-    let attr = |name: &str| attrs.as_ref().and_then(|a| a.get(name)).cloned();
-    let owner = room
-        .members
-        .iter()
-        .find(|(_, role)| *role == Role::Owner)
-        .map_or(Value::Null, |(u, _)| user_json(attrs.as_ref(), u));
-    let users: Vec<Value> = room
-        .members
-        .iter()
-        .take(ROOM_USERS_MAX)
-        .map(|(u, _)| user_json(attrs.as_ref(), u))
-        .collect();
-    let lead_agent = match attr("lead_agent") {
-        Some(Value::String(id)) if id.len() <= ID_BYTES_MAX => {
-            user_json(attrs.as_ref(), &UserId::new(&id))
-        }
-        _ => Value::Null,
-    };
-    json!({
-        "type": "room",
-        "id": room.id.to_string(),
-        "title": room.name,
-        "owner": owner,
-        "created_at": seconds(room.created_ms),
-        "updated_at": seconds(room.updated_ms),
-        "deleted_at": null,
-        "status": attr("status").filter(Value::is_string).unwrap_or(json!("New")),
-        "lead_agent": lead_agent,
-        "room_code": attr("room_code").filter(Value::is_u64).unwrap_or(Value::Null),
-        "room_type": room_type(room.kind),
-        "client_type": attr("client_type").filter(Value::is_string).unwrap_or(json!("Unknown")),
-        "latest_message": null,
-        "users": users,
-    })
+/// A room object as Rechat renders it (borrowing from the room and its parsed attributes).
+#[derive(serde::Serialize)]
+struct RoomWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: String,
+    title: &'a str,
+    owner: Option<UserWire<'a>>,
+    created_at: f64,
+    updated_at: f64,
+    deleted_at: (),
+    status: &'a str,
+    lead_agent: Option<UserWire<'a>>,
+    room_code: Option<u64>,
+    room_type: &'static str,
+    client_type: &'a str,
+    latest_message: Option<&'a MessageWire<'a>>,
+    users: Vec<UserWire<'a>>,
 }
 
-/// The message object; `room_attributes` (the room's, parsed) gives the author's display
-/// fields. The URL and id fields and `message_type` come back from the message's attributes
-/// ([`MessageBody::attributes`]).
+/// The room object of `room` (`attrs`: its attributes, parsed): `users` lists at most
+/// [`ROOM_USERS_MAX`] members; `status`, `client_type`, `room_code` and `lead_agent` come from
+/// the attributes when set.
+fn room_wire<'a>(room: &'a RoomView, attrs: Option<&'a Value>) -> RoomWire<'a> {
+    let attr = |name: &str| attrs.and_then(|a| a.get(name));
+    let owner = room.members.iter().find(|(_, role)| *role == Role::Owner);
+    let lead_agent =
+        attr("lead_agent").and_then(Value::as_str).filter(|id| id.len() <= ID_BYTES_MAX);
+    RoomWire {
+        kind: "room",
+        id: room.id.to_string(),
+        title: &room.name,
+        owner: owner.map(|(u, _)| user_wire(attrs, u.as_str())),
+        created_at: seconds_f64(room.created_ms),
+        updated_at: seconds_f64(room.updated_ms),
+        deleted_at: (),
+        status: attr("status").and_then(Value::as_str).unwrap_or("New"),
+        lead_agent: lead_agent.map(|id| user_wire(attrs, id)),
+        room_code: attr("room_code").and_then(Value::as_u64),
+        room_type: room_type(room.kind),
+        client_type: attr("client_type").and_then(Value::as_str).unwrap_or("Unknown"),
+        latest_message: None,
+        users: room
+            .members
+            .iter()
+            .take(ROOM_USERS_MAX)
+            .map(|(u, _)| user_wire(attrs, u.as_str()))
+            .collect(),
+    }
+}
+
+/// The room object as a JSON value (see [`room_wire`]).
+pub fn room_json(room: &RoomView) -> Value {
+    let attrs = parse_attributes(&room.attributes);
+    serde_json::to_value(room_wire(room, attrs.as_ref())).unwrap_or(Value::Null)
+}
+
+/// A message object as Rechat renders it.
+#[derive(serde::Serialize)]
+struct MessageWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: String,
+    comment: &'a str,
+    author: UserWire<'a>,
+    created_at: f64,
+    updated_at: f64,
+    deleted_at: Option<f64>,
+    message_type: &'a str,
+    reference: Option<&'a str>,
+    attachments: Option<Value>,
+    room: String,
+    image_url: Option<&'a str>,
+    image_thumbnail_url: Option<&'a str>,
+    document_url: Option<&'a str>,
+    video_url: Option<&'a str>,
+    recommendation: Option<&'a str>,
+    notification: Option<&'a str>,
+}
+
+/// The message object of `m` (`attrs`: its own attributes, parsed; `room_attributes`: the
+/// room's, for the author's display fields). The URL and id fields and `message_type` come
+/// back from the message's attributes ([`MessageBody::attributes`]).
+fn message_wire<'a>(
+    m: &'a Message,
+    attrs: Option<&'a Value>,
+    room_attributes: Option<&'a Value>,
+) -> MessageWire<'a> {
+    let attr = |name: &str| attrs.and_then(|a| a.get(name)).and_then(Value::as_str);
+    let attachments = match serde_json::from_str::<Value>(&m.attachments) {
+        Ok(Value::Array(a)) if !a.is_empty() => Some(Value::Array(a)),
+        _ => None,
+    };
+    MessageWire {
+        kind: "message",
+        id: m.id.to_string(),
+        comment: &m.text,
+        author: user_wire(room_attributes, m.author.as_str()),
+        created_at: seconds_f64(m.created_ms),
+        updated_at: seconds_f64(m.modified_ms),
+        deleted_at: m.deleted_ms.map(seconds_f64),
+        message_type: attr("message_type").unwrap_or("TopLevel"),
+        reference: m.client_message_id.as_deref(),
+        attachments,
+        room: m.room.to_string(),
+        image_url: attr("image_url"),
+        image_thumbnail_url: attr("image_thumbnail_url"),
+        document_url: attr("document_url"),
+        video_url: attr("video_url"),
+        recommendation: attr("recommendation"),
+        notification: attr("notification"),
+    }
+}
+
+/// The message object as a JSON value (acks; see [`message_wire`]).
 pub fn message_json(m: &Message, room_attributes: Option<&Value>) -> Value {
     let attrs = parse_attributes(&m.attributes);
-    let attr = |name: &str| attrs.as_ref().and_then(|a| a.get(name)).cloned();
-    let attachments = match serde_json::from_str::<Value>(&m.attachments) {
-        Ok(Value::Array(a)) if !a.is_empty() => Value::Array(a),
-        _ => Value::Null,
-    };
-    let mut v = json!({
-        "type": "message",
-        "id": m.id.to_string(),
-        "comment": m.text,
-        "author": user_json(room_attributes, &m.author),
-        "created_at": seconds(m.created_ms),
-        "updated_at": seconds(m.modified_ms),
-        "deleted_at": m.deleted_ms.map_or(Value::Null, seconds),
-        "message_type": attr("message_type").filter(Value::is_string).unwrap_or(json!("TopLevel")),
-        "reference": m.client_message_id,
-        "attachments": attachments,
-        "room": m.room.to_string(),
-    });
-    if let Value::Object(map) = &mut v {
-        for name in MESSAGE_EXTRAS {
-            map.insert(name.into(), attr(name).filter(Value::is_string).unwrap_or(Value::Null));
-        }
-    }
-    v
+    serde_json::to_value(message_wire(m, attrs.as_ref(), room_attributes)).unwrap_or(Value::Null)
 }
 
 /// The notification object. Rechat's fields come from the notification's details when set
@@ -709,17 +775,17 @@ pub fn notification_json(n: &Notification) -> Value {
 // --- Rendering: server events ------------------------------------------------------------------
 
 /// `Message.Sent(room, message)`; the room's `latest_message` is this message when it is the
-/// room's newest.
+/// room's newest. Rendered straight from borrowed fields (no JSON value tree): it runs once
+/// per message and carries up to [`ROOM_USERS_MAX`] user objects.
 pub fn message_sent(room: &RoomView, m: &Message) -> String {
-    let attrs = parse_attributes(&room.attributes);
-    let message = message_json(m, attrs.as_ref());
-    let mut room_v = room_json(room);
-    if let (Some(last), Value::Object(map)) = (&room.last_message, &mut room_v) {
-        if last.id == m.id {
-            map.insert("latest_message".into(), message.clone());
-        }
+    let room_attrs = parse_attributes(&room.attributes);
+    let message_attrs = parse_attributes(&m.attributes);
+    let message = message_wire(m, message_attrs.as_ref(), room_attrs.as_ref());
+    let mut room_v = room_wire(room, room_attrs.as_ref());
+    if room.last_message.as_ref().is_some_and(|last| last.id == m.id) {
+        room_v.latest_message = Some(&message);
     }
-    event("Message.Sent", &[room_v, message])
+    emit("42", &("Message.Sent", &room_v, &message))
 }
 
 /// `Notification(notification)`.
