@@ -160,6 +160,20 @@ pub const STORE_RETRY_MAX: Duration = Duration::from_secs(1);
 /// logging how many ops are lost).
 pub const STORE_FLUSH_GRACE: Duration = Duration::from_secs(10);
 
+/// With `durability = "fsync"`, logged batches wait in memory until they hold this many ops
+/// (or the writer is idle, or a read needs them), then go into redb in one non-durable
+/// transaction: redb's cost per transaction is paid once per this many ops, not per group.
+pub const STORE_APPLY_OPS: usize = 512;
+/// With `durability = "fsync"`, how long the writer waits with nothing to commit before it
+/// applies the logged batches it holds to redb.
+pub const STORE_APPLY_IDLE: Duration = Duration::from_millis(5);
+/// The write-ahead log is checkpointed (one durable redb commit, then the log starts over)
+/// once it holds this many bytes of records.
+pub const STORE_LOG_CHECKPOINT_BYTES: u64 = 32 << 20;
+/// The log file grows by this many zero bytes at a time (written and synced once), so appends
+/// below its end need no metadata in their `fdatasync`.
+pub const STORE_LOG_EXTEND_BYTES: u64 = 1 << 20;
+
 const _: () = assert!(STORE_RETRY_FIRST.as_nanos() <= STORE_RETRY_MAX.as_nanos());
 
 // --- Dialects ---------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ const DIALECT_RECORDS: TableDefinition<(u8, &str, &str), &[u8]> =
 const META_SCHEMA: &str = "schema_version";
 const META_MAX_ROOM: &str = "max_room_id";
 const META_MAX_MESSAGE: &str = "max_message_id";
+/// The write-ahead log's current generation (see `log`); absent until the first checkpoint.
+const META_LOG_GEN: &str = "log_gen";
 
 /// A failure inside the store threads: a redb error or a record that does not decode.
 #[derive(Debug)]
@@ -278,6 +280,35 @@ pub(crate) fn recover(db: &Database, window: (usize, usize)) -> Result<(Recovere
         dialect_records,
     };
     Ok((recovered, marks))
+}
+
+/// The log generation recorded by the last checkpoint, `None` before the first.
+pub(crate) fn log_gen(db: &Database) -> Result<Option<u64>, Fail> {
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(META)?;
+    let gen = meta.get(META_LOG_GEN)?.map(|v| v.value());
+    Ok(gen)
+}
+
+/// The high-water marks as stored.
+fn stored_marks(txn: &WriteTransaction) -> Result<Marks, Fail> {
+    let meta = txn.open_table(META)?;
+    let max_room_id = meta.get(META_MAX_ROOM)?.map_or(0, |v| v.value());
+    let max_message_id = meta.get(META_MAX_MESSAGE)?.map_or(0, |v| v.value());
+    Ok(Marks { max_room_id, max_message_id })
+}
+
+/// A checkpoint: applies `batches` (logged, maybe already applied by lost non-durable
+/// commits: applying them again in order gives the same state, since every op sets or
+/// removes keys whatever was there), records `gen` as the log's new generation, and commits
+/// durably, which also persists every earlier non-durable commit.
+pub(crate) fn checkpoint(db: &Database, batches: &[Vec<StoreOp>], gen: u64) -> Result<(), Fail> {
+    let txn = db.begin_write()?;
+    let mut marks = stored_marks(&txn)?;
+    apply(&txn, batches.iter().map(Vec::as_slice), &mut marks)?;
+    txn.open_table(META)?.insert(META_LOG_GEN, gen)?;
+    txn.commit()?;
+    Ok(())
 }
 
 /// The exclusive upper bound of a room's member keys.

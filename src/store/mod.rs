@@ -9,11 +9,14 @@
 //!
 //! Invariants:
 //! - Writes complete in submission order, each `Written` only after the group holding it is
-//!   committed (fsynced with [`Durability::Fsync`]). A failing commit is retried forever with
+//!   committed: with [`Durability::Fsync`], appended to the shard's write-ahead log
+//!   (`shard-<i>.log`, see `log`) and `fdatasync`ed, then applied to redb later in larger
+//!   transactions; logged batches not yet in redb are replayed at the next open. A failing commit is retried forever with
 //!   backoff while [`Store::is_healthy`] reports `false`; nothing submitted is dropped.
 //! - Reads ([`Store::read_history`], [`Store::read_message`],
 //!   [`Store::read_message_by_seq`]) run on a second thread with
-//!   its own rings, see only committed data, and never wait behind a failing write. Their
+//!   its own rings, see only committed data and all of it (a read first waits until the writer
+//!   has applied every batch committed before it), and never wait behind a failing write. Their
 //!   completions are ordered among themselves, not relative to `Written` completions.
 //! - [`Store::open`] returns everything needed to rebuild the shard's memory ([`Recovered`]);
 //!   a corrupt or torn file is a [`StoreError`] naming the file, never a partial load.
@@ -28,6 +31,7 @@
 mod db;
 mod dir;
 mod error;
+mod log;
 mod record;
 mod worker;
 
@@ -53,6 +57,7 @@ pub use record::{
 };
 pub use worker::Wake;
 
+use log::Log;
 use worker::{Batch, ReadOp, Shared};
 
 /// The read ring is full: retry on a later loop pass.
@@ -133,6 +138,23 @@ impl Store {
         dir::verify(data_dir, shard_count)?;
         let path = shard_path(data_dir, shard);
         let database = db::open(&path)?;
+        // Batches logged but not yet checkpointed into redb (a crash, or a failing final
+        // checkpoint) go in first; the log then starts its next generation.
+        let log_file = log::log_path(&path);
+        let log = if durability == Durability::Fsync || log_file.exists() {
+            let log_err = |e: db::Fail| StoreError::db(&log_file, e.0);
+            let gen = db::log_gen(&database).map_err(|e| StoreError::db(&path, e.0))?;
+            let (mut log, batches) = Log::open(&log_file, gen).map_err(log_err)?;
+            let next = gen.unwrap_or(0) + 1;
+            db::checkpoint(&database, &batches, next).map_err(|e| StoreError::db(&path, e.0))?;
+            if !batches.is_empty() {
+                tracing::info!(path = %log_file.display(), batches = batches.len(), "store log replayed");
+            }
+            log.reset(next);
+            (durability == Durability::Fsync).then_some(log)
+        } else {
+            None
+        };
         let (recovered, marks) =
             db::recover(&database, window).map_err(|e| StoreError::db(&path, e.0))?;
         let shared = Arc::new(Shared::new(path.clone(), database));
@@ -148,10 +170,11 @@ impl Store {
             std::thread::Builder::new()
                 .name(format!("store-w{shard}"))
                 .spawn(move || {
-                    worker::run_writer(shared, write_in, write_out, durability, marks, wake)
+                    worker::run_writer(shared, write_in, write_out, durability, marks, log, wake)
                 })
                 .map_err(spawn_err)?
         };
+        let _ = shared.writer.set(writer.thread().clone());
         let reader = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -169,7 +192,9 @@ impl Store {
             ring_slots,
         };
         // On failure `store` drops here, which stops the writer cleanly.
-        store.reader = Some(reader.map_err(spawn_err)?);
+        let reader = reader.map_err(spawn_err)?;
+        let _ = store.shared.reader.set(reader.thread().clone());
+        store.reader = Some(reader);
         Ok((store, recovered))
     }
 

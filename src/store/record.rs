@@ -142,8 +142,9 @@ pub struct RevokedRecord {
     pub expires_at: u64,
 }
 
-/// One change, applied in order within its batch; a batch is committed atomically.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One change, applied in order within its batch; a batch is committed atomically. Encoded
+/// with rkyv in the write-ahead log.
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub enum StoreOp {
     /// Insert or overwrite a room (creation, update, new `last_seq`).
     PutRoom(RoomRecord),
@@ -273,7 +274,7 @@ pub struct Recovered {
 
 /// A dialect's own durable record about one of the users its shard owns (table
 /// `dialect_records`, key (dialect, user, key)); the store never reads `value`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct DialectRecord {
     /// The dialect's index (`DialectId`).
     pub dialect: u8,
@@ -286,7 +287,7 @@ pub struct DialectRecord {
 }
 
 /// A user's receipt marks in a room, as stored (key: room, user).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct ReceiptRecord {
     /// The room.
     pub room: u64,
