@@ -313,22 +313,18 @@ pub(crate) fn run_writer(
     if given_up {
         return;
     }
-    match log.as_mut() {
+    if let Some(log) = log.as_mut() {
         // Everything into redb and durable there, so the next start replays nothing.
-        Some(log) => {
-            if !settle(&shared, log, &mut pending, &mut marks, true) {
-                tracing::error!(
-                    path = %shared.path.display(),
-                    "store final checkpoint failed; the log keeps every committed batch"
-                );
-            }
+        if !settle(&shared, log, &mut pending, &mut marks, true) {
+            tracing::error!(
+                path = %shared.path.display(),
+                "store final checkpoint failed; the log keeps every committed batch"
+            );
         }
-        None if durability == Durability::None => {
-            if let Err(e) = flush_durably(&shared) {
-                tracing::error!(path = %shared.path.display(), error = %e.0, "store final flush failed");
-            }
+    } else if durability == Durability::None {
+        if let Err(e) = flush_durably(&shared) {
+            tracing::error!(path = %shared.path.display(), error = %e.0, "store final flush failed");
         }
-        None => {}
     }
 }
 
