@@ -154,13 +154,13 @@ pub enum Command {
     /// the `Subscribe` commands they sent back were handled on `from`. The owner answers each
     /// of the `shard_count` tokens `base + i`: a room owner `i` through a `Barrier` (whose
     /// answer travels behind that owner's `Subscribe` on the same ring), any other shard at
-    /// once. See `Shard::settle_subscriptions`.
+    /// once; then `base + shard_count` itself. See `Shard::settle_subscriptions`.
     SettleAttach {
         /// The connection's shard.
         from: ShardId,
         /// The user.
         user: UserId,
-        /// The first of the `shard_count` consecutive tokens to answer.
+        /// The first of the `shard_count + 1` consecutive tokens to answer.
         base: u64,
     },
     /// A draining shard → every other shard: `from` finished drain round `round` (0: its HTTP

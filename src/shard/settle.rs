@@ -23,19 +23,28 @@ use crate::model::{ShardId, UserId};
 
 impl Shard {
     /// Connection shard: waits until `user`'s room owners have subscribed this shard for the
-    /// connection registered just before (see the module doc). False when an answer did not
-    /// come within `BARRIER_TIMEOUT` (an owner is stuck; the caller refuses the connection).
+    /// connection registered just before (see the module doc). False when the user's owner
+    /// refused (unreachable) or an answer did not come within `BARRIER_TIMEOUT` (an owner is
+    /// stuck); the caller refuses the connection.
     pub async fn settle_subscriptions(&self, user: &UserId) -> bool {
-        let mut answers = Vec::with_capacity(self.shard_count);
+        // Tokens `base..base + shard_count` for the room owners' barriers, then the owner's own.
         let base = self.next_call_token.get();
-        for _ in 0..self.shard_count {
-            answers.push(self.expect_answer());
-        }
+        let mut answers: Vec<_> = (0..=self.shard_count).map(|_| self.expect_answer()).collect();
         debug_assert_eq!(answers.first().map(|a| a.0), Some(base));
         let owner = shard_of_user(user, self.shard_count);
         self.send(owner, Command::SettleAttach { from: self.id, user: user.clone(), base });
         let deadline = tokio::time::Instant::now() + BARRIER_TIMEOUT;
-        let mut settled = true;
+        // The user's owner first: without it nothing was relayed (a refusal is an owner that
+        // cannot be reached). A room owner's refusal only says that owner is unreachable: its
+        // rooms make no events meanwhile, so it does not hold the connection back.
+        let mut settled = false;
+        if let Some((token, rx)) = answers.pop() {
+            settled =
+                matches!(tokio::time::timeout_at(deadline, rx).await, Ok(Ok(Response::Done(_))));
+            if !settled {
+                self.pending.borrow_mut().remove(&token);
+            }
+        }
         for (token, rx) in answers {
             if !settled || tokio::time::timeout_at(deadline, rx).await.is_err() {
                 settled = false;
@@ -50,7 +59,7 @@ impl Shard {
 
     /// User owner: answers a [`Command::SettleAttach`] of shard `from` for `user`: token
     /// `base + i` through a barrier on room owner `i`, or at once for a shard that owns none
-    /// of the user's rooms.
+    /// of the user's rooms; then token `base + shard_count` itself.
     pub fn settle_attach(&self, from: ShardId, user: &UserId, base: u64) {
         let room_owners = {
             let owned = self.owner.owned.borrow();
@@ -70,5 +79,8 @@ impl Shard {
                 self.send(from, Command::Response { token, response });
             }
         }
+        // This owner's own answer: it handled the attach and relayed the barriers.
+        let token = base + self.shard_count as u64;
+        self.send(from, Command::Response { token, response: Response::Done(Reply::Empty) });
     }
 }
