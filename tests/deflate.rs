@@ -115,32 +115,6 @@ fn inflate(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The next server frame: (first byte, payload).
-async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut header = [0u8; 2];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header))
-        .await
-        .expect("frame in time")
-        .expect("frame");
-    assert_eq!(header[1] & 0x80, 0, "server frames are unmasked");
-    let len = match header[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            stream.read_exact(&mut b).await.unwrap();
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            stream.read_exact(&mut b).await.unwrap();
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await.unwrap();
-    (header[0], payload)
-}
-
 /// The next data frame, skipping pings.
 async fn read_data(stream: &mut TcpStream) -> (u8, Vec<u8>) {
     loop {

@@ -59,28 +59,8 @@ fn frame(opcode: u8, payload: &[u8], fin: bool, masked: bool) -> Vec<u8> {
 async fn read_until_close(stream: &mut TcpStream) -> (Option<u16>, Vec<(u8, Vec<u8>)>) {
     let mut others = Vec::new();
     loop {
-        let mut header = [0u8; 2];
-        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header))
-            .await
-            .expect("frame in time")
-            .expect("frame");
-        assert_eq!(header[1] & 0x80, 0, "server frames are unmasked");
-        let len = match header[1] & 0x7f {
-            126 => {
-                let mut b = [0u8; 2];
-                stream.read_exact(&mut b).await.unwrap();
-                u16::from_be_bytes(b) as usize
-            }
-            127 => {
-                let mut b = [0u8; 8];
-                stream.read_exact(&mut b).await.unwrap();
-                u64::from_be_bytes(b) as usize
-            }
-            n => n as usize,
-        };
-        let mut payload = vec![0u8; len];
-        stream.read_exact(&mut payload).await.unwrap();
-        let opcode = header[0] & 0x0f;
+        let (b0, payload) = read_frame(stream).await;
+        let opcode = b0 & 0x0f;
         if opcode == 8 {
             let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
             return (code, others);

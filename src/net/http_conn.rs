@@ -85,11 +85,20 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
         if upgrade::is_websocket_upgrade(&head) {
             return upgrade_to_websocket(shard, stream, head, buf, false).await;
         }
+        // A request that starts once the drain began is refused, so every request the drain
+        // waits for was counted before it (`shard::drain`): no write is acknowledged after
+        // its shard's first drain round.
+        if shard.shutting_down.get() {
+            let refused =
+                response::json_error(503, "shutting_down", "the server is shutting down", false);
+            let _ = write(shard, &stream, refused).await;
+            return false;
+        }
+        let in_flight = InFlight::new(shard);
         let Some(body) = read_body(shard, &stream, &head, &mut buf, deadline).await else {
             return false;
         };
         let keep_alive = head.keep_alive && !shard.shutting_down.get();
-        let in_flight = InFlight::new(shard);
         let reply = match dialect::http_at(&head.path, &shard.config) {
             Some(dialect) => dialect.get().http(shard, &head, body).await,
             None => crate::rest::handle(shard, &head, body, keep_alive).await,

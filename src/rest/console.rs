@@ -88,16 +88,7 @@ pub fn mint(shard: &Shard, body: &[u8]) -> ApiResult {
     let user = json::user_id(
         body.user.as_ref().ok_or_else(|| ApiError::bad_request("user is required"))?,
     )?;
-    if !shard.take_user_action(&user) {
-        return Err(ApiError {
-            status: 429,
-            code: "rate_limited",
-            message: format!(
-                "over {} actions per second (burst {}); slow down",
-                shard.config.actions_per_second, shard.config.actions_burst
-            ),
-        });
-    }
+    super::take_user_action(shard, &user)?;
     let claims = MintClaims {
         sub: user.as_str().to_owned(),
         role: None,

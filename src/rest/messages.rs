@@ -4,6 +4,7 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
 use crate::http::query::query_param;
 use crate::limits::{
     CLIENT_MESSAGE_ID_BYTES_MAX, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, MESSAGE_KIND_BYTES_MAX,
@@ -24,10 +25,10 @@ struct EditBody {
     text: Option<String>,
 }
 
-fn check_message_text(shard: &Shard, text: Option<String>) -> Result<String, ApiError> {
+fn check_message_text(config: &Config, text: Option<String>) -> Result<String, ApiError> {
     let text = text.ok_or_else(|| ApiError::bad_request("text is required"))?;
-    if text.len() > shard.config.message_bytes_max {
-        let message = format!("text is over {} bytes", shard.config.message_bytes_max);
+    if text.len() > config.message_bytes_max {
+        let message = format!("text is over {} bytes", config.message_bytes_max);
         return Err(ApiError { status: 413, code: "message_too_large", message });
     }
     Ok(text)
@@ -40,10 +41,15 @@ fn message_reply(reply: Reply, status: u16) -> ApiResult {
     }
 }
 
-/// `POST /api/v1/rooms/{id}/messages`: a member posts; a service may post for any `author`.
-pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> ApiResult {
+/// Decodes and checks the body of `POST /api/v1/rooms/{id}/messages` from `caller` into the
+/// message to post: `text` required and within `config.message_bytes_max` (413), the author
+/// (the caller; a service may name any valid `author`, a user only itself: 403),
+/// `client_message_id` and `kind` within their limits, attachments a JSON array, attributes a
+/// JSON object, and the whole within `config.stored_message_bytes_max` (413). What `post` runs
+/// before asking the room's owner.
+pub fn message_body(body: &[u8], caller: &Caller, config: &Config) -> Result<NewMessage, ApiError> {
     let body = json::post_body(body)?;
-    let text = check_message_text(shard, body.text)?;
+    let text = check_message_text(config, body.text)?;
     let author = match (&caller.viewer, &body.author) {
         (Viewer::Service, Some(author)) => json::user_id(author)?,
         (Viewer::User(user), Some(author)) if &json::user_id(author)? != user => {
@@ -72,7 +78,13 @@ pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> 
         attachments: json::array_text(body.attachments.as_ref(), "attachments")?,
         attributes: json::object_text(body.attributes.as_ref(), "attributes")?,
     };
-    new.check_size(shard.config.stored_message_bytes_max)?;
+    new.check_size(config.stored_message_bytes_max)?;
+    Ok(new)
+}
+
+/// `POST /api/v1/rooms/{id}/messages`: a member posts; a service may post for any `author`.
+pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> ApiResult {
+    let new = message_body(body, caller, &shard.config)?;
     message_reply(room_action(shard, caller, id, RoomAction::Post(new)).await?, 201)
 }
 
@@ -139,10 +151,17 @@ async fn message_action(
     )
 }
 
+/// Decodes and checks the body of `PATCH /api/v1/messages/{id}`: the new `text` (or
+/// `content`), required and within `config.message_bytes_max` (413). What `edit` runs before
+/// asking the message's owner.
+pub fn edit_body(body: &[u8], config: &Config) -> Result<String, ApiError> {
+    let body: EditBody = parse_body(body)?;
+    check_message_text(config, body.text)
+}
+
 /// `PATCH /api/v1/messages/{id}` with `{"text": …}`: the author edits.
 pub async fn edit(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> ApiResult {
-    let body: EditBody = parse_body(body)?;
-    let text = check_message_text(shard, body.text)?;
+    let text = edit_body(body, &shard.config)?;
     let message = parse_id(id, "message")?;
     let bytes_max = shard.config.stored_message_bytes_max;
     let action = RoomAction::Edit { message, text, bytes_max };

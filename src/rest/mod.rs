@@ -171,15 +171,8 @@ async fn route(shard: &Rc<Shard>, head: &RequestHead, segments: &[&str], body: &
         ["api", "v1", rest @ ..] => {
             let caller = caller(shard, head)?;
             let writes = matches!(method, Post | Put | Patch | Delete);
-            if writes && caller.viewer != Viewer::Service && !shard.take_user_action(&caller.user) {
-                return Err(ApiError {
-                    status: 429,
-                    code: "rate_limited",
-                    message: format!(
-                        "over {} actions per second (burst {}); slow down",
-                        shard.config.actions_per_second, shard.config.actions_burst
-                    ),
-                });
+            if writes && caller.viewer != Viewer::Service {
+                take_user_action(shard, &caller.user)?;
             }
             match (rest, method) {
                 (["rooms"], Post) => rooms::create(shard, &caller, body).await,
@@ -279,9 +272,9 @@ fn caller(shard: &Shard, head: &RequestHead) -> Result<Caller, ApiError> {
 /// Whom a call that names a `"user"` in its body acts for: a service must name one; a user
 /// acts for itself and may name only itself (another valid id → 403, as for a message's
 /// `author`). A named id that breaks the user id rule → 400.
-pub fn acting_user(caller: &Caller, named: Option<&serde_json::Value>) -> Result<UserId, ApiError> {
+pub fn acting_user(viewer: &Viewer, named: Option<&serde_json::Value>) -> Result<UserId, ApiError> {
     let named = named.map(json::user_id).transpose()?;
-    match (&caller.viewer, named) {
+    match (viewer, named) {
         (Viewer::Service, Some(user)) => Ok(user),
         (Viewer::Service, None) => Err(ApiError::bad_request("a service names the \"user\"")),
         (Viewer::User(me), Some(user)) if &user != me => Err(ApiError {
@@ -291,6 +284,22 @@ pub fn acting_user(caller: &Caller, named: Option<&serde_json::Value>) -> Result
         }),
         (Viewer::User(me), _) => Ok(me.clone()),
     }
+}
+
+/// Takes one of `user`'s actions on this shard (`actions_per_second`), or refuses with 429
+/// `rate_limited`.
+pub fn take_user_action(shard: &Shard, user: &UserId) -> Result<(), ApiError> {
+    if shard.take_user_action(user) {
+        return Ok(());
+    }
+    Err(ApiError {
+        status: 429,
+        code: "rate_limited",
+        message: format!(
+            "over {} actions per second (burst {}); slow down",
+            shard.config.actions_per_second, shard.config.actions_burst
+        ),
+    })
 }
 
 /// Parses a numeric path segment into an id.

@@ -6,13 +6,14 @@ use std::rc::Rc;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::config::Config;
 use crate::limits::{
     ROOM_ATTRIBUTES_BYTES_MAX, ROOM_DESCRIPTION_BYTES_MAX, ROOM_LIST_MAX, ROOM_NAME_BYTES_MAX,
 };
 use crate::model::action::{NewRoom, RoomPatch};
 use crate::model::ids::{shard_of_pair, shard_of_room, shard_of_user};
 use crate::model::room::Reply;
-use crate::model::{Refusal, Role, RoomAction, RoomId, RoomKind, Seq, ShardId, Viewer};
+use crate::model::{Refusal, Role, RoomAction, RoomId, RoomKind, Seq, ShardId, UserId, Viewer};
 use crate::shard::{Request, Response, Shard};
 
 use super::json::{self, parse_body};
@@ -69,7 +70,7 @@ fn parse_role(role: Option<&str>) -> Result<Role, ApiError> {
 
 /// A member given as `"id"`, `42` or `{"user": "id", "role": "moderator"}`; a `role` that is
 /// not a string (or null) is refused, never read as the default.
-fn parse_member(value: &Value) -> Result<(crate::model::UserId, Role), ApiError> {
+fn parse_member(value: &Value) -> Result<(UserId, Role), ApiError> {
     match value {
         Value::Object(map) => {
             let user = json::user_id(map.get("user").unwrap_or(&Value::Null))?;
@@ -91,8 +92,11 @@ fn room_reply(reply: Reply, status: u16) -> ApiResult {
     }
 }
 
-/// `POST /api/v1/rooms`: any caller may create a room; a user becomes its owner.
-pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult {
+/// Decodes and checks the body of `POST /api/v1/rooms` into the room to create: `name` and
+/// `description` within their byte limits, `kind` one of the four, at most
+/// `config.members_per_room_max` `members` (413 past it), each a valid user id with a role,
+/// `attributes` a JSON object within its limit. What `create` runs before asking an owner.
+pub fn create_body(body: &[u8], config: &Config) -> Result<NewRoom, ApiError> {
     let body: CreateBody = parse_body(body)?;
     check_text(&body.name, "name", ROOM_NAME_BYTES_MAX)?;
     check_text(&body.description, "description", ROOM_DESCRIPTION_BYTES_MAX)?;
@@ -104,17 +108,22 @@ pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResul
     };
     let members = body.members.unwrap_or_default();
     // Refused before the members are parsed, as the owner would (429 `limit_exceeded`).
-    if members.len() > shard.config.members_per_room_max {
+    if members.len() > config.members_per_room_max {
         return Err(Refusal::Full("too many members").into());
     }
     let members = members.iter().map(parse_member).collect::<Result<Vec<_>, _>>()?;
-    let spec = NewRoom {
+    Ok(NewRoom {
         kind,
         name: body.name.unwrap_or_default(),
         description: body.description.unwrap_or_default(),
         attributes: room_attributes(body.attributes.as_ref())?,
         members,
-    };
+    })
+}
+
+/// `POST /api/v1/rooms`: any caller may create a room; a user becomes its owner.
+pub async fn create(shard: &Rc<Shard>, caller: &Caller, body: &[u8]) -> ApiResult {
+    let spec = create_body(body, &shard.config)?;
     // A direct room is made (or found) by the owner of its pair: a pair has one direct room,
     // and asking again answers it with 200.
     let owner = spec
@@ -143,8 +152,10 @@ pub async fn get(shard: &Rc<Shard>, caller: &Caller, id: &str) -> ApiResult {
     room_reply(room_action(shard, caller, id, RoomAction::Get).await?, 200)
 }
 
-/// `PATCH /api/v1/rooms/{id}`.
-pub async fn update(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> ApiResult {
+/// Decodes and checks the body of `PATCH /api/v1/rooms/{id}`: `name`, `description` and
+/// `attributes` (a JSON object) within their limits; absent ones stay `None`. What `update`
+/// runs before asking the room's owner.
+pub fn patch_body(body: &[u8]) -> Result<RoomPatch, ApiError> {
     let body: PatchBody = parse_body(body)?;
     check_text(&body.name, "name", ROOM_NAME_BYTES_MAX)?;
     check_text(&body.description, "description", ROOM_DESCRIPTION_BYTES_MAX)?;
@@ -152,7 +163,12 @@ pub async fn update(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -
         Some(a) => Some(room_attributes(Some(&a))?),
         None => None,
     };
-    let patch = RoomPatch { name: body.name, description: body.description, attributes };
+    Ok(RoomPatch { name: body.name, description: body.description, attributes })
+}
+
+/// `PATCH /api/v1/rooms/{id}`.
+pub async fn update(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> ApiResult {
+    let patch = patch_body(body)?;
     room_reply(room_action(shard, caller, id, RoomAction::Update(patch)).await?, 200)
 }
 
@@ -160,6 +176,15 @@ pub async fn update(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -
 pub async fn delete(shard: &Rc<Shard>, caller: &Caller, id: &str) -> ApiResult {
     room_action(shard, caller, id, RoomAction::Delete).await?;
     Ok((204, Vec::new()))
+}
+
+/// Decodes and checks `PUT /api/v1/rooms/{id}/members/{user}`: the decoded path segment `user`
+/// (the user id rule) and the body's optional `role` (`member` when absent). What
+/// `put_member` runs before asking the room's owner.
+pub fn member_body(user: &str, body: &[u8]) -> Result<(UserId, Role), ApiError> {
+    let body: PutMemberBody = parse_body(body)?;
+    let user = json::user_id_text(user)?;
+    Ok((user, parse_role(body.role.as_deref())?))
 }
 
 /// `PUT /api/v1/rooms/{id}/members/{user}` with an optional `{"role": …}`.
@@ -170,9 +195,7 @@ pub async fn put_member(
     user: &str,
     body: &[u8],
 ) -> ApiResult {
-    let body: PutMemberBody = parse_body(body)?;
-    let user = json::user_id_text(user)?;
-    let role = parse_role(body.role.as_deref())?;
+    let (user, role) = member_body(user, body)?;
     room_reply(room_action(shard, caller, id, RoomAction::PutMember { user, role }).await?, 200)
 }
 
@@ -249,6 +272,15 @@ struct MarkBody {
     user: Option<Value>,
 }
 
+/// Decodes and checks the body of `POST /api/v1/rooms/{id}/read` and `/delivered` for `viewer`:
+/// the member marking (a user marks for itself; a service must name a valid `"user"`) and the
+/// optional `seq`. What `mark` runs before asking the room's owner.
+pub fn mark_body(body: &[u8], viewer: &Viewer) -> Result<(UserId, Option<Seq>), ApiError> {
+    let body: MarkBody = parse_body(body)?;
+    let user = super::acting_user(viewer, body.user.as_ref())?;
+    Ok((user, body.seq.map(Seq)))
+}
+
 /// `POST /api/v1/rooms/{id}/read` and `/delivered` with an optional `{"seq": N}`: the caller's
 /// cumulative receipt (marking N marks every earlier message; read implies delivered). A
 /// service names the member with `"user"` (a user may name only itself). Answers the receipt
@@ -261,10 +293,9 @@ pub async fn mark(
     read: bool,
 ) -> ApiResult {
     let room: RoomId = parse_id(id, "room")?;
-    let body: MarkBody = parse_body(body)?;
-    let user = super::acting_user(caller, body.user.as_ref())?;
+    let (user, seq) = mark_body(body, &caller.viewer)?;
     let owner = shard_of_room(room, shard.shard_count);
-    match shard.call(owner, Request::Mark { room, user, read, seq: body.seq.map(Seq) }).await {
+    match shard.call(owner, Request::Mark { room, user, read, seq }).await {
         Response::Receipt { seq, at_ms, missed, .. } => {
             let kind = if read { "read" } else { "delivered" };
             let receipt = serde_json::json!({ "room_id": room, "kind": kind, "seq": seq, "at_ms": at_ms, "unread": missed });
@@ -283,6 +314,49 @@ pub async fn mark(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn body(value: Value) -> Vec<u8> {
+        value.to_string().into_bytes()
+    }
+
+    /// `{"a":"xx…"}` of exactly `len` bytes of JSON text.
+    fn object_of_len(len: usize) -> Value {
+        json!({ "a": "x".repeat(len - r#"{"a":""}"#.len()) })
+    }
+
+    #[test]
+    fn room_bodies_are_accepted_at_their_limits_and_refused_past_them() {
+        let config = Config { members_per_room_max: 2, ..Config::default() };
+        let at = json!({
+            "name": "n".repeat(ROOM_NAME_BYTES_MAX),
+            "description": "d".repeat(ROOM_DESCRIPTION_BYTES_MAX),
+            "attributes": object_of_len(ROOM_ATTRIBUTES_BYTES_MAX),
+            "members": ["bob", "carol"],
+        });
+        let room = create_body(&body(at.clone()), &config).expect("at every limit");
+        assert_eq!(room.attributes.len(), ROOM_ATTRIBUTES_BYTES_MAX);
+        assert_eq!(room.members.len(), 2);
+        let patch = patch_body(&body(at.clone())).expect("at every limit");
+        assert_eq!(patch.attributes.map(|a| a.len()), Some(ROOM_ATTRIBUTES_BYTES_MAX));
+
+        let past = [
+            ("name", json!("n".repeat(ROOM_NAME_BYTES_MAX + 1))),
+            ("description", json!("d".repeat(ROOM_DESCRIPTION_BYTES_MAX + 1))),
+            ("attributes", object_of_len(ROOM_ATTRIBUTES_BYTES_MAX + 1)),
+        ];
+        for (field, value) in past {
+            let mut over = at.clone();
+            over[field] = value;
+            let e = create_body(&body(over.clone()), &config).expect_err(field);
+            assert_eq!(e.status, 400, "{field}");
+            let e = patch_body(&body(over)).expect_err(field);
+            assert_eq!(e.status, 400, "{field}");
+        }
+        let mut crowded = at;
+        crowded["members"] = json!(["bob", "carol", "dave"]);
+        let e = create_body(&body(crowded), &config).expect_err("three members");
+        assert_eq!((e.status, e.code), (429, "limit_exceeded"));
+    }
 
     #[test]
     fn members_decode_and_wrong_types_are_refused() {

@@ -284,14 +284,7 @@ impl Shard {
                     Some(PendingRead::Message { message, run }) => {
                         match result {
                             Ok(record) => self.detached_ready(message, record, *run),
-                            Err(error) => {
-                                tracing::error!(
-                                    shard = self.id.get(),
-                                    "message read failed: {error}"
-                                );
-                                let failed = Refusal::Unavailable("reading the message failed");
-                                self.respond(run.reply_to, Response::Refused(failed));
-                            }
+                            Err(error) => self.message_read_failed(run.reply_to, &error),
                         }
                         // The read's own pin; an applied change holds another until committed.
                         self.unpin(&[message]);
@@ -299,14 +292,7 @@ impl Shard {
                     Some(PendingRead::Parent { parent, also, run }) => {
                         match result {
                             Ok(record) => self.parent_ready(parent, record, *run),
-                            Err(error) => {
-                                tracing::error!(
-                                    shard = self.id.get(),
-                                    "message read failed: {error}"
-                                );
-                                let failed = Refusal::Unavailable("reading the message failed");
-                                self.respond(run.reply_to, Response::Refused(failed));
-                            }
+                            Err(error) => self.message_read_failed(run.reply_to, &error),
                         }
                         self.unpin(&[parent]);
                         self.unpin(also.as_slice());
@@ -374,6 +360,13 @@ impl Shard {
     }
 
     /// Sends the effects' commands, then the answer.
+    /// A message read for a change failed: logged, and the change refused (503).
+    fn message_read_failed(&self, reply_to: ReplyTo, error: &dyn std::fmt::Display) {
+        tracing::error!(shard = self.id.get(), "message read failed: {error}");
+        let failed = Refusal::Unavailable("reading the message failed");
+        self.respond(reply_to, Response::Refused(failed));
+    }
+
     fn release(&self, effects: Effects, reply_to: ReplyTo) {
         for (shard, command) in effects.commands {
             self.send(shard, command);

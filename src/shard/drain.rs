@@ -1,7 +1,7 @@
 //! The graceful drain a shard runs once it stops accepting (SIGTERM): every acknowledged
 //! message's frames reach the connections that should get them before those are told to go.
 //!
-//! 1. Its HTTP requests in flight finish (new ones on open connections are still answered, but
+//! 1. Its HTTP requests in flight finish (a request that starts after the drain began gets 503,
 //!    no connection is kept alive and nothing new is accepted; a waiting long-poll answers at
 //!    once).
 //! 2. Two rounds of `Command::Drained` through the mesh. A shard sends round 0 once its own
