@@ -55,6 +55,8 @@ struct Outbound {
     shutdown_when_flushed: bool,
     /// The front frame is partly written (so it must be finished, never dropped).
     front_started: bool,
+    /// Nothing is written yet: the upgrade has not answered (frames queue behind the 101).
+    held: bool,
 }
 
 /// The shard's writer: the connections with frames to write since it last ran. Frames queued
@@ -265,10 +267,25 @@ impl Conn {
     }
 
     fn schedule(self: &Rc<Self>, mut out: std::cell::RefMut<'_, Outbound>) {
-        if !out.scheduled && !out.sending {
+        if !out.scheduled && !out.sending && !out.held {
             out.scheduled = true;
             drop(out);
             self.writer.schedule(self.clone());
+        }
+    }
+
+    /// Writes nothing until [`Conn::release`]: frames queued meanwhile (within the bound) go
+    /// out after what the caller writes on the socket first (the upgrade's 101).
+    pub fn hold(&self) {
+        self.out.borrow_mut().held = true;
+    }
+
+    /// Ends [`Conn::hold`]: what was queued is written from now on.
+    pub fn release(self: &Rc<Self>) {
+        let mut out = self.out.borrow_mut();
+        out.held = false;
+        if !out.frames.is_empty() {
+            self.schedule(out);
         }
     }
 
@@ -371,7 +388,7 @@ impl Conn {
             // Not served yet: `serve_as` schedules what waits.
             return;
         };
-        if out.sending {
+        if out.sending || out.held {
             return;
         }
         if out.frames.is_empty() {
