@@ -69,6 +69,9 @@ pub const WS_URING_CQ_ENTRIES: u32 = 32_768;
 pub const WS_RECV_BUFFERS: u16 = 512;
 /// Bytes in one provided receive buffer: the most one receive completion carries.
 pub const WS_RECV_BUFFER_BYTES: usize = 2048;
+/// Slots of each shard's table of registered (direct) descriptors for WebSocket sockets (also
+/// bounded by the open-file limit); a session whose slot key is past it uses its descriptor.
+pub const WS_FIXED_FILES: u32 = 65_536;
 /// Completions handled per pass of the shard's reaper; then the loop's other tasks run.
 pub const WS_COMPLETIONS_PER_PASS: usize = 1024;
 /// Most frames handed to one `sendmsg`; a longer queue is written in several calls.

@@ -18,7 +18,6 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,7 +30,7 @@ use crate::limits::IOV_BATCH;
 use crate::metrics::{self, ShardMetrics};
 use crate::model::ids::now_ms;
 use crate::model::UserId;
-use crate::net::uring::{Ring, SendOp, Tag};
+use crate::net::uring::{Ring, SendOp, Tag, Target};
 use crate::ws::close::CLOSE_POLICY;
 use crate::ws::frame;
 
@@ -141,8 +140,9 @@ pub struct Conn {
     /// The socket (nonblocking), read by the shard's sessions and written by its writer, both
     /// through the shard's ring.
     pub socket: TcpStream,
-    /// Its session's identity on the ring, once the sessions serve it.
-    ring_tag: Cell<Option<Tag>>,
+    /// Its session's identity on the ring and how the ring names its socket, once the
+    /// sessions serve it.
+    ring_tag: Cell<Option<(Tag, Target)>>,
     out: RefCell<Outbound>,
     /// When a frame last arrived, ms.
     pub last_seen_ms: Cell<u64>,
@@ -345,8 +345,8 @@ impl Conn {
 
     /// From now on the connection is written through the ring as session `tag`; frames queued
     /// before are scheduled.
-    pub fn serve_as(self: &Rc<Self>, tag: Tag) {
-        self.ring_tag.set(Some(tag));
+    pub fn serve_as(self: &Rc<Self>, tag: Tag, target: Target) {
+        self.ring_tag.set(Some((tag, target)));
         let out = self.out.borrow_mut();
         if !out.frames.is_empty() {
             self.schedule(out);
@@ -384,7 +384,7 @@ impl Conn {
     fn write_out(self: &Rc<Self>) {
         let mut out = self.out.borrow_mut();
         out.scheduled = false;
-        let Some(tag) = self.ring_tag.get() else {
+        let Some((tag, target)) = self.ring_tag.get() else {
             // Not served yet: `serve_as` schedules what waits.
             return;
         };
@@ -404,7 +404,7 @@ impl Conn {
         out.front_started = false;
         out.sending = true;
         drop(out);
-        self.writer.ring.send(self.socket.as_raw_fd(), tag, op);
+        self.writer.ring.send(target, tag, op);
     }
 
     /// The queue is empty: half-close if asked, wake closers.

@@ -25,7 +25,7 @@ use crate::limits::{CLOSE_FLUSH_TIMEOUT, WS_COMPLETIONS_PER_PASS};
 use crate::metrics;
 use crate::model::ids::now_ms;
 use crate::net::conn::Conn;
-use crate::net::uring::{Completion, Ring, Tag};
+use crate::net::uring::{Completion, Ring, Tag, Target};
 use crate::shard::Shard;
 use crate::ws::codec::{Decoder, Incoming, WsLimits};
 use crate::ws::frame;
@@ -41,6 +41,8 @@ struct Session {
     ending: bool,
     /// Its identity on the ring.
     tag: Tag,
+    /// How the ring names its socket (a registered slot, or its descriptor).
+    target: Target,
     /// Its multishot receive is armed.
     recv_armed: bool,
     /// Detached and killed; the slot waits for its operations' last completions.
@@ -139,17 +141,19 @@ impl Sessions {
             let entry = slots.vacant_entry();
             let key = entry.key();
             let tag = Tag { key: key as u32, generation };
+            let target = self.ring.register(conn.socket.as_raw_fd(), tag);
             entry.insert(Session {
                 conn: conn.clone(),
                 partial: None,
                 protocol,
                 ending: false,
                 tag,
+                target,
                 recv_armed: true,
                 finishing: false,
             });
-            self.ring.arm_recv(conn.socket.as_raw_fd(), tag);
-            conn.serve_as(tag);
+            self.ring.arm_recv(target, tag);
+            conn.serve_as(tag, target);
             key
         };
         {
@@ -250,16 +254,16 @@ impl Sessions {
             }
         };
         if rearm {
-            let fd = {
+            let target = {
                 let mut slots = self.slots.borrow_mut();
                 let Some(session) = slots.get_mut(key) else {
                     return;
                 };
                 session.recv_armed = true;
-                session.conn.socket.as_raw_fd()
+                session.target
             };
             metrics::inc(&shard.metrics.recv_rearms_total);
-            self.ring.arm_recv(fd, tag);
+            self.ring.arm_recv(target, tag);
         }
         self.finish_if_done(key);
     }
@@ -363,7 +367,8 @@ impl Sessions {
         let done =
             slots.get(key).is_some_and(|s| s.finishing && !s.recv_armed && !s.conn.is_sending());
         if done {
-            slots.remove(key);
+            let session = slots.remove(key);
+            self.ring.unregister(session.target);
         }
     }
 }

@@ -15,8 +15,8 @@ use tokio::io::unix::AsyncFd;
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::limits::{
-    LOOP_HEARTBEAT_PERIOD, TOKEN_CACHE_MAX, URING_CQ_ENTRIES, URING_SQ_ENTRIES, WS_RECV_BUFFERS,
-    WS_RECV_BUFFER_BYTES, WS_URING_CQ_ENTRIES, WS_URING_SQ_ENTRIES,
+    LOOP_HEARTBEAT_PERIOD, TOKEN_CACHE_MAX, URING_CQ_ENTRIES, URING_SQ_ENTRIES, WS_FIXED_FILES,
+    WS_RECV_BUFFERS, WS_RECV_BUFFER_BYTES, WS_URING_CQ_ENTRIES, WS_URING_SQ_ENTRIES,
 };
 use crate::mesh::{self, Doorbell, MeshEndpoint};
 use crate::metrics::{Registry, ShardMetrics};
@@ -277,6 +277,7 @@ async fn shard_main(
         WS_URING_CQ_ENTRIES,
         WS_RECV_BUFFERS,
         WS_RECV_BUFFER_BYTES,
+        WS_FIXED_FILES,
     );
     let ring = match ring {
         Ok(ring) => Rc::new(ring),

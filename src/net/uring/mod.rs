@@ -86,6 +86,16 @@ impl Tag {
     }
 }
 
+/// How an operation names its socket: by descriptor, or by its slot in the ring's table of
+/// registered (direct) descriptors, which spares the kernel a descriptor lookup per SQE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A plain descriptor.
+    Fd(RawFd),
+    /// A registered descriptor's slot.
+    Fixed(u32),
+}
+
 /// One completion, as the session layer sees it.
 pub enum Completion<'a> {
     /// A session's receive produced something. `more`: the multishot receive is still armed.
@@ -129,6 +139,8 @@ pub struct Ring {
     pub defer_taskrun: bool,
     /// tokio-uring's ring, submitted by [`Ring::flush_runtime`].
     runtime: runtime_ring::RuntimeRing,
+    /// Slots in the table of registered descriptors (0: none could be registered).
+    fixed_slots: u32,
     metrics: Arc<ShardMetrics>,
 }
 
@@ -143,6 +155,7 @@ impl Ring {
         cq_entries: u32,
         buffers: u16,
         buffer_bytes: usize,
+        fixed_slots: u32,
     ) -> io::Result<Ring> {
         let _setup = runtime_ring::SETUP.lock().unwrap_or_else(|e| e.into_inner());
         let deferred = IoUring::builder()
@@ -173,6 +186,25 @@ impl Ring {
         let bufs = BufRing::new(buffers, buffer_bytes)?;
         bufs.register(&uring.submitter(), BUFFER_GROUP)?;
         // SAFETY: the eventfd is owned by the `AsyncFd` and stays open until it drops.
+        // A sparse table of registered descriptors, one slot per session key below its size
+        // (bounded by the open-file limit, which the kernel checks).
+        let limit = {
+            let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: getrlimit fills `rl`.
+            let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0;
+            if ok {
+                rl.rlim_cur.min(u64::from(fixed_slots)) as u32
+            } else {
+                0
+            }
+        };
+        let fixed_slots = match uring.submitter().register_files_sparse(limit) {
+            Ok(()) => limit,
+            Err(e) => {
+                tracing::warn!("no registered descriptors for WebSocket sockets: {e}");
+                0
+            }
+        };
         let event = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
             .map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Ring {
@@ -186,6 +218,7 @@ impl Ring {
             in_flight: Cell::new(0),
             defer_taskrun,
             runtime,
+            fixed_slots,
             metrics,
         })
     }
@@ -229,11 +262,33 @@ impl Ring {
         }
     }
 
-    /// Arms the multishot receive of `fd` (session `tag`) into the shared buffers.
-    pub fn arm_recv(&self, fd: RawFd, tag: Tag) {
-        let entry = opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP)
-            .build()
-            .user_data(tag.user_data(Kind::Recv));
+    /// Registers `fd` as session `tag`'s direct descriptor when its slot fits the table;
+    /// how its operations must name it from now on.
+    pub fn register(&self, fd: RawFd, tag: Tag) -> Target {
+        if tag.key >= self.fixed_slots {
+            return Target::Fd(fd);
+        }
+        match self.uring.borrow().submitter().register_files_update(tag.key, &[fd]) {
+            Ok(1) => Target::Fixed(tag.key),
+            _ => Target::Fd(fd),
+        }
+    }
+
+    /// Drops the ring's reference to a session's registered descriptor (once its operations
+    /// all completed).
+    pub fn unregister(&self, target: Target) {
+        if let Target::Fixed(slot) = target {
+            let _ = self.uring.borrow().submitter().register_files_update(slot, &[-1]);
+        }
+    }
+
+    /// Arms the multishot receive of `target` (session `tag`) into the shared buffers.
+    pub fn arm_recv(&self, target: Target, tag: Tag) {
+        let entry = match target {
+            Target::Fd(fd) => opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP).build(),
+            Target::Fixed(slot) => opcode::RecvMulti::new(types::Fixed(slot), BUFFER_GROUP).build(),
+        }
+        .user_data(tag.user_data(Kind::Recv));
         self.started();
         self.push(&entry);
     }
@@ -250,14 +305,15 @@ impl Ring {
 
     /// Sends `op`'s frames on `fd` for session `tag` (one `send`, or `sendmsg` for several);
     /// the op comes back in [`Completion::Sent`].
-    pub fn send(&self, fd: RawFd, tag: Tag, op: SendOp) {
+    pub fn send(&self, target: Target, tag: Tag, op: SendOp) {
         let mut sends = self.sends.borrow_mut();
         let entry = sends.vacant_entry();
         let index = entry.key();
         let op = entry.insert(Box::new(op));
         op.tag = tag;
-        let sqe =
-            op.sqe(fd).user_data(Tag { key: index as u32, generation: 0 }.user_data(Kind::Send));
+        let sqe = op
+            .sqe(target)
+            .user_data(Tag { key: index as u32, generation: 0 }.user_data(Kind::Send));
         drop(sends);
         metrics::inc(&self.metrics.writev_total);
         self.started();

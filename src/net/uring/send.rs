@@ -43,13 +43,17 @@ impl SendOp {
 
     /// The SQE (without its user data): `send` of one frame, `sendmsg` of several. Called
     /// once the op sits in its box, whose address the SQE may point at.
-    pub(super) fn sqe(&mut self, fd: std::os::fd::RawFd) -> squeue::Entry {
+    pub(super) fn sqe(&mut self, target: super::Target) -> squeue::Entry {
         // MSG_NOSIGNAL: a peer gone away is an error code, not SIGPIPE.
         let flags = libc::MSG_NOSIGNAL;
         if let [frame] = self.frames.as_slice() {
-            return opcode::Send::new(types::Fd(fd), frame.as_ptr(), frame.len() as u32)
-                .flags(flags)
-                .build();
+            let (ptr, len) = (frame.as_ptr(), frame.len() as u32);
+            return match target {
+                super::Target::Fd(fd) => opcode::Send::new(types::Fd(fd), ptr, len),
+                super::Target::Fixed(slot) => opcode::Send::new(types::Fixed(slot), ptr, len),
+            }
+            .flags(flags)
+            .build();
         }
         self.iov.clear();
         self.iov.extend(
@@ -60,6 +64,11 @@ impl SendOp {
         );
         self.msg.msg_iov = self.iov.as_mut_ptr();
         self.msg.msg_iovlen = self.iov.len() as _;
-        opcode::SendMsg::new(types::Fd(fd), &self.msg).flags(flags as u32).build()
+        match target {
+            super::Target::Fd(fd) => opcode::SendMsg::new(types::Fd(fd), &self.msg),
+            super::Target::Fixed(slot) => opcode::SendMsg::new(types::Fixed(slot), &self.msg),
+        }
+        .flags(flags as u32)
+        .build()
     }
 }
