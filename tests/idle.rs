@@ -85,8 +85,25 @@ async fn metrics(addr: SocketAddr) -> String {
     String::from_utf8(call(addr, "GET", "/metrics", None, None).await.body).expect("UTF-8")
 }
 
+/// Raises this process's (and so the server child's) open-file limit to its hard limit.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on our own process with a valid struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    assert!(
+        limit.rlim_max >= CONNECTIONS as u64 + 500,
+        "the open-file limit ({}) cannot hold {CONNECTIONS} connections",
+        limit.rlim_max
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_connections_hold_one_receive_each_and_no_buffer() {
+    raise_open_file_limit();
     let dir = TempDir::new();
     let server = spawn_server(&dir.0);
     let addr = server.addr;
