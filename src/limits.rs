@@ -58,13 +58,22 @@ pub const USER_ID_BYTES_MAX: usize = 128;
 
 // --- WebSocket connections -----------------------------------------------------------------------
 
-/// The shard's shared read buffer: the most one read takes from a socket (the rest waits for
-/// the next read).
-pub const WS_READ_SCRATCH_BYTES: usize = 64 * 1024;
-/// Reads of one socket per turn; then the other ready sockets get theirs.
-pub const WS_READS_PER_TURN: usize = 8;
-/// Readiness events taken from the kernel per poll call; a full batch is followed by another.
-pub const POLLER_EVENTS_PER_POLL: usize = 1024;
+/// Submission queue entries of each shard's own ring for WebSocket sockets (SQEs queued in a
+/// turn beyond it are submitted early, in several `io_uring_enter`s).
+pub const WS_URING_SQ_ENTRIES: u32 = 4096;
+/// Completion queue entries of that ring; past it completions wait in the kernel's overflow
+/// list (a multishot receive that overflows stops and is re-armed).
+pub const WS_URING_CQ_ENTRIES: u32 = 32_768;
+/// Provided receive buffers shared by a shard's WebSocket sockets (a power of two); when the
+/// kernel finds none, a receive stops with ENOBUFS and is re-armed (`recv_enobufs_total`).
+pub const WS_RECV_BUFFERS: u16 = 512;
+/// Bytes in one provided receive buffer: the most one receive completion carries.
+pub const WS_RECV_BUFFER_BYTES: usize = 2048;
+/// Slots of each shard's table of registered (direct) descriptors for WebSocket sockets (also
+/// bounded by the open-file limit); a session whose slot key is past it uses its descriptor.
+pub const WS_FIXED_FILES: u32 = 65_536;
+/// Completions handled per pass of the shard's reaper; then the loop's other tasks run.
+pub const WS_COMPLETIONS_PER_PASS: usize = 1024;
 /// Most frames handed to one `sendmsg`; a longer queue is written in several calls.
 pub const IOV_BATCH: usize = 64;
 /// How long an ending connection may take to flush its close frame before it is dropped.
@@ -77,6 +86,8 @@ pub const SWEEP_SLICES: usize = 16;
 // The kernel's IOV_MAX: a `sendmsg` with more slices fails.
 const _: () = assert!(IOV_BATCH <= libc::UIO_MAXIOV as usize);
 const _: () = assert!(SWEEP_SLICES > 0);
+const _: () = assert!(WS_RECV_BUFFERS.is_power_of_two() && WS_RECV_BUFFERS <= 32_768);
+const _: () = assert!(WS_URING_SQ_ENTRIES <= WS_URING_CQ_ENTRIES && WS_URING_CQ_ENTRIES <= 65_536);
 
 // --- HTTP and authentication -------------------------------------------------------------------
 

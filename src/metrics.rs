@@ -76,10 +76,27 @@ shard_metrics! {
     bytes_in_total: "counter";
     /// Bytes written on all connections.
     bytes_out_total: "counter";
-    /// send/sendmsg calls made by the connection writer (named for the `writev` it once was).
+    /// send/sendmsg operations the connection writer queued on the shard's WebSocket ring
+    /// (named for the `writev` it once was).
     writev_total: "counter";
-    /// Writes that found a socket's send buffer full (the connection then waits to be writable).
+    /// Sends that wrote part of their frames (the socket's buffer filled; the rest goes next).
     write_blocked_total: "counter";
+    /// Operations of WebSocket sessions in the kernel: one multishot receive per open session,
+    /// plus sends and cancellations in flight (an idle shard holds one per connection).
+    ws_ops_in_flight: "gauge";
+    /// Provided receive buffers the shard holds outside the kernel (0 between completions).
+    recv_buffers_held: "gauge";
+    /// Sessions keeping the bytes of an incomplete frame.
+    ws_partial_frames: "gauge";
+    /// Receives that found no provided buffer (ENOBUFS) and were re-armed.
+    recv_enobufs_total: "counter";
+    /// Multishot receives re-armed after they stopped (ENOBUFS, a full completion queue).
+    recv_rearms_total: "counter";
+    /// io_uring_enter calls on the shard's WebSocket ring (submits and reaps).
+    uring_enters_total: "counter";
+    /// Submissions of tokio-uring's queue by the shard's loop while it stayed busy (REST and
+    /// accepts would otherwise wait until the loop went idle).
+    runtime_flushes_total: "counter";
     /// Connections with frames waiting for the shard's writer (bounded by the connections).
     write_pending: "gauge";
     /// Event frames handed to subscribed connections.

@@ -1,11 +1,14 @@
 //! A WebSocket connection's shared state: who it is, its outbound queue of shared frames, and
-//! the shard's writer that drains every queue with one nonblocking `send`/`sendmsg` per connection.
+//! the shard's writer that drains every queue with one `send`/`sendmsg` SQE per connection on
+//! the shard's own io_uring ([`crate::net::uring`]), all submitted together after its pass.
 //!
-//! Invariants: queued bytes never exceed `outbound_bytes_max` except for one close frame; a
-//! connection is on the writer's list at most once (`scheduled`), so the list is bounded by the
-//! shard's connections; frames are written whole and in order; once `closed`, nothing but the
-//! close frame is ever queued. A write that finds the socket's send buffer full leaves the
-//! connection `blocked` until the shard's readiness poller reports it writable.
+//! Invariants: queued bytes (in flight included) never exceed `outbound_bytes_max` except for
+//! one close frame; a connection is on the writer's list at most once (`scheduled`), so the
+//! list is bounded by the shard's connections; a connection has at most one send in flight
+//! (`sending`), whose frames the ring owns until its completion, which puts any unwritten rest
+//! back at the front of the queue; frames are written whole and in order; once `closed`,
+//! nothing but the close frame is ever queued. A send that finds the socket's send buffer full
+//! waits in the kernel (io_uring polls the socket) while the queue keeps growing up to its bound.
 //! A connection that negotiated permessage-deflate holds only two flags for it (no
 //! compressor): broadcast frames come compressed from the bundle
 //! ([`Recipient::deflate_threshold`]), replies through [`Conn::compressed`].
@@ -14,7 +17,6 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::net::{Shutdown, TcpStream};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -28,6 +30,7 @@ use crate::limits::IOV_BATCH;
 use crate::metrics::{self, ShardMetrics};
 use crate::model::ids::now_ms;
 use crate::model::UserId;
+use crate::net::uring::{Ring, SendOp, Tag, Target};
 use crate::ws::close::CLOSE_POLICY;
 use crate::ws::frame;
 
@@ -37,12 +40,16 @@ struct Outbound {
     frames: VecDeque<Bytes>,
     /// Bytes queued (the front frame counts only its unwritten part).
     bytes: usize,
+    /// Bytes of the send in flight.
+    in_flight: usize,
     /// On the writer's list.
     scheduled: bool,
-    /// The socket's send buffer was full; waiting for it to become writable.
-    blocked: bool,
+    /// A send is in flight (at most one per connection).
+    sending: bool,
     /// No more frames may be queued (a close frame is queued or the socket failed).
     closed: bool,
+    /// Ended at once (`Conn::kill`): a send completing now writes nothing more.
+    killed: bool,
     /// Half-close the socket once the queue is written.
     shutdown_when_flushed: bool,
     /// The front frame is partly written (so it must be finished, never dropped).
@@ -52,9 +59,11 @@ struct Outbound {
 }
 
 /// The shard's writer: the connections with frames to write since it last ran. Frames queued
-/// while one task runs are written together when it yields, one `send`/`sendmsg` per
-/// connection.
+/// while one task runs are written together when it yields: one `send`/`sendmsg` SQE per
+/// connection, submitted in one `io_uring_enter` after the pass.
 pub struct Writer {
+    /// The shard's ring for WebSocket sockets.
+    pub ring: Rc<Ring>,
     pending: RefCell<Vec<Rc<Conn>>>,
     /// Bound on each connection's queued bytes (`outbound_bytes_max`).
     outbound_bytes_max: usize,
@@ -71,11 +80,13 @@ pub struct Writer {
 impl Writer {
     /// An idle writer; `run` must be spawned on the shard's loop.
     pub fn new(
+        ring: Rc<Ring>,
         metrics: Arc<ShardMetrics>,
         outbound_bytes_max: usize,
         deflate_threshold: usize,
     ) -> Writer {
         Writer {
+            ring,
             pending: RefCell::new(Vec::new()),
             outbound_bytes_max,
             deflate_threshold,
@@ -110,6 +121,9 @@ impl Writer {
                 }
                 *self.spare.borrow_mut() = batch;
             }
+            self.ring.submit();
+            // The REST answers and reads queued meanwhile go out now, not after the fan-out.
+            self.ring.flush_runtime();
             self.metrics.write_pending.store(0, Ordering::Relaxed);
         }
     }
@@ -123,8 +137,12 @@ pub struct Conn {
     bound: OnceCell<Bound>,
     /// The wire protocol it speaks.
     pub dialect: DialectId,
-    /// The socket (nonblocking), read by the shard's sessions and written by its writer.
+    /// The socket (nonblocking), read by the shard's sessions and written by its writer, both
+    /// through the shard's ring.
     pub socket: TcpStream,
+    /// Its session's identity on the ring and how the ring names its socket, once the
+    /// sessions serve it.
+    ring_tag: Cell<Option<(Tag, Target)>>,
     out: RefCell<Outbound>,
     /// When a frame last arrived, ms.
     pub last_seen_ms: Cell<u64>,
@@ -170,6 +188,7 @@ impl Conn {
             bound: OnceCell::new(),
             dialect,
             socket,
+            ring_tag: Cell::new(None),
             out: RefCell::new(Outbound::default()),
             last_seen_ms: Cell::new(now_ms()),
             closing_since_ms: Cell::new(0),
@@ -235,7 +254,7 @@ impl Conn {
         if out.closed {
             return;
         }
-        if out.bytes + frame.len() > self.writer.outbound_bytes_max {
+        if out.bytes + out.in_flight + frame.len() > self.writer.outbound_bytes_max {
             drop(out);
             metrics::inc(&self.writer.metrics.slow_consumer_closes_total);
             self.close_now(CLOSE_POLICY, "slow consumer");
@@ -245,6 +264,14 @@ impl Conn {
         out.frames.push_back(frame);
         metrics::inc(&self.writer.metrics.frames_out_total);
         self.schedule(out);
+    }
+
+    fn schedule(self: &Rc<Self>, mut out: std::cell::RefMut<'_, Outbound>) {
+        if !out.scheduled && !out.sending && !out.held {
+            out.scheduled = true;
+            drop(out);
+            self.writer.schedule(self.clone());
+        }
     }
 
     /// Writes nothing until [`Conn::release`]: frames queued meanwhile (within the bound) go
@@ -259,14 +286,6 @@ impl Conn {
         out.held = false;
         if !out.frames.is_empty() {
             self.schedule(out);
-        }
-    }
-
-    fn schedule(self: &Rc<Self>, mut out: std::cell::RefMut<'_, Outbound>) {
-        if !out.scheduled && !out.blocked && !out.held {
-            out.scheduled = true;
-            drop(out);
-            self.writer.schedule(self.clone());
         }
     }
 
@@ -313,9 +332,25 @@ impl Conn {
         self.out.borrow().closed
     }
 
-    /// True while frames wait to be written.
+    /// True while frames wait to be written (or a send is in flight).
     pub fn has_unwritten(&self) -> bool {
-        !self.out.borrow().frames.is_empty()
+        let out = self.out.borrow();
+        !out.frames.is_empty() || out.sending
+    }
+
+    /// True while a send is in flight.
+    pub fn is_sending(&self) -> bool {
+        self.out.borrow().sending
+    }
+
+    /// From now on the connection is written through the ring as session `tag`; frames queued
+    /// before are scheduled.
+    pub fn serve_as(self: &Rc<Self>, tag: Tag, target: Target) {
+        self.ring_tag.set(Some((tag, target)));
+        let out = self.out.borrow_mut();
+        if !out.frames.is_empty() {
+            self.schedule(out);
+        }
     }
 
     /// Waits until the queue is written or the socket failed (bounded by the caller). Meant
@@ -334,73 +369,98 @@ impl Conn {
     pub fn kill(&self) {
         let mut out = self.out.borrow_mut();
         out.closed = true;
+        out.killed = true;
         out.frames.clear();
         out.bytes = 0;
+        out.shutdown_when_flushed = false;
         drop(out);
+        // Both directions: the session's receive and any send in flight complete.
         let _ = self.socket.shutdown(Shutdown::Both);
         self.writer.drained.notify_waiters();
     }
 
-    /// The poller saw the socket writable: resume a write that found the buffer full.
-    pub fn on_writable(self: &Rc<Self>) {
+    /// Hands the front of the queue (up to `IOV_BATCH` frames) to the ring as one send, unless
+    /// one is in flight (its completion continues).
+    fn write_out(self: &Rc<Self>) {
         let mut out = self.out.borrow_mut();
-        if out.blocked {
-            out.blocked = false;
-            self.schedule(out);
+        out.scheduled = false;
+        let Some((tag, target)) = self.ring_tag.get() else {
+            // Not served yet: `serve_as` schedules what waits.
+            return;
+        };
+        if out.sending || out.held {
+            return;
+        }
+        if out.frames.is_empty() {
+            self.flushed_out(out);
+            return;
+        }
+        let take = out.frames.len().min(IOV_BATCH);
+        let frames: SmallVec<[Bytes; 4]> = out.frames.drain(..take).collect();
+        let op = SendOp::new(frames);
+        let len = op.len();
+        out.bytes -= len;
+        out.in_flight = len;
+        out.front_started = false;
+        out.sending = true;
+        drop(out);
+        self.writer.ring.send(target, tag, op);
+    }
+
+    /// The queue is empty: half-close if asked, wake closers.
+    fn flushed_out(&self, mut out: std::cell::RefMut<'_, Outbound>) {
+        // An idle connection keeps no queue allocation.
+        out.frames = VecDeque::new();
+        let shutdown = std::mem::take(&mut out.shutdown_when_flushed);
+        let closing = out.closed;
+        drop(out);
+        if shutdown {
+            let _ = self.socket.shutdown(Shutdown::Write);
+        }
+        if closing {
+            self.writer.drained.notify_waiters();
         }
     }
 
-    /// Writes as much of the queue as the socket takes now, without blocking.
-    fn write_out(&self) {
+    /// The send in flight completed with `result` (bytes written or `-errno`): the unwritten
+    /// rest of `op` goes back to the front of the queue and the writer continues.
+    pub fn on_sent(self: &Rc<Self>, mut op: Box<SendOp>, result: i32) {
+        let metrics = &self.writer.metrics;
         let mut out = self.out.borrow_mut();
-        out.scheduled = false;
-        if out.blocked || out.held {
+        out.sending = false;
+        out.in_flight = 0;
+        let Ok(written) = usize::try_from(result) else {
+            // The peer went away or the connection was killed.
+            drop(out);
+            self.kill();
+            return;
+        };
+        if written == 0 && !op.is_empty() {
+            drop(out);
+            self.kill();
             return;
         }
-        let metrics = &self.writer.metrics;
-        loop {
-            if out.frames.is_empty() {
-                // An idle connection keeps no queue allocation.
-                out.frames = VecDeque::new();
-                let shutdown = std::mem::take(&mut out.shutdown_when_flushed);
-                let closing = out.closed;
-                drop(out);
-                if shutdown {
-                    let _ = self.socket.shutdown(Shutdown::Write);
-                }
-                if closing {
-                    self.writer.drained.notify_waiters();
-                }
-                return;
+        metrics::add(&metrics.bytes_out_total, written as u64);
+        if out.killed {
+            // Killed meanwhile: nothing more is written.
+            drop(out);
+            self.writer.drained.notify_waiters();
+            return;
+        }
+        let (rest, started) = unwritten(std::mem::take(&mut op.frames), written);
+        out.front_started = started;
+        if !rest.is_empty() {
+            // The socket's buffer filled: the rest goes first next time.
+            metrics::inc(&metrics.write_blocked_total);
+            for frame in rest.into_iter().rev() {
+                out.bytes += frame.len();
+                out.frames.push_front(frame);
             }
-            // send/sendmsg rather than write/writev: the socket path skips the file-position
-            // lock that writev takes (`fdget_pos`, ~4 % of a fan-out shard in perf).
-            let socket = socket2::SockRef::from(&self.socket);
-            let result = if out.frames.len() == 1 {
-                socket.send(&out.frames[0])
-            } else {
-                let iov: SmallVec<[IoSlice<'_>; IOV_BATCH]> =
-                    out.frames.iter().take(IOV_BATCH).map(|f| IoSlice::new(f)).collect();
-                socket.send_vectored(&iov)
-            };
-            metrics::inc(&metrics.writev_total);
-            match result {
-                Ok(written) if written > 0 => {
-                    metrics::add(&metrics.bytes_out_total, written as u64);
-                    out.consume(written);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    metrics::inc(&metrics.write_blocked_total);
-                    out.blocked = true;
-                    return;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                _ => {
-                    drop(out);
-                    self.kill();
-                    return;
-                }
-            }
+        }
+        if out.frames.is_empty() {
+            self.flushed_out(out);
+        } else {
+            self.schedule(out);
         }
     }
 }
@@ -434,43 +494,46 @@ impl crate::fanout::Recipient for Rc<Conn> {
     }
 }
 
-impl Outbound {
-    /// Drops `written` bytes from the front of the queue.
-    fn consume(&mut self, mut written: usize) {
-        self.bytes -= written;
-        while written > 0 {
-            let Some(front) = self.frames.front_mut() else {
-                return;
-            };
-            if written < front.len() {
-                front.advance(written);
-                self.front_started = true;
-                return;
-            }
-            written -= front.len();
-            self.frames.pop_front();
-            self.front_started = false;
+/// What `written` bytes left of `frames`: the frames not (wholly) written, in order, and
+/// whether the first of them was partly written.
+fn unwritten(frames: SmallVec<[Bytes; 4]>, written: usize) -> (SmallVec<[Bytes; 4]>, bool) {
+    let mut left = written;
+    let mut started = false;
+    let mut rest = SmallVec::new();
+    for mut frame in frames {
+        if left >= frame.len() {
+            left -= frame.len();
+            continue;
         }
+        if left > 0 {
+            frame.advance(left);
+            left = 0;
+            started = true;
+        }
+        rest.push(frame);
     }
+    (rest, started)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Outbound;
+    use super::unwritten;
     use bytes::Bytes;
+    use smallvec::SmallVec;
+
+    fn frames() -> SmallVec<[Bytes; 4]> {
+        [&b"abc"[..], b"defg", b"h"].iter().map(|f| Bytes::copy_from_slice(f)).collect()
+    }
 
     #[test]
-    fn consume_keeps_the_unwritten_tail_in_order() {
-        let mut out = Outbound::default();
-        for f in [&b"abc"[..], b"defg", b"h"] {
-            out.bytes += f.len();
-            out.frames.push_back(Bytes::copy_from_slice(f));
-        }
-        out.consume(5);
-        assert_eq!(out.frames, vec![Bytes::from_static(b"fg"), Bytes::from_static(b"h")]);
-        assert_eq!(out.bytes, 3);
-        out.consume(3);
-        assert!(out.frames.is_empty());
-        assert_eq!(out.bytes, 0);
+    fn a_partial_send_leaves_the_unwritten_tail_in_order() {
+        let (rest, started) = unwritten(frames(), 5);
+        assert_eq!(rest.as_slice(), &[Bytes::from_static(b"fg"), Bytes::from_static(b"h")]);
+        assert!(started, "the front frame was partly written");
+        let (rest, started) = unwritten(frames(), 7);
+        assert_eq!(rest.as_slice(), &[Bytes::from_static(b"h")]);
+        assert!(!started, "the front frame is untouched");
+        let (rest, _) = unwritten(frames(), 8);
+        assert!(rest.is_empty());
     }
 }

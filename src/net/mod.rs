@@ -1,5 +1,6 @@
-//! Networking on the shard loop: accepting, HTTP/1.1 serving (io_uring), WebSocket sessions
-//! (readiness-driven, one shared read buffer), and each connection's outbound queue and writer.
+//! Networking on the shard loop: accepting, HTTP/1.1 serving (tokio-uring), WebSocket sessions
+//! (multishot receives and batched sends on the shard's own ring, `uring`), and each
+//! connection's outbound queue and writer.
 
 pub mod admission;
 pub mod bind;
@@ -7,9 +8,9 @@ pub mod conn;
 pub mod http_conn;
 pub mod listener;
 pub mod pipe;
-pub mod poller;
 pub mod rate;
 pub mod sweeper;
+pub mod uring;
 pub mod ws_session;
 
 use bytes::BytesMut;

@@ -1,16 +1,19 @@
-//! The shard's WebSocket sessions after the upgrade: one task reads every socket the poller
-//! reports readable into a shared buffer, decodes frames, answers control frames, hands data
+//! The shard's WebSocket sessions after the upgrade: each socket has one multishot receive
+//! armed on the shard's own ring ([`crate::net::uring`]), whose completions hand bytes from the
+//! shard's provided buffers; this module decodes frames, answers control frames, hands data
 //! frames to the dialect, and tears sessions down.
 //!
-//! Invariants: an idle session holds no buffer and no decoder state (bytes of a partial frame
-//! are copied out of the shared buffer into the session's `Partial`, dropped once it is idle);
-//! a socket is read at most `WS_READS_PER_TURN` times per turn, so one busy client cannot starve
-//! the others; every exit path deregisters the socket and detaches the connection from the
-//! shard before its keys can be reused.
+//! Invariants: an idle session holds no buffer, no decoder state and no task, and exactly one
+//! operation in the kernel (its multishot receive); bytes of a partial frame are copied out of
+//! the provided buffer into the session's `Partial`, dropped once it is idle. A receive that
+//! stops (`ENOBUFS`, a full completion queue, or any completion without `F_MORE` that is not
+//! the end) is re-armed at once. A slot is freed only after its receive and its send in flight
+//! completed, and each slot's generation is in its operations' `user_data`, so no completion
+//! reaches the next session in that slot; every exit path detaches the connection from the
+//! shard first.
 
-use std::cell::RefCell;
-use std::io;
-use std::net::TcpStream;
+use std::cell::{Cell, RefCell};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
@@ -18,11 +21,11 @@ use bytes::BytesMut;
 use slab::Slab;
 
 use crate::dialect;
-use crate::limits::{CLOSE_FLUSH_TIMEOUT, WS_READS_PER_TURN, WS_READ_SCRATCH_BYTES};
+use crate::limits::{CLOSE_FLUSH_TIMEOUT, WS_COMPLETIONS_PER_PASS};
 use crate::metrics;
 use crate::model::ids::now_ms;
 use crate::net::conn::Conn;
-use crate::net::poller::{Poller, Readiness};
+use crate::net::uring::{Completion, Ring, Tag, Target};
 use crate::shard::Shard;
 use crate::ws::codec::{Decoder, Incoming, WsLimits};
 use crate::ws::frame;
@@ -36,6 +39,14 @@ struct Session {
     protocol: Box<dyn dialect::Session>,
     /// The session is over and waits (bounded) for its last frames to be written.
     ending: bool,
+    /// Its identity on the ring.
+    tag: Tag,
+    /// How the ring names its socket (a registered slot, or its descriptor).
+    target: Target,
+    /// Its multishot receive is armed.
+    recv_armed: bool,
+    /// Detached and killed; the slot waits for its operations' last completions.
+    finishing: bool,
 }
 
 impl Session {
@@ -69,28 +80,32 @@ impl Partial {
     }
 }
 
-/// The shard's sessions, by the key their socket is registered under.
+/// The shard's sessions, by their slot key (the key in their ring tag).
 pub struct Sessions {
-    poller: Poller,
+    /// The shard's ring for WebSocket sockets.
+    pub ring: Rc<Ring>,
     slots: RefCell<Slab<Session>>,
-    /// The shared read buffer.
+    /// The generation the next session gets.
+    next_generation: Cell<u32>,
+    /// Where bytes are decoded when no partial frame waits (its allocation is reused).
     scratch: RefCell<BytesMut>,
-    /// Sessions whose socket still had bytes when their turn ended.
-    again: RefCell<Vec<usize>>,
+    /// Sessions holding a partial frame.
+    partials: Cell<u64>,
 }
 
 impl Sessions {
-    /// No sessions yet; `poller` is the shard's.
-    pub fn new(poller: Poller) -> Sessions {
+    /// No sessions yet; `ring` is the shard's.
+    pub fn new(ring: Rc<Ring>) -> Sessions {
         Sessions {
-            poller,
+            ring,
             slots: RefCell::new(Slab::new()),
+            next_generation: Cell::new(0),
             scratch: RefCell::new(BytesMut::new()),
-            again: RefCell::new(Vec::new()),
+            partials: Cell::new(0),
         }
     }
 
-    /// Open sessions.
+    /// Open sessions (those whose last operations are still completing included).
     pub fn len(&self) -> usize {
         self.slots.borrow().len()
     }
@@ -98,6 +113,14 @@ impl Sessions {
     /// True when no session is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn count_partial(&self, shard: &Shard, before: bool, after: bool) {
+        if before != after {
+            let n = if after { self.partials.get() + 1 } else { self.partials.get() - 1 };
+            self.partials.set(n);
+            shard.metrics.ws_partial_frames.store(n, Ordering::Relaxed);
+        }
     }
 
     /// Serves `conn` from now on; `leftover` holds bytes read past the HTTP head. The caller
@@ -111,18 +134,26 @@ impl Sessions {
         leftover: BytesMut,
     ) {
         metrics::inc(&shard.metrics.websockets);
-        let session = Session { conn, partial: None, protocol, ending: false };
+        let generation = self.next_generation.get().wrapping_add(1);
+        self.next_generation.set(generation);
         let key = {
             let mut slots = self.slots.borrow_mut();
             let entry = slots.vacant_entry();
             let key = entry.key();
-            let watched = self.poller.register(&session.conn.socket, key);
-            entry.insert(session);
-            if watched.is_err() {
-                drop(slots);
-                self.finish(shard, key);
-                return;
-            }
+            let tag = Tag { key: key as u32, generation };
+            let target = self.ring.register(conn.socket.as_raw_fd(), tag);
+            entry.insert(Session {
+                conn: conn.clone(),
+                partial: None,
+                protocol,
+                ending: false,
+                tag,
+                target,
+                recv_armed: true,
+                finishing: false,
+            });
+            self.ring.arm_recv(target, tag);
+            conn.serve_as(tag, target);
             key
         };
         {
@@ -149,94 +180,145 @@ impl Sessions {
             &mut state.pending,
         );
         session.keep(state);
+        let kept = session.partial.is_some();
         drop(slots);
+        self.count_partial(shard, false, kept);
         if !go_on {
             self.end(shard, key);
         }
     }
 
-    /// Reads what socket `key` has (up to `WS_READS_PER_TURN` reads) and handles its frames.
-    fn on_readable(&self, shard: &Rc<Shard>, key: usize) {
+    /// Handles one completion of the shard's ring.
+    pub fn on_completion(&self, shard: &Rc<Shard>, completion: Completion<'_>) {
+        match completion {
+            Completion::Recv { tag, result, more } => self.on_recv(shard, tag, result, more),
+            Completion::Sent { tag, result, op } => {
+                let conn = {
+                    let slots = self.slots.borrow();
+                    match slots.get(tag.key as usize) {
+                        Some(session) if session.tag.same(tag) => session.conn.clone(),
+                        _ => {
+                            tracing::error!(key = tag.key, "a send completed for no session");
+                            return;
+                        }
+                    }
+                };
+                conn.on_sent(op, result);
+                if !conn.is_sending() {
+                    self.finish_if_done(tag.key as usize);
+                }
+            }
+        }
+    }
+
+    /// Session `tag`'s receive completed with bytes, the end of the stream or an error.
+    fn on_recv(&self, shard: &Rc<Shard>, tag: Tag, result: Result<&[u8], i32>, more: bool) {
+        let key = tag.key as usize;
+        let rearm = {
+            let mut slots = self.slots.borrow_mut();
+            let Some(session) = slots.get_mut(key).filter(|s| s.tag.same(tag)) else {
+                tracing::error!(key, "a receive completed for no session");
+                return;
+            };
+            if !more {
+                session.recv_armed = false;
+            }
+            let live = !session.ending && !session.finishing;
+            match result {
+                Ok(data) if !data.is_empty() => {
+                    if live {
+                        drop(slots);
+                        if !self.on_bytes(shard, key, data) {
+                            self.end(shard, key);
+                            return;
+                        }
+                        let slots = self.slots.borrow();
+                        slots.get(key).is_some_and(|s| !s.recv_armed && !s.ending && !s.finishing)
+                    } else {
+                        false
+                    }
+                }
+                Err(e) if e == -libc::ENOBUFS && live => {
+                    // The shared buffers ran out: the data waits in the socket; re-armed.
+                    !more
+                }
+                _ => {
+                    // The end of the stream, an error, or a cancelled receive.
+                    drop(slots);
+                    if live {
+                        self.end(shard, key);
+                    }
+                    self.finish_if_done(key);
+                    return;
+                }
+            }
+        };
+        if rearm {
+            let target = {
+                let mut slots = self.slots.borrow_mut();
+                let Some(session) = slots.get_mut(key) else {
+                    return;
+                };
+                session.recv_armed = true;
+                session.target
+            };
+            metrics::inc(&shard.metrics.recv_rearms_total);
+            self.ring.arm_recv(target, tag);
+        }
+        self.finish_if_done(key);
+    }
+
+    /// Decodes `data`, which arrived for session `key`; false when the session must end.
+    /// (The seam for a transport that decrypts first: it calls this with plaintext.)
+    fn on_bytes(&self, shard: &Rc<Shard>, key: usize, data: &[u8]) -> bool {
         let mut slots = self.slots.borrow_mut();
         let Some(session) = slots.get_mut(key) else {
-            return;
+            return true;
         };
-        if session.ending {
-            return;
-        }
-        let mut scratch = self.scratch.borrow_mut();
+        let had = session.partial.is_some();
         let initial = shard.config.read_buffer_bytes_initial;
-        let mut go_on = true;
-        let mut drained = false;
         let mut state =
             session.partial.take().map_or_else(|| Partial::new(shard, &session.conn), |p| *p);
         let (conn, protocol) = (&session.conn, &*session.protocol);
-        for _ in 0..WS_READS_PER_TURN {
-            let own = !state.pending.is_empty();
-            let buf = if own { &mut state.pending } else { &mut *scratch };
-            if own {
-                if buf.capacity() - buf.len() < initial / 2 {
-                    buf.reserve(buf.len().max(initial));
-                }
-            } else {
-                buf.reserve(WS_READ_SCRATCH_BYTES);
+        let go_on = if state.pending.is_empty() {
+            let mut scratch = self.scratch.borrow_mut();
+            scratch.clear();
+            scratch.extend_from_slice(data);
+            let go_on = handle_frames(shard, conn, protocol, &mut state.decoder, &mut scratch);
+            if !scratch.is_empty() {
+                // Keep the partial frame, not the shared buffer.
+                let mut pending = BytesMut::with_capacity(scratch.len().max(initial));
+                pending.extend_from_slice(&scratch);
+                state.pending = pending;
             }
-            let offered = buf.capacity() - buf.len();
-            match recv(&conn.socket, buf) {
-                Ok(0) => go_on = false,
-                Ok(n) => {
-                    metrics::add(&shard.metrics.bytes_in_total, n as u64);
-                    go_on = handle_frames(shard, conn, protocol, &mut state.decoder, buf);
-                    if !own && !scratch.is_empty() {
-                        // Keep the partial frame, not the shared buffer.
-                        let mut pending = BytesMut::with_capacity(scratch.len().max(initial));
-                        pending.extend_from_slice(&scratch);
-                        state.pending = pending;
-                    }
-                    scratch.clear();
-                    // A short read took everything; bytes arriving later raise a new edge.
-                    drained = n < offered;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => go_on = false,
-            }
-            if !go_on || drained {
-                break;
-            }
-        }
+            scratch.clear();
+            go_on
+        } else {
+            state.pending.extend_from_slice(data);
+            handle_frames(shard, conn, protocol, &mut state.decoder, &mut state.pending)
+        };
         session.keep(state);
-        drop((scratch, slots));
-        if !go_on {
-            self.end(shard, key);
-        } else if !drained {
-            self.again.borrow_mut().push(key);
-        }
-    }
-
-    /// The poller saw socket `key` writable.
-    fn on_writable(&self, key: usize) {
-        let conn = self.slots.borrow().get(key).map(|s| s.conn.clone());
-        if let Some(conn) = conn {
-            conn.on_writable();
-        }
+        let kept = session.partial.is_some();
+        drop(slots);
+        self.count_partial(shard, had, kept);
+        go_on
     }
 
     /// Ends session `key`: at once, or once its queued frames (a close frame, typically) are
     /// written, within `CLOSE_FLUSH_TIMEOUT`.
     fn end(&self, shard: &Rc<Shard>, key: usize) {
-        let conn = {
+        let (conn, had) = {
             let mut slots = self.slots.borrow_mut();
             let Some(session) = slots.get_mut(key) else {
                 return;
             };
-            if session.ending {
+            if session.ending || session.finishing {
                 return;
             }
             session.ending = true;
-            session.partial = None;
-            session.conn.clone()
+            (session.conn.clone(), session.partial.take().is_some())
         };
+        self.count_partial(shard, had, false);
         // Only a close frame is worth waiting for; a peer that just went away gets nothing more.
         if !conn.is_closed() || !conn.has_unwritten() {
             self.finish(shard, key);
@@ -249,55 +331,67 @@ impl Sessions {
         });
     }
 
-    /// Removes session `key`: deregisters and shuts its socket, detaches the connection.
+    /// Ends session `key` for the shard: detaches the connection and kills its socket (which
+    /// completes its receive and any send); the slot is freed once they completed.
     fn finish(&self, shard: &Rc<Shard>, key: usize) {
-        let Some(session) = self.slots.borrow_mut().try_remove(key) else {
-            return;
-        };
-        self.poller.deregister(&session.conn.socket);
-        session.conn.kill();
-        shard.detach(&session.conn);
-        shard.metrics.websockets.fetch_sub(1, Ordering::Relaxed);
-        metrics::dec(&shard.metrics.connections);
-    }
-}
-
-/// The shard's session reader: dispatches readiness events for as long as the shard runs.
-pub async fn run(shard: Rc<Shard>, mut readiness: Readiness) {
-    loop {
-        let again = std::mem::take(&mut *shard.conn.ws.again.borrow_mut());
-        if again.is_empty() {
-            if let Err(e) = readiness.wait().await {
-                tracing::error!(shard = shard.id.get(), "session poller failed: {e}");
+        let (conn, tag, armed, had) = {
+            let mut slots = self.slots.borrow_mut();
+            let Some(session) = slots.get_mut(key) else {
+                return;
+            };
+            if session.finishing {
                 return;
             }
-        } else {
-            for key in again {
-                shard.conn.ws.on_readable(&shard, key);
-            }
-            tokio::task::yield_now().await;
+            session.finishing = true;
+            (
+                session.conn.clone(),
+                session.tag,
+                session.recv_armed,
+                session.partial.take().is_some(),
+            )
+        };
+        self.count_partial(shard, had, false);
+        conn.kill();
+        if armed {
+            self.ring.cancel_recv(tag);
         }
-        let drained = readiness.drain(|ready| {
-            if ready.writable {
-                shard.conn.ws.on_writable(ready.key);
-            }
-            if ready.readable {
-                shard.conn.ws.on_readable(&shard, ready.key);
-            }
-        });
-        if let Err(e) = drained {
-            tracing::error!(shard = shard.id.get(), "session poller failed: {e}");
-            return;
+        shard.detach(&conn);
+        shard.metrics.websockets.fetch_sub(1, Ordering::Relaxed);
+        metrics::dec(&shard.metrics.connections);
+        self.finish_if_done(key);
+    }
+
+    /// Frees slot `key` if its session finished and its operations all completed.
+    fn finish_if_done(&self, key: usize) {
+        let mut slots = self.slots.borrow_mut();
+        let done =
+            slots.get(key).is_some_and(|s| s.finishing && !s.recv_armed && !s.conn.is_sending());
+        if done {
+            let session = slots.remove(key);
+            self.ring.unregister(session.target);
         }
     }
 }
 
-/// Reads into the spare capacity of `buf` (the caller reserved it) without blocking.
-fn recv(socket: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let n = socket2::SockRef::from(socket).recv(buf.spare_capacity_mut())?;
-    // SAFETY: `recv` initialised the first `n` bytes of the spare capacity.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
+/// The shard's completion reaper: hands every completion of its ring to the sessions and the
+/// connections, for as long as the shard runs. At most `WS_COMPLETIONS_PER_PASS` per pass, then
+/// the other tasks of the loop get their turn.
+pub async fn run(shard: Rc<Shard>) {
+    let ring = shard.conn.ws.ring.clone();
+    tracing::debug!(shard = shard.id.get(), flags = ring.describe(), "WebSocket ring ready");
+    loop {
+        ring.wait().await;
+        loop {
+            let handled =
+                ring.reap(WS_COMPLETIONS_PER_PASS, |c| shard.conn.ws.on_completion(&shard, c));
+            ring.submit();
+            if handled < WS_COMPLETIONS_PER_PASS {
+                break;
+            }
+            ring.flush_runtime();
+            tokio::task::yield_now().await;
+        }
+    }
 }
 
 /// Decodes and handles every complete frame in `buf`; false when the session must end.

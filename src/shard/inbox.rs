@@ -45,6 +45,8 @@ pub async fn run(shard: Rc<Shard>, doorbell: AsyncFd<OwnedFd>) {
                 handle(&shard, command);
             }
             shard.drain_store();
+            // Client input (REST on tokio-uring's ring) gets its turn before more fan-out.
+            shard.conn.ws.ring.flush_runtime();
             tokio::task::yield_now().await;
         }
     }

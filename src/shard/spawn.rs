@@ -14,7 +14,10 @@ use tokio::io::unix::AsyncFd;
 
 use crate::auth::Verifier;
 use crate::config::Config;
-use crate::limits::{LOOP_HEARTBEAT_PERIOD, TOKEN_CACHE_MAX, URING_CQ_ENTRIES, URING_SQ_ENTRIES};
+use crate::limits::{
+    LOOP_HEARTBEAT_PERIOD, TOKEN_CACHE_MAX, URING_CQ_ENTRIES, URING_SQ_ENTRIES, WS_FIXED_FILES,
+    WS_RECV_BUFFERS, WS_RECV_BUFFER_BYTES, WS_URING_CQ_ENTRIES, WS_URING_SQ_ENTRIES,
+};
 use crate::mesh::{self, Doorbell, MeshEndpoint};
 use crate::metrics::{Registry, ShardMetrics};
 use crate::model::ShardId;
@@ -212,10 +215,14 @@ fn start_shards(
             // completion queue about 0.7 times per delivery (perf/RESULTS.md).
             let mut uring = tokio_uring::uring_builder();
             uring.setup_cqsize(URING_CQ_ENTRIES);
-            tokio_uring::builder()
-                .entries(URING_SQ_ENTRIES)
-                .uring_builder(&uring)
-                .start(shard_main(parts, endpoint, listener));
+            let mut builder = tokio_uring::builder();
+            builder.entries(URING_SQ_ENTRIES).uring_builder(&uring);
+            match crate::net::uring::runtime_ring::RuntimeRing::build(&builder, URING_SQ_ENTRIES) {
+                Ok((runtime, ring)) => {
+                    runtime.block_on(shard_main(parts, endpoint, listener, ring))
+                }
+                Err(e) => tracing::error!(shard = id, "shard runtime setup failed: {e}"),
+            }
         });
         match spawned {
             Ok(thread) => handle.threads.push(thread),
@@ -246,7 +253,12 @@ struct ShardParts {
     stop: Arc<AtomicBool>,
 }
 
-async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::net::TcpListener) {
+async fn shard_main(
+    parts: ShardParts,
+    endpoint: MeshEndpoint,
+    listener: std::net::TcpListener,
+    runtime_ring: crate::net::uring::runtime_ring::RuntimeRing,
+) {
     let registered = endpoint.own_doorbell().try_clone_fd().and_then(|fd| {
         // SAFETY: `fd` is an owned, open eventfd that the AsyncFd owns until it is dropped.
         unsafe { AsyncFd::register(fd) }.map_err(|e| std::io::Error::other(e.to_string()))
@@ -258,14 +270,24 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
             return;
         }
     };
-    let (poller, readiness) = match crate::net::poller::Poller::new() {
-        Ok(pair) => pair,
+    let ring = crate::net::uring::Ring::new(
+        parts.metrics.clone(),
+        runtime_ring,
+        WS_URING_SQ_ENTRIES,
+        WS_URING_CQ_ENTRIES,
+        WS_RECV_BUFFERS,
+        WS_RECV_BUFFER_BYTES,
+        WS_FIXED_FILES,
+    );
+    let ring = match ring {
+        Ok(ring) => Rc::new(ring),
         Err(e) => {
-            tracing::error!(shard = parts.id.get(), "session poller setup failed: {e}");
+            tracing::error!(shard = parts.id.get(), "WebSocket io_uring setup failed: {e}");
             return;
         }
     };
     let writer = Rc::new(crate::net::conn::Writer::new(
+        ring.clone(),
         parts.metrics.clone(),
         parts.config.outbound_bytes_max,
         parts.config.deflate_threshold_bytes,
@@ -289,7 +311,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
         pending: RefCell::new(std::collections::HashMap::new()),
         next_call_token: Cell::new(0),
         conn: super::ConnSide::new(
-            crate::net::ws_session::Sessions::new(poller),
+            crate::net::ws_session::Sessions::new(ring),
             writer.clone(),
             parts.revoked,
             crate::auth::TokenCache::new(TOKEN_CACHE_MAX),
@@ -325,7 +347,7 @@ async fn shard_main(parts: ShardParts, endpoint: MeshEndpoint, listener: std::ne
     tokio_uring::spawn(crate::net::sweeper::run(shard.clone()));
     tokio_uring::spawn(heartbeat(shard.clone()));
     tokio_uring::spawn(writer.run());
-    tokio_uring::spawn(crate::net::ws_session::run(shard.clone(), readiness));
+    tokio_uring::spawn(crate::net::ws_session::run(shard.clone()));
     crate::net::listener::accept_loop(shard.clone(), listener).await;
     super::drain::drain(&shard).await;
 }
