@@ -10,6 +10,12 @@
 //! compressor): broadcast frames come compressed from the bundle
 //! ([`Recipient::deflate_threshold`]), replies through [`Conn::compressed`].
 //!
+//! A TLS connection queues the same shared plaintext frames; its writer seals a run of them
+//! (at most `TLS_SEAL_BYTES_MAX`) into one buffer of records just before sending, so the
+//! queue's front holds ciphertext (`sealed` entries, never dropped: the record sequence must
+//! not skip) and the rest plaintext. The byte bound counts both, so a TLS connection may pass
+//! `outbound_bytes_max` by one run's record overhead.
+//!
 //! [`Recipient::deflate_threshold`]: crate::fanout::Recipient::deflate_threshold
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -24,7 +30,7 @@ use bytes::{Buf, Bytes};
 use smallvec::SmallVec;
 
 use crate::dialect::DialectId;
-use crate::limits::IOV_BATCH;
+use crate::limits::{IOV_BATCH, TLS_SEAL_BYTES_MAX};
 use crate::metrics::{self, ShardMetrics};
 use crate::model::ids::now_ms;
 use crate::model::UserId;
@@ -47,6 +53,8 @@ struct Outbound {
     shutdown_when_flushed: bool,
     /// The front frame is partly written (so it must be finished, never dropped).
     front_started: bool,
+    /// TLS: how many front entries are ciphertext (sealed records), never dropped.
+    sealed: usize,
 }
 
 /// The shard's writer: the connections with frames to write since it last ran. Frames queued
@@ -133,6 +141,9 @@ pub struct Conn {
     pub flags: Cell<u8>,
     /// What permessage-deflate allows on this connection (set before it is shared).
     pub deflate: Deflate,
+    /// Its TLS state on a TLS listener (set before it is shared): the sessions decrypt what
+    /// they read with it, the writer seals the queue with it.
+    pub tls: Option<Box<RefCell<crate::tls::TlsSession>>>,
     writer: Rc<Writer>,
 }
 
@@ -173,6 +184,7 @@ impl Conn {
             closing_since_ms: Cell::new(0),
             flags: Cell::new(0),
             deflate: Deflate::default(),
+            tls: None,
             writer,
         }
     }
@@ -279,7 +291,8 @@ impl Conn {
         }
         if drop_queued {
             // A partly written frame must be finished, or the stream would be corrupt.
-            let keep = usize::from(out.front_started);
+            // Sealed (TLS) records cannot be dropped either: the record sequence must not skip.
+            let keep = usize::from(out.front_started).max(out.sealed);
             let dropped: usize = out.frames.drain(keep..).map(|f| f.len()).sum();
             out.bytes -= dropped;
         }
@@ -319,6 +332,7 @@ impl Conn {
         out.closed = true;
         out.frames.clear();
         out.bytes = 0;
+        out.sealed = 0;
         drop(out);
         let _ = self.socket.shutdown(Shutdown::Both);
         self.writer.drained.notify_waiters();
@@ -331,6 +345,54 @@ impl Conn {
             out.blocked = false;
             self.schedule(out);
         }
+    }
+
+    /// Queues TLS records the connection's reads produced (a key update's answer, an alert):
+    /// after the records already sealed, before the frames not yet sealed, so the record
+    /// stream stays in order. The byte bound applies as to [`Conn::send`].
+    pub fn send_sealed(self: &Rc<Self>, records: Bytes) {
+        let mut out = self.out.borrow_mut();
+        if out.bytes + records.len() > self.writer.outbound_bytes_max {
+            drop(out);
+            metrics::inc(&self.writer.metrics.slow_consumer_closes_total);
+            self.close_now(CLOSE_POLICY, "slow consumer");
+            return;
+        }
+        let at = out.sealed;
+        out.bytes += records.len();
+        out.frames.insert(at, records);
+        out.sealed += 1;
+        self.schedule(out);
+    }
+
+    /// TLS: seals the plaintext frames at the front of the queue (up to `TLS_SEAL_BYTES_MAX`,
+    /// at least one) into one buffer of records that replaces them; with the close frame, a
+    /// close_notify follows it. False when sealing failed (the connection is over).
+    fn seal_front(&self, out: &mut Outbound, tls: &RefCell<crate::tls::TlsSession>) -> bool {
+        let (mut count, mut plain) = (0, 0);
+        for frame in &out.frames {
+            if count > 0 && plain + frame.len() > TLS_SEAL_BYTES_MAX {
+                break;
+            }
+            count += 1;
+            plain += frame.len();
+        }
+        let mut sealed = Vec::with_capacity(plain + plain / 512 + 64);
+        let mut tls = tls.borrow_mut();
+        let frames = out.frames.iter().take(count).map(|f| &f[..]);
+        if let Err(e) = tls.seal_frames(frames, &mut sealed) {
+            metrics::inc(&self.writer.metrics.tls_errors_total);
+            tracing::debug!("TLS: {e}");
+            return false;
+        }
+        if out.closed && count == out.frames.len() {
+            tls.close_notify(&mut sealed);
+        }
+        out.frames.drain(..count);
+        out.bytes = out.bytes - plain + sealed.len();
+        out.frames.push_front(Bytes::from(sealed));
+        out.sealed = 1;
+        true
     }
 
     /// Writes as much of the queue as the socket takes now, without blocking.
@@ -356,14 +418,25 @@ impl Conn {
                 }
                 return;
             }
+            if out.sealed == 0 {
+                if let Some(tls) = &self.tls {
+                    if !self.seal_front(&mut out, tls) {
+                        drop(out);
+                        self.kill();
+                        return;
+                    }
+                }
+            }
+            // TLS: only sealed records go out.
+            let batch = if self.tls.is_some() { out.sealed.min(IOV_BATCH) } else { IOV_BATCH };
             // send/sendmsg rather than write/writev: the socket path skips the file-position
             // lock that writev takes (`fdget_pos`, ~4 % of a fan-out shard in perf).
             let socket = socket2::SockRef::from(&self.socket);
-            let result = if out.frames.len() == 1 {
+            let result = if out.frames.len() == 1 || batch == 1 {
                 socket.send(&out.frames[0])
             } else {
                 let iov: SmallVec<[IoSlice<'_>; IOV_BATCH]> =
-                    out.frames.iter().take(IOV_BATCH).map(|f| IoSlice::new(f)).collect();
+                    out.frames.iter().take(batch).map(|f| IoSlice::new(f)).collect();
                 socket.send_vectored(&iov)
             };
             metrics::inc(&metrics.writev_total);
@@ -433,6 +506,7 @@ impl Outbound {
             written -= front.len();
             self.frames.pop_front();
             self.front_started = false;
+            self.sealed = self.sealed.saturating_sub(1);
         }
     }
 }

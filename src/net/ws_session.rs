@@ -182,9 +182,14 @@ impl Sessions {
                 buf.reserve(WS_READ_SCRATCH_BYTES);
             }
             let offered = buf.capacity() - buf.len();
-            match recv(&conn.socket, buf) {
-                Ok(0) => go_on = false,
-                Ok(n) => {
+            // TLS: ciphertext in, plaintext appended to `buf` (`tls::recv`).
+            let received = match &conn.tls {
+                None => recv(&conn.socket, buf).map(|n| (n, n < offered)),
+                Some(tls) => crate::tls::recv(conn, tls, buf, &shard.metrics),
+            };
+            match received {
+                Ok((0, _)) => go_on = false,
+                Ok((n, short)) => {
                     metrics::add(&shard.metrics.bytes_in_total, n as u64);
                     go_on = handle_frames(shard, conn, protocol, &mut state.decoder, buf);
                     if !own && !scratch.is_empty() {
@@ -195,7 +200,7 @@ impl Sessions {
                     }
                     scratch.clear();
                     // A short read took everything; bytes arriving later raise a new edge.
-                    drained = n < offered;
+                    drained = short;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
