@@ -342,3 +342,135 @@ fn encrypt<D>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server config for a fresh self-signed certificate, and a client config trusting it.
+    fn configs() -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        let cert = params.self_signed(&key).expect("cert");
+        let dir = std::env::temp_dir().join(format!("roomcast-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.pem()).expect("cert file");
+        std::fs::write(&key_path, key.serialize_pem()).expect("key file");
+        let server = super::super::load_server_config(&cert_path, &key_path).expect("loads");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).expect("root");
+        let client =
+            rustls::ClientConfig::builder_with_provider(Arc::new(super::super::crypto_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        (server, Arc::new(client))
+    }
+
+    /// What the client wants to send.
+    fn client_bytes(client: &mut rustls::ClientConnection) -> Vec<u8> {
+        let mut out = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut out).expect("write_tls");
+        }
+        out
+    }
+
+    /// Feeds `bytes` to the client and returns the plaintext it then holds.
+    fn to_client(client: &mut rustls::ClientConnection, mut bytes: &[u8]) -> Vec<u8> {
+        while !bytes.is_empty() {
+            client.read_tls(&mut bytes).expect("read_tls");
+            client.process_new_packets().expect("client accepts the server's records");
+        }
+        let mut plain = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut client.reader(), &mut plain);
+        plain
+    }
+
+    /// Feeds `bytes` to the server `step` bytes at a time; the plaintext it decrypted.
+    fn to_server(server: &mut TlsSession, bytes: &[u8], step: usize) -> BytesMut {
+        let mut plain = BytesMut::new();
+        for chunk in bytes.chunks(step) {
+            let mut chunk = chunk.to_vec();
+            assert_eq!(server.read(&mut chunk, &mut plain).expect("server reads"), Progress::Open);
+        }
+        plain
+    }
+
+    /// A completed handshake (the server fed a byte at a time).
+    fn handshake() -> (TlsSession, rustls::ClientConnection) {
+        let (server_config, client_config) = configs();
+        let mut server = TlsSession::new(server_config).expect("session");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut client = rustls::ClientConnection::new(client_config, name).expect("client");
+        for _ in 0..10 {
+            let hello = client_bytes(&mut client);
+            to_server(&mut server, &hello, 1);
+            if let Some(answer) = server.take_output() {
+                to_client(&mut client, &answer);
+            }
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+        }
+        assert!(!server.is_handshaking() && !client.is_handshaking(), "handshake completes");
+        (server, client)
+    }
+
+    #[test]
+    fn records_split_anywhere_decrypt_whole_and_an_idle_session_holds_no_buffer() {
+        let (mut server, mut client) = handshake();
+        assert_eq!(server.held_bytes(), 0, "idle after the handshake");
+        for step in [1, 7, 100, 1 << 20] {
+            std::io::Write::write_all(&mut client.writer(), b"first message").unwrap();
+            std::io::Write::write_all(&mut client.writer(), &[7u8; 40_000]).unwrap();
+            let records = client_bytes(&mut client);
+            let plain = to_server(&mut server, &records, step);
+            assert_eq!(&plain[..13], b"first message", "step {step}");
+            assert_eq!(plain.len(), 13 + 40_000, "step {step}");
+            assert!(plain[13..].iter().all(|&b| b == 7), "step {step}");
+            assert_eq!(server.held_bytes(), 0, "nothing kept once records are whole");
+        }
+        // Half a record is kept, and only until the rest comes.
+        std::io::Write::write_all(&mut client.writer(), b"split").unwrap();
+        let record = client_bytes(&mut client);
+        let mut plain = BytesMut::new();
+        let (head, tail) = record.split_at(record.len() / 2);
+        server.read(&mut head.to_vec(), &mut plain).unwrap();
+        assert!(plain.is_empty() && server.held_bytes() > 0);
+        server.read(&mut tail.to_vec(), &mut plain).unwrap();
+        assert_eq!(&plain[..], b"split");
+        assert_eq!(server.held_bytes(), 0);
+    }
+
+    #[test]
+    fn sealed_frames_reach_the_client_in_order_with_a_close_notify() {
+        let (mut server, mut client) = handshake();
+        let frames: [&[u8]; 3] = [b"one", &[9u8; 20_000], b"three"];
+        let mut out = Vec::new();
+        server.seal_frames(frames, &mut out).expect("seals");
+        server.seal(b"four", &mut out).expect("seals");
+        server.close_notify(&mut out);
+        let plain = to_client(&mut client, &out);
+        let mut want = b"one".to_vec();
+        want.extend_from_slice(&[9u8; 20_000]);
+        want.extend_from_slice(b"threefour");
+        assert_eq!(plain, want);
+        assert_eq!(server.held_bytes(), 0);
+    }
+
+    #[test]
+    fn garbage_fails_with_an_alert_to_send() {
+        let (server_config, _) = configs();
+        let mut server = TlsSession::new(server_config).expect("session");
+        let mut plain = BytesMut::new();
+        let mut request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        assert!(server.read(&mut request, &mut plain).is_err());
+        assert!(plain.is_empty());
+        let alert = server.take_output().expect("an alert");
+        assert_eq!(alert[0], 21, "an alert record: {alert:?}");
+    }
+}
