@@ -21,6 +21,7 @@
 //! - [`rest`]: the REST API.
 //! - [`store`]: the durable store: a redb file per shard, group commit off the loop.
 //! - [`metrics`]: per-shard counters and the Prometheus endpoint.
+//! - [`tls`]: rustls on the listener: certificates (reloaded on SIGHUP), per-connection state.
 
 pub mod auth;
 pub mod config;
@@ -35,6 +36,7 @@ pub mod net;
 pub mod rest;
 pub mod shard;
 pub mod store;
+pub mod tls;
 pub mod ws;
 
 pub use shard::{start, ServerHandle};

@@ -83,6 +83,18 @@ pub const CLOSING_MAX_MS: u64 = 5_000;
 /// Slices of the connection slab the sweeper visits one after another within a ping interval.
 pub const SWEEP_SLICES: usize = 16;
 
+// --- TLS ---------------------------------------------------------------------------------------
+
+/// Ciphertext a TLS connection may hold between reads without completing a record: a record is
+/// at most 16 KiB + 2 KiB, and a handshake message spans at most 64 KiB of records; more fails
+/// the connection.
+pub const TLS_PARTIAL_BYTES_MAX: usize = 96 * 1024;
+/// Plaintext of queued frames a TLS connection's writer encrypts in one go (one buffer of
+/// records, then one `send`); a single larger frame is encrypted alone.
+pub const TLS_SEAL_BYTES_MAX: usize = 64 * 1024;
+/// Ciphertext the HTTP phase of a TLS connection reads at once (the handshake, requests).
+pub const TLS_HTTP_READ_BYTES: usize = 16 * 1024 + 512;
+
 // The kernel's IOV_MAX: a `sendmsg` with more slices fails.
 const _: () = assert!(IOV_BATCH <= libc::UIO_MAXIOV as usize);
 const _: () = assert!(SWEEP_SLICES > 0);

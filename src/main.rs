@@ -76,6 +76,7 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
     let durability = config.durability;
     let secret_configured = config.jwt_secret.is_some();
     let console_mint = config.console_mint;
+    let tls = config.tls_cert.is_some();
     let handle = roomcast::start(config)?;
     if !secret_configured {
         tracing::info!(
@@ -83,7 +84,11 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
             data_dir.join(roomcast::auth::SECRET_FILE_NAME).display()
         );
     }
-    println!("roomcast listening on http://{} with {} shard(s)", handle.addr, handle.shard_count);
+    let scheme = if tls { "https" } else { "http" };
+    println!(
+        "roomcast listening on {scheme}://{} with {} shard(s)",
+        handle.addr, handle.shard_count
+    );
     println!("data directory: {} (durability: {durability})", data_dir.display());
     let program = std::env::args_os().next().unwrap_or_else(|| "roomcast".into());
     let program = std::path::Path::new(&program).display();
@@ -92,7 +97,7 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
     } else {
         println!("mint a token: {program} token --user alice --data-dir {}", data_dir.display());
     }
-    println!("web console: http://{}/ in a browser", handle.addr);
+    println!("web console: {scheme}://{}/ in a browser", handle.addr);
     if console_mint {
         tracing::warn!(
             "--console-mint: POST /console/token mints a token for any user to anyone who \
@@ -103,6 +108,7 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("signal handler: {e}"))?;
     // Under systemd (Type=notify): ready once every shard listens, and the watchdog fed while
@@ -111,11 +117,21 @@ fn serve(args: roomcast::config::ServeArgs) -> Result<(), String> {
     if let Some(timeout) = sd_notify::watchdog_enabled() {
         feed_watchdog(handle.health(), timeout);
     }
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == signal_hook::consts::SIGHUP {
+            // New TLS connections get the files as they are now; open ones keep theirs.
+            match handle.reload_tls() {
+                Ok(true) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Ok(false) => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+                Err(e) => tracing::error!("SIGHUP: TLS reload failed, keeping the old: {e}"),
+            }
+            continue;
+        }
         tracing::info!(
             signal,
             "draining: answering requests in flight, flushing queued frames, then 1001"
         );
+        break;
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     handle.shutdown();

@@ -53,6 +53,9 @@ shard_metrics! {
     /// Upgrade requests handed to the shard their dialect's state lives on
     /// (`Dialect::home_shard`).
     upgrades_handed_off_total: "counter";
+    /// TLS connections that failed: a handshake refused (a plain-TCP client, a protocol
+    /// version or cipher suite not offered) or a bad record.
+    tls_errors_total: "counter";
     /// Connections in the HTTP phase (accepted, not upgraded), at most
     /// `http_connections_per_shard_max`.
     http_phase_connections: "gauge";

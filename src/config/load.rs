@@ -43,6 +43,13 @@ pub struct ServeArgs {
     /// Token clock-skew tolerance in seconds [default: 60].
     #[arg(long, env = "ROOMCAST_JWT_LEEWAY_S")]
     pub jwt_leeway_s: Option<u64>,
+    /// TLS certificate chain PEM file (leaf first); with `--tls-key`, every connection on the
+    /// listener is TLS (https://, wss://). Reloaded on SIGHUP.
+    #[arg(long, env = "ROOMCAST_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key PEM file (PKCS#8, PKCS#1 or SEC1) matching `--tls-cert`.
+    #[arg(long, env = "ROOMCAST_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
     /// Serve a plain WebSocket echo at this path (conformance runs only).
     #[arg(long, env = "ROOMCAST_ECHO_ENDPOINT", value_name = "PATH")]
     pub echo_endpoint: Option<String>,
@@ -197,6 +204,8 @@ struct FileConfig {
     jwt_rsa_public_key: Option<PathBuf>,
     jwt_ec_public_key: Option<PathBuf>,
     jwt_leeway_s: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     echo_endpoint: Option<String>,
     pin_cpus: Option<bool>,
     console_mint: Option<bool>,
@@ -255,7 +264,7 @@ macro_rules! overlay {
             history_per_room_max, history_bytes_per_room_max, members_per_room_max,
             read_buffer_bytes_initial);
         overlay!(@optional $cfg, $src,
-            jwt_secret, jwt_rsa_public_key, jwt_ec_public_key, echo_endpoint);
+            jwt_secret, jwt_rsa_public_key, jwt_ec_public_key, echo_endpoint, tls_cert, tls_key);
     };
     (@plain $cfg:expr, $src:expr, $($field:ident),+) => {
         $( if let Some(v) = $src.$field.clone() { $cfg.$field = v; } )+

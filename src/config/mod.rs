@@ -15,7 +15,8 @@
 //!   `stored_message_bytes_max` is more than a message's fixed overhead and at most
 //!   `history_page_bytes_max` and `history_bytes_per_room_max`;
 //!   `ring_slots` is a power of two; `ping_interval_ms < idle_timeout_ms`;
-//!   `echo_endpoint` starts with `/`; a configured `jwt_secret` is non-empty.
+//!   `echo_endpoint` starts with `/`; a configured `jwt_secret` is non-empty; `tls_cert` and
+//!   `tls_key` are both given or neither.
 //!
 //! # Limits
 //! - Relative paths (`data_dir`, key files) are relative to the working
@@ -95,6 +96,10 @@ pub struct Config {
     pub jwt_ec_public_key: Option<PathBuf>,
     /// Clock-skew tolerance for token `exp`/`nbf`, in seconds (may be 0).
     pub jwt_leeway_s: u64,
+    /// TLS certificate chain PEM file; with `tls_key`, the listener speaks only TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key PEM file matching `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Path of a plain WebSocket echo endpoint (e.g. `/echo`), for conformance runs only.
     pub echo_endpoint: Option<String>,
     /// Pin each shard thread to one CPU.
@@ -198,6 +203,8 @@ impl Default for Config {
             jwt_rsa_public_key: None,
             jwt_ec_public_key: None,
             jwt_leeway_s: 60,
+            tls_cert: None,
+            tls_key: None,
             echo_endpoint: None,
             pin_cpus: true,
             console_mint: false,
@@ -316,6 +323,9 @@ impl Config {
             return Err("jwt_secret must not be empty when given".into());
         }
         crate::dialect::rechat::cors::validate(&self.rechat_cors_origins)?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together: give both or neither".into());
+        }
         if let Some(path) = &self.echo_endpoint {
             if !path.starts_with('/') || path.contains(char::is_whitespace) {
                 return Err("echo_endpoint must be a path starting with '/'".into());
@@ -346,6 +356,8 @@ impl fmt::Debug for Config {
             .field("jwt_rsa_public_key", &self.jwt_rsa_public_key)
             .field("jwt_ec_public_key", &self.jwt_ec_public_key)
             .field("jwt_leeway_s", &self.jwt_leeway_s)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .field("echo_endpoint", &self.echo_endpoint)
             .field("pin_cpus", &self.pin_cpus)
             .field("console_mint", &self.console_mint)

@@ -178,7 +178,9 @@ fn validate_rejects_zero_bounds() {
 
 #[test]
 fn validate_checks_relationships() {
-    let bad: [(Mutation, &str); 12] = [
+    let bad: [(Mutation, &str); 14] = [
+        (|c| c.tls_cert = Some("cert.pem".into()), "tls_key"),
+        (|c| c.tls_key = Some("key.pem".into()), "tls_cert"),
         (|c| c.shards = 65, "shards"),
         (|c| c.frame_bytes_max = c.message_bytes_max + 1, "frame_bytes_max"),
         (|c| c.ring_slots = 1000, "ring_slots"),
@@ -344,4 +346,18 @@ fn console_mint_is_a_flag_an_env_value_and_a_toml_key() {
     // What clap makes of ROOMCAST_CONSOLE_MINT=1.
     let env = ServeArgs { console_mint: Some(true), ..ServeArgs::default() };
     assert!(merge(&env, Some("console_mint = false")).expect("valid").console_mint);
+}
+
+#[test]
+fn tls_files_are_flags_env_values_and_toml_keys() {
+    let cli = ServeCli::try_parse_from(["serve", "--tls-cert=/c.pem", "--tls-key=/k.pem"])
+        .expect("flags parse");
+    let c = merge(&cli.args, None).expect("valid");
+    assert_eq!(c.tls_cert.as_deref(), Some(std::path::Path::new("/c.pem")));
+    assert_eq!(c.tls_key.as_deref(), Some(std::path::Path::new("/k.pem")));
+    let c = merge(&ServeArgs::default(), Some("tls_cert = \"a.pem\"\ntls_key = \"b.pem\"\n"))
+        .expect("valid");
+    assert_eq!(c.tls_cert.as_deref(), Some(std::path::Path::new("a.pem")));
+    assert_eq!(c.tls_key.as_deref(), Some(std::path::Path::new("b.pem")));
+    assert!(merge(&ServeArgs::default(), Some("tls_cert = \"a.pem\"")).is_err());
 }

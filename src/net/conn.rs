@@ -13,6 +13,12 @@
 //! compressor): broadcast frames come compressed from the bundle
 //! ([`Recipient::deflate_threshold`]), replies through [`Conn::compressed`].
 //!
+//! A TLS connection queues the same shared plaintext frames; its writer seals a run of them
+//! (at most `TLS_SEAL_BYTES_MAX`) into one buffer of records just before sending, so the
+//! queue's front holds ciphertext (`sealed` entries, never dropped: the record sequence must
+//! not skip) and the rest plaintext. The byte bound counts both, so a TLS connection may pass
+//! `outbound_bytes_max` by one run's record overhead.
+//!
 //! [`Recipient::deflate_threshold`]: crate::fanout::Recipient::deflate_threshold
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -26,7 +32,7 @@ use bytes::{Buf, Bytes};
 use smallvec::SmallVec;
 
 use crate::dialect::DialectId;
-use crate::limits::IOV_BATCH;
+use crate::limits::{IOV_BATCH, TLS_SEAL_BYTES_MAX};
 use crate::metrics::{self, ShardMetrics};
 use crate::model::ids::now_ms;
 use crate::model::UserId;
@@ -56,6 +62,8 @@ struct Outbound {
     front_started: bool,
     /// Nothing is written yet: the upgrade has not answered (frames queue behind the 101).
     held: bool,
+    /// TLS: how many front entries are ciphertext (sealed records), never dropped.
+    sealed: usize,
 }
 
 /// The shard's writer: the connections with frames to write since it last ran. Frames queued
@@ -153,6 +161,9 @@ pub struct Conn {
     pub flags: Cell<u8>,
     /// What permessage-deflate allows on this connection (set before it is shared).
     pub deflate: Deflate,
+    /// Its TLS state on a TLS listener (set once the 101 went out, before its session serves
+    /// it): the session decrypts what it receives with it, the writer seals the queue with it.
+    pub tls: OnceCell<Box<RefCell<crate::tls::TlsSession>>>,
     writer: Rc<Writer>,
 }
 
@@ -194,6 +205,7 @@ impl Conn {
             closing_since_ms: Cell::new(0),
             flags: Cell::new(0),
             deflate: Deflate::default(),
+            tls: OnceCell::new(),
             writer,
         }
     }
@@ -315,7 +327,8 @@ impl Conn {
         }
         if drop_queued {
             // A partly written frame must be finished, or the stream would be corrupt.
-            let keep = usize::from(out.front_started);
+            // Sealed (TLS) records cannot be dropped either: the record sequence must not skip.
+            let keep = usize::from(out.front_started).max(out.sealed);
             let dropped: usize = out.frames.drain(keep..).map(|f| f.len()).sum();
             out.bytes -= dropped;
         }
@@ -373,6 +386,7 @@ impl Conn {
         out.frames.clear();
         out.bytes = 0;
         out.shutdown_when_flushed = false;
+        out.sealed = 0;
         drop(out);
         // Both directions: the session's receive and any send in flight complete.
         let _ = self.socket.shutdown(Shutdown::Both);
@@ -395,7 +409,17 @@ impl Conn {
             self.flushed_out(out);
             return;
         }
-        let take = out.frames.len().min(IOV_BATCH);
+        let tls = self.tls.get();
+        if let (Some(tls), 0) = (tls, out.sealed) {
+            if !self.seal_front(&mut out, tls) {
+                drop(out);
+                self.kill();
+                return;
+            }
+        }
+        // TLS: only sealed records go out.
+        let take = if tls.is_some() { out.sealed } else { out.frames.len() }.min(IOV_BATCH);
+        out.sealed -= take.min(out.sealed);
         let frames: SmallVec<[Bytes; 4]> = out.frames.drain(..take).collect();
         let op = SendOp::new(frames);
         let len = op.len();
@@ -420,6 +444,54 @@ impl Conn {
         if closing {
             self.writer.drained.notify_waiters();
         }
+    }
+
+    /// Queues TLS records the connection's reads produced (a key update's answer, an alert):
+    /// after the records already sealed, before the frames not yet sealed, so the record
+    /// stream stays in order. The byte bound applies as to [`Conn::send`].
+    pub fn send_sealed(self: &Rc<Self>, records: Bytes) {
+        let mut out = self.out.borrow_mut();
+        if out.bytes + records.len() > self.writer.outbound_bytes_max {
+            drop(out);
+            metrics::inc(&self.writer.metrics.slow_consumer_closes_total);
+            self.close_now(CLOSE_POLICY, "slow consumer");
+            return;
+        }
+        let at = out.sealed;
+        out.bytes += records.len();
+        out.frames.insert(at, records);
+        out.sealed += 1;
+        self.schedule(out);
+    }
+
+    /// TLS: seals the plaintext frames at the front of the queue (up to `TLS_SEAL_BYTES_MAX`,
+    /// at least one) into one buffer of records that replaces them; with the close frame, a
+    /// close_notify follows it. False when sealing failed (the connection is over).
+    fn seal_front(&self, out: &mut Outbound, tls: &RefCell<crate::tls::TlsSession>) -> bool {
+        let (mut count, mut plain) = (0, 0);
+        for frame in &out.frames {
+            if count > 0 && plain + frame.len() > TLS_SEAL_BYTES_MAX {
+                break;
+            }
+            count += 1;
+            plain += frame.len();
+        }
+        let mut sealed = Vec::with_capacity(plain + plain / 512 + 64);
+        let mut tls = tls.borrow_mut();
+        let frames = out.frames.iter().take(count).map(|f| &f[..]);
+        if let Err(e) = tls.seal_frames(frames, &mut sealed) {
+            metrics::inc(&self.writer.metrics.tls_errors_total);
+            tracing::debug!("TLS: {e}");
+            return false;
+        }
+        if out.closed && count == out.frames.len() {
+            tls.close_notify(&mut sealed);
+        }
+        out.frames.drain(..count);
+        out.bytes = out.bytes - plain + sealed.len();
+        out.frames.push_front(Bytes::from(sealed));
+        out.sealed = 1;
+        true
     }
 
     /// The send in flight completed with `result` (bytes written or `-errno`): the unwritten
@@ -452,6 +524,10 @@ impl Conn {
         if !rest.is_empty() {
             // The socket's buffer filled: the rest goes first next time.
             metrics::inc(&metrics.write_blocked_total);
+            if self.tls.get().is_some() {
+                // What went back is ciphertext: it stays ahead of everything not yet sealed.
+                out.sealed += rest.len();
+            }
             for frame in rest.into_iter().rev() {
                 out.bytes += frame.len();
                 out.frames.push_front(frame);

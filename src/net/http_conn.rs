@@ -13,10 +13,16 @@
 //! the 101. permessage-deflate is negotiated at the upgrade (`ws::extension`) unless
 //! `--deflate off`.
 //!
+//! With TLS configured (`--tls-cert`), every connection is TLS from its first byte: reads
+//! decrypt into the same request buffer (`TlsSession::read`), the handshake running inside the
+//! first request's deadline, and every write is sealed first; the upgrade hands the
+//! connection's TLS state to its `Conn`.
+//!
 //! Invariant: no io_uring op on the stream outlives the task's wait for it ([`until`]), so the
 //! descriptor is closed exactly once, when the last `Rc<TcpStream>` drops (the upgrade hands
 //! the session a duplicate of its own).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::AtomicU64;
@@ -35,6 +41,7 @@ use crate::model::{ShardId, UserId};
 use crate::net::admission::HttpSlot;
 use crate::net::conn::{Conn, Deflate};
 use crate::shard::{AttachRefused, Shard};
+use crate::tls::{Progress, TlsSession};
 use crate::ws::extension::{self, Agreement};
 
 /// Serves the connection until it closes or upgrades; `slot` is its place in the shard's HTTP
@@ -46,15 +53,33 @@ use crate::ws::extension::{self, Agreement};
 /// decrements `connections`.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: HttpSlot) {
     metrics::inc(&shard.metrics.connections);
-    let stream = Rc::new(stream);
-    if !serve_requests(&shard, stream).await {
+    let tls = match &shard.tls {
+        None => None,
+        Some(tls) => match tls.accept() {
+            Ok(session) => Some(session),
+            Err(e) => {
+                tracing::warn!(shard = shard.id.get(), "TLS connection state: {e}");
+                metrics::dec(&shard.metrics.connections);
+                return;
+            }
+        },
+    };
+    let io = Io { stream: Rc::new(stream), tls: RefCell::new(tls) };
+    if !serve_requests(&shard, io).await {
         metrics::dec(&shard.metrics.connections);
     }
     drop(slot);
 }
 
+/// A connection in its HTTP phase: the io_uring stream and, on a TLS listener, its TLS state.
+struct Io {
+    stream: Rc<TcpStream>,
+    tls: RefCell<Option<TlsSession>>,
+}
+
 /// Serves requests until the connection closes (false) or is upgraded (true).
-async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
+async fn serve_requests(shard: &Rc<Shard>, io: Io) -> bool {
+    let stream = &io;
     let config = shard.config.clone();
     let request_time = Duration::from_millis(config.handshake_timeout_ms);
     let keep_alive_time = Duration::from_millis(config.http_keepalive_timeout_ms);
@@ -70,18 +95,18 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    let _ = write(shard, &stream, e.render(false)).await;
+                    let _ = write(shard, stream, e.render(false)).await;
                     return false;
                 }
             }
-            buf = match read_more(shard, &stream, buf, deadline).await {
+            buf = match read_more(shard, stream, buf, deadline).await {
                 Ok(buf) => buf,
                 Err(end) => return end.count(&shard.metrics.timeouts_total),
             };
         };
         metrics::inc(&shard.metrics.http_requests_total);
         if upgrade::is_websocket_upgrade(&head) {
-            return upgrade_to_websocket(shard, stream, head, buf, false).await;
+            return upgrade_to_websocket(shard, io, head, buf, false).await;
         }
         // A request that starts once the drain began is refused, so every request the drain
         // waits for was counted before it (`shard::drain`): no write is acknowledged after
@@ -89,11 +114,11 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
         if shard.shutting_down.get() {
             let refused =
                 response::json_error(503, "shutting_down", "the server is shutting down", false);
-            let _ = write(shard, &stream, refused).await;
+            let _ = write(shard, stream, refused).await;
             return false;
         }
         let in_flight = InFlight::new(shard);
-        let Some(body) = read_body(shard, &stream, &head, &mut buf, deadline).await else {
+        let Some(body) = read_body(shard, stream, &head, &mut buf, deadline).await else {
             return false;
         };
         let keep_alive = head.keep_alive && !shard.shutting_down.get();
@@ -105,12 +130,12 @@ async fn serve_requests(shard: &Rc<Shard>, stream: Rc<TcpStream>) -> bool {
         // A response to HEAD has no content (RFC 9110 §9.3.2): a keep-alive client would read
         // it as the start of the next response.
         let reply = if head.method == Method::Head { response::head_only(reply) } else { reply };
-        if !write(shard, &stream, reply).await || !keep_alive {
+        if !write(shard, stream, reply).await || !keep_alive {
             return false;
         }
         if buf.is_empty() {
             // Idle between requests: the next one must start within the keep-alive time.
-            buf = match read_more(shard, &stream, buf, Instant::now() + keep_alive_time).await {
+            buf = match read_more(shard, stream, buf, Instant::now() + keep_alive_time).await {
                 Ok(buf) => buf,
                 Err(end) => return end.count(&shard.metrics.http_keepalive_closes_total),
             };
@@ -155,13 +180,18 @@ impl ReadEnd {
     }
 }
 
-/// Reads more bytes into `buf` before `deadline`.
+/// Reads more bytes into `buf` before `deadline` (plaintext: decrypted on a TLS connection,
+/// whose handshake runs here until the first request bytes arrive).
 async fn read_more(
     shard: &Shard,
-    stream: &TcpStream,
+    io: &Io,
     mut buf: BytesMut,
     deadline: Instant,
 ) -> Result<BytesMut, ReadEnd> {
+    if io.tls.borrow().is_some() {
+        return read_more_tls(shard, io, buf, deadline).await;
+    }
+    let stream = &*io.stream;
     if buf.capacity() - buf.len() < 512 {
         buf.reserve(buf.len().max(1024));
     }
@@ -171,6 +201,53 @@ async fn read_more(
         Some((Ok(n), buf)) => {
             metrics::add(&shard.metrics.bytes_in_total, n as u64);
             Ok(buf)
+        }
+    }
+}
+
+/// [`read_more`] on a TLS connection: reads ciphertext and decrypts it into `buf`, sending what
+/// the handshake answers, until some plaintext arrived.
+async fn read_more_tls(
+    shard: &Shard,
+    io: &Io,
+    mut buf: BytesMut,
+    deadline: Instant,
+) -> Result<BytesMut, ReadEnd> {
+    let stream = &*io.stream;
+    loop {
+        let cipher = BytesMut::with_capacity(crate::limits::TLS_HTTP_READ_BYTES);
+        let mut cipher =
+            match until(stream, deadline, crate::net::read_appending(stream, cipher)).await {
+                None => return Err(ReadEnd::Deadline),
+                Some((Ok(0) | Err(_), _)) => return Err(ReadEnd::Closed),
+                Some((Ok(n), cipher)) => {
+                    metrics::add(&shard.metrics.bytes_in_total, n as u64);
+                    cipher
+                }
+            };
+        let before = buf.len();
+        let (read, output) = {
+            let mut tls = io.tls.borrow_mut();
+            let Some(tls) = tls.as_mut() else {
+                return Err(ReadEnd::Closed);
+            };
+            (tls.read(&mut cipher, &mut buf), tls.take_output())
+        };
+        drop(cipher);
+        if let Some(output) = output {
+            if !write_raw(shard, stream, output).await {
+                return Err(ReadEnd::Closed);
+            }
+        }
+        match read {
+            Err(e) => {
+                metrics::inc(&shard.metrics.tls_errors_total);
+                tracing::debug!(shard = shard.id.get(), "TLS: {e}");
+                return Err(ReadEnd::Closed);
+            }
+            Ok(_) if buf.len() > before => return Ok(buf),
+            Ok(Progress::Closed) => return Err(ReadEnd::Closed),
+            Ok(Progress::Open) => {}
         }
     }
 }
@@ -201,7 +278,7 @@ async fn until<T>(stream: &TcpStream, deadline: Instant, op: impl Future<Output 
 /// Reads a Content-Length body; answers and returns `None` when it is refused or never comes.
 async fn read_body(
     shard: &Shard,
-    stream: &TcpStream,
+    stream: &Io,
     head: &RequestHead,
     buf: &mut BytesMut,
     deadline: Instant,
@@ -234,9 +311,29 @@ async fn read_body(
     Some(buf.split_to(head.content_length).freeze())
 }
 
-/// Writes a whole response; false when the socket failed, or when the client took none of it
-/// for `handshake_timeout_ms` (a client that does not read): then the socket is shut down.
-async fn write(shard: &Shard, stream: &TcpStream, bytes: Bytes) -> bool {
+/// Writes a whole response (sealed first on a TLS connection); false when the socket failed,
+/// or when the client took none of it for `handshake_timeout_ms` (a client that does not
+/// read): then the socket is shut down.
+async fn write(shard: &Shard, io: &Io, bytes: Bytes) -> bool {
+    let sealed = match io.tls.borrow_mut().as_mut() {
+        None => None,
+        Some(tls) => {
+            let mut out = Vec::with_capacity(bytes.len() + 64);
+            match tls.seal(&bytes, &mut out) {
+                Ok(()) => Some(Bytes::from(out)),
+                Err(e) => {
+                    metrics::inc(&shard.metrics.tls_errors_total);
+                    tracing::debug!(shard = shard.id.get(), "TLS: {e}");
+                    return false;
+                }
+            }
+        }
+    };
+    write_raw(shard, &io.stream, sealed.unwrap_or(bytes)).await
+}
+
+/// [`write`] of bytes as they go on the wire.
+async fn write_raw(shard: &Shard, stream: &TcpStream, bytes: Bytes) -> bool {
     let stall = Duration::from_millis(shard.config.handshake_timeout_ms);
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -259,7 +356,7 @@ async fn write(shard: &Shard, stream: &TcpStream, bytes: Bytes) -> bool {
 /// without a close frame (the dialect's own way of refusing).
 async fn refuse_after_upgrade(
     shard: &Shard,
-    stream: &TcpStream,
+    stream: &Io,
     head: &RequestHead,
     frame: Bytes,
 ) -> bool {
@@ -274,17 +371,12 @@ async fn refuse_after_upgrade(
     out.extend_from_slice(&accepted);
     out.extend_from_slice(&frame);
     let _ = write(shard, stream, Bytes::from(out)).await;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = stream.stream.shutdown(std::net::Shutdown::Both);
     false
 }
 
 /// Answers an upgrade with the dialect's refusal; always false (the connection ends).
-async fn answer_refusal(
-    shard: &Shard,
-    stream: &TcpStream,
-    head: &RequestHead,
-    refusal: Refusal,
-) -> bool {
+async fn answer_refusal(shard: &Shard, stream: &Io, head: &RequestHead, refusal: Refusal) -> bool {
     match refusal {
         Refusal::Http(answer) => {
             let _ = write(shard, stream, answer).await;
@@ -304,8 +396,10 @@ pub struct Handoff {
     socket: std::net::TcpStream,
     /// The parsed request head.
     head: RequestHead,
-    /// Bytes read past the head.
+    /// Bytes read past the head (plaintext).
     buf: BytesMut,
+    /// The connection's TLS state, on a TLS listener.
+    tls: Option<TlsSession>,
 }
 
 /// Serves a handed-off upgrade request on this shard (its home): counted as this shard's
@@ -314,9 +408,9 @@ pub fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
     let shard = shard.clone();
     tokio_uring::spawn(async move {
         metrics::inc(&shard.metrics.connections);
-        let Handoff { socket, head, buf } = handoff;
-        let stream = Rc::new(TcpStream::from_std(socket));
-        if !upgrade_to_websocket(&shard, stream, head, buf, true).await {
+        let Handoff { socket, head, buf, tls } = handoff;
+        let io = Io { stream: Rc::new(TcpStream::from_std(socket)), tls: RefCell::new(tls) };
+        if !upgrade_to_websocket(&shard, io, head, buf, true).await {
             metrics::dec(&shard.metrics.connections);
         }
     });
@@ -326,15 +420,16 @@ pub fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
 /// (false). `adopted`: the request was handed here by another shard, so it is served here.
 async fn upgrade_to_websocket(
     shard: &Rc<Shard>,
-    stream: Rc<TcpStream>,
+    io: Io,
     head: RequestHead,
     buf: BytesMut,
     adopted: bool,
 ) -> bool {
+    let stream = &io;
     let Some(dialect) = dialect::at_path(&head.path, &shard.config) else {
         let _ = write(
             shard,
-            &stream,
+            stream,
             response::json_error(404, "not_found", "no WebSocket endpoint at this path", false),
         )
         .await;
@@ -343,7 +438,7 @@ async fn upgrade_to_websocket(
     if shard.shutting_down.get() {
         let _ = write(
             shard,
-            &stream,
+            stream,
             response::json_error(503, "shutting_down", "the server is shutting down", false),
         )
         .await;
@@ -354,12 +449,14 @@ async fn upgrade_to_websocket(
         Some(home) if home != shard.id && !adopted && home.0 < shard.shard_count => {
             // The request continues state that lives on `home`: serve it there. This shard's
             // count of it ends here (the caller's), the home's starts in `adopt`.
-            let Some(socket) = nonblocking_socket(&stream) else {
+            let Some(socket) = nonblocking_socket(&io.stream) else {
                 return false;
             };
-            drop(stream);
+            let tls = io.tls.into_inner();
+            drop(io.stream);
             metrics::inc(&shard.metrics.upgrades_handed_off_total);
-            shard.send(home, crate::mesh::Command::Adopt(Box::new(Handoff { socket, head, buf })));
+            let handoff = Handoff { socket, head, buf, tls };
+            shard.send(home, crate::mesh::Command::Adopt(Box::new(handoff)));
             return false;
         }
         _ => {}
@@ -377,7 +474,7 @@ async fn upgrade_to_websocket(
                 Ok((identity, flags)) => (Some(identity), flags),
                 Err(reason) => {
                     let refusal = protocol.refuse(RefuseReason::Unauthorized(&reason));
-                    return answer_refusal(shard, &stream, &head, refusal).await;
+                    return answer_refusal(shard, stream, &head, refusal).await;
                 }
             }
         }
@@ -388,12 +485,12 @@ async fn upgrade_to_websocket(
             Ok(()) => {}
             Err(AttachRefused::UserFull { max }) => {
                 let refusal = protocol.refuse(RefuseReason::TooManyConnections { max });
-                return answer_refusal(shard, &stream, &head, refusal).await;
+                return answer_refusal(shard, stream, &head, refusal).await;
             }
             Err(AttachRefused::ShardFull | AttachRefused::AlreadyAttached) => {
                 let _ = write(
                     shard,
-                    &stream,
+                    stream,
                     response::json_error(503, "too_many_connections", "this server is full", false),
                 )
                 .await;
@@ -403,14 +500,14 @@ async fn upgrade_to_websocket(
     }
     let session = match protocol.session_for(shard, &head) {
         Ok(session) => session,
-        Err(refusal) => return answer_refusal(shard, &stream, &head, refusal).await,
+        Err(refusal) => return answer_refusal(shard, stream, &head, refusal).await,
     };
     // Every event connection has a session, so the sessions count them all (echo ones too).
     if shard.conn.ws.len() >= shard.config.connections_per_shard_max {
         metrics::inc(&shard.metrics.connections_refused_total);
         let _ = write(
             shard,
-            &stream,
+            stream,
             response::json_error(503, "too_many_connections", "this server is full", false),
         )
         .await;
@@ -424,11 +521,11 @@ async fn upgrade_to_websocket(
     let accepted = match upgrade::accept(&head) {
         Ok(accepted) => with_headers(&accepted, shard.id, deflate.as_ref()),
         Err(e) => {
-            let _ = write(shard, &stream, e.render(false)).await;
+            let _ = write(shard, stream, e.render(false)).await;
             return false;
         }
     };
-    let Some(socket) = nonblocking_socket(&stream) else {
+    let Some(socket) = nonblocking_socket(&io.stream) else {
         return false;
     };
     let mut conn = Conn::new(dialect, socket, shard.conn.writer.clone());
@@ -453,25 +550,30 @@ async fn upgrade_to_websocket(
                     response::json_error(503, "too_many_connections", "this server is full", false),
                 ),
             };
-            return answer_refusal(shard, &stream, &head, refusal).await;
+            return answer_refusal(shard, &io, &head, refusal).await;
         }
         if !shard.settle_subscriptions(conn.user()).await {
             shard.detach(&conn);
             let _ = write(
                 shard,
-                &stream,
+                &io,
                 response::json_error(503, "unavailable", "the server is overloaded", false),
             )
             .await;
             return false;
         }
     }
-    if !write(shard, &stream, accepted).await {
+    if !write(shard, &io, accepted).await {
         shard.detach(&conn);
         return false;
     }
+    // The TLS state moves to the connection before anything is written through it (it is
+    // held, and its session does not serve it yet).
+    if let Some(tls) = io.tls.into_inner() {
+        let _ = conn.tls.set(Box::new(RefCell::new(tls)));
+    }
     conn.release();
-    drop(stream);
+    drop(io.stream);
     // The head's headers are not needed any more: free them before the long-lived session.
     drop(head);
     shard.conn.ws.open(shard, conn, session, buf);

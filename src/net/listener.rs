@@ -48,8 +48,10 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: std::net::TcpListener) {
                             slot,
                         ));
                     }
-                    // Answered at once and closed as `stream` drops.
-                    Err(refused) => admission::refuse(&stream, refused),
+                    // Answered at once and closed as `stream` drops; a TLS client could not
+                    // read a plaintext 503, so it only sees the connection closed.
+                    Err(refused) if shard.tls.is_none() => admission::refuse(&stream, refused),
+                    Err(_) => {}
                 }
             }
             Err(error) => {

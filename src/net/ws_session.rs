@@ -89,6 +89,8 @@ pub struct Sessions {
     next_generation: Cell<u32>,
     /// Where bytes are decoded when no partial frame waits (its allocation is reused).
     scratch: RefCell<BytesMut>,
+    /// The shared buffer TLS sessions decrypt into (plaintext of one completion).
+    plaintext: RefCell<BytesMut>,
     /// Sessions holding a partial frame.
     partials: Cell<u64>,
 }
@@ -101,6 +103,7 @@ impl Sessions {
             slots: RefCell::new(Slab::new()),
             next_generation: Cell::new(0),
             scratch: RefCell::new(BytesMut::new()),
+            plaintext: RefCell::new(BytesMut::new()),
             partials: Cell::new(0),
         }
     }
@@ -227,8 +230,13 @@ impl Sessions {
             match result {
                 Ok(data) if !data.is_empty() => {
                     if live {
+                        let conn = session.conn.clone();
                         drop(slots);
-                        if !self.on_bytes(shard, key, data) {
+                        let go_on = match conn.tls.get() {
+                            None => self.on_bytes(shard, key, data),
+                            Some(tls) => self.on_ciphertext(shard, key, &conn, tls, data),
+                        };
+                        if !go_on {
                             self.end(shard, key);
                             return;
                         }
@@ -266,6 +274,26 @@ impl Sessions {
             self.ring.arm_recv(target, tag);
         }
         self.finish_if_done(key);
+    }
+
+    /// Decrypts `ciphertext`, which arrived for TLS session `key`, and decodes the plaintext
+    /// ([`Sessions::on_bytes`]); false when the session must end (a TLS error, or the peer's
+    /// close_notify).
+    fn on_ciphertext(
+        &self,
+        shard: &Rc<Shard>,
+        key: usize,
+        conn: &Rc<Conn>,
+        tls: &RefCell<crate::tls::TlsSession>,
+        ciphertext: &[u8],
+    ) -> bool {
+        let mut plain = std::mem::take(&mut *self.plaintext.borrow_mut());
+        plain.clear();
+        let open = crate::tls::decrypt(conn, tls, ciphertext, &mut plain, &shard.metrics);
+        let go_on = (plain.is_empty() || self.on_bytes(shard, key, &plain)) && open;
+        plain.clear();
+        *self.plaintext.borrow_mut() = plain;
+        go_on
     }
 
     /// Decodes `data`, which arrived for session `key`; false when the session must end.

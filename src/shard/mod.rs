@@ -102,6 +102,9 @@ pub struct Shard {
     pub dialects: Box<[RefCell<Box<dyn Any>>]>,
     /// Set by the main thread to ask every shard to stop.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// The listener's TLS (this shard's copy of the certificates), when configured: then
+    /// every connection it accepts is TLS.
+    pub tls: Option<crate::tls::ShardTls>,
     /// Set once shutdown began: no new connections or actions.
     pub shutting_down: Cell<bool>,
     /// Wakes tasks that wait for shutdown.

@@ -34,6 +34,8 @@ pub struct ServerHandle {
     doorbells: Arc<Vec<Doorbell>>,
     threads: Vec<JoinHandle<()>>,
     metrics: Vec<Arc<ShardMetrics>>,
+    /// The TLS certificates, when the listener speaks TLS.
+    tls: Option<Arc<crate::tls::Certificates>>,
 }
 
 /// Whether every shard's loop is running: read from any thread (the systemd watchdog).
@@ -68,6 +70,15 @@ impl ServerHandle {
         Health { metrics: self.metrics.clone() }
     }
 
+    /// Reads the TLS certificate files again (on SIGHUP): new connections get them, open ones
+    /// keep theirs; an error keeps the previous certificates. `Ok(false)` without TLS.
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match &self.tls {
+            Some(certificates) => certificates.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Stops the server and waits for every shard thread to end.
     pub fn shutdown(mut self) {
         self.trigger_shutdown();
@@ -99,6 +110,11 @@ struct Held {
 /// creating the directory removes it again.
 pub fn start(config: Config) -> Result<ServerHandle, String> {
     config.validate()?;
+    // Before anything is claimed or created: a bad certificate leaves no trace.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::Certificates::load(cert, key)?),
+        _ => None,
+    };
     let shard_count = config.shard_count();
     let claimed = crate::net::bind::claim(config.listen, shard_count)?;
     let (dir_lock, created) =
@@ -106,7 +122,7 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
     let addr = claimed.addr;
     let (address_lock, sockets) = (claimed.lock, claimed.sockets);
     let held = Arc::new(Held { _address: address_lock, _data_dir: dir_lock });
-    let started = start_shards(config, addr, sockets, &held);
+    let started = start_shards(config, addr, sockets, &held, tls);
     if started.is_err() {
         // Still holding the lock: nobody else can be using what is removed.
         created.remove();
@@ -120,6 +136,7 @@ fn start_shards(
     addr: SocketAddr,
     sockets: crate::net::bind::Sockets,
     held: &Arc<Held>,
+    tls: Option<Arc<crate::tls::Certificates>>,
 ) -> Result<ServerHandle, String> {
     let (settings, created) =
         crate::config::auth_settings(&config).map_err(|e| format!("jwt keys: {e}"))?;
@@ -178,6 +195,7 @@ fn start_shards(
         doorbells,
         threads: Vec::new(),
         metrics: metrics.clone(),
+        tls: tls.clone(),
     };
     let shard_inputs = endpoints.into_iter().zip(listeners).zip(stores);
     let now_s = crate::auth::now_unix_s();
@@ -203,6 +221,7 @@ fn start_shards(
             metrics: metrics[id].clone(),
             registry: registry.clone(),
             stop: stop.clone(),
+            tls: tls.clone(),
         };
         let core = (config.pin_cpus && !cores.is_empty()).then(|| cores[id % cores.len()]);
         let held = held.clone();
@@ -251,6 +270,7 @@ struct ShardParts {
     metrics: Arc<ShardMetrics>,
     registry: Arc<Registry>,
     stop: Arc<AtomicBool>,
+    tls: Option<Arc<crate::tls::Certificates>>,
 }
 
 async fn shard_main(
@@ -303,6 +323,7 @@ async fn shard_main(
         metrics: parts.metrics,
         registry: parts.registry,
         stop: parts.stop,
+        tls: parts.tls.map(crate::tls::ShardTls::new),
         mesh: RefCell::new(endpoint),
         inbox: RefCell::new(VecDeque::new()),
         inbox_wake: tokio::sync::Notify::new(),

@@ -1,8 +1,10 @@
 """Shared helpers of the real-client tests: where the server is, tokens from the `roomcast token`
 command, a REST call, a silence check, and a private server started with extra flags.
 
-Environment: ROOMCAST_URL (http://127.0.0.1:PORT), ROOMCAST_BIN (the binary) and
-ROOMCAST_DATA_DIR (the server's data directory, whose jwt_secret `token` uses).
+Environment: ROOMCAST_URL (http://127.0.0.1:PORT, or https:// for a server started with
+--tls-cert: then the sockets are wss://, and SSL_CERT_FILE names the test CA that urllib and
+websockets trust), ROOMCAST_BIN (the binary) and ROOMCAST_DATA_DIR (the server's data
+directory, whose jwt_secret `token` uses).
 """
 
 import asyncio
@@ -17,7 +19,7 @@ import urllib.error
 import urllib.request
 
 URL = os.environ.get("ROOMCAST_URL", "http://127.0.0.1:18080")
-WS = URL.replace("http://", "ws://")
+WS = URL.replace("https://", "wss://").replace("http://", "ws://")
 BIN = os.environ.get("ROOMCAST_BIN", "target/release/roomcast")
 DATA_DIR = os.environ.get("ROOMCAST_DATA_DIR", "data")
 

@@ -152,8 +152,8 @@ pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> HttpResponse {
     read_response(&mut stream).await
 }
 
-/// Reads one response from `stream`.
-pub async fn read_response(stream: &mut TcpStream) -> HttpResponse {
+/// Reads one response from `stream` (a TCP or TLS stream).
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> HttpResponse {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {

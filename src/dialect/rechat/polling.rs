@@ -102,6 +102,9 @@ pub async fn handshake(shard: &Rc<Shard>, version: Version, keep_alive: bool) ->
     get(shard, &poll, keep_alive).await
 }
 
+/// How often an ended session whose queue the client has not fetched yet checks it again.
+const POLL_LINGER_CHECK: Duration = Duration::from_millis(20);
+
 /// Moves what the server sends the session into its queue (or, once upgraded, to its
 /// WebSocket), until the session ends.
 async fn read_into_queue(shard: Rc<Shard>, sid: String, poll: Rc<Poll>) {
@@ -129,6 +132,16 @@ async fn read_into_queue(shard: Rc<Shard>, sid: String, poll: Rc<Poll>) {
     poll.wake.notify_one();
     poll.upstream_wake.notify_one();
     poll.pipe.close();
+    // What was queued before the end (the disconnect packet of a logout, typically) is still
+    // the client's: between two GETs it has none waiting, so the session stays findable until
+    // a GET takes the queue, or for a ping interval and timeout (bounded, then dropped).
+    let linger = Duration::from_millis(
+        shard.config.rechat_ping_interval_ms + shard.config.rechat_ping_timeout_ms,
+    );
+    let deadline = tokio::time::Instant::now() + linger;
+    while !poll.queue.borrow().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(POLL_LINGER_CHECK).await;
+    }
     shard.dialect_state::<RechatState>(ID).polls.remove(&sid);
     let ws = poll.upgraded.borrow().as_ref().and_then(Weak::upgrade);
     if let Some(ws) = ws {

@@ -5,6 +5,9 @@
 //   ROOMCAST_URL=http://127.0.0.1:PORT ROOMCAST_BIN=target/release/roomcast \
 //   ROOMCAST_DATA_DIR=<the server's data dir> node --test tests/clients/rechat/
 //
+// Over TLS: ROOMCAST_URL=https://127.0.0.1:PORT and NODE_EXTRA_CA_CERTS=<the test CA's PEM>
+// (fetch, ws and both Socket.IO clients then trust the server's certificate).
+//
 // Tokens come from `roomcast token` (the server's jwt_secret in its data directory); rooms are
 // made through REST with a service token. User names are unique per run, so the tests share a
 // server with other client tests.
