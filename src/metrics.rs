@@ -159,6 +159,14 @@ shard_metrics! {
     store_healthy: "gauge";
     /// Batches waiting in the store's write ring.
     store_write_ring_used: "gauge";
+    /// Checkpoints of the store's write-ahead log into redb (`--durability fsync`).
+    store_checkpoints_total: "counter";
+    /// Bytes in the write-ahead log's current generation.
+    store_log_bytes: "gauge";
+    /// Batches durable in the log but not yet applied to redb (at most `STORE_APPLY_OPS` ops).
+    store_unapplied_batches: "gauge";
+    /// Batches replayed from the write-ahead log when the store opened (after a crash).
+    store_log_replayed_batches: "gauge";
 }
 
 /// All shards' metrics plus the mesh gauges.

@@ -732,6 +732,8 @@ fn logged_batches_are_replayed_at_start_and_then_not_again() {
         ],
     );
     let (mut store, recovered) = open(dir.path(), 0, 1, 10);
+    assert_eq!(store.metrics().replayed_batches, 2, "both logged batches counted as replayed");
+    assert_eq!(store.metrics().log_bytes, 0, "the replay starts the log over");
     assert_eq!(recovered.rooms[0].recent, vec![message(5, 11, 1), message(5, 12, 2)]);
     assert_eq!(recovered.rooms[0].members, vec![("bob".to_string(), 0)]);
     assert_eq!(recovered.max_message_id, 12);
@@ -745,8 +747,15 @@ fn logged_batches_are_replayed_at_start_and_then_not_again() {
             StoreOp::RemoveMember { room: 5, user: "bob".into() },
         ]],
     );
+    let logged = store.metrics();
+    assert!(logged.log_bytes > 0, "the committed batch is in the log");
     drop(store);
-    let (_, recovered) = open(dir.path(), 0, 1, 10);
+    let (store, recovered) = open(dir.path(), 0, 1, 10);
+    assert_eq!(
+        store.metrics().replayed_batches,
+        0,
+        "the shutdown checkpoint left nothing to replay"
+    );
     assert_eq!(recovered.rooms[0].recent, vec![edited, message(5, 12, 2)]);
     assert!(recovered.rooms[0].members.is_empty());
 }
