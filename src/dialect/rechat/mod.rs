@@ -323,8 +323,8 @@ impl Dialect for Rechat {
         match cx.event {
             Event::MessageCreated(m) => {
                 let view = cx.room.view();
-                let sent = text_frame(&socketio::message_sent(&view, m));
-                let note = text_frame(&socketio::message_notification(&view, m));
+                let (sent, note) = socketio::message_sent_and_notification(&view, m);
+                let (sent, note) = (text_frame(&sent), text_frame(&note));
                 let mut both = BytesMut::with_capacity(sent.len() + note.len());
                 both.extend_from_slice(&sent);
                 both.extend_from_slice(&note);
