@@ -126,6 +126,11 @@ pub struct ServeArgs {
     /// [default: 64].
     #[arg(long, env = "ROOMCAST_HTTP_CONNECTIONS_PER_IP_MAX")]
     pub http_connections_per_ip_max: Option<usize>,
+    /// Addresses of load balancers and proxies in front of the server (comma-separated
+    /// networks, `10.0.0.0/8,fd00::/8`, or addresses): their connections are not held to the
+    /// per-address cap, only to the shard's [default: none].
+    #[arg(long, env = "ROOMCAST_HTTP_TRUSTED_PROXIES")]
+    pub http_trusted_proxies: Option<String>,
     /// Ping interval, ms [default: 20000].
     #[arg(long, env = "ROOMCAST_PING_INTERVAL_MS")]
     pub ping_interval_ms: Option<u64>,
@@ -224,6 +229,7 @@ struct FileConfig {
     http_keepalive_timeout_ms: Option<u64>,
     http_connections_per_shard_max: Option<usize>,
     http_connections_per_ip_max: Option<usize>,
+    http_trusted_proxies: Option<String>,
     ping_interval_ms: Option<u64>,
     big_silence_ms: Option<u64>,
     big_resend_ms: Option<u64>,
@@ -256,7 +262,8 @@ macro_rules! overlay {
             rest_body_bytes_max, stored_message_bytes_max, history_page_bytes_max,
             outbound_bytes_max, handshake_timeout_ms,
             idle_timeout_ms, http_keepalive_timeout_ms, http_connections_per_shard_max,
-            http_connections_per_ip_max, ping_interval_ms, big_silence_ms, big_resend_ms,
+            http_connections_per_ip_max, http_trusted_proxies, ping_interval_ms, big_silence_ms,
+            big_resend_ms,
             big_unacked_max,
             drain_ms, rechat_ping_interval_ms, rechat_ping_timeout_ms, rechat_cors_origins,
             actions_per_second, actions_burst,

@@ -145,6 +145,11 @@ pub struct Config {
     /// Most HTTP-phase connections of one shard from one source address (IPv4, or an IPv6 /64);
     /// one more gets a short 503 and is closed.
     pub http_connections_per_ip_max: usize,
+    /// Load balancers and proxies in front of the server: comma-separated networks (CIDR) or
+    /// addresses, empty for none. Connections from them are exempt from
+    /// `http_connections_per_ip_max` (every client behind one shares its address), not from
+    /// `http_connections_per_shard_max`. See [`Config::trusted_proxies`].
+    pub http_trusted_proxies: String,
     /// A connection silent for this long is closed, in ms.
     pub idle_timeout_ms: u64,
     /// Interval between server pings on a quiet connection, in ms.
@@ -223,6 +228,7 @@ impl Default for Config {
             http_keepalive_timeout_ms: 60_000,
             http_connections_per_shard_max: 10_000,
             http_connections_per_ip_max: 64,
+            http_trusted_proxies: String::new(),
             ping_interval_ms: 20_000,
             big_silence_ms: 20_000,
             big_resend_ms: 5_000,
@@ -257,6 +263,31 @@ macro_rules! require_nonzero {
 }
 
 impl Config {
+    /// `http_trusted_proxies` parsed: each entry a network (`10.0.0.0/8`) or one address (a
+    /// /32 or /128), at most [`TRUSTED_PROXIES_MAX`](crate::limits::TRUSTED_PROXIES_MAX).
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        let entries: Vec<&str> =
+            self.http_trusted_proxies.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+        if entries.len() > crate::limits::TRUSTED_PROXIES_MAX {
+            return Err(format!(
+                "http_trusted_proxies: at most {} entries",
+                crate::limits::TRUSTED_PROXIES_MAX
+            ));
+        }
+        entries
+            .into_iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        format!("http_trusted_proxies: {entry:?} is not a network or an address")
+                    })
+            })
+            .collect()
+    }
+
     /// Checks bounds and relationships; the message names the offending field.
     pub fn validate(&self) -> Result<(), String> {
         require_nonzero!(
@@ -323,6 +354,7 @@ impl Config {
             return Err("jwt_secret must not be empty when given".into());
         }
         crate::dialect::rechat::cors::validate(&self.rechat_cors_origins)?;
+        self.trusted_proxies()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together: give both or neither".into());
         }
@@ -382,6 +414,7 @@ impl fmt::Debug for Config {
             .field("rechat_ping_interval_ms", &self.rechat_ping_interval_ms)
             .field("rechat_ping_timeout_ms", &self.rechat_ping_timeout_ms)
             .field("rechat_cors_origins", &self.rechat_cors_origins)
+            .field("http_trusted_proxies", &self.http_trusted_proxies)
             .field("drain_ms", &self.drain_ms)
             .field("ping_interval_ms", &self.ping_interval_ms)
             .field("actions_per_second", &self.actions_per_second)

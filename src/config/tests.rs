@@ -88,6 +88,7 @@ fn toml_overrides_defaults() {
         actions_burst = 50
         http_keepalive_timeout_ms = 5000
         http_connections_per_ip_max = 3
+        http_trusted_proxies = "10.0.0.0/8"
     "#;
     let c = merge(&ServeArgs::default(), Some(toml)).expect("valid toml");
     assert_eq!(c.listen, addr("0.0.0.0:9000"));
@@ -101,6 +102,7 @@ fn toml_overrides_defaults() {
     assert_eq!((c.frame_bytes_max, c.ring_slots, c.actions_burst), (16_384, 1_024, 50));
     assert_eq!((c.stored_message_bytes_max, c.history_page_bytes_max), (4_096, 8_192));
     assert_eq!((c.http_keepalive_timeout_ms, c.http_connections_per_ip_max), (5_000, 3));
+    assert_eq!(c.trusted_proxies(), Ok(vec!["10.0.0.0/8".parse().expect("network")]));
     assert_eq!(c.message_bytes_max, 65_536, "untouched fields keep defaults");
 }
 
@@ -178,7 +180,9 @@ fn validate_rejects_zero_bounds() {
 
 #[test]
 fn validate_checks_relationships() {
-    let bad: [(Mutation, &str); 14] = [
+    let bad: [(Mutation, &str); 16] = [
+        (|c| c.http_trusted_proxies = "10.0.0.0/33".into(), "http_trusted_proxies"),
+        (|c| c.http_trusted_proxies = "10.0.0.1,proxy.example".into(), "http_trusted_proxies"),
         (|c| c.tls_cert = Some("cert.pem".into()), "tls_key"),
         (|c| c.tls_key = Some("key.pem".into()), "tls_cert"),
         (|c| c.shards = 65, "shards"),
