@@ -10,8 +10,10 @@ use crate::fanout::Bundle;
 use crate::model::{RoomId, ShardId, UserId};
 use crate::net::http_conn::Handoff;
 
-/// A cross-shard message, pushed into the SPSC ring from one shard to another.
-#[derive(Debug)]
+/// A cross-shard message, pushed into the SPSC ring from one shard to another. In a cluster,
+/// every variant but the node-local ones (`Adopt`, `Drained`, `Shutdown`, `NodeUp`,
+/// `NodeDown`) also crosses nodes, encoded by `cluster::wire` (serde, postcard).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Ask the owner shard to execute `request` and answer `from` with `token`.
     Request {
@@ -165,6 +167,7 @@ pub enum Command {
     },
     /// A draining shard → every other shard: `from` finished drain round `round` (0: its HTTP
     /// requests are answered; 1: every shard's round 0 reached it). See `shard::drain`.
+    #[serde(skip)]
     Drained {
         /// The sending shard.
         from: ShardId,
@@ -183,6 +186,11 @@ pub enum Command {
         held: bool,
     },
     /// A dialect's own message: only `dialect` reads `payload` (its `on_command` hook).
+    /// Across nodes it is the dialect's own bytes (`Dialect::encode_command`).
+    #[serde(
+        serialize_with = "crate::cluster::wire::serialize_dialect",
+        deserialize_with = "crate::cluster::wire::deserialize_dialect"
+    )]
     Dialect {
         /// The dialect.
         dialect: DialectId,
@@ -191,7 +199,17 @@ pub enum Command {
     },
     /// A shard that accepted an upgrade request → the shard its dialect says must serve it
     /// (`Dialect::home_shard`): the socket, the parsed head and the bytes read past it.
+    #[serde(skip)]
     Adopt(Box<Handoff>),
     /// Main thread → every shard: close every connection with 1001 and stop.
+    #[serde(skip)]
     Shutdown,
+    /// NATS thread → every local shard: node `0` stopped answering: answer what waits for it
+    /// with 503, forget its shards' connections.
+    #[serde(skip)]
+    NodeDown(usize),
+    /// NATS thread → every local shard: node `0` answers (again): tell it the memberships of
+    /// its users and the connections of its users here.
+    #[serde(skip)]
+    NodeUp(usize),
 }

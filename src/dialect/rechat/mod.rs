@@ -177,7 +177,11 @@ impl Rechat {
             }
             return Box::pin(async move { polling::handshake(&shard, version, keep_alive).await });
         };
-        let Some(owner) = engineio::shard_of_sid(&sid, shard.shard_count) else {
+        // A session lives on one shard of one node; another node does not know it (a cluster
+        // needs a load balancer that keeps a client on its node: ARCHITECTURE.md).
+        let owner = engineio::shard_of_sid(&sid, shard.shard_count)
+            .filter(|owner| shard.topology.local_of(*owner).is_some());
+        let Some(owner) = owner else {
             return refused(engineio::HttpError::SessionIdUnknown);
         };
         Box::pin(async move {
