@@ -72,6 +72,30 @@ fn wait_listening(addr: SocketAddr, what: &str) {
     }
 }
 
+/// On a failure, each node's cluster counters (what crossed, what was dropped).
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (node, addr) in self.addrs.iter().enumerate() {
+            use std::io::{Read, Write};
+            let Ok(mut stream) = std::net::TcpStream::connect(addr) else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let request =
+                format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(request.as_bytes());
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            for line in text.lines().filter(|l| {
+                l.starts_with("roomcast_cluster") || l.starts_with("roomcast_mesh_parked")
+            }) {
+                eprintln!("node {node}: {line}");
+            }
+        }
+    }
+}
+
 impl Cluster {
     /// Starts NATS and `n` nodes of one shard each, and waits until every node sees every
     /// other one up.
@@ -113,9 +137,14 @@ impl Cluster {
             .arg(&self.dirs[node].0)
             .args(["--cluster-url", &self.url, "--cluster-prefix", &self.prefix])
             .args(["--node", &node.to_string(), "--nodes", &self.nodes.len().to_string()])
-            .env("ROOMCAST_LOG", "warn")
+            .env("ROOMCAST_LOG", std::env::var("CLUSTER_TEST_LOG").unwrap_or("warn".into()))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(match std::env::var("CLUSTER_TEST_LOG_DIR") {
+                Ok(dir) => std::fs::File::create(format!("{dir}/node{node}.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::inherit()),
+                Err(_) => Stdio::inherit(),
+            })
             .spawn()
             .expect("spawn a node");
         self.nodes[node] = Some((Process(child), addr));
@@ -339,4 +368,367 @@ async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     for ws in [&mut k0, &mut k1, &mut k2] {
         assert_eq!(virola_text(ws).await, "after");
     }
+}
+
+// --- Clients of the other dialects (as in tests/big.rs, osu.rs, rechat.rs) ----------------
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+async fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text.to_string())).await.expect("send");
+}
+
+/// A BIG socket of `user`.
+async fn big(addr: SocketAddr, user: &str) -> Ws {
+    ws_connect(addr, "/websocket", Auth::Header(&user_token(user))).await.expect("big").0
+}
+
+/// A BIG request's successful response payload (events before it are skipped).
+async fn big_ok(ws: &mut Ws, id: &str, payload_type: &str, payload: Value) -> Value {
+    let request =
+        json!({"type": "request", "id": id, "payloadType": payload_type, "payload": payload});
+    send_text(ws, &request.to_string()).await;
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == "response" && frame["id"] == id {
+            return frame["payload"].clone();
+        }
+        assert!(frame.get("error").is_none(), "{frame}");
+    }
+}
+
+/// The next BIG event of `event_type`.
+async fn big_event(ws: &mut Ws, event_type: &str) -> Value {
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == "event" && frame["eventType"] == event_type {
+            return frame;
+        }
+    }
+}
+
+/// A token for osu! user `user` with session `sid`.
+fn session_token(user: &str, sid: &str) -> String {
+    let claims = roomcast::auth::MintClaims {
+        sub: user.to_string(),
+        role: None,
+        sid: Some(sid.to_string()),
+        scopes: None,
+        ttl_s: 3600,
+    };
+    roomcast::auth::mint_hs256(SECRET.as_bytes(), &claims).expect("mint")
+}
+
+/// An osu! socket, after its `connection.ready`.
+async fn osu(addr: SocketAddr, token: &str) -> Ws {
+    let (mut ws, _) = ws_connect(addr, "/notifications", Auth::Header(token)).await.expect("osu");
+    assert_eq!(next_json(&mut ws).await, json!({"event": "connection.ready"}));
+    ws
+}
+
+/// The next osu! frame whose `event` is `name`.
+async fn osu_event(ws: &mut Ws, name: &str) -> Value {
+    loop {
+        let event = next_json(ws).await;
+        if event["event"] == name {
+            return event;
+        }
+    }
+}
+
+/// The text frames until the server ends the connection (within 5 s).
+async fn until_closed(ws: &mut Ws) -> Vec<Value> {
+    let mut texts = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Err(_) => panic!("still open; got {texts:?}"),
+            Ok(Some(Ok(Message::Text(t)))) => texts.push(serde_json::from_str(&t).unwrap()),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => return texts,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// A Rechat (Engine.IO v3) socket of `user`, authenticated.
+async fn rechat(addr: SocketAddr, user: &str) -> Ws {
+    let path = "/socket.io/?EIO=3&transport=websocket";
+    let (mut ws, _) = ws_connect(addr, path, Auth::None).await.expect("rechat");
+    assert!(rechat_next(&mut ws).await.starts_with('0'), "open packet");
+    assert_eq!(rechat_next(&mut ws).await, "40");
+    send_text(&mut ws, &format!(r#"421["Authenticate","{}"]"#, user_token(user))).await;
+    loop {
+        let text = rechat_next(&mut ws).await;
+        if let Some(ack) = text.strip_prefix("431") {
+            let ack: Value = serde_json::from_str(ack).expect("ack");
+            assert_eq!((&ack[0], &ack[1]["id"]), (&Value::Null, &json!(user)), "{ack}");
+            return ws;
+        }
+    }
+}
+
+/// The next text packet of a Rechat socket (pings `2` are answered `3`).
+async fn rechat_next(ws: &mut Ws) -> String {
+    loop {
+        let text = match next_frame(ws).await {
+            Message::Text(text) => text.to_string(),
+            _ => continue,
+        };
+        if text == "2" {
+            send_text(ws, "3").await;
+            continue;
+        }
+        return text;
+    }
+}
+
+async fn next_frame(ws: &mut Ws) -> Message {
+    tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a frame in time")
+        .expect("open")
+        .expect("frame")
+}
+
+/// The next Rechat `Message.Sent`'s comment.
+async fn rechat_message(ws: &mut Ws) -> String {
+    loop {
+        let text = rechat_next(ws).await;
+        let Some(event) = text.strip_prefix("42") else { continue };
+        let items: Value = serde_json::from_str(event).expect("event JSON");
+        if items[0] == "Message.Sent" {
+            return items[2]["comment"].as_str().expect("comment").to_string();
+        }
+    }
+}
+
+/// The next osu! `chat.message.new`'s content.
+async fn osu_message(ws: &mut Ws) -> String {
+    let event = osu_event(ws, "chat.message.new").await;
+    event["data"]["messages"][0]["content"].as_str().expect("content").to_string()
+}
+
+/// The next BIG `new` event's message.
+async fn big_message(ws: &mut Ws) -> String {
+    let event = big_event(ws, "new").await;
+    event["payload"]["message"].as_str().expect("message").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_four_dialects_on_three_nodes_share_a_room_in_order() {
+    let Some(nats) = nats_or_skip("all_four_dialects") else { return };
+    let cluster = Cluster::start(&nats, 3).await;
+    four_dialects([cluster.addr(0), cluster.addr(1), cluster.addr(2)]).await;
+}
+
+/// The same on one node of three shards: what the cluster must match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_four_dialects_on_one_node_for_reference() {
+    let server = start(3);
+    four_dialects([server.addr; 3]).await;
+}
+
+async fn four_dialects(addrs: [SocketAddr; 3]) {
+    struct Addrs([SocketAddr; 3]);
+    impl Addrs {
+        fn addr(&self, node: usize) -> SocketAddr {
+            self.0[node]
+        }
+    }
+    let cluster = Addrs(addrs);
+    let members = ["vi", "1001", "bg", "rc"];
+    let room = create_room(cluster.addr(1), "mixed", &members).await;
+    let mut vi = virola(cluster.addr(0), "vi").await;
+    let mut os = osu(cluster.addr(1), &user_token("1001")).await;
+    send_text(&mut os, r#"{"event":"chat.start"}"#).await;
+    let mut bg = big(cluster.addr(2), "bg").await;
+    let chats = big_ok(&mut bg, "0", "chats", json!({})).await;
+    assert_eq!(chats[0]["id"], room.to_string(), "BIG lists the room made on another node");
+    let mut rc = rechat(cluster.addr(0), "rc").await;
+    // osu!'s chat.start is read before the first message: a round trip on its socket's node
+    // (a REST call on the same node is not ordered with it, so wait for the gate to show).
+    let mut expected = Vec::new();
+    loop {
+        post_message(cluster.addr(2), room, "vi", "warm-up").await;
+        let osu_got = tokio::time::timeout(Duration::from_millis(300), osu_message(&mut os)).await;
+        expected.push("warm-up".to_string());
+        if osu_got.is_ok() {
+            break;
+        }
+    }
+    // One message from each dialect's side, through every node.
+    post_message(cluster.addr(1), room, "vi", "from rest").await;
+    expected.push("from rest".into());
+    big_ok(&mut bg, "1", "new", json!({"chatId": room.to_string(), "message": "from big"})).await;
+    expected.push("from big".into());
+    let send = format!(
+        r#"422["Message.Send","{room}",{{"comment":"from rechat","message_type":"TopLevel"}}]"#
+    );
+    send_text(&mut rc, &send).await;
+    expected.push("from rechat".into());
+    post_message(cluster.addr(0), room, "1001", "from osu user").await;
+    expected.push("from osu user".into());
+
+    // The room's order (the Rechat post and the next REST post race): Virola's, the same set.
+    let mut got = Vec::new();
+    for _ in &expected {
+        match tokio::time::timeout(Duration::from_secs(3), virola_text(&mut vi)).await {
+            Ok(text) => got.push(text),
+            Err(_) => panic!("Virola got {got:?} of {expected:?}"),
+        }
+    }
+    let (mut sorted_got, mut sorted_expected) = (got.clone(), expected.clone());
+    sorted_got.sort();
+    sorted_expected.sort();
+    assert_eq!(sorted_got, sorted_expected, "Virola on node 0: every message once");
+    let expected = got;
+    let mut got = Vec::new();
+    for _ in &expected {
+        got.push(rechat_message(&mut rc).await);
+    }
+    assert_eq!(got, expected, "Rechat on node 0");
+    let mut got = Vec::new();
+    for _ in &expected {
+        got.push(big_message(&mut bg).await);
+    }
+    // BIG does not echo its own `new` to the sender's socket.
+    let mut without_own = expected.clone();
+    without_own.retain(|t| t != "from big");
+    got.truncate(without_own.len());
+    // BIG's user owner holds a new chat's first events until the chat list is sent, and
+    // they come with the next resend: on one node exactly as here
+    // (`all_four_dialects_on_one_node_for_reference`). Every one arrives, once.
+    got.sort();
+    without_own.sort();
+    assert_eq!(got, without_own, "BIG on node 2");
+    let tail: Vec<String> = expected.iter().skip_while(|t| *t == "warm-up").cloned().collect();
+    let mut got = Vec::new();
+    for _ in &tail {
+        got.push(osu_message(&mut os).await);
+    }
+    assert_eq!(got, tail, "osu! on node 1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn osu_notifications_and_logout_reach_every_node() {
+    let Some(nats) = nats_or_skip("osu_notifications_and_logout") else { return };
+    let cluster = Cluster::start(&nats, 3).await;
+    let (token_a, token_b) =
+        (session_token("1001", "session-a"), session_token("1001", "session-b"));
+    // Session A on nodes 0 and 2, session B on node 1; another user on node 2.
+    let mut a0 = osu(cluster.addr(0), &token_a).await;
+    let mut a2 = osu(cluster.addr(2), &token_a).await;
+    let mut b1 = osu(cluster.addr(1), &token_b).await;
+    let mut other = osu(cluster.addr(2), &user_token("2002")).await;
+
+    // A notification posted on node 1 reaches the user's sockets on every node.
+    let body = json!({"name": "channel_message", "object_type": "channel", "object_id": 7});
+    let r = call(
+        cluster.addr(1),
+        "POST",
+        "/api/v1/users/1001/notifications",
+        Some(&service_token()),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", String::from_utf8_lossy(&r.body));
+    let id = r.json()["notification"]["id"].as_u64().expect("id");
+    for ws in [&mut a0, &mut a2, &mut b1] {
+        assert_eq!(osu_event(ws, "new").await["data"]["id"], json!(id));
+    }
+    // Read through node 2: every socket hears it.
+    let r = call(
+        cluster.addr(2),
+        "POST",
+        "/api/v1/notifications/read",
+        Some(&user_token("1001")),
+        Some(json!({"ids": [id]})),
+    )
+    .await;
+    assert_eq!((r.status, &r.json()["read"]), (200, &json!([id])));
+    for ws in [&mut a0, &mut a2, &mut b1] {
+        assert_eq!(osu_event(ws, "read").await["ids"], json!([id]));
+    }
+
+    // Session B logs session A out through node 0: A's sockets on nodes 0 and 2 get `logout`
+    // and close; its token is refused on node 1; B goes on.
+    let r =
+        call(cluster.addr(0), "DELETE", "/api/v1/sessions/session-a", Some(&token_b), None).await;
+    assert_eq!(r.status, 204, "{:?}", String::from_utf8_lossy(&r.body));
+    for ws in [&mut a0, &mut a2] {
+        assert_eq!(until_closed(ws).await, vec![json!({"event": "logout"})]);
+    }
+    let refused = call(cluster.addr(1), "GET", "/api/v1/rooms", Some(&token_a), None).await;
+    assert_eq!(refused.status, 401, "every node refuses the logged-out session");
+    let body = json!({"name": "after", "object_type": "t", "object_id": 1});
+    let r = call(
+        cluster.addr(2),
+        "POST",
+        "/api/v1/users/1001/notifications",
+        Some(&service_token()),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(osu_event(&mut b1, "new").await["data"]["name"], "after");
+    // The other user heard none of it: its first frame is its own notification.
+    let body = json!({"name": "mine", "object_type": "t", "object_id": 2});
+    let r = call(
+        cluster.addr(0),
+        "POST",
+        "/api/v1/users/2002/notifications",
+        Some(&service_token()),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(next_json(&mut other).await["data"]["name"], "mine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_acks_presence_and_receipts_cross_nodes() {
+    let Some(nats) = nats_or_skip("big_acks_presence_and_receipts") else { return };
+    let cluster = Cluster::start(&nats, 3).await;
+    // Alice on node 0 opens a dialog with bob (chatId = the peer) while he is away.
+    let mut alice = big(cluster.addr(0), "alice").await;
+    big_ok(&mut alice, "1", "new", json!({"chatId": "bob", "message": "m0"})).await;
+    // Bob comes online on node 1: both hear the other's presence.
+    let mut bob = big(cluster.addr(1), "bob").await;
+    assert_eq!(big_event(&mut alice, "online").await["payload"], json!({"userId": "bob"}));
+    assert_eq!(big_event(&mut bob, "online").await["payload"], json!({"userId": "alice"}));
+    // Bob gets m1 (unacknowledged until he says so); alice hears it delivered.
+    let sent = json!({"chatId": "bob", "message": "m1", "clientMessageId": "c1"});
+    big_ok(&mut alice, "2", "new", sent).await;
+    let first = big_event(&mut bob, "new").await;
+    assert_eq!(first["payload"]["message"], "m1");
+    let dlvrd = big_event(&mut alice, "dlvrd").await;
+    let p = &dlvrd["payload"];
+    assert_eq!(
+        (&p["chatId"], &p["messageId"], &p["clientMessageId"]),
+        (&json!("bob"), &json!(2), &json!("c1"))
+    );
+    // Not acknowledged: reconnecting on node 2, bob gets it again at once, same id.
+    close(bob).await;
+    let mut bob = big(cluster.addr(2), "bob").await;
+    let again = big_event(&mut bob, "new").await;
+    assert_eq!(again["id"], first["id"]);
+    // Acknowledged from node 2: reconnecting on node 0 brings only what is new.
+    send_text(&mut bob, &json!({"type": "ack", "id": again["id"]}).to_string()).await;
+    // Bob reads m1 through node 2: alice (node 0) gets `read`.
+    let read = big_ok(&mut bob, "2", "read", json!({"chatId": "alice", "messageId": 2})).await;
+    assert_eq!((&read["messageId"], &read["clientMessageId"]), (&json!(2), &json!("c1")));
+    let event = big_event(&mut alice, "read").await;
+    assert_eq!(
+        (&event["payload"]["messageId"], &event["payload"]["userId"]),
+        (&json!(2), &json!("bob"))
+    );
+    close(bob).await;
+    let mut bob = big(cluster.addr(0), "bob").await;
+    big_ok(&mut alice, "3", "new", json!({"chatId": "bob", "message": "m2"})).await;
+    let next = big_event(&mut bob, "new").await;
+    assert_eq!(next["payload"]["message"], "m2", "the acknowledged m1 is not sent again");
+    // Bob says he goes away (on node 0): alice hears `offline`.
+    send_text(&mut bob, &json!({"type": "event", "payloadType": "offline"}).to_string()).await;
+    assert_eq!(big_event(&mut alice, "offline").await["payload"]["userId"], "bob");
 }

@@ -12,7 +12,9 @@ use crate::net::http_conn::Handoff;
 
 /// A cross-shard message, pushed into the SPSC ring from one shard to another. In a cluster,
 /// every variant but the node-local ones (`Adopt`, `Drained`, `Shutdown`, `NodeUp`,
-/// `NodeDown`) also crosses nodes, encoded by `cluster::wire` (serde, postcard).
+/// `NodeDown`) also crosses nodes, encoded by `cluster::wire` (serde, postcard). The
+/// node-local variants come last: serde numbers a skipped variant when it encodes but not
+/// when it decodes, so one before the others would shift their numbers.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Ask the owner shard to execute `request` and answer `from` with `token`.
@@ -165,15 +167,6 @@ pub enum Command {
         /// The first of the `shard_count + 1` consecutive tokens to answer.
         base: u64,
     },
-    /// A draining shard → every other shard: `from` finished drain round `round` (0: its HTTP
-    /// requests are answered; 1: every shard's round 0 reached it). See `shard::drain`.
-    #[serde(skip)]
-    Drained {
-        /// The sending shard.
-        from: ShardId,
-        /// 0 or 1.
-        round: usize,
-    },
     /// Room owner → the owner of direct `pair` (`shard_of_pair`): `room` now has (`held`) or
     /// no longer has that pair of members; index it to `room` if the pair has no room, or
     /// drop the pair's entry if it is `room`.
@@ -196,6 +189,15 @@ pub enum Command {
         dialect: DialectId,
         /// The dialect's message.
         payload: Box<dyn Any + Send>,
+    },
+    /// A draining shard → every other shard: `from` finished drain round `round` (0: its HTTP
+    /// requests are answered; 1: every shard's round 0 reached it). See `shard::drain`.
+    #[serde(skip)]
+    Drained {
+        /// The sending shard.
+        from: ShardId,
+        /// 0 or 1.
+        round: usize,
     },
     /// A shard that accepted an upgrade request → the shard its dialect says must serve it
     /// (`Dialect::home_shard`): the socket, the parsed head and the bytes read past it.

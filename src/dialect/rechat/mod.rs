@@ -69,7 +69,7 @@ pub const ID: DialectId = DialectId(4);
 pub struct Rechat;
 
 /// Rechat's cross-shard messages (the payload of `mesh::Command::Dialect` for [`ID`]).
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum RechatCommand {
     /// Connection shard → user owner: a socket of `user` on `from` authenticated (sent after
     /// its attach, on the same ring). The owner tells the user's rooms `User.Online`, its
@@ -361,6 +361,16 @@ impl Dialect for Rechat {
                 shard.send(owner, Command::ToRoom { room, user, bundle });
             }
         }
+    }
+
+    /// Across nodes a [`RechatCommand`] is its postcard encoding.
+    fn encode_command(&self, payload: &(dyn Any + Send)) -> Option<Vec<u8>> {
+        postcard::to_allocvec(payload.downcast_ref::<RechatCommand>()?).ok()
+    }
+
+    fn decode_command(&self, bytes: &[u8]) -> Option<Box<dyn Any + Send>> {
+        let command: RechatCommand = postcard::from_bytes(bytes).ok()?;
+        Some(Box::new(command))
     }
 
     fn on_command(&self, shard: &Rc<Shard>, command: Box<dyn Any + Send>) {
