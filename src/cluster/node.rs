@@ -259,7 +259,9 @@ async fn run(
             _ = check.tick() => {
                 bridge.check_health();
                 if stop.load(Ordering::Acquire) {
-                    bridge.drain_out();
+                    while bridge.drain_out() {
+                        bridge.publish(&client, &subjects).await;
+                    }
                     bridge.publish(&client, &subjects).await;
                     let _ = client.flush().await;
                     break;
@@ -268,7 +270,9 @@ async fn run(
             _ = retry.tick(), if bridge.parked_total() > 0 => {}
         }
         bridge.retry_in();
-        bridge.drain_out();
+        while bridge.drain_out() {
+            bridge.publish(&client, &subjects).await;
+        }
         bridge.publish(&client, &subjects).await;
         bridge.ring();
     }
@@ -422,17 +426,25 @@ impl Bridge {
         }
     }
 
-    /// Takes what the shards handed over and sorts it into the nodes' batches.
-    fn drain_out(&mut self) {
+    /// Takes what the shards handed over and sorts it into the nodes' batches; true when it
+    /// stopped early (a batch is full, or a ring gave its budget) and must run again after
+    /// the batches are published.
+    fn drain_out(&mut self) -> bool {
+        let mut more = false;
         for local in 0..self.parts.outbound.len() {
             let from = self.topology.global(local);
             for _ in 0..OUT_BUDGET {
+                if self.batches.iter().any(|b| b.len() >= BATCH_BYTES_MAX) {
+                    return true;
+                }
                 let Ok((to, command)) = self.parts.outbound[local].pop() else {
                     break;
                 };
                 self.route(from, to, command);
             }
+            more |= !self.parts.outbound[local].is_empty();
         }
+        more
     }
 
     /// Sends `command` from `from` to shard `to` of another node (or refuses it).
@@ -512,7 +524,6 @@ impl Bridge {
                 crate::metrics::inc(&self.health.publish_errors_total);
             }
         }
-        let _ = BATCH_BYTES_MAX;
     }
 }
 
