@@ -732,3 +732,22 @@ async fn big_acks_presence_and_receipts_cross_nodes() {
     send_text(&mut bob, &json!({"type": "event", "payloadType": "offline"}).to_string()).await;
     assert_eq!(big_event(&mut alice, "offline").await["payload"]["userId"], "bob");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_with_sigterm_drains_and_exits_and_the_others_see_it_go() {
+    let Some(nats) = nats_or_skip("a_node_stopped_with_sigterm") else { return };
+    let mut cluster = Cluster::start(&nats, 2).await;
+    let room = create_room(cluster.addr(0), "r", &["t0", "t1"]).await;
+    let mut t0 = virola(cluster.addr(0), "t0").await;
+    post_message(cluster.addr(1), room, "t1", "before").await;
+    assert_eq!(virola_text(&mut t0).await, "before");
+    let (mut process, _) = cluster.nodes[1].take().expect("node 1");
+    let pid = process.0.id() as libc::pid_t;
+    // SAFETY: signalling a child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = tokio::task::spawn_blocking(move || process.0.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "a drained node exits 0: {status:?}");
+    cluster.wait_down(0, 1).await;
+    post_message(cluster.addr(0), room, "t0", "after").await;
+    assert_eq!(virola_text(&mut t0).await, "after");
+}

@@ -36,6 +36,9 @@ pub struct ServerHandle {
     metrics: Vec<Arc<ShardMetrics>>,
     /// The TLS certificates, when the listener speaks TLS.
     tls: Option<Arc<crate::tls::Certificates>>,
+    /// The NATS thread and its own stop flag: it stops after the shards (their drain still
+    /// talks to other nodes).
+    cluster: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
 }
 
 /// Whether every shard's loop is running: read from any thread (the systemd watchdog).
@@ -80,16 +83,19 @@ impl ServerHandle {
     }
 
     /// Stops the server and waits for every shard thread to end.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
         self.trigger_shutdown();
+        self.join();
+    }
+
+    /// Waits for every shard thread to end (after `trigger_shutdown`), then for the NATS
+    /// thread, which flushes what the shards sent last.
+    pub fn join(mut self) {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-    }
-
-    /// Waits for every shard thread to end (after `trigger_shutdown`).
-    pub fn join(mut self) {
-        for thread in self.threads.drain(..) {
+        if let Some((thread, stop)) = self.cluster.take() {
+            stop.store(true, Ordering::Release);
             let _ = thread.join();
         }
     }
@@ -220,17 +226,19 @@ fn start_shards(
         threads: Vec::new(),
         metrics: metrics.clone(),
         tls: tls.clone(),
+        cluster: None,
     };
     if let Some((_, parts)) = cluster {
+        let cluster_stop = Arc::new(AtomicBool::new(false));
         let thread = crate::cluster::node::spawn(
             config.clone(),
             topology,
             parts,
             handle.doorbells.clone(),
-            stop.clone(),
+            cluster_stop.clone(),
         )
         .map_err(|e| format!("starting the cluster thread: {e}"))?;
-        handle.threads.push(thread);
+        handle.cluster = Some((thread, cluster_stop));
     }
     let shard_inputs = endpoints.into_iter().zip(listeners).zip(stores);
     let now_s = crate::auth::now_unix_s();
