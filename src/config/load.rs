@@ -53,6 +53,40 @@ pub struct ServeArgs {
     /// Serve a plain WebSocket echo at this path (conformance runs only).
     #[arg(long, env = "ROOMCAST_ECHO_ENDPOINT", value_name = "PATH")]
     pub echo_endpoint: Option<String>,
+    /// NATS server URL(s) of the cluster mesh, comma-separated (`nats://127.0.0.1:4222`);
+    /// without it the node runs alone.
+    #[arg(long, env = "ROOMCAST_CLUSTER_URL", value_name = "URL")]
+    pub cluster_url: Option<String>,
+    /// This node's index in the cluster, 0..nodes [default: 0].
+    #[arg(long, env = "ROOMCAST_NODE")]
+    pub node: Option<usize>,
+    /// Nodes in the cluster [default: 1]; nodes * shards at most 64.
+    #[arg(long, env = "ROOMCAST_NODES")]
+    pub nodes: Option<usize>,
+    /// Prefix of the cluster's NATS subjects [default: roomcast].
+    #[arg(long, env = "ROOMCAST_CLUSTER_PREFIX", value_name = "PREFIX")]
+    pub cluster_prefix: Option<String>,
+    /// NATS credentials file (user JWT and NKey seed).
+    #[arg(long, env = "ROOMCAST_CLUSTER_CREDS", value_name = "PATH")]
+    pub cluster_creds: Option<PathBuf>,
+    /// NATS user name (with `--cluster-password`).
+    #[arg(long, env = "ROOMCAST_CLUSTER_USER")]
+    pub cluster_user: Option<String>,
+    /// NATS password.
+    #[arg(long, env = "ROOMCAST_CLUSTER_PASSWORD", hide_env_values = true)]
+    pub cluster_password: Option<String>,
+    /// NATS token.
+    #[arg(long, env = "ROOMCAST_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+    /// CA PEM file for TLS to the NATS server.
+    #[arg(long, env = "ROOMCAST_CLUSTER_TLS_CA", value_name = "PEM")]
+    pub cluster_tls_ca: Option<PathBuf>,
+    /// Client certificate PEM file for TLS to the NATS server (with `--cluster-tls-key`).
+    #[arg(long, env = "ROOMCAST_CLUSTER_TLS_CERT", value_name = "PEM")]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// Client key PEM file for `--cluster-tls-cert`.
+    #[arg(long, env = "ROOMCAST_CLUSTER_TLS_KEY", value_name = "PEM")]
+    pub cluster_tls_key: Option<PathBuf>,
     /// Do not pin shard threads to CPUs (`--no-pin-cpus` or `--no-pin-cpus=false`).
     #[arg(
         long,
@@ -212,6 +246,17 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     echo_endpoint: Option<String>,
+    cluster_url: Option<String>,
+    node: Option<usize>,
+    nodes: Option<usize>,
+    cluster_prefix: Option<String>,
+    cluster_creds: Option<PathBuf>,
+    cluster_user: Option<String>,
+    cluster_password: Option<String>,
+    cluster_token: Option<String>,
+    cluster_tls_ca: Option<PathBuf>,
+    cluster_tls_cert: Option<PathBuf>,
+    cluster_tls_key: Option<PathBuf>,
     pin_cpus: Option<bool>,
     console_mint: Option<bool>,
     durability: Option<Durability>,
@@ -269,9 +314,11 @@ macro_rules! overlay {
             actions_per_second, actions_burst,
             connections_per_shard_max, connections_per_user_max, ring_slots, rooms_per_shard_max,
             history_per_room_max, history_bytes_per_room_max, members_per_room_max,
-            read_buffer_bytes_initial);
+            read_buffer_bytes_initial, node, nodes, cluster_prefix);
         overlay!(@optional $cfg, $src,
-            jwt_secret, jwt_rsa_public_key, jwt_ec_public_key, echo_endpoint, tls_cert, tls_key);
+            jwt_secret, jwt_rsa_public_key, jwt_ec_public_key, echo_endpoint, tls_cert, tls_key,
+            cluster_url, cluster_creds, cluster_user, cluster_password, cluster_token,
+            cluster_tls_ca, cluster_tls_cert, cluster_tls_key);
     };
     (@plain $cfg:expr, $src:expr, $($field:ident),+) => {
         $( if let Some(v) = $src.$field.clone() { $cfg.$field = v; } )+

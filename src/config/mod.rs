@@ -16,7 +16,7 @@
 //!   `history_page_bytes_max` and `history_bytes_per_room_max`;
 //!   `ring_slots` is a power of two; `ping_interval_ms < idle_timeout_ms`;
 //!   `echo_endpoint` starts with `/`; a configured `jwt_secret` is non-empty; `tls_cert` and
-//!   `tls_key` are both given or neither.
+//!   `tls_key` are both given or neither; the cluster settings (`Config::validate_cluster`).
 //!
 //! # Limits
 //! - Relative paths (`data_dir`, key files) are relative to the working
@@ -102,6 +102,29 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Path of a plain WebSocket echo endpoint (e.g. `/echo`), for conformance runs only.
     pub echo_endpoint: Option<String>,
+    /// NATS server URL(s) of the cluster mesh (`nats://host:4222`, comma-separated); `None`
+    /// = this node runs alone (`src/cluster/`).
+    pub cluster_url: Option<String>,
+    /// This node's index in the cluster, `0..nodes`.
+    pub node: usize,
+    /// Nodes in the cluster (1 = alone); `nodes * shards` global shards, at most 64.
+    pub nodes: usize,
+    /// Prefix of the cluster's NATS subjects (`<prefix>.node.<n>.mesh`).
+    pub cluster_prefix: String,
+    /// NATS credentials file (JWT + NKey seed), if the NATS server wants one.
+    pub cluster_creds: Option<PathBuf>,
+    /// NATS user name (with `cluster_password`).
+    pub cluster_user: Option<String>,
+    /// NATS password (with `cluster_user`).
+    pub cluster_password: Option<String>,
+    /// NATS token.
+    pub cluster_token: Option<String>,
+    /// PEM file of the CA that signs the NATS server's certificate (enables TLS to NATS).
+    pub cluster_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for NATS (mutual TLS), with `cluster_tls_key`.
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// PEM private key of `cluster_tls_cert`.
+    pub cluster_tls_key: Option<PathBuf>,
     /// Pin each shard thread to one CPU.
     pub pin_cpus: bool,
     /// The web console's `POST /console/token` mints user tokens with the server's HS256
@@ -211,6 +234,17 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             echo_endpoint: None,
+            cluster_url: None,
+            node: 0,
+            nodes: 1,
+            cluster_prefix: "roomcast".into(),
+            cluster_creds: None,
+            cluster_user: None,
+            cluster_password: None,
+            cluster_token: None,
+            cluster_tls_ca: None,
+            cluster_tls_cert: None,
+            cluster_tls_key: None,
             pin_cpus: true,
             console_mint: false,
             durability: Durability::Fsync,
@@ -358,12 +392,60 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together: give both or neither".into());
         }
+        self.validate_cluster()?;
         if let Some(path) = &self.echo_endpoint {
             if !path.starts_with('/') || path.contains(char::is_whitespace) {
                 return Err("echo_endpoint must be a path starting with '/'".into());
             }
         }
         Ok(())
+    }
+
+    /// The cluster settings' rules: `node < nodes`; `nodes > 1` needs a `cluster_url`;
+    /// `nodes * shards <= 64` global shards (a cluster needs an explicit `shards`, the same on
+    /// every node); the prefix is a NATS subject token; user and password go together; the
+    /// client certificate and key go together.
+    fn validate_cluster(&self) -> Result<(), String> {
+        if self.nodes == 0 {
+            return Err("nodes must be at least 1".into());
+        }
+        if self.node >= self.nodes {
+            return Err(format!("node must be less than nodes ({})", self.nodes));
+        }
+        if self.nodes > 1 && self.cluster_url.is_none() {
+            return Err("nodes > 1 needs cluster_url (the NATS server)".into());
+        }
+        if self.cluster_url.is_some() {
+            if self.shards == 0 {
+                return Err("a cluster needs an explicit shards (the same on every node)".into());
+            }
+            if self.nodes * self.shards > SHARDS_MAX {
+                return Err(format!("nodes * shards must be at most {SHARDS_MAX}"));
+            }
+        }
+        if self.cluster_url.as_deref().is_some_and(|url| url.trim().is_empty()) {
+            return Err("cluster_url must not be empty when given".into());
+        }
+        let prefix_ok = !self.cluster_prefix.is_empty()
+            && self.cluster_prefix.split('.').all(|token| {
+                !token.is_empty()
+                    && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !prefix_ok {
+            return Err("cluster_prefix must be dot-separated tokens of [A-Za-z0-9_-]".into());
+        }
+        if self.cluster_user.is_some() != self.cluster_password.is_some() {
+            return Err("cluster_user and cluster_password go together".into());
+        }
+        if self.cluster_tls_cert.is_some() != self.cluster_tls_key.is_some() {
+            return Err("cluster_tls_cert and cluster_tls_key go together".into());
+        }
+        Ok(())
+    }
+
+    /// Whether this node is part of a cluster (a NATS URL is configured).
+    pub fn clustered(&self) -> bool {
+        self.cluster_url.is_some()
     }
 
     /// The shard count to run: `shards`, or one per available core when 0
@@ -391,6 +473,17 @@ impl fmt::Debug for Config {
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("echo_endpoint", &self.echo_endpoint)
+            .field("cluster_url", &self.cluster_url)
+            .field("node", &self.node)
+            .field("nodes", &self.nodes)
+            .field("cluster_prefix", &self.cluster_prefix)
+            .field("cluster_creds", &self.cluster_creds)
+            .field("cluster_user", &self.cluster_user)
+            .field("cluster_password", &self.cluster_password.as_ref().map(|_| "<redacted>"))
+            .field("cluster_token", &self.cluster_token.as_ref().map(|_| "<redacted>"))
+            .field("cluster_tls_ca", &self.cluster_tls_ca)
+            .field("cluster_tls_cert", &self.cluster_tls_cert)
+            .field("cluster_tls_key", &self.cluster_tls_key)
             .field("pin_cpus", &self.pin_cpus)
             .field("console_mint", &self.console_mint)
             .field("durability", &self.durability)

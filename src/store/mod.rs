@@ -47,8 +47,8 @@ use rtrb::{Consumer, Producer, PushError, RingBuffer};
 
 pub use crate::config::Durability;
 pub use dir::{
-    check_data_dir, open_data_dir, shard_path, Created, DataDirLock, FORMAT_FILE, FORMAT_VERSION,
-    LOCK_FILE,
+    check_data_dir, check_layout, open_data_dir, shard_path, Created, DataDirLock, Layout,
+    FORMAT_FILE, FORMAT_VERSION, LOCK_FILE,
 };
 pub use error::StoreError;
 pub use record::{
