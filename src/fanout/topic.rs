@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use smallvec::SmallVec;
 
-use crate::model::{RoomId, RoomSet, UserId};
+use crate::model::{RoomId, RoomSet, UserId, UserMap};
 
 /// A connection's index in its shard's slab.
 pub type ConnKey = usize;
@@ -26,7 +26,7 @@ struct LocalUser {
 /// Room → local connections, and user → local connections and rooms.
 #[derive(Debug, Default)]
 pub struct Subscriptions {
-    users: HashMap<UserId, LocalUser>,
+    users: UserMap<LocalUser>,
     topics: HashMap<RoomId, Vec<ConnKey>>,
 }
 
@@ -35,7 +35,7 @@ impl Subscriptions {
     /// (the user's owner must then be told).
     pub fn add_conn(&mut self, user: &UserId, key: ConnKey) -> bool {
         let first = !self.users.contains_key(user);
-        let local = self.users.entry(user.clone()).or_default();
+        let local = self.users.get_or_default(user);
         local.conns.push(key);
         for room in &local.rooms {
             self.topics.entry(*room).or_default().push(key);
