@@ -599,6 +599,17 @@ fn unwritten(frames: SmallVec<[Bytes; 4]>, written: usize) -> (SmallVec<[Bytes; 
 #[cfg(test)]
 mod tests {
     use super::unwritten;
+
+    /// An idle connection's `Rc<Conn>` is one allocation of 16 + this many bytes (mimalloc's
+    /// 192-byte size class): grow it only knowingly (perf/RESULTS.md, idle memory).
+    #[test]
+    fn conn_stays_compact() {
+        assert!(
+            std::mem::size_of::<super::Conn>() <= 168,
+            "{}",
+            std::mem::size_of::<super::Conn>()
+        );
+    }
     use bytes::Bytes;
     use smallvec::SmallVec;
 

@@ -484,3 +484,13 @@ fn on_frame(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every WebSocket connection holds one session slot in the shard's slab: its identity on
+    /// the ring lives in its `Conn`, not twice (perf/RESULTS.md, idle memory).
+    #[test]
+    fn session_slot_stays_compact() {
+        assert!(std::mem::size_of::<super::Session>() <= 40);
+    }
+}

@@ -1277,3 +1277,16 @@ impl Outcome {
         matches!(self.events.first(), Some(Event::MessageCreated(_)))
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    /// A user's record is one boxed (UserId, UserRecord) of at most 104 bytes (mimalloc's
+    /// 112-byte class) plus 9 bytes per bucket of the owner's table (perf/RESULTS.md, idle
+    /// memory); notifications cost one pointer until the user has one.
+    #[test]
+    fn user_record_stays_compact() {
+        use std::mem::size_of;
+        assert!(size_of::<(crate::model::UserId, super::UserRecord)>() <= 104);
+        assert_eq!(size_of::<super::Notifications>(), 8);
+    }
+}
