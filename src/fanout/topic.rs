@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use smallvec::SmallVec;
 
-use crate::model::{RoomId, RoomSet, UserId};
+use crate::model::{RoomId, RoomSet, UserId, UserMap};
 
 /// A connection's index in its shard's slab.
 pub type ConnKey = usize;
@@ -26,7 +26,7 @@ struct LocalUser {
 /// Room → local connections, and user → local connections and rooms.
 #[derive(Debug, Default)]
 pub struct Subscriptions {
-    users: HashMap<UserId, LocalUser>,
+    users: UserMap<LocalUser>,
     topics: HashMap<RoomId, Vec<ConnKey>>,
 }
 
@@ -40,7 +40,7 @@ impl Subscriptions {
     /// (the user's owner must then be told).
     pub fn add_conn(&mut self, user: &UserId, key: ConnKey) -> bool {
         let first = !self.users.contains_key(user);
-        let local = self.users.entry(user.clone()).or_default();
+        let local = self.users.get_or_default(user);
         local.conns.push(key);
         for room in &local.rooms {
             self.topics.entry(*room).or_default().push(key);
@@ -121,6 +121,13 @@ impl Subscriptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A local user is one boxed (UserId, LocalUser) of 64 bytes plus 9 bytes per bucket of
+    /// its table (perf/RESULTS.md, idle memory).
+    #[test]
+    fn local_user_stays_compact() {
+        assert!(std::mem::size_of::<(UserId, LocalUser)>() <= 64);
+    }
 
     #[test]
     fn connection_joins_topics_of_its_users_rooms_and_leaves_them_on_close() {

@@ -10,6 +10,7 @@ pub mod notification;
 pub mod receipt;
 pub mod room;
 pub mod room_set;
+pub mod user_map;
 
 pub use action::{RoomAction, Viewer};
 pub use event::{Event, LastMessage, MemberSummary, Message, RoomView};
@@ -17,6 +18,7 @@ pub use ids::{InvalidUserId, MessageId, RoomId, Seq, ShardId, UserId};
 pub use notification::Notification;
 pub use room::{Member, Role, Room, RoomKind};
 pub use room_set::RoomSet;
+pub use user_map::UserMap;
 
 /// Why the model refused an action; each maps to one HTTP status and dialect error.
 #[derive(Debug, Clone, PartialEq, Eq)]

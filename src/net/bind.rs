@@ -133,6 +133,9 @@ fn plain_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
 fn reuseport_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
     let socket = new_socket(addr)?;
     socket.set_reuse_port(true)?;
+    // Linux copies TCP_NODELAY to every accepted socket: one setsockopt per shard instead of
+    // one per connection (a connect storm's syscalls).
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)
 }

@@ -145,7 +145,7 @@ pub struct Conn {
     bound: OnceCell<Bound>,
     /// The wire protocol it speaks.
     pub dialect: DialectId,
-    /// The socket (nonblocking), read by the shard's sessions and written by its writer, both
+    /// The socket, read by the shard's sessions and written by its writer, both
     /// through the shard's ring.
     pub socket: TcpStream,
     /// Its session's identity on the ring and how the ring names its socket, once the
@@ -193,7 +193,7 @@ pub struct Bound {
 static ANONYMOUS: std::sync::LazyLock<UserId> = std::sync::LazyLock::new(|| UserId::new(""));
 
 impl Conn {
-    /// An unauthenticated connection speaking `dialect` on the nonblocking `socket`.
+    /// An unauthenticated connection speaking `dialect` on `socket`.
     pub fn new(dialect: DialectId, socket: TcpStream, writer: Rc<Writer>) -> Conn {
         Conn {
             bound: OnceCell::new(),
@@ -354,6 +354,11 @@ impl Conn {
     /// True while a send is in flight.
     pub fn is_sending(&self) -> bool {
         self.out.borrow().sending
+    }
+
+    /// Its session's identity on the ring and how the ring names its socket, once served.
+    pub fn ring(&self) -> Option<(Tag, Target)> {
+        self.ring_tag.get()
     }
 
     /// From now on the connection is written through the ring as session `tag`; frames queued
@@ -594,6 +599,17 @@ fn unwritten(frames: SmallVec<[Bytes; 4]>, written: usize) -> (SmallVec<[Bytes; 
 #[cfg(test)]
 mod tests {
     use super::unwritten;
+
+    /// An idle connection's `Rc<Conn>` is one allocation of 16 + this many bytes (mimalloc's
+    /// 192-byte size class): grow it only knowingly (perf/RESULTS.md, idle memory).
+    #[test]
+    fn conn_stays_compact() {
+        assert!(
+            std::mem::size_of::<super::Conn>() <= 168,
+            "{}",
+            std::mem::size_of::<super::Conn>()
+        );
+    }
     use bytes::Bytes;
     use smallvec::SmallVec;
 

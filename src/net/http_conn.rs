@@ -392,7 +392,7 @@ async fn answer_refusal(shard: &Shard, stream: &Io, head: &RequestHead, refusal:
 /// [`Dialect::home_shard`]: crate::dialect::Dialect::home_shard
 #[derive(Debug)]
 pub struct Handoff {
-    /// The socket (its own descriptor, nonblocking).
+    /// The socket (its own descriptor).
     socket: std::net::TcpStream,
     /// The parsed request head.
     head: RequestHead,
@@ -450,7 +450,7 @@ async fn upgrade_to_websocket(
         Some(home) if home != shard.id && !adopted && shard.topology.local_of(home).is_some() => {
             // The request continues state that lives on `home`: serve it there. This shard's
             // count of it ends here (the caller's), the home's starts in `adopt`.
-            let Some(socket) = nonblocking_socket(&io.stream) else {
+            let Some(socket) = owned_socket(&io.stream) else {
                 return false;
             };
             let tls = io.tls.into_inner();
@@ -526,7 +526,7 @@ async fn upgrade_to_websocket(
             return false;
         }
     };
-    let Some(socket) = nonblocking_socket(&io.stream) else {
+    let Some(socket) = owned_socket(&io.stream) else {
         return false;
     };
     let mut conn = Conn::new(dialect, socket, shard.conn.writer.clone());
@@ -581,15 +581,14 @@ async fn upgrade_to_websocket(
     true
 }
 
-/// The upgraded socket as a nonblocking std socket of its own (a duplicate descriptor), for
-/// the readiness-driven session; the io_uring stream is dropped after this.
-fn nonblocking_socket(stream: &TcpStream) -> Option<std::net::TcpStream> {
+/// The upgraded socket as a std socket of its own (a duplicate descriptor), for the shard's
+/// ring; the tokio-uring stream is dropped after this. It stays blocking: only io_uring
+/// operations and `shutdown` use it, and io_uring never blocks on a socket.
+fn owned_socket(stream: &TcpStream) -> Option<std::net::TcpStream> {
     use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
     // SAFETY: the stream's descriptor stays open while `stream` is borrowed.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let socket = std::net::TcpStream::from(fd.as_fd().try_clone_to_owned().ok()?);
-    socket.set_nonblocking(true).ok()?;
-    Some(socket)
+    Some(std::net::TcpStream::from(fd.as_fd().try_clone_to_owned().ok()?))
 }
 
 /// Adds `X-Roomcast-Shard` to a 101 response (tests and operators see where a socket lives),

@@ -41,7 +41,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: std::net::TcpListener) {
                 metrics::inc(&shard.metrics.connections_accepted_total);
                 match admission::admit(&shard, peer.ip()) {
                     Ok(slot) => {
-                        let _ = stream.set_nodelay(true);
+                        // TCP_NODELAY is inherited from the listening socket (`net::bind`).
                         tokio_uring::spawn(crate::net::http_conn::serve(
                             shard.clone(),
                             stream,

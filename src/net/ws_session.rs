@@ -39,10 +39,6 @@ struct Session {
     protocol: Box<dyn dialect::Session>,
     /// The session is over and waits (bounded) for its last frames to be written.
     ending: bool,
-    /// Its identity on the ring.
-    tag: Tag,
-    /// How the ring names its socket (a registered slot, or its descriptor).
-    target: Target,
     /// Its multishot receive is armed.
     recv_armed: bool,
     /// Detached and killed; the slot waits for its operations' last completions.
@@ -50,6 +46,16 @@ struct Session {
 }
 
 impl Session {
+    /// True when `tag` names this session (its identity on the ring is kept by its `Conn`).
+    fn is(&self, tag: Tag) -> bool {
+        self.conn.ring().is_some_and(|(own, _)| own.same(tag))
+    }
+
+    /// How the ring names its socket (a registered slot, or its descriptor).
+    fn target(&self) -> Option<Target> {
+        self.conn.ring().map(|(_, target)| target)
+    }
+
     /// Keeps `state` for the next read if a frame or message is in progress, else drops it.
     fn keep(&mut self, state: Partial) {
         self.partial = (!state.is_idle()).then(|| Box::new(state));
@@ -150,8 +156,6 @@ impl Sessions {
                 partial: None,
                 protocol,
                 ending: false,
-                tag,
-                target,
                 recv_armed: true,
                 finishing: false,
             });
@@ -199,7 +203,7 @@ impl Sessions {
                 let conn = {
                     let slots = self.slots.borrow();
                     match slots.get(tag.key as usize) {
-                        Some(session) if session.tag.same(tag) => session.conn.clone(),
+                        Some(session) if session.is(tag) => session.conn.clone(),
                         _ => {
                             tracing::error!(key = tag.key, "a send completed for no session");
                             return;
@@ -219,7 +223,7 @@ impl Sessions {
         let key = tag.key as usize;
         let rearm = {
             let mut slots = self.slots.borrow_mut();
-            let Some(session) = slots.get_mut(key).filter(|s| s.tag.same(tag)) else {
+            let Some(session) = slots.get_mut(key).filter(|s| s.is(tag)) else {
                 tracing::error!(key, "a receive completed for no session");
                 return;
             };
@@ -264,11 +268,13 @@ impl Sessions {
         if rearm {
             let target = {
                 let mut slots = self.slots.borrow_mut();
-                let Some(session) = slots.get_mut(key) else {
+                let Some((session, target)) =
+                    slots.get_mut(key).and_then(|s| s.target().map(|t| (s, t)))
+                else {
                     return;
                 };
                 session.recv_armed = true;
-                session.target
+                target
             };
             metrics::inc(&shard.metrics.recv_rearms_total);
             self.ring.arm_recv(target, tag);
@@ -373,14 +379,14 @@ impl Sessions {
             session.finishing = true;
             (
                 session.conn.clone(),
-                session.tag,
+                session.conn.ring().map(|(tag, _)| tag),
                 session.recv_armed,
                 session.partial.take().is_some(),
             )
         };
         self.count_partial(shard, had, false);
         conn.kill();
-        if armed {
+        if let (true, Some(tag)) = (armed, tag) {
             self.ring.cancel_recv(tag);
         }
         shard.detach(&conn);
@@ -396,7 +402,9 @@ impl Sessions {
             slots.get(key).is_some_and(|s| s.finishing && !s.recv_armed && !s.conn.is_sending());
         if done {
             let session = slots.remove(key);
-            self.ring.unregister(session.target);
+            if let Some(target) = session.target() {
+                self.ring.unregister(target);
+            }
         }
     }
 }
@@ -474,5 +482,15 @@ fn on_frame(
             protocol.on_binary(shard, conn, &payload);
             true
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every WebSocket connection holds one session slot in the shard's slab: its identity on
+    /// the ring lives in its `Conn`, not twice (perf/RESULTS.md, idle memory).
+    #[test]
+    fn session_slot_stays_compact() {
+        assert!(std::mem::size_of::<super::Session>() <= 40);
     }
 }

@@ -131,6 +131,44 @@ pub struct MessageRun {
     pub parent_read: bool,
 }
 
+/// A user's notifications by id: nothing allocated (one pointer) while it has none, as most
+/// connected users' records have.
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)] // the point: 8 bytes in the record instead of the map's 24
+pub struct Notifications(Option<Box<BTreeMap<u64, Notification>>>);
+
+impl Notifications {
+    /// How many it holds.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |map| map.len())
+    }
+
+    /// True when it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds (or replaces) notification `id`.
+    pub fn insert(&mut self, id: u64, notification: Notification) {
+        self.0.get_or_insert_default().insert(id, notification);
+    }
+
+    /// Removes and returns the oldest (lowest id); frees the map once empty.
+    pub fn pop_first(&mut self) -> Option<(u64, Notification)> {
+        let map = self.0.as_mut()?;
+        let first = map.pop_first();
+        if map.is_empty() {
+            self.0 = None;
+        }
+        first
+    }
+
+    /// Notification `id`, to change.
+    pub fn get_mut(&mut self, id: &u64) -> Option<&mut Notification> {
+        self.0.as_mut()?.get_mut(id)
+    }
+}
+
 /// A user's record on its owner shard.
 #[derive(Debug, Default)]
 pub struct UserRecord {
@@ -139,7 +177,7 @@ pub struct UserRecord {
     /// Shards holding its connections, and their dialects.
     pub conns: UserConns,
     /// Its notifications by id, at most `NOTIFICATIONS_PER_USER_MAX` (oldest evicted).
-    pub notifications: BTreeMap<u64, Notification>,
+    pub notifications: Notifications,
     /// Sessions its connections showed (id → token expiry, unix s), bounded.
     pub sessions: super::sessions::SeenSessions,
 }
@@ -221,7 +259,7 @@ pub struct Owned {
     /// Rooms owned here.
     pub rooms: HashMap<RoomId, OwnedRoom>,
     /// Users owned here.
-    pub users: HashMap<UserId, UserRecord>,
+    pub users: crate::model::UserMap<UserRecord>,
     /// Message id → room, for messages still in a room's window.
     pub message_rooms: HashMap<MessageId, RoomId>,
     /// Messages outside every window that a store read or an uncommitted write touches: the
@@ -249,7 +287,7 @@ impl Owned {
     pub fn new(shard: ShardId, shard_count: usize) -> Self {
         Owned {
             rooms: HashMap::new(),
-            users: HashMap::new(),
+            users: crate::model::UserMap::default(),
             message_rooms: HashMap::new(),
             detached: HashMap::new(),
             direct_pairs: HashMap::new(),
@@ -1104,7 +1142,7 @@ impl Shard {
         dialects: DialectMask,
     ) {
         let mut owned = self.owner.owned.borrow_mut();
-        let record = owned.users.entry(user.clone()).or_default();
+        let record = owned.users.get_or_default(&user);
         let before = record.conns.presence();
         let gained = dialects & !record.conns.on(shard);
         record.conns.set(shard, dialects);
@@ -1138,7 +1176,7 @@ impl Shard {
     /// User owner: `user` joined or left `room`.
     pub fn user_membership_changed(self: &Rc<Self>, user: UserId, room: RoomId, joined: bool) {
         let mut owned = self.owner.owned.borrow_mut();
-        let record = owned.users.entry(user.clone()).or_default();
+        let record = owned.users.get_or_default(&user);
         let presence = record.conns.presence();
         if joined {
             record.rooms.insert(room);
@@ -1237,5 +1275,18 @@ impl Outcome {
     /// True when the reply is a message this action created (so its id enters the index).
     fn reply_is_new_message(&self) -> bool {
         matches!(self.events.first(), Some(Event::MessageCreated(_)))
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// A user's record is one boxed (UserId, UserRecord) of at most 104 bytes (mimalloc's
+    /// 112-byte class) plus 9 bytes per bucket of the owner's table (perf/RESULTS.md, idle
+    /// memory); notifications cost one pointer until the user has one.
+    #[test]
+    fn user_record_stays_compact() {
+        use std::mem::size_of;
+        assert!(size_of::<(crate::model::UserId, super::UserRecord)>() <= 104);
+        assert_eq!(size_of::<super::Notifications>(), 8);
     }
 }

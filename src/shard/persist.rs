@@ -119,7 +119,7 @@ pub fn recover(
     owned.notification_ids = IdAllocator::new(shard, shard_count, recovered.max_notification_id);
     for record in recovered.notifications {
         let notification = record.into_notification();
-        let user = owned.users.entry(notification.user.clone()).or_default();
+        let user = owned.users.get_or_default(&notification.user);
         user.notifications.insert(notification.id, notification);
     }
     for r in recovered.receipts {

@@ -99,7 +99,7 @@ impl Shard {
     /// User owner: a connection of `user` opened with session `sid`.
     pub fn session_seen(&self, user: UserId, sid: String, expires_at: u64) {
         let mut owned = self.owner.owned.borrow_mut();
-        let record = owned.users.entry(user).or_default();
+        let record = owned.users.get_or_default(&user);
         record.sessions.remember(&sid, expires_at, now_unix_s());
     }
 

@@ -70,7 +70,7 @@ impl Shard {
         notification.id = owned.notification_ids.next_id();
         notification.created_ms = now_ms();
         notification.read = false;
-        let record = owned.users.entry(notification.user.clone()).or_default();
+        let record = owned.users.get_or_default(&notification.user);
         let mut ops = vec![StoreOp::PutNotification(NotificationRecord::from(&notification))];
         while record.notifications.len() >= NOTIFICATIONS_PER_USER_MAX {
             let Some((oldest, _)) = record.notifications.pop_first() else { break };
