@@ -33,7 +33,7 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// The users with connections on this shard.
     pub fn users(&self) -> impl Iterator<Item = &UserId> + '_ {
-        self.users.keys()
+        self.users.iter().map(|(user, _)| user)
     }
 
     /// Adds a connection of `user`; returns true when it is the user's first on this shard
