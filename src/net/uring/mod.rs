@@ -42,8 +42,7 @@ const BUFFER_GROUP: u16 = 0;
 const ENTER_GETEVENTS: u32 = 1;
 
 /// How many deferred task-work items the kernel runs in an enter that waits for none
-/// (`IO_LOCAL_TW_DEFAULT_MAX`); each posts a completion, so fewer completions than this
-/// mean none was left.
+/// (`IO_LOCAL_TW_DEFAULT_MAX`).
 const KERNEL_TASK_WORK_PER_ENTER: usize = 20;
 
 /// What an operation is, in the top bits of its `user_data`.
@@ -376,23 +375,41 @@ impl Ring {
             if self.defer_taskrun || want_flush || self.unsubmitted.get() {
                 self.unsubmitted.set(false);
                 metrics::inc(&self.metrics.uring_enters_total);
-                // First a plain GETEVENTS enter: it runs up to `KERNEL_TASK_WORK_PER_ENTER`
-                // deferred completions and returns at once. Only when that many came may more
-                // wait: then up to `max` in one enter (the zero timeout returns ETIME when
-                // fewer came). The timed wait arms an hrtimer on every enter, which cost a
-                // third of the shard's CPU in a connect storm, where most passes find a few.
-                let before = uring.completion().len();
-                let to_submit = uring.submission().len() as u32;
-                // SAFETY: no argument; GETEVENTS with no minimum never waits.
-                let entered = unsafe {
-                    uring.submitter().enter::<libc::sigset_t>(to_submit, 0, ENTER_GETEVENTS, None)
-                };
-                if let Err(e) = entered {
-                    if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) {
-                        tracing::error!("io_uring enter failed: {e}");
+                // Plain GETEVENTS enters: each runs up to `KERNEL_TASK_WORK_PER_ENTER` deferred
+                // completions and returns at once; repeated while one brings completions (a
+                // task-work item may post none, so a short one does not prove the list empty)
+                // and `max` is not reached. Only when one brought that many may more wait:
+                // then up to `max` in one enter (the zero timeout returns ETIME when fewer
+                // came). The timed wait arms an hrtimer on every enter, which cost a third of
+                // the shard's CPU in a connect storm, where most passes find a few.
+                let start = uring.completion().len();
+                let mut before = start;
+                let mut last = 0;
+                loop {
+                    let to_submit = uring.submission().len() as u32;
+                    // SAFETY: no argument; GETEVENTS with no minimum never waits.
+                    let entered = unsafe {
+                        uring.submitter().enter::<libc::sigset_t>(
+                            to_submit,
+                            0,
+                            ENTER_GETEVENTS,
+                            None,
+                        )
+                    };
+                    if let Err(e) = entered {
+                        if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) {
+                            tracing::error!("io_uring enter failed: {e}");
+                        }
+                        break;
+                    }
+                    let now = uring.completion().len();
+                    last = now - before;
+                    before = now;
+                    if last == 0 || last >= KERNEL_TASK_WORK_PER_ENTER || now - start >= max {
+                        break;
                     }
                 }
-                if uring.completion().len() - before >= KERNEL_TASK_WORK_PER_ENTER {
+                if last >= KERNEL_TASK_WORK_PER_ENTER && before - start < max {
                     let ts = types::Timespec::new();
                     let args = types::SubmitArgs::new().timespec(&ts);
                     match uring.submitter().submit_with_args(max, &args) {
