@@ -46,8 +46,8 @@ struct Outbound {
     frames: VecDeque<Bytes>,
     /// Bytes queued (the front frame counts only its unwritten part).
     bytes: usize,
-    /// Bytes of the send in flight.
-    in_flight: usize,
+    /// Bytes of the send in flight (saturating: more than 4 GiB only makes the bound stricter).
+    in_flight: u32,
     /// On the writer's list.
     scheduled: bool,
     /// A send is in flight (at most one per connection).
@@ -63,7 +63,7 @@ struct Outbound {
     /// Nothing is written yet: the upgrade has not answered (frames queue behind the 101).
     held: bool,
     /// TLS: how many front entries are ciphertext (sealed records), never dropped.
-    sealed: usize,
+    sealed: u32,
 }
 
 /// The shard's writer: the connections with frames to write since it last ran. Frames queued
@@ -149,22 +149,30 @@ pub struct Conn {
     /// through the shard's ring.
     pub socket: TcpStream,
     /// Its session's identity on the ring and how the ring names its socket, once the
-    /// sessions serve it.
-    ring_tag: Cell<Option<(Tag, Target)>>,
+    /// sessions serve it, packed in one word ([`RingId`]).
+    ring_id: Cell<RingId>,
     out: RefCell<Outbound>,
     /// When a frame last arrived, ms.
     pub last_seen_ms: Cell<u64>,
-    /// When the server started closing it, ms (0 while open).
-    pub closing_since_ms: Cell<u64>,
     /// Dialect protocol state bits: what they mean is the dialect's; a bundle's gate bits for
     /// the dialect must all be set for the connection to get its frame.
     pub flags: Cell<u8>,
     /// What permessage-deflate allows on this connection (set before it is shared).
     pub deflate: Deflate,
+    /// What few connections need, allocated when first needed: its TLS state, and when the
+    /// server started closing it.
+    cold: OnceCell<Box<Cold>>,
+    writer: Rc<Writer>,
+}
+
+/// The part of a [`Conn`] that most idle connections never use (one pointer in `Conn`).
+#[derive(Default)]
+struct Cold {
     /// Its TLS state on a TLS listener (set once the 101 went out, before its session serves
     /// it): the session decrypts what it receives with it, the writer seals the queue with it.
-    pub tls: OnceCell<Box<RefCell<crate::tls::TlsSession>>>,
-    writer: Rc<Writer>,
+    tls: OnceCell<RefCell<crate::tls::TlsSession>>,
+    /// When the server started closing it, ms (0 while open).
+    closing_since_ms: Cell<u64>,
 }
 
 /// permessage-deflate on one connection (RFC 7692, no context takeover either way).
@@ -176,6 +184,46 @@ pub struct Deflate {
     /// the client asked for less; 0 = never compressed (not negotiated, or a window of 8,
     /// which the compressor cannot make).
     pub window_bits: u8,
+}
+
+/// A served connection's [`Tag`] and [`Target`] in 8 bytes instead of 16 (they put `Conn` in
+/// a larger allocation class): the slot key (bits 0–31), the tag's generation (bits 32–55,
+/// the 24 bits a `Tag` compares), bit 62 when the socket is the registered descriptor in the
+/// slot of that key (`Ring::register` registers a session's socket in its own key's slot, or
+/// not at all), else the connection's own descriptor, and bit 63 once served.
+#[derive(Debug, Clone, Copy)]
+struct RingId(u64);
+
+impl RingId {
+    const NOT_SERVED: RingId = RingId(0);
+    const SERVED: u64 = 1 << 63;
+    const FIXED: u64 = 1 << 62;
+
+    fn pack(tag: Tag, target: Target) -> RingId {
+        let fixed = match target {
+            Target::Fixed(slot) => {
+                debug_assert_eq!(slot, tag.key, "a session's socket is registered in its slot");
+                RingId::FIXED
+            }
+            Target::Fd(_) => 0,
+        };
+        let generation = u64::from(tag.generation & 0x00ff_ffff) << 32;
+        RingId(RingId::SERVED | fixed | generation | u64::from(tag.key))
+    }
+
+    fn unpack(self, socket: &TcpStream) -> Option<(Tag, Target)> {
+        use std::os::fd::AsRawFd;
+        if self.0 & RingId::SERVED == 0 {
+            return None;
+        }
+        let tag = Tag { key: self.0 as u32, generation: ((self.0 >> 32) as u32) & 0x00ff_ffff };
+        let target = if self.0 & RingId::FIXED != 0 {
+            Target::Fixed(tag.key)
+        } else {
+            Target::Fd(socket.as_raw_fd())
+        };
+        Some((tag, target))
+    }
 }
 
 /// A registered connection's identity: set once, never changed.
@@ -199,13 +247,12 @@ impl Conn {
             bound: OnceCell::new(),
             dialect,
             socket,
-            ring_tag: Cell::new(None),
+            ring_id: Cell::new(RingId::NOT_SERVED),
             out: RefCell::new(Outbound::default()),
             last_seen_ms: Cell::new(now_ms()),
-            closing_since_ms: Cell::new(0),
             flags: Cell::new(0),
             deflate: Deflate::default(),
-            tls: OnceCell::new(),
+            cold: OnceCell::new(),
             writer,
         }
     }
@@ -266,7 +313,7 @@ impl Conn {
         if out.closed {
             return;
         }
-        if out.bytes + out.in_flight + frame.len() > self.writer.outbound_bytes_max {
+        if out.bytes + out.in_flight as usize + frame.len() > self.writer.outbound_bytes_max {
             drop(out);
             metrics::inc(&self.writer.metrics.slow_consumer_closes_total);
             self.close_now(CLOSE_POLICY, "slow consumer");
@@ -328,7 +375,7 @@ impl Conn {
         if drop_queued {
             // A partly written frame must be finished, or the stream would be corrupt.
             // Sealed (TLS) records cannot be dropped either: the record sequence must not skip.
-            let keep = usize::from(out.front_started).max(out.sealed);
+            let keep = usize::from(out.front_started).max(out.sealed as usize);
             let dropped: usize = out.frames.drain(keep..).map(|f| f.len()).sum();
             out.bytes -= dropped;
         }
@@ -336,7 +383,7 @@ impl Conn {
         out.shutdown_when_flushed = true;
         out.bytes += close.len();
         out.frames.push_back(close);
-        self.closing_since_ms.set(now_ms());
+        self.cold().closing_since_ms.set(now_ms());
         self.schedule(out);
     }
 
@@ -356,15 +403,35 @@ impl Conn {
         self.out.borrow().sending
     }
 
+    fn cold(&self) -> &Cold {
+        self.cold.get_or_init(Box::default)
+    }
+
+    /// Its TLS state, on a TLS listener once the 101 went out.
+    pub fn tls(&self) -> Option<&RefCell<crate::tls::TlsSession>> {
+        self.cold.get().and_then(|cold| cold.tls.get())
+    }
+
+    /// Gives the connection its TLS state (before its session serves it); false when it had
+    /// one.
+    pub fn set_tls(&self, tls: crate::tls::TlsSession) -> bool {
+        self.cold().tls.set(RefCell::new(tls)).is_ok()
+    }
+
+    /// When the server started closing it, ms (0 while open).
+    pub fn closing_since_ms(&self) -> u64 {
+        self.cold.get().map_or(0, |cold| cold.closing_since_ms.get())
+    }
+
     /// Its session's identity on the ring and how the ring names its socket, once served.
     pub fn ring(&self) -> Option<(Tag, Target)> {
-        self.ring_tag.get()
+        self.ring_id.get().unpack(&self.socket)
     }
 
     /// From now on the connection is written through the ring as session `tag`; frames queued
     /// before are scheduled.
     pub fn serve_as(self: &Rc<Self>, tag: Tag, target: Target) {
-        self.ring_tag.set(Some((tag, target)));
+        self.ring_id.set(RingId::pack(tag, target));
         let out = self.out.borrow_mut();
         if !out.frames.is_empty() {
             self.schedule(out);
@@ -403,7 +470,7 @@ impl Conn {
     fn write_out(self: &Rc<Self>) {
         let mut out = self.out.borrow_mut();
         out.scheduled = false;
-        let Some((tag, target)) = self.ring_tag.get() else {
+        let Some((tag, target)) = self.ring() else {
             // Not served yet: `serve_as` schedules what waits.
             return;
         };
@@ -414,7 +481,7 @@ impl Conn {
             self.flushed_out(out);
             return;
         }
-        let tls = self.tls.get();
+        let tls = self.tls();
         if let (Some(tls), 0) = (tls, out.sealed) {
             if !self.seal_front(&mut out, tls) {
                 drop(out);
@@ -423,13 +490,15 @@ impl Conn {
             }
         }
         // TLS: only sealed records go out.
-        let take = if tls.is_some() { out.sealed } else { out.frames.len() }.min(IOV_BATCH);
-        out.sealed -= take.min(out.sealed);
+        let take =
+            if tls.is_some() { out.sealed as usize } else { out.frames.len() }.min(IOV_BATCH);
+        // `take` ≤ IOV_BATCH.
+        out.sealed -= (take as u32).min(out.sealed);
         let frames: SmallVec<[Bytes; 4]> = out.frames.drain(..take).collect();
         let op = SendOp::new(frames);
         let len = op.len();
         out.bytes -= len;
-        out.in_flight = len;
+        out.in_flight = u32::try_from(len).unwrap_or(u32::MAX);
         out.front_started = false;
         out.sending = true;
         drop(out);
@@ -462,10 +531,10 @@ impl Conn {
             self.close_now(CLOSE_POLICY, "slow consumer");
             return;
         }
-        let at = out.sealed;
+        let at = out.sealed as usize;
         out.bytes += records.len();
         out.frames.insert(at, records);
-        out.sealed += 1;
+        out.sealed = out.sealed.saturating_add(1);
         self.schedule(out);
     }
 
@@ -529,9 +598,9 @@ impl Conn {
         if !rest.is_empty() {
             // The socket's buffer filled: the rest goes first next time.
             metrics::inc(&metrics.write_blocked_total);
-            if self.tls.get().is_some() {
+            if self.tls().is_some() {
                 // What went back is ciphertext: it stays ahead of everything not yet sealed.
-                out.sealed += rest.len();
+                out.sealed = out.sealed.saturating_add(rest.len() as u32);
             }
             for frame in rest.into_iter().rev() {
                 out.bytes += frame.len();
@@ -601,15 +670,36 @@ mod tests {
     use super::unwritten;
 
     /// An idle connection's `Rc<Conn>` is one allocation of 16 + this many bytes (mimalloc's
-    /// 192-byte size class): grow it only knowingly (perf/RESULTS.md, idle memory).
+    /// 160-byte size class; 168 bytes put it in the 192-byte one): grow it only knowingly
+    /// (perf/RESULTS.md, idle memory).
     #[test]
     fn conn_stays_compact() {
         assert!(
-            std::mem::size_of::<super::Conn>() <= 168,
+            std::mem::size_of::<super::Conn>() <= 144,
             "{}",
             std::mem::size_of::<super::Conn>()
         );
     }
+
+    #[test]
+    fn ring_id_packs_tag_and_target() {
+        use super::{RingId, Tag, Target};
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let socket =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        assert!(RingId::NOT_SERVED.unpack(&socket).is_none());
+        let tag = Tag { key: 70_000, generation: 0x01ab_cdef };
+        let (got, target) =
+            RingId::pack(tag, Target::Fixed(70_000)).unpack(&socket).expect("served");
+        assert!(got.same(tag) && got.key == 70_000);
+        assert_eq!(target, Target::Fixed(70_000));
+        let fd = Target::Fd(socket.as_raw_fd());
+        let (got, target) = RingId::pack(tag, fd).unpack(&socket).expect("served");
+        assert!(got.same(tag));
+        assert_eq!(target, fd);
+    }
+
     use bytes::Bytes;
     use smallvec::SmallVec;
 

@@ -571,7 +571,7 @@ async fn upgrade_to_websocket(
     // The TLS state moves to the connection before anything is written through it (it is
     // held, and its session does not serve it yet).
     if let Some(tls) = io.tls.into_inner() {
-        let _ = conn.tls.set(Box::new(RefCell::new(tls)));
+        let _ = conn.set_tls(tls);
     }
     conn.release();
     drop(io.stream);

@@ -45,7 +45,7 @@ pub async fn run(shard: Rc<Shard>) {
             .map(|(_, c)| c.clone())
             .collect();
         for conn in conns {
-            let closing_since = conn.closing_since_ms.get();
+            let closing_since = conn.closing_since_ms();
             if closing_since != 0 {
                 if now.saturating_sub(closing_since) > CLOSING_MAX_MS {
                     conn.kill();

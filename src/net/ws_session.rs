@@ -236,7 +236,7 @@ impl Sessions {
                     if live {
                         let conn = session.conn.clone();
                         drop(slots);
-                        let go_on = match conn.tls.get() {
+                        let go_on = match conn.tls() {
                             None => self.on_bytes(shard, key, data),
                             Some(tls) => self.on_ciphertext(shard, key, &conn, tls, data),
                         };

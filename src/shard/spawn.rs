@@ -279,10 +279,6 @@ fn start_shards(
             // completion queue about 0.7 times per delivery (perf/RESULTS.md).
             let mut uring = tokio_uring::uring_builder();
             uring.setup_cqsize(URING_CQ_ENTRIES);
-            // No IPI per completion that another CPU finishes: its task work runs at the
-            // shard's next syscall (it makes many). A connect storm spent 15 % of the shard's
-            // CPU in those interrupts' exits (perf/RESULTS.md).
-            uring.setup_coop_taskrun();
             let mut builder = tokio_uring::builder();
             builder.entries(URING_SQ_ENTRIES).uring_builder(&uring);
             match crate::net::uring::runtime_ring::RuntimeRing::build(&builder, URING_SQ_ENTRIES) {

@@ -447,7 +447,7 @@ async fn keepalive(shard: Rc<Shard>) {
             let Some(conn) = inner.conn.borrow().upgrade() else {
                 continue;
             };
-            if conn.closing_since_ms.get() != 0 {
+            if conn.closing_since_ms() != 0 {
                 continue;
             }
             let silent = now.saturating_sub(conn.last_seen_ms.get());
