@@ -41,6 +41,9 @@ pub const INBOUND_PARKED_MAX: usize = 65_536;
 /// A batch is published once it passes this many bytes (under NATS's default 1 MiB payload).
 const BATCH_BYTES_MAX: usize = 256 * 1024;
 
+/// How long a stopping node tries to flush what its shards sent last.
+const STOP_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Commands taken from one shard's ring per pass.
 const OUT_BUDGET: usize = 4096;
 
@@ -252,18 +255,25 @@ async fn run(
             _ = heartbeat.tick() => {
                 let beat = postcard::to_allocvec(&(topology.node as u16, bridge.own_incarnation))
                     .unwrap_or_default();
-                if client.publish(own_health.clone(), Bytes::from(beat)).await.is_err() {
+                // Never held up by a lost connection: a missed beat is only a missed beat.
+                let publish = client.publish(own_health.clone(), Bytes::from(beat));
+                if !matches!(tokio::time::timeout(HEARTBEAT_PERIOD, publish).await, Ok(Ok(()))) {
                     crate::metrics::inc(&health.publish_errors_total);
                 }
             }
             _ = check.tick() => {
                 bridge.check_health();
                 if stop.load(Ordering::Acquire) {
-                    while bridge.drain_out() {
+                    // What the shards sent last, flushed while NATS is there (bounded: a
+                    // flush waits for a connection that may never come back).
+                    let last = async {
+                        while bridge.drain_out() {
+                            bridge.publish(&client, &subjects).await;
+                        }
                         bridge.publish(&client, &subjects).await;
-                    }
-                    bridge.publish(&client, &subjects).await;
-                    let _ = client.flush().await;
+                        let _ = client.flush().await;
+                    };
+                    let _ = tokio::time::timeout(STOP_FLUSH_TIMEOUT, last).await;
                     break;
                 }
             }
