@@ -43,6 +43,10 @@ fn nats_or_skip(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// One cluster at a time: three nodes and a NATS server per test on a 2-core machine are
+/// enough load; several at once could starve a node's heartbeats past the down timeout.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A child process killed (SIGKILL) when dropped.
 struct Process(Child);
 
@@ -213,6 +217,7 @@ async fn virola_text(ws: &mut Ws) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virola_members_on_three_nodes_get_every_event_once_in_order() {
     let Some(nats) = nats_or_skip("virola_members_on_three_nodes") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(&nats, 3).await;
     // Users spread over the nodes; rooms made on each node (their owners hash anywhere).
     let users: Vec<String> = (0..6).map(|i| format!("v{i}")).collect();
@@ -300,6 +305,7 @@ async fn try_post(addr: SocketAddr, room: u64, user: &str, text: &str) -> (u16, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     let Some(nats) = nats_or_skip("a_killed_node_fails_fast") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(&nats, 3).await;
     let members = ["k0", "k1", "k2"];
     // Room i is owned by node i (a room is made on the shard that creates it).
@@ -518,6 +524,7 @@ async fn big_message(ws: &mut Ws) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_four_dialects_on_three_nodes_share_a_room_in_order() {
     let Some(nats) = nats_or_skip("all_four_dialects") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(&nats, 3).await;
     four_dialects([cluster.addr(0), cluster.addr(1), cluster.addr(2)]).await;
 }
@@ -613,12 +620,14 @@ async fn four_dialects(addrs: [SocketAddr; 3]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn osu_notifications_and_logout_reach_every_node() {
     let Some(nats) = nats_or_skip("osu_notifications_and_logout") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(&nats, 3).await;
     let (token_a, token_b) =
         (session_token("1001", "session-a"), session_token("1001", "session-b"));
-    // Session A on nodes 0 and 2, session B on node 1; another user on node 2.
+    // Session A on every node, session B on node 1; another user on node 2.
     let mut a0 = osu(cluster.addr(0), &token_a).await;
     let mut a2 = osu(cluster.addr(2), &token_a).await;
+    let mut a1 = osu(cluster.addr(1), &token_a).await;
     let mut b1 = osu(cluster.addr(1), &token_b).await;
     let mut other = osu(cluster.addr(2), &user_token("2002")).await;
 
@@ -634,7 +643,7 @@ async fn osu_notifications_and_logout_reach_every_node() {
     .await;
     assert_eq!(r.status, 201, "{:?}", String::from_utf8_lossy(&r.body));
     let id = r.json()["notification"]["id"].as_u64().expect("id");
-    for ws in [&mut a0, &mut a2, &mut b1] {
+    for ws in [&mut a0, &mut a2, &mut a1, &mut b1] {
         assert_eq!(osu_event(ws, "new").await["data"]["id"], json!(id));
     }
     // Read through node 2: every socket hears it.
@@ -647,20 +656,23 @@ async fn osu_notifications_and_logout_reach_every_node() {
     )
     .await;
     assert_eq!((r.status, &r.json()["read"]), (200, &json!([id])));
-    for ws in [&mut a0, &mut a2, &mut b1] {
+    for ws in [&mut a0, &mut a2, &mut a1, &mut b1] {
         assert_eq!(osu_event(ws, "read").await["ids"], json!([id]));
     }
 
-    // Session B logs session A out through node 0: A's sockets on nodes 0 and 2 get `logout`
-    // and close; its token is refused on node 1; B goes on.
+    // Session B logs session A out through node 0: A's sockets on every node get `logout` and
+    // close; its token is refused everywhere; B goes on.
     let r =
         call(cluster.addr(0), "DELETE", "/api/v1/sessions/session-a", Some(&token_b), None).await;
     assert_eq!(r.status, 204, "{:?}", String::from_utf8_lossy(&r.body));
-    for ws in [&mut a0, &mut a2] {
+    for ws in [&mut a0, &mut a2, &mut a1] {
         assert_eq!(until_closed(ws).await, vec![json!({"event": "logout"})]);
     }
-    let refused = call(cluster.addr(1), "GET", "/api/v1/rooms", Some(&token_a), None).await;
-    assert_eq!(refused.status, 401, "every node refuses the logged-out session");
+    // Each node closed its sockets of the session as it recorded the logout: each refuses it.
+    for node in 0..3 {
+        let refused = call(cluster.addr(node), "GET", "/api/v1/rooms", Some(&token_a), None).await;
+        assert_eq!(refused.status, 401, "node {node} refuses the logged-out session");
+    }
     let body = json!({"name": "after", "object_type": "t", "object_id": 1});
     let r = call(
         cluster.addr(2),
@@ -689,6 +701,7 @@ async fn osu_notifications_and_logout_reach_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_acks_presence_and_receipts_cross_nodes() {
     let Some(nats) = nats_or_skip("big_acks_presence_and_receipts") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(&nats, 3).await;
     // Alice on node 0 opens a dialog with bob (chatId = the peer) while he is away.
     let mut alice = big(cluster.addr(0), "alice").await;
@@ -736,6 +749,7 @@ async fn big_acks_presence_and_receipts_cross_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_with_sigterm_drains_and_exits_and_the_others_see_it_go() {
     let Some(nats) = nats_or_skip("a_node_stopped_with_sigterm") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(&nats, 2).await;
     let room = create_room(cluster.addr(0), "r", &["t0", "t1"]).await;
     let mut t0 = virola(cluster.addr(0), "t0").await;

@@ -232,7 +232,7 @@ async fn run(
     let mut check = tokio::time::interval(Duration::from_millis(50));
     let mut retry = tokio::time::interval(Duration::from_millis(1));
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(node = topology.node, nodes, "cluster: connected to NATS");
+    tracing::info!(node = topology.node, nodes, "cluster: subscribed on NATS");
     loop {
         let reading = bridge.parked_total() < INBOUND_PARKED_MAX;
         tokio::select! {
@@ -471,7 +471,7 @@ impl Bridge {
         }
         if !self.health.is_up(node) {
             crate::metrics::inc(&self.health.dropped_total);
-            self.refuse(from, command);
+            self.refuse(command);
             return;
         }
         crate::metrics::inc(&self.health.commands_out_total);
@@ -504,9 +504,8 @@ impl Bridge {
 
     /// What a down node would never answer, answered at once with 503 (the rest dropped: the
     /// node learns the state again when it comes back, `Command::NodeUp`).
-    fn refuse(&mut self, from: ShardId, command: Command) {
-        let refusal =
-            || Response::Refused(Refusal::Unavailable("that node of the cluster is down"));
+    fn refuse(&mut self, command: Command) {
+        let refusal = Response::Refused(Refusal::Unavailable("that node of the cluster is down"));
         let (to, token) = match command {
             Command::Request { from, token, .. } | Command::Barrier { from, token } => {
                 (from, token)
@@ -516,8 +515,8 @@ impl Bridge {
             }
             _ => return,
         };
-        let _ = from;
-        self.route(to, to, Command::Response { token, response: refusal() });
+        // The asker: a local shard, or a shard of another node (a relayed barrier's).
+        self.route(to, to, Command::Response { token, response: refusal });
     }
 
     /// Publishes every node's batch.
