@@ -284,6 +284,17 @@ fn all_by_room(_all: &[u64], seen: &[u64], rooms: &[u64]) -> Vec<Vec<u64>> {
         .collect()
 }
 
+/// A user name whose owner shard is on node `node` of `nodes` (one shard each).
+fn owned_by(node: usize, nodes: usize) -> String {
+    (0..)
+        .map(|i| format!("k{node}-{i}"))
+        .find(|name| {
+            let user = roomcast::model::UserId::new(name);
+            roomcast::model::ids::shard_of_user(&user, nodes).get() == node
+        })
+        .expect("some name hashes there")
+}
+
 /// Posts `text` into `room` through node `addr`: the status, and how long the answer took.
 async fn try_post(addr: SocketAddr, room: u64, user: &str, text: &str) -> (u16, Duration) {
     let started = Instant::now();
@@ -307,16 +318,21 @@ async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     let Some(nats) = nats_or_skip("a_killed_node_fails_fast") else { return };
     let _serial = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(&nats, 3).await;
-    let members = ["k0", "k1", "k2"];
+    // Users owned by the node their socket is on (user `members[i]` by node i): after the
+    // restart, a history request through node i follows, on the same FIFO, what node i tells
+    // the restarted node about its user (`NodeUp`), so the old sockets are subscribed again
+    // by the time it is answered.
+    let names: Vec<String> = (0..3).map(|node| owned_by(node, 3)).collect();
+    let members = [names[0].as_str(), names[1].as_str(), names[2].as_str()];
     // Room i is owned by node i (a room is made on the shard that creates it).
     let mut rooms = Vec::new();
     for node in 0..3 {
         let room = create_room(cluster.addr(node), &format!("r{node}"), &members).await;
         rooms.push(room);
     }
-    let mut k0 = virola(cluster.addr(0), "k0").await;
-    let mut k1 = virola(cluster.addr(1), "k1").await;
-    let k2 = virola(cluster.addr(2), "k2").await;
+    let mut k0 = virola(cluster.addr(0), members[0]).await;
+    let mut k1 = virola(cluster.addr(1), members[1]).await;
+    let k2 = virola(cluster.addr(2), members[2]).await;
     // Acknowledged writes into the room that will be lost, through every node.
     let mut acknowledged = Vec::new();
     for (i, node) in [0, 1, 2, 0].into_iter().enumerate() {
@@ -334,15 +350,15 @@ async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     drop(k2);
     // Requests for the lost node's room: 503 with Retry-After, each within a second: one
     // sent at once (in flight while the others find the node down), then more once they know.
-    let (status, took) = try_post(cluster.addr(1), rooms[2], "k1", "lost").await;
+    let (status, took) = try_post(cluster.addr(1), rooms[2], members[1], "lost").await;
     assert_eq!((status, took < Duration::from_secs(1)), (503, true), "in flight: {took:?}");
     cluster.wait_down(0, 2).await;
     for attempt in 0..5 {
-        let (status, took) = try_post(cluster.addr(0), rooms[2], "k0", "lost").await;
+        let (status, took) = try_post(cluster.addr(0), rooms[2], members[0], "lost").await;
         assert_eq!(status, 503, "attempt {attempt}");
         assert!(took < Duration::from_secs(1), "503 within a second, took {took:?}");
     }
-    let (status, took) = try_post(cluster.addr(1), rooms[2], "k1", "lost").await;
+    let (status, took) = try_post(cluster.addr(1), rooms[2], members[1], "lost").await;
     assert_eq!((status, took < Duration::from_secs(1)), (503, true), "{took:?}");
     // The other rooms keep working, across the two nodes left.
     for (node, room) in [(0, rooms[0]), (1, rooms[1]), (1, rooms[0]), (0, rooms[1])] {
@@ -360,8 +376,9 @@ async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     for node in 0..3 {
         cluster.wait_all_up(node).await;
     }
-    for node in 0..3 {
-        let texts = history_texts(cluster.addr(node), rooms[2], &user_token("k1"), "").await;
+    for (node, member) in members.iter().enumerate() {
+        let token = user_token(member);
+        let texts = history_texts(cluster.addr(node), rooms[2], &token, "").await;
         for text in &acknowledged {
             assert!(texts.contains(text), "{text} kept, node {node} sees {texts:?}");
         }
@@ -369,8 +386,8 @@ async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     }
     // The sockets that stayed on nodes 0 and 1 get the room's new events again, and a client
     // of the lost node reconnects to another node and gets them too.
-    let mut k2 = virola(cluster.addr(0), "k2").await;
-    post_message(cluster.addr(1), rooms[2], "k1", "after").await;
+    let mut k2 = virola(cluster.addr(0), members[2]).await;
+    post_message(cluster.addr(1), rooms[2], members[1], "after").await;
     for ws in [&mut k0, &mut k1, &mut k2] {
         assert_eq!(virola_text(ws).await, "after");
     }
