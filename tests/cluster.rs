@@ -43,6 +43,10 @@ fn nats_or_skip(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// One cluster at a time: three nodes and a NATS server per test on a 2-core machine are
+/// enough load; several at once could starve a node's heartbeats past the down timeout.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A child process killed (SIGKILL) when dropped.
 struct Process(Child);
 
@@ -213,6 +217,7 @@ async fn virola_text(ws: &mut Ws) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virola_members_on_three_nodes_get_every_event_once_in_order() {
     let Some(nats) = nats_or_skip("virola_members_on_three_nodes") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(&nats, 3).await;
     // Users spread over the nodes; rooms made on each node (their owners hash anywhere).
     let users: Vec<String> = (0..6).map(|i| format!("v{i}")).collect();
@@ -279,6 +284,17 @@ fn all_by_room(_all: &[u64], seen: &[u64], rooms: &[u64]) -> Vec<Vec<u64>> {
         .collect()
 }
 
+/// A user name whose owner shard is on node `node` of `nodes` (one shard each).
+fn owned_by(node: usize, nodes: usize) -> String {
+    (0..)
+        .map(|i| format!("k{node}-{i}"))
+        .find(|name| {
+            let user = roomcast::model::UserId::new(name);
+            roomcast::model::ids::shard_of_user(&user, nodes).get() == node
+        })
+        .expect("some name hashes there")
+}
+
 /// Posts `text` into `room` through node `addr`: the status, and how long the answer took.
 async fn try_post(addr: SocketAddr, room: u64, user: &str, text: &str) -> (u16, Duration) {
     let started = Instant::now();
@@ -300,17 +316,23 @@ async fn try_post(addr: SocketAddr, room: u64, user: &str, text: &str) -> (u16, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     let Some(nats) = nats_or_skip("a_killed_node_fails_fast") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(&nats, 3).await;
-    let members = ["k0", "k1", "k2"];
+    // Users owned by the node their socket is on (user `members[i]` by node i): after the
+    // restart, a history request through node i follows, on the same FIFO, what node i tells
+    // the restarted node about its user (`NodeUp`), so the old sockets are subscribed again
+    // by the time it is answered.
+    let names: Vec<String> = (0..3).map(|node| owned_by(node, 3)).collect();
+    let members = [names[0].as_str(), names[1].as_str(), names[2].as_str()];
     // Room i is owned by node i (a room is made on the shard that creates it).
     let mut rooms = Vec::new();
     for node in 0..3 {
         let room = create_room(cluster.addr(node), &format!("r{node}"), &members).await;
         rooms.push(room);
     }
-    let mut k0 = virola(cluster.addr(0), "k0").await;
-    let mut k1 = virola(cluster.addr(1), "k1").await;
-    let k2 = virola(cluster.addr(2), "k2").await;
+    let mut k0 = virola(cluster.addr(0), members[0]).await;
+    let mut k1 = virola(cluster.addr(1), members[1]).await;
+    let k2 = virola(cluster.addr(2), members[2]).await;
     // Acknowledged writes into the room that will be lost, through every node.
     let mut acknowledged = Vec::new();
     for (i, node) in [0, 1, 2, 0].into_iter().enumerate() {
@@ -328,15 +350,15 @@ async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     drop(k2);
     // Requests for the lost node's room: 503 with Retry-After, each within a second: one
     // sent at once (in flight while the others find the node down), then more once they know.
-    let (status, took) = try_post(cluster.addr(1), rooms[2], "k1", "lost").await;
+    let (status, took) = try_post(cluster.addr(1), rooms[2], members[1], "lost").await;
     assert_eq!((status, took < Duration::from_secs(1)), (503, true), "in flight: {took:?}");
     cluster.wait_down(0, 2).await;
     for attempt in 0..5 {
-        let (status, took) = try_post(cluster.addr(0), rooms[2], "k0", "lost").await;
+        let (status, took) = try_post(cluster.addr(0), rooms[2], members[0], "lost").await;
         assert_eq!(status, 503, "attempt {attempt}");
         assert!(took < Duration::from_secs(1), "503 within a second, took {took:?}");
     }
-    let (status, took) = try_post(cluster.addr(1), rooms[2], "k1", "lost").await;
+    let (status, took) = try_post(cluster.addr(1), rooms[2], members[1], "lost").await;
     assert_eq!((status, took < Duration::from_secs(1)), (503, true), "{took:?}");
     // The other rooms keep working, across the two nodes left.
     for (node, room) in [(0, rooms[0]), (1, rooms[1]), (1, rooms[0]), (0, rooms[1])] {
@@ -354,8 +376,9 @@ async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     for node in 0..3 {
         cluster.wait_all_up(node).await;
     }
-    for node in 0..3 {
-        let texts = history_texts(cluster.addr(node), rooms[2], &user_token("k1"), "").await;
+    for (node, member) in members.iter().enumerate() {
+        let token = user_token(member);
+        let texts = history_texts(cluster.addr(node), rooms[2], &token, "").await;
         for text in &acknowledged {
             assert!(texts.contains(text), "{text} kept, node {node} sees {texts:?}");
         }
@@ -363,8 +386,8 @@ async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     }
     // The sockets that stayed on nodes 0 and 1 get the room's new events again, and a client
     // of the lost node reconnects to another node and gets them too.
-    let mut k2 = virola(cluster.addr(0), "k2").await;
-    post_message(cluster.addr(1), rooms[2], "k1", "after").await;
+    let mut k2 = virola(cluster.addr(0), members[2]).await;
+    post_message(cluster.addr(1), rooms[2], members[1], "after").await;
     for ws in [&mut k0, &mut k1, &mut k2] {
         assert_eq!(virola_text(ws).await, "after");
     }
@@ -518,6 +541,7 @@ async fn big_message(ws: &mut Ws) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_four_dialects_on_three_nodes_share_a_room_in_order() {
     let Some(nats) = nats_or_skip("all_four_dialects") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(&nats, 3).await;
     four_dialects([cluster.addr(0), cluster.addr(1), cluster.addr(2)]).await;
 }
@@ -613,12 +637,14 @@ async fn four_dialects(addrs: [SocketAddr; 3]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn osu_notifications_and_logout_reach_every_node() {
     let Some(nats) = nats_or_skip("osu_notifications_and_logout") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(&nats, 3).await;
     let (token_a, token_b) =
         (session_token("1001", "session-a"), session_token("1001", "session-b"));
-    // Session A on nodes 0 and 2, session B on node 1; another user on node 2.
+    // Session A on every node, session B on node 1; another user on node 2.
     let mut a0 = osu(cluster.addr(0), &token_a).await;
     let mut a2 = osu(cluster.addr(2), &token_a).await;
+    let mut a1 = osu(cluster.addr(1), &token_a).await;
     let mut b1 = osu(cluster.addr(1), &token_b).await;
     let mut other = osu(cluster.addr(2), &user_token("2002")).await;
 
@@ -634,7 +660,7 @@ async fn osu_notifications_and_logout_reach_every_node() {
     .await;
     assert_eq!(r.status, 201, "{:?}", String::from_utf8_lossy(&r.body));
     let id = r.json()["notification"]["id"].as_u64().expect("id");
-    for ws in [&mut a0, &mut a2, &mut b1] {
+    for ws in [&mut a0, &mut a2, &mut a1, &mut b1] {
         assert_eq!(osu_event(ws, "new").await["data"]["id"], json!(id));
     }
     // Read through node 2: every socket hears it.
@@ -647,20 +673,23 @@ async fn osu_notifications_and_logout_reach_every_node() {
     )
     .await;
     assert_eq!((r.status, &r.json()["read"]), (200, &json!([id])));
-    for ws in [&mut a0, &mut a2, &mut b1] {
+    for ws in [&mut a0, &mut a2, &mut a1, &mut b1] {
         assert_eq!(osu_event(ws, "read").await["ids"], json!([id]));
     }
 
-    // Session B logs session A out through node 0: A's sockets on nodes 0 and 2 get `logout`
-    // and close; its token is refused on node 1; B goes on.
+    // Session B logs session A out through node 0: A's sockets on every node get `logout` and
+    // close; its token is refused everywhere; B goes on.
     let r =
         call(cluster.addr(0), "DELETE", "/api/v1/sessions/session-a", Some(&token_b), None).await;
     assert_eq!(r.status, 204, "{:?}", String::from_utf8_lossy(&r.body));
-    for ws in [&mut a0, &mut a2] {
+    for ws in [&mut a0, &mut a2, &mut a1] {
         assert_eq!(until_closed(ws).await, vec![json!({"event": "logout"})]);
     }
-    let refused = call(cluster.addr(1), "GET", "/api/v1/rooms", Some(&token_a), None).await;
-    assert_eq!(refused.status, 401, "every node refuses the logged-out session");
+    // Each node closed its sockets of the session as it recorded the logout: each refuses it.
+    for node in 0..3 {
+        let refused = call(cluster.addr(node), "GET", "/api/v1/rooms", Some(&token_a), None).await;
+        assert_eq!(refused.status, 401, "node {node} refuses the logged-out session");
+    }
     let body = json!({"name": "after", "object_type": "t", "object_id": 1});
     let r = call(
         cluster.addr(2),
@@ -689,6 +718,7 @@ async fn osu_notifications_and_logout_reach_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_acks_presence_and_receipts_cross_nodes() {
     let Some(nats) = nats_or_skip("big_acks_presence_and_receipts") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(&nats, 3).await;
     // Alice on node 0 opens a dialog with bob (chatId = the peer) while he is away.
     let mut alice = big(cluster.addr(0), "alice").await;
@@ -736,6 +766,7 @@ async fn big_acks_presence_and_receipts_cross_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_with_sigterm_drains_and_exits_and_the_others_see_it_go() {
     let Some(nats) = nats_or_skip("a_node_stopped_with_sigterm") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(&nats, 2).await;
     let room = create_room(cluster.addr(0), "r", &["t0", "t1"]).await;
     let mut t0 = virola(cluster.addr(0), "t0").await;

@@ -29,7 +29,7 @@ wait_port() {
   return 1
 }
 
-node() { # node PORT DIR [cluster args...]
+start_node() { # start_node PORT DIR [cluster args...]
   local port=$1 dir=$2
   shift 2
   taskset -c "$SERVER_CPU" "$BIN/roomcast" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
@@ -44,7 +44,7 @@ run_one() { # run_one MODE REP
   d1=$(mktemp -d)
   printf '%s' "$SECRET" >"$d0/secret"
   if [[ $mode == one ]]; then
-    node "$base" "$d0"
+    start_node "$base" "$d0"
     pids+=($!)
     wait_port "$base"
   else
@@ -53,9 +53,9 @@ run_one() { # run_one MODE REP
     pids+=($nats)
     wait_port $((base + 5))
     local cl=(--cluster-url "nats://127.0.0.1:$((base + 5))" --nodes 2)
-    node "$base" "$d0" "${cl[@]}" --node 0
+    start_node "$base" "$d0" "${cl[@]}" --node 0
     pids+=($!)
-    node $((base + 1)) "$d1" "${cl[@]}" --node 1
+    start_node $((base + 1)) "$d1" "${cl[@]}" --node 1
     pids+=($!)
     wait_port "$base"
     wait_port $((base + 1))
@@ -70,16 +70,16 @@ run_one() { # run_one MODE REP
   taskset -c "$LOADGEN_CPU" timeout 300 "$BIN/loadgen" "${LG_COMMON[@]}" --url "http://127.0.0.1:$base" \
     --secret-file "$d0/secret" --server-pid "$main" "${also[@]}" "${ws[@]}" >"$f" 2>"$f.err" ||
     { echo "loadgen failed:" >&2; tail -5 "$f.err" >&2; }
+  echo "$f"
   kill "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
   rm -rf "$d0" "$d1" "$d0.log" "$d1.log" "$d0.nats.log"
-  echo "$f"
 }
 
 for mode in one split; do
   for rep in $(seq 1 "$REPS"); do
     log "cluster $mode rep $rep/$REPS"
-    run_one "$mode" "$rep" >>"$OUT_DIR/files-$mode"
+    run_one "$mode" "$rep" >>"$OUT_DIR/files-$mode" || true
     sleep 1
   done
 done

@@ -41,6 +41,9 @@ pub const INBOUND_PARKED_MAX: usize = 65_536;
 /// A batch is published once it passes this many bytes (under NATS's default 1 MiB payload).
 const BATCH_BYTES_MAX: usize = 256 * 1024;
 
+/// How long a stopping node tries to flush what its shards sent last.
+const STOP_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Commands taken from one shard's ring per pass.
 const OUT_BUDGET: usize = 4096;
 
@@ -229,7 +232,7 @@ async fn run(
     let mut check = tokio::time::interval(Duration::from_millis(50));
     let mut retry = tokio::time::interval(Duration::from_millis(1));
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(node = topology.node, nodes, "cluster: connected to NATS");
+    tracing::info!(node = topology.node, nodes, "cluster: subscribed on NATS");
     loop {
         let reading = bridge.parked_total() < INBOUND_PARKED_MAX;
         tokio::select! {
@@ -252,18 +255,25 @@ async fn run(
             _ = heartbeat.tick() => {
                 let beat = postcard::to_allocvec(&(topology.node as u16, bridge.own_incarnation))
                     .unwrap_or_default();
-                if client.publish(own_health.clone(), Bytes::from(beat)).await.is_err() {
+                // Never held up by a lost connection: a missed beat is only a missed beat.
+                let publish = client.publish(own_health.clone(), Bytes::from(beat));
+                if !matches!(tokio::time::timeout(HEARTBEAT_PERIOD, publish).await, Ok(Ok(()))) {
                     crate::metrics::inc(&health.publish_errors_total);
                 }
             }
             _ = check.tick() => {
                 bridge.check_health();
                 if stop.load(Ordering::Acquire) {
-                    while bridge.drain_out() {
+                    // What the shards sent last, flushed while NATS is there (bounded: a
+                    // flush waits for a connection that may never come back).
+                    let last = async {
+                        while bridge.drain_out() {
+                            bridge.publish(&client, &subjects).await;
+                        }
                         bridge.publish(&client, &subjects).await;
-                    }
-                    bridge.publish(&client, &subjects).await;
-                    let _ = client.flush().await;
+                        let _ = client.flush().await;
+                    };
+                    let _ = tokio::time::timeout(STOP_FLUSH_TIMEOUT, last).await;
                     break;
                 }
             }
@@ -461,7 +471,7 @@ impl Bridge {
         }
         if !self.health.is_up(node) {
             crate::metrics::inc(&self.health.dropped_total);
-            self.refuse(from, command);
+            self.refuse(command);
             return;
         }
         crate::metrics::inc(&self.health.commands_out_total);
@@ -494,9 +504,8 @@ impl Bridge {
 
     /// What a down node would never answer, answered at once with 503 (the rest dropped: the
     /// node learns the state again when it comes back, `Command::NodeUp`).
-    fn refuse(&mut self, from: ShardId, command: Command) {
-        let refusal =
-            || Response::Refused(Refusal::Unavailable("that node of the cluster is down"));
+    fn refuse(&mut self, command: Command) {
+        let refusal = Response::Refused(Refusal::Unavailable("that node of the cluster is down"));
         let (to, token) = match command {
             Command::Request { from, token, .. } | Command::Barrier { from, token } => {
                 (from, token)
@@ -506,8 +515,8 @@ impl Bridge {
             }
             _ => return,
         };
-        let _ = from;
-        self.route(to, to, Command::Response { token, response: refusal() });
+        // The asker: a local shard, or a shard of another node (a relayed barrier's).
+        self.route(to, to, Command::Response { token, response: refusal });
     }
 
     /// Publishes every node's batch.
