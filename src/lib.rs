@@ -24,6 +24,7 @@
 //! - [`tls`]: rustls on the listener: certificates (reloaded on SIGHUP), per-connection state.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod dialect;
 pub mod fanout;

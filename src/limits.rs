@@ -109,6 +109,9 @@ pub const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
 /// Longest pause of the accept loop after failed accepts.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// Most entries of `http_trusted_proxies` (checked on every accept, in order).
+pub const TRUSTED_PROXIES_MAX: usize = 64;
+
 /// Most headers accepted in one request head; more → 431.
 pub const HTTP_HEADERS_MAX: usize = 64;
 /// Longest accepted header segment (base64url text) of a JWT, in bytes; longer → refused

@@ -18,12 +18,13 @@ macro_rules! shard_metrics {
         }
 
         impl ShardMetrics {
-            fn render_into(all: &[Arc<ShardMetrics>], out: &mut String) {
+            fn render_into(all: &[Arc<ShardMetrics>], first: usize, out: &mut String) {
                 $(
                     let help = concat!($($doc),*).trim();
                     let _ = writeln!(out, "# HELP roomcast_{} {}", stringify!($name), help);
                     let _ = writeln!(out, "# TYPE roomcast_{} {}", stringify!($name), $kind);
                     for (shard, m) in all.iter().enumerate() {
+                        let shard = first + shard;
                         let _ = writeln!(out, "roomcast_{}{{shard=\"{}\"}} {}", stringify!($name), shard, m.$name.load(Ordering::Relaxed));
                     }
                 )*
@@ -159,6 +160,14 @@ shard_metrics! {
     store_healthy: "gauge";
     /// Batches waiting in the store's write ring.
     store_write_ring_used: "gauge";
+    /// Checkpoints of the store's write-ahead log into redb (`--durability fsync`).
+    store_checkpoints_total: "counter";
+    /// Bytes in the write-ahead log's current generation.
+    store_log_bytes: "gauge";
+    /// Batches durable in the log but not yet applied to redb (at most `STORE_APPLY_OPS` ops).
+    store_unapplied_batches: "gauge";
+    /// Batches replayed from the write-ahead log when the store opened (after a crash).
+    store_log_replayed_batches: "gauge";
 }
 
 /// All shards' metrics plus the mesh gauges.
@@ -168,13 +177,17 @@ pub struct Registry {
     pub shards: Vec<Arc<ShardMetrics>>,
     /// Ring occupancy and parked commands.
     pub rings: Arc<RingGauges>,
+    /// Which nodes of the cluster answer, and the NATS thread's counters (`None` alone).
+    pub cluster: Option<Arc<crate::cluster::Health>>,
+    /// The global id of this node's first shard (`shards[i]` is shard `first_shard + i`).
+    pub first_shard: usize,
 }
 
 impl Registry {
     /// Renders everything in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
-        ShardMetrics::render_into(&self.shards, &mut out);
+        ShardMetrics::render_into(&self.shards, self.first_shard, &mut out);
         let n = self.rings.shard_count;
         let _ = writeln!(out, "# HELP roomcast_mesh_ring_slots Capacity of each mesh ring.");
         let _ = writeln!(out, "# TYPE roomcast_mesh_ring_slots gauge");
@@ -204,6 +217,9 @@ impl Registry {
                 "roomcast_mesh_parked{{shard=\"{shard}\"}} {}",
                 v.load(Ordering::Relaxed)
             );
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.render_into(&mut out);
         }
         out
     }

@@ -297,6 +297,40 @@ async fn assert_refused(stream: &mut TcpStream, case: &str) {
 /// there when the next one comes.
 const CAP_TIMEOUT_MS: u64 = 2_000;
 
+/// Behind a load balancer every client arrives from its address: a trusted proxy is held to
+/// the shard's cap only, while other addresses keep theirs.
+#[tokio::test]
+async fn a_trusted_proxy_is_not_held_to_the_per_address_cap() {
+    let _serial = SERIAL.lock().await;
+    let per_ip = 4;
+    let config = Config {
+        handshake_timeout_ms: CAP_TIMEOUT_MS,
+        http_connections_per_ip_max: per_ip,
+        http_trusted_proxies: "127.0.0.3/32, 10.0.0.0/8".into(),
+        ..hostile_config()
+    };
+    let (server, _) = start_warm(config).await;
+    let since = Instant::now();
+    let mut holding = Vec::new();
+    for _ in 0..3 * per_ip {
+        holding.push(connect_from(server.addr, [127, 0, 0, 3]).await);
+    }
+    assert_eq!(healthz_from(server.addr, [127, 0, 0, 3]).await, 200, "the proxy is served");
+    // Accepted in order before that request: a refusal would be waiting to be read by now.
+    for (i, stream) in holding.iter_mut().enumerate() {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(20), stream.read(&mut byte)).await;
+        assert!(read.is_err(), "held connection #{i} from the proxy was not refused: {read:?}");
+    }
+    // An address that is not a trusted proxy still has its cap.
+    for _ in 0..per_ip {
+        holding.push(connect_from(server.addr, [127, 0, 0, 4]).await);
+    }
+    let mut over = connect_from(server.addr, [127, 0, 0, 4]).await;
+    assert_refused(&mut over, "over the per-address cap of an untrusted address").await;
+    assert!(since.elapsed() < Duration::from_millis(CAP_TIMEOUT_MS), "checked before the deadline");
+}
+
 #[tokio::test]
 async fn connections_from_one_address_over_its_cap_get_503() {
     let _serial = SERIAL.lock().await;

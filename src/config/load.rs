@@ -53,6 +53,40 @@ pub struct ServeArgs {
     /// Serve a plain WebSocket echo at this path (conformance runs only).
     #[arg(long, env = "ROOMCAST_ECHO_ENDPOINT", value_name = "PATH")]
     pub echo_endpoint: Option<String>,
+    /// NATS server URL(s) of the cluster mesh, comma-separated (`nats://127.0.0.1:4222`);
+    /// without it the node runs alone.
+    #[arg(long, env = "ROOMCAST_CLUSTER_URL", value_name = "URL")]
+    pub cluster_url: Option<String>,
+    /// This node's index in the cluster, 0..nodes [default: 0].
+    #[arg(long, env = "ROOMCAST_NODE")]
+    pub node: Option<usize>,
+    /// Nodes in the cluster [default: 1]; nodes * shards at most 64.
+    #[arg(long, env = "ROOMCAST_NODES")]
+    pub nodes: Option<usize>,
+    /// Prefix of the cluster's NATS subjects [default: roomcast].
+    #[arg(long, env = "ROOMCAST_CLUSTER_PREFIX", value_name = "PREFIX")]
+    pub cluster_prefix: Option<String>,
+    /// NATS credentials file (user JWT and NKey seed).
+    #[arg(long, env = "ROOMCAST_CLUSTER_CREDS", value_name = "PATH")]
+    pub cluster_creds: Option<PathBuf>,
+    /// NATS user name (with `--cluster-password`).
+    #[arg(long, env = "ROOMCAST_CLUSTER_USER")]
+    pub cluster_user: Option<String>,
+    /// NATS password.
+    #[arg(long, env = "ROOMCAST_CLUSTER_PASSWORD", hide_env_values = true)]
+    pub cluster_password: Option<String>,
+    /// NATS token.
+    #[arg(long, env = "ROOMCAST_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+    /// CA PEM file for TLS to the NATS server.
+    #[arg(long, env = "ROOMCAST_CLUSTER_TLS_CA", value_name = "PEM")]
+    pub cluster_tls_ca: Option<PathBuf>,
+    /// Client certificate PEM file for TLS to the NATS server (with `--cluster-tls-key`).
+    #[arg(long, env = "ROOMCAST_CLUSTER_TLS_CERT", value_name = "PEM")]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// Client key PEM file for `--cluster-tls-cert`.
+    #[arg(long, env = "ROOMCAST_CLUSTER_TLS_KEY", value_name = "PEM")]
+    pub cluster_tls_key: Option<PathBuf>,
     /// Do not pin shard threads to CPUs (`--no-pin-cpus` or `--no-pin-cpus=false`).
     #[arg(
         long,
@@ -126,6 +160,11 @@ pub struct ServeArgs {
     /// [default: 64].
     #[arg(long, env = "ROOMCAST_HTTP_CONNECTIONS_PER_IP_MAX")]
     pub http_connections_per_ip_max: Option<usize>,
+    /// Addresses of load balancers and proxies in front of the server (comma-separated
+    /// networks, `10.0.0.0/8,fd00::/8`, or addresses): their connections are not held to the
+    /// per-address cap, only to the shard's [default: none].
+    #[arg(long, env = "ROOMCAST_HTTP_TRUSTED_PROXIES")]
+    pub http_trusted_proxies: Option<String>,
     /// Ping interval, ms [default: 20000].
     #[arg(long, env = "ROOMCAST_PING_INTERVAL_MS")]
     pub ping_interval_ms: Option<u64>,
@@ -207,6 +246,17 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     echo_endpoint: Option<String>,
+    cluster_url: Option<String>,
+    node: Option<usize>,
+    nodes: Option<usize>,
+    cluster_prefix: Option<String>,
+    cluster_creds: Option<PathBuf>,
+    cluster_user: Option<String>,
+    cluster_password: Option<String>,
+    cluster_token: Option<String>,
+    cluster_tls_ca: Option<PathBuf>,
+    cluster_tls_cert: Option<PathBuf>,
+    cluster_tls_key: Option<PathBuf>,
     pin_cpus: Option<bool>,
     console_mint: Option<bool>,
     durability: Option<Durability>,
@@ -224,6 +274,7 @@ struct FileConfig {
     http_keepalive_timeout_ms: Option<u64>,
     http_connections_per_shard_max: Option<usize>,
     http_connections_per_ip_max: Option<usize>,
+    http_trusted_proxies: Option<String>,
     ping_interval_ms: Option<u64>,
     big_silence_ms: Option<u64>,
     big_resend_ms: Option<u64>,
@@ -256,15 +307,18 @@ macro_rules! overlay {
             rest_body_bytes_max, stored_message_bytes_max, history_page_bytes_max,
             outbound_bytes_max, handshake_timeout_ms,
             idle_timeout_ms, http_keepalive_timeout_ms, http_connections_per_shard_max,
-            http_connections_per_ip_max, ping_interval_ms, big_silence_ms, big_resend_ms,
+            http_connections_per_ip_max, http_trusted_proxies, ping_interval_ms, big_silence_ms,
+            big_resend_ms,
             big_unacked_max,
             drain_ms, rechat_ping_interval_ms, rechat_ping_timeout_ms, rechat_cors_origins,
             actions_per_second, actions_burst,
             connections_per_shard_max, connections_per_user_max, ring_slots, rooms_per_shard_max,
             history_per_room_max, history_bytes_per_room_max, members_per_room_max,
-            read_buffer_bytes_initial);
+            read_buffer_bytes_initial, node, nodes, cluster_prefix);
         overlay!(@optional $cfg, $src,
-            jwt_secret, jwt_rsa_public_key, jwt_ec_public_key, echo_endpoint, tls_cert, tls_key);
+            jwt_secret, jwt_rsa_public_key, jwt_ec_public_key, echo_endpoint, tls_cert, tls_key,
+            cluster_url, cluster_creds, cluster_user, cluster_password, cluster_token,
+            cluster_tls_ca, cluster_tls_cert, cluster_tls_key);
     };
     (@plain $cfg:expr, $src:expr, $($field:ident),+) => {
         $( if let Some(v) = $src.$field.clone() { $cfg.$field = v; } )+

@@ -16,7 +16,7 @@
 //!   `history_page_bytes_max` and `history_bytes_per_room_max`;
 //!   `ring_slots` is a power of two; `ping_interval_ms < idle_timeout_ms`;
 //!   `echo_endpoint` starts with `/`; a configured `jwt_secret` is non-empty; `tls_cert` and
-//!   `tls_key` are both given or neither.
+//!   `tls_key` are both given or neither; the cluster settings (`Config::validate_cluster`).
 //!
 //! # Limits
 //! - Relative paths (`data_dir`, key files) are relative to the working
@@ -102,6 +102,29 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Path of a plain WebSocket echo endpoint (e.g. `/echo`), for conformance runs only.
     pub echo_endpoint: Option<String>,
+    /// NATS server URL(s) of the cluster mesh (`nats://host:4222`, comma-separated); `None`
+    /// = this node runs alone (`src/cluster/`).
+    pub cluster_url: Option<String>,
+    /// This node's index in the cluster, `0..nodes`.
+    pub node: usize,
+    /// Nodes in the cluster (1 = alone); `nodes * shards` global shards, at most 64.
+    pub nodes: usize,
+    /// Prefix of the cluster's NATS subjects (`<prefix>.node.<n>.mesh`).
+    pub cluster_prefix: String,
+    /// NATS credentials file (JWT + NKey seed), if the NATS server wants one.
+    pub cluster_creds: Option<PathBuf>,
+    /// NATS user name (with `cluster_password`).
+    pub cluster_user: Option<String>,
+    /// NATS password (with `cluster_user`).
+    pub cluster_password: Option<String>,
+    /// NATS token.
+    pub cluster_token: Option<String>,
+    /// PEM file of the CA that signs the NATS server's certificate (enables TLS to NATS).
+    pub cluster_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for NATS (mutual TLS), with `cluster_tls_key`.
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// PEM private key of `cluster_tls_cert`.
+    pub cluster_tls_key: Option<PathBuf>,
     /// Pin each shard thread to one CPU.
     pub pin_cpus: bool,
     /// The web console's `POST /console/token` mints user tokens with the server's HS256
@@ -145,6 +168,11 @@ pub struct Config {
     /// Most HTTP-phase connections of one shard from one source address (IPv4, or an IPv6 /64);
     /// one more gets a short 503 and is closed.
     pub http_connections_per_ip_max: usize,
+    /// Load balancers and proxies in front of the server: comma-separated networks (CIDR) or
+    /// addresses, empty for none. Connections from them are exempt from
+    /// `http_connections_per_ip_max` (every client behind one shares its address), not from
+    /// `http_connections_per_shard_max`. See [`Config::trusted_proxies`].
+    pub http_trusted_proxies: String,
     /// A connection silent for this long is closed, in ms.
     pub idle_timeout_ms: u64,
     /// Interval between server pings on a quiet connection, in ms.
@@ -206,6 +234,17 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             echo_endpoint: None,
+            cluster_url: None,
+            node: 0,
+            nodes: 1,
+            cluster_prefix: "roomcast".into(),
+            cluster_creds: None,
+            cluster_user: None,
+            cluster_password: None,
+            cluster_token: None,
+            cluster_tls_ca: None,
+            cluster_tls_cert: None,
+            cluster_tls_key: None,
             pin_cpus: true,
             console_mint: false,
             durability: Durability::Fsync,
@@ -223,6 +262,7 @@ impl Default for Config {
             http_keepalive_timeout_ms: 60_000,
             http_connections_per_shard_max: 10_000,
             http_connections_per_ip_max: 64,
+            http_trusted_proxies: String::new(),
             ping_interval_ms: 20_000,
             big_silence_ms: 20_000,
             big_resend_ms: 5_000,
@@ -257,6 +297,31 @@ macro_rules! require_nonzero {
 }
 
 impl Config {
+    /// `http_trusted_proxies` parsed: each entry a network (`10.0.0.0/8`) or one address (a
+    /// /32 or /128), at most [`TRUSTED_PROXIES_MAX`](crate::limits::TRUSTED_PROXIES_MAX).
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        let entries: Vec<&str> =
+            self.http_trusted_proxies.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+        if entries.len() > crate::limits::TRUSTED_PROXIES_MAX {
+            return Err(format!(
+                "http_trusted_proxies: at most {} entries",
+                crate::limits::TRUSTED_PROXIES_MAX
+            ));
+        }
+        entries
+            .into_iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        format!("http_trusted_proxies: {entry:?} is not a network or an address")
+                    })
+            })
+            .collect()
+    }
+
     /// Checks bounds and relationships; the message names the offending field.
     pub fn validate(&self) -> Result<(), String> {
         require_nonzero!(
@@ -323,15 +388,64 @@ impl Config {
             return Err("jwt_secret must not be empty when given".into());
         }
         crate::dialect::rechat::cors::validate(&self.rechat_cors_origins)?;
+        self.trusted_proxies()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together: give both or neither".into());
         }
+        self.validate_cluster()?;
         if let Some(path) = &self.echo_endpoint {
             if !path.starts_with('/') || path.contains(char::is_whitespace) {
                 return Err("echo_endpoint must be a path starting with '/'".into());
             }
         }
         Ok(())
+    }
+
+    /// The cluster settings' rules: `node < nodes`; `nodes > 1` needs a `cluster_url`;
+    /// `nodes * shards <= 64` global shards (a cluster needs an explicit `shards`, the same on
+    /// every node); the prefix is a NATS subject token; user and password go together; the
+    /// client certificate and key go together.
+    fn validate_cluster(&self) -> Result<(), String> {
+        if self.nodes == 0 {
+            return Err("nodes must be at least 1".into());
+        }
+        if self.node >= self.nodes {
+            return Err(format!("node must be less than nodes ({})", self.nodes));
+        }
+        if self.nodes > 1 && self.cluster_url.is_none() {
+            return Err("nodes > 1 needs cluster_url (the NATS server)".into());
+        }
+        if self.cluster_url.is_some() {
+            if self.shards == 0 {
+                return Err("a cluster needs an explicit shards (the same on every node)".into());
+            }
+            if self.nodes * self.shards > SHARDS_MAX {
+                return Err(format!("nodes * shards must be at most {SHARDS_MAX}"));
+            }
+        }
+        if self.cluster_url.as_deref().is_some_and(|url| url.trim().is_empty()) {
+            return Err("cluster_url must not be empty when given".into());
+        }
+        let prefix_ok = !self.cluster_prefix.is_empty()
+            && self.cluster_prefix.split('.').all(|token| {
+                !token.is_empty()
+                    && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !prefix_ok {
+            return Err("cluster_prefix must be dot-separated tokens of [A-Za-z0-9_-]".into());
+        }
+        if self.cluster_user.is_some() != self.cluster_password.is_some() {
+            return Err("cluster_user and cluster_password go together".into());
+        }
+        if self.cluster_tls_cert.is_some() != self.cluster_tls_key.is_some() {
+            return Err("cluster_tls_cert and cluster_tls_key go together".into());
+        }
+        Ok(())
+    }
+
+    /// Whether this node is part of a cluster (a NATS URL is configured).
+    pub fn clustered(&self) -> bool {
+        self.cluster_url.is_some()
     }
 
     /// The shard count to run: `shards`, or one per available core when 0
@@ -359,6 +473,17 @@ impl fmt::Debug for Config {
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("echo_endpoint", &self.echo_endpoint)
+            .field("cluster_url", &self.cluster_url)
+            .field("node", &self.node)
+            .field("nodes", &self.nodes)
+            .field("cluster_prefix", &self.cluster_prefix)
+            .field("cluster_creds", &self.cluster_creds)
+            .field("cluster_user", &self.cluster_user)
+            .field("cluster_password", &self.cluster_password.as_ref().map(|_| "<redacted>"))
+            .field("cluster_token", &self.cluster_token.as_ref().map(|_| "<redacted>"))
+            .field("cluster_tls_ca", &self.cluster_tls_ca)
+            .field("cluster_tls_cert", &self.cluster_tls_cert)
+            .field("cluster_tls_key", &self.cluster_tls_key)
             .field("pin_cpus", &self.pin_cpus)
             .field("console_mint", &self.console_mint)
             .field("durability", &self.durability)
@@ -382,6 +507,7 @@ impl fmt::Debug for Config {
             .field("rechat_ping_interval_ms", &self.rechat_ping_interval_ms)
             .field("rechat_ping_timeout_ms", &self.rechat_ping_timeout_ms)
             .field("rechat_cors_origins", &self.rechat_cors_origins)
+            .field("http_trusted_proxies", &self.http_trusted_proxies)
             .field("drain_ms", &self.drain_ms)
             .field("ping_interval_ms", &self.ping_interval_ms)
             .field("actions_per_second", &self.actions_per_second)

@@ -88,6 +88,7 @@ fn toml_overrides_defaults() {
         actions_burst = 50
         http_keepalive_timeout_ms = 5000
         http_connections_per_ip_max = 3
+        http_trusted_proxies = "10.0.0.0/8"
     "#;
     let c = merge(&ServeArgs::default(), Some(toml)).expect("valid toml");
     assert_eq!(c.listen, addr("0.0.0.0:9000"));
@@ -101,6 +102,7 @@ fn toml_overrides_defaults() {
     assert_eq!((c.frame_bytes_max, c.ring_slots, c.actions_burst), (16_384, 1_024, 50));
     assert_eq!((c.stored_message_bytes_max, c.history_page_bytes_max), (4_096, 8_192));
     assert_eq!((c.http_keepalive_timeout_ms, c.http_connections_per_ip_max), (5_000, 3));
+    assert_eq!(c.trusted_proxies(), Ok(vec!["10.0.0.0/8".parse().expect("network")]));
     assert_eq!(c.message_bytes_max, 65_536, "untouched fields keep defaults");
 }
 
@@ -178,7 +180,9 @@ fn validate_rejects_zero_bounds() {
 
 #[test]
 fn validate_checks_relationships() {
-    let bad: [(Mutation, &str); 14] = [
+    let bad: [(Mutation, &str); 16] = [
+        (|c| c.http_trusted_proxies = "10.0.0.0/33".into(), "http_trusted_proxies"),
+        (|c| c.http_trusted_proxies = "10.0.0.1,proxy.example".into(), "http_trusted_proxies"),
         (|c| c.tls_cert = Some("cert.pem".into()), "tls_key"),
         (|c| c.tls_key = Some("key.pem".into()), "tls_cert"),
         (|c| c.shards = 65, "shards"),
@@ -360,4 +364,47 @@ fn tls_files_are_flags_env_values_and_toml_keys() {
     assert_eq!(c.tls_cert.as_deref(), Some(std::path::Path::new("a.pem")));
     assert_eq!(c.tls_key.as_deref(), Some(std::path::Path::new("b.pem")));
     assert!(merge(&ServeArgs::default(), Some("tls_cert = \"a.pem\"")).is_err());
+}
+
+#[test]
+fn cluster_settings_are_flags_env_values_and_toml_keys() {
+    // Alone by default, exactly as before.
+    let alone = merge(&ServeArgs::default(), None).expect("valid");
+    assert!(!alone.clustered());
+    assert_eq!((alone.node, alone.nodes, alone.cluster_prefix.as_str()), (0, 1, "roomcast"));
+    let cli = ServeCli::try_parse_from([
+        "serve",
+        "--cluster-url=nats://127.0.0.1:4222",
+        "--node=2",
+        "--nodes=3",
+        "--shards=2",
+        "--cluster-prefix=rc.test",
+        "--cluster-user=u",
+        "--cluster-password=p",
+        "--cluster-tls-ca=/ca.pem",
+    ])
+    .expect("flags parse");
+    let c = merge(&cli.args, None).expect("valid");
+    assert_eq!(c.cluster_url.as_deref(), Some("nats://127.0.0.1:4222"));
+    assert_eq!((c.node, c.nodes, c.shards), (2, 3, 2));
+    assert_eq!(c.cluster_prefix, "rc.test");
+    assert_eq!(c.cluster_tls_ca.as_deref(), Some(std::path::Path::new("/ca.pem")));
+    assert!(!format!("{c:?}").contains("\"p\""), "the password is redacted");
+    // TOML under env (what clap makes of ROOMCAST_NODE=1).
+    let toml = "cluster_url = \"nats://n:4222\"\nnode = 0\nnodes = 2\nshards = 1\n";
+    let env = ServeArgs { node: Some(1), ..ServeArgs::default() };
+    let c = merge(&env, Some(toml)).expect("valid");
+    assert_eq!((c.node, c.nodes), (1, 2));
+    // Rules.
+    for bad in [
+        "nodes = 2\nshards = 1\n",                                       // no URL
+        "cluster_url = \"nats://n\"\nnode = 2\nnodes = 2\nshards = 1\n", // node >= nodes
+        "cluster_url = \"nats://n\"\nnodes = 2\n",                       // shards = 0
+        "cluster_url = \"nats://n\"\nnodes = 33\nshards = 2\n",          // > 64 shards
+        "cluster_url = \"nats://n\"\nshards = 1\ncluster_prefix = \"a..b\"\n", // bad prefix
+        "cluster_url = \"nats://n\"\nshards = 1\ncluster_user = \"u\"\n", // no password
+        "cluster_url = \"nats://n\"\nshards = 1\ncluster_tls_cert = \"c\"\n", // no key
+    ] {
+        assert!(merge(&ServeArgs::default(), Some(bad)).is_err(), "{bad:?} must be refused");
+    }
 }

@@ -386,6 +386,17 @@ pub trait Dialect: Sync {
     fn rooms_changed(&self, _shard: &Rc<Shard>, _user: &UserId) {}
     /// A [`crate::mesh::Command::Dialect`] for this dialect arrived.
     fn on_command(&self, _shard: &Rc<Shard>, _command: Box<dyn Any + Send>) {}
+    /// A [`crate::mesh::Command::Dialect`] payload of this dialect as bytes, for a shard of
+    /// another node (`src/cluster/`); `None`: this message does not cross nodes (it is
+    /// dropped and counted).
+    fn encode_command(&self, _payload: &(dyn Any + Send)) -> Option<Vec<u8>> {
+        None
+    }
+    /// The payload [`Dialect::encode_command`] made, from another node's bytes; `None` when
+    /// they do not decode (the message is dropped and counted).
+    fn decode_command(&self, _bytes: &[u8]) -> Option<Box<dyn Any + Send>> {
+        None
+    }
     /// This dialect's state on one shard (owner side and connection side), reached through
     /// `Shard::dialect_state`.
     fn shard_state(&self) -> Box<dyn Any> {

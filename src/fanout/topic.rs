@@ -31,6 +31,11 @@ pub struct Subscriptions {
 }
 
 impl Subscriptions {
+    /// The users with connections on this shard.
+    pub fn users(&self) -> impl Iterator<Item = &UserId> + '_ {
+        self.users.iter().map(|(user, _)| user)
+    }
+
     /// Adds a connection of `user`; returns true when it is the user's first on this shard
     /// (the user's owner must then be told).
     pub fn add_conn(&mut self, user: &UserId, key: ConnKey) -> bool {

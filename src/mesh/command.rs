@@ -10,8 +10,12 @@ use crate::fanout::Bundle;
 use crate::model::{RoomId, ShardId, UserId};
 use crate::net::http_conn::Handoff;
 
-/// A cross-shard message, pushed into the SPSC ring from one shard to another.
-#[derive(Debug)]
+/// A cross-shard message, pushed into the SPSC ring from one shard to another. In a cluster,
+/// every variant but the node-local ones (`Adopt`, `Drained`, `Shutdown`, `NodeUp`,
+/// `NodeDown`) also crosses nodes, encoded by `cluster::wire` (serde, postcard). The
+/// node-local variants come last: serde numbers a skipped variant when it encodes but not
+/// when it decodes, so one before the others would shift their numbers.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Ask the owner shard to execute `request` and answer `from` with `token`.
     Request {
@@ -163,14 +167,6 @@ pub enum Command {
         /// The first of the `shard_count + 1` consecutive tokens to answer.
         base: u64,
     },
-    /// A draining shard → every other shard: `from` finished drain round `round` (0: its HTTP
-    /// requests are answered; 1: every shard's round 0 reached it). See `shard::drain`.
-    Drained {
-        /// The sending shard.
-        from: ShardId,
-        /// 0 or 1.
-        round: usize,
-    },
     /// Room owner → the owner of direct `pair` (`shard_of_pair`): `room` now has (`held`) or
     /// no longer has that pair of members; index it to `room` if the pair has no room, or
     /// drop the pair's entry if it is `room`.
@@ -183,15 +179,39 @@ pub enum Command {
         held: bool,
     },
     /// A dialect's own message: only `dialect` reads `payload` (its `on_command` hook).
+    /// Across nodes it is the dialect's own bytes (`Dialect::encode_command`).
+    #[serde(
+        serialize_with = "crate::cluster::wire::serialize_dialect",
+        deserialize_with = "crate::cluster::wire::deserialize_dialect"
+    )]
     Dialect {
         /// The dialect.
         dialect: DialectId,
         /// The dialect's message.
         payload: Box<dyn Any + Send>,
     },
+    /// A draining shard → every other shard: `from` finished drain round `round` (0: its HTTP
+    /// requests are answered; 1: every shard's round 0 reached it). See `shard::drain`.
+    #[serde(skip)]
+    Drained {
+        /// The sending shard.
+        from: ShardId,
+        /// 0 or 1.
+        round: usize,
+    },
     /// A shard that accepted an upgrade request → the shard its dialect says must serve it
     /// (`Dialect::home_shard`): the socket, the parsed head and the bytes read past it.
+    #[serde(skip)]
     Adopt(Box<Handoff>),
     /// Main thread → every shard: close every connection with 1001 and stop.
+    #[serde(skip)]
     Shutdown,
+    /// NATS thread → every local shard: node `0` stopped answering: answer what waits for it
+    /// with 503, forget its shards' connections.
+    #[serde(skip)]
+    NodeDown(usize),
+    /// NATS thread → every local shard: node `0` answers (again): tell it the memberships of
+    /// its users and the connections of its users here.
+    #[serde(skip)]
+    NodeUp(usize),
 }

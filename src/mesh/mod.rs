@@ -16,6 +16,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::cluster::{Health, Topology};
+
 pub use command::Command;
 pub use doorbell::Doorbell;
 pub use request::{Request, Response};
@@ -37,14 +39,37 @@ pub struct RingGauges {
     pub shard_count: usize,
 }
 
-/// One shard's side of the mesh: producers to every peer, consumers from every peer.
+/// One shard's side of the mesh: producers to every peer, consumers from every peer. In a
+/// cluster (`src/cluster/`), also a producer to the node's NATS thread for the shards of other
+/// nodes, and a consumer of what that thread received for this shard.
+///
+/// Shard ids are global (`node * shards + local`); `producers`, `parked` and the doorbells are
+/// indexed by the local index.
 pub struct MeshEndpoint {
     shard: ShardId,
+    local: usize,
+    topology: Topology,
     producers: Vec<Option<rtrb::Producer<Command>>>,
     consumers: Vec<(ShardId, rtrb::Consumer<Command>)>,
     doorbells: Arc<Vec<Doorbell>>,
     parked: Vec<VecDeque<Command>>,
     gauges: Arc<RingGauges>,
+    remote: Option<RemoteLink>,
+}
+
+/// A shard's end of the cluster thread: outbound commands (with their global destination),
+/// parked in order when the ring is full, and the thread's wakeup.
+pub struct RemoteLink {
+    /// To the NATS thread.
+    pub out: rtrb::Producer<(ShardId, Command)>,
+    /// From the NATS thread.
+    pub inbound: rtrb::Consumer<Command>,
+    /// Commands waiting for room in `out`, in order.
+    pub parked: VecDeque<(ShardId, Command)>,
+    /// Wakes the NATS thread.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Which nodes answer.
+    pub health: Arc<Health>,
 }
 
 /// The built mesh: one endpoint per shard, every shard's doorbell, and the shared gauges.
@@ -57,8 +82,14 @@ pub struct Built {
     pub gauges: Arc<RingGauges>,
 }
 
-/// Builds the full mesh for `shard_count` shards with `slots` commands per ring.
+/// Builds the full mesh for `shard_count` shards with `slots` commands per ring (a node alone).
 pub fn build(shard_count: usize, slots: usize) -> std::io::Result<Built> {
+    build_for(Topology::alone(shard_count), slots)
+}
+
+/// Builds the mesh of this node's `topology.shards` local shards.
+pub fn build_for(topology: Topology, slots: usize) -> std::io::Result<Built> {
+    let shard_count = topology.shards;
     let doorbells =
         Arc::new((0..shard_count).map(|_| Doorbell::new()).collect::<std::io::Result<Vec<_>>>()?);
     let pairs = shard_count * shard_count;
@@ -69,9 +100,12 @@ pub fn build(shard_count: usize, slots: usize) -> std::io::Result<Built> {
         slots,
         shard_count,
     });
-    let mut endpoints: Vec<MeshEndpoint> = ShardId::all(shard_count)
-        .map(|shard| MeshEndpoint {
-            shard,
+    let mut endpoints: Vec<MeshEndpoint> = (0..shard_count)
+        .map(|local| MeshEndpoint {
+            shard: topology.global(local),
+            local,
+            topology,
+            remote: None,
             producers: (0..shard_count).map(|_| None).collect(),
             consumers: Vec::new(),
             doorbells: doorbells.clone(),
@@ -86,7 +120,7 @@ pub fn build(shard_count: usize, slots: usize) -> std::io::Result<Built> {
             }
             let (producer, consumer) = rtrb::RingBuffer::new(slots);
             endpoints[from].producers[to] = Some(producer);
-            endpoints[to].consumers.push((ShardId(from), consumer));
+            endpoints[to].consumers.push((topology.global(from), consumer));
         }
     }
     Ok(Built { endpoints, doorbells, gauges })
@@ -100,16 +134,42 @@ impl MeshEndpoint {
 
     /// This shard's own doorbell.
     pub fn own_doorbell(&self) -> &Doorbell {
-        &self.doorbells[self.shard.0]
+        &self.doorbells[self.local]
+    }
+
+    /// The cluster's shape as this node sees it.
+    pub fn topology(&self) -> Topology {
+        self.topology
+    }
+
+    /// Connects this endpoint to the node's NATS thread.
+    pub fn link_remote(&mut self, link: RemoteLink) {
+        self.remote = Some(link);
+    }
+
+    /// Which nodes answer (`None` alone).
+    pub fn health(&self) -> Option<&Arc<Health>> {
+        self.remote.as_ref().map(|r| &r.health)
+    }
+
+    /// Whether shard `to` is on a node that does not answer now.
+    pub fn unreachable(&self, to: ShardId) -> bool {
+        let node = self.topology.node_of(to);
+        node != self.topology.node && self.remote.as_ref().is_none_or(|r| !r.health.is_up(node))
     }
 
     /// Sends `command` to peer `to` (never to self): pushes it, or parks it when the ring is full
     /// or earlier commands are parked (order per peer is kept). Returns false when it was parked.
+    /// A shard of another node goes through the NATS thread's ring (parked the same way).
     pub fn send(&mut self, to: ShardId, command: Command) -> bool {
         debug_assert_ne!(to, self.shard, "self-sends go through the local inbox");
+        let Some(local) = self.topology.local_of(to) else {
+            return self.send_remote(to, command);
+        };
+        let to = ShardId(local);
         if !self.parked[to.0].is_empty() {
             self.parked[to.0].push_back(command);
-            self.gauges.parked[self.shard.0].fetch_add(1, Ordering::Relaxed);
+            self.gauges.parked[self.local].fetch_add(1, Ordering::Relaxed);
             return false;
         }
         let Some(producer) = self.producers[to.0].as_mut() else {
@@ -123,7 +183,32 @@ impl MeshEndpoint {
             }
             Err(rtrb::PushError::Full(command)) => {
                 self.parked[to.0].push_back(command);
-                self.gauges.parked[self.shard.0].fetch_add(1, Ordering::Relaxed);
+                self.gauges.parked[self.local].fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Hands `command` for shard `to` of another node to the NATS thread (or parks it).
+    fn send_remote(&mut self, to: ShardId, command: Command) -> bool {
+        let Some(remote) = self.remote.as_mut() else {
+            // Alone, every shard is local: a caller computed an id out of range.
+            tracing::error!(shard = self.shard.get(), to = to.get(), "no such shard");
+            return true;
+        };
+        if !remote.parked.is_empty() {
+            remote.parked.push_back((to, command));
+            self.gauges.parked[self.local].fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        match remote.out.push((to, command)) {
+            Ok(()) => {
+                remote.wake.notify_one();
+                true
+            }
+            Err(rtrb::PushError::Full(item)) => {
+                remote.parked.push_back(item);
+                self.gauges.parked[self.local].fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
@@ -134,7 +219,7 @@ impl MeshEndpoint {
             return;
         };
         let used = (producer.buffer().capacity() - producer.slots()) as u64;
-        let index = self.shard.0 * self.gauges.shard_count + to.0;
+        let index = self.local * self.gauges.shard_count + to.0;
         self.gauges.occupancy[index].store(used, Ordering::Relaxed);
         self.gauges.occupancy_max[index].fetch_max(used, Ordering::Relaxed);
     }
@@ -142,6 +227,23 @@ impl MeshEndpoint {
     /// Retries parked commands in order; returns how many are still parked.
     pub fn retry_parked(&mut self) -> usize {
         let mut left = 0;
+        if let Some(remote) = self.remote.as_mut() {
+            let mut moved = 0u64;
+            while let Some(item) = remote.parked.pop_front() {
+                match remote.out.push(item) {
+                    Ok(()) => moved += 1,
+                    Err(rtrb::PushError::Full(item)) => {
+                        remote.parked.push_front(item);
+                        break;
+                    }
+                }
+            }
+            if moved > 0 {
+                self.gauges.parked[self.local].fetch_sub(moved, Ordering::Relaxed);
+                remote.wake.notify_one();
+            }
+            left += remote.parked.len();
+        }
         for to in 0..self.parked.len() {
             let mut moved = 0u64;
             while let Some(command) = self.parked[to].pop_front() {
@@ -157,7 +259,7 @@ impl MeshEndpoint {
                 }
             }
             if moved > 0 {
-                self.gauges.parked[self.shard.0].fetch_sub(moved, Ordering::Relaxed);
+                self.gauges.parked[self.local].fetch_sub(moved, Ordering::Relaxed);
                 self.note_occupancy(ShardId(to));
                 self.doorbells[to].ring();
             }
@@ -168,7 +270,10 @@ impl MeshEndpoint {
 
     /// Commands parked for peer `to`.
     pub fn parked_for(&self, to: ShardId) -> usize {
-        self.parked.get(to.0).map_or(0, VecDeque::len)
+        match self.topology.local_of(to) {
+            Some(local) => self.parked.get(local).map_or(0, VecDeque::len),
+            None => self.remote.as_ref().map_or(0, |r| r.parked.len()),
+        }
     }
 
     /// Pops up to `budget` commands from every peer's ring into `out`; returns how many.
@@ -177,6 +282,15 @@ impl MeshEndpoint {
         for (_, consumer) in &mut self.consumers {
             while out.len() - before < budget {
                 match consumer.pop() {
+                    Ok(command) => out.push(command),
+                    Err(_) => break,
+                }
+            }
+        }
+        if let Some(remote) = self.remote.as_mut() {
+            let start = out.len();
+            while out.len() - start < budget {
+                match remote.inbound.pop() {
                     Ok(command) => out.push(command),
                     Err(_) => break,
                 }

@@ -10,7 +10,7 @@ use crate::model::{
 };
 
 /// Work only an owner shard may do.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Request {
     /// Create a room owned by the executing shard: locally, except a direct room, created on
     /// the shard of its pair (`shard_of_pair`), which answers `Existing` when the pair has one.
@@ -129,7 +129,7 @@ pub enum Request {
 }
 
 /// An owner's answer.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Response {
     /// The action's reply.
     Done(Reply),

@@ -6,7 +6,7 @@ use super::room::{Role, RoomKind};
 use super::Refusal;
 
 /// Who is acting: an application backend (service token) or a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Viewer {
     /// A backend that may act for any user and administer every room.
     Service,
@@ -25,7 +25,7 @@ impl Viewer {
 }
 
 /// The fields of a new room.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewRoom {
     /// Room kind (group, direct, public, announce).
     pub kind: RoomKind,
@@ -71,7 +71,7 @@ pub fn direct_pair_of<'a>(users: impl Iterator<Item = &'a UserId>) -> Option<(Us
 }
 
 /// The fields of a new message.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewMessage {
     /// The author (the viewer, or any user when a service posts for it).
     pub author: UserId,
@@ -113,7 +113,7 @@ impl NewMessage {
 }
 
 /// Changes to a room; `None` leaves a field alone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RoomPatch {
     /// New display name.
     pub name: Option<String>,
@@ -124,7 +124,7 @@ pub struct RoomPatch {
 }
 
 /// Every action a room's owner executes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum RoomAction {
     /// Read the room.
     Get,

@@ -7,7 +7,7 @@ use super::room::{Role, RoomKind};
 use crate::limits::MESSAGE_ENCODED_OVERHEAD_BYTES;
 
 /// A stored message, shared by the room's history, events and replies.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     /// Unique server-wide, increasing within the room.
     pub id: MessageId,
@@ -90,7 +90,7 @@ pub fn message_encoded_len(
 }
 
 /// The newest message of a room, as room listings show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LastMessage {
     /// Its id.
     pub id: MessageId,
@@ -101,7 +101,7 @@ pub struct LastMessage {
 }
 
 /// A snapshot of a room for events and replies.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoomView {
     /// Room id.
     pub id: RoomId,
@@ -130,7 +130,7 @@ pub struct RoomView {
 
 /// A room as one member's chat list sees it (BIG's `missed`, `lastMessageText`,
 /// `lastMessageStatus`), computed by the room owner from its receipts and window.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct MemberSummary {
     /// The member's read mark.
     pub read: Seq,
@@ -165,7 +165,7 @@ impl RoomView {
 }
 
 /// A fact every permitted viewer is told about.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// A message was posted.
     MessageCreated(Arc<Message>),

@@ -83,3 +83,59 @@ impl Refusal {
         }
     }
 }
+
+/// On the cluster's wire a refusal is its kind and its text.
+impl serde::Serialize for Refusal {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let kind: u8 = match self {
+            Refusal::NotFound(_) => 0,
+            Refusal::Forbidden(_) => 1,
+            Refusal::Invalid(_) => 2,
+            Refusal::Conflict(_) => 3,
+            Refusal::Full(_) => 4,
+            Refusal::MessageTooLarge(_) => 5,
+            Refusal::Unavailable(_) => 6,
+        };
+        serde::Serialize::serialize(&(kind, self.message()), serializer)
+    }
+}
+
+/// Decoding a refusal from another node: the static texts are interned (a bounded set, see
+/// [`intern_refusal_text`]), the others kept as they came.
+impl<'de> serde::Deserialize<'de> for Refusal {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (kind, text): (u8, String) = serde::Deserialize::deserialize(deserializer)?;
+        Ok(match kind {
+            0 => Refusal::NotFound(intern_refusal_text(&text)),
+            1 => Refusal::Forbidden(intern_refusal_text(&text)),
+            2 => Refusal::Invalid(text),
+            3 => Refusal::Conflict(text),
+            4 => Refusal::Full(intern_refusal_text(&text)),
+            5 => Refusal::MessageTooLarge(text),
+            6 => Refusal::Unavailable(intern_refusal_text(&text)),
+            _ => return Err(serde::de::Error::custom("unknown refusal kind")),
+        })
+    }
+}
+
+/// Distinct refusal texts kept for the process's life; past it a generic text is used.
+const INTERNED_REFUSAL_TEXTS_MAX: usize = 512;
+
+/// A `'static` copy of `text`: the same copy for the same text, at most
+/// [`INTERNED_REFUSAL_TEXTS_MAX`] of them (every node refuses with the same few texts, all
+/// compiled in), so memory stays bounded whatever a peer sends.
+fn intern_refusal_text(text: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static TEXTS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut texts = TEXTS.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = texts.get(text) {
+        return known;
+    }
+    if texts.len() >= INTERNED_REFUSAL_TEXTS_MAX || text.len() > 256 {
+        return "refused by another node";
+    }
+    let leaked: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    texts.insert(leaked);
+    leaked
+}

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::ids::{iso8601, UserId};
 
 /// One notification of one user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Notification {
     /// Unique server-wide (`counter * shards + shard`, the user owner's allocator).
     pub id: u64,

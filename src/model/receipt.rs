@@ -8,7 +8,7 @@
 use super::ids::Seq;
 
 /// One user's marks in one room.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Receipt {
     /// Every message up to this seq is delivered.
     pub delivered: Seq,
@@ -21,7 +21,7 @@ pub struct Receipt {
 }
 
 /// What a mark changed: the previous marks, for finding the newly covered messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Raised {
     /// `delivered` before the mark.
     pub delivered_from: Seq,

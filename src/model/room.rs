@@ -17,7 +17,7 @@ use super::ids::{IdAllocator, MessageId, RoomId, Seq, UserId};
 use super::Refusal;
 
 /// What kind of room this is; decides who may post and how dialects show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RoomKind {
     /// A private group of members.
     Group,
@@ -53,7 +53,9 @@ impl RoomKind {
 }
 
 /// A member's role in a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Role {
     /// Ordinary member.
     Member,
@@ -85,7 +87,7 @@ impl Role {
 }
 
 /// One member as the owner shard tracks it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// Role in the room.
     pub role: Role,
@@ -152,7 +154,7 @@ pub struct Outcome {
 }
 
 /// The caller's answer.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     /// Nothing to return.
     #[default]
@@ -166,7 +168,7 @@ pub enum Reply {
 }
 
 /// A page of history.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Page {
     /// Ascending by id.
     pub messages: Vec<Arc<Message>>,

@@ -2,7 +2,9 @@
 //! `http_connections_per_shard_max` such connections per shard, and at most
 //! `http_connections_per_ip_max` of them from one source address (an IPv4 address, or an IPv6
 //! /64, the block one host usually holds). A connection over either cap gets a short 503 and is
-//! closed at once, before any task, buffer or io_uring op is spent on it.
+//! closed at once, before any task, buffer or io_uring op is spent on it. Connections from the
+//! configured load balancers and proxies (`http_trusted_proxies`) are held to the shard's cap
+//! only: every client behind one arrives from its address.
 //!
 //! Invariants: an admitted connection holds an [`HttpSlot`] until it upgrades or closes, and the
 //! slot's drop gives its place back (on every path: a task's end, an upgrade, a runtime drop);
@@ -32,9 +34,21 @@ pub enum Refused {
 pub struct HttpPhase {
     count: Cell<usize>,
     per_source: RefCell<HashMap<IpAddr, usize>>,
+    /// `http_trusted_proxies`, parsed once (validated at start).
+    trusted: std::cell::OnceCell<Vec<ipnet::IpNet>>,
 }
 
 impl HttpPhase {
+    /// True when `peer` is one of `config`'s trusted proxies.
+    pub fn is_trusted(&self, config: &crate::config::Config, peer: IpAddr) -> bool {
+        let trusted = self.trusted.get_or_init(|| config.trusted_proxies().unwrap_or_default());
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            IpAddr::V4(_) => peer,
+        };
+        trusted.iter().any(|net| net.contains(&peer))
+    }
+
     /// Takes a place for a connection from `source` (see [`source_of`]) if both caps allow it.
     pub fn enter(
         &self,
@@ -116,11 +130,13 @@ impl Drop for HttpSlot {
 pub fn admit(shard: &Rc<Shard>, peer: IpAddr) -> Result<HttpSlot, Refused> {
     let source = source_of(peer);
     let config = &shard.config;
-    let entered = shard.conn.http.enter(
-        source,
-        config.http_connections_per_shard_max,
-        config.http_connections_per_ip_max,
-    );
+    let per_source_max = if shard.conn.http.is_trusted(config, peer) {
+        usize::MAX
+    } else {
+        config.http_connections_per_ip_max
+    };
+    let entered =
+        shard.conn.http.enter(source, config.http_connections_per_shard_max, per_source_max);
     match entered {
         Ok(()) => {
             metrics::inc(&shard.metrics.http_phase_connections);
@@ -188,6 +204,27 @@ mod tests {
         assert_eq!(phase.sources(), 0, "sources without connections are forgotten");
         phase.leave(a);
         assert!(phase.is_empty(), "leaving without a place changes nothing");
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_and_addresses() {
+        let config = crate::config::Config {
+            http_trusted_proxies: " 10.1.0.0/16, 192.0.2.9 ,fd00::/8".into(),
+            ..crate::config::Config::default()
+        };
+        let phase = HttpPhase::default();
+        for (peer, trusted) in [
+            ("10.1.200.3", true),
+            ("10.2.0.1", false),
+            ("192.0.2.9", true),
+            ("192.0.2.10", false),
+            ("::ffff:10.1.0.1", true),
+            ("fd12::1", true),
+            ("2001:db8::1", false),
+        ] {
+            assert_eq!(phase.is_trusted(&config, ip(peer)), trusted, "{peer}");
+        }
+        assert!(!HttpPhase::default().is_trusted(&crate::config::Config::default(), ip("10.1.0.1")));
     }
 
     #[test]

@@ -446,7 +446,8 @@ async fn upgrade_to_websocket(
     }
     let protocol = dialect.get();
     match protocol.home_shard(&head, shard.shard_count) {
-        Some(home) if home != shard.id && !adopted && home.0 < shard.shard_count => {
+        // A socket never crosses nodes: a home on another node is served here (and is unknown).
+        Some(home) if home != shard.id && !adopted && shard.topology.local_of(home).is_some() => {
             // The request continues state that lives on `home`: serve it there. This shard's
             // count of it ends here (the caller's), the home's starts in `adopt`.
             let Some(socket) = owned_socket(&io.stream) else {

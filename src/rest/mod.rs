@@ -141,6 +141,14 @@ pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, body: Bytes, keep_ali
             keep_alive,
             &[("WWW-Authenticate", "Bearer")],
         ),
+        // Unavailable (overload, a failing store, a node of the cluster down): retry soon.
+        Err(e) if e.status == 503 => response::json_error_with_headers(
+            503,
+            e.code,
+            &e.message,
+            keep_alive,
+            &[("Retry-After", "1")],
+        ),
         Err(e) => response::json_error(e.status, e.code, &e.message, keep_alive),
     }
 }

@@ -51,9 +51,17 @@ pub fn openapi() -> ApiResult {
 }
 
 /// Liveness: 200 with the answering shard.
+/// In a cluster, also `cluster`: this node, its NATS connection and which nodes answer;
+/// `status` is `degraded` while one does not (this node still serves: 200).
 pub fn health(shard: &Shard) -> ApiResult {
-    let body =
+    let mut body =
         serde_json::json!({ "status": "ok", "shard": shard.id, "shards": shard.shard_count });
+    if let Some(cluster) = shard.cluster_health() {
+        if !cluster.all_up() {
+            body["status"] = "degraded".into();
+        }
+        body["cluster"] = cluster.json();
+    }
     Ok((200, body.to_string().into_bytes()))
 }
 

@@ -357,6 +357,10 @@ impl Shard {
         self.metrics.store_batches_total.store(m.batches, Relaxed);
         self.metrics.store_healthy.store(u64::from(m.healthy), Relaxed);
         self.metrics.store_write_ring_used.store(m.write_ring_used as u64, Relaxed);
+        self.metrics.store_checkpoints_total.store(m.checkpoints, Relaxed);
+        self.metrics.store_log_bytes.store(m.log_bytes, Relaxed);
+        self.metrics.store_unapplied_batches.store(m.unapplied_batches, Relaxed);
+        self.metrics.store_log_replayed_batches.store(m.replayed_batches, Relaxed);
     }
 
     /// Sends the effects' commands, then the answer.

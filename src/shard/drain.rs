@@ -25,7 +25,6 @@ use tokio::time::Instant;
 
 use super::Shard;
 use crate::mesh::Command;
-use crate::model::ShardId;
 use crate::ws::close::CLOSE_GOING_AWAY;
 
 /// How often the drain looks again at what it waits for.
@@ -35,11 +34,14 @@ const DRAIN_POLL: Duration = Duration::from_millis(5);
 pub async fn drain(shard: &Rc<Shard>) {
     let deadline = Instant::now() + Duration::from_millis(shard.config.drain_ms);
     until(deadline, || shard.requests_in_flight.get() == 0).await;
-    let others = ShardId::all(shard.shard_count)
+    // The drain is one node's: its own shards only (another node keeps serving).
+    let others = shard
+        .topology
+        .local_shards()
         .filter(|s| *s != shard.id)
         .fold(0u64, |mask, s| mask | s.bit());
     for round in 0..shard.drained_from.len() {
-        for to in ShardId::all(shard.shard_count).filter(|s| *s != shard.id) {
+        for to in shard.topology.local_shards().filter(|s| *s != shard.id) {
             shard.send(to, Command::Drained { from: shard.id, round });
         }
         until(deadline, || shard.drained_from[round].get() & others == others).await;

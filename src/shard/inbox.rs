@@ -58,16 +58,7 @@ fn handle(shard: &Rc<Shard>, command: Command) {
         Command::Request { from, token, request } => {
             shard.execute(request, super::ReplyTo::Remote { from, token });
         }
-        Command::Response { token, response } => {
-            let waiter = shard.pending.borrow_mut().remove(&token);
-            match waiter {
-                Some(super::Waiter::Task(sender)) => {
-                    let _ = sender.send(response);
-                }
-                Some(super::Waiter::Then(then)) => shard.resume(*then, response),
-                None => {}
-            }
-        }
+        Command::Response { token, response } => shard.answer(token, response),
         Command::ToRoom { room, user, bundle } => shard.to_room(room, &user, bundle),
         Command::Deliver { room, bundle } => shard.deliver(room, &bundle),
         Command::Subscribe { room, user, bundle } => {
@@ -121,5 +112,7 @@ fn handle(shard: &Rc<Shard>, command: Command) {
         }
         Command::Adopt(handoff) => crate::net::http_conn::adopt(shard, *handoff),
         Command::Shutdown => shard.begin_shutdown(),
+        Command::NodeDown(node) => shard.node_down(node),
+        Command::NodeUp(node) => shard.node_up(node),
     }
 }

@@ -20,6 +20,7 @@ pub mod commit;
 pub mod conn_side;
 pub mod drain;
 pub mod inbox;
+pub mod nodes;
 pub mod owner;
 pub mod owner_side;
 pub mod persist;
@@ -64,10 +65,13 @@ pub enum Waiter {
 
 /// One core's state. Shared by its tasks through `Rc`.
 pub struct Shard {
-    /// This shard's index.
+    /// This shard's global index (`node * shards + local`; the local index alone).
     pub id: ShardId,
-    /// Number of shards in the server.
+    /// Number of shards in the service: every node's (`nodes * shards`), which rooms, users
+    /// and ids hash over.
     pub shard_count: usize,
+    /// The cluster's shape (a node alone: one node of `shard_count` shards).
+    pub topology: crate::cluster::Topology,
     /// Every setting and bound.
     pub config: Arc<Config>,
     /// Token verification.
@@ -94,6 +98,9 @@ pub struct Shard {
     pending: RefCell<std::collections::HashMap<u64, Waiter>>,
     /// The next caller token.
     next_call_token: Cell<u64>,
+    /// Of `pending`, the tokens awaited from a shard of another node, with that node: answered
+    /// with 503 when it goes down (`Shard::node_down`).
+    remote_pending: RefCell<std::collections::HashMap<u64, usize>>,
     /// The connection side: the connections this shard accepted and what serves them.
     pub conn: ConnSide,
     /// The owner side: the rooms and users hashed to this shard, their store and commits.
@@ -161,7 +168,48 @@ impl Shard {
         let token = self.next_call_token.get();
         self.next_call_token.set(token + 1);
         self.pending.borrow_mut().insert(token, Waiter::Then(Box::new(then)));
+        if self.unreachable(to) {
+            // The continuation runs from the inbox, as any answer would.
+            let refusal = Refusal::Unavailable("that node of the cluster is down");
+            self.send(self.id, Command::Response { token, response: Response::Refused(refusal) });
+            return;
+        }
+        self.await_from(token, to);
         self.send(to, Command::Request { from: self.id, token, request });
+    }
+
+    /// Whether shard `to` is on a node that does not answer now (never for this node's).
+    pub fn unreachable(&self, to: ShardId) -> bool {
+        self.mesh.borrow().unreachable(to)
+    }
+
+    /// Notes that token `token` awaits an answer from shard `to` (a shard of another node is
+    /// remembered, to answer it with 503 if that node goes down).
+    pub fn await_from(&self, token: u64, to: ShardId) {
+        let node = self.topology.node_of(to);
+        if node != self.topology.node {
+            self.remote_pending.borrow_mut().insert(token, node);
+        }
+    }
+
+    /// Hands `response` to whoever waits for `token` (nothing when nobody does any more).
+    pub fn answer(self: &Shard, token: u64, response: Response) {
+        if !self.remote_pending.borrow().is_empty() {
+            self.remote_pending.borrow_mut().remove(&token);
+        }
+        let waiter = self.pending.borrow_mut().remove(&token);
+        match waiter {
+            Some(Waiter::Task(sender)) => {
+                let _ = sender.send(response);
+            }
+            Some(Waiter::Then(then)) => self.resume(*then, response),
+            None => {}
+        }
+    }
+
+    /// Which nodes answer (`None` alone).
+    pub fn cluster_health(&self) -> Option<Arc<crate::cluster::Health>> {
+        self.mesh.borrow().health().cloned()
     }
 
     /// Asks the owner shard `to` to execute `request` and waits for its answer.
@@ -181,12 +229,17 @@ impl Shard {
                 "the server is overloaded; retry later",
             ));
         }
+        if self.unreachable(to) {
+            return Response::Refused(Refusal::Unavailable("that node of the cluster is down"));
+        }
         let (token, rx) = self.expect_answer();
+        self.await_from(token, to);
         self.send(to, Command::Request { from: self.id, token, request });
         match tokio::time::timeout(OWNER_REPLY_TIMEOUT, rx).await {
             Ok(Ok(response)) => response,
             _ => {
                 self.pending.borrow_mut().remove(&token);
+                self.remote_pending.borrow_mut().remove(&token);
                 Response::Refused(Refusal::Unavailable("the owner shard did not answer in time"))
             }
         }

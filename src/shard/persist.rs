@@ -183,8 +183,11 @@ pub fn recover(
 /// state) from their stored direct rooms, before any shard runs: each pair is indexed on its
 /// owner (`shard_of_pair`) to its room, wherever that room lives. Lowest room id first: of
 /// two stored rooms of one pair (made before the index existed), the first keeps it.
-pub fn index_direct_rooms(owned: &mut [&mut Owned]) {
-    let shard_count = owned.len();
+///
+/// In a cluster `owned[l]` is local shard `l`: a pair owned by another node's shard is told
+/// to it when that node is up (`Shard::node_up`).
+pub fn index_direct_rooms(owned: &mut [&mut Owned], topology: crate::cluster::Topology) {
+    let shard_count = topology.global_count();
     let mut pairs: Vec<(RoomId, crate::shard::owner::Pair)> = owned
         .iter()
         .flat_map(|o| o.rooms.keys().filter_map(|id| Some((*id, o.direct_pair_of_room(*id)?))))
@@ -192,7 +195,9 @@ pub fn index_direct_rooms(owned: &mut [&mut Owned]) {
     pairs.sort_unstable();
     for (room, pair) in pairs {
         let owner = crate::model::ids::shard_of_pair(&pair.0, &pair.1, shard_count);
-        owned[owner.0].set_pair(pair, room, true);
+        if let Some(local) = topology.local_of(owner) {
+            owned[local].set_pair(pair, room, true);
+        }
     }
 }
 

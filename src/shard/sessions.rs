@@ -150,12 +150,17 @@ impl Shard {
     /// Waits until shard `to` has handled every command this shard sent it before (the answer
     /// travels the same FIFO rings). False on timeout.
     pub async fn barrier(&self, to: ShardId) -> bool {
+        if self.unreachable(to) {
+            return false;
+        }
         let (token, rx) = self.expect_answer();
+        self.await_from(token, to);
         self.send(to, Command::Barrier { from: self.id, token });
         match tokio::time::timeout(BARRIER_TIMEOUT, rx).await {
             Ok(Ok(_)) => true,
             _ => {
                 self.pending.borrow_mut().remove(&token);
+                self.remote_pending.borrow_mut().remove(&token);
                 false
             }
         }

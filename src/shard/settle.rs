@@ -19,7 +19,7 @@ use crate::limits::BARRIER_TIMEOUT;
 use crate::mesh::{Command, Response};
 use crate::model::ids::{shard_of_room, shard_of_user};
 use crate::model::room::Reply;
-use crate::model::{ShardId, UserId};
+use crate::model::{Refusal, ShardId, UserId};
 
 impl Shard {
     /// Connection shard: waits until `user`'s room owners have subscribed this shard for the
@@ -32,6 +32,17 @@ impl Shard {
         let mut answers: Vec<_> = (0..=self.shard_count).map(|_| self.expect_answer()).collect();
         debug_assert_eq!(answers.first().map(|a| a.0), Some(base));
         let owner = shard_of_user(user, self.shard_count);
+        if self.unreachable(owner) {
+            for (token, _) in answers {
+                self.pending.borrow_mut().remove(&token);
+            }
+            crate::metrics::inc(&self.metrics.attach_settle_timeouts_total);
+            return false;
+        }
+        // Every token may be answered from another node: a node that goes down answers them.
+        for (token, _) in &answers {
+            self.await_from(*token, owner);
+        }
         self.send(owner, Command::SettleAttach { from: self.id, user: user.clone(), base });
         let deadline = tokio::time::Instant::now() + BARRIER_TIMEOUT;
         // The user's owner first: without it nothing was relayed (a refusal is an owner that
@@ -50,6 +61,12 @@ impl Shard {
                 settled = false;
                 self.pending.borrow_mut().remove(&token);
             }
+        }
+        if !self.remote_pending.borrow().is_empty() {
+            let mut remote = self.remote_pending.borrow_mut();
+            (base..=base + self.shard_count as u64).for_each(|token| {
+                remote.remove(&token);
+            });
         }
         if !settled {
             crate::metrics::inc(&self.metrics.attach_settle_timeouts_total);
@@ -72,7 +89,11 @@ impl Shard {
         };
         for shard in ShardId::all(self.shard_count) {
             let token = base + shard.0 as u64;
-            if room_owners & shard.bit() != 0 {
+            if room_owners & shard.bit() != 0 && self.unreachable(shard) {
+                // A room owner on a down node: its rooms make no events meanwhile.
+                let refusal = Refusal::Unavailable("that node of the cluster is down");
+                self.send(from, Command::Response { token, response: Response::Refused(refusal) });
+            } else if room_owners & shard.bit() != 0 {
                 self.send(shard, Command::Barrier { from, token });
             } else {
                 let response = Response::Done(Reply::Empty);

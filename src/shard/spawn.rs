@@ -36,6 +36,9 @@ pub struct ServerHandle {
     metrics: Vec<Arc<ShardMetrics>>,
     /// The TLS certificates, when the listener speaks TLS.
     tls: Option<Arc<crate::tls::Certificates>>,
+    /// The NATS thread and its own stop flag: it stops after the shards (their drain still
+    /// talks to other nodes).
+    cluster: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
 }
 
 /// Whether every shard's loop is running: read from any thread (the systemd watchdog).
@@ -80,16 +83,19 @@ impl ServerHandle {
     }
 
     /// Stops the server and waits for every shard thread to end.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
         self.trigger_shutdown();
+        self.join();
+    }
+
+    /// Waits for every shard thread to end (after `trigger_shutdown`), then for the NATS
+    /// thread, which flushes what the shards sent last.
+    pub fn join(mut self) {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-    }
-
-    /// Waits for every shard thread to end (after `trigger_shutdown`).
-    pub fn join(mut self) {
-        for thread in self.threads.drain(..) {
+        if let Some((thread, stop)) = self.cluster.take() {
+            stop.store(true, Ordering::Release);
             let _ = thread.join();
         }
     }
@@ -117,8 +123,10 @@ pub fn start(config: Config) -> Result<ServerHandle, String> {
     };
     let shard_count = config.shard_count();
     let claimed = crate::net::bind::claim(config.listen, shard_count)?;
+    let layout =
+        crate::store::Layout { shards: shard_count, nodes: config.nodes, node: config.node };
     let (dir_lock, created) =
-        crate::store::open_data_dir(&config.data_dir, shard_count).map_err(|e| e.to_string())?;
+        crate::store::open_data_dir(&config.data_dir, layout).map_err(|e| e.to_string())?;
     let addr = claimed.addr;
     let (address_lock, sockets) = (claimed.lock, claimed.sockets);
     let held = Arc::new(Held { _address: address_lock, _data_dir: dir_lock });
@@ -149,17 +157,39 @@ fn start_shards(
     let verifier = Arc::new(Verifier::new(&settings).map_err(|e| format!("jwt keys: {e}"))?);
     let console_mint: Option<Arc<[u8]>> =
         settings.hs256_secret.as_deref().filter(|_| config.console_mint).map(Arc::from);
-    let shard_count = config.shard_count();
+    let local_count = config.shard_count();
+    let topology = crate::cluster::Topology {
+        node: config.node,
+        nodes: if config.clustered() { config.nodes } else { 1 },
+        shards: local_count,
+    };
+    // Rooms, users and ids hash over every node's shards; this node runs `local_count`.
+    let shard_count = topology.global_count();
     let config = Arc::new(config);
-    let mesh::Built { endpoints, doorbells, gauges: rings } =
-        mesh::build(shard_count, config.ring_slots).map_err(|e| e.to_string())?;
-    let metrics: Vec<Arc<ShardMetrics>> = (0..shard_count).map(|_| Arc::default()).collect();
-    let registry = Arc::new(Registry { shards: metrics.clone(), rings });
-    let mut stores = Vec::with_capacity(shard_count);
+    let mesh::Built { mut endpoints, doorbells, gauges: rings } =
+        mesh::build_for(topology, config.ring_slots).map_err(|e| e.to_string())?;
+    let cluster = config.clustered().then(|| {
+        let health = Arc::new(crate::cluster::Health::new(topology.node, topology.nodes));
+        let (links, parts) =
+            crate::cluster::node::links(topology, config.ring_slots, health.clone());
+        for (endpoint, link) in endpoints.iter_mut().zip(links) {
+            endpoint.link_remote(link);
+        }
+        (health, parts)
+    });
+    let metrics: Vec<Arc<ShardMetrics>> = (0..local_count).map(|_| Arc::default()).collect();
+    let registry = Arc::new(Registry {
+        shards: metrics.clone(),
+        rings,
+        cluster: cluster.as_ref().map(|(health, _)| health.clone()),
+        first_shard: topology.global(0).0,
+    });
+    let mut stores = Vec::with_capacity(local_count);
     let mut revoked: Vec<crate::store::RevokedRecord> = Vec::new();
-    for id in 0..shard_count {
+    for local in 0..local_count {
+        let id = topology.global(local).0;
         let bells = doorbells.clone();
-        let wake: crate::store::Wake = Arc::new(move || bells[id].ring());
+        let wake: crate::store::Wake = Arc::new(move || bells[local].ring());
         let (store, recovered) = crate::store::Store::open(
             &config.data_dir,
             id,
@@ -183,25 +213,39 @@ fn start_shards(
         stores.push((store, owned, memberships, dialect_records));
     }
     let mut owned: Vec<&mut owner::Owned> = stores.iter_mut().map(|s| &mut s.1).collect();
-    super::persist::index_direct_rooms(&mut owned);
+    super::persist::index_direct_rooms(&mut owned, topology);
     // Ready: the sockets bound at the start listen from now on.
     let listeners = sockets.listen(addr)?;
     let stop = Arc::new(AtomicBool::new(false));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handle = ServerHandle {
         addr,
-        shard_count,
+        shard_count: local_count,
         stop: stop.clone(),
         doorbells,
         threads: Vec::new(),
         metrics: metrics.clone(),
         tls: tls.clone(),
+        cluster: None,
     };
+    if let Some((_, parts)) = cluster {
+        let cluster_stop = Arc::new(AtomicBool::new(false));
+        let thread = crate::cluster::node::spawn(
+            config.clone(),
+            topology,
+            parts,
+            handle.doorbells.clone(),
+            cluster_stop.clone(),
+        )
+        .map_err(|e| format!("starting the cluster thread: {e}"))?;
+        handle.cluster = Some((thread, cluster_stop));
+    }
     let shard_inputs = endpoints.into_iter().zip(listeners).zip(stores);
     let now_s = crate::auth::now_unix_s();
-    for (id, ((endpoint, listener), (store, owned, memberships, dialect_records))) in
+    for (local, ((endpoint, listener), (store, owned, memberships, dialect_records))) in
         shard_inputs.enumerate()
     {
+        let id = topology.global(local).0;
         // Every shard refuses every logged-out session from its first accept on.
         let mut replica = super::sessions::Revoked::default();
         for record in &revoked {
@@ -215,15 +259,16 @@ fn start_shards(
             dialect_records,
             id: ShardId(id),
             shard_count,
+            topology,
             config: config.clone(),
             verifier: verifier.clone(),
             console_mint: console_mint.clone(),
-            metrics: metrics[id].clone(),
+            metrics: metrics[local].clone(),
             registry: registry.clone(),
             stop: stop.clone(),
             tls: tls.clone(),
         };
-        let core = (config.pin_cpus && !cores.is_empty()).then(|| cores[id % cores.len()]);
+        let core = (config.pin_cpus && !cores.is_empty()).then(|| cores[local % cores.len()]);
         let held = held.clone();
         let spawned = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
             let _held = held;
@@ -264,6 +309,7 @@ struct ShardParts {
     dialect_records: Vec<crate::store::DialectRecord>,
     id: ShardId,
     shard_count: usize,
+    topology: crate::cluster::Topology,
     config: Arc<Config>,
     verifier: Arc<Verifier>,
     console_mint: Option<Arc<[u8]>>,
@@ -315,6 +361,7 @@ async fn shard_main(
     let shard = Rc::new(Shard {
         id: parts.id,
         shard_count: parts.shard_count,
+        topology: parts.topology,
         owner: super::OwnerSide::new(parts.owned, parts.store),
         dialects: crate::dialect::DIALECTS.iter().map(|d| RefCell::new(d.shard_state())).collect(),
         config: parts.config,
@@ -331,6 +378,7 @@ async fn shard_main(
         retry_wake: tokio::sync::Notify::new(),
         pending: RefCell::new(std::collections::HashMap::new()),
         next_call_token: Cell::new(0),
+        remote_pending: RefCell::new(std::collections::HashMap::new()),
         conn: super::ConnSide::new(
             crate::net::ws_session::Sessions::new(ring),
             writer.clone(),

@@ -77,7 +77,7 @@ impl Created {
 /// Call once per process start, before anything else reads or writes the directory.
 pub fn open_data_dir(
     data_dir: &Path,
-    shard_count: usize,
+    layout: Layout,
 ) -> Result<(DataDirLock, Created), StoreError> {
     let mut attempt = 0;
     loop {
@@ -85,7 +85,7 @@ pub fn open_data_dir(
         let created = create_dirs(data_dir)?;
         match lock(data_dir) {
             Ok(Some(lock)) => {
-                if let Err(e) = check_data_dir(data_dir, shard_count) {
+                if let Err(e) = check_layout(data_dir, layout) {
                     created.remove();
                     return Err(e);
                 }
@@ -163,6 +163,29 @@ fn lock(data_dir: &Path) -> Result<Option<DataDirLock>, StoreError> {
 struct FormatRecord {
     format_version: u32,
     shards: usize,
+    /// A cluster's node count (absent: a node alone, 1).
+    nodes: Option<usize>,
+    /// This directory's node in the cluster (absent: 0).
+    node: Option<usize>,
+}
+
+/// What a data directory records about the service it belongs to: its shards per node, and
+/// in a cluster the node count and which node it is (`src/cluster/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Shards per node.
+    pub shards: usize,
+    /// Nodes in the cluster (1 alone).
+    pub nodes: usize,
+    /// This node.
+    pub node: usize,
+}
+
+impl Layout {
+    /// A node alone with `shards` shards.
+    pub fn alone(shards: usize) -> Layout {
+        Layout { shards, nodes: 1, node: 0 }
+    }
 }
 
 /// The path of shard `shard`'s redb file.
@@ -175,6 +198,14 @@ pub fn shard_path(data_dir: &Path, shard: usize) -> PathBuf {
 ///
 /// Call once per process, before opening any shard's [`super::Store`].
 pub fn check_data_dir(data_dir: &Path, shard_count: usize) -> Result<(), StoreError> {
+    check_layout(data_dir, Layout::alone(shard_count))
+}
+
+/// [`check_data_dir`] for a node of a cluster: the directory also records the node count and
+/// which node it is, and a start with other numbers is refused (the hash of rooms and users
+/// over the cluster's shards, and which of them this directory holds, depend on them).
+pub fn check_layout(data_dir: &Path, layout: Layout) -> Result<(), StoreError> {
+    let shard_count = layout.shards;
     if shard_count == 0 {
         return Err(StoreError::Invalid("shard count must be at least 1".into()));
     }
@@ -182,7 +213,20 @@ pub fn check_data_dir(data_dir: &Path, shard_count: usize) -> Result<(), StoreEr
         .map_err(|e| StoreError::io(data_dir, "creating the data directory", e))?;
     let record = data_dir.join(FORMAT_FILE);
     match read_format(data_dir)? {
-        Some(recorded) => check_count(data_dir, recorded, shard_count),
+        Some(recorded) => {
+            check_count(data_dir, recorded.shards, shard_count)?;
+            let (nodes, node) = (recorded.nodes.unwrap_or(1), recorded.node.unwrap_or(0));
+            if (nodes, node) != (layout.nodes, layout.node) {
+                return Err(StoreError::Invalid(format!(
+                    "data directory {} belongs to node {node} of {nodes}; start with --node \
+                     {node} --nodes {nodes} (this start asked for node {} of {})",
+                    data_dir.display(),
+                    layout.node,
+                    layout.nodes
+                )));
+            }
+            Ok(())
+        }
         None => {
             if let Some(existing) = any_shard_file(data_dir)? {
                 return Err(StoreError::Format {
@@ -194,15 +238,18 @@ pub fn check_data_dir(data_dir: &Path, shard_count: usize) -> Result<(), StoreEr
                     ),
                 });
             }
-            write_format(data_dir, shard_count)
+            write_format(data_dir, layout)
         }
     }
 }
 
 /// Checks the format record before a shard opens its file.
+/// `shard_count` counts every node's shards (`shards * nodes`).
 pub(crate) fn verify(data_dir: &Path, shard_count: usize) -> Result<(), StoreError> {
     match read_format(data_dir)? {
-        Some(recorded) => check_count(data_dir, recorded, shard_count),
+        Some(recorded) => {
+            check_count(data_dir, recorded.shards * recorded.nodes.unwrap_or(1), shard_count)
+        }
         None => Err(StoreError::Format {
             path: data_dir.join(FORMAT_FILE),
             message: "missing; call check_data_dir before opening a shard".into(),
@@ -218,8 +265,8 @@ fn check_count(data_dir: &Path, recorded: usize, requested: usize) -> Result<(),
     }
 }
 
-/// The recorded shard count, `None` if there is no record yet.
-fn read_format(data_dir: &Path) -> Result<Option<usize>, StoreError> {
+/// The record, `None` if there is none yet.
+fn read_format(data_dir: &Path) -> Result<Option<FormatRecord>, StoreError> {
     let path = data_dir.join(FORMAT_FILE);
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
@@ -239,10 +286,10 @@ fn read_format(data_dir: &Path) -> Result<Option<usize>, StoreError> {
             ),
         });
     }
-    if record.shards == 0 {
+    if record.shards == 0 || record.nodes == Some(0) {
         return Err(StoreError::Format { path, message: "records 0 shards".into() });
     }
-    Ok(Some(record.shards))
+    Ok(Some(record))
 }
 
 fn any_shard_file(data_dir: &Path) -> Result<Option<PathBuf>, StoreError> {
@@ -259,13 +306,17 @@ fn any_shard_file(data_dir: &Path) -> Result<Option<PathBuf>, StoreError> {
     Ok(None)
 }
 
-fn write_format(data_dir: &Path, shard_count: usize) -> Result<(), StoreError> {
+fn write_format(data_dir: &Path, layout: Layout) -> Result<(), StoreError> {
     let path = data_dir.join(FORMAT_FILE);
     let temp = data_dir.join(format!("{FORMAT_FILE}.tmp"));
-    let text = format!(
+    let mut text = format!(
         "# roomcast data directory format; written once at creation, do not edit.\n\
-         format_version = {FORMAT_VERSION}\nshards = {shard_count}\n"
+         format_version = {FORMAT_VERSION}\nshards = {}\n",
+        layout.shards
     );
+    if layout.nodes > 1 {
+        text.push_str(&format!("nodes = {}\nnode = {}\n", layout.nodes, layout.node));
+    }
     let write = || -> std::io::Result<()> {
         let mut file = fs::File::create(&temp)?;
         file.write_all(text.as_bytes())?;

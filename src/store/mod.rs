@@ -47,8 +47,8 @@ use rtrb::{Consumer, Producer, PushError, RingBuffer};
 
 pub use crate::config::Durability;
 pub use dir::{
-    check_data_dir, open_data_dir, shard_path, Created, DataDirLock, FORMAT_FILE, FORMAT_VERSION,
-    LOCK_FILE,
+    check_data_dir, check_layout, open_data_dir, shard_path, Created, DataDirLock, Layout,
+    FORMAT_FILE, FORMAT_VERSION, LOCK_FILE,
 };
 pub use error::StoreError;
 pub use record::{
@@ -95,6 +95,14 @@ pub struct StoreMetrics {
     pub ring_capacity: usize,
     /// Whether commits are succeeding.
     pub healthy: bool,
+    /// Checkpoints of the write-ahead log into redb since open.
+    pub checkpoints: u64,
+    /// Bytes in the write-ahead log's current generation (0 without the log).
+    pub log_bytes: u64,
+    /// Batches committed (logged) but not yet applied to redb.
+    pub unapplied_batches: u64,
+    /// Batches replayed from the log at open (a crash left them there).
+    pub replayed_batches: u64,
 }
 
 /// A shard's handle on its store file and threads. `Send`, not meant to be shared.
@@ -141,7 +149,7 @@ impl Store {
         // Batches logged but not yet checkpointed into redb (a crash, or a failing final
         // checkpoint) go in first; the log then starts its next generation.
         let log_file = log::log_path(&path);
-        let log = if durability == Durability::Fsync || log_file.exists() {
+        let (log, replayed) = if durability == Durability::Fsync || log_file.exists() {
             let log_err = |e: db::Fail| StoreError::db(&log_file, e.0);
             let gen = db::log_gen(&database).map_err(|e| StoreError::db(&path, e.0))?;
             let (mut log, batches) = Log::open(&log_file, gen).map_err(log_err)?;
@@ -151,13 +159,14 @@ impl Store {
                 tracing::info!(path = %log_file.display(), batches = batches.len(), "store log replayed");
             }
             log.reset(next);
-            (durability == Durability::Fsync).then_some(log)
+            ((durability == Durability::Fsync).then_some(log), batches.len())
         } else {
-            None
+            (None, 0)
         };
         let (recovered, marks) =
             db::recover(&database, window).map_err(|e| StoreError::db(&path, e.0))?;
         let shared = Arc::new(Shared::new(path.clone(), database));
+        shared.replayed.store(replayed as u64, Ordering::Relaxed);
 
         let (writes, write_in) = RingBuffer::new(ring_slots);
         let (write_out, written) = RingBuffer::new(ring_slots);
@@ -282,6 +291,13 @@ impl Store {
             read_ring_used: self.ring_slots - self.reads.slots(),
             ring_capacity: self.ring_slots,
             healthy: self.is_healthy(),
+            checkpoints: s.checkpoints.load(Ordering::Relaxed),
+            log_bytes: s.log_bytes.load(Ordering::Relaxed),
+            unapplied_batches: s
+                .logged
+                .load(Ordering::Relaxed)
+                .saturating_sub(s.applied.load(Ordering::Relaxed)),
+            replayed_batches: s.replayed.load(Ordering::Relaxed),
         }
     }
 

@@ -378,6 +378,30 @@ fn history_pages_from_disk_end_early_at_their_byte_bound() {
 }
 
 #[test]
+fn data_dir_records_its_cluster_layout() {
+    let dir = TempDir::new("layout");
+    let node1 = Layout { shards: 2, nodes: 3, node: 1 };
+    check_layout(dir.path(), node1).expect("first start");
+    check_layout(dir.path(), node1).expect("same layout");
+    for other in [
+        Layout { shards: 2, nodes: 3, node: 0 },
+        Layout { shards: 2, nodes: 2, node: 1 },
+        Layout::alone(2),
+    ] {
+        let err = check_layout(dir.path(), other).expect_err("another layout").to_string();
+        assert!(err.contains("--node 1 --nodes 3"), "{err}");
+    }
+    assert!(check_layout(dir.path(), Layout { shards: 3, nodes: 3, node: 1 }).is_err());
+    // Its shards are global shards 2 and 3 of 6.
+    let opened = Store::open(dir.path(), 3, 6, Durability::Fsync, (1, usize::MAX), 8, no_wake());
+    assert!(opened.is_ok());
+    // A directory made alone stays a node alone.
+    let alone = TempDir::new("alone");
+    check_data_dir(alone.path(), 2).expect("alone");
+    assert!(check_layout(alone.path(), node1).is_err());
+}
+
+#[test]
 fn data_dir_records_its_shard_count() {
     let dir = TempDir::new("shards");
     check_data_dir(dir.path(), 2).expect("first start");
@@ -732,6 +756,8 @@ fn logged_batches_are_replayed_at_start_and_then_not_again() {
         ],
     );
     let (mut store, recovered) = open(dir.path(), 0, 1, 10);
+    assert_eq!(store.metrics().replayed_batches, 2, "both logged batches counted as replayed");
+    assert_eq!(store.metrics().log_bytes, 0, "the replay starts the log over");
     assert_eq!(recovered.rooms[0].recent, vec![message(5, 11, 1), message(5, 12, 2)]);
     assert_eq!(recovered.rooms[0].members, vec![("bob".to_string(), 0)]);
     assert_eq!(recovered.max_message_id, 12);
@@ -745,8 +771,15 @@ fn logged_batches_are_replayed_at_start_and_then_not_again() {
             StoreOp::RemoveMember { room: 5, user: "bob".into() },
         ]],
     );
+    let logged = store.metrics();
+    assert!(logged.log_bytes > 0, "the committed batch is in the log");
     drop(store);
-    let (_, recovered) = open(dir.path(), 0, 1, 10);
+    let (store, recovered) = open(dir.path(), 0, 1, 10);
+    assert_eq!(
+        store.metrics().replayed_batches,
+        0,
+        "the shutdown checkpoint left nothing to replay"
+    );
     assert_eq!(recovered.rooms[0].recent, vec![edited, message(5, 12, 2)]);
     assert!(recovered.rooms[0].members.is_empty());
 }

@@ -87,6 +87,12 @@ pub(crate) struct Shared {
     pub applied: AtomicU64,
     /// The reader waits for the writer to apply what is logged.
     pub apply_wanted: AtomicBool,
+    /// Checkpoints (durable redb commit, next log generation) since open.
+    pub checkpoints: AtomicU64,
+    /// Bytes in the current log generation.
+    pub log_bytes: AtomicU64,
+    /// Batches found in the log at open and replayed into redb.
+    pub replayed: AtomicU64,
     /// The writer thread, for the reader to wake it.
     pub writer: std::sync::OnceLock<thread::Thread>,
     /// The reader thread, for the writer to wake it.
@@ -113,12 +119,21 @@ impl Shared {
             logged: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             apply_wanted: AtomicBool::new(false),
+            checkpoints: AtomicU64::new(0),
+            log_bytes: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
             writer: std::sync::OnceLock::new(),
             reader: std::sync::OnceLock::new(),
             db: Mutex::new(Some(Arc::new(db))),
             #[cfg(test)]
             fail_commits: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// Counts a checkpoint and the (now empty) log's size.
+    fn note_checkpoint(&self, log: &Log) {
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.log_bytes.store(log.len(), Ordering::Relaxed);
     }
 
     fn slot(&self) -> MutexGuard<'_, Option<Arc<Database>>> {
@@ -334,9 +349,9 @@ fn append_group(shared: &Shared, log: &mut Log, group: &[Batch]) -> Result<(), F
     if shared.injected_failure() {
         return Err(Fail("injected commit failure".into()));
     }
-    #[cfg(not(test))]
-    let _ = shared;
-    log.append(group.iter().map(|(_, ops)| ops))
+    log.append(group.iter().map(|(_, ops)| ops))?;
+    shared.log_bytes.store(log.len(), Ordering::Relaxed);
+    Ok(())
 }
 
 /// Applies `pending` to redb in one non-durable transaction and, with `checkpoint`, commits
@@ -363,6 +378,7 @@ fn settle(
                 let gen = log.gen() + 1;
                 db::checkpoint(&db, &log.read_back()?, gen)?;
                 log.reset(gen);
+                shared.note_checkpoint(log);
                 return Ok(());
             }
             if !pending.batches.is_empty() {
@@ -377,6 +393,7 @@ fn settle(
                 let gen = log.gen() + 1;
                 db::checkpoint(&db, &[], gen)?;
                 log.reset(gen);
+                shared.note_checkpoint(log);
             }
             Ok(())
         };

@@ -119,6 +119,15 @@ struct Args {
     /// Server process to sample (CPU from /proc/PID/stat, RSS from /proc/PID/status).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// More processes whose CPU counts as the server's (a cluster's other nodes and its NATS
+    /// server), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    also_pids: Vec<u32>,
+    /// WebSocket connections go to these base URLs in turn (connection i to the i mod k-th),
+    /// instead of `--url` (which keeps the REST setup and publishing): members of one room on
+    /// several nodes of a cluster. Comma-separated, loopback only.
+    #[arg(long, value_delimiter = ',')]
+    ws_url: Vec<String>,
 }
 
 fn default_threads() -> usize {
@@ -259,7 +268,13 @@ fn run(args: Args) -> Result<(), String> {
             Publisher { schedule, room_size: room_size(c % rooms), room_id }
         })
     };
+    let ws_addrs: Vec<SocketAddr> =
+        args.ws_url.iter().map(|u| parse_addr(u)).collect::<Result<_, _>>()?;
+    if ws_addrs.iter().any(|a| !a.ip().is_loopback()) {
+        return Err("--ws-url: loopback addresses only".into());
+    }
     let conn_spec = |c: usize, path: String, token: Option<String>, publisher| ConnSpec {
+        addr: (!ws_addrs.is_empty()).then(|| ws_addrs[c % ws_addrs.len()]),
         src: source_ip(c, args.conns_per_ip),
         path,
         token,
@@ -324,7 +339,8 @@ fn run(args: Args) -> Result<(), String> {
 
     let hists: Vec<Hist> = (0..threads).map(|_| Arc::new(Mutex::new(worker::new_hist()))).collect();
     let connect_start = Instant::now();
-    let server_cpu_connect0 = server.as_ref().and_then(|s| procfs::pid_cpu_s(s.pid));
+    let server_cpu_connect0 =
+        server.as_ref().and_then(|s| procfs::pids_cpu_s(s.pid, &args.also_pids));
     let loadgen_cpu_connect0 = procfs::own_cpu_s();
     let handles: Vec<_> = plans
         .into_iter()
@@ -344,8 +360,9 @@ fn run(args: Args) -> Result<(), String> {
     let connect_s = connect_start.elapsed().as_secs_f64();
     let loadgen_cpu_connect_s = round(procfs::own_cpu_s() - loadgen_cpu_connect0, 3);
     if let Some(s) = server.as_mut() {
-        s.cpu_connect_s =
-            server_cpu_connect0.zip(procfs::pid_cpu_s(s.pid)).map(|(a, b)| round(b - a, 3));
+        s.cpu_connect_s = server_cpu_connect0
+            .zip(procfs::pids_cpu_s(s.pid, &args.also_pids))
+            .map(|(a, b)| round(b - a, 3));
     }
     let base = Base {
         args: &args,
@@ -365,10 +382,11 @@ fn run(args: Args) -> Result<(), String> {
             s.rss_connected_kb = procfs::pid_rss_kb(s.pid);
             s.tcp_mem_pages_connected = procfs::tcp_mem_pages();
         }
-        let cpu0 = server.as_ref().and_then(|s| procfs::pid_cpu_s(s.pid));
+        let cpu0 = server.as_ref().and_then(|s| procfs::pids_cpu_s(s.pid, &args.also_pids));
         let lg0 = procfs::own_cpu_s();
         std::thread::sleep(Duration::from_secs_f64((args.duration - args.settle).max(0.0)));
-        let cpu = cpu0.zip(server.as_ref().and_then(|s| procfs::pid_cpu_s(s.pid)));
+        let cpu =
+            cpu0.zip(server.as_ref().and_then(|s| procfs::pids_cpu_s(s.pid, &args.also_pids)));
         let lg = procfs::own_cpu_s() - lg0;
         let report = base.report(0, 0.0, &shared, &hists, server.clone(), cpu, lg);
         print_line(&report)?;
@@ -392,10 +410,11 @@ fn run(args: Args) -> Result<(), String> {
                 s.rss_connected_kb = procfs::pid_rss_kb(s.pid);
                 s.tcp_mem_pages_connected = procfs::tcp_mem_pages();
             }
-            let cpu0 = server.as_ref().and_then(|s| procfs::pid_cpu_s(s.pid));
+            let cpu0 = server.as_ref().and_then(|s| procfs::pids_cpu_s(s.pid, &args.also_pids));
             let lg0 = procfs::own_cpu_s();
             sleep_until(window_end);
-            let cpu = cpu0.zip(server.as_ref().and_then(|s| procfs::pid_cpu_s(s.pid)));
+            let cpu =
+                cpu0.zip(server.as_ref().and_then(|s| procfs::pids_cpu_s(s.pid, &args.also_pids)));
             let lg = procfs::own_cpu_s() - lg0;
             let drain_end = Instant::now() + Duration::from_secs_f64(args.drain);
             while Instant::now() < drain_end

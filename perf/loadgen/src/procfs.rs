@@ -49,3 +49,12 @@ pub fn tcp_mem_pages() -> Option<u64> {
     }
     None
 }
+
+/// CPU seconds used so far by `pid` and `also` together (`None` when `pid` is gone).
+pub fn pids_cpu_s(pid: u32, also: &[u32]) -> Option<f64> {
+    let mut total = pid_cpu_s(pid)?;
+    for other in also {
+        total += pid_cpu_s(*other).unwrap_or(0.0);
+    }
+    Some(total)
+}

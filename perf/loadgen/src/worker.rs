@@ -68,6 +68,8 @@ pub struct Schedule {
 
 /// One WebSocket connection to open; a plain- or Rechat-target publisher also sends on it.
 pub struct ConnSpec {
+    /// Where this WebSocket connects, when not the run's `--url`.
+    pub addr: Option<SocketAddr>,
     pub src: Ipv4Addr,
     pub path: String,
     /// roomcast: the `Authorization: Bearer` token; Rechat: the token sent in band.
@@ -175,7 +177,8 @@ async fn conn_task(
     let rechat = cfg.target == Target::Rechat;
     let bearer = spec.token.as_deref().filter(|_| !rechat);
     let result = tokio::time::timeout(CONNECT_TIMEOUT, async {
-        let mut ws = ws_connect(cfg.addr, spec.src, &spec.path, bearer).await?;
+        let mut ws =
+            ws_connect(spec.addr.unwrap_or(cfg.addr), spec.src, &spec.path, bearer).await?;
         if rechat {
             let token = spec.token.as_deref().unwrap_or_default();
             rechat::handshake(&mut ws, token, cfg.rechat_auth).await?;

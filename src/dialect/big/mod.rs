@@ -53,7 +53,7 @@ pub const ID: DialectId = DialectId(3);
 pub struct Big;
 
 /// BIG's cross-shard messages (the payload of `mesh::Command::Dialect` for [`ID`]).
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum BigCommand {
     /// Connection shard → user owner: `user` acknowledged event `id`.
     Ack {
@@ -225,6 +225,16 @@ impl Dialect for Big {
         owner::chats_changed(shard, user.clone());
     }
 
+    /// Across nodes a [`BigCommand`] is its postcard encoding.
+    fn encode_command(&self, payload: &(dyn Any + Send)) -> Option<Vec<u8>> {
+        postcard::to_allocvec(payload.downcast_ref::<BigCommand>()?).ok()
+    }
+
+    fn decode_command(&self, bytes: &[u8]) -> Option<Box<dyn Any + Send>> {
+        let command: BigCommand = postcard::from_bytes(bytes).ok()?;
+        Some(Box::new(command))
+    }
+
     fn on_command(&self, shard: &Rc<Shard>, command: Box<dyn Any + Send>) {
         let Ok(command) = command.downcast::<BigCommand>() else {
             return;
@@ -269,5 +279,32 @@ impl Dialect for Big {
         metrics::inc(&shard.metrics.big_silence_closes_total);
         session::close_then_drop(conn, CLOSE_INTERNAL, "no ping");
         Sweep::Ended
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+    use crate::cluster::wire::{decode_batch, encode_frame};
+
+    /// A BIG command crosses nodes as itself (`Dialect::encode_command`).
+    #[test]
+    fn big_commands_cross_nodes() {
+        let mark = BigCommand::Mark {
+            room: RoomId(4),
+            user: UserId::new("bg"),
+            read: true,
+            seq: Some(Seq(3)),
+        };
+        let mut out = Vec::new();
+        assert!(encode_frame(&mut out, ShardId(1), 2, &command(mark)));
+        let frames = decode_batch(&out).ok().expect("decodes");
+        let Command::Dialect { dialect, payload } = &frames[0].command else { panic!("dialect") };
+        assert_eq!(*dialect, ID);
+        let decoded = payload.downcast_ref::<BigCommand>().expect("a BigCommand");
+        assert!(matches!(
+            decoded,
+            BigCommand::Mark { room: RoomId(4), read: true, seq: Some(Seq(3)), .. }
+        ));
     }
 }

@@ -69,7 +69,7 @@ pub const ID: DialectId = DialectId(4);
 pub struct Rechat;
 
 /// Rechat's cross-shard messages (the payload of `mesh::Command::Dialect` for [`ID`]).
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum RechatCommand {
     /// Connection shard → user owner: a socket of `user` on `from` authenticated (sent after
     /// its attach, on the same ring). The owner tells the user's rooms `User.Online`, its
@@ -177,7 +177,11 @@ impl Rechat {
             }
             return Box::pin(async move { polling::handshake(&shard, version, keep_alive).await });
         };
-        let Some(owner) = engineio::shard_of_sid(&sid, shard.shard_count) else {
+        // A session lives on one shard of one node; another node does not know it (a cluster
+        // needs a load balancer that keeps a client on its node: ARCHITECTURE.md).
+        let owner = engineio::shard_of_sid(&sid, shard.shard_count)
+            .filter(|owner| shard.topology.local_of(*owner).is_some());
+        let Some(owner) = owner else {
             return refused(engineio::HttpError::SessionIdUnknown);
         };
         Box::pin(async move {
@@ -323,8 +327,8 @@ impl Dialect for Rechat {
         match cx.event {
             Event::MessageCreated(m) => {
                 let view = cx.room.view();
-                let sent = text_frame(&socketio::message_sent(&view, m));
-                let note = text_frame(&socketio::message_notification(&view, m));
+                let (sent, note) = socketio::message_sent_and_notification(&view, m);
+                let (sent, note) = (text_frame(&sent), text_frame(&note));
                 let mut both = BytesMut::with_capacity(sent.len() + note.len());
                 both.extend_from_slice(&sent);
                 both.extend_from_slice(&note);
@@ -357,6 +361,16 @@ impl Dialect for Rechat {
                 shard.send(owner, Command::ToRoom { room, user, bundle });
             }
         }
+    }
+
+    /// Across nodes a [`RechatCommand`] is its postcard encoding.
+    fn encode_command(&self, payload: &(dyn Any + Send)) -> Option<Vec<u8>> {
+        postcard::to_allocvec(payload.downcast_ref::<RechatCommand>()?).ok()
+    }
+
+    fn decode_command(&self, bytes: &[u8]) -> Option<Box<dyn Any + Send>> {
+        let command: RechatCommand = postcard::from_bytes(bytes).ok()?;
+        Some(Box::new(command))
     }
 
     fn on_command(&self, shard: &Rc<Shard>, command: Box<dyn Any + Send>) {

@@ -778,10 +778,24 @@ pub fn notification_json(n: &Notification) -> Value {
 /// room's newest. Rendered straight from borrowed fields (no JSON value tree): it runs once
 /// per message and carries up to [`ROOM_USERS_MAX`] user objects.
 pub fn message_sent(room: &RoomView, m: &Message) -> String {
+    message_sent_with(room, parse_attributes(&room.attributes).as_ref(), m)
+}
+
+/// Both frames a new message makes, `Message.Sent` and its `Notification`, with the room's
+/// attributes parsed once.
+pub fn message_sent_and_notification(room: &RoomView, m: &Message) -> (String, String) {
     let room_attrs = parse_attributes(&room.attributes);
+    (
+        message_sent_with(room, room_attrs.as_ref(), m),
+        message_notification_with(room, room_attrs.as_ref(), m),
+    )
+}
+
+/// [`message_sent`] with the room's attributes already parsed.
+fn message_sent_with(room: &RoomView, room_attrs: Option<&Value>, m: &Message) -> String {
     let message_attrs = parse_attributes(&m.attributes);
-    let message = message_wire(m, message_attrs.as_ref(), room_attrs.as_ref());
-    let mut room_v = room_wire(room, room_attrs.as_ref());
+    let message = message_wire(m, message_attrs.as_ref(), room_attrs);
+    let mut room_v = room_wire(room, room_attrs);
     if room.last_message.as_ref().is_some_and(|last| last.id == m.id) {
         room_v.latest_message = Some(&message);
     }
@@ -823,30 +837,56 @@ pub fn users_online<'a>(users: impl IntoIterator<Item = &'a UserId>) -> String {
 /// The `Notification` (`UserSentMessage`) Rechat sends every member of `room` for message `m`
 /// (not stored: its id is the message's): `"#<room title>: @<author first name> <comment>"`.
 pub fn message_notification(room: &RoomView, m: &Message) -> String {
-    let attrs = parse_attributes(&room.attributes);
-    let author = user_json(attrs.as_ref(), &m.author);
-    let first = author.get("first_name").and_then(Value::as_str).unwrap_or(m.author.as_str());
-    let text = format!("#{}: @{} {}", room.name, first, m.text);
-    let n = json!({
-        "type": "notification",
-        "id": m.id.to_string(),
-        "notification_id": m.id.to_string(),
-        "message": text,
-        "created_at": seconds(m.created_ms),
-        "updated_at": seconds(m.created_ms),
-        "deleted_at": null,
-        "room": room.id.to_string(),
-        "action": "Sent",
-        "object_class": "Message",
-        "subject_class": "User",
-        "auxiliary_object_class": "Room",
-        "notification_type": "UserSentMessage",
-        "subjects": [author],
-        "objects": null,
-        "recommendation": null,
-        "specific": null,
-    });
-    event("Notification", &[n])
+    message_notification_with(room, parse_attributes(&room.attributes).as_ref(), m)
+}
+
+/// The `Notification` object of a sent message, borrowing what it shows.
+#[derive(serde::Serialize)]
+struct MessageNotificationWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    notification_id: &'a str,
+    message: String,
+    created_at: f64,
+    updated_at: f64,
+    deleted_at: (),
+    room: String,
+    action: &'static str,
+    object_class: &'static str,
+    subject_class: &'static str,
+    auxiliary_object_class: &'static str,
+    notification_type: &'static str,
+    subjects: [UserWire<'a>; 1],
+    objects: (),
+    recommendation: (),
+    specific: (),
+}
+
+/// [`message_notification`] with the room's attributes already parsed.
+fn message_notification_with(room: &RoomView, room_attrs: Option<&Value>, m: &Message) -> String {
+    let author = user_wire(room_attrs, m.author.as_str());
+    let id = m.id.to_string();
+    let wire = MessageNotificationWire {
+        kind: "notification",
+        id: &id,
+        notification_id: &id,
+        message: format!("#{}: @{} {}", room.name, author.first_name, m.text),
+        created_at: seconds_f64(m.created_ms),
+        updated_at: seconds_f64(m.created_ms),
+        deleted_at: (),
+        room: room.id.to_string(),
+        action: "Sent",
+        object_class: "Message",
+        subject_class: "User",
+        auxiliary_object_class: "Room",
+        notification_type: "UserSentMessage",
+        subjects: [author],
+        objects: (),
+        recommendation: (),
+        specific: (),
+    };
+    emit("42", &("Notification", wire))
 }
 
 /// `Room.UserJoined(user)`, the user's display fields from `room`.
@@ -1353,6 +1393,33 @@ mod tests {
             (&v[2]["message_type"], &v[2]["attachments"], &v[2]["deleted_at"]),
             (&json!("TopLevel"), &Value::Null, &json!(2.0))
         );
+    }
+
+    #[test]
+    fn a_sent_message_notifies_every_member_with_the_authors_first_name() {
+        let (sent, note) = message_sent_and_notification(&room(), &message());
+        assert_eq!(sent, message_sent(&room(), &message()));
+        assert_eq!(note, message_notification(&room(), &message()));
+        let v = packet(&note);
+        assert_eq!(v[0], json!("Notification"));
+        let bob = user_json(parse_attributes(&room().attributes).as_ref(), &UserId::new("b"));
+        assert_eq!(
+            v[1],
+            json!({
+                "type": "notification", "id": "101", "notification_id": "101",
+                "message": "#Buyers – Smith: @bob Is the open house still on?",
+                "created_at": 1_465_200_600.789, "updated_at": 1_465_200_600.789,
+                "deleted_at": null, "room": "12", "action": "Sent", "object_class": "Message",
+                "subject_class": "User", "auxiliary_object_class": "Room",
+                "notification_type": "UserSentMessage", "subjects": [bob], "objects": null,
+                "recommendation": null, "specific": null,
+            })
+        );
+        // Without display fields the author's id stands for its first name.
+        let mut bare = room();
+        bare.attributes = "{}".into();
+        let v = packet(&message_notification(&bare, &message()));
+        assert_eq!(v[1]["message"], json!("#Buyers – Smith: @b Is the open house still on?"));
     }
 
     #[test]
