@@ -41,10 +41,6 @@ const BUFFER_GROUP: u16 = 0;
 /// `IORING_ENTER_GETEVENTS` (the crate keeps its enter flags private).
 const ENTER_GETEVENTS: u32 = 1;
 
-/// How many deferred task-work items the kernel runs in an enter that waits for none
-/// (`IO_LOCAL_TW_DEFAULT_MAX`).
-const KERNEL_TASK_WORK_PER_ENTER: usize = 20;
-
 /// What an operation is, in the top bits of its `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -375,18 +371,18 @@ impl Ring {
             if self.defer_taskrun || want_flush || self.unsubmitted.get() {
                 self.unsubmitted.set(false);
                 metrics::inc(&self.metrics.uring_enters_total);
-                // Plain GETEVENTS enters: each runs up to `KERNEL_TASK_WORK_PER_ENTER` deferred
-                // completions and returns at once; repeated while one brings completions (a
-                // task-work item may post none, so a short one does not prove the list empty)
-                // and `max` is not reached. Only when one brought that many may more wait:
-                // then up to `max` in one enter (the zero timeout returns ETIME when fewer
-                // came). The timed wait arms an hrtimer on every enter, which cost a third of
-                // the shard's CPU in a connect storm, where most passes find a few.
-                let start = uring.completion().len();
-                let mut before = start;
-                let mut last = 0;
-                loop {
-                    let to_submit = uring.submission().len() as u32;
+                // Plain GETEVENTS enters, no timed wait: each runs up to 20 deferred task-work
+                // items (the kernel's `IO_LOCAL_TW_DEFAULT_MAX`) and returns at once
+                // (a zero-timeout wait for more arms an hrtimer per enter: a third of the
+                // shard's CPU in a connect storm). The kernel keeps what one enter did not
+                // run on its retry list and does not signal the eventfd for it again, so the
+                // reaper enters again while the last enter posted completions, up to `max`:
+                // stopping after one enter that ran its full share could leave a completion
+                // unposted until unrelated work woke the ring (a frame held for seconds).
+                let mut to_submit = uring.submission().len() as u32;
+                let mut posted = 0;
+                while posted < max {
+                    let before = uring.completion().len();
                     // SAFETY: no argument; GETEVENTS with no minimum never waits.
                     let entered = unsafe {
                         uring.submitter().enter::<libc::sigset_t>(
@@ -396,31 +392,18 @@ impl Ring {
                             None,
                         )
                     };
+                    to_submit = 0;
                     if let Err(e) = entered {
                         if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) {
                             tracing::error!("io_uring enter failed: {e}");
+                            break;
                         }
+                    }
+                    let new = uring.completion().len().saturating_sub(before);
+                    if new == 0 {
                         break;
                     }
-                    let now = uring.completion().len();
-                    last = now - before;
-                    before = now;
-                    if last == 0 || last >= KERNEL_TASK_WORK_PER_ENTER || now - start >= max {
-                        break;
-                    }
-                }
-                if last >= KERNEL_TASK_WORK_PER_ENTER && before - start < max {
-                    let ts = types::Timespec::new();
-                    let args = types::SubmitArgs::new().timespec(&ts);
-                    match uring.submitter().submit_with_args(max, &args) {
-                        Ok(_) => {}
-                        Err(e)
-                            if matches!(
-                                e.raw_os_error(),
-                                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
-                            ) => {}
-                        Err(e) => tracing::error!("io_uring enter failed: {e}"),
-                    }
+                    posted += new;
                 }
             }
             batch.extend(uring.completion().take(max));
