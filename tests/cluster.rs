@@ -786,3 +786,48 @@ async fn a_node_stopped_with_sigterm_drains_and_exits_and_the_others_see_it_go()
     post_message(cluster.addr(0), room, "t0", "after").await;
     assert_eq!(virola_text(&mut t0).await, "after");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_made_while_a_node_was_down_is_enforced_when_it_returns() {
+    let Some(nats) = nats_or_skip("a_logout_made_while_a_node_was_down") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(&nats, 3).await;
+    // The user's owner is node 0; node 2 neither owns it nor stores its logouts.
+    let user = owned_by(0, 3);
+    let token = session_token(&user, "session-x");
+    let mut socket = osu(cluster.addr(0), &token).await;
+    let served = call(cluster.addr(2), "GET", "/api/v1/rooms", Some(&token), None).await;
+    assert_eq!(served.status, 200, "node 2 serves the session before the logout");
+
+    cluster.kill(2);
+    cluster.wait_down(0, 2).await;
+    let r = call(cluster.addr(0), "DELETE", "/api/v1/sessions/session-x", Some(&token), None).await;
+    assert_eq!(r.status, 204, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(until_closed(&mut socket).await, vec![json!({"event": "logout"})]);
+    for node in 0..2 {
+        let refused = call(cluster.addr(node), "GET", "/api/v1/rooms", Some(&token), None).await;
+        assert_eq!(refused.status, 401, "node {node} refuses the logged-out session");
+    }
+
+    // Node 2 comes back with only its own data directory: the nodes that stayed up tell it.
+    cluster.spawn(2);
+    cluster.wait_all_up(2).await;
+    cluster.wait_all_up(0).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = call(cluster.addr(2), "GET", "/api/v1/rooms", Some(&token), None).await.status;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200, "only the session's state may change");
+        assert!(
+            Instant::now() < deadline,
+            "node 2 still serves a session logged out while it was down"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Another session of the same user is still served there.
+    let other = session_token(&user, "session-y");
+    let served = call(cluster.addr(2), "GET", "/api/v1/rooms", Some(&other), None).await;
+    assert_eq!(served.status, 200, "a session never logged out is served");
+}

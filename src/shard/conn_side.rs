@@ -282,6 +282,11 @@ impl Shard {
     /// Applies a revocation on this shard: refuse the session from now on and close its
     /// connections here, each the way its dialect tells a logged-out client.
     pub fn revoke_local(&self, sid: &str, expires_at: u64) {
+        if self.conn.revoked.borrow().covers(sid, expires_at) {
+            // Known already (a node's resync repeats what this shard has): its connections
+            // were closed when it was first applied, and none opened since.
+            return;
+        }
         self.conn.revoked.borrow_mut().insert(sid, expires_at, now_unix_s());
         let victims: Vec<_> = self
             .conn

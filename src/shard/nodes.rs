@@ -133,6 +133,28 @@ impl Shard {
         for (owner, room, user, mask, dialects) in members {
             self.send(owner, Command::MemberShards { room, user, mask, dialects });
         }
+        // The node's first shard: every logout it knows, to each shard of the node. A node
+        // that was down missed the logouts made meanwhile (sends to it are dropped), and one
+        // that restarted rebuilt its replica from its own stores only: without this it would
+        // accept a logged-out session whose user another node owns.
+        if topology.local_of(self.id) == Some(0) {
+            let revoked: Vec<(String, u64)> = self
+                .conn
+                .revoked
+                .borrow()
+                .live(crate::auth::now_unix_s())
+                .map(|(sid, expires_at)| (sid.to_string(), expires_at))
+                .collect();
+            for local in 0..topology.shards {
+                let to = ShardId(node * topology.shards + local);
+                for (sid, expires_at) in &revoked {
+                    self.send(
+                        to,
+                        Command::RevokeSession { sid: sid.clone(), expires_at: *expires_at },
+                    );
+                }
+            }
+        }
         // Connection side: this shard's connections of the users it owns.
         let attached: Vec<(ShardId, UserId)> = self
             .conn

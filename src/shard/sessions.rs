@@ -41,6 +41,20 @@ impl Revoked {
         self.sessions.get(sid).is_some_and(|exp| *exp >= now_s)
     }
 
+    /// True when `sid` is already logged out until `expires_at` or later (a repeated
+    /// revocation changes nothing).
+    pub fn covers(&self, sid: &str, expires_at: u64) -> bool {
+        self.sessions.get(sid).is_some_and(|exp| *exp >= expires_at)
+    }
+
+    /// The sessions still logged out at `now_s`, with their expiries.
+    pub fn live(&self, now_s: u64) -> impl Iterator<Item = (&str, u64)> + '_ {
+        self.sessions
+            .iter()
+            .filter(move |(_, exp)| **exp >= now_s)
+            .map(|(sid, exp)| (sid.as_str(), *exp))
+    }
+
     /// How many entries are kept.
     pub fn len(&self) -> usize {
         self.sessions.len()
