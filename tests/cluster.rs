@@ -61,6 +61,8 @@ impl Drop for Process {
 struct Cluster {
     _nats: Process,
     url: String,
+    /// Extra arguments every node gets (NATS credentials).
+    node_args: Vec<String>,
     prefix: String,
     nodes: Vec<Option<(Process, SocketAddr)>>,
     addrs: Vec<SocketAddr>,
@@ -104,9 +106,15 @@ impl Cluster {
     /// Starts NATS and `n` nodes of one shard each, and waits until every node sees every
     /// other one up.
     async fn start(nats: &Path, n: usize) -> Cluster {
+        Cluster::start_with(nats, n, &[], &[]).await
+    }
+
+    /// [`Cluster::start`] with extra `nats-server` arguments and extra node arguments.
+    async fn start_with(nats: &Path, n: usize, nats_args: &[&str], node_args: &[&str]) -> Cluster {
         let port = free_port();
         let child = Command::new(nats)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(nats_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -118,6 +126,7 @@ impl Cluster {
         let mut cluster = Cluster {
             _nats: nats,
             url: format!("nats://127.0.0.1:{port}"),
+            node_args: node_args.iter().map(|a| a.to_string()).collect(),
             prefix: format!("rc{}", std::process::id()),
             nodes: (0..n).map(|_| None).collect(),
             addrs,
@@ -141,6 +150,7 @@ impl Cluster {
             .arg(&self.dirs[node].0)
             .args(["--cluster-url", &self.url, "--cluster-prefix", &self.prefix])
             .args(["--node", &node.to_string(), "--nodes", &self.nodes.len().to_string()])
+            .args(&self.node_args)
             .env("ROOMCAST_LOG", std::env::var("CLUSTER_TEST_LOG").unwrap_or("warn".into()))
             .stdout(Stdio::null())
             .stderr(match std::env::var("CLUSTER_TEST_LOG_DIR") {
@@ -830,4 +840,27 @@ async fn a_logout_made_while_a_node_was_down_is_enforced_when_it_returns() {
     let other = session_token(&user, "session-y");
     let served = call(cluster.addr(2), "GET", "/api/v1/rooms", Some(&other), None).await;
     assert_eq!(served.status, 200, "a session never logged out is served");
+}
+
+/// The NATS server asks for credentials: nodes that give them (a token; a user and password)
+/// form the cluster and deliver across it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_authenticate_to_a_nats_server_that_requires_it() {
+    let Some(nats) = nats_or_skip("nodes_authenticate_to_nats") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let logins: [(&[&str], &[&str]); 2] = [
+        (&["--auth", "s3cret-token"], &["--cluster-token", "s3cret-token"]),
+        (
+            &["--user", "roomcast", "--pass", "pa55word"],
+            &["--cluster-user", "roomcast", "--cluster-password", "pa55word"],
+        ),
+    ];
+    for (nats_args, node_args) in logins {
+        let cluster = Cluster::start_with(&nats, 2, nats_args, node_args).await;
+        let (a, b) = (owned_by(0, 2), owned_by(1, 2));
+        let room = create_room(cluster.addr(0), "authenticated", &[a.as_str(), b.as_str()]).await;
+        let mut reader = virola(cluster.addr(1), &b).await;
+        post_message(cluster.addr(0), room, &a, "over an authenticated mesh").await;
+        assert_eq!(virola_text(&mut reader).await, "over an authenticated mesh", "{node_args:?}");
+    }
 }
