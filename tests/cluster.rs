@@ -856,11 +856,37 @@ async fn nodes_authenticate_to_a_nats_server_that_requires_it() {
         ),
     ];
     for (nats_args, node_args) in logins {
-        let cluster = Cluster::start_with(&nats, 2, nats_args, node_args).await;
-        let (a, b) = (owned_by(0, 2), owned_by(1, 2));
-        let room = create_room(cluster.addr(0), "authenticated", &[a.as_str(), b.as_str()]).await;
-        let mut reader = virola(cluster.addr(1), &b).await;
-        post_message(cluster.addr(0), room, &a, "over an authenticated mesh").await;
-        assert_eq!(virola_text(&mut reader).await, "over an authenticated mesh", "{node_args:?}");
+        deliver_across_two_nodes(&nats, nats_args, node_args).await;
     }
+}
+
+/// Starts two nodes with the given NATS and node arguments; a message posted on node 0 reaches
+/// a reader on node 1.
+async fn deliver_across_two_nodes(nats: &Path, nats_args: &[&str], node_args: &[&str]) {
+    let cluster = Cluster::start_with(nats, 2, nats_args, node_args).await;
+    let (a, b) = (owned_by(0, 2), owned_by(1, 2));
+    let room = create_room(cluster.addr(0), "authenticated", &[a.as_str(), b.as_str()]).await;
+    let mut reader = virola(cluster.addr(1), &b).await;
+    post_message(cluster.addr(0), room, &a, "over an authenticated mesh").await;
+    assert_eq!(virola_text(&mut reader).await, "over an authenticated mesh", "{node_args:?}");
+}
+
+/// The NATS server speaks TLS only, with a certificate of a test CA made here: nodes that
+/// trust the CA (`--cluster-tls-ca`) form the cluster over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reach_nats_over_tls() {
+    let Some(nats) = nats_or_skip("nodes_reach_nats_over_tls") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = TempDir::new();
+    let made = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/tls-test-ca.sh"))
+        .arg(&dir.0)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run .ci/tls-test-ca.sh (needs openssl)");
+    assert!(made.success(), "the test CA was made");
+    let path = |name: &str| dir.0.join(name).to_string_lossy().into_owned();
+    let (cert, key, ca) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
+    let nats_args = ["--tls", "--tlscert", &cert, "--tlskey", &key];
+    deliver_across_two_nodes(&nats, &nats_args, &["--cluster-tls-ca", &ca]).await;
 }
