@@ -9,7 +9,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -55,6 +55,24 @@ async fn restart(process: Process, dir: &TempDir, unacked_max: usize) -> Process
     tokio::time::sleep(Duration::from_millis(1500)).await;
     kill9(process);
     spawn_server(&dir.0, unacked_max)
+}
+
+/// Waits (at most 10 s) until `user`'s owner lists `count` rooms. After a restart the room
+/// owners tell the user owners their members' rooms (`RoomJoined`); a BIG socket opened before
+/// that news gets a fresh chat list when it arrives, which the per-user bound counts: the
+/// bound tests open their sockets after it.
+async fn rooms_known(addr: SocketAddr, user: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = call(addr, "GET", "/api/v1/rooms", Some(&user_token(user)), None).await;
+        let listed =
+            if r.status == 200 { r.json()["rooms"].as_array().map_or(0, Vec::len) } else { 0 };
+        if listed >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{user}'s owner never listed {count} rooms");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn big(addr: SocketAddr, user: &str) -> Ws {
@@ -171,6 +189,7 @@ async fn the_per_user_bound_holds_across_restarts() {
     }
 
     let server = restart(server, &dir, 3).await;
+    rooms_known(server.addr, "bob", 1).await;
     let mut bob = big(server.addr, "bob").await;
     let mut before = news.clone();
     before.push(chats);
@@ -192,6 +211,7 @@ async fn the_per_user_bound_holds_across_restarts() {
     // Alice stays until the crash (her `offline` would be a new event for bob).
     let server = restart(server, &dir, 3).await;
     drop(alice);
+    rooms_known(server.addr, "bob", 1).await;
     let mut bob = big(server.addr, "bob").await;
     let events = without_fresh_lists(events_within(&mut bob, 1500).await, &before);
     assert!(events.is_empty(), "the overflow emptied the store: {events:?}");
@@ -216,6 +236,7 @@ async fn a_lower_bound_after_a_restart_keeps_only_the_newest_events() {
 
     // Kept: m0, m1, m2. Restarted with room for two: the two newest, oldest first.
     let server = restart(server, &dir, 2).await;
+    rooms_known(server.addr, "bob", 1).await;
     let mut bob = big(server.addr, "bob").await;
     let mut before = news.clone();
     before.push(chats);
