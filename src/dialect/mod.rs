@@ -22,7 +22,7 @@ pub mod registry;
 pub mod virola;
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -203,6 +203,9 @@ pub struct RoomEvent<'a> {
     /// The dialects of each connected member's connections, as their user owners last said
     /// (members with none are absent).
     pub connected: &'a HashMap<UserId, DialectMask>,
+    /// Members whose user owners have not said yet where their connections are (a room
+    /// created or joined a moment ago): they may be connected in any dialect.
+    pub unknown: &'a HashSet<UserId>,
 }
 
 /// One change a room's owner applied, before its events are rendered.
@@ -342,6 +345,12 @@ pub trait Dialect: Sync {
     /// bits a connection needs to receive it; `None` when the dialect has no such frame.
     fn render_notification(&self, _event: &NotificationEvent<'_>) -> Option<(Bytes, u8)> {
         None
+    }
+    /// True when the dialect sends its room events through their recipients' user owners
+    /// (which know the recipients' connections) rather than through subscriptions: the room
+    /// owner then decorates its events for [`RoomEvent::unknown`] members too, while any are.
+    fn routes_through_user_owners(&self) -> bool {
+        false
     }
     /// Room owner: adds frames or routing that depend on the room to `bundle`, and commands
     /// to send besides it (`commands`; for instance frames routed through their recipients'

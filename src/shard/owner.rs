@@ -1033,6 +1033,14 @@ impl Shard {
         }
         let mask = entry.shard_mask();
         let dialects = entry.dialect_mask();
+        // Members not heard of yet may speak a dialect that routes through user owners.
+        let decorated = if entry.welcome_pending.is_empty() {
+            dialects
+        } else {
+            DialectId::all()
+                .filter(|d| d.get().routes_through_user_owners())
+                .fold(dialects, |m, d| m | d.bit())
+        };
         let view =
             matches!(events.first(), Some(Event::RoomUpdated(_)) | Some(Event::RoomDeleted { .. }))
                 .then(|| entry.room.view());
@@ -1048,8 +1056,9 @@ impl Shard {
                 receipts: owned.receipts.get(&room_id),
                 deleted,
                 connected: &entry.member_dialects,
+                unknown: &entry.welcome_pending,
             };
-            for d in DialectId::in_mask(dialects) {
+            for d in DialectId::in_mask(decorated) {
                 d.get().decorate(self, &cx, &mut bundle, &mut commands);
             }
             let bundle = Arc::new(bundle);

@@ -119,6 +119,9 @@ pub enum BigCommand {
         /// A `new` of this room and seq: marked delivered for the user as it is sent, when the
         /// user has BIG connections.
         mark: Option<(RoomId, Seq)>,
+        /// Sent for a member whose connections the room owner did not know yet: dropped by
+        /// the user owner when the user has no BIG connection.
+        if_connected: bool,
     },
 }
 
@@ -182,6 +185,11 @@ impl Dialect for Big {
 
     /// Room events go through their recipients' user owners, stored before they are sent
     /// (`owner::decorate`); the bundle carries no BIG frame.
+    /// Room events go to their recipients' user owners (kept there until acknowledged).
+    fn routes_through_user_owners(&self) -> bool {
+        true
+    }
+
     fn decorate(
         &self,
         shard: &Shard,
@@ -251,7 +259,10 @@ impl Dialect for Big {
                 let (unanswered, _) = futures_channel::oneshot::channel();
                 shard.commit(effects, crate::shard::ReplyTo::Local(unanswered));
             }
-            BigCommand::Event { user, id, key, frame, mark } => {
+            BigCommand::Event { user, id, key, frame, mark, if_connected } => {
+                if if_connected && shard.owner.user_presence(&user).dialects & ID.bit() == 0 {
+                    return;
+                }
                 owner::event_to(shard, user, id, key, (frame, mark))
             }
         }

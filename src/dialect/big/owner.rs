@@ -171,8 +171,12 @@ pub fn event_id(shard: &Shard, kind: char) -> String {
 pub fn decorate(cx: &RoomEvent<'_>, shard_count: usize, commands: &mut Vec<(ShardId, Command)>) {
     let (room, receipts) = (cx.room, cx.receipts);
     let now = now_ms();
+    // Members with BIG connections, and members whose connections the room owner does not
+    // know yet (their user owner drops the event when they have none).
     let recipients = |skip: Option<&UserId>| -> Vec<&UserId> {
-        let big = |u: &UserId| cx.connected.get(u).is_some_and(|d| d & ID.bit() != 0);
+        let big = |u: &UserId| {
+            cx.connected.get(u).is_some_and(|d| d & ID.bit() != 0) || cx.unknown.contains(u)
+        };
         room.members.keys().filter(|u| Some(*u) != skip && big(u)).collect()
     };
     let mut out = |user: &UserId, id: &Arc<str>, frame: &bytes::Bytes, mark: Option<Seq>| {
@@ -182,6 +186,7 @@ pub fn decorate(cx: &RoomEvent<'_>, shard_count: usize, commands: &mut Vec<(Shar
             key: None,
             frame: frame.clone(),
             mark: mark.map(|seq| (room.id, seq)),
+            if_connected: cx.unknown.contains(user),
         };
         commands.push((shard_of_user(user, shard_count), super::command(event)));
     };
@@ -610,7 +615,14 @@ pub fn receipt_events(shard: &Shard, r: &ReceiptRaised<'_>) -> Vec<(ShardId, Com
         let key = Some(Arc::from(format!("{kind}:{}:{user}", room.id)));
         let owner = shard_of_user(author, shard.shard_count);
         let id = Arc::from(id);
-        let event = BigCommand::Event { user: author.clone(), id, key, frame, mark: None };
+        let event = BigCommand::Event {
+            user: author.clone(),
+            id,
+            key,
+            frame,
+            mark: None,
+            if_connected: false,
+        };
         commands.push((owner, super::command(event)));
     }
     commands
@@ -665,6 +677,7 @@ mod tests {
             connected.insert(UserId::new(u), ID.bit());
         }
         connected.insert(UserId::new("e"), 1);
+        let no_one = HashSet::new();
         let cx = RoomEvent {
             room: &room,
             view: None,
@@ -675,6 +688,7 @@ mod tests {
             receipts: Some(&receipts),
             deleted: false,
             connected: &connected,
+            unknown: &no_one,
         };
         let mut commands = Vec::new();
         decorate(&cx, 2, &mut commands);
@@ -682,9 +696,10 @@ mod tests {
         for (to, command) in commands {
             let Command::Dialect { payload, .. } = command else { panic!("a BIG command") };
             let Ok(event) = payload.downcast::<BigCommand>() else { panic!("a BIG command") };
-            let BigCommand::Event { user, id, key, frame, mark } = *event else {
+            let BigCommand::Event { user, id, key, frame, mark, if_connected } = *event else {
                 panic!("an event")
             };
+            assert!(!if_connected, "every recipient's connections are known");
             assert_eq!(to, shard_of_user(&user, 2), "to the recipient's user owner");
             assert_eq!((&*id, key, mark), ("n2", None, Some((RoomId(1), Seq(2)))));
             frames.insert(user.as_str().to_string(), frame);
@@ -701,5 +716,24 @@ mod tests {
             v["payload"]["missed"].as_u64().unwrap()
         };
         assert_eq!((missed(b), missed(c)), (1, 2));
+
+        // A member the room owner has not heard of yet (a room made a moment ago) gets the
+        // event too, marked for its user owner to drop if it has no BIG connection.
+        let only_b: HashMap<UserId, u8> = [(UserId::new("b"), ID.bit())].into_iter().collect();
+        let unknown: HashSet<UserId> = [UserId::new("d")].into_iter().collect();
+        let cx = RoomEvent { connected: &only_b, unknown: &unknown, ..cx };
+        let mut commands = Vec::new();
+        decorate(&cx, 2, &mut commands);
+        let mut sent: Vec<(String, bool)> = commands
+            .into_iter()
+            .map(|(_, command)| {
+                let Command::Dialect { payload, .. } = command else { panic!("a BIG command") };
+                let Ok(event) = payload.downcast::<BigCommand>() else { panic!("a BIG command") };
+                let BigCommand::Event { user, if_connected, .. } = *event else { panic!("event") };
+                (user.as_str().to_string(), if_connected)
+            })
+            .collect();
+        sent.sort();
+        assert_eq!(sent, [("b".to_string(), false), ("d".to_string(), true)]);
     }
 }
