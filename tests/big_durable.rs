@@ -8,7 +8,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -19,26 +18,9 @@ use tokio_tungstenite::tungstenite::Message;
 /// Starts the binary on `data_dir` with 2 shards, resending every 60 s (so what a client gets
 /// at once comes from its reconnect) and at most `unacked_max` events per user.
 fn spawn_server(data_dir: &std::path::Path, unacked_max: usize) -> Process {
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
-        .args(["serve", "--listen", &addr.to_string(), "--shards", "2", "--no-pin-cpus"])
-        .args(["--big-resend-ms", "60000", "--big-unacked-max", &unacked_max.to_string()])
-        .args(["--jwt-secret", SECRET, "--data-dir"])
-        .arg(data_dir)
-        .env("ROOMCAST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the server");
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return Process { child, addr };
-        }
-        assert!(child.try_wait().unwrap().is_none(), "the server exited at start");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("server did not listen in time");
+    let unacked_max = unacked_max.to_string();
+    let big = ["--big-resend-ms", "60000", "--big-unacked-max", &unacked_max];
+    spawn_server_process(data_dir, &[&["--shards", "2"][..], &big].concat())
 }
 
 fn kill9(mut process: Process) {

@@ -9,7 +9,6 @@
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::*;
@@ -23,28 +22,9 @@ const PER_ADDRESS: usize = 50;
 const CONCURRENT: usize = 200;
 
 fn spawn_server(dir: &std::path::Path) -> Process {
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
-        .args(["serve", "--listen", &addr.to_string(), "--shards", "1", "--no-pin-cpus"])
-        .args(["--jwt-secret", SECRET, "--data-dir"])
-        .arg(dir)
-        // No pings or idle closes during the test: the connections stay idle.
-        .args(["--ping-interval-ms", "600000", "--idle-timeout-ms", "1200000"])
-        .env("ROOMCAST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    // Dropping the `Process` kills and waits for the child, whatever happens next.
-    let process = Process { child, addr };
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return process;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("server did not listen in time");
+    // No pings or idle closes during the test: the connections stay idle.
+    let quiet = ["--ping-interval-ms", "600000", "--idle-timeout-ms", "1200000"];
+    spawn_server_process(dir, &[&["--shards", "1"][..], &quiet].concat())
 }
 
 /// An upgraded Virola event stream of `user`, from loopback source address number `n`.

@@ -9,7 +9,6 @@
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::*;
@@ -22,25 +21,7 @@ const CONNECTIONS: usize = 800;
 const PER_ADDRESS: usize = 50;
 
 fn spawn_server(dir: &std::path::Path) -> Process {
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-    let child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
-        .args(["serve", "--listen", &addr.to_string(), "--shards", "1", "--no-pin-cpus"])
-        .args(["--echo-endpoint", "/echo", "--jwt-secret", SECRET, "--data-dir"])
-        .arg(dir)
-        .env("ROOMCAST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let process = Process { child, addr };
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return process;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("server did not listen in time");
+    spawn_server_process(dir, &["--shards", "1", "--echo-endpoint", "/echo"])
 }
 
 /// An upgraded echo WebSocket from loopback source address number `n / PER_ADDRESS`.

@@ -380,6 +380,34 @@ impl Drop for Process {
     }
 }
 
+/// Starts the built `roomcast` binary as a process of its own (for tests that need more
+/// descriptors than one process holds, signals, or a crash): `serve` on a free loopback port
+/// with the test secret, `dir` as its data directory, `--no-pin-cpus`, then `args`; warnings
+/// only on its stderr, dropped. Waits (10 s) until it listens; dropping the [`Process`] kills it.
+pub fn spawn_server_process(dir: &std::path::Path, args: &[&str]) -> Process {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_roomcast"))
+        .args(["serve", "--listen", &addr.to_string(), "--no-pin-cpus"])
+        .args(["--jwt-secret", SECRET, "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .env("ROOMCAST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let mut process = Process { child, addr };
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return process;
+        }
+        let exited = process.child.try_wait().expect("the server's status");
+        assert!(exited.is_none(), "the server exited at start: {exited:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("the server did not listen in time");
+}
+
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
