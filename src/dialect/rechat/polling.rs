@@ -173,9 +173,17 @@ impl Poll {
     }
 
     /// Makes `ws` the session's transport: the queued packets go to it, then everything the
-    /// server sends; false when the session ended or already upgraded.
+    /// server sends; false when the session ended or already upgraded. A session that ended
+    /// while the client probed (a logout) still gives `ws` what it queued, its disconnect
+    /// packet among it: the client stopped polling for the upgrade and would never fetch it.
     pub fn upgrade(self: &Rc<Self>, ws: &Rc<Conn>) -> bool {
         if !self.upgradable() {
+            if self.closed.get() && self.upgraded.borrow().is_none() {
+                for packet in self.queue.borrow_mut().drain(..) {
+                    ws.send(frame::text(&packet));
+                }
+                self.queued.set(0);
+            }
             return false;
         }
         for packet in self.queue.borrow_mut().drain(..) {
