@@ -54,13 +54,6 @@ async fn upgrade(addr: SocketAddr, n: usize, token: String) -> TcpStream {
     stream
 }
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 async fn metrics(addr: SocketAddr) -> String {
     String::from_utf8(call(addr, "GET", "/metrics", None, None).await.body).expect("UTF-8")
 }

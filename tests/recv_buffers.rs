@@ -51,13 +51,6 @@ fn masked_text(text: &[u8]) -> Vec<u8> {
     frame
 }
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 fn signal(process: &Process, signal: libc::c_int) {
     // SAFETY: kill(2) on our own child's pid.
     let done = unsafe { libc::kill(process.child.id() as libc::pid_t, signal) };

@@ -408,6 +408,14 @@ pub fn spawn_server_process(dir: &std::path::Path, args: &[&str]) -> Process {
     panic!("the server did not listen in time");
 }
 
+/// A labelled metric of a `/metrics` text, summed over its labels (shards).
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
