@@ -42,7 +42,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_channel::oneshot;
 
 use super::{
@@ -326,13 +326,7 @@ impl Dialect for Rechat {
     ) {
         match cx.event {
             Event::MessageCreated(m) => {
-                let view = cx.room.view();
-                let (sent, note) = socketio::message_sent_and_notification(&view, m);
-                let (sent, note) = (text_frame(&sent), text_frame(&note));
-                let mut both = BytesMut::with_capacity(sent.len() + note.len());
-                both.extend_from_slice(&sent);
-                both.extend_from_slice(&note);
-                bundle.frames[ID.index()] = Some(both.freeze());
+                bundle.frames[ID.index()] = Some(socketio::message_sent_frames(cx.room, m));
             }
             Event::RoomUpdated(view) => {
                 if let Some(user) = cx.joined {

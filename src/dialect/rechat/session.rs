@@ -14,6 +14,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -29,7 +30,7 @@ use crate::metrics;
 use crate::model::action::NewMessage;
 use crate::model::ids::{now_ms, shard_of_room};
 use crate::model::room::Reply;
-use crate::model::{MessageId, RoomAction, RoomId, UserId, Viewer};
+use crate::model::{Message, MessageId, RoomAction, RoomId, UserId, Viewer};
 use crate::net::conn::Conn;
 use crate::shard::Shard;
 use crate::ws::close::{CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR};
@@ -332,8 +333,14 @@ async fn run(shard: &Rc<Shard>, conn: &Rc<Conn>, ack: Option<u64>, request: Requ
                 let failure = Failure::new(FailureKind::Validation, "comment is too long");
                 return answer(conn, ack, Err(failure));
             }
-            let result = post(shard, user, room, *message).await;
-            answer(conn, ack, result);
+            match post(shard, user, room, *message).await {
+                Ok(m) => {
+                    if let Some(id) = ack {
+                        conn.send(socketio::message_ack_frame(id, &m));
+                    }
+                }
+                Err(failure) => answer(conn, ack, Err(failure)),
+            }
         }
         Request::Typing { room } => typing(shard, user, room, false),
         Request::TypingEnded { room } => typing(shard, user, room, true),
@@ -394,13 +401,13 @@ async fn register(
     Ok(user)
 }
 
-/// `Message.Send`: stored by the room's owner before the ack.
+/// `Message.Send`: stored by the room's owner before the ack; the stored message.
 async fn post(
     shard: &Shard,
     user: UserId,
     room: RoomId,
     message: MessageBody,
-) -> Result<Value, Failure> {
+) -> Result<Arc<Message>, Failure> {
     let new = NewMessage {
         author: user.clone(),
         text: message.comment.clone(),
@@ -413,7 +420,7 @@ async fn post(
     let viewer = Viewer::User(user);
     let request = CoreRequest::Room { room, viewer, action: RoomAction::Post(new) };
     match shard.call(shard_of_room(room, shard.shard_count), request).await {
-        Response::Done(Reply::Message(m)) => Ok(socketio::message_json(&m, None)),
+        Response::Done(Reply::Message(m)) => Ok(m),
         Response::Refused(refusal) => Err(Failure::from(&refusal)),
         _ => Err(Failure::new(FailureKind::Unavailable, "unexpected answer")),
     }

@@ -18,7 +18,9 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::model::{Message, Notification, Refusal, Role, RoomId, RoomKind, RoomView, UserId};
+use crate::model::{
+    Message, MessageId, Notification, Refusal, Role, Room, RoomId, RoomKind, RoomView, UserId,
+};
 
 // Bounds of what a client may send (`crate::limits`, RECHAT_*).
 pub use crate::limits::{
@@ -558,6 +560,16 @@ fn seconds_f64(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
+/// A value serialized as the JSON string of its `Display` (ids), written straight into the
+/// output instead of through a `String` of its own.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> serde::Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
 /// A room's `attributes`, parsed (`None` when not a JSON object).
 pub fn parse_attributes(text: &str) -> Option<Value> {
     serde_json::from_str::<Value>(text).ok().filter(Value::is_object)
@@ -621,7 +633,7 @@ fn room_type(kind: RoomKind) -> &'static str {
 struct RoomWire<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    id: String,
+    id: Shown<RoomId>,
     title: &'a str,
     owner: Option<UserWire<'a>>,
     created_at: f64,
@@ -633,22 +645,89 @@ struct RoomWire<'a> {
     room_type: &'static str,
     client_type: &'a str,
     latest_message: Option<&'a MessageWire<'a>>,
-    users: Vec<UserWire<'a>>,
+    users: UsersWire<'a>,
+}
+
+/// A room's `users`: the user objects of its first members, serialized one by one (no list of
+/// user objects built first).
+struct UsersWire<'a> {
+    attrs: Option<&'a Value>,
+    ids: &'a [&'a UserId],
+}
+
+impl serde::Serialize for UsersWire<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.ids.iter().map(|u| user_wire(self.attrs, u.as_str())))
+    }
+}
+
+/// What a room object shows of a room, borrowed from a [`RoomView`] or straight from the
+/// owner's [`Room`] (no snapshot per message): `users` are the [`ROOM_USERS_MAX`] first
+/// members by user id, `owner` the first owner.
+pub struct RoomFields<'a> {
+    id: RoomId,
+    kind: RoomKind,
+    name: &'a str,
+    owner: Option<&'a UserId>,
+    users: smallvec::SmallVec<[&'a UserId; 4]>,
+    created_ms: u64,
+    updated_ms: u64,
+    /// The room's newest live message.
+    last_message: Option<MessageId>,
+}
+
+impl<'a> RoomFields<'a> {
+    /// The fields of a snapshot (its members are sorted by user id).
+    pub fn of_view(room: &'a RoomView) -> Self {
+        RoomFields {
+            id: room.id,
+            kind: room.kind,
+            name: &room.name,
+            owner: room.members.iter().find(|(_, role)| *role == Role::Owner).map(|(u, _)| u),
+            users: room.members.iter().take(ROOM_USERS_MAX).map(|(u, _)| u).collect(),
+            created_ms: room.created_ms,
+            updated_ms: room.updated_ms,
+            last_message: room.last_message.as_ref().map(|last| last.id),
+        }
+    }
+
+    /// The same fields as `of_view(&room.view())`, read from the room itself: the first
+    /// members are selected (not the whole membership sorted and cloned) and the newest live
+    /// message found in its window.
+    pub fn of_room(room: &'a Room) -> Self {
+        let mut users: smallvec::SmallVec<[&UserId; 4]> = room.members.keys().collect();
+        if users.len() > ROOM_USERS_MAX {
+            users.select_nth_unstable(ROOM_USERS_MAX);
+            users.truncate(ROOM_USERS_MAX);
+        }
+        users.sort_unstable();
+        let owner =
+            room.members.iter().filter(|(_, m)| m.role == Role::Owner).map(|(u, _)| u).min();
+        RoomFields {
+            id: room.id,
+            kind: room.kind,
+            name: &room.name,
+            owner,
+            users,
+            created_ms: room.created_ms,
+            updated_ms: room.updated_ms,
+            last_message: room.history.iter().rev().find(|m| m.deleted_ms.is_none()).map(|m| m.id),
+        }
+    }
 }
 
 /// The room object of `room` (`attrs`: its attributes, parsed): `users` lists at most
 /// [`ROOM_USERS_MAX`] members; `status`, `client_type`, `room_code` and `lead_agent` come from
 /// the attributes when set.
-fn room_wire<'a>(room: &'a RoomView, attrs: Option<&'a Value>) -> RoomWire<'a> {
+fn room_wire<'a, 'r: 'a>(room: &'a RoomFields<'r>, attrs: Option<&'a Value>) -> RoomWire<'a> {
     let attr = |name: &str| attrs.and_then(|a| a.get(name));
-    let owner = room.members.iter().find(|(_, role)| *role == Role::Owner);
     let lead_agent =
         attr("lead_agent").and_then(Value::as_str).filter(|id| id.len() <= ID_BYTES_MAX);
     RoomWire {
         kind: "room",
-        id: room.id.to_string(),
-        title: &room.name,
-        owner: owner.map(|(u, _)| user_wire(attrs, u.as_str())),
+        id: Shown(room.id),
+        title: room.name,
+        owner: room.owner.map(|u| user_wire(attrs, u.as_str())),
         created_at: seconds_f64(room.created_ms),
         updated_at: seconds_f64(room.updated_ms),
         deleted_at: (),
@@ -658,19 +737,15 @@ fn room_wire<'a>(room: &'a RoomView, attrs: Option<&'a Value>) -> RoomWire<'a> {
         room_type: room_type(room.kind),
         client_type: attr("client_type").and_then(Value::as_str).unwrap_or("Unknown"),
         latest_message: None,
-        users: room
-            .members
-            .iter()
-            .take(ROOM_USERS_MAX)
-            .map(|(u, _)| user_wire(attrs, u.as_str()))
-            .collect(),
+        users: UsersWire { attrs, ids: &room.users },
     }
 }
 
 /// The room object as a JSON value (see [`room_wire`]).
 pub fn room_json(room: &RoomView) -> Value {
     let attrs = parse_attributes(&room.attributes);
-    serde_json::to_value(room_wire(room, attrs.as_ref())).unwrap_or(Value::Null)
+    let fields = RoomFields::of_view(room);
+    serde_json::to_value(room_wire(&fields, attrs.as_ref())).unwrap_or(Value::Null)
 }
 
 /// A message object as Rechat renders it.
@@ -678,7 +753,7 @@ pub fn room_json(room: &RoomView) -> Value {
 struct MessageWire<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    id: String,
+    id: Shown<MessageId>,
     comment: &'a str,
     author: UserWire<'a>,
     created_at: f64,
@@ -687,7 +762,7 @@ struct MessageWire<'a> {
     message_type: &'a str,
     reference: Option<&'a str>,
     attachments: Option<Value>,
-    room: String,
+    room: Shown<RoomId>,
     image_url: Option<&'a str>,
     image_thumbnail_url: Option<&'a str>,
     document_url: Option<&'a str>,
@@ -711,7 +786,7 @@ fn message_wire<'a>(
     };
     MessageWire {
         kind: "message",
-        id: m.id.to_string(),
+        id: Shown(m.id),
         comment: &m.text,
         author: user_wire(room_attributes, m.author.as_str()),
         created_at: seconds_f64(m.created_ms),
@@ -720,7 +795,7 @@ fn message_wire<'a>(
         message_type: attr("message_type").unwrap_or("TopLevel"),
         reference: m.client_message_id.as_deref(),
         attachments,
-        room: m.room.to_string(),
+        room: Shown(m.room),
         image_url: attr("image_url"),
         image_thumbnail_url: attr("image_thumbnail_url"),
         document_url: attr("document_url"),
@@ -734,6 +809,105 @@ fn message_wire<'a>(
 pub fn message_json(m: &Message, room_attributes: Option<&Value>) -> Value {
     let attrs = parse_attributes(&m.attributes);
     serde_json::to_value(message_wire(m, attrs.as_ref(), room_attributes)).unwrap_or(Value::Null)
+}
+
+/// [`UserWire`] with its keys in the order a `serde_json::Value` object writes them (sorted, as
+/// serde_json's map is ordered): [`message_ack`] renders what `message_json` then [`ack_ok`]
+/// did, without the value tree.
+#[derive(serde::Serialize)]
+struct SortedUserWire<'a> {
+    cover_image_thumbnail_url: Option<&'a str>,
+    cover_image_url: Option<&'a str>,
+    email: Option<&'a str>,
+    first_name: &'a str,
+    id: &'a str,
+    last_name: &'a str,
+    phone_number: Option<&'a str>,
+    profile_image_thumbnail_url: Option<&'a str>,
+    profile_image_url: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    user_type: &'a str,
+    username: Option<&'a str>,
+}
+
+impl<'a> From<UserWire<'a>> for SortedUserWire<'a> {
+    fn from(u: UserWire<'a>) -> Self {
+        SortedUserWire {
+            cover_image_thumbnail_url: u.cover_image_thumbnail_url,
+            cover_image_url: u.cover_image_url,
+            email: u.email,
+            first_name: u.first_name,
+            id: u.id,
+            last_name: u.last_name,
+            phone_number: u.phone_number,
+            profile_image_thumbnail_url: u.profile_image_thumbnail_url,
+            profile_image_url: u.profile_image_url,
+            kind: u.kind,
+            user_type: u.user_type,
+            username: u.username,
+        }
+    }
+}
+
+/// [`MessageWire`] with its keys sorted (see [`SortedUserWire`]).
+#[derive(serde::Serialize)]
+struct SortedMessageWire<'a> {
+    attachments: Option<Value>,
+    author: SortedUserWire<'a>,
+    comment: &'a str,
+    created_at: f64,
+    deleted_at: Option<f64>,
+    document_url: Option<&'a str>,
+    id: Shown<MessageId>,
+    image_thumbnail_url: Option<&'a str>,
+    image_url: Option<&'a str>,
+    message_type: &'a str,
+    notification: Option<&'a str>,
+    recommendation: Option<&'a str>,
+    reference: Option<&'a str>,
+    room: Shown<RoomId>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    updated_at: f64,
+    video_url: Option<&'a str>,
+}
+
+impl<'a> From<MessageWire<'a>> for SortedMessageWire<'a> {
+    fn from(m: MessageWire<'a>) -> Self {
+        SortedMessageWire {
+            attachments: m.attachments,
+            author: m.author.into(),
+            comment: m.comment,
+            created_at: m.created_at,
+            deleted_at: m.deleted_at,
+            document_url: m.document_url,
+            id: m.id,
+            image_thumbnail_url: m.image_thumbnail_url,
+            image_url: m.image_url,
+            message_type: m.message_type,
+            notification: m.notification,
+            recommendation: m.recommendation,
+            reference: m.reference,
+            room: m.room,
+            kind: m.kind,
+            updated_at: m.updated_at,
+            video_url: m.video_url,
+        }
+    }
+}
+
+/// The ack of a stored message, `43<id>[null,<message>]`, as a WebSocket frame: the bytes of
+/// `text_frame(&ack_ok(id, message_json(m, None)))` written straight into the frame (no
+/// value tree, no `String`).
+pub fn message_ack_frame(id: u64, m: &Message) -> bytes::Bytes {
+    let attrs = parse_attributes(&m.attributes);
+    let message = SortedMessageWire::from(message_wire(m, attrs.as_ref(), None));
+    crate::ws::frame::text_from_writer(|out| {
+        use std::io::Write as _;
+        let _ = write!(out, "43{id}");
+        let _ = serde_json::to_writer(&mut *out, &((), &message));
+    })
 }
 
 /// The notification object. Rechat's fields come from the notification's details when set
@@ -778,28 +952,60 @@ pub fn notification_json(n: &Notification) -> Value {
 /// room's newest. Rendered straight from borrowed fields (no JSON value tree): it runs once
 /// per message and carries up to [`ROOM_USERS_MAX`] user objects.
 pub fn message_sent(room: &RoomView, m: &Message) -> String {
-    message_sent_with(room, parse_attributes(&room.attributes).as_ref(), m)
+    let mut out = Vec::new();
+    let fields = RoomFields::of_view(room);
+    write_message_sent(&mut out, &fields, parse_attributes(&room.attributes).as_ref(), m);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Both frames a new message makes, `Message.Sent` and its `Notification`, with the room's
 /// attributes parsed once.
 pub fn message_sent_and_notification(room: &RoomView, m: &Message) -> (String, String) {
     let room_attrs = parse_attributes(&room.attributes);
-    (
-        message_sent_with(room, room_attrs.as_ref(), m),
-        message_notification_with(room, room_attrs.as_ref(), m),
+    let fields = RoomFields::of_view(room);
+    let (mut sent, mut note) = (Vec::new(), Vec::new());
+    write_message_sent(&mut sent, &fields, room_attrs.as_ref(), m);
+    write_message_notification(&mut note, &fields, room_attrs.as_ref(), m);
+    (String::from_utf8(sent).unwrap_or_default(), String::from_utf8(note).unwrap_or_default())
+}
+
+/// The WebSocket frames of a new message, `Message.Sent` then its `Notification`, back to back
+/// in one buffer, rendered straight from the owner's room (no [`RoomView`] snapshot) into the
+/// frames' buffer: the same bytes as `text(message_sent(view))` then
+/// `text(message_notification(view))` for `view = room.view()`.
+pub fn message_sent_frames(room: &Room, m: &Message) -> bytes::Bytes {
+    let room_attrs = parse_attributes(&room.attributes);
+    let fields = RoomFields::of_room(room);
+    // Two user objects, the room and the message: ~2 KiB for a 2-member room.
+    let capacity = 2048 + 3 * m.text.len() + 2 * room.name.len();
+    crate::ws::frame::text_pair_from_writers(
+        capacity,
+        |out| write_message_sent(out, &fields, room_attrs.as_ref(), m),
+        |out| write_message_notification(out, &fields, room_attrs.as_ref(), m),
     )
 }
 
-/// [`message_sent`] with the room's attributes already parsed.
-fn message_sent_with(room: &RoomView, room_attrs: Option<&Value>, m: &Message) -> String {
+/// `Message.Sent`'s packet appended to `out`, the room's attributes already parsed.
+fn write_message_sent(
+    out: &mut Vec<u8>,
+    room: &RoomFields<'_>,
+    room_attrs: Option<&Value>,
+    m: &Message,
+) {
     let message_attrs = parse_attributes(&m.attributes);
     let message = message_wire(m, message_attrs.as_ref(), room_attrs);
     let mut room_v = room_wire(room, room_attrs);
-    if room.last_message.as_ref().is_some_and(|last| last.id == m.id) {
+    if room.last_message == Some(m.id) {
         room_v.latest_message = Some(&message);
     }
-    emit("42", &("Message.Sent", &room_v, &message))
+    write_packet(out, "42", &("Message.Sent", &room_v, &message));
+}
+
+/// `prefix` then `items` appended to `out` (see [`emit`]).
+fn write_packet<T: serde::Serialize>(out: &mut Vec<u8>, prefix: &str, items: &T) {
+    out.extend_from_slice(prefix.as_bytes());
+    // Serializing plain structs, strings and `Value`s into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, items);
 }
 
 /// `Notification(notification)`.
@@ -837,7 +1043,24 @@ pub fn users_online<'a>(users: impl IntoIterator<Item = &'a UserId>) -> String {
 /// The `Notification` (`UserSentMessage`) Rechat sends every member of `room` for message `m`
 /// (not stored: its id is the message's): `"#<room title>: @<author first name> <comment>"`.
 pub fn message_notification(room: &RoomView, m: &Message) -> String {
-    message_notification_with(room, parse_attributes(&room.attributes).as_ref(), m)
+    let mut out = Vec::new();
+    let fields = RoomFields::of_view(room);
+    write_message_notification(&mut out, &fields, parse_attributes(&room.attributes).as_ref(), m);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A sent message's notification text, `#<room title>: @<author first name> <comment>`,
+/// written into the JSON string as it is serialized.
+struct NoteText<'a> {
+    room: &'a str,
+    author: &'a str,
+    text: &'a str,
+}
+
+impl std::fmt::Display for NoteText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}: @{} {}", self.room, self.author, self.text)
+    }
 }
 
 /// The `Notification` object of a sent message, borrowing what it shows.
@@ -845,13 +1068,13 @@ pub fn message_notification(room: &RoomView, m: &Message) -> String {
 struct MessageNotificationWire<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    id: &'a str,
-    notification_id: &'a str,
-    message: String,
+    id: Shown<MessageId>,
+    notification_id: Shown<MessageId>,
+    message: Shown<NoteText<'a>>,
     created_at: f64,
     updated_at: f64,
     deleted_at: (),
-    room: String,
+    room: Shown<RoomId>,
     action: &'static str,
     object_class: &'static str,
     subject_class: &'static str,
@@ -863,19 +1086,23 @@ struct MessageNotificationWire<'a> {
     specific: (),
 }
 
-/// [`message_notification`] with the room's attributes already parsed.
-fn message_notification_with(room: &RoomView, room_attrs: Option<&Value>, m: &Message) -> String {
+/// [`message_notification`]'s packet appended to `out`, the room's attributes already parsed.
+fn write_message_notification(
+    out: &mut Vec<u8>,
+    room: &RoomFields<'_>,
+    room_attrs: Option<&Value>,
+    m: &Message,
+) {
     let author = user_wire(room_attrs, m.author.as_str());
-    let id = m.id.to_string();
     let wire = MessageNotificationWire {
         kind: "notification",
-        id: &id,
-        notification_id: &id,
-        message: format!("#{}: @{} {}", room.name, author.first_name, m.text),
+        id: Shown(m.id),
+        notification_id: Shown(m.id),
+        message: Shown(NoteText { room: room.name, author: author.first_name, text: &m.text }),
         created_at: seconds_f64(m.created_ms),
         updated_at: seconds_f64(m.created_ms),
         deleted_at: (),
-        room: room.id.to_string(),
+        room: Shown(room.id),
         action: "Sent",
         object_class: "Message",
         subject_class: "User",
@@ -886,7 +1113,7 @@ fn message_notification_with(room: &RoomView, room_attrs: Option<&Value>, m: &Me
         recommendation: (),
         specific: (),
     };
-    emit("42", &("Notification", wire))
+    write_packet(out, "42", &("Notification", wire));
 }
 
 /// `Room.UserJoined(user)`, the user's display fields from `room`.
@@ -898,6 +1125,7 @@ pub fn room_user_joined(room: &RoomView, user: &UserId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::rechat::text_frame;
     use crate::model::{LastMessage, MessageId, Seq};
 
     fn ok(name: &str, args: Value) -> Result<Request, Failure> {
@@ -1420,6 +1648,364 @@ mod tests {
         bare.attributes = "{}".into();
         let v = packet(&message_notification(&bare, &message()));
         assert_eq!(v[1]["message"], json!("#Buyers – Smith: @b Is the open house still on?"));
+    }
+
+    /// The renderer before `message_sent_frames` (a `String` per packet from a `RoomView`, ids
+    /// and the notification text as `String`s, `users` as a `Vec`), kept verbatim as the
+    /// reference of the bytes on the wire.
+    mod old {
+        use super::super::{
+            emit, room_type, seconds_f64, user_wire, UserWire, ID_BYTES_MAX, ROOM_USERS_MAX,
+        };
+        use super::super::{parse_attributes, Message, Role, RoomView, Value};
+        use crate::dialect::rechat::text_frame;
+
+        #[derive(serde::Serialize)]
+        struct RoomWire<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            id: String,
+            title: &'a str,
+            owner: Option<UserWire<'a>>,
+            created_at: f64,
+            updated_at: f64,
+            deleted_at: (),
+            status: &'a str,
+            lead_agent: Option<UserWire<'a>>,
+            room_code: Option<u64>,
+            room_type: &'static str,
+            client_type: &'a str,
+            latest_message: Option<&'a MessageWire<'a>>,
+            users: Vec<UserWire<'a>>,
+        }
+
+        /// The room object of `room` (`attrs`: its attributes, parsed): `users` lists at most
+        /// [`ROOM_USERS_MAX`] members; `status`, `client_type`, `room_code` and `lead_agent` come from
+        /// the attributes when set.
+        fn room_wire<'a>(room: &'a RoomView, attrs: Option<&'a Value>) -> RoomWire<'a> {
+            let attr = |name: &str| attrs.and_then(|a| a.get(name));
+            let owner = room.members.iter().find(|(_, role)| *role == Role::Owner);
+            let lead_agent =
+                attr("lead_agent").and_then(Value::as_str).filter(|id| id.len() <= ID_BYTES_MAX);
+            RoomWire {
+                kind: "room",
+                id: room.id.to_string(),
+                title: &room.name,
+                owner: owner.map(|(u, _)| user_wire(attrs, u.as_str())),
+                created_at: seconds_f64(room.created_ms),
+                updated_at: seconds_f64(room.updated_ms),
+                deleted_at: (),
+                status: attr("status").and_then(Value::as_str).unwrap_or("New"),
+                lead_agent: lead_agent.map(|id| user_wire(attrs, id)),
+                room_code: attr("room_code").and_then(Value::as_u64),
+                room_type: room_type(room.kind),
+                client_type: attr("client_type").and_then(Value::as_str).unwrap_or("Unknown"),
+                latest_message: None,
+                users: room
+                    .members
+                    .iter()
+                    .take(ROOM_USERS_MAX)
+                    .map(|(u, _)| user_wire(attrs, u.as_str()))
+                    .collect(),
+            }
+        }
+
+        #[derive(serde::Serialize)]
+        struct MessageWire<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            id: String,
+            comment: &'a str,
+            author: UserWire<'a>,
+            created_at: f64,
+            updated_at: f64,
+            deleted_at: Option<f64>,
+            message_type: &'a str,
+            reference: Option<&'a str>,
+            attachments: Option<Value>,
+            room: String,
+            image_url: Option<&'a str>,
+            image_thumbnail_url: Option<&'a str>,
+            document_url: Option<&'a str>,
+            video_url: Option<&'a str>,
+            recommendation: Option<&'a str>,
+            notification: Option<&'a str>,
+        }
+
+        /// The message object of `m` (`attrs`: its own attributes, parsed; `room_attributes`: the
+        /// room's, for the author's display fields). The URL and id fields and `message_type` come
+        /// back from the message's attributes ([`MessageBody::attributes`]).
+        fn message_wire<'a>(
+            m: &'a Message,
+            attrs: Option<&'a Value>,
+            room_attributes: Option<&'a Value>,
+        ) -> MessageWire<'a> {
+            let attr = |name: &str| attrs.and_then(|a| a.get(name)).and_then(Value::as_str);
+            let attachments = match serde_json::from_str::<Value>(&m.attachments) {
+                Ok(Value::Array(a)) if !a.is_empty() => Some(Value::Array(a)),
+                _ => None,
+            };
+            MessageWire {
+                kind: "message",
+                id: m.id.to_string(),
+                comment: &m.text,
+                author: user_wire(room_attributes, m.author.as_str()),
+                created_at: seconds_f64(m.created_ms),
+                updated_at: seconds_f64(m.modified_ms),
+                deleted_at: m.deleted_ms.map(seconds_f64),
+                message_type: attr("message_type").unwrap_or("TopLevel"),
+                reference: m.client_message_id.as_deref(),
+                attachments,
+                room: m.room.to_string(),
+                image_url: attr("image_url"),
+                image_thumbnail_url: attr("image_thumbnail_url"),
+                document_url: attr("document_url"),
+                video_url: attr("video_url"),
+                recommendation: attr("recommendation"),
+                notification: attr("notification"),
+            }
+        }
+
+        fn message_sent_with(room: &RoomView, room_attrs: Option<&Value>, m: &Message) -> String {
+            let message_attrs = parse_attributes(&m.attributes);
+            let message = message_wire(m, message_attrs.as_ref(), room_attrs);
+            let mut room_v = room_wire(room, room_attrs);
+            if room.last_message.as_ref().is_some_and(|last| last.id == m.id) {
+                room_v.latest_message = Some(&message);
+            }
+            emit("42", &("Message.Sent", &room_v, &message))
+        }
+
+        #[derive(serde::Serialize)]
+        struct MessageNotificationWire<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            id: &'a str,
+            notification_id: &'a str,
+            message: String,
+            created_at: f64,
+            updated_at: f64,
+            deleted_at: (),
+            room: String,
+            action: &'static str,
+            object_class: &'static str,
+            subject_class: &'static str,
+            auxiliary_object_class: &'static str,
+            notification_type: &'static str,
+            subjects: [UserWire<'a>; 1],
+            objects: (),
+            recommendation: (),
+            specific: (),
+        }
+
+        /// [`message_notification`] with the room's attributes already parsed.
+        fn message_notification_with(
+            room: &RoomView,
+            room_attrs: Option<&Value>,
+            m: &Message,
+        ) -> String {
+            let author = user_wire(room_attrs, m.author.as_str());
+            let id = m.id.to_string();
+            let wire = MessageNotificationWire {
+                kind: "notification",
+                id: &id,
+                notification_id: &id,
+                message: format!("#{}: @{} {}", room.name, author.first_name, m.text),
+                created_at: seconds_f64(m.created_ms),
+                updated_at: seconds_f64(m.created_ms),
+                deleted_at: (),
+                room: room.id.to_string(),
+                action: "Sent",
+                object_class: "Message",
+                subject_class: "User",
+                auxiliary_object_class: "Room",
+                notification_type: "UserSentMessage",
+                subjects: [author],
+                objects: (),
+                recommendation: (),
+                specific: (),
+            };
+            emit("42", &("Notification", wire))
+        }
+
+        /// Both frames of a new message as the owner sent them: `room.view()`, two `String`s,
+        /// two frames copied into one buffer.
+        pub fn frames(room: &RoomView, m: &Message) -> Vec<u8> {
+            let attrs = parse_attributes(&room.attributes);
+            let sent = text_frame(&message_sent_with(room, attrs.as_ref(), m));
+            let note = text_frame(&message_notification_with(room, attrs.as_ref(), m));
+            [sent, note].concat()
+        }
+    }
+
+    /// A room as its owner holds it, with `history` as its window (oldest first).
+    fn live_room(
+        kind: RoomKind,
+        name: &str,
+        attributes: &str,
+        members: &[(&str, Role)],
+        history: Vec<Message>,
+    ) -> Room {
+        Room {
+            id: RoomId(12),
+            kind,
+            name: name.into(),
+            description: "d".into(),
+            attributes: attributes.into(),
+            members: members
+                .iter()
+                .map(|(u, role)| {
+                    (UserId::new(u), crate::model::Member { role: *role, shard_mask: 1 })
+                })
+                .collect(),
+            created_ms: 1_465_200_000_123,
+            updated_ms: 1_465_200_500_456,
+            last_seq: Seq(history.len() as u64),
+            history: history.into_iter().map(std::sync::Arc::new).collect(),
+            history_max: 100,
+            history_bytes_max: usize::MAX,
+            history_bytes: 0,
+            members_max: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn message_sent_frames_match_the_old_renderer_byte_for_byte() {
+        let rich = room().attributes;
+        let tricky = json!({
+            "status": "Closed \"now\"", "room_code": 9, "lead_agent": "z\u{e9}",
+            "client_type": 7,
+            "users": {
+                "b": {"first_name": "B\u{f6}b \"the\" <b>\\", "username": "bob\n",
+                      "email": "b@x", "user_type": "Agent"},
+                "z\u{e9}": {"username": "zed \u{1f600}", "last_name": 5},
+            },
+        })
+        .to_string();
+        let comment = |text: &str, id: u64| {
+            let mut m = message();
+            m.id = MessageId(id);
+            m.text = text.into();
+            m
+        };
+        let unicode = "h\u{e9}llo \"q\" \\ \u{1}\t\n \u{2028} \u{1f600} </script> \u{7f}";
+        let mut attributed = comment("a", 103);
+        attributed.attributes = json!({
+            "message_type": "SubLevel", "image_url": "https://i/\"1\".png",
+            "document_url": "d", "video_url": "v", "recommendation": "r", "notification": 4,
+        })
+        .to_string();
+        attributed.attachments = json!(["f1", {"k": "v\u{e9}"}, 3]).to_string();
+        attributed.client_message_id = Some("c-\u{e9}".into());
+        let mut plain = comment("t=1;x", 104);
+        plain.attributes = String::new();
+        plain.attachments = String::new();
+        let mut deleted = comment("gone", 105);
+        deleted.deleted_ms = Some(1_465_200_700_000);
+        let members = [("b", Role::Member), ("a", Role::Owner)];
+        let many: Vec<(String, Role)> = (0..ROOM_USERS_MAX + 7)
+            .rev()
+            .map(|i| (format!("u{i:03}"), if i % 5 == 3 { Role::Owner } else { Role::Member }))
+            .collect();
+        let many: Vec<(&str, Role)> = many.iter().map(|(u, r)| (u.as_str(), *r)).collect();
+        let cases: Vec<(Room, Message)> = vec![
+            // The newest message, a room with display fields.
+            (
+                live_room(
+                    RoomKind::Group,
+                    "Buyers \u{2013} Smith",
+                    &rich,
+                    &members,
+                    vec![message()],
+                ),
+                message(),
+            ),
+            // Escaping and unicode everywhere; the author's fields from the attributes.
+            (
+                live_room(
+                    RoomKind::Direct,
+                    unicode,
+                    &tricky,
+                    &members,
+                    vec![comment(unicode, 102)],
+                ),
+                comment(unicode, 102),
+            ),
+            // Message attributes and attachments; a bare room.
+            (live_room(RoomKind::Public, "", "{}", &members, vec![attributed.clone()]), attributed),
+            // No attributes at all; garbage room attributes; no owner.
+            (
+                live_room(
+                    RoomKind::Announce,
+                    "r",
+                    "garbage",
+                    &[("b", Role::Member)],
+                    vec![plain.clone()],
+                ),
+                plain,
+            ),
+            // Not the newest message: latest_message stays null.
+            (
+                live_room(
+                    RoomKind::Group,
+                    "r",
+                    &rich,
+                    &members,
+                    vec![message(), comment("newer", 110)],
+                ),
+                message(),
+            ),
+            // The newest live message is an older one (the newest is deleted).
+            (
+                live_room(RoomKind::Group, "r", &rich, &members, vec![message(), deleted.clone()]),
+                message(),
+            ),
+            // More members than a room object lists, several owners, inserted unsorted.
+            (
+                live_room(RoomKind::Group, "big", &rich, &many, vec![comment("hi", 120)]),
+                comment("hi", 120),
+            ),
+            // An empty window.
+            (live_room(RoomKind::Group, "empty", &rich, &members, vec![]), comment("hi", 121)),
+        ];
+        for (i, (room, m)) in cases.iter().enumerate() {
+            let want = old::frames(&room.view(), m);
+            let got = message_sent_frames(room, m);
+            assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "case {i}");
+            assert_eq!(got.as_ref(), want.as_slice(), "case {i}");
+            // The String renderers (tests, benches) give the same packets.
+            let (sent, note) = message_sent_and_notification(&room.view(), m);
+            let want_pair = [text_frame(&sent), text_frame(&note)].concat();
+            assert_eq!(want_pair, want, "case {i}");
+            assert_eq!(text_frame(&message_sent(&room.view(), m)), text_frame(&sent));
+            assert_eq!(message_notification(&room.view(), m), note);
+        }
+    }
+
+    #[test]
+    fn message_ack_frame_matches_the_value_ack_byte_for_byte() {
+        let mut tricky = message();
+        tricky.text = "h\u{e9}llo \"q\" \\ \u{1}\t\n \u{2028} \u{1f600}".into();
+        tricky.author = UserId::new("\u{e9}l\u{e8}ve");
+        tricky.client_message_id = Some("c\"1".into());
+        tricky.attributes = json!({
+            "message_type": "SubLevel", "image_thumbnail_url": "t", "document_url": "d",
+            "video_url": "v", "recommendation": "r\u{e9}", "notification": "n", "other": 1,
+        })
+        .to_string();
+        tricky.attachments = json!(["f1", {"z": 1, "a": "\u{e9}"}, null]).to_string();
+        tricky.deleted_ms = Some(1_465_200_700_001);
+        let mut bare = message();
+        bare.attributes = "garbage".into();
+        bare.attachments = String::new();
+        for (id, m) in [(0, message()), (7, tricky), (999_999_999_999_999, bare)] {
+            let want = text_frame(&ack_ok(id, message_json(&m, None)));
+            assert_eq!(
+                String::from_utf8_lossy(&message_ack_frame(id, &m)),
+                String::from_utf8_lossy(&want),
+                "ack {id}"
+            );
+        }
     }
 
     #[test]
