@@ -88,7 +88,13 @@ pub fn close(code: u16, reason: &str) -> Bytes {
 /// and returns the frame sliced to start at it: one allocation, no copy. `f` must write
 /// valid UTF-8 and must only append.
 pub fn text_from_writer(f: impl FnOnce(&mut Vec<u8>)) -> Bytes {
-    let mut out = Vec::with_capacity(256);
+    text_from_writer_with_capacity(256, f)
+}
+
+/// [`text_from_writer`] with a buffer of `capacity` bytes (header included) to start with, for
+/// payloads known to be larger than a few hundred bytes (no copy as the buffer grows).
+pub fn text_from_writer_with_capacity(capacity: usize, f: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let mut out = Vec::with_capacity(capacity.max(HEADER_MAX));
     out.resize(HEADER_MAX, 0);
     f(&mut out);
     let payload_len = out.len().saturating_sub(HEADER_MAX);
