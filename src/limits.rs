@@ -67,6 +67,10 @@ pub const WS_URING_CQ_ENTRIES: u32 = 32_768;
 /// Provided receive buffers shared by a shard's WebSocket sockets (a power of two); when the
 /// kernel finds none, a receive stops with ENOBUFS and is re-armed (`recv_enobufs_total`).
 pub const WS_RECV_BUFFERS: u16 = 512;
+/// Of those, the buffers posted at start; a receive that finds none posted doubles them (up to
+/// `WS_RECV_BUFFERS`). The kernel cycles through every posted buffer, so each becomes resident:
+/// a shard whose receives never run the first ones out keeps 128 KiB, not 1 MiB.
+pub const WS_RECV_BUFFERS_FIRST: u16 = 64;
 /// Bytes in one provided receive buffer: the most one receive completion carries.
 pub const WS_RECV_BUFFER_BYTES: usize = 2048;
 /// Slots of each shard's table of registered (direct) descriptors for WebSocket sockets (also
@@ -99,6 +103,7 @@ pub const TLS_HTTP_READ_BYTES: usize = 16 * 1024 + 512;
 const _: () = assert!(IOV_BATCH <= libc::UIO_MAXIOV as usize);
 const _: () = assert!(SWEEP_SLICES > 0);
 const _: () = assert!(WS_RECV_BUFFERS.is_power_of_two() && WS_RECV_BUFFERS <= 32_768);
+const _: () = assert!(WS_RECV_BUFFERS_FIRST > 0 && WS_RECV_BUFFERS_FIRST <= WS_RECV_BUFFERS);
 const _: () = assert!(WS_URING_SQ_ENTRIES <= WS_URING_CQ_ENTRIES && WS_URING_CQ_ENTRIES <= 65_536);
 
 // --- HTTP and authentication -------------------------------------------------------------------

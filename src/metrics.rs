@@ -90,6 +90,9 @@ shard_metrics! {
     ws_ops_in_flight: "gauge";
     /// Provided receive buffers the shard holds outside the kernel (0 between completions).
     recv_buffers_held: "gauge";
+    /// Provided receive buffers handed to the kernel so far (`WS_RECV_BUFFERS_FIRST`, doubled
+    /// at each ENOBUFS up to `WS_RECV_BUFFERS`; each is resident once used).
+    recv_buffers_posted: "gauge";
     /// Sessions keeping the bytes of an incomplete frame.
     ws_partial_frames: "gauge";
     /// Receives that found no provided buffer (ENOBUFS) and were re-armed.

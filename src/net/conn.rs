@@ -234,7 +234,7 @@ pub struct Bound {
     /// The authenticated user.
     pub user: UserId,
     /// The token's session id (JWT `sid`, else `jti`).
-    pub session: Option<Box<str>>,
+    pub session: Option<Arc<str>>,
 }
 
 /// The user of a connection that has not authenticated.
@@ -304,6 +304,11 @@ impl Conn {
     /// Its token's session id, once bound.
     pub fn session(&self) -> Option<&str> {
         self.bound.get().and_then(|b| b.session.as_deref())
+    }
+
+    /// Its token's session id, shared (the user owner keeps this one, not a copy).
+    pub fn session_shared(&self) -> Option<&Arc<str>> {
+        self.bound.get().and_then(|b| b.session.as_ref())
     }
 
     /// Queues a complete frame; closes the connection as a slow consumer when the queue would

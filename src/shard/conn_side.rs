@@ -17,6 +17,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::sessions::Revoked;
 use super::Shard;
@@ -203,7 +204,7 @@ impl Shard {
         self.may_attach(&user)?;
         let mut slab = self.conn.slab.borrow_mut();
         let entry = slab.vacant_entry();
-        let session = identity.session.as_deref().map(Box::from);
+        let session = identity.session.as_deref().map(Arc::<str>::from);
         conn.bind(Bound { key: entry.key(), user: user.clone(), session });
         entry.insert(conn.clone());
         drop(slab);
@@ -215,12 +216,9 @@ impl Shard {
         if dialects != before {
             self.send(owner, Command::UserAttach { user: user.clone(), shard: self.id, dialects });
         }
-        if let Some(sid) = conn.session() {
-            let seen = Command::SessionSeen {
-                user,
-                sid: sid.to_string(),
-                expires_at: identity.expires_at,
-            };
+        if let Some(sid) = conn.session_shared() {
+            let seen =
+                Command::SessionSeen { user, sid: sid.clone(), expires_at: identity.expires_at };
             self.send(owner, seen);
         }
         conn.dialect.get().opened(self, conn);

@@ -8,6 +8,7 @@
 //! closing a session's connections walks this shard's connections once per revocation (rare).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use smallvec::SmallVec;
 
@@ -69,14 +70,15 @@ impl Revoked {
 /// The sessions a user's connections showed (id → token expiry, unix s), at most
 /// `SESSIONS_PER_USER_MAX`; kept as a short list (one inline) since most users have one or two.
 #[derive(Debug, Default)]
-pub struct SeenSessions(SmallVec<[(Box<str>, u64); 1]>);
+pub struct SeenSessions(SmallVec<[(Arc<str>, u64); 1]>);
 
 impl SeenSessions {
     /// Remembers `sid` (expiring at `expires_at`), forgetting expired ones and, when full, the
-    /// one that expires soonest.
-    pub fn remember(&mut self, sid: &str, expires_at: u64, now_s: u64) {
+    /// one that expires soonest. Keeps `sid` itself (the connection's `Bound::session` when
+    /// the connection is on this shard), not a copy.
+    pub fn remember(&mut self, sid: Arc<str>, expires_at: u64, now_s: u64) {
         self.0.retain(|(_, exp)| *exp >= now_s);
-        if let Some((_, exp)) = self.0.iter_mut().find(|(s, _)| &**s == sid) {
+        if let Some((_, exp)) = self.0.iter_mut().find(|(s, _)| *s == sid) {
             *exp = (*exp).max(expires_at);
             return;
         }
@@ -85,7 +87,7 @@ impl SeenSessions {
                 self.0.swap_remove(soonest);
             }
         }
-        self.0.push((sid.into(), expires_at));
+        self.0.push((sid, expires_at));
     }
 
     /// The expiry of `sid`, when it was seen.
@@ -111,10 +113,10 @@ impl SeenSessions {
 
 impl Shard {
     /// User owner: a connection of `user` opened with session `sid`.
-    pub fn session_seen(&self, user: UserId, sid: String, expires_at: u64) {
+    pub fn session_seen(&self, user: UserId, sid: Arc<str>, expires_at: u64) {
         let mut owned = self.owner.owned.borrow_mut();
         let record = owned.users.get_or_default(&user);
-        record.sessions.remember(&sid, expires_at, now_unix_s());
+        record.sessions.remember(sid, expires_at, now_unix_s());
     }
 
     /// User owner: logs `sid` of `user` out. `known_only` (a user logging out by id) refuses
@@ -206,16 +208,16 @@ mod tests {
     fn the_session_registry_is_bounded() {
         let mut s = SeenSessions::default();
         for i in 0..(SESSIONS_PER_USER_MAX as u64 + 10) {
-            s.remember(&format!("s{i}"), 1000 + i, 0);
+            s.remember(format!("s{i}").into(), 1000 + i, 0);
         }
         assert_eq!(s.len(), SESSIONS_PER_USER_MAX);
         assert_eq!(s.expiry(&format!("s{}", SESSIONS_PER_USER_MAX + 9)), Some(1000 + 73));
         assert_eq!(s.expiry("s0"), None, "the one expiring soonest made room");
-        s.remember("s20", 5000, 0);
+        s.remember("s20".into(), 5000, 0);
         assert_eq!(s.expiry("s20"), Some(5000), "a later expiry extends a known session");
         s.remove("s20");
         assert_eq!(s.expiry("s20"), None);
-        s.remember("x", 5, 2000);
+        s.remember("x".into(), 5, 2000);
         assert_eq!(s.len(), 1, "expired sessions are forgotten");
     }
 }

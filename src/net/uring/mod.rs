@@ -31,6 +31,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
 
+use crate::limits::WS_RECV_BUFFERS_FIRST;
 use crate::metrics::{self, ShardMetrics};
 pub use buf_ring::BufRing;
 pub use send::SendOp;
@@ -148,8 +149,9 @@ pub struct Ring {
 }
 
 impl Ring {
-    /// A ring with `entries` submission slots and `cq_entries` completion slots, and
-    /// `buffers` provided buffers of `buffer_bytes`; registered with the current runtime.
+    /// A ring with `entries` submission slots and `cq_entries` completion slots, and up to
+    /// `buffers` provided buffers of `buffer_bytes` (`WS_RECV_BUFFERS_FIRST` posted at first,
+    /// doubled at each ENOBUFS); registered with the current runtime.
     /// Tries `SINGLE_ISSUER | DEFER_TASKRUN` first, then `SINGLE_ISSUER | COOP_TASKRUN`.
     pub fn new(
         metrics: Arc<ShardMetrics>,
@@ -186,8 +188,9 @@ impl Ring {
         // SAFETY: `fd` is a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         uring.submitter().register_eventfd(fd.as_raw_fd())?;
-        let bufs = BufRing::new(buffers, buffer_bytes)?;
+        let bufs = BufRing::new(buffers, WS_RECV_BUFFERS_FIRST.min(buffers), buffer_bytes)?;
         bufs.register(&uring.submitter(), BUFFER_GROUP)?;
+        metrics.recv_buffers_posted.store(u64::from(bufs.posted()), Ordering::Relaxed);
         // SAFETY: the eventfd is owned by the `AsyncFd` and stays open until it drops.
         // A sparse table of registered descriptors, one slot per session key below its size
         // (bounded by the open-file limit, which the kernel checks).
@@ -365,23 +368,32 @@ impl Ring {
     /// were handled: `max` means more may wait.
     pub fn reap(&self, max: usize, mut handle: impl FnMut(Completion<'_>)) -> usize {
         let mut batch = std::mem::take(&mut *self.batch.borrow_mut());
-        {
+        let enter = {
             let mut uring = self.uring.borrow_mut();
             let want_flush = uring.submission().cq_overflow();
-            if self.defer_taskrun || want_flush || self.unsubmitted.get() {
-                self.unsubmitted.set(false);
-                metrics::inc(&self.metrics.uring_enters_total);
-                // Plain GETEVENTS enters, no timed wait: each runs up to 20 deferred task-work
-                // items (the kernel's `IO_LOCAL_TW_DEFAULT_MAX`) and returns at once
-                // (a zero-timeout wait for more arms an hrtimer per enter: a third of the
-                // shard's CPU in a connect storm). The kernel keeps what one enter did not
-                // run on its retry list and does not signal the eventfd for it again, so the
-                // reaper enters again while the last enter posted completions, up to `max`:
-                // stopping after one enter that ran its full share could leave a completion
-                // unposted until unrelated work woke the ring (a frame held for seconds).
-                let mut to_submit = uring.submission().len() as u32;
-                let mut posted = 0;
-                while posted < max {
+            self.defer_taskrun || want_flush || self.unsubmitted.get()
+        };
+        if enter {
+            metrics::inc(&self.metrics.uring_enters_total);
+        }
+        // Plain GETEVENTS enters, no timed wait: each runs up to 20 deferred task-work items
+        // (the kernel's `IO_LOCAL_TW_DEFAULT_MAX`) and returns at once (a zero-timeout wait for
+        // more arms an hrtimer per enter: a third of the shard's CPU in a connect storm). The
+        // kernel keeps what one enter did not run on its retry list and does not signal the
+        // eventfd for it again, so the reaper enters again while the last enter posted
+        // completions, up to `max`: stopping after one enter that ran its full share could
+        // leave a completion unposted until unrelated work woke the ring (a frame held for
+        // seconds). What each enter posted is handled before the next enter, so its provided
+        // buffers are back in the ring first: the buffers in use at once are one enter's, not
+        // up to `max` completions' (a connect storm ran 512 out; `BufRing::grow`).
+        let mut handled = 0;
+        loop {
+            let mut new = 0;
+            {
+                let mut uring = self.uring.borrow_mut();
+                if enter {
+                    self.unsubmitted.set(false);
+                    let to_submit = uring.submission().len() as u32;
                     let before = uring.completion().len();
                     // SAFETY: no argument; GETEVENTS with no minimum never waits.
                     let entered = unsafe {
@@ -392,29 +404,26 @@ impl Ring {
                             None,
                         )
                     };
-                    to_submit = 0;
                     if let Err(e) = entered {
                         if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) {
                             tracing::error!("io_uring enter failed: {e}");
-                            break;
                         }
                     }
-                    let new = uring.completion().len().saturating_sub(before);
-                    if new == 0 {
-                        break;
-                    }
-                    posted += new;
+                    new = uring.completion().len().saturating_sub(before);
                 }
+                batch.extend(uring.completion().take(max - handled));
             }
-            batch.extend(uring.completion().take(max));
-        }
-        let count = batch.len();
-        for cqe in batch.drain(..) {
-            self.dispatch(&cqe, &mut handle);
+            handled += batch.len();
+            for cqe in batch.drain(..) {
+                self.dispatch(&cqe, &mut handle);
+            }
+            if !enter || new == 0 || handled >= max {
+                break;
+            }
         }
         *self.batch.borrow_mut() = batch;
         self.metrics.recv_buffers_held.store(u64::from(self.bufs.held()), Ordering::Relaxed);
-        count
+        handled
     }
 
     fn dispatch(&self, cqe: &cqueue::Entry, handle: &mut impl FnMut(Completion<'_>)) {
@@ -430,6 +439,8 @@ impl Ring {
                 let bid = cqueue::buffer_select(flags);
                 if result == -libc::ENOBUFS {
                     metrics::inc(&self.metrics.recv_enobufs_total);
+                    let posted = self.bufs.grow();
+                    self.metrics.recv_buffers_posted.store(u64::from(posted), Ordering::Relaxed);
                 }
                 let data = match (result, bid) {
                     (n, Some(bid)) if n > 0 => self.bufs.take(bid, n as usize).ok_or(-libc::EIO),
