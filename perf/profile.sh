@@ -42,9 +42,10 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 log "connected: $(established) sockets; publishing warms up"
-sleep 2
+# Rechat publishers wait RECHAT_PAUSE s (5) after connecting before they publish (common.sh).
+if [[ $SERVER == roomcast-rechat ]]; then sleep $((2 + ${RECHAT_PAUSE:-5})); else sleep 2; fi
 
-metrics() { [[ $SERVER == roomcast ]] || { : >"$1"; return; }; curl -s "http://127.0.0.1:$port/metrics" | grep -E '^roomcast_[a-z_]+(\{[^}]*\})? ' >"$1"; }
+metrics() { [[ $SERVER == roomcast* ]] || { : >"$1"; return; }; curl -s "http://127.0.0.1:$port/metrics" | grep -E '^roomcast_[a-z_]+(\{[^}]*\})? ' >"$1"; }
 # counter NAME FILE: the counter summed over shards.
 counter() { awk -v n="roomcast_$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { print s + 0 }' "$2"; }
 
@@ -73,7 +74,7 @@ wait "$LG_PID" || true
   for c in events_delivered_total frames_out_total writev_total http_requests_total bytes_out_total; do
     echo "metric $c during perf stat: $(($(counter $c "$OUT_DIR/metrics-2.txt") - $(counter $c "$OUT_DIR/metrics-1.txt")))"
   done
-  if [[ $SERVER != roomcast ]]; then
+  if [[ $SERVER != roomcast* ]]; then
     d1=$((RATE * MEMBERS * PERF_S)) d2=$((RATE * MEMBERS * STAT_S))
     echo "($SERVER has no metrics: deliveries below are nominal, RATE x MEMBERS x seconds)"
   fi
