@@ -339,6 +339,18 @@ async fn try_post(addr: SocketAddr, room: u64, user: &str, text: &str) -> (u16, 
     (r.status, started.elapsed())
 }
 
+/// Three users, user i owned by node i, and three rooms with all three as members, room i owned
+/// by node i (a room is made on the shard that creates it): the users' names and the rooms.
+async fn owned_users_and_rooms(cluster: &Cluster) -> (Vec<String>, Vec<u64>) {
+    let names: Vec<String> = (0..3).map(|node| owned_by(node, 3)).collect();
+    let members = [names[0].as_str(), names[1].as_str(), names[2].as_str()];
+    let mut rooms = Vec::new();
+    for node in 0..3 {
+        rooms.push(create_room(cluster.addr(node), &format!("r{node}"), &members).await);
+    }
+    (names, rooms)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     let Some(nats) = nats_or_skip("a_killed_node_fails_fast") else { return };
@@ -348,14 +360,8 @@ async fn a_killed_node_fails_fast_and_comes_back_with_its_rooms() {
     // restart, a history request through node i follows, on the same FIFO, what node i tells
     // the restarted node about its user (`NodeUp`), so the old sockets are subscribed again
     // by the time it is answered.
-    let names: Vec<String> = (0..3).map(|node| owned_by(node, 3)).collect();
+    let (names, rooms) = owned_users_and_rooms(&cluster).await;
     let members = [names[0].as_str(), names[1].as_str(), names[2].as_str()];
-    // Room i is owned by node i (a room is made on the shard that creates it).
-    let mut rooms = Vec::new();
-    for node in 0..3 {
-        let room = create_room(cluster.addr(node), &format!("r{node}"), &members).await;
-        rooms.push(room);
-    }
     let mut k0 = virola(cluster.addr(0), members[0]).await;
     let mut k1 = virola(cluster.addr(1), members[1]).await;
     let k2 = virola(cluster.addr(2), members[2]).await;
@@ -462,12 +468,8 @@ async fn a_nats_outage_fails_fast_and_the_cluster_recovers_when_nats_returns() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(&nats, 3).await;
     // User `members[i]` is owned by node i and has its socket there; room i is owned by node i.
-    let names: Vec<String> = (0..3).map(|node| owned_by(node, 3)).collect();
+    let (names, rooms) = owned_users_and_rooms(&cluster).await;
     let members = [names[0].as_str(), names[1].as_str(), names[2].as_str()];
-    let mut rooms = Vec::new();
-    for node in 0..3 {
-        rooms.push(create_room(cluster.addr(node), &format!("r{node}"), &members).await);
-    }
     let mut clients = Vec::new();
     for (node, member) in members.iter().enumerate() {
         clients.push(virola(cluster.addr(node), member).await);
