@@ -1,4 +1,4 @@
-//! Dialect rendering (Virola, osu!, Rechat's Message.Sent): `roomcast::dialect::virola::render::render` of a MessageCreated event
+//! Dialect rendering (Virola, osu!, Rechat's Message.Sent and its Notification): `roomcast::dialect::virola::render::render` of a MessageCreated event
 //! (64 B text) and a RoomUpdated event, from `roomcast::model` values built directly.
 //! Each render is one JSON serialisation into one complete WebSocket text frame, done once per
 //! event by the room's owner (not once per recipient).
@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use roomcast::dialect::virola::render::render;
+use roomcast::model::action::NewRoom;
 use roomcast::model::{
-    Event, LastMessage, Message, MessageId, Role, RoomId, RoomKind, RoomView, Seq, UserId,
+    Event, LastMessage, Message, MessageId, Role, Room, RoomId, RoomKind, RoomView, Seq, UserId,
+    Viewer,
 };
 use std::hint::black_box;
 
@@ -74,17 +76,35 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("virola_render/RoomUpdated", |b| b.iter(|| render(black_box(&updated), true)));
     // Rechat's Message.Sent carries the room object (at most 256 member objects) and the
-    // message: the chat case (2 members) and a big room.
+    // message; its Notification follows in the same buffer, both rendered from the owner's
+    // room as the server does: the chat case (2 members) and a big room.
     for members in [2, 1000] {
-        let view = room(members);
-        let mut m = message();
-        m.id = view.last_message.as_ref().map_or(m.id, |l| l.id);
-        let frame = roomcast::dialect::rechat::socketio::message_sent(&view, &m);
-        eprintln!("Message.Sent ({members} members): {} bytes", frame.len());
+        let m = message();
+        let live = live_room(members, &m);
+        let frames = roomcast::dialect::rechat::socketio::message_sent_frames(&live, &m);
+        eprintln!("Message.Sent + Notification ({members} members): {} bytes", frames.len());
         c.bench_function(&format!("rechat_render/Message.Sent_{members}_members"), |b| {
-            b.iter(|| roomcast::dialect::rechat::socketio::message_sent(black_box(&view), &m))
+            b.iter(|| {
+                roomcast::dialect::rechat::socketio::message_sent_frames(black_box(&live), &m)
+            })
         });
     }
+}
+
+/// The owner's room of `members` members (u0 its owner) with `m` as its newest message.
+fn live_room(members: usize, m: &Message) -> Room {
+    let spec = NewRoom {
+        kind: RoomKind::Group,
+        name: "room-17".into(),
+        description: String::new(),
+        attributes: "{}".into(),
+        members: (1..members).map(|i| (UserId::new(&format!("u{i}")), Role::Member)).collect(),
+    };
+    let owner = Viewer::User(UserId::new("u0"));
+    let mut room = Room::create(RoomId(17), spec, &owner, NOW, 100, usize::MAX, usize::MAX)
+        .expect("a valid room");
+    room.history.push_back(Arc::new(m.clone()));
+    room
 }
 
 /// The allocator the server binary uses (src/main.rs), so allocation costs match.

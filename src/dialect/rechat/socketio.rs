@@ -179,7 +179,7 @@ const MESSAGE_EXTRAS: [&str; 6] = [
 
 impl MessageBody {
     /// The core message's `attributes` (JSON object text): `message_type`, the URL and id
-    /// fields present, and `mentions` when not empty. [`message_json`] reads them back.
+    /// fields present, and `mentions` when not empty. [`message_wire`] reads them back.
     pub fn attributes(&self) -> String {
         let mut map = Map::new();
         let kind = self.message_type.unwrap_or(MessageType::TopLevel);
@@ -677,7 +677,8 @@ pub struct RoomFields<'a> {
 }
 
 impl<'a> RoomFields<'a> {
-    /// The fields of a snapshot (its members are sorted by user id).
+    /// The fields of a snapshot (its members are sorted by user id): the tests' renderers.
+    #[cfg(test)]
     pub fn of_view(room: &'a RoomView) -> Self {
         RoomFields {
             id: room.id,
@@ -741,7 +742,8 @@ fn room_wire<'a, 'r: 'a>(room: &'a RoomFields<'r>, attrs: Option<&'a Value>) -> 
     }
 }
 
-/// The room object as a JSON value (see [`room_wire`]).
+/// The room object as a JSON value (see [`room_wire`]); the tests' view of it.
+#[cfg(test)]
 pub fn room_json(room: &RoomView) -> Value {
     let attrs = parse_attributes(&room.attributes);
     let fields = RoomFields::of_view(room);
@@ -805,14 +807,16 @@ fn message_wire<'a>(
     }
 }
 
-/// The message object as a JSON value (acks; see [`message_wire`]).
+/// The message object as a JSON value (see [`message_wire`]): the tests' oracle for the ack
+/// ([`message_ack_frame`] writes the same bytes without the value tree).
+#[cfg(test)]
 pub fn message_json(m: &Message, room_attributes: Option<&Value>) -> Value {
     let attrs = parse_attributes(&m.attributes);
     serde_json::to_value(message_wire(m, attrs.as_ref(), room_attributes)).unwrap_or(Value::Null)
 }
 
 /// [`UserWire`] with its keys in the order a `serde_json::Value` object writes them (sorted, as
-/// serde_json's map is ordered): [`message_ack`] renders what `message_json` then [`ack_ok`]
+/// serde_json's map is ordered): [`message_ack_frame`] renders what `message_json` then [`ack_ok`]
 /// did, without the value tree.
 #[derive(serde::Serialize)]
 struct SortedUserWire<'a> {
@@ -953,22 +957,12 @@ pub fn notification_json(n: &Notification) -> Value {
 /// `Message.Sent(room, message)`; the room's `latest_message` is this message when it is the
 /// room's newest. Rendered straight from borrowed fields (no JSON value tree): it runs once
 /// per message and carries up to [`ROOM_USERS_MAX`] user objects.
+#[cfg(test)]
 pub fn message_sent(room: &RoomView, m: &Message) -> String {
     let mut out = Vec::new();
     let fields = RoomFields::of_view(room);
     write_message_sent(&mut out, &fields, parse_attributes(&room.attributes).as_ref(), m);
     String::from_utf8(out).unwrap_or_default()
-}
-
-/// Both frames a new message makes, `Message.Sent` and its `Notification`, with the room's
-/// attributes parsed once.
-pub fn message_sent_and_notification(room: &RoomView, m: &Message) -> (String, String) {
-    let room_attrs = parse_attributes(&room.attributes);
-    let fields = RoomFields::of_view(room);
-    let (mut sent, mut note) = (Vec::new(), Vec::new());
-    write_message_sent(&mut sent, &fields, room_attrs.as_ref(), m);
-    write_message_notification(&mut note, &fields, room_attrs.as_ref(), m);
-    (String::from_utf8(sent).unwrap_or_default(), String::from_utf8(note).unwrap_or_default())
 }
 
 /// The WebSocket frames of a new message, `Message.Sent` then its `Notification`, back to back
@@ -1047,6 +1041,7 @@ pub fn users_online<'a>(users: impl IntoIterator<Item = &'a UserId>) -> String {
 
 /// The `Notification` (`UserSentMessage`) Rechat sends every member of `room` for message `m`
 /// (not stored: its id is the message's): `"#<room title>: @<author first name> <comment>"`.
+#[cfg(test)]
 pub fn message_notification(room: &RoomView, m: &Message) -> String {
     let mut out = Vec::new();
     let fields = RoomFields::of_view(room);
@@ -1630,9 +1625,7 @@ mod tests {
 
     #[test]
     fn a_sent_message_notifies_every_member_with_the_authors_first_name() {
-        let (sent, note) = message_sent_and_notification(&room(), &message());
-        assert_eq!(sent, message_sent(&room(), &message()));
-        assert_eq!(note, message_notification(&room(), &message()));
+        let note = message_notification(&room(), &message());
         let v = packet(&note);
         assert_eq!(v[0], json!("Notification"));
         let bob = user_json(parse_attributes(&room().attributes).as_ref(), &UserId::new("b"));
@@ -1978,12 +1971,11 @@ mod tests {
             let got = message_sent_frames(room, m);
             assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "case {i}");
             assert_eq!(got.as_ref(), want.as_slice(), "case {i}");
-            // The String renderers (tests, benches) give the same packets.
-            let (sent, note) = message_sent_and_notification(&room.view(), m);
+            // The tests' String renderers give the same packets.
+            let (sent, note) =
+                (message_sent(&room.view(), m), message_notification(&room.view(), m));
             let want_pair = [text_frame(&sent), text_frame(&note)].concat();
             assert_eq!(want_pair, want, "case {i}");
-            assert_eq!(text_frame(&message_sent(&room.view(), m)), text_frame(&sent));
-            assert_eq!(message_notification(&room.view(), m), note);
         }
     }
 
