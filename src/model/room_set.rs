@@ -1,7 +1,10 @@
-//! A user's set of rooms, as a sorted list with two inline slots: most users are in few rooms,
-//! and a hash set would cost a table allocation (and 48 bytes inline) per user.
+//! A user's set of rooms, as a sorted list with two inline slots in a box made when the first
+//! room comes: one pointer (8 bytes, nothing allocated) while the user is in none, as most
+//! idle connected users are, and a 24-byte box for up to two rooms. A hash set would cost a
+//! table allocation (and 48 bytes inline) per user; the list inline, 24 bytes in every user
+//! record (perf/RESULTS.md, idle memory).
 //!
-//! Invariant: the ids are sorted and distinct.
+//! Invariant: the ids are sorted and distinct; the box exists only while the set is not empty.
 
 use smallvec::SmallVec;
 
@@ -9,25 +12,37 @@ use super::RoomId;
 
 /// Sorted, distinct room ids.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RoomSet(SmallVec<[RoomId; 2]>);
+#[allow(clippy::box_collection)] // the point: 8 bytes in the record, nothing allocated when empty
+pub struct RoomSet(Option<Box<SmallVec<[RoomId; 2]>>>);
 
 impl RoomSet {
+    fn slice(&self) -> &[RoomId] {
+        self.0.as_deref().map_or(&[], |rooms| rooms.as_slice())
+    }
+
     /// Adds `room`; false when it was there.
     pub fn insert(&mut self, room: RoomId) -> bool {
-        match self.0.binary_search(&room) {
+        let rooms = self.0.get_or_insert_default();
+        match rooms.binary_search(&room) {
             Ok(_) => false,
             Err(at) => {
-                self.0.insert(at, room);
+                rooms.insert(at, room);
                 true
             }
         }
     }
 
-    /// Removes `room`; false when it was not there.
+    /// Removes `room`; false when it was not there. Frees the box once empty.
     pub fn remove(&mut self, room: RoomId) -> bool {
-        match self.0.binary_search(&room) {
+        let Some(rooms) = self.0.as_mut() else {
+            return false;
+        };
+        match rooms.binary_search(&room) {
             Ok(at) => {
-                self.0.remove(at);
+                rooms.remove(at);
+                if rooms.is_empty() {
+                    self.0 = None;
+                }
                 true
             }
             Err(_) => false,
@@ -36,22 +51,22 @@ impl RoomSet {
 
     /// True when `room` is in the set.
     pub fn contains(&self, room: RoomId) -> bool {
-        self.0.binary_search(&room).is_ok()
+        self.slice().binary_search(&room).is_ok()
     }
 
     /// The rooms, in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = &RoomId> {
-        self.0.iter()
+        self.slice().iter()
     }
 
     /// How many rooms.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.slice().len()
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 }
 
@@ -59,7 +74,7 @@ impl<'a> IntoIterator for &'a RoomSet {
     type Item = &'a RoomId;
     type IntoIter = std::slice::Iter<'a, RoomId>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.slice().iter()
     }
 }
 
@@ -80,5 +95,14 @@ mod tests {
         assert!(!set.remove(RoomId(5)), "already gone");
         assert_eq!(set.len(), 2);
         assert!(set.remove(RoomId(3)) && set.remove(RoomId(9)) && set.is_empty());
+        assert_eq!(set, RoomSet::default(), "the box is freed once empty");
+        assert!(!set.remove(RoomId(9)) && !set.contains(RoomId(9)) && set.iter().next().is_none());
+    }
+
+    /// One pointer in each user record, nothing allocated while empty (perf/RESULTS.md).
+    #[test]
+    fn room_set_is_one_pointer() {
+        assert_eq!(std::mem::size_of::<RoomSet>(), 8);
+        assert_eq!(std::mem::size_of::<smallvec::SmallVec<[RoomId; 2]>>(), 24);
     }
 }

@@ -31,35 +31,71 @@ use super::Shard;
 use crate::mesh::{Request, Response};
 
 /// Where a user's connections are, on its owner: the dialects spoken on each shard holding
-/// some (one entry per such shard; two inline).
+/// some (one entry per such shard). Up to three entries inline, in 16 bytes (a `SmallVec` of
+/// two takes 24, which put the record in a larger allocation class: perf/RESULTS.md, idle
+/// memory); more in a box.
 #[derive(Debug, Default)]
-pub struct UserConns(SmallVec<[(u8, DialectMask); 2]>);
+pub struct UserConns(ShardDialects);
+
+/// [`UserConns`]' entries: (shard, dialects), distinct shards, no zero dialects.
+#[derive(Debug)]
+enum ShardDialects {
+    Few { len: u8, entries: [(u8, DialectMask); 3] },
+    Many(Box<Vec<(u8, DialectMask)>>),
+}
+
+impl Default for ShardDialects {
+    fn default() -> Self {
+        ShardDialects::Few { len: 0, entries: [(0, 0); 3] }
+    }
+}
 
 impl UserConns {
+    fn entries(&self) -> &[(u8, DialectMask)] {
+        match &self.0 {
+            ShardDialects::Few { len, entries } => &entries[..usize::from(*len)],
+            ShardDialects::Many(entries) => entries,
+        }
+    }
+
     /// The user's connections on `shard` now speak `dialects` (0: it has none there).
     pub fn set(&mut self, shard: ShardId, dialects: DialectMask) {
-        let at = self.0.iter().position(|(s, _)| usize::from(*s) == shard.0);
+        let mut entries: SmallVec<[(u8, DialectMask); 4]> = self.entries().into();
+        let at = entries.iter().position(|(s, _)| usize::from(*s) == shard.0);
         match (at, dialects) {
             (Some(i), 0) => {
-                self.0.swap_remove(i);
+                entries.swap_remove(i);
             }
-            (Some(i), d) => self.0[i].1 = d,
-            (None, 0) => {}
-            (None, d) => self.0.push((shard.0 as u8, d)),
+            (Some(i), d) => entries[i].1 = d,
+            (None, 0) => return,
+            (None, d) => entries.push((shard.0 as u8, d)),
         }
+        self.0 = match entries.len() {
+            n @ 0..=3 => {
+                let mut few = [(0, 0); 3];
+                few[..n].copy_from_slice(&entries);
+                ShardDialects::Few { len: n as u8, entries: few }
+            }
+            _ => ShardDialects::Many(Box::new(entries.into_vec())),
+        };
     }
 
     /// The dialects of its connections on `shard`.
     pub fn on(&self, shard: ShardId) -> DialectMask {
-        self.0.iter().find(|(s, _)| usize::from(*s) == shard.0).map_or(0, |(_, d)| *d)
+        self.entries().iter().find(|(s, _)| usize::from(*s) == shard.0).map_or(0, |(_, d)| *d)
     }
 
     /// The shards and dialects of all its connections.
     pub fn presence(&self) -> Presence {
-        self.0.iter().fold(Presence::default(), |p, (s, d)| Presence {
+        self.entries().iter().fold(Presence::default(), |p, (s, d)| Presence {
             shards: p.shards | (1 << s),
             dialects: p.dialects | d,
         })
+    }
+
+    /// True when it has connections nowhere.
+    pub fn is_empty(&self) -> bool {
+        self.entries().is_empty()
     }
 }
 
@@ -185,7 +221,7 @@ pub struct UserRecord {
 impl UserRecord {
     /// True when nothing needs the record (it may be dropped).
     pub fn is_idle(&self) -> bool {
-        self.conns.0.is_empty()
+        self.conns.is_empty()
             && self.rooms.is_empty()
             && self.notifications.is_empty()
             && self.sessions.is_empty()
@@ -1289,13 +1325,40 @@ impl Outcome {
 
 #[cfg(test)]
 mod size_tests {
-    /// A user's record is one boxed (UserId, UserRecord) of at most 104 bytes (mimalloc's
-    /// 112-byte class) plus 9 bytes per bucket of the owner's table (perf/RESULTS.md, idle
-    /// memory); notifications cost one pointer until the user has one.
+    /// A user's record is one boxed (UserId, UserRecord) of at most 80 bytes (mimalloc's
+    /// 80-byte class) plus 9 bytes per bucket of the owner's table (perf/RESULTS.md, idle
+    /// memory); notifications and rooms cost one pointer each until the user has one, and
+    /// where its connections are 16 bytes.
     #[test]
     fn user_record_stays_compact() {
         use std::mem::size_of;
-        assert!(size_of::<(crate::model::UserId, super::UserRecord)>() <= 104);
+        assert!(size_of::<(crate::model::UserId, super::UserRecord)>() <= 80);
         assert_eq!(size_of::<super::Notifications>(), 8);
+        assert_eq!(size_of::<super::UserConns>(), 16);
+    }
+
+    /// `UserConns` keeps three shards inline and more in its box, each shard once.
+    #[test]
+    fn user_conns_spill_and_come_back() {
+        use crate::model::ShardId;
+        let mut conns = super::UserConns::default();
+        assert!(conns.is_empty());
+        for s in 0..6 {
+            conns.set(ShardId(s), 1 << (s % 3));
+        }
+        conns.set(ShardId(2), 0b11);
+        assert_eq!((conns.on(ShardId(2)), conns.on(ShardId(5)), conns.on(ShardId(6))), (3, 4, 0));
+        assert_eq!(conns.presence().shards, 0b11_1111);
+        assert!(matches!(conns.0, super::ShardDialects::Many(_)));
+        for s in 0..4 {
+            conns.set(ShardId(s), 0);
+        }
+        assert!(matches!(conns.0, super::ShardDialects::Few { len: 2, .. }));
+        assert_eq!(conns.presence().shards, 0b11_0000);
+        assert_eq!(conns.presence().dialects, 0b110);
+        conns.set(ShardId(4), 0);
+        conns.set(ShardId(5), 0);
+        conns.set(ShardId(5), 0);
+        assert!(conns.is_empty());
     }
 }
