@@ -422,23 +422,35 @@ async fn shard_main(
 }
 
 /// Records every [`LOOP_HEARTBEAT_PERIOD`] that the shard's loop runs (`loop_heartbeat_ms`),
-/// and gives the memory the shard freed back to the system ([`release_freed_memory`]).
+/// and gives back to the system the memory freed by a burst of connections opening or closing
+/// once the shard's connection count stops moving ([`release_freed_memory`]).
 async fn heartbeat(shard: Rc<Shard>) {
+    let mut last_count = shard.metrics.connections.load(Ordering::Relaxed);
+    // Quiet beats left to collect on: two, since the first collect's freed pages are purged
+    // only by a later call once their delay has passed.
+    let mut collects = 0u8;
     loop {
         let now = crate::model::ids::now_ms();
         shard.metrics.loop_heartbeat_ms.store(now, Ordering::Relaxed);
-        release_freed_memory();
+        let count = shard.metrics.connections.load(Ordering::Relaxed);
+        if count != last_count {
+            (last_count, collects) = (count, 2);
+        } else if collects > 0 {
+            collects -= 1;
+            release_freed_memory();
+        }
         tokio::time::sleep(LOOP_HEARTBEAT_PERIOD).await;
     }
 }
 
 /// mimalloc returns a thread's freed pages to the system (purges them, after its
-/// `purge_delay`) only from within its own calls, when that thread allocates again: a shard that
-/// goes idle after a connect storm kept the pages its HTTP phase freed (the upgrades' tasks and
-/// buffers), about 1 MB at 1 000 connections (perf/RESULTS.md, idle memory, session 8).
-/// `mi_collect(false)` frees this thread's empty pages and purges what has waited its delay; it
-/// visits the thread's non-full pages only (microseconds for a heap of tens of MB), so it runs on
-/// every heartbeat. Nothing to do with the system allocator (`--features system-alloc`).
+/// `purge_delay`) only from within that thread's own allocator calls: a shard that goes idle
+/// after a connect storm kept the pages its HTTP phase had freed (the upgrades' tasks and
+/// buffers): about 1 MB at 1 000 connections (perf/RESULTS.md, idle memory, session 8).
+/// `mi_collect(false)` frees this thread's empty pages and purges what has waited its delay;
+/// it visits the thread's non-full pages only. The heartbeat calls it after a burst, on the
+/// first two beats the connection count did not move, so never in steady traffic. Nothing to do
+/// with the system allocator (`--features system-alloc`).
 fn release_freed_memory() {
     #[cfg(not(feature = "system-alloc"))]
     // SAFETY: `mi_collect` only walks the calling thread's own heap; callable at any time.
