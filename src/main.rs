@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_arena_eager_commit` (its place in `mi_option_e` of mimalloc 2.x, the
-/// version libmimalloc-sys builds by default; the Rust bindings do not name it).
+/// mimalloc's `mi_option_arena_eager_commit` (its place in `mi_option_e`, the same in mimalloc
+/// 2.x and in 3.x, which libmimalloc-sys 0.1.49 builds by default; the Rust bindings do not
+/// name it).
 #[cfg(not(feature = "system-alloc"))]
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
