@@ -447,15 +447,16 @@ async fn heartbeat(shard: Rc<Shard>) {
 /// `purge_delay`) only from within that thread's own allocator calls: a shard that goes idle
 /// after a connect storm kept the pages its HTTP phase had freed (the upgrades' tasks and
 /// buffers): about 1 MB at 1 000 connections (perf/RESULTS.md, idle memory, session 8).
-/// `mi_collect(false)` frees this thread's empty pages and purges what has waited its delay;
-/// it visits the thread's non-full pages only. The heartbeat calls it after a burst, on the
-/// first two beats the connection count did not move, so never in steady traffic. Nothing to do
-/// with the system allocator (`--features system-alloc`).
+/// `mi_collect(true)` frees this thread's empty pages (full ones' freed blocks included) and
+/// purges every free range at once; it walks the thread's pages (a few hundred for tens of MB),
+/// so the heartbeat calls it only after a burst, on the first two beats the connection count
+/// did not move, never in steady traffic. Nothing to do with the system allocator
+/// (`--features system-alloc`).
 fn release_freed_memory() {
     #[cfg(not(feature = "system-alloc"))]
     // SAFETY: `mi_collect` only walks the calling thread's own heap; callable at any time.
     unsafe {
-        libmimalloc_sys::mi_collect(false)
+        libmimalloc_sys::mi_collect(true)
     };
 }
 
