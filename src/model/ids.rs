@@ -111,8 +111,54 @@ impl Seq {
 /// whitespace, no `/`, no invisible formatting character (zero-width and bidirectional
 /// controls, U+FEFF), and not `.` or `..`. Ids are compared byte for byte (no case folding or
 /// Unicode normalization).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(Arc<str>);
+///
+/// 16 bytes: an id of at most [`USER_ID_INLINE_BYTES`] bytes (numeric `sub`s, short names) is
+/// kept inline and copied, so a connected user's id allocates nothing (24 B per idle
+/// connection before: perf/RESULTS.md, idle memory, session 8); a longer one is shared behind
+/// one `Arc`.
+#[derive(Clone)]
+pub struct UserId(IdRepr);
+
+/// The longest user id kept inline in a [`UserId`].
+pub const USER_ID_INLINE_BYTES: usize = 14;
+
+/// A [`UserId`]'s text. Invariant: `Inline`'s first `len` bytes are a copy of a `&str`.
+#[derive(Clone)]
+enum IdRepr {
+    Inline {
+        len: u8,
+        bytes: [u8; USER_ID_INLINE_BYTES],
+    },
+    // A thin pointer (an `Arc<str>` is two words, which would make the id 24 bytes).
+    #[allow(clippy::redundant_allocation)]
+    Shared(Arc<Box<str>>),
+}
+
+impl PartialEq for UserId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for UserId {}
+
+impl std::hash::Hash for UserId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for UserId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for UserId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
 
 /// Why a string is not a user id (see [`UserId`] for the rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +209,13 @@ impl UserId {
     /// Wraps a user id string that is already known to be one (stored data, tests); input
     /// from a client goes through [`UserId::parse`].
     pub fn new(id: &str) -> Self {
-        UserId(Arc::from(id))
+        if id.len() <= USER_ID_INLINE_BYTES {
+            let mut bytes = [0; USER_ID_INLINE_BYTES];
+            bytes[..id.len()].copy_from_slice(id.as_bytes());
+            UserId(IdRepr::Inline { len: id.len() as u8, bytes })
+        } else {
+            UserId(IdRepr::Shared(Arc::new(Box::from(id))))
+        }
     }
 
     /// Checks `id` against the user id rule (see [`UserId`]) and wraps it.
@@ -191,7 +243,14 @@ impl UserId {
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // SAFETY: `new` copied these `len` bytes from a `&str` (the invariant of
+            // `IdRepr`), so they are UTF-8.
+            IdRepr::Inline { len, bytes } => unsafe {
+                std::str::from_utf8_unchecked(&bytes[..usize::from(*len)])
+            },
+            IdRepr::Shared(text) => text,
+        }
     }
 
     /// The id as an integer when it is one (protocols with integer user ids render it so).
@@ -206,13 +265,13 @@ impl UserId {
 
 impl fmt::Debug for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", &*self.0)
+        write!(f, "{:?}", self.as_str())
     }
 }
 
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -329,6 +388,32 @@ mod tests {
         assert!(ids.iter().all(|&id| shard_of_room(RoomId(id), 4) == ShardId(1)));
         let mut resumed = IdAllocator::new(ShardId(1), 4, ids[4]);
         assert!(resumed.next_id() > ids[4]);
+    }
+
+    /// 16 bytes, inline up to 14 (perf/RESULTS.md, idle memory, session 8), and the same
+    /// text, order, equality and hash either way.
+    #[test]
+    fn user_id_is_16_bytes_and_keeps_its_text_inline_or_shared() {
+        use std::hash::BuildHasher;
+        assert_eq!(std::mem::size_of::<UserId>(), 16);
+        assert_eq!(std::mem::size_of::<Option<UserId>>(), 16);
+        let hasher = std::hash::RandomState::new();
+        let ids = ["u1", "u12345", "14-bytes-id-ok", "fifteen-bytes-x", "é€ unicode ✓ long id"];
+        for text in ids {
+            let id = UserId::new(text);
+            assert_eq!((id.as_str(), id.to_string()), (text, text.to_string()));
+            assert_eq!(format!("{id:?}"), format!("{text:?}"));
+            assert_eq!(id.clone(), id);
+            assert_eq!(hasher.hash_one(&id), hasher.hash_one(UserId::new(text)));
+        }
+        assert!(matches!(UserId::new("14-bytes-id-ok").0, IdRepr::Inline { len: 14, .. }));
+        assert!(matches!(UserId::new("fifteen-bytes-x").0, IdRepr::Shared(_)));
+        let mut sorted: Vec<UserId> = ids.iter().map(|t| UserId::new(t)).collect();
+        sorted.sort();
+        let mut texts = ids.to_vec();
+        texts.sort();
+        assert_eq!(sorted.iter().map(UserId::as_str).collect::<Vec<_>>(), texts);
+        assert_ne!(UserId::new("u1"), UserId::new("u12"));
     }
 
     #[test]
