@@ -358,6 +358,8 @@ pub(crate) fn apply<'a>(
     let before = *marks;
     // (message id, room id) of every message written, indexed once per block at the end.
     let mut indexed: Vec<(u64, u64)> = Vec::new();
+    // One message's encoding, its allocation reused for the next.
+    let mut encoded = rkyv::util::AlignedVec::<16>::new();
     for op in batches.flatten() {
         match op {
             StoreOp::PutRoom(room) => {
@@ -389,8 +391,11 @@ pub(crate) fn apply<'a>(
                 members.remove((*room, user.as_str()))?;
             }
             StoreOp::PutMessage(message) => {
-                let bytes = rkyv::to_bytes::<rancor::Error>(message)?;
+                let buf = std::mem::take(&mut encoded);
+                let bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(message, buf)?;
                 messages.insert((message.room, message.id), bytes.as_slice())?;
+                encoded = bytes;
+                encoded.clear();
                 indexed.push((message.id, message.room));
                 marks.max_message_id = marks.max_message_id.max(message.id);
             }
