@@ -166,7 +166,8 @@ pub fn parse_head(
     let window = &buf[..buf.len().min(head_bytes_max)];
     // httparse reports some cut-off heads (a header value without its line end) as errors, so
     // a window without the blank line that ends a head is treated as incomplete.
-    let has_end = window.windows(4).any(|w| w == b"\r\n\r\n");
+    // Only looked for when httparse fails: a scan of the whole window per request otherwise.
+    let has_end = || window.windows(4).any(|w| w == b"\r\n\r\n");
     let len = match req.parse(window) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() <= head_bytes_max => return Ok(None),
@@ -174,8 +175,8 @@ pub fn parse_head(
         Err(httparse::Error::TooManyHeaders) => {
             return Err(too_large(&format!("more than {HTTP_HEADERS_MAX} headers")))
         }
-        Err(_) if !has_end && buf.len() <= head_bytes_max => return Ok(None),
-        Err(_) if !has_end => return Err(too_large("request head too large")),
+        Err(_) if !has_end() && buf.len() <= head_bytes_max => return Ok(None),
+        Err(_) if !has_end() => return Err(too_large("request head too large")),
         Err(e) => return Err(bad_request(&format!("malformed request head: {e}"))),
     };
     let target = req.path.unwrap_or_default();

@@ -54,7 +54,8 @@ pub fn response(
     keep_alive: bool,
     extra_headers: &[(&str, &str)],
 ) -> Bytes {
-    let mut head = String::with_capacity(128);
+    // One buffer for head and body: the body is copied once, after the head.
+    let mut head = String::with_capacity(160 + body.len());
     let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason_phrase(status));
     if let Some(ct) = content_type.filter(|ct| header_safe(ct)) {
         let _ = write!(head, "Content-Type: {ct}\r\n");

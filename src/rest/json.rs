@@ -182,11 +182,19 @@ pub fn message(m: &Message) -> MessageJson<'_> {
     }
 }
 
-/// `{"<key>": value}` as a response body.
+/// `{"<key>": value}` as a response body, serialized straight into one buffer.
 pub fn wrapped<T: Serialize>(key: &'static str, value: T) -> Vec<u8> {
-    let mut map = std::collections::BTreeMap::new();
-    map.insert(key, value);
-    serde_json::to_vec(&map).unwrap_or_default()
+    use serde::ser::SerializeMap;
+    let mut out = Vec::with_capacity(512);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    let written = ser.serialize_map(Some(1)).and_then(|mut map| {
+        map.serialize_entry(key, &value)?;
+        map.end()
+    });
+    if written.is_err() {
+        out.clear();
+    }
+    out
 }
 
 /// Serializes a response body.

@@ -5,7 +5,7 @@
 //! record, membership, every created or changed message), so a restart recovers exactly what
 //! was acknowledged.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::model::ids::IdAllocator;
 use crate::model::room::{Outcome, Page};
@@ -69,14 +69,17 @@ pub fn ops_for(room: &Room, write: &Write, outcome: &Outcome) -> Vec<StoreOp> {
         }
         Write::Room | Write::Message => {}
     }
-    let mut written: HashSet<MessageId> = HashSet::new();
+    // The messages written so far: an action writes one or two (a comment and its parent's
+    // count), so a short list beats a hashed set (no allocation, no hasher seeding).
+    let mut written: smallvec::SmallVec<[MessageId; 4]> = smallvec::SmallVec::new();
     if let Some(message) = &outcome.stored {
-        written.insert(message.id);
+        written.push(message.id);
         ops.push(StoreOp::PutMessage(MessageRecord::from(message.as_ref())));
     }
     for event in &outcome.events {
         if let Event::MessageCreated(m) | Event::MessageUpdated(m) = event {
-            if written.insert(m.id) {
+            if !written.contains(&m.id) {
+                written.push(m.id);
                 ops.push(StoreOp::PutMessage(MessageRecord::from(m.as_ref())));
             }
         }

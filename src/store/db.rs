@@ -7,7 +7,13 @@
 //! - `members`: (room id, user id) → role byte
 //! - `messages`: (room id, message id) → rkyv [`MessageRecord`]; message ids increase within a
 //!   room, so a room's messages are one key range in id (= seq) order
-//! - `message_rooms`: message id → room id, for lookups of messages outside the window
+//! - `message_room_blocks`: message id >> [`MESSAGE_ROOM_BLOCK_BITS`] → the (message id, room
+//!   id) pairs of that block of ids, ascending (16 bytes each, little-endian): the message →
+//!   room index for lookups of messages outside the window, written once per block touched by
+//!   a transaction instead of once per message. An entry is never removed: one left by a
+//!   deleted room names a room whose key no longer holds the message, which reads as absent.
+//! - `message_rooms`: message id → room id, the same index as written by schema version 1
+//!   (one entry per message); read when a block has no entry, never written any more
 //! - `notifications`: (user id, notification id) → rkyv [`NotificationRecord`]
 //! - `revoked_sessions`: session id → (user id, expiry unix s) of a logged-out session
 //! - `dialect_records`: (dialect index, user id, key) → a dialect's bytes (for example BIG's
@@ -24,7 +30,8 @@ use std::ops::Bound;
 use std::path::Path;
 
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
 };
 use rkyv::rancor;
 
@@ -36,13 +43,24 @@ use super::StoreError;
 use crate::limits::{STORE_CACHE_BYTES, STORE_HISTORY_READ_MAX};
 use crate::model::event::message_encoded_len;
 
-/// Version of the table layout inside a shard file.
-const SCHEMA_VERSION: u64 = 1;
+/// Version of the table layout inside a shard file: 2 adds `message_room_blocks` (version 1
+/// files are read as they are and marked 2 at open; a version 1 build refuses them then, as it
+/// would not see the new index).
+const SCHEMA_VERSION: u64 = 2;
+/// The oldest version this build opens.
+const SCHEMA_VERSION_MIN: u64 = 1;
 
 pub(super) const ROOMS: TableDefinition<u64, &[u8]> = TableDefinition::new("rooms");
 const MEMBERS: TableDefinition<(u64, &str), u8> = TableDefinition::new("members");
 const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
 const MESSAGE_ROOMS: TableDefinition<u64, u64> = TableDefinition::new("message_rooms");
+const MESSAGE_ROOM_BLOCKS: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("message_room_blocks");
+/// A block of `message_room_blocks` covers 2^this consecutive message ids (at most 16 KiB of
+/// pairs with one shard, less with more: a shard's ids are every `shard_count`-th).
+pub(crate) const MESSAGE_ROOM_BLOCK_BITS: u32 = 10;
+/// Bytes of one (message id, room id) pair in a block.
+const PAIR: usize = 16;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NOTIFICATIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("notifications");
 const REVOKED: TableDefinition<&str, (&str, u64)> = TableDefinition::new("revoked_sessions");
@@ -123,6 +141,7 @@ fn init(db: &Database) -> Result<(), Fail> {
         txn.open_table(MEMBERS)?;
         txn.open_table(MESSAGES)?;
         txn.open_table(MESSAGE_ROOMS)?;
+        txn.open_table(MESSAGE_ROOM_BLOCKS)?;
         txn.open_table(NOTIFICATIONS)?;
         txn.open_table(REVOKED)?;
         txn.open_table(RECEIPTS)?;
@@ -130,10 +149,13 @@ fn init(db: &Database) -> Result<(), Fail> {
         let mut meta = txn.open_table(META)?;
         let found = meta.get(META_SCHEMA)?.map(|v| v.value());
         match found {
+            Some(SCHEMA_VERSION) => {}
             None => {
                 meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
             }
-            Some(SCHEMA_VERSION) => {}
+            Some(old) if (SCHEMA_VERSION_MIN..SCHEMA_VERSION).contains(&old) => {
+                meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+            }
             Some(other) => {
                 return Err(Fail(format!(
                     "schema version {other} is not the version {SCHEMA_VERSION} this build reads"
@@ -334,6 +356,10 @@ pub(crate) fn apply<'a>(
     let mut receipts = txn.open_table(RECEIPTS)?;
     let mut dialect_records = txn.open_table(DIALECT_RECORDS)?;
     let before = *marks;
+    // (message id, room id) of every message written, indexed once per block at the end.
+    let mut indexed: Vec<(u64, u64)> = Vec::new();
+    // One message's encoding, its allocation reused for the next.
+    let mut encoded = rkyv::util::AlignedVec::<16>::new();
     for op in batches.flatten() {
         match op {
             StoreOp::PutRoom(room) => {
@@ -351,8 +377,11 @@ pub(crate) fn apply<'a>(
                 }
                 messages.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
                 receipts.retain_in((Bound::Included((id, "")), room_upper(id)), |_, _| false)?;
-                for message in ids {
-                    message_rooms.remove(message)?;
+                // Entries of version 1's index; the blocks keep theirs (see the module doc).
+                if !message_rooms.is_empty()? {
+                    for message in ids {
+                        message_rooms.remove(message)?;
+                    }
                 }
             }
             StoreOp::PutMember { room, user, role } => {
@@ -362,9 +391,12 @@ pub(crate) fn apply<'a>(
                 members.remove((*room, user.as_str()))?;
             }
             StoreOp::PutMessage(message) => {
-                let bytes = rkyv::to_bytes::<rancor::Error>(message)?;
+                let buf = std::mem::take(&mut encoded);
+                let bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(message, buf)?;
                 messages.insert((message.room, message.id), bytes.as_slice())?;
-                message_rooms.insert(message.id, message.room)?;
+                encoded = bytes;
+                encoded.clear();
+                indexed.push((message.id, message.room));
                 marks.max_message_id = marks.max_message_id.max(message.id);
             }
             StoreOp::PutNotification(n) => {
@@ -404,12 +436,97 @@ pub(crate) fn apply<'a>(
             }
         }
     }
+    index_message_rooms(txn, &mut indexed)?;
     if *marks != before {
         let mut meta = txn.open_table(META)?;
         meta.insert(META_MAX_ROOM, marks.max_room_id)?;
         meta.insert(META_MAX_MESSAGE, marks.max_message_id)?;
     }
     Ok(())
+}
+
+/// Adds `pairs` (message id, room id) to `message_room_blocks`: one read and one write per
+/// block touched. A message already indexed keeps its entry (an edit rewrites the message, not
+/// its room).
+fn index_message_rooms(txn: &WriteTransaction, pairs: &mut [(u64, u64)]) -> Result<(), Fail> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    // Ids are allocated in order, so this is usually sorted already.
+    pairs.sort_unstable_by_key(|&(id, _)| id);
+    let mut blocks = txn.open_table(MESSAGE_ROOM_BLOCKS)?;
+    let mut merged: Vec<u8> = Vec::new();
+    for run in
+        pairs.chunk_by(|a, b| a.0 >> MESSAGE_ROOM_BLOCK_BITS == b.0 >> MESSAGE_ROOM_BLOCK_BITS)
+    {
+        let block = run[0].0 >> MESSAGE_ROOM_BLOCK_BITS;
+        merged.clear();
+        if let Some(old) = blocks.get(block)? {
+            merged.extend_from_slice(old.value());
+        }
+        if merged.len() % PAIR != 0 {
+            return Err(Fail(format!("message room block {block} is {} bytes", merged.len())));
+        }
+        // The block's own pairs are sorted; new ones go after them, sorted again if any
+        // falls below its largest (an id the block lacks yet, older than its newest).
+        let stored = merged.len();
+        let stored_max = stored.checked_sub(PAIR).map(|at| pair_at(&merged, at).0);
+        let mut sorted = true;
+        let mut previous = None;
+        for &(id, room) in run {
+            if previous == Some(id) {
+                continue;
+            }
+            previous = Some(id);
+            if stored_max.is_some_and(|max| id <= max) {
+                if block_find(&merged[..stored], id).is_some() {
+                    continue;
+                }
+                sorted = false;
+            }
+            merged.extend_from_slice(&id.to_le_bytes());
+            merged.extend_from_slice(&room.to_le_bytes());
+        }
+        if merged.len() == stored {
+            continue;
+        }
+        if !sorted {
+            let mut all: Vec<(u64, u64)> =
+                (0..merged.len() / PAIR).map(|i| pair_at(&merged, i * PAIR)).collect();
+            all.sort_unstable_by_key(|&(id, _)| id);
+            merged.clear();
+            for (id, room) in all {
+                merged.extend_from_slice(&id.to_le_bytes());
+                merged.extend_from_slice(&room.to_le_bytes());
+            }
+        }
+        blocks.insert(block, merged.as_slice())?;
+    }
+    Ok(())
+}
+
+/// The pair at byte offset `at` of a block (`at + PAIR <= block.len()`).
+fn pair_at(block: &[u8], at: usize) -> (u64, u64) {
+    let mut id = [0u8; 8];
+    let mut room = [0u8; 8];
+    id.copy_from_slice(&block[at..at + 8]);
+    room.copy_from_slice(&block[at + 8..at + PAIR]);
+    (u64::from_le_bytes(id), u64::from_le_bytes(room))
+}
+
+/// The room `message` is indexed under in a block (binary search over its sorted pairs).
+fn block_find(block: &[u8], message: u64) -> Option<u64> {
+    let (mut lo, mut hi) = (0, block.len() / PAIR);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let (id, room) = pair_at(block, mid * PAIR);
+        match id.cmp(&message) {
+            std::cmp::Ordering::Equal => return Some(room),
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+        }
+    }
+    None
 }
 
 /// One entry of a range over `messages`.
@@ -588,8 +705,21 @@ pub(crate) fn message_by_seq(
     Ok(None)
 }
 
-/// The room holding `message`, if it is stored.
+/// The room holding `message`, if it is stored (an entry for a message of a deleted room may
+/// remain: the caller finds the message itself absent).
 pub(crate) fn message_room(txn: &ReadTransaction, message: u64) -> Result<Option<u64>, Fail> {
+    let blocks = txn.open_table(MESSAGE_ROOM_BLOCKS)?;
+    let block = message >> MESSAGE_ROOM_BLOCK_BITS;
+    if let Some(value) = blocks.get(block)? {
+        let value = value.value();
+        if value.len() % PAIR != 0 {
+            return Err(Fail(format!("message room block {block} is {} bytes", value.len())));
+        }
+        if let Some(room) = block_find(value, message) {
+            return Ok(Some(room));
+        }
+    }
+    // Written by a build of schema version 1.
     let table = txn.open_table(MESSAGE_ROOMS)?;
     Ok(table.get(message)?.map(|v| v.value()))
 }

@@ -20,7 +20,8 @@
 //!   completions are ordered among themselves, not relative to `Written` completions.
 //! - [`Store::open`] returns everything needed to rebuild the shard's memory ([`Recovered`]);
 //!   a corrupt or torn file is a [`StoreError`] naming the file, never a partial load.
-//! - The message → room index is on disk (`message_rooms`); the shard keeps only its window's
+//! - The message → room index is on disk (`message_room_blocks`, one entry per block of ids,
+//!   see `db`); the shard keeps only its window's
 //!   entries in memory and reads older messages through it ([`Store::read_message`]).
 //! - Dropping the [`Store`] commits everything submitted, then stops both threads.
 //!

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::limits::STORE_HISTORY_READ_MAX;
+use redb::ReadableDatabase;
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -855,4 +856,127 @@ fn reads_see_every_committed_batch_at_once() {
         assert_eq!(message_room(&mut store, 100 + i), Some(8), "message {i}");
         assert_eq!(history(&mut store, 8, None, None, 500).len() as u64, i);
     }
+}
+
+#[test]
+fn the_message_room_index_spans_blocks_keeps_one_entry_per_message_and_survives_a_restart() {
+    let dir = TempDir::new("room-blocks");
+    let block = 1u64 << db::MESSAGE_ROOM_BLOCK_BITS;
+    let (mut store, _) = open(dir.path(), 0, 1, 2);
+    let mut ops = vec![StoreOp::PutRoom(room(1, "one", 0)), StoreOp::PutRoom(room(2, "two", 0))];
+    // Ids on both sides of block edges, rooms alternating, one batch per group.
+    let ids = [block - 2, block - 1, block, block + 1, 3 * block + 5];
+    for (seq, id) in ids.iter().enumerate() {
+        ops.push(StoreOp::PutMessage(message(1 + *id % 2, *id, seq as u64 + 1)));
+    }
+    submit_all(&mut store, vec![ops]);
+    // A later group: an edit of an indexed message (same id again), a new id below the block's
+    // newest (an id the block lacks), and one far above.
+    let mut edited = message(1 + (block - 1) % 2, block - 1, 2);
+    edited.text = "edited".into();
+    submit_all(
+        &mut store,
+        vec![vec![
+            StoreOp::PutMessage(edited),
+            StoreOp::PutMessage(message(2, block + 3, 9)),
+            StoreOp::PutMessage(message(1, block - 7, 10)),
+        ]],
+    );
+    let mut want: Vec<(u64, u64)> = ids.iter().map(|id| (*id, 1 + id % 2)).collect();
+    want.extend([(block + 3, 2), (block - 7, 1)]);
+    for (id, room) in &want {
+        assert_eq!(message_room(&mut store, *id), Some(*room), "message {id}");
+    }
+    for absent in [block - 3, block + 2, 2 * block, 3 * block + 4] {
+        assert_eq!(message_room(&mut store, absent), None, "message {absent} was never stored");
+    }
+    drop(store);
+    let (mut store, _) = open(dir.path(), 0, 1, 2);
+    for (id, room) in &want {
+        assert_eq!(message_room(&mut store, *id), Some(*room), "message {id} after a restart");
+    }
+    store.read_message(9, block - 1).expect("read ring");
+    match wait(&mut store, 1).pop() {
+        Some(Completion::Message { result: Ok(Some(m)), .. }) => assert_eq!(m.text, "edited"),
+        other => panic!("unexpected completion {other:?}"),
+    }
+    // The index holds each message once: one block's pairs are 16 bytes each.
+    drop(store);
+    let db = redb::Database::create(shard_path(dir.path(), 0)).expect("raw open");
+    let txn = db.begin_read().expect("read");
+    let blocks: redb::TableDefinition<u64, &[u8]> =
+        redb::TableDefinition::new("message_room_blocks");
+    let table = txn.open_table(blocks).expect("blocks table");
+    let first = table.get(0).expect("get").expect("block 0").value().len();
+    let second = table.get(1).expect("get").expect("block 1").value().len();
+    assert_eq!((first, second), (3 * 16, 3 * 16), "block 0: 3 ids, block 1: 3 ids");
+}
+
+#[test]
+fn a_deleted_rooms_messages_read_as_absent() {
+    let dir = TempDir::new("room-blocks-delete");
+    let (mut store, _) = open(dir.path(), 0, 1, 2);
+    submit_all(
+        &mut store,
+        vec![vec![
+            StoreOp::PutRoom(room(1, "one", 0)),
+            StoreOp::PutRoom(room(2, "two", 0)),
+            StoreOp::PutMessage(message(1, 10, 1)),
+            StoreOp::PutMessage(message(2, 11, 1)),
+        ]],
+    );
+    submit_all(&mut store, vec![vec![StoreOp::DeleteRoom(1)]]);
+    store.read_message(9, 10).expect("read ring");
+    assert!(
+        matches!(wait(&mut store, 1).pop(), Some(Completion::Message { result: Ok(None), .. })),
+        "the deleted room's message is gone"
+    );
+    assert_eq!(message_room(&mut store, 11), Some(2), "the other room's message stays");
+}
+
+#[test]
+fn a_schema_1_file_is_read_through_its_old_index_and_marked_2() {
+    let dir = TempDir::new("schema-1");
+    let (mut store, _) = open(dir.path(), 0, 1, 2);
+    submit_all(&mut store, vec![vec![StoreOp::PutRoom(room(1, "one", 0))]]);
+    drop(store);
+    // What a schema 1 build left: messages indexed one by one in `message_rooms`, none in
+    // the blocks, and version 1 in `meta`.
+    {
+        let db = redb::Database::create(shard_path(dir.path(), 0)).expect("raw open");
+        let txn = db.begin_write().expect("write");
+        {
+            let messages: redb::TableDefinition<(u64, u64), &[u8]> =
+                redb::TableDefinition::new("messages");
+            let old: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("message_rooms");
+            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            let mut messages = txn.open_table(messages).expect("messages");
+            let mut old = txn.open_table(old).expect("message_rooms");
+            for (id, seq) in [(20u64, 1u64), (21, 2)] {
+                let bytes =
+                    rkyv::to_bytes::<rkyv::rancor::Error>(&message(1, id, seq)).expect("enc");
+                messages.insert((1, id), bytes.as_slice()).expect("insert");
+                old.insert(id, 1).expect("insert");
+            }
+            txn.open_table(meta).expect("meta").insert("schema_version", 1).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let (mut store, recovered) = open(dir.path(), 0, 1, 2);
+    assert_eq!(recovered.rooms[0].recent.len(), 2);
+    assert_eq!(message_room(&mut store, 20), Some(1), "found through the old index");
+    submit_all(&mut store, vec![vec![StoreOp::PutMessage(message(1, 22, 3))]]);
+    assert_eq!(message_room(&mut store, 22), Some(1), "found through the blocks");
+    submit_all(&mut store, vec![vec![StoreOp::DeleteRoom(1)]]);
+    assert_eq!(
+        message_room(&mut store, 21),
+        None,
+        "the old index forgets a deleted room's messages"
+    );
+    drop(store);
+    let db = redb::Database::create(shard_path(dir.path(), 0)).expect("raw open");
+    let txn = db.begin_read().expect("read");
+    let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    let version = txn.open_table(meta).expect("meta").get("schema_version").expect("get");
+    assert_eq!(version.map(|v| v.value()), Some(2), "opened by this build: version 2");
 }
