@@ -26,7 +26,14 @@ pub trait Recipient {
     }
     /// Queues a complete frame (a refcount bump of the shared `Bytes`, never a copy).
     fn queue(&self, frame: Bytes);
+    /// Starts loading what [`deliver`] will read of it into the cache (a hint; the default
+    /// does nothing).
+    #[inline]
+    fn prefetch(&self) {}
 }
+
+/// How many recipients ahead [`deliver`] prefetches.
+const PREFETCH_AHEAD: usize = 4;
 
 /// Hands `bundle` to the connections `keys` that `lookup` still finds: each gets
 /// [`Bundle::frame_for`] its dialect, user and flags, if any (compressed once per bundle, and
@@ -39,7 +46,12 @@ where
     F: Fn(ConnKey) -> Option<&'a R>,
 {
     let mut delivered = 0;
-    for &key in keys {
+    for (i, &key) in keys.iter().enumerate() {
+        // A shard's connections are scattered in memory and the kernel's send path evicts
+        // them between passes: each one's first read is a cache miss unless started early.
+        if let Some(ahead) = keys.get(i + PREFETCH_AHEAD).and_then(|k| lookup(*k)) {
+            ahead.prefetch();
+        }
         if let Some(conn) = lookup(key) {
             let (dialect, user, flags) = (conn.dialect(), conn.user(), conn.flags());
             let frame = match conn.deflate_threshold() {

@@ -124,9 +124,13 @@ impl Writer {
                     break;
                 }
                 self.metrics.write_pending.store(batch.len() as u64, Ordering::Relaxed);
-                for conn in batch.drain(..) {
-                    conn.write_out();
+                for i in 0..batch.len() {
+                    if let Some(ahead) = batch.get(i + PREFETCH_AHEAD) {
+                        ahead.prefetch();
+                    }
+                    batch[i].write_out();
                 }
+                batch.clear();
                 *self.spare.borrow_mut() = batch;
             }
             self.ring.submit();
@@ -136,6 +140,9 @@ impl Writer {
         }
     }
 }
+
+/// Connections ahead of the one being written whose memory the writer starts loading.
+const PREFETCH_AHEAD: usize = 4;
 
 /// One connection that receives frames.
 pub struct Conn {
@@ -277,6 +284,21 @@ impl Conn {
         }
         let threshold = threshold.unwrap_or(self.writer.deflate_threshold);
         crate::ws::deflate::compress_frames(&frame, threshold, bits)
+    }
+
+    /// Its allocation (address, bytes: the `Rc`'s counts and the `Conn`), for prefetching.
+    #[inline]
+    fn memory(self: &Rc<Self>) -> (usize, usize) {
+        let counts = 2 * std::mem::size_of::<usize>();
+        let start = (Rc::as_ptr(self) as usize).wrapping_sub(counts);
+        (start, counts + std::mem::size_of::<Conn>())
+    }
+
+    /// Starts loading the connection into the cache (a hint).
+    #[inline]
+    pub fn prefetch(self: &Rc<Self>) {
+        let (addr, bytes) = self.memory();
+        crate::net::uring::prefetch(addr, bytes);
     }
 
     /// Binds the connection to its slab `key` and identity; false when it was bound before.
@@ -500,7 +522,8 @@ impl Conn {
         // `take` ≤ IOV_BATCH.
         out.sealed -= (take as u32).min(out.sealed);
         let frames: SmallVec<[Bytes; 4]> = out.frames.drain(..take).collect();
-        let op = SendOp::new(frames);
+        let mut op = SendOp::new(frames);
+        op.hint = self.memory();
         let len = op.len();
         out.bytes -= len;
         out.in_flight = u32::try_from(len).unwrap_or(u32::MAX);
@@ -646,6 +669,11 @@ impl crate::fanout::Recipient for Rc<Conn> {
     #[inline]
     fn queue(&self, frame: Bytes) {
         self.send(frame);
+    }
+
+    #[inline]
+    fn prefetch(&self) {
+        Conn::prefetch(self);
     }
 }
 

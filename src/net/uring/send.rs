@@ -21,6 +21,9 @@ pub struct SendOp {
     msg: libc::msghdr,
     /// Whose send it is (set by the ring).
     pub tag: Tag,
+    /// Memory the completion's handler will read (address, bytes), prefetched by the ring
+    /// shortly before; never dereferenced.
+    pub hint: (usize, usize),
 }
 
 impl SendOp {
@@ -28,7 +31,7 @@ impl SendOp {
     pub fn new(frames: SmallVec<[Bytes; 4]>) -> SendOp {
         // SAFETY: an all-zero msghdr is a valid empty one.
         let msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        SendOp { frames, iov: Vec::new(), msg, tag: Tag { key: 0, generation: 0 } }
+        SendOp { frames, iov: Vec::new(), msg, tag: Tag { key: 0, generation: 0 }, hint: (0, 0) }
     }
 
     /// Bytes the op carries.
