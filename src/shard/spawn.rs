@@ -276,12 +276,26 @@ fn start_shards(
                 core_affinity::set_for_current(core);
             }
             // Queues sized for fan-out: the defaults (256 SQ / 512 CQ) overflowed the
-            // completion queue about 0.7 times per delivery (perf/RESULTS.md).
-            let mut uring = tokio_uring::uring_builder();
-            uring.setup_cqsize(URING_CQ_ENTRIES);
-            let mut builder = tokio_uring::builder();
-            builder.entries(URING_SQ_ENTRIES).uring_builder(&uring);
-            match crate::net::uring::runtime_ring::RuntimeRing::build(&builder, URING_SQ_ENTRIES) {
+            // completion queue about 0.7 times per delivery (perf/RESULTS.md). COOP_TASKRUN:
+            // a completion finished on another CPU (a peer's bytes through loopback softirq)
+            // no longer interrupts the shard to run its task work, which runs at the shard's
+            // next syscall instead (ARCHITECTURE.md, "tokio-uring's ring with COOP_TASKRUN").
+            let runtime_ring = |coop: bool| {
+                let mut uring = tokio_uring::uring_builder();
+                uring.setup_cqsize(URING_CQ_ENTRIES);
+                if coop {
+                    uring.setup_coop_taskrun();
+                }
+                let mut builder = tokio_uring::builder();
+                builder.entries(URING_SQ_ENTRIES).uring_builder(&uring);
+                crate::net::uring::runtime_ring::RuntimeRing::build(&builder, URING_SQ_ENTRIES)
+            };
+            let built = runtime_ring(true).or_else(|e| {
+                // Kernels before 5.19 refuse the flag.
+                tracing::warn!(shard = id, "io_uring COOP_TASKRUN refused ({e}); without it");
+                runtime_ring(false)
+            });
+            match built {
                 Ok((runtime, ring)) => {
                     runtime.block_on(shard_main(parts, endpoint, listener, ring))
                 }
