@@ -88,10 +88,11 @@ pub async fn post(shard: &Rc<Shard>, caller: &Caller, id: &str, body: &[u8]) -> 
     message_reply(room_action(shard, caller, id, RoomAction::Post(new)).await?, 201)
 }
 
+/// The query parameter `name` as an integer, `None` when absent; present but empty or not an
+/// integer is a 400 (the OpenAPI spec types it `integer`).
 fn optional_u64(query: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
     match query.and_then(|q| query_param(q, name)) {
         None => Ok(None),
-        Some(v) if v.is_empty() => Ok(None),
         Some(v) => v
             .parse()
             .map(Some)
