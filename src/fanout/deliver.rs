@@ -32,8 +32,8 @@ pub trait Recipient {
     fn prefetch(&self) {}
 }
 
-/// How many recipients ahead [`deliver`] prefetches.
-const PREFETCH_AHEAD: usize = 4;
+/// How many recipients ahead [`deliver`] prefetches (the shard's one distance).
+const PREFETCH_AHEAD: usize = crate::net::uring::PREFETCH_AHEAD;
 
 /// Hands `bundle` to the connections `keys` that `lookup` still finds: each gets
 /// [`Bundle::frame_for`] its dialect, user and flags, if any (compressed once per bundle, and

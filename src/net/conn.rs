@@ -125,7 +125,7 @@ impl Writer {
                 }
                 self.metrics.write_pending.store(batch.len() as u64, Ordering::Relaxed);
                 for i in 0..batch.len() {
-                    if let Some(ahead) = batch.get(i + PREFETCH_AHEAD) {
+                    if let Some(ahead) = batch.get(i + crate::net::uring::PREFETCH_AHEAD) {
                         ahead.prefetch();
                     }
                     batch[i].write_out();
@@ -140,9 +140,6 @@ impl Writer {
         }
     }
 }
-
-/// Connections ahead of the one being written whose memory the writer starts loading.
-const PREFETCH_AHEAD: usize = 4;
 
 /// One connection that receives frames.
 pub struct Conn {

@@ -42,9 +42,10 @@ const BUFFER_GROUP: u16 = 0;
 /// `IORING_ENTER_GETEVENTS` (the crate keeps its enter flags private).
 const ENTER_GETEVENTS: u32 = 1;
 
-/// Completions ahead of the one being handled whose send op, then whose hinted memory
-/// ([`SendOp::hint`]), [`Ring::reap`] starts loading.
-const PREFETCH_AHEAD: usize = 4;
+/// How far ahead a loop over connections or completions starts loading what it will touch:
+/// [`Ring::reap`] the send op twice this far ahead and its hinted memory ([`SendOp::hint`])
+/// this far, the writer pass and `fanout::deliver` the connection this far.
+pub const PREFETCH_AHEAD: usize = 4;
 
 /// Asks the CPU to start loading the cache lines of the `bytes` bytes at `addr`: a hint that
 /// never faults, whatever the address (nothing is read); nothing off x86_64.
