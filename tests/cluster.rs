@@ -1124,3 +1124,59 @@ async fn nodes_reach_nats_over_tls() {
     let nats_args = ["--tls", "--tlscert", &cert, "--tlskey", &key];
     deliver_across_two_nodes(&nats, &nats_args, &["--cluster-tls-ca", &ca]).await;
 }
+
+/// One value of node `node`'s `/metrics` (the line `name value`).
+async fn metric(cluster: &Cluster, node: usize, name: &str) -> u64 {
+    let metrics = call(cluster.addr(node), "GET", "/metrics", None, None).await;
+    let body = String::from_utf8_lossy(&metrics.body).to_string();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("node {node} has no metric {name}"))
+}
+
+/// A NATS server with a small `max_payload` (16 KiB): a command over it on its own is not sent,
+/// without taking the rest of its batch along. An event too large to cross is counted and the
+/// other node's members get the events before and after it; a post, or a history page, through
+/// a node that would have to send it across is refused at once with 413 (not left to time out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_over_the_nats_max_payload_is_refused_and_the_rest_still_crosses() {
+    let Some(nats) = nats_or_skip("a_command_over_the_nats_max_payload") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let conf = TempDir::new();
+    let conf_file = conf.0.join("nats.conf");
+    std::fs::write(&conf_file, "max_payload: 16384\n").expect("write nats.conf");
+    let conf_path = conf_file.to_string_lossy().to_string();
+    let cluster = Cluster::start_with(&nats, 2, &["-c", &conf_path], &[]).await;
+    assert_eq!(metric(&cluster, 0, "roomcast_cluster_max_payload_bytes").await, 16384);
+
+    // The room is owned by node 0 (made there); its member reads on node 1.
+    let room = create_room(cluster.addr(0), "big-and-small", &["poster", "reader"]).await;
+    let mut reader = virola(cluster.addr(1), "reader").await;
+    post_message(cluster.addr(0), room, "poster", "before").await;
+    assert_eq!(virola_text(&mut reader).await, "before");
+
+    // Stored on its owner (201), but its event is over 16 KiB: not sent to node 1.
+    let big = "b".repeat(20_000);
+    post_message(cluster.addr(0), room, "poster", &big).await;
+    post_message(cluster.addr(0), room, "poster", "after").await;
+    assert_eq!(virola_text(&mut reader).await, "after", "the event after the big one arrives");
+    assert!(metric(&cluster, 0, "roomcast_cluster_oversized_total").await >= 1);
+    assert_eq!(metric(&cluster, 0, "roomcast_cluster_publish_errors_total").await, 0);
+
+    // Through node 1: the post's request, and a history page holding the big message, would
+    // be over the limit on the way: 413 at once, with a reason.
+    let (status, took) = try_post(cluster.addr(1), room, "reader", &big).await;
+    assert_eq!(status, 413, "a post too large to reach its room's node");
+    assert!(took < Duration::from_secs(5), "refused at once, not timed out: {took:?}");
+    let token = user_token("reader");
+    let path = format!("/api/v1/rooms/{room}/messages?limit=10");
+    let page = call(cluster.addr(1), "GET", &path, Some(&token), None).await;
+    assert_eq!(page.status, 413, "{}", String::from_utf8_lossy(&page.body));
+    let reason = String::from_utf8_lossy(&page.body).to_string();
+    assert!(reason.contains("NATS"), "the reason is given: {reason}");
+    // Pages that fit still come across, and node 1 itself is unharmed.
+    let texts = history_texts(cluster.addr(1), room, &token, "limit=1").await;
+    assert_eq!(texts, ["before"], "the first page (oldest first) fits");
+    post_message(cluster.addr(1), room, "reader", "small from node 1").await;
+    assert_eq!(virola_text(&mut reader).await, "small from node 1");
+}

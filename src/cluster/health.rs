@@ -35,6 +35,11 @@ pub struct Health {
     pub malformed_total: AtomicU64,
     /// Commands that cannot cross nodes, or whose node was down, dropped.
     pub dropped_total: AtomicU64,
+    /// Commands larger than the NATS server's `max_payload` on their own, dropped (an
+    /// owner's request among them answered 413 at once).
+    pub oversized_total: AtomicU64,
+    /// The NATS server's `max_payload` (bytes; 0 before the first connection).
+    pub max_payload: AtomicU64,
     /// Commands waiting because a shard's inbound ring was full.
     pub inbound_parked: AtomicU64,
     /// Publishes that failed (connection lost meanwhile).
@@ -56,6 +61,8 @@ impl Health {
             bytes_out_total: AtomicU64::new(0),
             malformed_total: AtomicU64::new(0),
             dropped_total: AtomicU64::new(0),
+            oversized_total: AtomicU64::new(0),
+            max_payload: AtomicU64::new(0),
             inbound_parked: AtomicU64::new(0),
             publish_errors_total: AtomicU64::new(0),
             slow_consumer_total: AtomicU64::new(0),
@@ -145,6 +152,13 @@ impl Health {
                 "Commands not sent: down node or not sendable.",
                 &self.dropped_total,
             ),
+            (
+                "oversized_total",
+                "counter",
+                "Commands over the NATS server's max_payload, dropped.",
+                &self.oversized_total,
+            ),
+            ("max_payload_bytes", "gauge", "The NATS server's max_payload.", &self.max_payload),
             (
                 "inbound_parked",
                 "gauge",

@@ -38,7 +38,8 @@ use crate::model::{Refusal, ShardId};
 /// Received commands parked for full shard rings before the thread stops reading.
 pub const INBOUND_PARKED_MAX: usize = 65_536;
 
-/// A batch is published once it passes this many bytes (under NATS's default 1 MiB payload).
+/// A batch is published once it passes this many bytes (under NATS's default 1 MiB payload),
+/// or the NATS server's `max_payload` when that is smaller.
 const BATCH_BYTES_MAX: usize = 256 * 1024;
 
 /// How long a stopping node tries to flush what its shards sent last.
@@ -165,6 +166,14 @@ struct Bridge {
     /// still add destination bits to it).
     batches: Vec<Vec<u8>>,
     pending: Vec<Option<(ShardId, u64, Command)>>,
+    /// Batches closed because the next frame would have taken them over `batch_limit`, in
+    /// order, published before the open ones (a few at most: `drain_out` stops at the first).
+    sealed: Vec<(usize, Vec<u8>)>,
+    /// The largest batch: `BATCH_BYTES_MAX`, or the server's `max_payload` when smaller (a
+    /// larger publish would be refused whole by the client).
+    batch_limit: usize,
+    /// Every batch's first bytes: this node and its incarnation.
+    header: Vec<u8>,
     /// Per node: when its last heartbeat came, and its incarnation.
     last_seen: Vec<Option<Instant>>,
     incarnation: Vec<Option<u64>>,
@@ -214,6 +223,7 @@ async fn run(
         (0..topology.nodes).map(|n| format!("{prefix}.node.{n}.mesh")).collect();
     let own_health = format!("{prefix}.node.{}.health", topology.node);
     let nodes = topology.nodes;
+    let own_incarnation = crate::model::ids::now_ms();
     let mut bridge = Bridge {
         topology,
         health: health.clone(),
@@ -222,11 +232,15 @@ async fn run(
         ring_due: 0,
         batches: (0..nodes).map(|_| Vec::new()).collect(),
         pending: (0..nodes).map(|_| None).collect(),
+        sealed: Vec::new(),
+        batch_limit: BATCH_BYTES_MAX,
+        header: postcard::to_allocvec(&(topology.node as u16, own_incarnation)).unwrap_or_default(),
         last_seen: vec![None; nodes],
         incarnation: vec![None; nodes],
-        own_incarnation: crate::model::ids::now_ms(),
+        own_incarnation,
         parts,
     };
+    bridge.set_max_payload(client.server_info().max_payload);
     let wake = bridge.parts.wake.clone();
     let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
     let mut check = tokio::time::interval(Duration::from_millis(50));
@@ -263,6 +277,8 @@ async fn run(
             }
             _ = check.tick() => {
                 bridge.check_health();
+                // After a reconnect the server (perhaps another one) may say otherwise.
+                bridge.set_max_payload(client.server_info().max_payload);
                 if stop.load(Ordering::Acquire) {
                     // What the shards sent last, flushed while NATS is there (bounded: a
                     // flush waits for a connection that may never come back).
@@ -444,7 +460,9 @@ impl Bridge {
         for local in 0..self.parts.outbound.len() {
             let from = self.topology.global(local);
             for _ in 0..OUT_BUDGET {
-                if self.batches.iter().any(|b| b.len() >= BATCH_BYTES_MAX) {
+                if !self.sealed.is_empty()
+                    || self.batches.iter().any(|b| b.len() >= self.batch_limit)
+                {
                     return true;
                 }
                 let Ok((to, command)) = self.parts.outbound[local].pop() else {
@@ -471,7 +489,8 @@ impl Bridge {
         }
         if !self.health.is_up(node) {
             crate::metrics::inc(&self.health.dropped_total);
-            self.refuse(command);
+            let down = Refusal::Unavailable("that node of the cluster is down");
+            self.refuse(command, down);
             return;
         }
         crate::metrics::inc(&self.health.commands_out_total);
@@ -485,27 +504,83 @@ impl Bridge {
         self.pending[node] = Some((from, to.bit(), command));
     }
 
-    /// Encodes node `node`'s last frame into its batch.
-    fn flush_pending(&mut self, node: usize) {
-        if let Some((from, mask, command)) = self.pending[node].take() {
-            let batch = &mut self.batches[node];
-            if batch.is_empty() {
-                let header = (self.topology.node as u16, self.own_incarnation);
-                if postcard::to_io(&header, &mut *batch).is_err() {
-                    batch.clear();
-                }
-            }
-            if !wire::encode_frame(batch, from, mask, &command) {
-                tracing::warn!(?command, "cluster: a command that does not cross nodes");
-                crate::metrics::inc(&self.health.dropped_total);
-            }
+    /// Takes the NATS server's `max_payload` (0: not known yet) as the bound on a batch.
+    fn set_max_payload(&mut self, max_payload: usize) {
+        if max_payload == 0 {
+            return;
         }
+        let limit = max_payload.min(BATCH_BYTES_MAX);
+        if limit != self.batch_limit {
+            tracing::info!(
+                max_payload,
+                batch_limit = limit,
+                "cluster: the NATS server's max_payload"
+            );
+            self.batch_limit = limit;
+        }
+        self.health.max_payload.store(max_payload as u64, Ordering::Relaxed);
     }
 
-    /// What a down node would never answer, answered at once with 503 (the rest dropped: the
-    /// node learns the state again when it comes back, `Command::NodeUp`).
-    fn refuse(&mut self, command: Command) {
-        let refusal = Response::Refused(Refusal::Unavailable("that node of the cluster is down"));
+    /// Encodes node `node`'s last frame into its batch. A frame that would take the batch
+    /// over `batch_limit` starts the next batch; one over it on its own is dropped, counted
+    /// and its asker refused (the other commands of the batch still go).
+    fn flush_pending(&mut self, node: usize) {
+        let Some((from, mask, command)) = self.pending[node].take() else {
+            return;
+        };
+        let batch = &mut self.batches[node];
+        if batch.is_empty() {
+            batch.extend_from_slice(&self.header);
+        }
+        let start = batch.len();
+        if !wire::encode_frame(batch, from, mask, &command) {
+            tracing::warn!(?command, "cluster: a command that does not cross nodes");
+            crate::metrics::inc(&self.health.dropped_total);
+            return;
+        }
+        if batch.len() <= self.batch_limit {
+            return;
+        }
+        let frame = batch.split_off(start);
+        let alone = self.header.len() + frame.len();
+        if alone > self.batch_limit {
+            if start == self.header.len() {
+                batch.clear();
+            }
+            crate::metrics::inc(&self.health.oversized_total);
+            tracing::warn!(
+                bytes = alone,
+                limit = self.batch_limit,
+                "cluster: a command over the NATS server's max_payload is not sent"
+            );
+            let refusal = Refusal::MessageTooLarge(format!(
+                "{alone} bytes between nodes; the cluster's NATS server takes at most {}",
+                self.batch_limit
+            ));
+            match command {
+                Command::Response { token, .. } => {
+                    // Its asker waits for an answer: the refusal goes instead.
+                    let to = ShardId(mask.trailing_zeros() as usize);
+                    let response = Response::Refused(refusal);
+                    self.route(to, to, Command::Response { token, response });
+                }
+                command => self.refuse(command, refusal),
+            }
+            return;
+        }
+        // `start` is past the header here: the batch held other frames, which go first.
+        let mut next = Vec::with_capacity(alone);
+        next.extend_from_slice(&self.header);
+        next.extend_from_slice(&frame);
+        let full = std::mem::replace(batch, next);
+        self.sealed.push((node, full));
+    }
+
+    /// What a down node would never answer (or a command too large to send), answered at
+    /// once with `refusal` (the rest dropped: the node learns the state again when it comes
+    /// back, `Command::NodeUp`).
+    fn refuse(&mut self, command: Command, refusal: Refusal) {
+        let refusal = Response::Refused(refusal);
         let (to, token) = match command {
             Command::Request { from, token, .. } | Command::Barrier { from, token } => {
                 (from, token)
@@ -519,19 +594,39 @@ impl Bridge {
         self.route(to, to, Command::Response { token, response: refusal });
     }
 
-    /// Publishes every node's batch.
+    /// Publishes every node's batch (the sealed ones first, in order).
     async fn publish(&mut self, client: &async_nats::Client, subjects: &[String]) {
-        for (node, subject) in subjects.iter().enumerate().take(self.batches.len()) {
+        for node in 0..self.batches.len() {
             self.flush_pending(node);
+        }
+        let mut sealed = std::mem::take(&mut self.sealed);
+        for (node, batch) in sealed.drain(..) {
+            self.publish_one(client, subjects, node, batch).await;
+        }
+        self.sealed = sealed;
+        for node in 0..self.batches.len() {
             if self.batches[node].is_empty() {
                 continue;
             }
             let batch = std::mem::take(&mut self.batches[node]);
-            crate::metrics::inc(&self.health.published_total);
-            crate::metrics::add(&self.health.bytes_out_total, batch.len() as u64);
-            if client.publish(subject.clone(), Bytes::from(batch)).await.is_err() {
-                crate::metrics::inc(&self.health.publish_errors_total);
-            }
+            self.publish_one(client, subjects, node, batch).await;
+        }
+    }
+
+    async fn publish_one(
+        &self,
+        client: &async_nats::Client,
+        subjects: &[String],
+        node: usize,
+        batch: Vec<u8>,
+    ) {
+        let Some(subject) = subjects.get(node) else {
+            return;
+        };
+        crate::metrics::inc(&self.health.published_total);
+        crate::metrics::add(&self.health.bytes_out_total, batch.len() as u64);
+        if client.publish(subject.clone(), Bytes::from(batch)).await.is_err() {
+            crate::metrics::inc(&self.health.publish_errors_total);
         }
     }
 }
