@@ -267,12 +267,18 @@ async fn run(
                 bridge.heard(&message.payload);
             }
             _ = heartbeat.tick() => {
-                let beat = postcard::to_allocvec(&(topology.node as u16, bridge.own_incarnation))
-                    .unwrap_or_default();
-                // Never held up by a lost connection: a missed beat is only a missed beat.
-                let publish = client.publish(own_health.clone(), Bytes::from(beat));
-                if !matches!(tokio::time::timeout(HEARTBEAT_PERIOD, publish).await, Ok(Ok(()))) {
-                    crate::metrics::inc(&health.publish_errors_total);
+                // None while disconnected: async-nats would queue each beat (2 048 at most,
+                // ~200 s of them), and once its queue is full every beat's publish would
+                // hold this loop for its timeout, delaying the shards' 503s.
+                if health.connected.load(Ordering::Acquire) {
+                    let beat = (topology.node as u16, bridge.own_incarnation);
+                    let beat = postcard::to_allocvec(&beat).unwrap_or_default();
+                    // Never held up by a lost connection: a missed beat is only a missed beat.
+                    let publish = client.publish(own_health.clone(), Bytes::from(beat));
+                    let sent = tokio::time::timeout(HEARTBEAT_PERIOD, publish).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        crate::metrics::inc(&health.publish_errors_total);
+                    }
                 }
             }
             _ = check.tick() => {
