@@ -63,6 +63,11 @@ impl<R: Send + 'static> Offload<R> {
         Offload { inner, thread, busy: false }
     }
 
+    /// Whether a job was started and its result not yet taken.
+    pub(crate) fn busy(&self) -> bool {
+        self.busy
+    }
+
     /// Hands `job` to the thread (runs it inline if there is none).
     pub(crate) fn start(&mut self, job: impl FnOnce() -> R + Send + 'static) {
         assert!(!self.busy, "a store helper job is already running");

@@ -37,9 +37,9 @@ use super::offload::Offload;
 use super::record::{Completion, StoreOp};
 use super::Durability;
 use crate::limits::{
-    STORE_APPLY_IDLE, STORE_APPLY_OPS, STORE_COMMIT_INTERVAL_MIN, STORE_FLUSH_GRACE,
-    STORE_GROUP_BATCHES_MAX, STORE_GROUP_OPS_MAX, STORE_LOG_CHECKPOINT_BYTES, STORE_READ_BATCH_MAX,
-    STORE_RETRY_FIRST, STORE_RETRY_MAX,
+    STORE_APPLY_IDLE, STORE_APPLY_OPS, STORE_APPLY_PENDING_MAX, STORE_COMMIT_INTERVAL_MIN,
+    STORE_FLUSH_GRACE, STORE_GROUP_BATCHES_MAX, STORE_GROUP_OPS_MAX, STORE_LOG_CHECKPOINT_BYTES,
+    STORE_READ_BATCH_MAX, STORE_RETRY_FIRST, STORE_RETRY_MAX,
 };
 
 /// The callback that tells the shard completions are waiting.
@@ -384,6 +384,8 @@ struct Logged {
     log: Log,
     wake: Wake,
     syncer: Offload<std::io::Result<()>>,
+    /// The redb apply of logged batches, on its own thread so commits continue meanwhile.
+    applier: Offload<Applied>,
     /// The group whose `fdatasync` is running.
     syncing: Option<Flight>,
     /// The group written after `syncing`'s sync started.
@@ -406,9 +408,11 @@ impl Logged {
         log: Log,
         wake: Wake,
     ) -> Self {
-        let name = thread::current()
-            .name()
-            .map_or_else(|| "store-s".to_string(), |n| n.replacen("store-w", "store-s", 1));
+        let name = |to: &str| {
+            thread::current()
+                .name()
+                .map_or_else(|| to.to_string(), |n| n.replacen("store-w", to, 1))
+        };
         Logged {
             shared,
             input,
@@ -416,7 +420,8 @@ impl Logged {
             marks,
             log,
             wake,
-            syncer: Offload::spawn(name),
+            syncer: Offload::spawn(name("store-s")),
+            applier: Offload::spawn(name("store-a")),
             syncing: None,
             written: None,
             sync_started: Instant::now(),
@@ -442,31 +447,44 @@ impl Logged {
                 peeked = false;
                 continue;
             }
+            if let Some(applied) = self.applier.try_take() {
+                self.applied(applied);
+                continue;
+            }
             let in_flight = self.syncing.is_some();
-            // Logged batches go into redb when a read needs them, once they hold
-            // STORE_APPLY_OPS ops (while the next group syncs), or once the writer has been
-            // idle for a moment (not at every short gap between groups: each redb transaction
-            // costs about as much as a few hundred inserts).
+            let applying = self.applier.busy();
+            // Logged batches go into redb (on the apply thread) when a read needs them, once
+            // they hold STORE_APPLY_OPS ops, or once the writer has been idle for a moment
+            // (not at every short gap between groups: each redb transaction costs about as
+            // much as a few hundred inserts). One apply at a time; while it runs, more than
+            // STORE_APPLY_PENDING_MAX ops waiting make the writer wait for it.
             let wanted = shared.apply_wanted.load(Ordering::Acquire);
             let idle = group.is_empty()
                 && !in_flight
                 && idle_since.is_some_and(|at| at.elapsed() >= STORE_APPLY_IDLE);
             let full = self.pending.ops >= STORE_APPLY_OPS;
             if !self.pending.batches.is_empty() && !self.given_up && (wanted || idle || full) {
-                self.apply();
-                idle_since = None;
-                continue;
+                if !applying {
+                    self.apply();
+                    idle_since = None;
+                    continue;
+                }
+                if self.pending.ops >= STORE_APPLY_PENDING_MAX {
+                    self.wait_applier();
+                    continue;
+                }
             }
-            if wanted && self.pending.batches.is_empty() {
+            if wanted && self.pending.batches.is_empty() && !applying {
                 shared.apply_wanted.store(false, Ordering::Release);
                 if let Some(reader) = shared.reader.get() {
                     reader.unpark();
                 }
             }
-            // A checkpoint starts the log over, so it waits until nothing is in flight, and no
-            // new group is written meanwhile.
+            // A checkpoint starts the log over, so it waits until nothing is in flight or
+            // being applied, and no new group is written meanwhile.
             let checkpoint = self.log.len() >= STORE_LOG_CHECKPOINT_BYTES;
             if checkpoint && !in_flight && !self.given_up {
+                self.wait_applier();
                 settle(&shared, &mut self.log, &mut self.pending, &mut self.marks, true, None);
                 continue;
             }
@@ -505,7 +523,10 @@ impl Logged {
                 if shared.shutdown.load(Ordering::Acquire) && self.input.is_empty() {
                     break;
                 }
-                if !self.pending.batches.is_empty() && !self.given_up {
+                if applying {
+                    // The apply thread unparks the writer when it finishes.
+                    thread::park();
+                } else if !self.pending.batches.is_empty() && !self.given_up {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     thread::park_timeout(STORE_APPLY_IDLE.saturating_sub(since.elapsed()));
                 } else {
@@ -521,6 +542,7 @@ impl Logged {
                 ops = 0;
             }
         }
+        self.wait_applier();
         if self.given_up {
             return;
         }
@@ -665,19 +687,40 @@ impl Logged {
         (self.wake)();
     }
 
-    /// Applies the pending batches to redb; a failure first finishes the groups in flight
-    /// (the retry applies the whole log again and starts it over), then retries.
+    /// Hands the pending batches to the apply thread (which must be idle).
     fn apply(&mut self) {
-        if let Err(fail) = apply_pending(&self.shared, &mut self.pending, &mut self.marks) {
-            self.drain();
-            settle(
-                &self.shared,
-                &mut self.log,
-                &mut self.pending,
-                &mut self.marks,
-                false,
-                Some(fail),
-            );
+        let batches = std::mem::take(&mut self.pending.batches);
+        let ops = std::mem::take(&mut self.pending.ops);
+        let shared = self.shared.clone();
+        let mut marks = self.marks;
+        self.applier.start(move || {
+            let result = apply_batches(&shared, &batches, &mut marks);
+            Applied { result, batches, ops, marks }
+        });
+    }
+
+    /// An apply finished: on success its marks are the writer's; a failure puts its batches
+    /// back in front of the pending ones, finishes the groups in flight (the retry applies
+    /// the whole log again and starts it over), then retries.
+    fn applied(&mut self, applied: Applied) {
+        let Applied { result, mut batches, ops, marks } = applied;
+        match result {
+            Ok(()) => self.marks = marks,
+            Err(fail) => {
+                batches.append(&mut self.pending.batches);
+                self.pending.batches = batches;
+                self.pending.ops += ops;
+                self.drain();
+                let (shared, log, pending) = (&self.shared, &mut self.log, &mut self.pending);
+                settle(shared, log, pending, &mut self.marks, false, Some(fail));
+            }
+        }
+    }
+
+    /// Waits for a running apply and takes its result.
+    fn wait_applier(&mut self) {
+        if let Some(applied) = self.applier.wait(None) {
+            self.applied(applied);
         }
     }
 }
@@ -705,20 +748,27 @@ fn write_group(shared: &Shared, log: &mut Log, group: &[Batch]) -> Result<(), Fa
     Ok(())
 }
 
-/// Applies `pending` to redb in one non-durable transaction (one attempt); on success counts
+/// What the apply thread hands back: its result, the batches (kept for the retry on failure)
+/// and the marks after them.
+struct Applied {
+    result: Result<(), Fail>,
+    batches: Vec<Vec<StoreOp>>,
+    ops: usize,
+    marks: Marks,
+}
+
+/// Applies `batches` to redb in one non-durable transaction (one attempt); on success counts
 /// them applied and wakes a waiting reader.
-fn apply_pending(shared: &Shared, pending: &mut Pending, marks: &mut Marks) -> Result<(), Fail> {
+fn apply_batches(shared: &Shared, batches: &[Vec<StoreOp>], marks: &mut Marks) -> Result<(), Fail> {
     let db =
         shared.current().ok_or_else(|| Fail("file is closed after an earlier failure".into()))?;
     let mut txn = db.begin_write()?;
     txn.set_durability(redb::Durability::None)?;
     let mut next = *marks;
-    db::apply(&txn, pending.batches.iter().map(Vec::as_slice), &mut next)?;
+    db::apply(&txn, batches.iter().map(Vec::as_slice), &mut next)?;
     txn.commit()?;
     *marks = next;
-    shared.applied.fetch_add(pending.batches.len() as u64, Ordering::AcqRel);
-    pending.batches.clear();
-    pending.ops = 0;
+    shared.applied.fetch_add(batches.len() as u64, Ordering::AcqRel);
     if shared.apply_wanted.swap(false, Ordering::AcqRel) {
         if let Some(reader) = shared.reader.get() {
             reader.unpark();
