@@ -451,7 +451,8 @@ impl Logged {
                 self.applied(applied);
                 continue;
             }
-            let in_flight = self.syncing.is_some();
+            // Written and not yet durable: syncing, or waiting for its sync.
+            let in_flight = self.syncing.is_some() || self.written.is_some();
             let applying = self.applier.busy();
             // Logged batches go into redb (on the apply thread) when a read needs them, once
             // they hold STORE_APPLY_OPS ops, or once the writer has been idle for a moment
@@ -488,25 +489,39 @@ impl Logged {
                 settle(&shared, &mut self.log, &mut self.pending, &mut self.marks, true, None);
                 continue;
             }
-            if !group.is_empty() && self.written.is_none() && !checkpoint {
+            let new = !group.is_empty() && !checkpoint;
+            if self.syncing.is_none() && (new || self.written.is_some()) {
+                // The next sync: at most one per STORE_COMMIT_INTERVAL_MIN while busy (as the
+                // unpipelined writer committed), with what arrived meanwhile written too.
                 idle_since = None;
-                if !in_flight {
-                    let wait = linger(&shared, group.len(), ops, last_group, last_commit);
-                    if !wait.is_zero() {
-                        // A sleep, not a park: submissions meanwhile must not wake the writer
-                        // one by one (each wake is a context switch on the shard's CPU); their
-                        // unparks are kept as the park token and seen after the commit.
-                        thread::sleep(wait);
-                        continue;
-                    }
-                    last_commit = Some(Instant::now());
-                    last_group = group.len();
+                let behind = self.written.as_ref().map_or(0, |w| w.group.len());
+                let (size, size_ops) = (behind + group.len(), ops);
+                let wait = linger(&shared, size, size_ops, last_group, last_commit);
+                if !wait.is_zero() {
+                    // A sleep, not a park: submissions meanwhile must not wake the writer
+                    // one by one (each wake is a context switch on the shard's CPU); their
+                    // unparks are kept as the park token and seen after the commit.
+                    thread::sleep(wait);
+                    continue;
                 }
+                last_commit = Some(Instant::now());
+                last_group = size;
+                if new {
+                    self.write(std::mem::take(&mut group), ops);
+                    ops = 0;
+                } else if let Some(flight) = self.written.take() {
+                    self.start_sync(flight);
+                }
+                continue;
+            }
+            if new && self.written.is_none() {
+                // Written behind the syncing group, ready to sync when it completes.
+                idle_since = None;
                 self.write(std::mem::take(&mut group), ops);
                 ops = 0;
                 continue;
             }
-            if in_flight {
+            if self.syncing.is_some() {
                 // Wait for the sync, not for submissions (one wake per submission would cost
                 // a context switch each); once per sync, after half the last one's duration,
                 // wake to write what arrived meanwhile, so it is ready to sync next.
@@ -555,9 +570,9 @@ impl Logged {
         }
     }
 
-    /// Writes `group` to the log and starts its sync, or keeps it written behind the group
-    /// syncing now. A failed write first finishes the groups before it, then retries
-    /// synchronously.
+    /// Writes `group` to the log (after the group already written behind, if any, which it
+    /// joins) and starts their sync, or keeps them written behind the group syncing now. A
+    /// failed write first finishes the groups before it, then retries synchronously.
     fn write(&mut self, group: Vec<Batch>, ops: usize) {
         if self.given_up {
             let result = Err("the store shut down while its file kept failing".to_string());
@@ -566,7 +581,16 @@ impl Logged {
         }
         match write_group(&self.shared, &mut self.log, &group) {
             Ok(()) => {
-                let flight = Flight { group, ops, end: self.log.len() };
+                let end = self.log.len();
+                let flight = match self.written.take() {
+                    Some(mut behind) => {
+                        behind.group.extend(group);
+                        behind.ops += ops;
+                        behind.end = end;
+                        behind
+                    }
+                    None => Flight { group, ops, end },
+                };
                 if self.syncing.is_none() {
                     self.start_sync(flight);
                 } else {
@@ -596,8 +620,9 @@ impl Logged {
         self.syncing = Some(flight);
     }
 
-    /// The running sync finished with `result`: on success the group written behind it starts
-    /// its sync and the synced group completes; on failure both are retried in order.
+    /// The running sync finished with `result`: on success the synced group completes (the
+    /// group written behind it syncs next, from the loop); on failure both are retried
+    /// synchronously, in order.
     fn synced(&mut self, result: std::io::Result<()>) {
         self.last_sync = self.sync_started.elapsed();
         let Some(flight) = self.syncing.take() else {
@@ -609,9 +634,8 @@ impl Logged {
                 self.log.synced(flight.end);
                 debug_assert!(flight.end <= self.log.durable(), "acknowledged before durable");
                 note_commit(&self.shared, &flight.group, flight.ops);
-                if let Some(next) = self.written.take() {
-                    self.start_sync(next);
-                }
+                // The group written behind starts its sync from the loop (after the commit
+                // interval, with what arrived meanwhile).
                 self.complete(flight.group, Ok(()));
             }
             Err(e) => {
@@ -635,7 +659,13 @@ impl Logged {
 
     /// Waits until no group is in flight (each completes or is retried, in order).
     fn drain(&mut self) {
-        while self.syncing.is_some() {
+        loop {
+            if self.syncing.is_none() {
+                match self.written.take() {
+                    Some(flight) => self.start_sync(flight),
+                    None => return,
+                }
+            }
             let result = self.syncer.wait(None);
             debug_assert!(result.is_some(), "a syncing group without a sync job");
             match result {
