@@ -1,5 +1,6 @@
-//! A helper thread that runs one job at a time for the store writer (the log's `fdatasync`),
-//! so the writer can write the next group while the disk syncs the previous one.
+//! A helper thread that runs one job at a time for the store writer: the log's `fdatasync`
+//! (`store-s<i>`), so the writer can write the next group while the disk syncs the previous
+//! one, and the redb apply of logged batches (`store-a<i>`), so commits continue while it runs.
 //!
 //! Invariants:
 //! - At most one job is queued or running: [`Offload::start`] requires the previous job's

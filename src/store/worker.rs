@@ -1,20 +1,32 @@
-//! The two threads behind a shard's [`super::Store`]: the writer (group commit, retry with
-//! backoff, health flag) and the reader (history pages and message lookups from disk).
+//! The threads behind a shard's [`super::Store`]: the writer (group commit, retry with
+//! backoff, health flag), with the write-ahead log its two helpers (`store-s<i>`: the log's
+//! `fdatasync`; `store-a<i>`: the redb apply of logged batches, see `offload`), and the reader
+//! (history pages and message lookups from disk).
 //!
 //! Invariants:
-//! - The writer is the only writer of the file. It takes every batch waiting in its ring (up to
-//!   [`STORE_GROUP_BATCHES_MAX`] batches / [`STORE_GROUP_OPS_MAX`] ops), commits them in
-//!   submission order — with the log (fsync): ONE append and `fdatasync`; without: ONE redb
-//!   write transaction — and only then pushes one `Written` completion per batch, in
-//!   submission order, and calls the wake-up callback once.
-//! - With the log, committed batches wait in memory (at most [`STORE_APPLY_OPS`] ops plus one
-//!   group) until they are applied to redb in order, in one non-durable transaction: when they
-//!   reach that bound, after [`STORE_APPLY_IDLE`] without work, or when the reader asks. A
-//!   checkpoint (durable redb commit, next log generation) follows once the log holds
-//!   [`STORE_LOG_CHECKPOINT_BYTES`], and at shutdown.
+//! - The writer is the only writer of the log and decides every redb write. It takes every
+//!   batch waiting in its ring (up to [`STORE_GROUP_BATCHES_MAX`] batches /
+//!   [`STORE_GROUP_OPS_MAX`] ops) and commits them in submission order. Without the log: ONE
+//!   redb write transaction, then one `Written` completion per batch. With the log
+//!   (`Logged`): ONE `pwrite` of the group, then ONE `fdatasync` on the sync thread; while it
+//!   runs, the next group is written behind it (at most one group syncing and one written),
+//!   and that group's own `fdatasync` starts only after the first one completed — so every
+//!   batch is acknowledged only after a sync that started after its bytes were written.
+//!   `Written` completions go out in log order, the wake-up callback once per group.
+//! - A sync starts at most once per [`STORE_COMMIT_INTERVAL_MIN`] while busy (groups fill).
+//! - With the log, committed batches wait in memory until they are applied to redb in order,
+//!   in one non-durable transaction on the apply thread (one at a time; commits continue
+//!   meanwhile): when they reach [`STORE_APPLY_OPS`], after [`STORE_APPLY_IDLE`] without work,
+//!   or when the reader asks; at most [`STORE_APPLY_PENDING_MAX`] ops wait while an apply
+//!   runs, then the writer waits for it. A checkpoint (durable redb commit, next log
+//!   generation) follows once the log holds [`STORE_LOG_CHECKPOINT_BYTES`], and at shutdown,
+//!   each only when no group is in flight and no apply is running.
 //! - A failed commit keeps its group: the writer marks the store unhealthy, waits (10 ms
 //!   doubling to 1 s), reopens the file (redb refuses all work after an I/O error until it is
 //!   reopened) and retries the same group until it commits, then marks the store healthy.
+//!   With the log, a failed write or sync first rewinds the log to its durable end, and every
+//!   group not known durable is retried synchronously, in order (append and sync on the
+//!   writer thread).
 //!   Nothing is dropped: the only way a batch completes with `Err` is a shutdown while commits
 //!   keep failing for [`STORE_FLUSH_GRACE`], and that is logged with the count.
 //! - The reader has its own rings and thread, so reads never wait behind a failing write; it
