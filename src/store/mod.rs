@@ -329,6 +329,12 @@ impl Store {
         out
     }
 
+    /// Test hook: the next `n` redb applies of logged batches fail.
+    #[cfg(test)]
+    pub(crate) fn fail_next_applies(&self, n: u32) {
+        self.shared.fail_applies.store(n, Ordering::Release);
+    }
+
     /// Test hook: the next `n` log syncs fail.
     #[cfg(test)]
     pub(crate) fn fail_next_syncs(&self, n: u32) {

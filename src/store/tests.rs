@@ -1046,3 +1046,30 @@ fn a_group_is_written_while_the_one_before_syncs_and_acknowledged_after_its_own_
 fn a_failed_sync_retries_the_syncing_and_the_written_group_in_order() {
     pipelined_groups_complete_in_order(true);
 }
+
+#[test]
+fn a_failed_apply_on_the_apply_thread_is_retried_from_the_log() {
+    let dir = TempDir::new("apply-fail");
+    let (mut store, _) = open(dir.path(), 0, 1, 100);
+    store.fail_next_applies(1);
+    let n = crate::limits::STORE_APPLY_OPS as u64 + 100;
+    // One op per batch: more than STORE_APPLY_OPS of them start an apply, which fails.
+    submit_all(
+        &mut store,
+        (0..n).map(|i| vec![StoreOp::PutMessage(message(1, 100 + i, i + 1))]).collect(),
+    );
+    // The writer retries from the log: a checkpoint that applies every logged batch.
+    until("the apply retried from the log", || {
+        let m = store.metrics();
+        m.commit_failures == 1 && m.checkpoints >= 1 && m.healthy
+    });
+    // Every acknowledged write is readable, the first and the last.
+    assert_eq!(message_room(&mut store, 100), Some(1));
+    assert_eq!(message_room(&mut store, 100 + n - 1), Some(1));
+    assert_eq!(store.metrics().unapplied_batches, 0);
+    // The writer works normally afterwards.
+    submit_all(&mut store, vec![vec![StoreOp::PutMessage(message(1, 100 + n, n + 1))]]);
+    drop(store);
+    let (_, recovered) = open(dir.path(), 0, 1, 100);
+    assert_eq!(recovered.max_message_id, 100 + n);
+}

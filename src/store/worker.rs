@@ -123,6 +123,9 @@ pub(crate) struct Shared {
     pub sync_gate: (Mutex<(bool, u64)>, std::sync::Condvar),
     #[cfg(test)]
     pub fail_syncs: std::sync::atomic::AtomicU32,
+    /// Test hook: how many of the next redb applies (on the apply thread) fail.
+    #[cfg(test)]
+    pub fail_applies: std::sync::atomic::AtomicU32,
 }
 
 impl Shared {
@@ -153,6 +156,8 @@ impl Shared {
             sync_gate: (Mutex::new((true, 0)), std::sync::Condvar::new()),
             #[cfg(test)]
             fail_syncs: std::sync::atomic::AtomicU32::new(0),
+            #[cfg(test)]
+            fail_applies: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -802,6 +807,14 @@ struct Applied {
 /// Applies `batches` to redb in one non-durable transaction (one attempt); on success counts
 /// them applied and wakes a waiting reader.
 fn apply_batches(shared: &Shared, batches: &[Vec<StoreOp>], marks: &mut Marks) -> Result<(), Fail> {
+    #[cfg(test)]
+    if shared
+        .fail_applies
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err(Fail("injected apply failure".into()));
+    }
     let db =
         shared.current().ok_or_else(|| Fail("file is closed after an earlier failure".into()))?;
     let mut txn = db.begin_write()?;
