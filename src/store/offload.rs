@@ -57,7 +57,7 @@ impl<R: Send + 'static> Offload<R> {
         let thread = match thread {
             Ok(t) => Some(t),
             Err(e) => {
-                tracing::error!(thread = %name, error = %e, "store helper thread not started; syncing inline");
+                tracing::error!(thread = %name, error = %e, "store helper thread not started; its jobs run inline");
                 None
             }
         };
