@@ -1,9 +1,10 @@
 //! The store writer's cost per message: N messages through one shard's [`Store`] with `fsync`
 //! (or `none`) durability, one message per submitted batch (as a REST post submits), at most
 //! `OUTSTANDING` batches in flight (the closed-loop posters of `perf/scenarios/ingest.sh`),
-//! over `ROOMS` rooms. Prints one JSON line: messages/s (wall), the writer thread's CPU per
-//! message (from `/proc/self/task/*/schedstat` and `stat`, so the bench loop's own spinning
-//! does not count), commits and the mean group size.
+//! over `ROOMS` rooms. Prints one JSON line: messages/s (wall), the writer's CPU per message
+//! (the writer thread and its log-sync and apply threads, from `/proc/self/task/*/schedstat`
+//! and `stat`, so the bench loop's own spinning does not count), commits and the mean group
+//! size.
 //!
 //! Run: `cargo bench --bench store_writer` (env: `N` 200000, `OUTSTANDING` 100, `ROOMS` 10,
 //! `DURABILITY` fsync|none, `TEXT_BYTES` 64, `DIR` a directory for the data files (default: the
@@ -43,26 +44,32 @@ fn message(room: u64, id: u64, seq: u64, text: &str) -> MessageRecord {
     }
 }
 
-/// (CPU ns from schedstat, utime ticks, stime ticks) of this process's thread named `name`.
-fn thread_cpu(name: &str) -> Option<(u64, u64, u64)> {
+/// (CPU ns from schedstat, utime ticks, stime ticks) of this process's threads named in
+/// `names` (the writer and its helper threads), summed; `None` if none of them exists.
+fn thread_cpu(names: &[&str]) -> Option<(u64, u64, u64)> {
+    let mut sum: Option<(u64, u64, u64)> = None;
     for entry in std::fs::read_dir("/proc/self/task").ok()? {
         let dir = entry.ok()?.path();
         let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-        if comm.trim() != name {
+        if !names.contains(&comm.trim()) {
             continue;
         }
         let sched = std::fs::read_to_string(dir.join("schedstat")).ok()?;
-        let ns = sched.split_whitespace().next()?.parse().ok()?;
+        let ns: u64 = sched.split_whitespace().next()?.parse().ok()?;
         let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
         // Fields after the ")" that ends comm: state is field 3; utime 14, stime 15.
         let rest = &stat[stat.rfind(')')? + 2..];
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime = fields.get(11)?.parse().ok()?;
-        let stime = fields.get(12)?.parse().ok()?;
-        return Some((ns, utime, stime));
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        let (a, b, c) = sum.unwrap_or_default();
+        sum = Some((a + ns, b + utime, c + stime));
     }
-    None
+    sum
 }
+
+/// The store's writing threads: the writer and (with the log) its sync and apply threads.
+const WRITER_THREADS: [&str; 3] = ["store-w0", "store-s0", "store-a0"];
 
 fn drain(store: &mut Store, buf: &mut Vec<Completion>) -> u64 {
     store.drain_completions(buf);
@@ -110,7 +117,7 @@ fn main() {
     }
     let text = "x".repeat(text_bytes);
     let before_metrics = store.metrics();
-    let before_cpu = thread_cpu("store-w0").expect("writer thread");
+    let before_cpu = thread_cpu(&WRITER_THREADS).expect("writer thread");
     let start = Instant::now();
     let (mut submitted, mut completed) = (0u64, 0u64);
     let mut seqs = vec![0u64; rooms as usize + 1];
@@ -132,7 +139,7 @@ fn main() {
         completed += got;
     }
     let wall = start.elapsed().as_secs_f64();
-    let after_cpu = thread_cpu("store-w0").expect("writer thread");
+    let after_cpu = thread_cpu(&WRITER_THREADS).expect("writer thread");
     let m = store.metrics();
     let commits = m.commits - before_metrics.commits;
     let tick_us = 1e6 / 100.0; // USER_HZ

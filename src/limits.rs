@@ -195,6 +195,10 @@ pub const STORE_FLUSH_GRACE: Duration = Duration::from_secs(10);
 /// (or the writer is idle, or a read needs them), then go into redb in one non-durable
 /// transaction: redb's cost per transaction is paid once per this many ops, not per group.
 pub const STORE_APPLY_OPS: usize = 512;
+/// With `durability = "fsync"`, how many logged ops may wait for redb while the apply thread
+/// is busy with the previous ones; above it the writer waits for the apply before committing
+/// more (memory bound: the batches stay in memory until applied).
+pub const STORE_APPLY_PENDING_MAX: usize = 16 * STORE_APPLY_OPS;
 /// With `durability = "fsync"`, how long the writer waits with nothing to commit before it
 /// applies the logged batches it holds to redb.
 pub const STORE_APPLY_IDLE: Duration = Duration::from_millis(5);

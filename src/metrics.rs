@@ -167,7 +167,7 @@ shard_metrics! {
     store_checkpoints_total: "counter";
     /// Bytes in the write-ahead log's current generation.
     store_log_bytes: "gauge";
-    /// Batches durable in the log but not yet applied to redb (at most `STORE_APPLY_OPS` ops).
+    /// Batches durable in the log but not yet applied to redb (see `STORE_APPLY_PENDING_MAX`).
     store_unapplied_batches: "gauge";
     /// Batches replayed from the write-ahead log when the store opened (after a crash).
     store_log_replayed_batches: "gauge";

@@ -18,7 +18,10 @@
 //!   metadata, so `fdatasync` writes only the appended blocks; the file is extended
 //!   [`STORE_LOG_EXTEND_BYTES`] at a time with zeros, made durable before use.
 //! - A failed append leaves `end` where it was: the retry rewrites the same bytes at the same
-//!   offset. Everything before `end` is durable.
+//!   offset. Everything before `durable` is durable; between `durable` and `end` are records
+//!   written ([`Log::write`]) whose `fdatasync` has not completed yet (the writer pipelines:
+//!   one group syncing while the next is written). A failed sync rewinds `end` to `durable`
+//!   ([`Log::rewind`]) so the retry rewrites everything not known durable.
 //!
 //! Limits: the writer checkpoints once the log holds [`STORE_LOG_CHECKPOINT_BYTES`], so the
 //! file stays below that plus one group plus one extension.
@@ -27,6 +30,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rkyv::rancor;
 
@@ -45,9 +49,13 @@ pub(crate) fn log_path(db_path: &Path) -> PathBuf {
 /// An open log: the file, its generation and where the next record goes.
 pub(crate) struct Log {
     path: PathBuf,
-    file: File,
+    /// Shared with the writer's sync thread, which runs `fdatasync` on it.
+    file: Arc<File>,
     gen: u64,
+    /// Where the next record goes (records before it are written, not necessarily durable).
     end: u64,
+    /// Records before this offset are durable.
+    durable: u64,
     allocated: u64,
     /// The records of the group being appended.
     buf: Vec<u8>,
@@ -127,9 +135,10 @@ impl Log {
         };
         let log = Log {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             gen: gen.unwrap_or(0),
             end,
+            durable: end,
             allocated: bytes.len() as u64,
             buf: Vec::new(),
             scratch: rkyv::util::AlignedVec::new(),
@@ -140,6 +149,23 @@ impl Log {
     /// Appends one record per batch and makes them durable: one write, one `fdatasync` (plus,
     /// once per [`STORE_LOG_EXTEND_BYTES`], the zero fill that extends the file).
     pub(crate) fn append<'a>(
+        &mut self,
+        batches: impl Iterator<Item = &'a Vec<StoreOp>>,
+    ) -> Result<(), Fail> {
+        debug_assert_eq!(self.end, self.durable, "append behind records not yet durable");
+        self.write(batches)?;
+        if let Err(e) = self.file.sync_data() {
+            self.rewind();
+            return Err(self.fail("syncing", e));
+        }
+        self.synced(self.end);
+        Ok(())
+    }
+
+    /// Writes one record per batch at `end` with one write and moves `end` past them, without
+    /// making them durable: a `fdatasync` that starts after this returns (on [`Log::file`])
+    /// does, and [`Log::synced`] records it.
+    pub(crate) fn write<'a>(
         &mut self,
         batches: impl Iterator<Item = &'a Vec<StoreOp>>,
     ) -> Result<(), Fail> {
@@ -161,9 +187,36 @@ impl Log {
             self.extend(end)?;
         }
         self.file.write_all_at(&self.buf, self.end).map_err(|e| self.fail("writing", e))?;
-        self.file.sync_data().map_err(|e| self.fail("syncing", e))?;
         self.end = end;
         Ok(())
+    }
+
+    /// The file, for a `fdatasync` on another thread.
+    pub(crate) fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
+    /// Records that a `fdatasync` started after the records up to `end` were written has
+    /// completed.
+    pub(crate) fn synced(&mut self, end: u64) {
+        debug_assert!(end <= self.end, "synced past the written end");
+        self.durable = self.durable.max(end);
+    }
+
+    /// Records before this offset are durable.
+    pub(crate) fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    /// After a failed `fdatasync`: the next write goes at the durable end again, so the retry
+    /// rewrites every record not known durable, at the same offsets.
+    pub(crate) fn rewind(&mut self) {
+        self.end = self.durable;
+    }
+
+    /// Describes a failed operation on the log.
+    pub(crate) fn io_fail(&self, what: &str, e: std::io::Error) -> Fail {
+        self.fail(what, e)
     }
 
     /// Writes zeros from `allocated` up to at least `needed` (whole extension steps) and makes
@@ -186,8 +239,10 @@ impl Log {
     /// Starts generation `gen` at offset 0: called once a durable redb commit holds everything
     /// logged and records `gen` as the current generation.
     pub(crate) fn reset(&mut self, gen: u64) {
+        debug_assert_eq!(self.end, self.durable, "reset with records not yet durable");
         self.gen = gen;
         self.end = 0;
+        self.durable = 0;
     }
 
     /// Every batch of the current generation, read back from the file (after redb lost its

@@ -33,6 +33,7 @@ mod db;
 mod dir;
 mod error;
 mod log;
+mod offload;
 mod record;
 mod worker;
 
@@ -305,6 +306,45 @@ impl Store {
     /// The shard file's path.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Test hook: closes (`false`) or opens the gate every log sync waits at; returns how
+    /// many syncs have reached the gate so far.
+    #[cfg(test)]
+    pub(crate) fn sync_gate(&self, open: Option<bool>) -> u64 {
+        let (lock, cv) = &self.shared.sync_gate;
+        let mut gate = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(open) = open {
+            gate.0 = open;
+            cv.notify_all();
+        }
+        gate.1
+    }
+
+    /// Test hook: the completions waiting now.
+    #[cfg(test)]
+    pub(crate) fn drain_completions_now(&mut self) -> Vec<Completion> {
+        let mut out = Vec::new();
+        self.drain_completions(&mut out);
+        out
+    }
+
+    /// Test hook: the next `n` redb applies of logged batches fail.
+    #[cfg(test)]
+    pub(crate) fn fail_next_applies(&self, n: u32) {
+        self.shared.fail_applies.store(n, Ordering::Release);
+    }
+
+    /// Test hook: the next `n` log syncs fail.
+    #[cfg(test)]
+    pub(crate) fn fail_next_syncs(&self, n: u32) {
+        self.shared.fail_syncs.store(n, Ordering::Release);
+    }
+
+    /// Groups written to the log while the group before them was syncing.
+    #[cfg(test)]
+    pub(crate) fn pipelined_groups(&self) -> u64 {
+        self.shared.pipelined.load(Ordering::Relaxed)
     }
 
     /// Test hook: the next `n` commit attempts fail as a full disk would make them.

@@ -980,3 +980,96 @@ fn a_schema_1_file_is_read_through_its_old_index_and_marked_2() {
     let version = txn.open_table(meta).expect("meta").get("schema_version").expect("get");
     assert_eq!(version.map(|v| v.value()), Some(2), "opened by this build: version 2");
 }
+
+/// Polls `cond` (or panics after 30 s).
+fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A group is written while the one before it syncs (its sync held at the test gate): nothing
+/// is acknowledged before its own sync, completions come in submission order, and with
+/// `fail_sync` the held sync fails and both groups are retried in order.
+fn pipelined_groups_complete_in_order(fail_sync: bool) {
+    let dir = TempDir::new("pipeline");
+    let (mut store, _) = open(dir.path(), 0, 1, 100);
+    let batch = |t: u64| vec![StoreOp::PutMessage(message(1, 100 + t, t + 1))];
+    // A first sync held for a while: the writer wakes to write what arrived after half the
+    // last sync's duration, so the next held sync leaves the test ample time to submit.
+    store.sync_gate(Some(false));
+    store.submit(0, batch(0)).expect("ring");
+    until("the first sync", || store.sync_gate(None) == 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(store.drain_completions_now().is_empty(), "acknowledged before its sync");
+    store.sync_gate(Some(true));
+    assert_eq!(wait(&mut store, 1), vec![Completion::Written { token: 0, result: Ok(()) }]);
+
+    store.sync_gate(Some(false));
+    if fail_sync {
+        store.fail_next_syncs(1);
+    }
+    store.submit(1, batch(1)).expect("ring");
+    until("the second sync", || store.sync_gate(None) == 2);
+    for t in 2..6 {
+        store.submit(t, batch(t)).expect("ring");
+    }
+    until("a group written behind the syncing one", || store.pipelined_groups() == 1);
+    // At most one group syncing and one written: these wait in the ring.
+    for t in 6..8 {
+        store.submit(t, batch(t)).expect("ring");
+    }
+    assert!(store.drain_completions_now().is_empty(), "acknowledged before its sync");
+    assert_eq!(store.pipelined_groups(), 1);
+    store.sync_gate(Some(true));
+    let written: Vec<Completion> = wait(&mut store, 7);
+    let expected: Vec<Completion> =
+        (1..8).map(|token| Completion::Written { token, result: Ok(()) }).collect();
+    assert_eq!(written, expected, "once each, in order");
+    let m = store.metrics();
+    assert_eq!(m.commit_failures, u64::from(fail_sync));
+    assert_eq!(m.batches, 8);
+    assert!(store.is_healthy());
+    drop(store);
+    let (_, recovered) = open(dir.path(), 0, 1, 100);
+    assert_eq!(recovered.max_message_id, 107);
+}
+
+#[test]
+fn a_group_is_written_while_the_one_before_syncs_and_acknowledged_after_its_own_sync() {
+    pipelined_groups_complete_in_order(false);
+}
+
+#[test]
+fn a_failed_sync_retries_the_syncing_and_the_written_group_in_order() {
+    pipelined_groups_complete_in_order(true);
+}
+
+#[test]
+fn a_failed_apply_on_the_apply_thread_is_retried_from_the_log() {
+    let dir = TempDir::new("apply-fail");
+    let (mut store, _) = open(dir.path(), 0, 1, 100);
+    store.fail_next_applies(1);
+    let n = crate::limits::STORE_APPLY_OPS as u64 + 100;
+    // One op per batch: more than STORE_APPLY_OPS of them start an apply, which fails.
+    submit_all(
+        &mut store,
+        (0..n).map(|i| vec![StoreOp::PutMessage(message(1, 100 + i, i + 1))]).collect(),
+    );
+    // The writer retries from the log: a checkpoint that applies every logged batch.
+    until("the apply retried from the log", || {
+        let m = store.metrics();
+        m.commit_failures == 1 && m.checkpoints >= 1 && m.healthy
+    });
+    // Every acknowledged write is readable, the first and the last.
+    assert_eq!(message_room(&mut store, 100), Some(1));
+    assert_eq!(message_room(&mut store, 100 + n - 1), Some(1));
+    assert_eq!(store.metrics().unapplied_batches, 0);
+    // The writer works normally afterwards.
+    submit_all(&mut store, vec![vec![StoreOp::PutMessage(message(1, 100 + n, n + 1))]]);
+    drop(store);
+    let (_, recovered) = open(dir.path(), 0, 1, 100);
+    assert_eq!(recovered.max_message_id, 100 + n);
+}
