@@ -142,7 +142,7 @@ impl Verifier {
             let key = self.hs256_key.as_ref().ok_or(AuthError::AlgorithmNotAllowed)?;
             return key.verify(token, &header_json, now_unix_s());
         }
-        self.verify_with_library(token, &alg)
+        self.verify_with_library(token, alg)
     }
 
     /// [`Verifier::verify`] through `jsonwebtoken::decode` for `alg`'s slot (RS256, ES256;
@@ -181,8 +181,9 @@ struct HeaderPeek<'a> {
 }
 
 /// Decodes only the header segment (base64url as the JWT library decodes it: no padding,
-/// canonical trailing bits) and returns its `alg` and the decoded header.
-fn peek_alg(token: &str) -> Result<(String, Vec<u8>), AuthError> {
+/// canonical trailing bits) and returns its `alg` (one of the three this module knows, or `""`
+/// for any other) and the decoded header.
+fn peek_alg(token: &str) -> Result<(&'static str, Vec<u8>), AuthError> {
     use base64::Engine;
     let header_b64 = token.split('.').next().unwrap_or_default();
     if header_b64.is_empty() || header_b64.len() > JWT_HEADER_SEGMENT_BYTES_MAX {
@@ -191,9 +192,17 @@ fn peek_alg(token: &str) -> Result<(String, Vec<u8>), AuthError> {
     let header_json = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(header_b64)
         .map_err(|_| AuthError::Malformed)?;
+    if super::hs256::is_plain_header(&header_json) {
+        return Ok(("HS256", header_json));
+    }
     let header: HeaderPeek<'_> =
         serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
-    let alg = header.alg.into_owned();
+    let alg = match header.alg.as_ref() {
+        "HS256" => "HS256",
+        "RS256" => "RS256",
+        "ES256" => "ES256",
+        _ => "",
+    };
     Ok((alg, header_json))
 }
 
@@ -307,6 +316,6 @@ impl Verifier {
             return Err(AuthError::Missing);
         }
         let (alg, _) = peek_alg(token)?;
-        self.verify_with_library(token, &alg)
+        self.verify_with_library(token, alg)
     }
 }
