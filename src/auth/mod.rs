@@ -27,6 +27,7 @@
 //!   decoding.
 
 pub mod cache;
+mod hs256;
 mod mint;
 mod secret;
 mod verify;

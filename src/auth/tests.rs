@@ -428,3 +428,159 @@ fn secret_file_contents_are_trimmed_and_empty_is_refused() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Signs raw header and claims JSON text (duplicates, odd types) with the test secret.
+fn sign_raw(header: &str, claims: &str) -> String {
+    use hmac::Mac;
+    let message = format!("{}.{}", b64url(header.as_bytes()), b64url(claims.as_bytes()));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET).expect("any key length");
+    mac.update(message.as_bytes());
+    format!("{message}.{}", b64url(&mac.finalize().into_bytes()))
+}
+
+#[test]
+fn hs256_one_pass_agrees_with_the_library_on_edge_cases() {
+    let v = hs_verifier();
+    let exp = in_one_hour();
+    let past = now_unix_s() - 3600;
+    let later = now_unix_s() + 7200;
+    let claims = [
+        format!(r#"{{"sub":"a","exp":{exp}}}"#),
+        format!(r#"{{"sub":"a","exp":{exp}.4}}"#),
+        format!(r#"{{"sub":"a","exp":{past}}}"#),
+        format!(r#"{{"sub":"a","exp":{past}.0}}"#),
+        format!(r#"{{"sub":"a","exp":-{exp}}}"#),
+        r#"{"sub":"a","exp":-0.0}"#.to_string(),
+        r#"{"sub":"a","exp":1e30}"#.to_string(),
+        r#"{"sub":"a","exp":null}"#.to_string(),
+        r#"{"sub":"a","exp":"1"}"#.to_string(),
+        r#"{"sub":"a","exp":true}"#.to_string(),
+        r#"{"sub":"a","exp":[]}"#.to_string(),
+        r#"{"sub":"a","exp":{}}"#.to_string(),
+        r#"{"sub":"a","exp":[1]}"#.to_string(),
+        r#"{"sub":"a","exp":{"a":1}}"#.to_string(),
+        r#"{"sub":"a"}"#.to_string(),
+        format!(r#"{{"sub":"a","exp":{exp},"exp":{exp}}}"#),
+        format!(r#"{{"sub":"a","sub":"b","exp":{exp}}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"nbf":{later}}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"nbf":{past}}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"nbf":"x"}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"nbf":[]}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"nbf":1,"nbf":1}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"iss":5,"aud":[1,{{}}]}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"iss":"x","iss":"y"}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"aud":null,"aud":null}}"#),
+        format!(r#"{{"sub":1.5,"exp":{exp}}}"#),
+        format!(r#"{{"sub":true,"exp":{exp}}}"#),
+        format!(r#"{{"sub":null,"exp":{exp}}}"#),
+        format!(r#"{{"sub":"","exp":{exp}}}"#),
+        format!(r#"{{"sub":[],"exp":{exp}}}"#),
+        format!(r#"{{"sub":{{}},"exp":{exp}}}"#),
+        format!(r#"{{"sub":-7,"exp":{exp}}}"#),
+        format!(r#"{{"sub":18446744073709551615,"exp":{exp}}}"#),
+        format!(r#"{{"sub":"a\/b","exp":{exp}}}"#),
+        format!(r#"{{"sub":"caf\u00e9","exp":{exp}}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"sid":5}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"sid":null,"jti":"j"}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"sid":"s\n","jti":"j"}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"role":"service","scope":"x y"}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"role":["service"]}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"scopes":["a",1]}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"scopes":[],"scope":"b"}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"other":{{"deep":[1,2,{{}}]}}}}"#),
+        format!(r#"{{"sub":"a","exp":{exp}}} "#),
+        format!(r#"{{"sub":"a","exp":{exp}}}x"#),
+        r#"[1,2]"#.to_string(),
+        r#"[4000000000,0,null,null,null]"#.to_string(),
+        r#""text""#.to_string(),
+        String::new(),
+    ];
+    let headers = [
+        r#"{"alg":"HS256"}"#,
+        r#"{"typ":"JWT","alg":"HS256"}"#,
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        r#"{"alg":"HS256","typ":"JWT" }"#,
+        r#"{"alg":"HS256","foo":5}"#,
+        r#"{"alg":"HS256","foo":"bar"}"#,
+        r#"{"alg":"HS384"}"#,
+        r#"{"alg":"none"}"#,
+        r#"{"alg":5}"#,
+        r#"{}"#,
+        r#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#,
+        r#"{"alg":"HS256","kid":5}"#,
+        r#"{"alg":"HS256","alg":"HS256"}"#,
+        r#"{"typ":"JWT","alg":"HS256","x5c":["AA"]}"#,
+    ];
+    let mut compared = 0;
+    for header in headers {
+        for claim in &claims {
+            let token = sign_raw(header, claim);
+            compared += 1;
+            if claim.starts_with('[') {
+                // The one intended difference: the claims set must be an object (refused as
+                // malformed, unless the header was refused first, as by the library).
+                let (ours, library) = (v.verify(&token), v.verify_by_library(&token));
+                assert!(ours == Err(AuthError::Malformed) || ours == library, "{header} {claim}");
+                assert!(ours.is_err(), "{header} {claim}");
+                continue;
+            }
+            assert_eq!(v.verify(&token), v.verify_by_library(&token), "{header} {claim}");
+        }
+    }
+    // Tampered and cut tokens, through both.
+    let good = sign_raw(headers[0], &claims[0]);
+    let (message, signature) = good.rsplit_once('.').expect("three parts");
+    let mut others = vec![
+        format!("{message}."),
+        format!("{message}.{}", &signature[1..]),
+        format!("{message}.{signature}A"),
+        format!("{message}.{signature}=="),
+        format!("{message}.{}", "A".repeat(200)),
+        format!("{message}.{}", "%".repeat(200)),
+        format!("{message}.x.{signature}"),
+        format!("{message}x.{signature}"),
+        format!("x.{good}"),
+        message.to_string(),
+    ];
+    // A header segment with non-canonical trailing bits (`{"alg":"HS256"}` is 15 bytes: its
+    // base64url ends in a character holding 4 unused bits).
+    let header_b64 = b64url(headers[0].as_bytes());
+    let mut bits = header_b64.clone().into_bytes();
+    if let Some(last) = bits.last_mut() {
+        *last = if *last == b'9' { b'8' } else { *last + 1 };
+    }
+    let noncanonical = String::from_utf8(bits).expect("ascii");
+    others.push(good.replacen(&header_b64, &noncanonical, 1));
+    for token in &others {
+        assert_eq!(v.verify(token), v.verify_by_library(token), "{token}");
+        compared += 1;
+    }
+    assert_eq!(v.verify(&others[others.len() - 1]), Err(AuthError::Malformed));
+    assert!(compared > 250);
+}
+
+#[test]
+fn hs256_leeway_and_not_before_in_one_pass() {
+    let lenient = Verifier::new(&AuthSettings {
+        hs256_secret: Some(SECRET.to_vec()),
+        leeway_s: 600,
+        ..Default::default()
+    })
+    .expect("verifier");
+    let now = now_unix_s();
+    let soon_expired =
+        sign_raw(r#"{"alg":"HS256"}"#, &format!(r#"{{"sub":"a","exp":{}}}"#, now - 60));
+    assert!(lenient.verify(&soon_expired).is_ok());
+    assert_eq!(hs_verifier().verify(&soon_expired), Err(AuthError::Expired));
+    let early = format!(r#"{{"sub":"a","exp":{},"nbf":{}}}"#, now + 3600, now + 300);
+    let early = sign_raw(r#"{"alg":"HS256"}"#, &early);
+    assert!(lenient.verify(&early).is_ok());
+    assert!(matches!(hs_verifier().verify(&early), Err(AuthError::Invalid(_))));
+    // Only HS256 tokens take the one-pass path; an HS256 token without an HS256 key is refused.
+    let es_only = Verifier::new(&AuthSettings {
+        ec_public_pem: Some(EC_PUBLIC_PEM.as_bytes().to_vec()),
+        ..Default::default()
+    })
+    .expect("verifier");
+    assert_eq!(es_only.verify(&soon_expired), Err(AuthError::AlgorithmNotAllowed));
+}

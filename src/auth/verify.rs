@@ -5,7 +5,9 @@
 //! (one small base64url + JSON decode of the header segment) and picks the one
 //! matching key slot, so a token can never be checked against a key of another
 //! algorithm family. The JWT library still re-checks that the header `alg` is
-//! the single algorithm allowed for that slot.
+//! the single algorithm allowed for that slot. HS256 tokens are checked by `hs256` (the same
+//! rules in one pass, the HMAC key schedule computed here once), RS256 and ES256 by the
+//! library.
 //!
 //! Limits: see the parent module (`aud`/`iss` unchecked; header segment capped).
 
@@ -16,7 +18,8 @@ use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::{AuthError, Identity};
+use super::hs256::Hs256Key;
+use super::{now_unix_s, AuthError, Identity};
 use crate::limits::JWT_HEADER_SEGMENT_BYTES_MAX;
 use crate::model::UserId;
 
@@ -57,6 +60,8 @@ struct Slot {
 #[derive(Clone)]
 pub struct Verifier {
     hs256: Option<Slot>,
+    /// The HS256 slot's key, as `hs256` checks it (set exactly when `hs256` is).
+    hs256_key: Option<Hs256Key>,
     rs256: Option<Slot>,
     es256: Option<Slot>,
 }
@@ -102,7 +107,15 @@ impl Verifier {
             return Err(AuthError::Invalid("no JWT verification key is configured".into()));
         }
         let slot = |key, alg| Slot { key, validation: validation_for(alg, settings.leeway_s) };
+        let hs256_key = match &settings.hs256_secret {
+            Some(secret) => Some(
+                Hs256Key::new(secret, settings.leeway_s)
+                    .ok_or_else(|| AuthError::Invalid("the HS256 secret is unusable".into()))?,
+            ),
+            None => None,
+        };
         Ok(Verifier {
+            hs256_key,
             hs256: hs256.map(|k| slot(k, Algorithm::HS256)),
             rs256: rs256.map(|k| slot(k, Algorithm::RS256)),
             es256: es256.map(|k| slot(k, Algorithm::ES256)),
@@ -124,7 +137,18 @@ impl Verifier {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let slot = match peek_alg(token)?.as_ref() {
+        let (alg, header_json) = peek_alg(token)?;
+        if alg == "HS256" {
+            let key = self.hs256_key.as_ref().ok_or(AuthError::AlgorithmNotAllowed)?;
+            return key.verify(token, &header_json, now_unix_s());
+        }
+        self.verify_with_library(token, alg)
+    }
+
+    /// [`Verifier::verify`] through `jsonwebtoken::decode` for `alg`'s slot (RS256, ES256;
+    /// HS256 too in tests, to check `hs256` against it).
+    fn verify_with_library(&self, token: &str, alg: &str) -> Result<Identity, AuthError> {
+        let slot = match alg {
             "HS256" => self.hs256.as_ref(),
             "RS256" => self.rs256.as_ref(),
             "ES256" => self.es256.as_ref(),
@@ -156,43 +180,30 @@ struct HeaderPeek<'a> {
     alg: Cow<'a, str>,
 }
 
-/// Decodes only the header segment and returns its `alg`.
-fn peek_alg(token: &str) -> Result<String, AuthError> {
+/// Decodes only the header segment (base64url as the JWT library decodes it: no padding,
+/// canonical trailing bits) and returns its `alg` (one of the three this module knows, or `""`
+/// for any other) and the decoded header.
+fn peek_alg(token: &str) -> Result<(&'static str, Vec<u8>), AuthError> {
+    use base64::Engine;
     let header_b64 = token.split('.').next().unwrap_or_default();
     if header_b64.is_empty() || header_b64.len() > JWT_HEADER_SEGMENT_BYTES_MAX {
         return Err(AuthError::Malformed);
     }
-    let header_json = b64url_decode(header_b64.as_bytes()).ok_or(AuthError::Malformed)?;
+    let header_json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .map_err(|_| AuthError::Malformed)?;
+    if super::hs256::is_plain_header(&header_json) {
+        return Ok(("HS256", header_json));
+    }
     let header: HeaderPeek<'_> =
         serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
-    Ok(header.alg.into_owned())
-}
-
-/// Unpadded base64url decoding (RFC 7515 §2); `None` on any invalid input.
-fn b64url_decode(input: &[u8]) -> Option<Vec<u8>> {
-    if input.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(input.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &c in input {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    let alg = match header.alg.as_ref() {
+        "HS256" => "HS256",
+        "RS256" => "RS256",
+        "ES256" => "ES256",
+        _ => "",
+    };
+    Ok((alg, header_json))
 }
 
 /// Maps the JWT library's error kinds onto ours.
@@ -296,26 +307,15 @@ impl RawClaims {
 }
 
 #[cfg(test)]
-mod unit {
-    use super::b64url_decode;
-
-    #[test]
-    fn base64url_decodes_rfc4648_vectors() {
-        let cases: [(&str, &str); 7] = [
-            ("", ""),
-            ("Zg", "f"),
-            ("Zm8", "fo"),
-            ("Zm9v", "foo"),
-            ("Zm9vYg", "foob"),
-            ("Zm9vYmE", "fooba"),
-            ("Zm9vYmFy", "foobar"),
-        ];
-        for (enc, dec) in cases {
-            assert_eq!(b64url_decode(enc.as_bytes()).as_deref(), Some(dec.as_bytes()));
+impl Verifier {
+    /// Verifies `token` through `jsonwebtoken` whatever its algorithm, as before `hs256`
+    /// existed: what `hs256` must agree with.
+    pub(super) fn verify_by_library(&self, token: &str) -> Result<Identity, AuthError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AuthError::Missing);
         }
-        assert_eq!(b64url_decode(b"-_8").as_deref(), Some(&[0xfb, 0xff][..]));
-        assert_eq!(b64url_decode(b"Zm9vY"), None);
-        assert_eq!(b64url_decode(b"Zm9v+g"), None);
-        assert_eq!(b64url_decode(b"Zg=="), None);
+        let (alg, _) = peek_alg(token)?;
+        self.verify_with_library(token, alg)
     }
 }

@@ -105,7 +105,7 @@ pub struct RequestHead {
     /// Minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
     /// Headers in arrival order: (lowercase name, raw value).
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Headers,
     /// Declared body length (0 when absent).
     pub content_length: usize,
     /// Whether the connection stays open after the response.
@@ -114,10 +114,83 @@ pub struct RequestHead {
     pub chunked: bool,
 }
 
+/// A request's headers, (lowercase name, raw value) in arrival order, all in one buffer: a
+/// head costs two allocations however many headers it has (not two per header).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// Every name and value, back to back.
+    bytes: Vec<u8>,
+    /// Per header, where its name and its value end in `bytes` (each starts where the
+    /// previous one ended).
+    ends: Vec<(u32, u32)>,
+}
+
+impl Headers {
+    /// Room for `count` headers of `bytes` name and value bytes in all.
+    fn with_capacity(count: usize, bytes: usize) -> Headers {
+        Headers { bytes: Vec::with_capacity(bytes), ends: Vec::with_capacity(count) }
+    }
+
+    /// Appends a header, its name lowercased.
+    fn append(&mut self, name: &[u8], value: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(name);
+        self.bytes[start..].make_ascii_lowercase();
+        let name_end = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(value);
+        self.ends.push((name_end, self.bytes.len() as u32));
+    }
+
+    /// Appends a header (name lowercased), as if it had arrived last.
+    pub fn push(&mut self, (name, value): (String, Vec<u8>)) {
+        self.append(name.as_bytes(), &value);
+    }
+
+    /// The headers in arrival order: (lowercase name, raw value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        // Names are tokens (httparse checks them) or a `push`ed `String`: UTF-8 either way.
+        self.raw().map(|(name, value)| (std::str::from_utf8(name).unwrap_or_default(), value))
+    }
+
+    /// [`Headers::iter`] with the names as bytes (no UTF-8 check per lookup).
+    fn raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let (name_end, value_end) = (name_end as usize, value_end as usize);
+            let header = (&self.bytes[start..name_end], &self.bytes[name_end..value_end]);
+            start = value_end;
+            header
+        })
+    }
+
+    /// Values of every header named `name` (case-insensitive), in order.
+    fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.raw().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+
+    /// How many headers there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+impl FromIterator<(String, Vec<u8>)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (String, Vec<u8>)>>(iter: I) -> Headers {
+        let mut headers = Headers::default();
+        iter.into_iter().for_each(|header| headers.push(header));
+        headers
+    }
+}
+
 impl RequestHead {
     /// Value of the first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        self.headers.raw().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 
     /// [`Self::header`] as UTF-8, `None` if absent or not UTF-8.
@@ -127,10 +200,7 @@ impl RequestHead {
 
     /// Values of every header named `name` (case-insensitive), in order.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.named(name)
     }
 
     /// Whether any `name` header holds `token` in its comma-separated list
@@ -184,16 +254,21 @@ pub fn parse_head(
         Some((path, query)) => (path, Some(query.to_owned())),
         None => (target, None),
     };
+    if u32::try_from(len).is_err() {
+        // The offsets of `Headers` are `u32`s (a configured `head_bytes_max` could be larger).
+        return Err(too_large("request head too large"));
+    }
+    let bytes = req.headers.iter().map(|h| h.name.len() + h.value.len()).sum();
+    let mut headers = Headers::with_capacity(req.headers.len(), bytes);
+    for h in req.headers.iter() {
+        headers.append(h.name.as_bytes(), h.value);
+    }
     let mut head = RequestHead {
         method: Method::from_token(req.method.unwrap_or_default()),
         path: path.to_owned(),
         query,
         version: req.version.unwrap_or_default(),
-        headers: req
-            .headers
-            .iter()
-            .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
-            .collect(),
+        headers,
         content_length: 0,
         keep_alive: false,
         chunked: false,
@@ -268,7 +343,8 @@ mod tests {
         assert_eq!(h.query.as_deref(), Some("x=1&y=2"));
         assert_eq!(h.header("x-THING"), Some(&b"A"[..]));
         assert_eq!(h.header_str("host"), Some("h"));
-        assert_eq!(h.headers[1].0, "x-thing");
+        assert_eq!(h.headers.iter().nth(1), Some(("x-thing", &b"A"[..])));
+        assert_eq!(h.headers.len(), 2);
         assert_eq!((h.version, h.content_length, h.chunked), (1, 0, false));
         assert_eq!(head("GET / HTTP/1.1\r\n\r\n").query, None);
         assert_eq!(head("BREW / HTTP/1.1\r\n\r\n").method, Method::Other);

@@ -32,6 +32,22 @@ pub fn is_websocket_upgrade(head: &RequestHead) -> bool {
 /// `Sec-WebSocket-Key`), 426 (not an upgrade, or `Sec-WebSocket-Version` other than 13;
 /// with `Sec-WebSocket-Version: 13`).
 pub fn accept(head: &RequestHead) -> Result<Bytes, HttpError> {
+    let accept = accept_key(head)?;
+    let mut response = Vec::with_capacity(SWITCHING.len() + accept.len() + 4);
+    response.extend_from_slice(SWITCHING);
+    response.extend_from_slice(accept.as_bytes());
+    response.extend_from_slice(b"\r\n\r\n");
+    Ok(Bytes::from(response))
+}
+
+/// The start of every 101, up to the `Sec-WebSocket-Accept` value: [`accept`]'s response is
+/// this, the value, and `\r\n\r\n`; a caller adding headers writes them between.
+pub const SWITCHING: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Accept: ";
+
+/// Validates an upgrade request as [`accept`] does and returns its `Sec-WebSocket-Accept`
+/// value, for a caller that renders the 101 with headers of its own (after [`SWITCHING`]).
+pub fn accept_key(head: &RequestHead) -> Result<String, HttpError> {
     if head.method != Method::Get {
         let mut e = HttpError::new(405, "method_not_allowed", "websocket upgrade requires GET");
         e.extra_headers = &[("Allow", "GET")];
@@ -55,12 +71,7 @@ pub fn accept(head: &RequestHead) -> Result<Bytes, HttpError> {
         .map(<[u8]>::trim_ascii)
         .filter(|key| is_valid_key(key))
         .ok_or_else(|| HttpError::new(400, "invalid_request", "invalid Sec-WebSocket-Key"))?;
-    let accept = derive_accept_key(key);
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    Ok(Bytes::from(response))
+    Ok(derive_accept_key(key))
 }
 
 /// Whether `key` is canonical base64 of exactly 16 bytes: 22 alphabet chars + `==`, with

@@ -360,8 +360,8 @@ async fn refuse_after_upgrade(
     head: &RequestHead,
     frame: Bytes,
 ) -> bool {
-    let accepted = match upgrade::accept(head) {
-        Ok(accepted) => with_headers(&accepted, shard.id, None),
+    let accepted = match upgrade::accept_key(head) {
+        Ok(key) => switching_protocols(&key, shard.id, None),
         Err(e) => {
             let _ = write(shard, stream, e.render(false)).await;
             return false;
@@ -519,8 +519,8 @@ async fn upgrade_to_websocket(
         Switch::On => extension::negotiate(head.headers_named("sec-websocket-extensions")),
         Switch::Off => None,
     };
-    let accepted = match upgrade::accept(&head) {
-        Ok(accepted) => with_headers(&accepted, shard.id, deflate.as_ref()),
+    let accepted = match upgrade::accept_key(&head) {
+        Ok(key) => switching_protocols(&key, shard.id, deflate.as_ref()),
         Err(e) => {
             let _ = write(shard, stream, e.render(false)).await;
             return false;
@@ -591,16 +591,31 @@ fn owned_socket(stream: &TcpStream) -> Option<std::net::TcpStream> {
     Some(std::net::TcpStream::from(fd.as_fd().try_clone_to_owned().ok()?))
 }
 
-/// Adds `X-Roomcast-Shard` to a 101 response (tests and operators see where a socket lives),
-/// and the negotiated `Sec-WebSocket-Extensions`, if any.
-fn with_headers(accepted: &[u8], shard: ShardId, deflate: Option<&Agreement>) -> Bytes {
-    let head = accepted.strip_suffix(b"\r\n\r\n").unwrap_or(accepted);
-    let mut out = Vec::with_capacity(accepted.len() + 128);
-    out.extend_from_slice(head);
-    if let Some(agreement) = deflate {
-        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
-        out.extend_from_slice(agreement.response.as_bytes());
+/// The 101 for `Sec-WebSocket-Accept` value `key`, with `X-Roomcast-Shard` (tests and
+/// operators see where a socket lives) and the negotiated `Sec-WebSocket-Extensions`, if any:
+/// written once into a buffer of its final size.
+fn switching_protocols(key: &str, shard: ShardId, deflate: Option<&Agreement>) -> Bytes {
+    use std::io::Write;
+    const EXTENSIONS: &[u8] = b"\r\nSec-WebSocket-Extensions: ";
+    const SHARD: &[u8] = b"\r\nX-Roomcast-Shard: ";
+    let extension = deflate.map_or(&[][..], |agreement| agreement.response.as_bytes());
+    let mut out = Vec::with_capacity(
+        upgrade::SWITCHING.len()
+            + key.len()
+            + EXTENSIONS.len()
+            + extension.len()
+            + SHARD.len()
+            + 20
+            + 4,
+    );
+    out.extend_from_slice(upgrade::SWITCHING);
+    out.extend_from_slice(key.as_bytes());
+    if deflate.is_some() {
+        out.extend_from_slice(EXTENSIONS);
+        out.extend_from_slice(extension);
     }
-    out.extend_from_slice(format!("\r\nX-Roomcast-Shard: {shard}\r\n\r\n").as_bytes());
+    out.extend_from_slice(SHARD);
+    let _ = write!(out, "{}", shard.0);
+    out.extend_from_slice(b"\r\n\r\n");
     Bytes::from(out)
 }
