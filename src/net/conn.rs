@@ -40,30 +40,79 @@ use crate::net::uring::{Ring, SendOp, Tag, Target};
 use crate::ws::close::CLOSE_POLICY;
 use crate::ws::frame;
 
-/// The queue of frames waiting to be written.
+/// The queue of frames waiting to be written: 24 bytes (the frames behind one pointer, none
+/// while the queue is empty; the flags in one byte), which keeps `Rc<Conn>` in a smaller
+/// allocation class (perf/RESULTS.md, idle memory).
 #[derive(Debug, Default)]
 struct Outbound {
-    frames: VecDeque<Bytes>,
-    /// Bytes queued (the front frame counts only its unwritten part).
-    bytes: usize,
+    /// The frames, allocated with the first one and freed once all are written (an idle
+    /// connection keeps none).
+    frames: Option<Box<VecDeque<Bytes>>>,
+    /// Bytes queued (the front frame counts only its unwritten part); at most
+    /// `outbound_bytes_max` (< 2^31, [`Writer::new`]) plus one close frame or one TLS run's
+    /// record overhead.
+    bytes: u32,
     /// Bytes of the send in flight (saturating: more than 4 GiB only makes the bound stricter).
     in_flight: u32,
-    /// On the writer's list.
-    scheduled: bool,
-    /// A send is in flight (at most one per connection).
-    sending: bool,
-    /// No more frames may be queued (a close frame is queued or the socket failed).
-    closed: bool,
-    /// Ended at once (`Conn::kill`): a send completing now writes nothing more.
-    killed: bool,
-    /// Half-close the socket once the queue is written.
-    shutdown_when_flushed: bool,
-    /// The front frame is partly written (so it must be finished, never dropped).
-    front_started: bool,
-    /// Nothing is written yet: the upgrade has not answered (frames queue behind the 101).
-    held: bool,
     /// TLS: how many front entries are ciphertext (sealed records), never dropped.
     sealed: u32,
+    /// The flags below.
+    bits: u8,
+}
+
+/// On the writer's list.
+const SCHEDULED: u8 = 1;
+/// A send is in flight (at most one per connection).
+const SENDING: u8 = 1 << 1;
+/// No more frames may be queued (a close frame is queued or the socket failed).
+const CLOSED: u8 = 1 << 2;
+/// Ended at once (`Conn::kill`): a send completing now writes nothing more.
+const KILLED: u8 = 1 << 3;
+/// Half-close the socket once the queue is written.
+const SHUTDOWN_WHEN_FLUSHED: u8 = 1 << 4;
+/// The front frame is partly written (so it must be finished, never dropped).
+const FRONT_STARTED: u8 = 1 << 5;
+/// Nothing is written yet: the upgrade has not answered (frames queue behind the 101).
+const HELD: u8 = 1 << 6;
+
+/// `n` bytes as the queue counts them (saturating; the counts stay far below 4 GiB).
+#[inline]
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Outbound {
+    #[inline]
+    fn is(&self, bit: u8) -> bool {
+        self.bits & bit != 0
+    }
+
+    #[inline]
+    fn set(&mut self, bit: u8, on: bool) {
+        if on {
+            self.bits |= bit;
+        } else {
+            self.bits &= !bit;
+        }
+    }
+
+    /// True when no frame is queued.
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.frames.as_ref().is_none_or(|f| f.is_empty())
+    }
+
+    /// Frames queued.
+    #[inline]
+    fn len(&self) -> usize {
+        self.frames.as_ref().map_or(0, |f| f.len())
+    }
+
+    /// The frames, allocated when there were none.
+    #[inline]
+    fn queue(&mut self) -> &mut VecDeque<Bytes> {
+        self.frames.get_or_insert_with(Box::default)
+    }
 }
 
 /// The shard's writer: the connections with frames to write since it last ran. Frames queued
@@ -86,7 +135,8 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// An idle writer; `run` must be spawned on the shard's loop.
+    /// An idle writer; `run` must be spawned on the shard's loop. `outbound_bytes_max` is
+    /// capped at 1 GiB.
     pub fn new(
         ring: Rc<Ring>,
         metrics: Arc<ShardMetrics>,
@@ -96,7 +146,8 @@ impl Writer {
         Writer {
             ring,
             pending: RefCell::new(Vec::new()),
-            outbound_bytes_max,
+            // The queue counts its bytes in a `u32`.
+            outbound_bytes_max: outbound_bytes_max.min(1 << 30),
             deflate_threshold,
             drained: tokio::sync::Notify::new(),
             spare: RefCell::new(Vec::new()),
@@ -334,24 +385,26 @@ impl Conn {
     /// pass its bound. Never blocks and never copies the frame.
     pub fn send(self: &Rc<Self>, frame: Bytes) {
         let mut out = self.out.borrow_mut();
-        if out.closed {
+        if out.is(CLOSED) {
             return;
         }
-        if out.bytes + out.in_flight as usize + frame.len() > self.writer.outbound_bytes_max {
+        if out.bytes as usize + out.in_flight as usize + frame.len()
+            > self.writer.outbound_bytes_max
+        {
             drop(out);
             metrics::inc(&self.writer.metrics.slow_consumer_closes_total);
             self.close_now(CLOSE_POLICY, "slow consumer");
             return;
         }
-        out.bytes += frame.len();
-        out.frames.push_back(frame);
+        out.bytes += len32(frame.len());
+        out.queue().push_back(frame);
         metrics::inc(&self.writer.metrics.frames_out_total);
         self.schedule(out);
     }
 
     fn schedule(self: &Rc<Self>, mut out: std::cell::RefMut<'_, Outbound>) {
-        if !out.scheduled && !out.sending && !out.held {
-            out.scheduled = true;
+        if !out.is(SCHEDULED) && !out.is(SENDING) && !out.is(HELD) {
+            out.set(SCHEDULED, true);
             drop(out);
             self.writer.schedule(self.clone());
         }
@@ -360,14 +413,14 @@ impl Conn {
     /// Writes nothing until [`Conn::release`]: frames queued meanwhile (within the bound) go
     /// out after what the caller writes on the socket first (the upgrade's 101).
     pub fn hold(&self) {
-        self.out.borrow_mut().held = true;
+        self.out.borrow_mut().set(HELD, true);
     }
 
     /// Ends [`Conn::hold`]: what was queued is written from now on.
     pub fn release(self: &Rc<Self>) {
         let mut out = self.out.borrow_mut();
-        out.held = false;
-        if !out.frames.is_empty() {
+        out.set(HELD, false);
+        if !out.is_empty() {
             self.schedule(out);
         }
     }
@@ -393,38 +446,41 @@ impl Conn {
 
     fn queue_close(self: &Rc<Self>, close: Bytes, drop_queued: bool) {
         let mut out = self.out.borrow_mut();
-        if out.closed {
+        if out.is(CLOSED) {
             return;
         }
         if drop_queued {
             // A partly written frame must be finished, or the stream would be corrupt.
             // Sealed (TLS) records cannot be dropped either: the record sequence must not skip.
-            let keep = usize::from(out.front_started).max(out.sealed as usize);
-            let dropped: usize = out.frames.drain(keep..).map(|f| f.len()).sum();
-            out.bytes -= dropped;
+            let keep = usize::from(out.is(FRONT_STARTED)).max(out.sealed as usize);
+            let dropped: usize = match out.frames.as_mut() {
+                Some(frames) if frames.len() > keep => frames.drain(keep..).map(|f| f.len()).sum(),
+                _ => 0,
+            };
+            out.bytes -= len32(dropped);
         }
-        out.closed = true;
-        out.shutdown_when_flushed = true;
-        out.bytes += close.len();
-        out.frames.push_back(close);
+        out.set(CLOSED, true);
+        out.set(SHUTDOWN_WHEN_FLUSHED, true);
+        out.bytes += len32(close.len());
+        out.queue().push_back(close);
         self.cold().closing_since_ms.set(now_ms());
         self.schedule(out);
     }
 
     /// True once a close frame is queued or the socket failed.
     pub fn is_closed(&self) -> bool {
-        self.out.borrow().closed
+        self.out.borrow().is(CLOSED)
     }
 
     /// True while frames wait to be written (or a send is in flight).
     pub fn has_unwritten(&self) -> bool {
         let out = self.out.borrow();
-        !out.frames.is_empty() || out.sending
+        !out.is_empty() || out.is(SENDING)
     }
 
     /// True while a send is in flight.
     pub fn is_sending(&self) -> bool {
-        self.out.borrow().sending
+        self.out.borrow().is(SENDING)
     }
 
     fn cold(&self) -> &Cold {
@@ -457,7 +513,7 @@ impl Conn {
     pub fn serve_as(self: &Rc<Self>, tag: Tag, target: Target) {
         self.ring_id.set(RingId::pack(tag, target));
         let out = self.out.borrow_mut();
-        if !out.frames.is_empty() {
+        if !out.is_empty() {
             self.schedule(out);
         }
     }
@@ -477,11 +533,11 @@ impl Conn {
     /// Ends the connection at once: both directions, so the session's next read sees the end.
     pub fn kill(&self) {
         let mut out = self.out.borrow_mut();
-        out.closed = true;
-        out.killed = true;
-        out.frames.clear();
+        out.set(CLOSED, true);
+        out.set(KILLED, true);
+        out.frames = None;
         out.bytes = 0;
-        out.shutdown_when_flushed = false;
+        out.set(SHUTDOWN_WHEN_FLUSHED, false);
         out.sealed = 0;
         drop(out);
         // Both directions: the session's receive and any send in flight complete.
@@ -493,15 +549,15 @@ impl Conn {
     /// one is in flight (its completion continues).
     fn write_out(self: &Rc<Self>) {
         let mut out = self.out.borrow_mut();
-        out.scheduled = false;
+        out.set(SCHEDULED, false);
         let Some((tag, target)) = self.ring() else {
             // Not served yet: `serve_as` schedules what waits.
             return;
         };
-        if out.sending || out.held {
+        if out.is(SENDING) || out.is(HELD) {
             return;
         }
-        if out.frames.is_empty() {
+        if out.is_empty() {
             self.flushed_out(out);
             return;
         }
@@ -514,18 +570,17 @@ impl Conn {
             }
         }
         // TLS: only sealed records go out.
-        let take =
-            if tls.is_some() { out.sealed as usize } else { out.frames.len() }.min(IOV_BATCH);
+        let take = if tls.is_some() { out.sealed as usize } else { out.len() }.min(IOV_BATCH);
         // `take` ≤ IOV_BATCH.
         out.sealed -= (take as u32).min(out.sealed);
-        let frames: SmallVec<[Bytes; 4]> = out.frames.drain(..take).collect();
+        let frames: SmallVec<[Bytes; 4]> = out.queue().drain(..take).collect();
         let mut op = SendOp::new(frames);
         op.hint = self.memory();
         let len = op.len();
-        out.bytes -= len;
-        out.in_flight = u32::try_from(len).unwrap_or(u32::MAX);
-        out.front_started = false;
-        out.sending = true;
+        out.bytes -= len32(len);
+        out.in_flight = len32(len);
+        out.set(FRONT_STARTED, false);
+        out.set(SENDING, true);
         drop(out);
         self.writer.ring.send(target, tag, op);
     }
@@ -533,9 +588,10 @@ impl Conn {
     /// The queue is empty: half-close if asked, wake closers.
     fn flushed_out(&self, mut out: std::cell::RefMut<'_, Outbound>) {
         // An idle connection keeps no queue allocation.
-        out.frames = VecDeque::new();
-        let shutdown = std::mem::take(&mut out.shutdown_when_flushed);
-        let closing = out.closed;
+        out.frames = None;
+        let shutdown = out.is(SHUTDOWN_WHEN_FLUSHED);
+        out.set(SHUTDOWN_WHEN_FLUSHED, false);
+        let closing = out.is(CLOSED);
         drop(out);
         if shutdown {
             let _ = self.socket.shutdown(Shutdown::Write);
@@ -550,15 +606,15 @@ impl Conn {
     /// stream stays in order. The byte bound applies as to [`Conn::send`].
     pub fn send_sealed(self: &Rc<Self>, records: Bytes) {
         let mut out = self.out.borrow_mut();
-        if out.bytes + records.len() > self.writer.outbound_bytes_max {
+        if out.bytes as usize + records.len() > self.writer.outbound_bytes_max {
             drop(out);
             metrics::inc(&self.writer.metrics.slow_consumer_closes_total);
             self.close_now(CLOSE_POLICY, "slow consumer");
             return;
         }
         let at = out.sealed as usize;
-        out.bytes += records.len();
-        out.frames.insert(at, records);
+        out.bytes += len32(records.len());
+        out.queue().insert(at, records);
         out.sealed = out.sealed.saturating_add(1);
         self.schedule(out);
     }
@@ -568,7 +624,7 @@ impl Conn {
     /// close_notify follows it. False when sealing failed (the connection is over).
     fn seal_front(&self, out: &mut Outbound, tls: &RefCell<crate::tls::TlsSession>) -> bool {
         let (mut count, mut plain) = (0, 0);
-        for frame in &out.frames {
+        for frame in out.frames.iter().flat_map(|f| f.iter()) {
             if count > 0 && plain + frame.len() > TLS_SEAL_BYTES_MAX {
                 break;
             }
@@ -577,18 +633,18 @@ impl Conn {
         }
         let mut sealed = Vec::with_capacity(plain + plain / 512 + 64);
         let mut tls = tls.borrow_mut();
-        let frames = out.frames.iter().take(count).map(|f| &f[..]);
+        let frames = out.frames.iter().flat_map(|f| f.iter()).take(count).map(|f| &f[..]);
         if let Err(e) = tls.seal_frames(frames, &mut sealed) {
             metrics::inc(&self.writer.metrics.tls_errors_total);
             tracing::debug!("TLS: {e}");
             return false;
         }
-        if out.closed && count == out.frames.len() {
+        if out.is(CLOSED) && count == out.len() {
             tls.close_notify(&mut sealed);
         }
-        out.frames.drain(..count);
-        out.bytes = out.bytes - plain + sealed.len();
-        out.frames.push_front(Bytes::from(sealed));
+        out.queue().drain(..count);
+        out.bytes = out.bytes - len32(plain) + len32(sealed.len());
+        out.queue().push_front(Bytes::from(sealed));
         out.sealed = 1;
         true
     }
@@ -598,7 +654,7 @@ impl Conn {
     pub fn on_sent(self: &Rc<Self>, mut op: Box<SendOp>, result: i32) {
         let metrics = &self.writer.metrics;
         let mut out = self.out.borrow_mut();
-        out.sending = false;
+        out.set(SENDING, false);
         out.in_flight = 0;
         let Ok(written) = usize::try_from(result) else {
             // The peer went away or the connection was killed.
@@ -612,14 +668,14 @@ impl Conn {
             return;
         }
         metrics::add(&metrics.bytes_out_total, written as u64);
-        if out.killed {
+        if out.is(KILLED) {
             // Killed meanwhile: nothing more is written.
             drop(out);
             self.writer.drained.notify_waiters();
             return;
         }
         let (rest, started) = unwritten(std::mem::take(&mut op.frames), written);
-        out.front_started = started;
+        out.set(FRONT_STARTED, started);
         if !rest.is_empty() {
             // The socket's buffer filled: the rest goes first next time.
             metrics::inc(&metrics.write_blocked_total);
@@ -628,11 +684,11 @@ impl Conn {
                 out.sealed = out.sealed.saturating_add(rest.len() as u32);
             }
             for frame in rest.into_iter().rev() {
-                out.bytes += frame.len();
-                out.frames.push_front(frame);
+                out.bytes += len32(frame.len());
+                out.queue().push_front(frame);
             }
         }
-        if out.frames.is_empty() {
+        if out.is_empty() {
             self.flushed_out(out);
         } else {
             self.schedule(out);
@@ -700,12 +756,13 @@ mod tests {
     use super::unwritten;
 
     /// An idle connection's `Rc<Conn>` is one allocation of 16 + this many bytes (mimalloc's
-    /// 160-byte size class; 168 bytes put it in the 192-byte one): grow it only knowingly
+    /// 128-byte size class; 144 bytes put it in the 160-byte one): grow it only knowingly
     /// (perf/RESULTS.md, idle memory).
     #[test]
     fn conn_stays_compact() {
+        assert_eq!(std::mem::size_of::<super::Outbound>(), 24);
         assert!(
-            std::mem::size_of::<super::Conn>() <= 144,
+            std::mem::size_of::<super::Conn>() <= 112,
             "{}",
             std::mem::size_of::<super::Conn>()
         );
