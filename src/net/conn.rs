@@ -281,15 +281,16 @@ impl RingId {
     }
 }
 
-/// A registered connection's identity: set once, never changed.
+/// A registered connection's identity: set once, never changed (32 bytes).
 #[derive(Debug)]
 pub struct Bound {
-    /// Index in the shard's connection slab.
-    pub key: usize,
+    /// Index in the shard's connection slab (below the shard's connection limit).
+    pub key: u32,
     /// The authenticated user.
     pub user: UserId,
-    /// The token's session id (JWT `sid`, else `jti`).
-    pub session: Option<Arc<str>>,
+    /// The token's session id (JWT `sid`, else `jti`), as the first 64 bits of its
+    /// [`SessionKey`](crate::shard::SessionKey) (what a revocation compares).
+    pub session: Option<std::num::NonZeroU64>,
 }
 
 /// The user of a connection that has not authenticated.
@@ -362,7 +363,7 @@ impl Conn {
     /// Its slab key (`usize::MAX` until bound).
     #[inline]
     pub fn key(&self) -> usize {
-        self.bound.get().map_or(usize::MAX, |b| b.key)
+        self.bound.get().map_or(usize::MAX, |b| b.key as usize)
     }
 
     /// Its user (an empty id until bound).
@@ -371,14 +372,9 @@ impl Conn {
         self.bound.get().map_or(&ANONYMOUS, |b| &b.user)
     }
 
-    /// Its token's session id, once bound.
-    pub fn session(&self) -> Option<&str> {
-        self.bound.get().and_then(|b| b.session.as_deref())
-    }
-
-    /// Its token's session id, shared (the user owner keeps this one, not a copy).
-    pub fn session_shared(&self) -> Option<&Arc<str>> {
-        self.bound.get().and_then(|b| b.session.as_ref())
+    /// True when it is bound with session `key`'s token (by the key's first 64 bits).
+    pub fn in_session(&self, key: crate::shard::SessionKey) -> bool {
+        self.bound.get().and_then(|b| b.session) == Some(key.short())
     }
 
     /// Queues a complete frame; closes the connection as a slow consumer when the queue would

@@ -8,7 +8,7 @@
 //! closing a session's connections walks this shard's connections once per revocation (rare).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::num::NonZeroU64;
 
 use smallvec::SmallVec;
 
@@ -67,16 +67,45 @@ impl Revoked {
     }
 }
 
-/// The sessions a user's connections showed (id → token expiry, unix s), at most
+/// A session id (JWT `sid`, else `jti`) as a connection and its user's owner keep it: the
+/// first 16 bytes of its SHA-256, inline (no allocation per connection; the id itself is 32
+/// hex digits when this server mints the token). Collision-safe: two ids share a key only by a
+/// SHA-256 collision on 128 bits, and the ids a connection shows are in server-signed tokens,
+/// not chosen by the client. A connection keeps only the first half ([`SessionKey::short`]):
+/// it decides which connections a revocation closes, among this shard's, of server-minted
+/// ids, where a 64-bit collision is a 2^-64 chance per pair; the owner's checks of an id a user
+/// names (logging a session out by id) compare all 128 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionKey([u64; 2]);
+
+impl SessionKey {
+    /// The key of session id `sid`.
+    pub fn of(sid: &str) -> SessionKey {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(sid.as_bytes());
+        let word = |i: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&digest[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        SessionKey([word(0), word(1)])
+    }
+
+    /// Its first 64 bits, never 0 (a zero word becomes 1), as a connection keeps them.
+    pub fn short(self) -> NonZeroU64 {
+        NonZeroU64::new(self.0[0]).unwrap_or(NonZeroU64::MIN)
+    }
+}
+
+/// The sessions a user's connections showed (key → token expiry, unix s), at most
 /// `SESSIONS_PER_USER_MAX`; kept as a short list (one inline) since most users have one or two.
 #[derive(Debug, Default)]
-pub struct SeenSessions(SmallVec<[(Arc<str>, u64); 1]>);
+pub struct SeenSessions(SmallVec<[(SessionKey, u64); 1]>);
 
 impl SeenSessions {
     /// Remembers `sid` (expiring at `expires_at`), forgetting expired ones and, when full, the
-    /// one that expires soonest. Keeps `sid` itself (the connection's `Bound::session` when
-    /// the connection is on this shard), not a copy.
-    pub fn remember(&mut self, sid: Arc<str>, expires_at: u64, now_s: u64) {
+    /// one that expires soonest.
+    pub fn remember(&mut self, sid: SessionKey, expires_at: u64, now_s: u64) {
         self.0.retain(|(_, exp)| *exp >= now_s);
         if let Some((_, exp)) = self.0.iter_mut().find(|(s, _)| *s == sid) {
             *exp = (*exp).max(expires_at);
@@ -92,12 +121,14 @@ impl SeenSessions {
 
     /// The expiry of `sid`, when it was seen.
     pub fn expiry(&self, sid: &str) -> Option<u64> {
-        self.0.iter().find(|(s, _)| &**s == sid).map(|(_, exp)| *exp)
+        let key = SessionKey::of(sid);
+        self.0.iter().find(|(s, _)| *s == key).map(|(_, exp)| *exp)
     }
 
     /// Forgets `sid`.
     pub fn remove(&mut self, sid: &str) {
-        self.0.retain(|(s, _)| &**s != sid);
+        let key = SessionKey::of(sid);
+        self.0.retain(|(s, _)| *s != key);
     }
 
     /// Sessions remembered.
@@ -113,7 +144,7 @@ impl SeenSessions {
 
 impl Shard {
     /// User owner: a connection of `user` opened with session `sid`.
-    pub fn session_seen(&self, user: UserId, sid: Arc<str>, expires_at: u64) {
+    pub fn session_seen(&self, user: UserId, sid: SessionKey, expires_at: u64) {
         let mut owned = self.owner.owned.borrow_mut();
         let record = owned.users.get_or_default(&user);
         record.sessions.remember(sid, expires_at, now_unix_s());
@@ -208,16 +239,25 @@ mod tests {
     fn the_session_registry_is_bounded() {
         let mut s = SeenSessions::default();
         for i in 0..(SESSIONS_PER_USER_MAX as u64 + 10) {
-            s.remember(format!("s{i}").into(), 1000 + i, 0);
+            s.remember(SessionKey::of(&format!("s{i}")), 1000 + i, 0);
         }
         assert_eq!(s.len(), SESSIONS_PER_USER_MAX);
         assert_eq!(s.expiry(&format!("s{}", SESSIONS_PER_USER_MAX + 9)), Some(1000 + 73));
         assert_eq!(s.expiry("s0"), None, "the one expiring soonest made room");
-        s.remember("s20".into(), 5000, 0);
+        s.remember(SessionKey::of("s20"), 5000, 0);
         assert_eq!(s.expiry("s20"), Some(5000), "a later expiry extends a known session");
         s.remove("s20");
         assert_eq!(s.expiry("s20"), None);
-        s.remember("x".into(), 5, 2000);
+        s.remember(SessionKey::of("x"), 5, 2000);
         assert_eq!(s.len(), 1, "expired sessions are forgotten");
+    }
+
+    #[test]
+    fn session_keys_tell_ids_apart() {
+        let a = SessionKey::of("lg-693624a1-3a98");
+        assert_eq!(a, SessionKey::of("lg-693624a1-3a98"));
+        assert_ne!(a, SessionKey::of("lg-693624a1-3a99"));
+        assert_ne!(a.short(), SessionKey::of("lg-693624a1-3a99").short());
+        assert_eq!(SessionKey([0, 7]).short().get(), 1, "never 0");
     }
 }
