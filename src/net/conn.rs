@@ -24,7 +24,7 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -156,6 +156,12 @@ impl Writer {
         }
     }
 
+    /// Makes this the writer of the connections of this thread (its shard's), which reach it
+    /// through a thread-local, not a pointer each.
+    pub fn install(self: &Rc<Self>) {
+        WRITER.with_borrow_mut(|w| *w = Rc::downgrade(self));
+    }
+
     fn schedule(&self, conn: Rc<Conn>) {
         let mut pending = self.pending.borrow_mut();
         pending.push(conn);
@@ -179,7 +185,7 @@ impl Writer {
                     if let Some(ahead) = batch.get(i + crate::net::uring::PREFETCH_AHEAD) {
                         ahead.prefetch();
                     }
-                    batch[i].write_out();
+                    batch[i].write_out(&self);
                 }
                 batch.clear();
                 *self.spare.borrow_mut() = batch;
@@ -217,7 +223,20 @@ pub struct Conn {
     /// What few connections need, allocated when first needed: its TLS state, and when the
     /// server started closing it.
     cold: OnceCell<Box<Cold>>,
-    writer: Rc<Writer>,
+}
+
+thread_local! {
+    /// The writer of the shard this thread runs ([`Writer::install`]): connections reach it
+    /// here rather than each keeping a pointer to it (8 bytes per connection). `Weak`, so the
+    /// shard's teardown drops its writer (and ring) as before; a connection outliving its
+    /// shard writes nothing more.
+    static WRITER: RefCell<Weak<Writer>> = const { RefCell::new(Weak::new()) };
+}
+
+/// This thread's shard writer, while the shard runs.
+#[inline]
+fn writer() -> Option<Rc<Writer>> {
+    WRITER.with_borrow(Weak::upgrade)
 }
 
 /// The part of a [`Conn`] that most idle connections never use (one pointer in `Conn`).
@@ -297,8 +316,11 @@ pub struct Bound {
 static ANONYMOUS: std::sync::LazyLock<UserId> = std::sync::LazyLock::new(|| UserId::new(""));
 
 impl Conn {
-    /// An unauthenticated connection speaking `dialect` on `socket`.
+    /// An unauthenticated connection speaking `dialect` on `socket`, written by `writer`: the
+    /// writer installed on this thread ([`Writer::install`], checked in debug builds).
     pub fn new(dialect: DialectId, socket: TcpStream, writer: Rc<Writer>) -> Conn {
+        debug_assert!(self::writer().is_some_and(|w| Rc::ptr_eq(&w, &writer)));
+        drop(writer);
         Conn {
             bound: OnceCell::new(),
             dialect,
@@ -309,7 +331,6 @@ impl Conn {
             flags: Cell::new(0),
             deflate: Deflate::default(),
             cold: OnceCell::new(),
-            writer,
         }
     }
 
@@ -318,8 +339,10 @@ impl Conn {
     /// permessage-deflate or limited the server's window below that.
     #[inline]
     pub fn deflate_threshold(&self) -> Option<usize> {
-        (self.deflate.window_bits == crate::ws::deflate::WINDOW_BITS_MAX)
-            .then_some(self.writer.deflate_threshold)
+        if self.deflate.window_bits != crate::ws::deflate::WINDOW_BITS_MAX {
+            return None;
+        }
+        writer().map(|w| w.deflate_threshold)
     }
 
     /// `frame` (one or more complete frames) compressed for this connection alone (within its
@@ -331,7 +354,8 @@ impl Conn {
         if bits < crate::ws::deflate::WINDOW_BITS_MIN {
             return frame;
         }
-        let threshold = threshold.unwrap_or(self.writer.deflate_threshold);
+        let threshold =
+            threshold.unwrap_or_else(|| writer().map_or(usize::MAX, |w| w.deflate_threshold));
         crate::ws::deflate::compress_frames(&frame, threshold, bits)
     }
 
@@ -380,21 +404,22 @@ impl Conn {
     /// Queues a complete frame; closes the connection as a slow consumer when the queue would
     /// pass its bound. Never blocks and never copies the frame.
     pub fn send(self: &Rc<Self>, frame: Bytes) {
+        let Some(writer) = writer() else {
+            return; // The shard is gone.
+        };
         let mut out = self.out.borrow_mut();
         if out.is(CLOSED) {
             return;
         }
-        if out.bytes as usize + out.in_flight as usize + frame.len()
-            > self.writer.outbound_bytes_max
-        {
+        if out.bytes as usize + out.in_flight as usize + frame.len() > writer.outbound_bytes_max {
             drop(out);
-            metrics::inc(&self.writer.metrics.slow_consumer_closes_total);
+            metrics::inc(&writer.metrics.slow_consumer_closes_total);
             self.close_now(CLOSE_POLICY, "slow consumer");
             return;
         }
         out.bytes += len32(frame.len());
         out.queue().push_back(frame);
-        metrics::inc(&self.writer.metrics.frames_out_total);
+        metrics::inc(&writer.metrics.frames_out_total);
         self.schedule(out);
     }
 
@@ -402,7 +427,9 @@ impl Conn {
         if !out.is(SCHEDULED) && !out.is(SENDING) && !out.is(HELD) {
             out.set(SCHEDULED, true);
             drop(out);
-            self.writer.schedule(self.clone());
+            if let Some(writer) = writer() {
+                writer.schedule(self.clone());
+            }
         }
     }
 
@@ -517,8 +544,11 @@ impl Conn {
     /// Waits until the queue is written or the socket failed (bounded by the caller). Meant
     /// for closing connections: the writer wakes these waiters when one of them drains.
     pub async fn flushed(&self) {
+        let Some(writer) = writer() else {
+            return;
+        };
         loop {
-            let notified = self.writer.drained.notified();
+            let notified = writer.drained.notified();
             if !self.has_unwritten() {
                 return;
             }
@@ -538,12 +568,14 @@ impl Conn {
         drop(out);
         // Both directions: the session's receive and any send in flight complete.
         let _ = self.socket.shutdown(Shutdown::Both);
-        self.writer.drained.notify_waiters();
+        if let Some(writer) = writer() {
+            writer.drained.notify_waiters();
+        }
     }
 
     /// Hands the front of the queue (up to `IOV_BATCH` frames) to the ring as one send, unless
     /// one is in flight (its completion continues).
-    fn write_out(self: &Rc<Self>) {
+    fn write_out(self: &Rc<Self>, writer: &Writer) {
         let mut out = self.out.borrow_mut();
         out.set(SCHEDULED, false);
         let Some((tag, target)) = self.ring() else {
@@ -559,7 +591,7 @@ impl Conn {
         }
         let tls = self.tls();
         if let (Some(tls), 0) = (tls, out.sealed) {
-            if !self.seal_front(&mut out, tls) {
+            if !self.seal_front(&mut out, tls, writer) {
                 drop(out);
                 self.kill();
                 return;
@@ -578,7 +610,7 @@ impl Conn {
         out.set(FRONT_STARTED, false);
         out.set(SENDING, true);
         drop(out);
-        self.writer.ring.send(target, tag, op);
+        writer.ring.send(target, tag, op);
     }
 
     /// The queue is empty: half-close if asked, wake closers.
@@ -592,8 +624,8 @@ impl Conn {
         if shutdown {
             let _ = self.socket.shutdown(Shutdown::Write);
         }
-        if closing {
-            self.writer.drained.notify_waiters();
+        if let (true, Some(writer)) = (closing, writer()) {
+            writer.drained.notify_waiters();
         }
     }
 
@@ -601,10 +633,13 @@ impl Conn {
     /// after the records already sealed, before the frames not yet sealed, so the record
     /// stream stays in order. The byte bound applies as to [`Conn::send`].
     pub fn send_sealed(self: &Rc<Self>, records: Bytes) {
+        let Some(writer) = writer() else {
+            return; // The shard is gone.
+        };
         let mut out = self.out.borrow_mut();
-        if out.bytes as usize + records.len() > self.writer.outbound_bytes_max {
+        if out.bytes as usize + records.len() > writer.outbound_bytes_max {
             drop(out);
-            metrics::inc(&self.writer.metrics.slow_consumer_closes_total);
+            metrics::inc(&writer.metrics.slow_consumer_closes_total);
             self.close_now(CLOSE_POLICY, "slow consumer");
             return;
         }
@@ -618,7 +653,12 @@ impl Conn {
     /// TLS: seals the plaintext frames at the front of the queue (up to `TLS_SEAL_BYTES_MAX`,
     /// at least one) into one buffer of records that replaces them; with the close frame, a
     /// close_notify follows it. False when sealing failed (the connection is over).
-    fn seal_front(&self, out: &mut Outbound, tls: &RefCell<crate::tls::TlsSession>) -> bool {
+    fn seal_front(
+        &self,
+        out: &mut Outbound,
+        tls: &RefCell<crate::tls::TlsSession>,
+        writer: &Writer,
+    ) -> bool {
         let (mut count, mut plain) = (0, 0);
         for frame in out.frames.iter().flat_map(|f| f.iter()) {
             if count > 0 && plain + frame.len() > TLS_SEAL_BYTES_MAX {
@@ -631,7 +671,7 @@ impl Conn {
         let mut tls = tls.borrow_mut();
         let frames = out.frames.iter().flat_map(|f| f.iter()).take(count).map(|f| &f[..]);
         if let Err(e) = tls.seal_frames(frames, &mut sealed) {
-            metrics::inc(&self.writer.metrics.tls_errors_total);
+            metrics::inc(&writer.metrics.tls_errors_total);
             tracing::debug!("TLS: {e}");
             return false;
         }
@@ -648,7 +688,11 @@ impl Conn {
     /// The send in flight completed with `result` (bytes written or `-errno`): the unwritten
     /// rest of `op` goes back to the front of the queue and the writer continues.
     pub fn on_sent(self: &Rc<Self>, mut op: Box<SendOp>, result: i32) {
-        let metrics = &self.writer.metrics;
+        let Some(writer) = writer() else {
+            self.kill(); // The shard is gone.
+            return;
+        };
+        let metrics = &writer.metrics;
         let mut out = self.out.borrow_mut();
         out.set(SENDING, false);
         out.in_flight = 0;
@@ -667,7 +711,7 @@ impl Conn {
         if out.is(KILLED) {
             // Killed meanwhile: nothing more is written.
             drop(out);
-            self.writer.drained.notify_waiters();
+            writer.drained.notify_waiters();
             return;
         }
         let (rest, started) = unwritten(std::mem::take(&mut op.frames), written);
@@ -752,16 +796,12 @@ mod tests {
     use super::unwritten;
 
     /// An idle connection's `Rc<Conn>` is one allocation of 16 + this many bytes (mimalloc's
-    /// 128-byte size class; 144 bytes put it in the 160-byte one): grow it only knowingly
+    /// 112-byte size class; 112 bytes put it in the 128-byte one): grow it only knowingly
     /// (perf/RESULTS.md, idle memory).
     #[test]
     fn conn_stays_compact() {
         assert_eq!(std::mem::size_of::<super::Outbound>(), 24);
-        assert!(
-            std::mem::size_of::<super::Conn>() <= 112,
-            "{}",
-            std::mem::size_of::<super::Conn>()
-        );
+        assert!(std::mem::size_of::<super::Conn>() <= 96, "{}", std::mem::size_of::<super::Conn>());
     }
 
     #[test]
