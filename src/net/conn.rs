@@ -307,9 +307,9 @@ pub struct Bound {
     pub key: u32,
     /// The authenticated user.
     pub user: UserId,
-    /// The token's session id (JWT `sid`, else `jti`), as the first 64 bits of its
-    /// [`SessionKey`](crate::shard::SessionKey) (what a revocation compares).
-    pub session: Option<std::num::NonZeroU64>,
+    /// The token's session id (JWT `sid`, else `jti`), as its key (what a revocation
+    /// compares).
+    pub session: Option<crate::shard::SessionKey>,
 }
 
 /// The user of a connection that has not authenticated.
@@ -396,9 +396,9 @@ impl Conn {
         self.bound.get().map_or(&ANONYMOUS, |b| &b.user)
     }
 
-    /// True when it is bound with session `key`'s token (by the key's first 64 bits).
+    /// True when it is bound with a token of the session keyed `key`.
     pub fn in_session(&self, key: crate::shard::SessionKey) -> bool {
-        self.bound.get().and_then(|b| b.session) == Some(key.short())
+        self.bound.get().and_then(|b| b.session) == Some(key)
     }
 
     /// Queues a complete frame; closes the connection as a slow consumer when the queue would

@@ -206,7 +206,7 @@ impl Shard {
         let session = identity.session.as_deref().map(super::SessionKey::of);
         // Slab keys stay below the shard's connection limit.
         let key = entry.key() as u32;
-        conn.bind(Bound { key, user: user.clone(), session: session.map(|s| s.short()) });
+        conn.bind(Bound { key, user: user.clone(), session });
         entry.insert(conn.clone());
         drop(slab);
         conn.flags.set(flags);

@@ -10,8 +10,6 @@
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 
-use smallvec::SmallVec;
-
 use crate::auth::now_unix_s;
 use crate::limits::{BARRIER_TIMEOUT, REVOCATION_DEFAULT_TTL_S, SESSIONS_PER_USER_MAX};
 use crate::mesh::Command;
@@ -68,77 +66,148 @@ impl Revoked {
 }
 
 /// A session id (JWT `sid`, else `jti`) as a connection and its user's owner keep it: the
-/// first 16 bytes of its SHA-256, inline (no allocation per connection; the id itself is 32
-/// hex digits when this server mints the token). Collision-safe: two ids share a key only by a
-/// SHA-256 collision on 128 bits, and the ids a connection shows are in server-signed tokens,
-/// not chosen by the client. A connection keeps only the first half ([`SessionKey::short`]):
-/// it decides which connections a revocation closes, among this shard's, of server-minted
-/// ids, where a 64-bit collision is a 2^-64 chance per pair; the owner's checks of an id a user
-/// names (logging a session out by id) compare all 128 bits.
+/// first 64 bits of its SHA-256, inline (no allocation per connection; the id itself is 32 hex
+/// digits when this server mints the token, 16 characters from the loadgen). Collision-safe:
+/// the ids connections show are in server-signed tokens, not chosen by the client; two
+/// differ in key with probability 1 − 2^-64. A revocation closes this shard's connections
+/// whose key matches the revoked id's; an id a user names to log out (`known_only`) is found
+/// among the user's own keys only if it is one of its sessions, or collides with one of them,
+/// which takes a SHA-256 second preimage on 64 bits for a chosen id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SessionKey([u64; 2]);
+pub struct SessionKey(NonZeroU64);
 
 impl SessionKey {
     /// The key of session id `sid`.
     pub fn of(sid: &str) -> SessionKey {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(sid.as_bytes());
-        let word = |i: usize| {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&digest[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(bytes)
-        };
-        SessionKey([word(0), word(1)])
-    }
-
-    /// Its first 64 bits, never 0 (a zero word becomes 1), as a connection keeps them.
-    pub fn short(self) -> NonZeroU64 {
-        NonZeroU64::new(self.0[0]).unwrap_or(NonZeroU64::MIN)
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&digest[..8]);
+        // Never 0 (a zero word becomes 1): `Option<SessionKey>` is 8 bytes.
+        SessionKey(NonZeroU64::new(u64::from_le_bytes(bytes)).unwrap_or(NonZeroU64::MIN))
     }
 }
 
-/// The sessions a user's connections showed (key → token expiry, unix s), at most
-/// `SESSIONS_PER_USER_MAX`; kept as a short list (one inline) since most users have one or two.
+/// One remembered session: its key and its tokens' expiry (unix s, saturated to `u32`).
+type Seen = (SessionKey, u32);
+
+/// A zero byte whose other 255 values are niches: [`Sessions`]' empty and boxed forms fit in
+/// `One`'s 16 bytes instead of needing a tag beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Pad {
+    Zero = 0,
+}
+
+/// The list behind [`SeenSessions`]: 16 bytes, none or one inline (most users), more boxed.
 #[derive(Debug, Default)]
-pub struct SeenSessions(SmallVec<[(SessionKey, u64); 1]>);
+enum Sessions {
+    #[default]
+    None,
+    One(SessionKey, u32, Pad),
+    Many(Box<Vec<Seen>>),
+}
+
+/// The sessions a user's connections showed (key → token expiry, unix s), at most
+/// `SESSIONS_PER_USER_MAX`; 16 bytes in the user's record, one session inline since most
+/// users have one or two.
+#[derive(Debug, Default)]
+pub struct SeenSessions(Sessions);
+
+/// An expiry as kept (unix s; `u32` lasts until 2106).
+fn exp32(s: u64) -> u32 {
+    u32::try_from(s).unwrap_or(u32::MAX)
+}
 
 impl SeenSessions {
     /// Remembers `sid` (expiring at `expires_at`), forgetting expired ones and, when full, the
     /// one that expires soonest.
     pub fn remember(&mut self, sid: SessionKey, expires_at: u64, now_s: u64) {
-        self.0.retain(|(_, exp)| *exp >= now_s);
-        if let Some((_, exp)) = self.0.iter_mut().find(|(s, _)| *s == sid) {
-            *exp = (*exp).max(expires_at);
-            return;
+        let expires_at = exp32(expires_at);
+        match &mut self.0 {
+            Sessions::None => {
+                self.0 = Sessions::One(sid, expires_at, Pad::Zero);
+                return;
+            }
+            Sessions::One(key, exp, _) if *key == sid => {
+                *exp = (*exp).max(expires_at);
+                return;
+            }
+            Sessions::One(_, exp, _) if u64::from(*exp) < now_s => {
+                self.0 = Sessions::One(sid, expires_at, Pad::Zero);
+                return;
+            }
+            _ => {}
         }
-        if self.0.len() >= SESSIONS_PER_USER_MAX {
-            if let Some(soonest) = (0..self.0.len()).min_by_key(|i| self.0[*i].1) {
-                self.0.swap_remove(soonest);
+        let mut list = match std::mem::take(&mut self.0) {
+            Sessions::None => Vec::new(),
+            Sessions::One(key, exp, _) => vec![(key, exp)],
+            Sessions::Many(list) => *list,
+        };
+        list.retain(|(_, exp)| u64::from(*exp) >= now_s);
+        if let Some((_, exp)) = list.iter_mut().find(|(s, _)| *s == sid) {
+            *exp = (*exp).max(expires_at);
+        } else {
+            if list.len() >= SESSIONS_PER_USER_MAX {
+                if let Some(soonest) = (0..list.len()).min_by_key(|i| list[*i].1) {
+                    list.swap_remove(soonest);
+                }
+            }
+            list.push((sid, expires_at));
+        }
+        self.set(list);
+    }
+
+    /// Keeps `list` in its smallest form.
+    fn set(&mut self, list: Vec<Seen>) {
+        self.0 = match list.as_slice() {
+            [] => Sessions::None,
+            [(key, exp)] => Sessions::One(*key, *exp, Pad::Zero),
+            _ => Sessions::Many(Box::new(list)),
+        };
+    }
+
+    /// The expiry of the session keyed `sid`, when it was seen.
+    fn find(&self, sid: SessionKey) -> Option<u64> {
+        match &self.0 {
+            Sessions::None => None,
+            Sessions::One(key, exp, _) => (*key == sid).then_some(u64::from(*exp)),
+            Sessions::Many(list) => {
+                list.iter().find(|(s, _)| *s == sid).map(|(_, exp)| u64::from(*exp))
             }
         }
-        self.0.push((sid, expires_at));
     }
 
     /// The expiry of `sid`, when it was seen.
     pub fn expiry(&self, sid: &str) -> Option<u64> {
-        let key = SessionKey::of(sid);
-        self.0.iter().find(|(s, _)| *s == key).map(|(_, exp)| *exp)
+        self.find(SessionKey::of(sid))
     }
 
     /// Forgets `sid`.
     pub fn remove(&mut self, sid: &str) {
         let key = SessionKey::of(sid);
-        self.0.retain(|(s, _)| *s != key);
+        match std::mem::take(&mut self.0) {
+            Sessions::One(k, exp, pad) if k != key => self.0 = Sessions::One(k, exp, pad),
+            Sessions::Many(mut list) => {
+                list.retain(|(s, _)| *s != key);
+                self.set(*list);
+            }
+            _ => {}
+        }
     }
 
     /// Sessions remembered.
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            Sessions::None => 0,
+            Sessions::One(..) => 1,
+            Sessions::Many(list) => list.len(),
+        }
     }
 
     /// True when none is remembered.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        matches!(self.0, Sessions::None)
     }
 }
 
@@ -257,7 +326,7 @@ mod tests {
         let a = SessionKey::of("lg-693624a1-3a98");
         assert_eq!(a, SessionKey::of("lg-693624a1-3a98"));
         assert_ne!(a, SessionKey::of("lg-693624a1-3a99"));
-        assert_ne!(a.short(), SessionKey::of("lg-693624a1-3a99").short());
-        assert_eq!(SessionKey([0, 7]).short().get(), 1, "never 0");
+        assert_eq!(std::mem::size_of::<Option<SessionKey>>(), 8);
+        assert_eq!(std::mem::size_of::<SeenSessions>(), 16, "one inline, no tag beside it");
     }
 }
