@@ -47,6 +47,8 @@ use crate::ws::frame;
 struct Outbound {
     /// The frames, allocated with the first one and freed once all are written (an idle
     /// connection keeps none).
+    #[allow(clippy::box_collection)]
+    // the point: 8 bytes in `Conn`, nothing allocated when empty
     frames: Option<Box<VecDeque<Bytes>>>,
     /// Bytes queued (the front frame counts only its unwritten part); at most
     /// `outbound_bytes_max` (< 2^31, [`Writer::new`]) plus one close frame or one TLS run's
