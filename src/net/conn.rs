@@ -264,8 +264,7 @@ pub struct Deflate {
 
 /// A served connection's [`Tag`] and [`Target`] in 8 bytes instead of 16 (they put `Conn` in
 /// a larger allocation class): the slot key (bits 0–31), the tag's generation (bits 32–55,
-/// the 24 bits a `Tag` compares), its session's state bits (56–61, [`Conn::session_bits`],
-/// not part of the identity), bit 62 when the socket is the registered descriptor in the
+/// the 24 bits a `Tag` compares), bit 62 when the socket is the registered descriptor in the
 /// slot of that key (`Ring::register` registers a session's socket in its own key's slot, or
 /// not at all), else the connection's own descriptor, and bit 63 once served.
 #[derive(Debug, Clone, Copy)]
@@ -275,8 +274,6 @@ impl RingId {
     const NOT_SERVED: RingId = RingId(0);
     const SERVED: u64 = 1 << 63;
     const FIXED: u64 = 1 << 62;
-    const SESSION_SHIFT: u32 = 56;
-    const SESSION_BITS: u64 = 0x3f << RingId::SESSION_SHIFT;
 
     fn pack(tag: Tag, target: Target) -> RingId {
         let fixed = match target {
@@ -531,19 +528,6 @@ impl Conn {
         self.cold.get().map_or(0, |cold| cold.closing_since_ms.get())
     }
 
-    /// Its session's state bits (six; what they mean is `ws_session`'s), kept in its ring
-    /// identity's spare bits so that the session's slot stays 32 bytes.
-    pub fn session_bits(&self) -> u8 {
-        ((self.ring_id.get().0 & RingId::SESSION_BITS) >> RingId::SESSION_SHIFT) as u8
-    }
-
-    /// Sets its session's state bits (the low six of `bits`).
-    pub fn set_session_bits(&self, bits: u8) {
-        let id = self.ring_id.get().0 & !RingId::SESSION_BITS;
-        let bits = (u64::from(bits) << RingId::SESSION_SHIFT) & RingId::SESSION_BITS;
-        self.ring_id.set(RingId(id | bits));
-    }
-
     /// Its session's identity on the ring and how the ring names its socket, once served.
     pub fn ring(&self) -> Option<(Tag, Target)> {
         self.ring_id.get().unpack(&self.socket)
@@ -552,8 +536,7 @@ impl Conn {
     /// From now on the connection is written through the ring as session `tag`; frames queued
     /// before are scheduled.
     pub fn serve_as(self: &Rc<Self>, tag: Tag, target: Target) {
-        let bits = self.ring_id.get().0 & RingId::SESSION_BITS;
-        self.ring_id.set(RingId(RingId::pack(tag, target).0 | bits));
+        self.ring_id.set(RingId::pack(tag, target));
         let out = self.out.borrow_mut();
         if !out.is_empty() {
             self.schedule(out);
@@ -839,10 +822,6 @@ mod tests {
         let fd = Target::Fd(socket.as_raw_fd());
         let (got, target) = RingId::pack(tag, fd).unpack(&socket).expect("served");
         assert!(got.same(tag));
-        assert_eq!(target, fd);
-        let with_bits = RingId(RingId::pack(tag, fd).0 | RingId::SESSION_BITS);
-        let (got, target) = with_bits.unpack(&socket).expect("served");
-        assert!(got.same(tag) && got.key == 70_000, "session bits are not the identity");
         assert_eq!(target, fd);
     }
 

