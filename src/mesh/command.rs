@@ -140,8 +140,8 @@ pub enum Command {
     SessionSeen {
         /// The user.
         user: UserId,
-        /// The session id (the connection's own `Bound::session`, shared).
-        sid: Arc<str>,
+        /// The session's key.
+        sid: crate::shard::SessionKey,
         /// The token's `exp`, unix seconds.
         expires_at: u64,
     },

@@ -17,7 +17,7 @@ pub use event::{Event, LastMessage, MemberSummary, Message, RoomView};
 pub use ids::{InvalidUserId, MessageId, RoomId, Seq, ShardId, UserId};
 pub use notification::Notification;
 pub use room::{Member, Role, Room, RoomKind};
-pub use room_set::RoomSet;
+pub use room_set::{RoomList, RoomSet};
 pub use user_map::UserMap;
 
 /// Why the model refused an action; each maps to one HTTP status and dialect error.

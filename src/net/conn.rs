@@ -24,7 +24,7 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -40,30 +40,81 @@ use crate::net::uring::{Ring, SendOp, Tag, Target};
 use crate::ws::close::CLOSE_POLICY;
 use crate::ws::frame;
 
-/// The queue of frames waiting to be written.
+/// The queue of frames waiting to be written: 24 bytes (the frames behind one pointer, none
+/// while the queue is empty; the flags in one byte), which keeps `Rc<Conn>` in a smaller
+/// allocation class (perf/RESULTS.md, idle memory).
 #[derive(Debug, Default)]
 struct Outbound {
-    frames: VecDeque<Bytes>,
-    /// Bytes queued (the front frame counts only its unwritten part).
-    bytes: usize,
+    /// The frames, allocated with the first one and freed once all are written (an idle
+    /// connection keeps none).
+    #[allow(clippy::box_collection)]
+    // the point: 8 bytes in `Conn`, nothing allocated when empty
+    frames: Option<Box<VecDeque<Bytes>>>,
+    /// Bytes queued (the front frame counts only its unwritten part); at most
+    /// `outbound_bytes_max` (< 2^31, [`Writer::new`]) plus one close frame or one TLS run's
+    /// record overhead.
+    bytes: u32,
     /// Bytes of the send in flight (saturating: more than 4 GiB only makes the bound stricter).
     in_flight: u32,
-    /// On the writer's list.
-    scheduled: bool,
-    /// A send is in flight (at most one per connection).
-    sending: bool,
-    /// No more frames may be queued (a close frame is queued or the socket failed).
-    closed: bool,
-    /// Ended at once (`Conn::kill`): a send completing now writes nothing more.
-    killed: bool,
-    /// Half-close the socket once the queue is written.
-    shutdown_when_flushed: bool,
-    /// The front frame is partly written (so it must be finished, never dropped).
-    front_started: bool,
-    /// Nothing is written yet: the upgrade has not answered (frames queue behind the 101).
-    held: bool,
     /// TLS: how many front entries are ciphertext (sealed records), never dropped.
     sealed: u32,
+    /// The flags below.
+    bits: u8,
+}
+
+/// On the writer's list.
+const SCHEDULED: u8 = 1;
+/// A send is in flight (at most one per connection).
+const SENDING: u8 = 1 << 1;
+/// No more frames may be queued (a close frame is queued or the socket failed).
+const CLOSED: u8 = 1 << 2;
+/// Ended at once (`Conn::kill`): a send completing now writes nothing more.
+const KILLED: u8 = 1 << 3;
+/// Half-close the socket once the queue is written.
+const SHUTDOWN_WHEN_FLUSHED: u8 = 1 << 4;
+/// The front frame is partly written (so it must be finished, never dropped).
+const FRONT_STARTED: u8 = 1 << 5;
+/// Nothing is written yet: the upgrade has not answered (frames queue behind the 101).
+const HELD: u8 = 1 << 6;
+
+/// `n` bytes as the queue counts them (saturating; the counts stay far below 4 GiB).
+#[inline]
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Outbound {
+    #[inline]
+    fn is(&self, bit: u8) -> bool {
+        self.bits & bit != 0
+    }
+
+    #[inline]
+    fn set(&mut self, bit: u8, on: bool) {
+        if on {
+            self.bits |= bit;
+        } else {
+            self.bits &= !bit;
+        }
+    }
+
+    /// True when no frame is queued.
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.frames.as_ref().is_none_or(|f| f.is_empty())
+    }
+
+    /// Frames queued.
+    #[inline]
+    fn len(&self) -> usize {
+        self.frames.as_ref().map_or(0, |f| f.len())
+    }
+
+    /// The frames, allocated when there were none.
+    #[inline]
+    fn queue(&mut self) -> &mut VecDeque<Bytes> {
+        self.frames.get_or_insert_with(Box::default)
+    }
 }
 
 /// The shard's writer: the connections with frames to write since it last ran. Frames queued
@@ -86,7 +137,8 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// An idle writer; `run` must be spawned on the shard's loop.
+    /// An idle writer; `run` must be spawned on the shard's loop. `outbound_bytes_max` is
+    /// capped at 1 GiB.
     pub fn new(
         ring: Rc<Ring>,
         metrics: Arc<ShardMetrics>,
@@ -96,13 +148,20 @@ impl Writer {
         Writer {
             ring,
             pending: RefCell::new(Vec::new()),
-            outbound_bytes_max,
+            // The queue counts its bytes in a `u32`.
+            outbound_bytes_max: outbound_bytes_max.min(1 << 30),
             deflate_threshold,
             drained: tokio::sync::Notify::new(),
             spare: RefCell::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
             metrics,
         }
+    }
+
+    /// Makes this the writer of the connections of this thread (its shard's), which reach it
+    /// through a thread-local, not a pointer each.
+    pub fn install(self: &Rc<Self>) {
+        WRITER.with_borrow_mut(|w| *w = Rc::downgrade(self));
     }
 
     fn schedule(&self, conn: Rc<Conn>) {
@@ -128,7 +187,7 @@ impl Writer {
                     if let Some(ahead) = batch.get(i + crate::net::uring::PREFETCH_AHEAD) {
                         ahead.prefetch();
                     }
-                    batch[i].write_out();
+                    batch[i].write_out(&self);
                 }
                 batch.clear();
                 *self.spare.borrow_mut() = batch;
@@ -166,7 +225,20 @@ pub struct Conn {
     /// What few connections need, allocated when first needed: its TLS state, and when the
     /// server started closing it.
     cold: OnceCell<Box<Cold>>,
-    writer: Rc<Writer>,
+}
+
+thread_local! {
+    /// The writer of the shard this thread runs ([`Writer::install`]): connections reach it
+    /// here rather than each keeping a pointer to it (8 bytes per connection). `Weak`, so the
+    /// shard's teardown drops its writer (and ring) as before; a connection outliving its
+    /// shard writes nothing more.
+    static WRITER: RefCell<Weak<Writer>> = const { RefCell::new(Weak::new()) };
+}
+
+/// This thread's shard writer, while the shard runs.
+#[inline]
+fn writer() -> Option<Rc<Writer>> {
+    WRITER.with_borrow(Weak::upgrade)
 }
 
 /// The part of a [`Conn`] that most idle connections never use (one pointer in `Conn`).
@@ -230,23 +302,27 @@ impl RingId {
     }
 }
 
-/// A registered connection's identity: set once, never changed.
+/// A registered connection's identity: set once, never changed (32 bytes).
 #[derive(Debug)]
 pub struct Bound {
-    /// Index in the shard's connection slab.
-    pub key: usize,
+    /// Index in the shard's connection slab (below the shard's connection limit).
+    pub key: u32,
     /// The authenticated user.
     pub user: UserId,
-    /// The token's session id (JWT `sid`, else `jti`).
-    pub session: Option<Arc<str>>,
+    /// The token's session id (JWT `sid`, else `jti`), as its key (what a revocation
+    /// compares).
+    pub session: Option<crate::shard::SessionKey>,
 }
 
 /// The user of a connection that has not authenticated.
 static ANONYMOUS: std::sync::LazyLock<UserId> = std::sync::LazyLock::new(|| UserId::new(""));
 
 impl Conn {
-    /// An unauthenticated connection speaking `dialect` on `socket`.
+    /// An unauthenticated connection speaking `dialect` on `socket`, written by `writer`: the
+    /// writer installed on this thread ([`Writer::install`], checked in debug builds).
     pub fn new(dialect: DialectId, socket: TcpStream, writer: Rc<Writer>) -> Conn {
+        debug_assert!(self::writer().is_some_and(|w| Rc::ptr_eq(&w, &writer)));
+        drop(writer);
         Conn {
             bound: OnceCell::new(),
             dialect,
@@ -257,7 +333,6 @@ impl Conn {
             flags: Cell::new(0),
             deflate: Deflate::default(),
             cold: OnceCell::new(),
-            writer,
         }
     }
 
@@ -266,8 +341,10 @@ impl Conn {
     /// permessage-deflate or limited the server's window below that.
     #[inline]
     pub fn deflate_threshold(&self) -> Option<usize> {
-        (self.deflate.window_bits == crate::ws::deflate::WINDOW_BITS_MAX)
-            .then_some(self.writer.deflate_threshold)
+        if self.deflate.window_bits != crate::ws::deflate::WINDOW_BITS_MAX {
+            return None;
+        }
+        writer().map(|w| w.deflate_threshold)
     }
 
     /// `frame` (one or more complete frames) compressed for this connection alone (within its
@@ -279,7 +356,8 @@ impl Conn {
         if bits < crate::ws::deflate::WINDOW_BITS_MIN {
             return frame;
         }
-        let threshold = threshold.unwrap_or(self.writer.deflate_threshold);
+        let threshold =
+            threshold.unwrap_or_else(|| writer().map_or(usize::MAX, |w| w.deflate_threshold));
         crate::ws::deflate::compress_frames(&frame, threshold, bits)
     }
 
@@ -311,7 +389,7 @@ impl Conn {
     /// Its slab key (`usize::MAX` until bound).
     #[inline]
     pub fn key(&self) -> usize {
-        self.bound.get().map_or(usize::MAX, |b| b.key)
+        self.bound.get().map_or(usize::MAX, |b| b.key as usize)
     }
 
     /// Its user (an empty id until bound).
@@ -320,54 +398,54 @@ impl Conn {
         self.bound.get().map_or(&ANONYMOUS, |b| &b.user)
     }
 
-    /// Its token's session id, once bound.
-    pub fn session(&self) -> Option<&str> {
-        self.bound.get().and_then(|b| b.session.as_deref())
-    }
-
-    /// Its token's session id, shared (the user owner keeps this one, not a copy).
-    pub fn session_shared(&self) -> Option<&Arc<str>> {
-        self.bound.get().and_then(|b| b.session.as_ref())
+    /// True when it is bound with a token of the session keyed `key`.
+    pub fn in_session(&self, key: crate::shard::SessionKey) -> bool {
+        self.bound.get().and_then(|b| b.session) == Some(key)
     }
 
     /// Queues a complete frame; closes the connection as a slow consumer when the queue would
     /// pass its bound. Never blocks and never copies the frame.
     pub fn send(self: &Rc<Self>, frame: Bytes) {
+        let Some(writer) = writer() else {
+            return; // The shard is gone.
+        };
         let mut out = self.out.borrow_mut();
-        if out.closed {
+        if out.is(CLOSED) {
             return;
         }
-        if out.bytes + out.in_flight as usize + frame.len() > self.writer.outbound_bytes_max {
+        if out.bytes as usize + out.in_flight as usize + frame.len() > writer.outbound_bytes_max {
             drop(out);
-            metrics::inc(&self.writer.metrics.slow_consumer_closes_total);
+            metrics::inc(&writer.metrics.slow_consumer_closes_total);
             self.close_now(CLOSE_POLICY, "slow consumer");
             return;
         }
-        out.bytes += frame.len();
-        out.frames.push_back(frame);
-        metrics::inc(&self.writer.metrics.frames_out_total);
+        out.bytes += len32(frame.len());
+        out.queue().push_back(frame);
+        metrics::inc(&writer.metrics.frames_out_total);
         self.schedule(out);
     }
 
     fn schedule(self: &Rc<Self>, mut out: std::cell::RefMut<'_, Outbound>) {
-        if !out.scheduled && !out.sending && !out.held {
-            out.scheduled = true;
+        if !out.is(SCHEDULED) && !out.is(SENDING) && !out.is(HELD) {
+            out.set(SCHEDULED, true);
             drop(out);
-            self.writer.schedule(self.clone());
+            if let Some(writer) = writer() {
+                writer.schedule(self.clone());
+            }
         }
     }
 
     /// Writes nothing until [`Conn::release`]: frames queued meanwhile (within the bound) go
     /// out after what the caller writes on the socket first (the upgrade's 101).
     pub fn hold(&self) {
-        self.out.borrow_mut().held = true;
+        self.out.borrow_mut().set(HELD, true);
     }
 
     /// Ends [`Conn::hold`]: what was queued is written from now on.
     pub fn release(self: &Rc<Self>) {
         let mut out = self.out.borrow_mut();
-        out.held = false;
-        if !out.frames.is_empty() {
+        out.set(HELD, false);
+        if !out.is_empty() {
             self.schedule(out);
         }
     }
@@ -393,38 +471,41 @@ impl Conn {
 
     fn queue_close(self: &Rc<Self>, close: Bytes, drop_queued: bool) {
         let mut out = self.out.borrow_mut();
-        if out.closed {
+        if out.is(CLOSED) {
             return;
         }
         if drop_queued {
             // A partly written frame must be finished, or the stream would be corrupt.
             // Sealed (TLS) records cannot be dropped either: the record sequence must not skip.
-            let keep = usize::from(out.front_started).max(out.sealed as usize);
-            let dropped: usize = out.frames.drain(keep..).map(|f| f.len()).sum();
-            out.bytes -= dropped;
+            let keep = usize::from(out.is(FRONT_STARTED)).max(out.sealed as usize);
+            let dropped: usize = match out.frames.as_mut() {
+                Some(frames) if frames.len() > keep => frames.drain(keep..).map(|f| f.len()).sum(),
+                _ => 0,
+            };
+            out.bytes -= len32(dropped);
         }
-        out.closed = true;
-        out.shutdown_when_flushed = true;
-        out.bytes += close.len();
-        out.frames.push_back(close);
+        out.set(CLOSED, true);
+        out.set(SHUTDOWN_WHEN_FLUSHED, true);
+        out.bytes += len32(close.len());
+        out.queue().push_back(close);
         self.cold().closing_since_ms.set(now_ms());
         self.schedule(out);
     }
 
     /// True once a close frame is queued or the socket failed.
     pub fn is_closed(&self) -> bool {
-        self.out.borrow().closed
+        self.out.borrow().is(CLOSED)
     }
 
     /// True while frames wait to be written (or a send is in flight).
     pub fn has_unwritten(&self) -> bool {
         let out = self.out.borrow();
-        !out.frames.is_empty() || out.sending
+        !out.is_empty() || out.is(SENDING)
     }
 
     /// True while a send is in flight.
     pub fn is_sending(&self) -> bool {
-        self.out.borrow().sending
+        self.out.borrow().is(SENDING)
     }
 
     fn cold(&self) -> &Cold {
@@ -457,7 +538,7 @@ impl Conn {
     pub fn serve_as(self: &Rc<Self>, tag: Tag, target: Target) {
         self.ring_id.set(RingId::pack(tag, target));
         let out = self.out.borrow_mut();
-        if !out.frames.is_empty() {
+        if !out.is_empty() {
             self.schedule(out);
         }
     }
@@ -465,8 +546,11 @@ impl Conn {
     /// Waits until the queue is written or the socket failed (bounded by the caller). Meant
     /// for closing connections: the writer wakes these waiters when one of them drains.
     pub async fn flushed(&self) {
+        let Some(writer) = writer() else {
+            return;
+        };
         loop {
-            let notified = self.writer.drained.notified();
+            let notified = writer.drained.notified();
             if !self.has_unwritten() {
                 return;
             }
@@ -477,71 +561,73 @@ impl Conn {
     /// Ends the connection at once: both directions, so the session's next read sees the end.
     pub fn kill(&self) {
         let mut out = self.out.borrow_mut();
-        out.closed = true;
-        out.killed = true;
-        out.frames.clear();
+        out.set(CLOSED, true);
+        out.set(KILLED, true);
+        out.frames = None;
         out.bytes = 0;
-        out.shutdown_when_flushed = false;
+        out.set(SHUTDOWN_WHEN_FLUSHED, false);
         out.sealed = 0;
         drop(out);
         // Both directions: the session's receive and any send in flight complete.
         let _ = self.socket.shutdown(Shutdown::Both);
-        self.writer.drained.notify_waiters();
+        if let Some(writer) = writer() {
+            writer.drained.notify_waiters();
+        }
     }
 
     /// Hands the front of the queue (up to `IOV_BATCH` frames) to the ring as one send, unless
     /// one is in flight (its completion continues).
-    fn write_out(self: &Rc<Self>) {
+    fn write_out(self: &Rc<Self>, writer: &Writer) {
         let mut out = self.out.borrow_mut();
-        out.scheduled = false;
+        out.set(SCHEDULED, false);
         let Some((tag, target)) = self.ring() else {
             // Not served yet: `serve_as` schedules what waits.
             return;
         };
-        if out.sending || out.held {
+        if out.is(SENDING) || out.is(HELD) {
             return;
         }
-        if out.frames.is_empty() {
+        if out.is_empty() {
             self.flushed_out(out);
             return;
         }
         let tls = self.tls();
         if let (Some(tls), 0) = (tls, out.sealed) {
-            if !self.seal_front(&mut out, tls) {
+            if !self.seal_front(&mut out, tls, writer) {
                 drop(out);
                 self.kill();
                 return;
             }
         }
         // TLS: only sealed records go out.
-        let take =
-            if tls.is_some() { out.sealed as usize } else { out.frames.len() }.min(IOV_BATCH);
+        let take = if tls.is_some() { out.sealed as usize } else { out.len() }.min(IOV_BATCH);
         // `take` ≤ IOV_BATCH.
         out.sealed -= (take as u32).min(out.sealed);
-        let frames: SmallVec<[Bytes; 4]> = out.frames.drain(..take).collect();
+        let frames: SmallVec<[Bytes; 4]> = out.queue().drain(..take).collect();
         let mut op = SendOp::new(frames);
         op.hint = self.memory();
         let len = op.len();
-        out.bytes -= len;
-        out.in_flight = u32::try_from(len).unwrap_or(u32::MAX);
-        out.front_started = false;
-        out.sending = true;
+        out.bytes -= len32(len);
+        out.in_flight = len32(len);
+        out.set(FRONT_STARTED, false);
+        out.set(SENDING, true);
         drop(out);
-        self.writer.ring.send(target, tag, op);
+        writer.ring.send(target, tag, op);
     }
 
     /// The queue is empty: half-close if asked, wake closers.
     fn flushed_out(&self, mut out: std::cell::RefMut<'_, Outbound>) {
         // An idle connection keeps no queue allocation.
-        out.frames = VecDeque::new();
-        let shutdown = std::mem::take(&mut out.shutdown_when_flushed);
-        let closing = out.closed;
+        out.frames = None;
+        let shutdown = out.is(SHUTDOWN_WHEN_FLUSHED);
+        out.set(SHUTDOWN_WHEN_FLUSHED, false);
+        let closing = out.is(CLOSED);
         drop(out);
         if shutdown {
             let _ = self.socket.shutdown(Shutdown::Write);
         }
-        if closing {
-            self.writer.drained.notify_waiters();
+        if let (true, Some(writer)) = (closing, writer()) {
+            writer.drained.notify_waiters();
         }
     }
 
@@ -549,16 +635,19 @@ impl Conn {
     /// after the records already sealed, before the frames not yet sealed, so the record
     /// stream stays in order. The byte bound applies as to [`Conn::send`].
     pub fn send_sealed(self: &Rc<Self>, records: Bytes) {
+        let Some(writer) = writer() else {
+            return; // The shard is gone.
+        };
         let mut out = self.out.borrow_mut();
-        if out.bytes + records.len() > self.writer.outbound_bytes_max {
+        if out.bytes as usize + records.len() > writer.outbound_bytes_max {
             drop(out);
-            metrics::inc(&self.writer.metrics.slow_consumer_closes_total);
+            metrics::inc(&writer.metrics.slow_consumer_closes_total);
             self.close_now(CLOSE_POLICY, "slow consumer");
             return;
         }
         let at = out.sealed as usize;
-        out.bytes += records.len();
-        out.frames.insert(at, records);
+        out.bytes += len32(records.len());
+        out.queue().insert(at, records);
         out.sealed = out.sealed.saturating_add(1);
         self.schedule(out);
     }
@@ -566,9 +655,14 @@ impl Conn {
     /// TLS: seals the plaintext frames at the front of the queue (up to `TLS_SEAL_BYTES_MAX`,
     /// at least one) into one buffer of records that replaces them; with the close frame, a
     /// close_notify follows it. False when sealing failed (the connection is over).
-    fn seal_front(&self, out: &mut Outbound, tls: &RefCell<crate::tls::TlsSession>) -> bool {
+    fn seal_front(
+        &self,
+        out: &mut Outbound,
+        tls: &RefCell<crate::tls::TlsSession>,
+        writer: &Writer,
+    ) -> bool {
         let (mut count, mut plain) = (0, 0);
-        for frame in &out.frames {
+        for frame in out.frames.iter().flat_map(|f| f.iter()) {
             if count > 0 && plain + frame.len() > TLS_SEAL_BYTES_MAX {
                 break;
             }
@@ -577,18 +671,18 @@ impl Conn {
         }
         let mut sealed = Vec::with_capacity(plain + plain / 512 + 64);
         let mut tls = tls.borrow_mut();
-        let frames = out.frames.iter().take(count).map(|f| &f[..]);
+        let frames = out.frames.iter().flat_map(|f| f.iter()).take(count).map(|f| &f[..]);
         if let Err(e) = tls.seal_frames(frames, &mut sealed) {
-            metrics::inc(&self.writer.metrics.tls_errors_total);
+            metrics::inc(&writer.metrics.tls_errors_total);
             tracing::debug!("TLS: {e}");
             return false;
         }
-        if out.closed && count == out.frames.len() {
+        if out.is(CLOSED) && count == out.len() {
             tls.close_notify(&mut sealed);
         }
-        out.frames.drain(..count);
-        out.bytes = out.bytes - plain + sealed.len();
-        out.frames.push_front(Bytes::from(sealed));
+        out.queue().drain(..count);
+        out.bytes = out.bytes - len32(plain) + len32(sealed.len());
+        out.queue().push_front(Bytes::from(sealed));
         out.sealed = 1;
         true
     }
@@ -596,9 +690,13 @@ impl Conn {
     /// The send in flight completed with `result` (bytes written or `-errno`): the unwritten
     /// rest of `op` goes back to the front of the queue and the writer continues.
     pub fn on_sent(self: &Rc<Self>, mut op: Box<SendOp>, result: i32) {
-        let metrics = &self.writer.metrics;
+        let Some(writer) = writer() else {
+            self.kill(); // The shard is gone.
+            return;
+        };
+        let metrics = &writer.metrics;
         let mut out = self.out.borrow_mut();
-        out.sending = false;
+        out.set(SENDING, false);
         out.in_flight = 0;
         let Ok(written) = usize::try_from(result) else {
             // The peer went away or the connection was killed.
@@ -612,14 +710,14 @@ impl Conn {
             return;
         }
         metrics::add(&metrics.bytes_out_total, written as u64);
-        if out.killed {
+        if out.is(KILLED) {
             // Killed meanwhile: nothing more is written.
             drop(out);
-            self.writer.drained.notify_waiters();
+            writer.drained.notify_waiters();
             return;
         }
         let (rest, started) = unwritten(std::mem::take(&mut op.frames), written);
-        out.front_started = started;
+        out.set(FRONT_STARTED, started);
         if !rest.is_empty() {
             // The socket's buffer filled: the rest goes first next time.
             metrics::inc(&metrics.write_blocked_total);
@@ -628,11 +726,11 @@ impl Conn {
                 out.sealed = out.sealed.saturating_add(rest.len() as u32);
             }
             for frame in rest.into_iter().rev() {
-                out.bytes += frame.len();
-                out.frames.push_front(frame);
+                out.bytes += len32(frame.len());
+                out.queue().push_front(frame);
             }
         }
-        if out.frames.is_empty() {
+        if out.is_empty() {
             self.flushed_out(out);
         } else {
             self.schedule(out);
@@ -700,15 +798,12 @@ mod tests {
     use super::unwritten;
 
     /// An idle connection's `Rc<Conn>` is one allocation of 16 + this many bytes (mimalloc's
-    /// 160-byte size class; 168 bytes put it in the 192-byte one): grow it only knowingly
+    /// 112-byte size class; 112 bytes put it in the 128-byte one): grow it only knowingly
     /// (perf/RESULTS.md, idle memory).
     #[test]
     fn conn_stays_compact() {
-        assert!(
-            std::mem::size_of::<super::Conn>() <= 144,
-            "{}",
-            std::mem::size_of::<super::Conn>()
-        );
+        assert_eq!(std::mem::size_of::<super::Outbound>(), 24);
+        assert!(std::mem::size_of::<super::Conn>() <= 96, "{}", std::mem::size_of::<super::Conn>());
     }
 
     #[test]

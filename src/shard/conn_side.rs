@@ -17,7 +17,6 @@ use bytes::Bytes;
 use slab::Slab;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::sessions::Revoked;
 use super::Shard;
@@ -204,8 +203,10 @@ impl Shard {
         self.may_attach(&user)?;
         let mut slab = self.conn.slab.borrow_mut();
         let entry = slab.vacant_entry();
-        let session = identity.session.as_deref().map(Arc::<str>::from);
-        conn.bind(Bound { key: entry.key(), user: user.clone(), session });
+        let session = identity.session.as_deref().map(super::SessionKey::of);
+        // Slab keys stay below the shard's connection limit.
+        let key = entry.key() as u32;
+        conn.bind(Bound { key, user: user.clone(), session });
         entry.insert(conn.clone());
         drop(slab);
         conn.flags.set(flags);
@@ -216,9 +217,8 @@ impl Shard {
         if dialects != before {
             self.send(owner, Command::UserAttach { user: user.clone(), shard: self.id, dialects });
         }
-        if let Some(sid) = conn.session_shared() {
-            let seen =
-                Command::SessionSeen { user, sid: sid.clone(), expires_at: identity.expires_at };
+        if let Some(sid) = session {
+            let seen = Command::SessionSeen { user, sid, expires_at: identity.expires_at };
             self.send(owner, seen);
         }
         conn.dialect.get().opened(self, conn);
@@ -233,8 +233,8 @@ impl Shard {
             return;
         };
         let before = self.conn.dialects_of(&bound.user);
-        let last = self.conn.subs.borrow_mut().remove_conn(&bound.user, bound.key);
-        self.conn.slab.borrow_mut().try_remove(bound.key);
+        let last = self.conn.subs.borrow_mut().remove_conn(&bound.user, conn.key());
+        self.conn.slab.borrow_mut().try_remove(conn.key());
         let owner = crate::model::ids::shard_of_user(&bound.user, self.shard_count);
         let user = bound.user.clone();
         if last {
@@ -286,12 +286,13 @@ impl Shard {
             return;
         }
         self.conn.revoked.borrow_mut().insert(sid, expires_at, now_unix_s());
+        let key = super::SessionKey::of(sid);
         let victims: Vec<_> = self
             .conn
             .slab
             .borrow()
             .iter()
-            .filter(|(_, c)| c.session() == Some(sid))
+            .filter(|(_, c)| c.in_session(key))
             .map(|(_, c)| c.clone())
             .collect();
         for conn in victims {

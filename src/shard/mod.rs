@@ -51,6 +51,7 @@ pub use crate::mesh::{Request, Response};
 pub use commit::{Effects, ReplyTo};
 pub use conn_side::{AttachRefused, ConnSide};
 pub use owner_side::OwnerSide;
+pub use sessions::SessionKey;
 pub use spawn::{start, ServerHandle};
 
 /// Who waits for an owner's answer on this shard.

@@ -1333,7 +1333,7 @@ mod size_tests {
     #[test]
     fn user_record_stays_compact() {
         use std::mem::size_of;
-        assert!(size_of::<(crate::model::UserId, super::UserRecord)>() <= 80);
+        assert!(size_of::<(crate::model::UserId, super::UserRecord)>() <= 64);
         assert_eq!(size_of::<super::Notifications>(), 8);
         assert_eq!(size_of::<super::UserConns>(), 16);
     }

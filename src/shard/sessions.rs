@@ -8,9 +8,7 @@
 //! closing a session's connections walks this shard's connections once per revocation (rare).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-
-use smallvec::SmallVec;
+use std::num::NonZeroU64;
 
 use crate::auth::now_unix_s;
 use crate::limits::{BARRIER_TIMEOUT, REVOCATION_DEFAULT_TTL_S, SESSIONS_PER_USER_MAX};
@@ -67,53 +65,156 @@ impl Revoked {
     }
 }
 
-/// The sessions a user's connections showed (id → token expiry, unix s), at most
-/// `SESSIONS_PER_USER_MAX`; kept as a short list (one inline) since most users have one or two.
+/// A session id (JWT `sid`, else `jti`) as a connection and its user's owner keep it: the
+/// first 64 bits of its SHA-256, inline (no allocation per connection; the id itself is 32 hex
+/// digits when this server mints the token, 16 characters from the loadgen). Collision-safe:
+/// the ids connections show are in server-signed tokens, not chosen by the client; two
+/// differ in key with probability 1 − 2^-64. A revocation closes this shard's connections
+/// whose key matches the revoked id's; an id a user names to log out (`known_only`) is found
+/// among the user's own keys only if it is one of its sessions, or collides with one of them,
+/// which takes a SHA-256 second preimage on 64 bits for a chosen id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionKey(NonZeroU64);
+
+impl SessionKey {
+    /// The key of session id `sid`.
+    pub fn of(sid: &str) -> SessionKey {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(sid.as_bytes());
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&digest[..8]);
+        // Never 0 (a zero word becomes 1): `Option<SessionKey>` is 8 bytes.
+        SessionKey(NonZeroU64::new(u64::from_le_bytes(bytes)).unwrap_or(NonZeroU64::MIN))
+    }
+}
+
+/// One remembered session: its key and its tokens' expiry (unix s, saturated to `u32`).
+type Seen = (SessionKey, u32);
+
+/// A zero byte whose other 255 values are niches: [`Sessions`]' empty and boxed forms fit in
+/// `One`'s 16 bytes instead of needing a tag beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Pad {
+    Zero = 0,
+}
+
+/// The list behind [`SeenSessions`]: 16 bytes, none or one inline (most users), more boxed.
 #[derive(Debug, Default)]
-pub struct SeenSessions(SmallVec<[(Arc<str>, u64); 1]>);
+enum Sessions {
+    #[default]
+    None,
+    One(SessionKey, u32, Pad),
+    #[allow(clippy::box_collection)] // the point: 8 bytes, so the enum stays 16
+    Many(Box<Vec<Seen>>),
+}
+
+/// The sessions a user's connections showed (key → token expiry, unix s), at most
+/// `SESSIONS_PER_USER_MAX`; 16 bytes in the user's record, one session inline since most
+/// users have one or two.
+#[derive(Debug, Default)]
+pub struct SeenSessions(Sessions);
+
+/// An expiry as kept (unix s; `u32` lasts until 2106).
+fn exp32(s: u64) -> u32 {
+    u32::try_from(s).unwrap_or(u32::MAX)
+}
 
 impl SeenSessions {
     /// Remembers `sid` (expiring at `expires_at`), forgetting expired ones and, when full, the
-    /// one that expires soonest. Keeps `sid` itself (the connection's `Bound::session` when
-    /// the connection is on this shard), not a copy.
-    pub fn remember(&mut self, sid: Arc<str>, expires_at: u64, now_s: u64) {
-        self.0.retain(|(_, exp)| *exp >= now_s);
-        if let Some((_, exp)) = self.0.iter_mut().find(|(s, _)| *s == sid) {
-            *exp = (*exp).max(expires_at);
-            return;
+    /// one that expires soonest.
+    pub fn remember(&mut self, sid: SessionKey, expires_at: u64, now_s: u64) {
+        let expires_at = exp32(expires_at);
+        match &mut self.0 {
+            Sessions::None => {
+                self.0 = Sessions::One(sid, expires_at, Pad::Zero);
+                return;
+            }
+            Sessions::One(key, exp, _) if *key == sid => {
+                *exp = (*exp).max(expires_at);
+                return;
+            }
+            Sessions::One(_, exp, _) if u64::from(*exp) < now_s => {
+                self.0 = Sessions::One(sid, expires_at, Pad::Zero);
+                return;
+            }
+            _ => {}
         }
-        if self.0.len() >= SESSIONS_PER_USER_MAX {
-            if let Some(soonest) = (0..self.0.len()).min_by_key(|i| self.0[*i].1) {
-                self.0.swap_remove(soonest);
+        let mut list = match std::mem::take(&mut self.0) {
+            Sessions::None => Vec::new(),
+            Sessions::One(key, exp, _) => vec![(key, exp)],
+            Sessions::Many(list) => *list,
+        };
+        list.retain(|(_, exp)| u64::from(*exp) >= now_s);
+        if let Some((_, exp)) = list.iter_mut().find(|(s, _)| *s == sid) {
+            *exp = (*exp).max(expires_at);
+        } else {
+            if list.len() >= SESSIONS_PER_USER_MAX {
+                if let Some(soonest) = (0..list.len()).min_by_key(|i| list[*i].1) {
+                    list.swap_remove(soonest);
+                }
+            }
+            list.push((sid, expires_at));
+        }
+        self.set(list);
+    }
+
+    /// Keeps `list` in its smallest form.
+    fn set(&mut self, list: Vec<Seen>) {
+        self.0 = match list.as_slice() {
+            [] => Sessions::None,
+            [(key, exp)] => Sessions::One(*key, *exp, Pad::Zero),
+            _ => Sessions::Many(Box::new(list)),
+        };
+    }
+
+    /// The expiry of the session keyed `sid`, when it was seen.
+    fn find(&self, sid: SessionKey) -> Option<u64> {
+        match &self.0 {
+            Sessions::None => None,
+            Sessions::One(key, exp, _) => (*key == sid).then_some(u64::from(*exp)),
+            Sessions::Many(list) => {
+                list.iter().find(|(s, _)| *s == sid).map(|(_, exp)| u64::from(*exp))
             }
         }
-        self.0.push((sid, expires_at));
     }
 
     /// The expiry of `sid`, when it was seen.
     pub fn expiry(&self, sid: &str) -> Option<u64> {
-        self.0.iter().find(|(s, _)| &**s == sid).map(|(_, exp)| *exp)
+        self.find(SessionKey::of(sid))
     }
 
     /// Forgets `sid`.
     pub fn remove(&mut self, sid: &str) {
-        self.0.retain(|(s, _)| &**s != sid);
+        let key = SessionKey::of(sid);
+        match std::mem::take(&mut self.0) {
+            Sessions::One(k, exp, pad) if k != key => self.0 = Sessions::One(k, exp, pad),
+            Sessions::Many(mut list) => {
+                list.retain(|(s, _)| *s != key);
+                self.set(*list);
+            }
+            _ => {}
+        }
     }
 
     /// Sessions remembered.
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            Sessions::None => 0,
+            Sessions::One(..) => 1,
+            Sessions::Many(list) => list.len(),
+        }
     }
 
     /// True when none is remembered.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        matches!(self.0, Sessions::None)
     }
 }
 
 impl Shard {
     /// User owner: a connection of `user` opened with session `sid`.
-    pub fn session_seen(&self, user: UserId, sid: Arc<str>, expires_at: u64) {
+    pub fn session_seen(&self, user: UserId, sid: SessionKey, expires_at: u64) {
         let mut owned = self.owner.owned.borrow_mut();
         let record = owned.users.get_or_default(&user);
         record.sessions.remember(sid, expires_at, now_unix_s());
@@ -208,16 +309,25 @@ mod tests {
     fn the_session_registry_is_bounded() {
         let mut s = SeenSessions::default();
         for i in 0..(SESSIONS_PER_USER_MAX as u64 + 10) {
-            s.remember(format!("s{i}").into(), 1000 + i, 0);
+            s.remember(SessionKey::of(&format!("s{i}")), 1000 + i, 0);
         }
         assert_eq!(s.len(), SESSIONS_PER_USER_MAX);
         assert_eq!(s.expiry(&format!("s{}", SESSIONS_PER_USER_MAX + 9)), Some(1000 + 73));
         assert_eq!(s.expiry("s0"), None, "the one expiring soonest made room");
-        s.remember("s20".into(), 5000, 0);
+        s.remember(SessionKey::of("s20"), 5000, 0);
         assert_eq!(s.expiry("s20"), Some(5000), "a later expiry extends a known session");
         s.remove("s20");
         assert_eq!(s.expiry("s20"), None);
-        s.remember("x".into(), 5, 2000);
+        s.remember(SessionKey::of("x"), 5, 2000);
         assert_eq!(s.len(), 1, "expired sessions are forgotten");
+    }
+
+    #[test]
+    fn session_keys_tell_ids_apart() {
+        let a = SessionKey::of("lg-693624a1-3a98");
+        assert_eq!(a, SessionKey::of("lg-693624a1-3a98"));
+        assert_ne!(a, SessionKey::of("lg-693624a1-3a99"));
+        assert_eq!(std::mem::size_of::<Option<SessionKey>>(), 8);
+        assert_eq!(std::mem::size_of::<SeenSessions>(), 16, "one inline, no tag beside it");
     }
 }

@@ -372,6 +372,7 @@ async fn shard_main(
         parts.config.outbound_bytes_max,
         parts.config.deflate_threshold_bytes,
     ));
+    writer.install();
     let shard = Rc::new(Shard {
         id: parts.id,
         shard_count: parts.shard_count,
