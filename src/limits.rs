@@ -13,6 +13,9 @@ use std::time::Duration;
 
 /// Most shards (threads) a server may run; `validate` refuses more and auto-sizing clamps to it.
 pub const SHARDS_MAX: usize = 64;
+/// Largest `outbound_bytes_max` `validate` takes: a connection's queue counts its bytes in a
+/// `u32` (`net::conn`).
+pub const OUTBOUND_BYTES_MAX_LIMIT: usize = 1 << 30;
 /// Submission queue entries of each shard's io_uring (ops queued before a submit).
 pub const URING_SQ_ENTRIES: u32 = 4096;
 /// Completion queue entries of each shard's io_uring; past it completions overflow (the

@@ -11,7 +11,8 @@
 //!
 //! # Invariants (enforced by [`Config::validate`], which [`load`] always runs)
 //! - Every limit is non-zero (`shards` may be 0 = one per core; `jwt_leeway_s`
-//!   and `deflate_threshold_bytes` may be 0); `shards <= 64`; `frame_bytes_max <= message_bytes_max`;
+//!   and `deflate_threshold_bytes` may be 0); `shards <= 64`; `outbound_bytes_max <= 1 GiB`;
+//!   `frame_bytes_max <= message_bytes_max`;
 //!   `stored_message_bytes_max` is more than a message's fixed overhead and at most
 //!   `history_page_bytes_max` and `history_bytes_per_room_max`;
 //!   `ring_slots` is a power of two; `ping_interval_ms < idle_timeout_ms`;
@@ -32,7 +33,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::limits::{MESSAGE_ENCODED_OVERHEAD_BYTES, SHARDS_MAX};
+use crate::limits::{MESSAGE_ENCODED_OVERHEAD_BYTES, OUTBOUND_BYTES_MAX_LIMIT, SHARDS_MAX};
 use serde::Deserialize;
 
 pub use load::{auth_settings, load, merge, resolve_secret, token_secret, ServeArgs, TokenArgs};
@@ -357,6 +358,9 @@ impl Config {
         );
         if self.shards > SHARDS_MAX {
             return Err(format!("shards must be at most {SHARDS_MAX} (0 = one per core)"));
+        }
+        if self.outbound_bytes_max > OUTBOUND_BYTES_MAX_LIMIT {
+            return Err(format!("outbound_bytes_max must be at most {OUTBOUND_BYTES_MAX_LIMIT}"));
         }
         if self.frame_bytes_max > self.message_bytes_max {
             return Err("frame_bytes_max must not exceed message_bytes_max".into());

@@ -180,12 +180,13 @@ fn validate_rejects_zero_bounds() {
 
 #[test]
 fn validate_checks_relationships() {
-    let bad: [(Mutation, &str); 16] = [
+    let bad: [(Mutation, &str); 17] = [
         (|c| c.http_trusted_proxies = "10.0.0.0/33".into(), "http_trusted_proxies"),
         (|c| c.http_trusted_proxies = "10.0.0.1,proxy.example".into(), "http_trusted_proxies"),
         (|c| c.tls_cert = Some("cert.pem".into()), "tls_key"),
         (|c| c.tls_key = Some("key.pem".into()), "tls_cert"),
         (|c| c.shards = 65, "shards"),
+        (|c| c.outbound_bytes_max = (1 << 30) + 1, "outbound_bytes_max"),
         (|c| c.frame_bytes_max = c.message_bytes_max + 1, "frame_bytes_max"),
         (|c| c.ring_slots = 1000, "ring_slots"),
         (|c| c.ping_interval_ms = c.idle_timeout_ms, "ping_interval_ms"),

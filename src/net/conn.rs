@@ -138,7 +138,7 @@ pub struct Writer {
 
 impl Writer {
     /// An idle writer; `run` must be spawned on the shard's loop. `outbound_bytes_max` is
-    /// capped at 1 GiB.
+    /// capped at `OUTBOUND_BYTES_MAX_LIMIT` (1 GiB; `Config::validate` refuses more).
     pub fn new(
         ring: Rc<Ring>,
         metrics: Arc<ShardMetrics>,
@@ -149,7 +149,7 @@ impl Writer {
             ring,
             pending: RefCell::new(Vec::new()),
             // The queue counts its bytes in a `u32`.
-            outbound_bytes_max: outbound_bytes_max.min(1 << 30),
+            outbound_bytes_max: outbound_bytes_max.min(crate::limits::OUTBOUND_BYTES_MAX_LIMIT),
             deflate_threshold,
             drained: tokio::sync::Notify::new(),
             spare: RefCell::new(Vec::new()),
