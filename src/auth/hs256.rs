@@ -24,8 +24,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use super::verify::CheckedClaims;
 use super::{AuthError, Identity};
-use crate::model::UserId;
 
 /// An HS256 key: the HMAC state after the key's inner and outer pads, cloned per token.
 #[derive(Clone)]
@@ -150,37 +150,27 @@ impl Claims<'_> {
     /// `RawClaims::into_identity`: the `sub` rules and the scope/session fallbacks.
     fn into_identity(self) -> Result<Identity, AuthError> {
         let user = match self.sub {
-            Some(Sub::Text(s)) if !s.is_empty() => s.into_owned(),
-            Some(Sub::Unsigned(n)) => n.to_string(),
-            Some(Sub::Signed(n)) => n.to_string(),
-            None => return Err(AuthError::Invalid("the `sub` claim is required".into())),
-            Some(_) => {
-                return Err(AuthError::Invalid(
-                    "the `sub` claim must be a non-empty string or an integer".into(),
-                ))
-            }
+            Some(Sub::Text(s)) if !s.is_empty() => Some(Some(s.into_owned())),
+            Some(Sub::Unsigned(n)) => Some(Some(n.to_string())),
+            Some(Sub::Signed(n)) => Some(Some(n.to_string())),
+            None => None,
+            Some(_) => Some(None),
         };
-        if let Err(e) = UserId::check(&user) {
-            return Err(AuthError::Invalid(format!("the `sub` claim is not a user id: {e}")));
-        }
         // `RawClaims` reads `exp` as an f64 and truncates it.
         let expires_at = match self.exp {
             Numeric::Unsigned(n) => n as f64 as u64,
             Numeric::Float(f) => f as u64,
             _ => return Err(AuthError::Invalid("the `exp` claim has the wrong type".into())),
         };
-        let scopes = match (self.scopes, self.scope) {
-            (Some(list), _) => list,
-            (None, Some(text)) => text.split_whitespace().map(str::to_owned).collect(),
-            (None, None) => vec!["*".to_owned()],
-        };
-        Ok(Identity {
+        let claims = CheckedClaims {
             user,
-            session: self.sid.or(self.jti).map(Cow::into_owned),
-            is_service: self.role.as_deref() == Some("service"),
-            scopes,
             expires_at,
-        })
+            session: self.sid.or(self.jti).map(Cow::into_owned),
+            role: self.role.as_deref(),
+            scopes: self.scopes,
+            scope: self.scope.as_deref(),
+        };
+        claims.into_identity()
     }
 }
 

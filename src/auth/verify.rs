@@ -273,11 +273,50 @@ impl RawClaims {
     /// Applies the `sub` rules and the scope/session fallbacks.
     fn into_identity(self) -> Result<Identity, AuthError> {
         let user = match self.sub {
-            Some(SubClaim::Text(s)) if !s.is_empty() => s,
-            Some(SubClaim::Unsigned(n)) => n.to_string(),
-            Some(SubClaim::Signed(n)) => n.to_string(),
+            Some(SubClaim::Text(s)) if !s.is_empty() => Some(Some(s)),
+            Some(SubClaim::Unsigned(n)) => Some(Some(n.to_string())),
+            Some(SubClaim::Signed(n)) => Some(Some(n.to_string())),
+            None => None,
+            Some(_) => Some(None),
+        };
+        // The library already required `exp` and checked it is a number.
+        let expires_at = match self.exp {
+            Some(ExpClaim::Number(exp)) if exp.is_finite() && exp >= 0.0 => exp as u64,
+            _ => return Err(AuthError::Invalid("the `exp` claim has the wrong type".into())),
+        };
+        let claims = CheckedClaims {
+            user,
+            expires_at,
+            session: self.sid.or(self.jti),
+            role: self.role.as_deref(),
+            scopes: self.scopes,
+            scope: self.scope.as_deref(),
+        };
+        claims.into_identity()
+    }
+}
+
+/// What both decoders (`RawClaims` here, `hs256::Claims`) read from a verified token, before
+/// the rules that make it an [`Identity`].
+pub(super) struct CheckedClaims<'a> {
+    /// `sub`: absent (`None`), of the wrong type or empty (`Some(None)`), or its text.
+    pub user: Option<Option<String>>,
+    pub expires_at: u64,
+    /// `sid`, else `jti`.
+    pub session: Option<String>,
+    pub role: Option<&'a str>,
+    pub scopes: Option<Vec<String>>,
+    pub scope: Option<&'a str>,
+}
+
+impl CheckedClaims<'_> {
+    /// The `sub` rules (required, a user id) and the scope fallbacks (`scopes`, else `scope`
+    /// split on whitespace, else every scope).
+    pub(super) fn into_identity(self) -> Result<Identity, AuthError> {
+        let user = match self.user {
+            Some(Some(user)) => user,
             None => return Err(AuthError::Invalid("the `sub` claim is required".into())),
-            Some(_) => {
+            Some(None) => {
                 return Err(AuthError::Invalid(
                     "the `sub` claim must be a non-empty string or an integer".into(),
                 ))
@@ -286,11 +325,6 @@ impl RawClaims {
         if let Err(e) = UserId::check(&user) {
             return Err(AuthError::Invalid(format!("the `sub` claim is not a user id: {e}")));
         }
-        // The library already required `exp` and checked it is a number.
-        let expires_at = match self.exp {
-            Some(ExpClaim::Number(exp)) if exp.is_finite() && exp >= 0.0 => exp as u64,
-            _ => return Err(AuthError::Invalid("the `exp` claim has the wrong type".into())),
-        };
         let scopes = match (self.scopes, self.scope) {
             (Some(list), _) => list,
             (None, Some(text)) => text.split_whitespace().map(str::to_owned).collect(),
@@ -298,10 +332,10 @@ impl RawClaims {
         };
         Ok(Identity {
             user,
-            session: self.sid.or(self.jti),
-            is_service: self.role.as_deref() == Some("service"),
+            session: self.session,
+            is_service: self.role == Some("service"),
             scopes,
-            expires_at,
+            expires_at: self.expires_at,
         })
     }
 }

@@ -596,7 +596,7 @@ impl Logged {
             self.complete(group, result);
             return;
         }
-        match write_group(&self.shared, &mut self.log, &group) {
+        match log_group(&self.shared, &mut self.log, &group, false) {
             Ok(()) => {
                 let end = self.log.len();
                 let flight = match self.written.take() {
@@ -665,7 +665,7 @@ impl Logged {
                         Err("the store shut down while its file kept failing".to_string())
                     } else {
                         commit_with_retry(&self.shared, &next.group, next.ops, None, |shared| {
-                            append_group(shared, &mut self.log, &next.group)
+                            log_group(shared, &mut self.log, &next.group, true)
                         })
                     };
                     self.complete(next.group, result);
@@ -703,7 +703,7 @@ impl Logged {
         }
         let log = &mut self.log;
         commit_with_retry(&self.shared, group, ops, Some(fail), |shared| {
-            append_group(shared, log, group)
+            log_group(shared, log, group, true)
         })
     }
 
@@ -784,13 +784,19 @@ fn note_commit(shared: &Shared, group: &[Batch], ops: usize) {
     }
 }
 
-/// One attempt to write a group to the log (no sync): the pipelined path's first step.
-fn write_group(shared: &Shared, log: &mut Log, group: &[Batch]) -> Result<(), Fail> {
+/// One attempt to write a group to the log: with `sync`, one write and one `fdatasync` (a
+/// commit); without, the write alone (the pipelined path's first step, synced elsewhere).
+fn log_group(shared: &Shared, log: &mut Log, group: &[Batch], sync: bool) -> Result<(), Fail> {
     #[cfg(test)]
     if shared.injected_failure() {
         return Err(Fail("injected commit failure".into()));
     }
-    log.write(group.iter().map(|(_, ops)| ops))?;
+    let batches = group.iter().map(|(_, ops)| ops);
+    if sync {
+        log.append(batches)?;
+    } else {
+        log.write(batches)?;
+    }
     shared.log_bytes.store(log.len(), Ordering::Relaxed);
     Ok(())
 }
@@ -832,17 +838,6 @@ fn apply_batches(shared: &Shared, batches: &[Vec<StoreOp>], marks: &mut Marks) -
     Ok(())
 }
 
-/// One attempt to commit a group through the log: one write, one `fdatasync`.
-fn append_group(shared: &Shared, log: &mut Log, group: &[Batch]) -> Result<(), Fail> {
-    #[cfg(test)]
-    if shared.injected_failure() {
-        return Err(Fail("injected commit failure".into()));
-    }
-    log.append(group.iter().map(|(_, ops)| ops))?;
-    shared.log_bytes.store(log.len(), Ordering::Relaxed);
-    Ok(())
-}
-
 /// Applies `pending` to redb in one non-durable transaction and, with `checkpoint`, commits
 /// durably and starts the log over. A failure (or `failed`: an attempt already failed) makes
 /// the store unhealthy and is retried with backoff after reopening the file; redb then has
@@ -857,30 +852,17 @@ fn settle(
     checkpoint: bool,
     failed: Option<Fail>,
 ) -> bool {
-    let mut delay = STORE_RETRY_FIRST;
-    let mut shutdown_seen: Option<Instant> = None;
+    let mut backoff = Backoff::new();
     let mut from_log = false;
     let mut failure = failed;
     loop {
         if let Some(e) = failure.take() {
-            shared.commit_failures.fetch_add(1, Ordering::Relaxed);
-            shared.healthy.store(false, Ordering::Release);
-            tracing::error!(
-                path = %shared.path.display(),
-                error = %e.0,
-                retry_in_ms = delay.as_millis() as u64,
-                "store apply of logged batches failed; retrying from the log"
-            );
-            if shared.shutdown.load(Ordering::Acquire) {
-                let since = *shutdown_seen.get_or_insert_with(Instant::now);
-                if since.elapsed() >= STORE_FLUSH_GRACE {
-                    return false;
-                }
-            }
-            thread::sleep(delay);
-            delay = (delay * 2).min(STORE_RETRY_MAX);
-            if let Err(e) = shared.reopen() {
-                tracing::error!(path = %shared.path.display(), error = %e.0, "store reopen failed");
+            if !backoff.after(
+                shared,
+                &e,
+                "store apply of logged batches failed; retrying from the log",
+            ) {
+                return false;
             }
             from_log = true;
         }
@@ -951,8 +933,7 @@ fn commit_with_retry(
     failed: Option<Fail>,
     mut attempt: impl FnMut(&Shared) -> Result<(), Fail>,
 ) -> Result<(), String> {
-    let mut delay = STORE_RETRY_FIRST;
-    let mut shutdown_seen: Option<Instant> = None;
+    let mut backoff = Backoff::new();
     let mut failure = failed;
     loop {
         let result = match failure.take() {
@@ -965,27 +946,51 @@ fn commit_with_retry(
                 return Ok(());
             }
             Err(e) => {
-                shared.commit_failures.fetch_add(1, Ordering::Relaxed);
-                shared.healthy.store(false, Ordering::Release);
-                tracing::error!(
-                    path = %shared.path.display(),
-                    error = %e.0,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "store commit failed; keeping the group and retrying"
-                );
-                if shared.shutdown.load(Ordering::Acquire) {
-                    let since = *shutdown_seen.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= STORE_FLUSH_GRACE {
-                        return Err(e.0);
-                    }
-                }
-                thread::sleep(delay);
-                delay = (delay * 2).min(STORE_RETRY_MAX);
-                if let Err(e) = shared.reopen() {
-                    tracing::error!(path = %shared.path.display(), error = %e.0, "store reopen failed");
+                if !backoff.after(shared, &e, "store commit failed; keeping the group and retrying")
+                {
+                    return Err(e.0);
                 }
             }
         }
+    }
+}
+
+/// The retry schedule of a failing store write: sleeps doubling from [`STORE_RETRY_FIRST`] to
+/// [`STORE_RETRY_MAX`], the redb file reopened after each (redb needs it after an I/O error);
+/// given up once a shutdown has lasted [`STORE_FLUSH_GRACE`].
+struct Backoff {
+    delay: Duration,
+    shutdown_seen: Option<Instant>,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { delay: STORE_RETRY_FIRST, shutdown_seen: None }
+    }
+
+    /// Counts failure `e` (the store unhealthy until a commit succeeds) and logs it as `what`;
+    /// then false when a shutdown outlasted the grace (give up), else sleeps, reopens, true.
+    fn after(&mut self, shared: &Shared, e: &Fail, what: &str) -> bool {
+        shared.commit_failures.fetch_add(1, Ordering::Relaxed);
+        shared.healthy.store(false, Ordering::Release);
+        tracing::error!(
+            path = %shared.path.display(),
+            error = %e.0,
+            retry_in_ms = self.delay.as_millis() as u64,
+            "{what}"
+        );
+        if shared.shutdown.load(Ordering::Acquire) {
+            let since = *self.shutdown_seen.get_or_insert_with(Instant::now);
+            if since.elapsed() >= STORE_FLUSH_GRACE {
+                return false;
+            }
+        }
+        thread::sleep(self.delay);
+        self.delay = (self.delay * 2).min(STORE_RETRY_MAX);
+        if let Err(e) = shared.reopen() {
+            tracing::error!(path = %shared.path.display(), error = %e.0, "store reopen failed");
+        }
+        true
     }
 }
 
