@@ -1180,3 +1180,35 @@ async fn a_command_over_the_nats_max_payload_is_refused_and_the_rest_still_cross
     post_message(cluster.addr(1), room, "reader", "small from node 1").await;
     assert_eq!(virola_text(&mut reader).await, "small from node 1");
 }
+
+/// Nodes of another wire version (another roomcast release) are kept apart, not decoded: a
+/// heartbeat on the first version's subject (`<prefix>.node.<n>.health`, no version token) or
+/// on another version's is counted and ignored, and a batch on the first version's mesh subject
+/// is never read; the nodes of this version go on seeing each other up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_of_another_wire_version_are_counted_and_not_decoded() {
+    let Some(nats) = nats_or_skip("nodes_of_another_wire_version") else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let cluster = Cluster::start(&nats, 2).await;
+    let client = async_nats::connect(cluster.url.as_str()).await.expect("a NATS client");
+    let prefix = &cluster.prefix;
+    let beat = bytes::Bytes::from_static(&[1, 5]);
+    for subject in [format!("{prefix}.node.1.health"), format!("{prefix}.w99.node.1.health")] {
+        client.publish(subject, beat.clone()).await.expect("publish");
+    }
+    let junk = bytes::Bytes::from_static(b"\xff\xff\xff not a batch of this version");
+    client.publish(format!("{prefix}.node.0.mesh"), junk).await.expect("publish");
+    client.flush().await.expect("flush");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&cluster, 0, "roomcast_cluster_version_mismatch_total").await < 2 {
+        assert!(Instant::now() < deadline, "node 0 counts both foreign heartbeats");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&cluster, 0, "roomcast_cluster_malformed_total").await, 0);
+    assert_eq!(metric(&cluster, 0, "roomcast_cluster_node_up{node=\"1\"}").await, 1);
+    // And the two nodes of this version still work together.
+    let room = create_room(cluster.addr(0), "same-version", &["a"]).await;
+    let mut reader = virola(cluster.addr(1), "a").await;
+    post_message(cluster.addr(0), room, "a", "still here").await;
+    assert_eq!(virola_text(&mut reader).await, "still here");
+}

@@ -1,4 +1,4 @@
-//! Which nodes answer: each node publishes a heartbeat on `<prefix>.node.<n>.health` every
+//! Which nodes answer: each node publishes a heartbeat on `<prefix>.w<version>.node.<n>.health` every
 //! [`HEARTBEAT_PERIOD`]; a node is up while its last heartbeat is younger than
 //! [`DOWN_AFTER`] and this node's NATS connection is up. Shards read it (atomics) to refuse
 //! at once what a down node would never answer; `/metrics` and `/healthz` show it.
@@ -40,6 +40,8 @@ pub struct Health {
     pub oversized_total: AtomicU64,
     /// The NATS server's `max_payload` (bytes; 0 before the first connection).
     pub max_payload: AtomicU64,
+    /// Heartbeats of nodes that speak another wire version (ignored).
+    pub version_mismatch_total: AtomicU64,
     /// Commands waiting because a shard's inbound ring was full.
     pub inbound_parked: AtomicU64,
     /// Publishes that failed (connection lost meanwhile).
@@ -63,6 +65,7 @@ impl Health {
             dropped_total: AtomicU64::new(0),
             oversized_total: AtomicU64::new(0),
             max_payload: AtomicU64::new(0),
+            version_mismatch_total: AtomicU64::new(0),
             inbound_parked: AtomicU64::new(0),
             publish_errors_total: AtomicU64::new(0),
             slow_consumer_total: AtomicU64::new(0),
@@ -159,6 +162,12 @@ impl Health {
                 &self.oversized_total,
             ),
             ("max_payload_bytes", "gauge", "The NATS server's max_payload.", &self.max_payload),
+            (
+                "version_mismatch_total",
+                "counter",
+                "Heartbeats of nodes on another wire version (ignored).",
+                &self.version_mismatch_total,
+            ),
             (
                 "inbound_parked",
                 "gauge",

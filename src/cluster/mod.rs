@@ -4,7 +4,7 @@
 //! and rooms, users and ids hash over the `nodes * shards` global shards exactly as they hash
 //! over one node's shards alone. A command for a shard of another node leaves its shard through
 //! a bounded SPSC ring to the node's NATS thread (`node`), which encodes it (`wire`) and
-//! publishes it on the destination node's subject `<prefix>.node.<n>.mesh`; the receiving
+//! publishes it on the destination node's subject `<prefix>.w<version>.node.<n>.mesh`; the receiving
 //! node's thread decodes it and pushes it into the destination shard's ring from that thread,
 //! ringing its doorbell. Shards never block on the network. Which nodes answer is `health`.
 //!

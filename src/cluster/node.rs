@@ -6,7 +6,7 @@
 //! bounded SPSC ring (`RemoteLink::out`, parked in the shard when full) and a wakeup; the
 //! thread drains every ring, encodes the commands for each destination node into one batch
 //! (consecutive copies of one broadcast ride in one frame with one bit per destination shard),
-//! and publishes it once on `<prefix>.node.<n>.mesh`. A command for a node that does not
+//! and publishes it once on `<prefix>.w<version>.node.<n>.mesh` (`wire::subject`). A command for a node that does not
 //! answer is not sent: what waits for an answer is refused at once (`refuse`).
 //!
 //! In: each message of this node's subject is decoded once and its commands pushed into the
@@ -15,7 +15,7 @@
 //! stops reading (NATS then buffers, and drops as a slow consumer, counted). A message that
 //! does not decode is counted and dropped.
 //!
-//! Health: a heartbeat `(node, incarnation)` on `<prefix>.node.<n>.health` every
+//! Health: a heartbeat `(node, incarnation)` on `<prefix>.w<version>.node.<n>.health` every
 //! [`HEARTBEAT_PERIOD`]; a node is down after [`DOWN_AFTER`] without one, or while the NATS
 //! connection is down. Every change is told to each local shard in order with the commands
 //! (`Command::NodeDown` / `NodeUp`); a node whose incarnation changed (restarted faster than
@@ -179,6 +179,8 @@ struct Bridge {
     incarnation: Vec<Option<u64>>,
     /// This node's incarnation (its start, in ms).
     own_incarnation: u64,
+    /// Other wire versions already reported (at most 8 kept).
+    versions_warned: Vec<u32>,
 }
 
 async fn run(
@@ -205,13 +207,15 @@ async fn run(
         }
     };
     let prefix = &config.cluster_prefix;
-    let mesh_subject = format!("{prefix}.node.{}.mesh", topology.node);
+    let mesh_subject = wire::subject(prefix, topology.node, "mesh");
+    let [any_health, first_health] = wire::health_subjects_any_version(prefix);
     let (mut mesh_sub, mut health_sub) = match (
         client.subscribe(mesh_subject).await,
-        client.subscribe(format!("{prefix}.node.*.health")).await,
+        client.subscribe(any_health).await,
+        client.subscribe(first_health).await,
     ) {
-        (Ok(mesh), Ok(health)) => (mesh, health),
-        (Err(e), _) | (_, Err(e)) => {
+        (Ok(mesh), Ok(health), Ok(first)) => (mesh, futures_util::stream::select(health, first)),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             tracing::error!("cluster: subscribing: {e}");
             return;
         }
@@ -220,8 +224,8 @@ async fn run(
         health.connected.store(true, Ordering::Release);
     }
     let subjects: Vec<String> =
-        (0..topology.nodes).map(|n| format!("{prefix}.node.{n}.mesh")).collect();
-    let own_health = format!("{prefix}.node.{}.health", topology.node);
+        (0..topology.nodes).map(|n| wire::subject(prefix, n, "mesh")).collect();
+    let own_health = wire::subject(prefix, topology.node, "health");
     let nodes = topology.nodes;
     let own_incarnation = crate::model::ids::now_ms();
     let mut bridge = Bridge {
@@ -238,6 +242,7 @@ async fn run(
         last_seen: vec![None; nodes],
         incarnation: vec![None; nodes],
         own_incarnation,
+        versions_warned: Vec::new(),
         parts,
     };
     bridge.set_max_payload(client.server_info().max_payload);
@@ -264,7 +269,10 @@ async fn run(
             }
             message = health_sub.next() => {
                 let Some(message) = message else { break };
-                bridge.heard(&message.payload);
+                match wire::health_version(prefix, message.subject.as_str()) {
+                    Some(wire::WIRE_VERSION) => bridge.heard(&message.payload),
+                    version => bridge.other_version(version),
+                }
             }
             _ = heartbeat.tick() => {
                 // None while disconnected: async-nats would queue each beat (2 048 at most,
@@ -365,6 +373,22 @@ impl Bridge {
     fn tell_all(&mut self, make: impl Fn() -> Command) {
         for local in 0..self.topology.shards {
             self.deliver_local(local, make());
+        }
+    }
+
+    /// A heartbeat of another wire version (or on no health subject at all): its bytes are not
+    /// read, its node is not taken as up; counted, and said once per version.
+    fn other_version(&mut self, version: Option<u32>) {
+        crate::metrics::inc(&self.health.version_mismatch_total);
+        let version = version.unwrap_or(0);
+        if !self.versions_warned.contains(&version) && self.versions_warned.len() < 8 {
+            self.versions_warned.push(version);
+            tracing::error!(
+                version,
+                ours = wire::WIRE_VERSION,
+                "cluster: a node speaks another wire version (another roomcast release); \
+                 the two do not exchange commands and each sees the other down"
+            );
         }
     }
 

@@ -1,6 +1,6 @@
 //! The cluster's wire: how a [`Command`] crosses nodes.
 //!
-//! A NATS message on `<prefix>.node.<n>.mesh` is a batch of frames, each
+//! A NATS message on `<prefix>.w<version>.node.<n>.mesh` ([`subject`]) is a batch of frames, each
 //! `(from, to, command)`: the sending global shard, a mask of destination global shards (all on
 //! node `n`; several bits for a broadcast, published once per node) and the command, encoded
 //! with serde and `postcard` (a departure from rkyv, see ARCHITECTURE.md: commands hold
@@ -24,6 +24,37 @@ use crate::fanout::bundle::{Alternative, Frames, Routing};
 use crate::fanout::Bundle;
 use crate::mesh::Command;
 use crate::model::{ShardId, UserId};
+
+/// The version of this wire (the frames' encoding and every `Command`'s shape), bumped with
+/// any change to either. It is a token of every cluster subject ([`subject`]), so nodes of
+/// different versions never decode each other's bytes: each sees the other down, and says why
+/// ([`health_version`]). 1: the first cluster (subjects without the token); 2: `SessionSeen`
+/// carries a session key.
+pub const WIRE_VERSION: u32 = 2;
+
+/// Node `node`'s subject of `kind` (`mesh` or `health`) at this wire version (`node` may be
+/// `*`).
+pub fn subject(prefix: &str, node: impl std::fmt::Display, kind: &str) -> String {
+    format!("{prefix}.w{WIRE_VERSION}.node.{node}.{kind}")
+}
+
+/// The health subjects of every wire version: this one's and others' (`<prefix>.*.node.*.health`)
+/// and the first version's (`<prefix>.node.*.health`), so a node that speaks another is noticed.
+pub fn health_subjects_any_version(prefix: &str) -> [String; 2] {
+    [format!("{prefix}.*.node.*.health"), format!("{prefix}.node.*.health")]
+}
+
+/// The wire version whose health subject `subject` is (1 for the first version's, which had
+/// no version token); `None` when it is not a health subject under `prefix`.
+pub fn health_version(prefix: &str, subject: &str) -> Option<u32> {
+    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?.strip_suffix(".health")?;
+    let mut tokens = rest.split('.');
+    match (tokens.next()?, tokens.next()?, tokens.next(), tokens.next()) {
+        ("node", _, None, None) => Some(1),
+        (version, "node", Some(_), None) => version.strip_prefix('w')?.parse().ok(),
+        _ => None,
+    }
+}
 
 /// Whether `command` may cross nodes at all.
 pub fn crosses_nodes(command: &Command) -> bool {
@@ -239,6 +270,26 @@ impl<'de> Deserialize<'de> for Bundle {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn health_subjects_name_their_wire_version() {
+        use super::{health_version, subject, WIRE_VERSION};
+        let ours = subject("rc.a", 3, "health");
+        assert_eq!(ours, format!("rc.a.w{WIRE_VERSION}.node.3.health"));
+        assert_eq!(health_version("rc.a", &ours), Some(WIRE_VERSION));
+        assert_eq!(health_version("rc.a", "rc.a.node.3.health"), Some(1));
+        assert_eq!(health_version("rc.a", "rc.a.w9.node.0.health"), Some(9));
+        for other in [
+            "rc.a.w2.node.3.mesh",
+            "rc.b.w2.node.3.health",
+            "rc.a.x2.node.3.health",
+            "rc.a.w2.node.health",
+            "rc.a.node.3.4.health",
+            "rc.ab.node.3.health",
+        ] {
+            assert_eq!(health_version("rc.a", other), None, "{other}");
+        }
+    }
+
     use std::sync::Arc;
 
     use super::*;

@@ -110,7 +110,7 @@ pub struct Config {
     pub node: usize,
     /// Nodes in the cluster (1 = alone); `nodes * shards` global shards, at most 64.
     pub nodes: usize,
-    /// Prefix of the cluster's NATS subjects (`<prefix>.node.<n>.mesh`).
+    /// Prefix of the cluster's NATS subjects (`<prefix>.w<version>.node.<n>.mesh`).
     pub cluster_prefix: String,
     /// NATS credentials file (JWT + NKey seed), if the NATS server wants one.
     pub cluster_creds: Option<PathBuf>,
