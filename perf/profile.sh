@@ -6,7 +6,8 @@
 #                           CALLGRAPH "fp" (-g, frame pointers) or "dwarf", SHARDS 1, SVG path,
 #                           SERVER roomcast; a peer (tt-tuned, …) works too: its deliveries are
 #                           then taken as RATE x MEMBERS x seconds, nominal, as it has no metrics)
-# Needs `perf` (Debian: apt-get install linux-perf) and inferno (cargo install inferno).
+# Needs `perf` (Debian: apt-get install linux-perf); inferno (cargo install inferno) for the
+# flame graph: without it the tables are still written and the SVG is skipped, said on stderr.
 # Writes perf/out/profile-*/{perf.data,folded.txt,report-*.txt,stat.txt,metrics-*.txt} and the
 # SVG (default perf/flamegraph-fanout.svg). roomcast runs on CPU 1, the loadgen on CPU 0.
 SERVER=${SERVER:-roomcast}
@@ -22,7 +23,11 @@ if [[ $SERVER == roomcast ]]; then SVG=${SVG:-$ROOT/perf/flamegraph-fanout.svg};
 mkdir -p "$OUT_DIR"
 INFERNO_BIN=${INFERNO_BIN:-$HOME/.cargo/bin}
 command -v perf >/dev/null || { echo "perf is missing: apt-get install -y linux-perf" >&2; exit 1; }
-[[ -x $INFERNO_BIN/inferno-flamegraph ]] || { echo "inferno is missing: cargo install inferno" >&2; exit 1; }
+FLAME=1
+[[ -x $INFERNO_BIN/inferno-flamegraph ]] || {
+  echo "inferno is missing (cargo install inferno): no flame graph, tables only" >&2
+  FLAME=0
+}
 
 build
 port=$((PORT_BASE + 50))
@@ -88,10 +93,12 @@ wait "$LG_PID" || true
     "$OUT_DIR/stat.csv" | sort -t, -k2,2nr
 } | tee "$OUT_DIR/stat.txt"
 
-log "folding and rendering"
-perf script -i "$OUT_DIR/perf.data" 2>/dev/null | "$INFERNO_BIN/inferno-collapse-perf" >"$OUT_DIR/folded.txt"
-"$INFERNO_BIN/inferno-flamegraph" --title "$SERVER fan-out ($ROOMS x $MEMBERS, $RATE msg/s, --shards ${SHARDS}, cpu-clock, $CALLGRAPH)" \
-  --width 1600 <"$OUT_DIR/folded.txt" >"$SVG"
+if ((FLAME)); then
+  log "folding and rendering"
+  perf script -i "$OUT_DIR/perf.data" 2>/dev/null | "$INFERNO_BIN/inferno-collapse-perf" >"$OUT_DIR/folded.txt"
+  "$INFERNO_BIN/inferno-flamegraph" --title "$SERVER fan-out ($ROOMS x $MEMBERS, $RATE msg/s, --shards ${SHARDS}, cpu-clock, $CALLGRAPH)" \
+    --width 1600 <"$OUT_DIR/folded.txt" >"$SVG"
+fi
 perf report -i "$OUT_DIR/perf.data" --no-children --sort sym --stdio 2>/dev/null |
   grep -E '^ +[0-9]' | sed -n 1,60p >"$OUT_DIR/report-self.txt" || true
 perf report -i "$OUT_DIR/perf.data" --no-children --sort dso --stdio 2>/dev/null |
@@ -99,4 +106,4 @@ perf report -i "$OUT_DIR/perf.data" --no-children --sort dso --stdio 2>/dev/null
 echo "--- self time by dso"; cat "$OUT_DIR/report-dso.txt"
 echo "--- top symbols (self)"; sed -n 1,40p "$OUT_DIR/report-self.txt"
 cat "$OUT_DIR/loadgen.jsonl"
-log "wrote $SVG and $OUT_DIR"
+if ((FLAME)); then log "wrote $SVG and $OUT_DIR"; else log "wrote $OUT_DIR (no flame graph)"; fi
