@@ -18,10 +18,12 @@ fn head(cookie: &[u8], authorization: &[u8]) -> RequestHead {
         path: "/".into(),
         query: None,
         version: 1,
-        headers: vec![
+        headers: [
             ("cookie".into(), cookie.to_vec()),
             ("authorization".into(), authorization.to_vec()),
-        ],
+        ]
+        .into_iter()
+        .collect(),
         content_length: 0,
         keep_alive: true,
         chunked: false,
